@@ -1,0 +1,47 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+UV := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: install run test test-fast contracts contracts-check lock bench down status clean
+
+# .venv with every package of the repository (editable) and the locked dependencies.
+install: $(VENV)/.installed
+$(VENV)/.installed: uv.lock pyproject.toml contracts/pyproject.toml $(wildcard services/*/pyproject.toml)
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet "uv==$(UV_VERSION)"; }
+	$(UV) sync --frozen --all-packages --inexact
+	@touch $@
+
+# Start NATS, PostgreSQL and every service, run the services' main jobs; Ctrl-C stops it all.
+run: install
+	$(VENV)/bin/raccrochage up --main-jobs
+
+test: install
+	$(VENV)/bin/python -m pytest
+
+test-fast: install
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+# Regenerate JSON Schemas and AsyncAPI documents from the contract models.
+contracts: install
+	$(VENV)/bin/python -m raccrochage_contracts.generate
+
+contracts-check: install
+	$(VENV)/bin/python -m raccrochage_contracts.generate --check
+
+lock:
+	$(UV) lock
+
+bench: install
+	$(VENV)/bin/python bench/relay.py
+
+status: install
+	$(VENV)/bin/raccrochage status
+
+down: install
+	$(VENV)/bin/raccrochage down
+
+clean:
+	rm -rf $(VENV) .rig

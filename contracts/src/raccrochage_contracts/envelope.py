@@ -1,0 +1,79 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) every event travels in."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from .naming import EventType
+from .payload import Payload
+
+SOURCE_PATTERN = r"^(raccrochage/[a-z][a-z0-9_]*|partner/[a-z0-9][a-z0-9_-]{1,62})$"
+SCHEMA_BASE = "https://schemas.raccrochage.local/events"
+
+
+class CloudEvent(BaseModel):
+    """Envelope of every event. `data` stays a plain dict here; the registry gives its model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID
+    source: str = Field(pattern=SOURCE_PATTERN)
+    type: str
+    time: AwareDatetime
+    subject: str = Field(min_length=1, max_length=200)
+    dataschema: str
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict[str, Any]
+    correlationid: uuid.UUID
+    causationid: uuid.UUID | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type_follows_naming_rule(cls, value: str) -> str:
+        EventType.parse(value)
+        return value
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> CloudEvent:
+        return cls.model_validate_json(raw)
+
+
+def schema_uri(event_type: str) -> str:
+    return f"{SCHEMA_BASE}/{event_type}.json"
+
+
+def new_event(
+    payload: Payload,
+    *,
+    source: str,
+    subject: str,
+    correlationid: uuid.UUID | None = None,
+    causationid: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    time: datetime | None = None,
+) -> CloudEvent:
+    """Wrap a payload (already validated strictly by its model) in a new envelope.
+
+    A new causal chain starts with correlationid = id; an event caused by another carries the
+    cause's correlationid and its id as causationid.
+    """
+    event_id = event_id or uuid.uuid4()
+    return CloudEvent(
+        id=event_id,
+        source=source,
+        type=payload.event_type,
+        time=time or datetime.now(UTC),
+        subject=subject,
+        dataschema=schema_uri(payload.event_type),
+        data=payload.model_dump(mode="json", exclude_none=True),
+        correlationid=correlationid or event_id,
+        causationid=causationid,
+    )

@@ -1,0 +1,1 @@
+"""Plumbing every Raccrochage service shares: settings, logs, database, broker, outbox, inbox, dead letters, health, the local rig."""

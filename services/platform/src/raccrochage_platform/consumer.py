@@ -1,0 +1,225 @@
+"""Durable pull consumers: fetch a batch, handle it in one transaction with the inbox, ack.
+
+Why not FastStream's batch subscriber: in 0.7 it keeps fetching until the batch is full or its
+timeout expires, so an idle system waits the whole timeout for each event. Here a fetch returns
+what is there at once (batches form under load only), the batch shares one transaction with its
+inbox rows, and each message that cannot be handled is isolated, retried with backoff, then
+dead-lettered with its reason while the others go through. FastStream still owns the
+connection, request/reply handlers and publishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import nats.errors
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from raccrochage_contracts import CloudEvent, Payload, Registry, UnknownEventType
+from raccrochage_contracts.naming import type_from_subject
+
+from . import metrics
+from .deadletter import dead_letter
+from .inbox import claim_many
+from .logging import get_logger
+from .topology import ConsumerDef
+
+log = get_logger(__name__)
+P = TypeVar("P", bound=Payload)
+
+
+class PermanentError(Exception):
+    """A handler raises this when retrying cannot help (the event contradicts our state)."""
+
+
+@dataclass(frozen=True)
+class Event(Generic[P]):
+    """What a handler receives: the envelope, its payload model, and transport facts."""
+
+    envelope: CloudEvent
+    data: P
+    partner_id: str | None  # from the NATS subject, never from the payload
+    delivered: int
+
+
+Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
+
+
+def _validation_reason(error: ValidationError, where: str) -> str:
+    """Field paths and messages, never the input values (they may hold personal data)."""
+    parts = [
+        f"{where}.{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}"
+        for problem in error.errors(include_input=False, include_url=False)[:10]
+    ]
+    return "invalid " + "; ".join(parts)
+
+
+@dataclass
+class _Parsed:
+    msg: Msg
+    event: Event[Any] | None = None
+    reason: str | None = None
+
+
+@dataclass
+class EventConsumer:
+    """One durable consumer of one service. Register handlers with `on`, then `start`."""
+
+    definition: ConsumerDef
+    registry: Registry
+    sessions: async_sessionmaker[AsyncSession]
+    js: JetStreamContext
+    batch_size: int = 200
+    fetch_timeout: float = 1.0
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    _task: asyncio.Task | None = None
+    _stopping: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.definition.durable
+
+    def on(self, event_type: str) -> Callable[[Handler], Handler]:
+        self.registry.model(event_type)  # fails now, not at the first message
+
+        def register(handler: Handler) -> Handler:
+            self.handlers[event_type] = handler
+            return handler
+
+        return register
+
+    async def start(self) -> None:
+        self._subscription = await self.js.pull_subscribe_bind(
+            durable=self.definition.durable, stream=self.definition.stream
+        )
+        self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self._subscription.unsubscribe()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                messages = await self._subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001  (reconnects are nats-py's job; keep polling)
+                log.warning("fetch_failed", consumer=self.name, error=type(error).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                await self.handle_batch(messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001  (unacked messages come back after ack_wait)
+                log.error("batch_failed", consumer=self.name, error=f"{type(error).__name__}: {error}"[:300])
+                await asyncio.sleep(1.0)
+
+    # --- one batch ------------------------------------------------------------------------------
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        parsed = [self._parse(msg) for msg in messages]
+        for item in parsed:
+            if item.msg.metadata.num_delivered > 1:
+                metrics.REDELIVERED.labels(self.name).inc()
+            if item.reason is not None:
+                await self._dead_letter(item.msg, item.reason)
+        good = [item for item in parsed if item.event is not None]
+        if not good:
+            return
+        try:
+            await self._handle_in_one_transaction(good)
+        except Exception:  # noqa: BLE001  (find the culprit: one transaction per message)
+            for item in good:
+                await self._handle_alone(item)
+            return
+        for item in good:
+            await item.msg.ack()
+
+    async def _handle_in_one_transaction(self, items: list[_Parsed]) -> None:
+        started = time.perf_counter()
+        async with self.sessions() as session, session.begin():
+            new = await claim_many(session, self.name, [(i.event.envelope.id, i.event.envelope.type) for i in items])
+            for item in items:
+                if item.event.envelope.id in new:
+                    await self._call(session, item.event)
+                    new.discard(item.event.envelope.id)  # a batch may hold the same event twice
+        elapsed = time.perf_counter() - started
+        for item in items:
+            metrics.HANDLED.labels(self.name, item.event.envelope.type).inc()
+        metrics.BATCH_SECONDS.labels(self.name).observe(elapsed)
+
+    async def _handle_alone(self, item: _Parsed) -> None:
+        event = item.event
+        try:
+            await self._handle_in_one_transaction([item])
+        except PermanentError as error:
+            await self._dead_letter(item.msg, f"rejected by handler: {error}")
+            return
+        except Exception as error:  # noqa: BLE001
+            reason = f"handler failed: {type(error).__name__}: {error}"[:500]
+            metrics.FAILED.labels(self.name, "handler").inc()
+            if event.delivered >= self.definition.max_deliver:
+                await self._dead_letter(item.msg, f"{reason} (after {event.delivered} deliveries)")
+            else:
+                delay = self.definition.backoff_for(event.delivered)
+                log.warning("handler_failed_will_retry", consumer=self.name, event_id=str(event.envelope.id),
+                            event_type=event.envelope.type, delivered=event.delivered, retry_in=delay,
+                            error=type(error).__name__)
+                await item.msg.nak(delay=delay)
+            return
+        await item.msg.ack()
+
+    async def _call(self, session: AsyncSession, event: Event[Any]) -> None:
+        handler = self.handlers[event.envelope.type]
+        with structlog.contextvars.bound_contextvars(
+            event_id=str(event.envelope.id), correlation_id=str(event.envelope.correlationid)
+        ):
+            await handler(session, event)
+
+    def _parse(self, msg: Msg) -> _Parsed:
+        try:
+            envelope = CloudEvent.from_json(msg.data)
+        except ValidationError as error:
+            return _Parsed(msg, reason=_validation_reason(error, "envelope"))
+        except ValueError:
+            return _Parsed(msg, reason="invalid envelope: not a JSON object")
+        event_type, partner_id = type_from_subject(msg.subject)
+        if envelope.type != event_type:
+            return _Parsed(msg, reason=f"envelope type {envelope.type} does not match subject {msg.subject}")
+        if partner_id is not None and envelope.source != f"partner/{partner_id}":
+            return _Parsed(msg, reason=f"source {envelope.source} does not match the partner of subject {msg.subject}")
+        try:
+            model = self.registry.model(envelope.type)
+        except UnknownEventType as error:
+            return _Parsed(msg, reason=str(error))
+        if envelope.type not in self.handlers:
+            return _Parsed(msg, reason=f"consumer {self.name} has no handler for {envelope.type}")
+        try:
+            data = model.read(envelope.data)
+        except ValidationError as error:
+            return _Parsed(msg, reason=_validation_reason(error, "data"))
+        return _Parsed(msg, event=Event(envelope, data, partner_id, msg.metadata.num_delivered))
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        await dead_letter(self.js, msg, consumer=self.name, reason=reason)
+        await msg.term()
+        metrics.DEADLETTERED.labels(self.name).inc()
+        log.warning("dead_lettered", consumer=self.name, subject=msg.subject,
+                    stream_seq=msg.metadata.sequence.stream, reason=reason[:300])

@@ -1,0 +1,60 @@
+"""/health, /ready and Prometheus /metrics for every service process."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from . import metrics
+from .broker import connection, jetstream
+
+if TYPE_CHECKING:
+    from .outbox import OutboxRelay
+    from .service import ServiceContext
+
+
+def health_router(context: ServiceContext, relay: OutboxRelay | None) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+    name = context.settings.service_name
+
+    @router.get("/health")
+    async def health() -> dict:
+        """The process is alive."""
+        return {"service": name, "status": "ok"}
+
+    @router.get("/ready")
+    async def ready() -> JSONResponse:
+        """Ready when NATS and the service's database answer."""
+        checks = {"nats": connection(context.broker).is_connected}
+        try:
+            async with context.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:  # noqa: BLE001
+            checks["database"] = False
+        ok = all(checks.values())
+        return JSONResponse({"service": name, "ready": ok, **checks}, status_code=200 if ok else 503)
+
+    @router.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        """Prometheus text format; lag and backlog are read at scrape time."""
+        js = jetstream(context.broker)
+        for consumer in context.consumers:
+            try:
+                info = await js.consumer_info(consumer.definition.stream, consumer.name)
+                metrics.CONSUMER_PENDING.labels(consumer.name).set(info.num_pending or 0)
+                metrics.CONSUMER_ACK_PENDING.labels(consumer.name).set(info.num_ack_pending or 0)
+            except Exception:  # noqa: BLE001  (a scrape must not fail because NATS blinked)
+                pass
+        if relay is not None:
+            try:
+                metrics.OUTBOX_BACKLOG.labels(name).set(await relay.backlog())
+            except Exception:  # noqa: BLE001
+                pass
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

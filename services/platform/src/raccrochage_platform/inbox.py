@@ -1,0 +1,46 @@
+"""Inbox: a consumer records `(consumer, event_id)` in the same transaction as its effects.
+
+An event whose row is already there was handled before (a redelivery, a relay that published
+twice, a replay): it is acknowledged and skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from .tables import inbox
+
+
+async def claim(session: AsyncSession | AsyncConnection, consumer: str, event_id: uuid.UUID, event_type: str) -> bool:
+    """True when this consumer sees the event for the first time (in this transaction)."""
+    return bool(await claim_many(session, consumer, [(event_id, event_type)]))
+
+
+async def claim_many(
+    session: AsyncSession | AsyncConnection,
+    consumer: str,
+    events: Iterable[tuple[uuid.UUID, str]],
+) -> set[uuid.UUID]:
+    """Insert a batch in one statement; returns the ids that were new."""
+    rows = [{"consumer": consumer, "event_id": event_id, "event_type": kind} for event_id, kind in events]
+    if not rows:
+        return set()
+    statement = (
+        insert(inbox)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+        .returning(inbox.c.event_id)
+    )
+    return set((await session.execute(statement)).scalars().all())
+
+
+async def handled(session: AsyncSession | AsyncConnection, consumer: str, event_id: uuid.UUID) -> bool:
+    found = await session.execute(
+        select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
+    )
+    return found.first() is not None

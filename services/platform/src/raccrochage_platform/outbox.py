@@ -1,0 +1,273 @@
+"""Transactional outbox: the writer used inside a service's transaction, and the relay to JetStream.
+
+The writer inserts the outgoing event in the same transaction as the state change, so an event
+exists if and only if the change committed. The relay publishes pending rows with
+`Nats-Msg-Id` = envelope id, waits for each PubAck, then marks the rows published. A relay that
+dies between PubAck and marking publishes the row again: JetStream drops it within its duplicate
+window, and consumers' inboxes drop it after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+from raccrochage_contracts import CloudEvent, Payload, new_event, nats_subject
+
+from .db import libpq_dsn
+from .logging import get_logger
+from .tables import OUTBOX_CHANNEL, outbox
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboxWriter:
+    """Adds events to the outbox of the current transaction. One per service."""
+
+    source: str  # raccrochage/<service>
+    stream: str  # the service's JetStream stream
+
+    def envelope(
+        self,
+        payload: Payload,
+        *,
+        subject: str,
+        cause: CloudEvent | None = None,
+        correlationid: uuid.UUID | None = None,
+    ) -> CloudEvent:
+        return new_event(
+            payload,
+            source=self.source,
+            subject=subject,
+            correlationid=cause.correlationid if cause else correlationid,
+            causationid=cause.id if cause else None,
+        )
+
+    def row(self, event: CloudEvent) -> dict:
+        return {
+            "event_id": event.id,
+            "event_type": event.type,
+            "nats_subject": nats_subject(event.type),
+            "stream": self.stream,
+            "aggregate_key": event.subject,
+            "envelope": event.to_json(),
+        }
+
+    async def add(
+        self,
+        session: AsyncSession | AsyncConnection,
+        payload: Payload,
+        *,
+        subject: str,
+        cause: CloudEvent | None = None,
+        correlationid: uuid.UUID | None = None,
+    ) -> CloudEvent:
+        """Record one event to publish when (and only if) the caller's transaction commits."""
+        event = self.envelope(payload, subject=subject, cause=cause, correlationid=correlationid)
+        await session.execute(insert(outbox), [self.row(event)])
+        return event
+
+    async def add_many(self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent]) -> None:
+        if events:
+            await session.execute(insert(outbox), [self.row(e) for e in events])
+
+
+# Take the oldest pending rows no other relay holds, minus any row whose aggregate still has an
+# older pending row outside this batch (held by another relay): publishing it now would
+# overtake that row.
+_CLAIM = text(
+    """
+    WITH batch AS (
+        SELECT id, aggregate_key FROM outbox
+        WHERE published_at IS NULL
+        ORDER BY id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    SELECT o.id, o.event_id, o.nats_subject, o.stream, o.aggregate_key, o.envelope
+    FROM outbox o JOIN batch b ON b.id = o.id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM outbox p
+        WHERE p.aggregate_key = b.aggregate_key AND p.published_at IS NULL
+          AND p.id < b.id AND p.id NOT IN (SELECT id FROM batch)
+    )
+    ORDER BY o.id
+    """
+)
+_MARK_PUBLISHED = text("UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
+_MARK_FAILED = text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
+_PRUNE = text(
+    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => :age) LIMIT 10000)"
+)
+BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    failed: int = 0
+    batches: int = 0
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows to JetStream; several may run against one database."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        js: JetStreamContext,
+        *,
+        batch_size: int = 500,
+        sweep_seconds: float = 1.0,
+        publish_timeout: float = 5.0,
+        max_in_flight: int = 1000,
+        retention_seconds: float = 7 * 24 * 3600,
+    ) -> None:
+        self.engine = engine
+        self.js = js
+        self.batch_size = batch_size
+        self.sweep_seconds = sweep_seconds
+        self.publish_timeout = publish_timeout
+        self.retention_seconds = retention_seconds
+        self.stats = RelayStats()
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._stopping = False
+        self._failures = 0
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._listen()
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.close()
+
+    async def _listen(self) -> None:
+        url = self.engine.url.render_as_string(hide_password=False)
+        try:
+            self._listener = await asyncpg.connect(libpq_dsn(url))
+            await self._listener.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as error:
+            # The sweep still publishes everything, only later: say so and go on.
+            log.warning("outbox_listen_failed", error=type(error).__name__)
+            self._listener = None
+
+    async def _run(self) -> None:
+        last_prune = 0.0
+        while not self._stopping:
+            try:
+                if self._listener is None or self._listener.is_closed():
+                    await self._listen()
+                await self.drain()
+                if time.monotonic() - last_prune > 600:
+                    await self.prune()
+                    last_prune = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001  (the relay must outlive any one failure)
+                self._failures += 1
+                log.error("outbox_relay_error", error=f"{type(error).__name__}: {error}"[:300])
+            delay = self.sweep_seconds if self._failures == 0 else self._backoff()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def _backoff(self) -> float:
+        return min(30.0, 0.2 * 2 ** min(self._failures, 8)) * random.uniform(0.8, 1.2)
+
+    # --- work --------------------------------------------------------------------------------
+    async def drain(self) -> int:
+        """Publish until nothing is pending (or a batch fails). Returns rows published."""
+        total = 0
+        while True:
+            published, failed, claimed = await self.publish_batch()
+            total += published
+            if failed:
+                self._failures += 1
+                return total
+            self._failures = 0
+            if claimed < self.batch_size:
+                return total
+
+    async def publish_batch(self) -> tuple[int, int, int]:
+        """One transaction: claim rows, publish them, mark them. (published, failed, claimed)."""
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(_CLAIM, {"limit": self.batch_size})).all()
+            if not rows:
+                return 0, 0, 0
+            published, failed, error = await self._publish(rows)
+            if published:
+                await conn.execute(_MARK_PUBLISHED, {"ids": published})
+            if failed:
+                await conn.execute(_MARK_FAILED, {"ids": failed, "error": error[:500]})
+        self.stats.published += len(published)
+        self.stats.failed += len(failed)
+        self.stats.batches += 1
+        if failed:
+            log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
+        return len(published), len(failed), len(rows)
+
+    async def _publish(self, rows: Sequence) -> tuple[list[int], list[int], str]:
+        """Aggregates in parallel, each aggregate's rows in order; a failure stops its aggregate."""
+        by_aggregate: dict[str, list] = defaultdict(list)
+        for row in rows:
+            by_aggregate[row.aggregate_key].append(row)
+        published: list[int] = []
+        failed: list[int] = []
+        errors: list[str] = []
+
+        async def publish_in_order(group: list) -> None:
+            for position, row in enumerate(group):
+                try:
+                    async with self._in_flight:
+                        await self._publish_one(row)
+                except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as error:
+                    failed.extend(r.id for r in group[position:])
+                    errors.append(f"{type(error).__name__}: {error}")
+                    return
+                published.append(row.id)
+
+        await asyncio.gather(*(publish_in_order(group) for group in by_aggregate.values()))
+        return published, failed, errors[0] if errors else ""
+
+    async def _publish_one(self, row) -> None:  # noqa: ANN001 (a result row)
+        await self.js.publish(
+            row.nats_subject,
+            row.envelope,
+            timeout=self.publish_timeout,
+            stream=row.stream,
+            headers={"Nats-Msg-Id": str(row.event_id), "Content-Type": "application/cloudevents+json"},
+        )
+
+    async def prune(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(_PRUNE, {"age": self.retention_seconds})
+
+    async def backlog(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(BACKLOG)).scalar_one())

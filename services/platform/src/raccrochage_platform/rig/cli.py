@@ -1,0 +1,233 @@
+"""`raccrochage`: the local rig and operator commands. Services add their own commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from importlib.metadata import entry_points
+from typing import Annotated
+
+import nats
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .. import deadletter
+from ..topology import declare, load_topology
+from .runner import Rig, RigError, down
+from .state import RigState, rig_dir
+from .status import collect, nats_url
+
+app = typer.Typer(help="Raccrochage: the local rig and operator commands.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+dlq_app = typer.Typer(help="Dead letters: list and replay.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+console = Console(stderr=True)
+
+
+def say(message: str) -> None:
+    console.print(f"[bold cyan]rig[/] {message}", highlight=False)
+
+
+@app.command()
+def up(
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="return once up; stop with `raccrochage down`")] = False,
+    main_jobs: Annotated[bool, typer.Option("--main-jobs", help="run each service's main job once up")] = False,
+) -> None:
+    """Start NATS, PostgreSQL and every installed service; Ctrl-C stops everything."""
+    folder = rig_dir()
+    if detach:
+        _up_detached(folder, main_jobs)
+        return
+    rig = Rig(folder, say=say)
+    stop = [False]
+
+    def request_stop(*_: object) -> None:
+        stop[0] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        rig.up()
+        if main_jobs:
+            run_main_jobs(folder)
+        if not os.environ.get("RACCROCHAGE_RIG_DETACHED"):
+            say("press Ctrl-C to stop")
+        rig.supervise(stop)
+    except (RigError, RuntimeError, TimeoutError, FileNotFoundError) as error:
+        say(f"[red]error:[/] {error}")
+        rig.stop_all()
+        raise typer.Exit(1) from None
+    except BaseException:
+        rig.stop_all()
+        raise
+    rig.stop_all()
+
+
+def _up_detached(folder, main_jobs: bool) -> None:  # noqa: ANN001
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "rig.log"
+    env = {**os.environ, "RACCROCHAGE_RIG_DIR": str(folder), "RACCROCHAGE_RIG_DETACHED": "1"}
+    with open(log, "ab") as out:
+        child = subprocess.Popen([sys.executable, "-m", "raccrochage_platform.rig.cli", "up"], stdout=out,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                 start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        state = RigState.load(folder)
+        if state.status == "up" and state.supervisor_pid == child.pid:
+            say(f"rig up (supervisor pid {child.pid}); `raccrochage status`, `raccrochage down`")
+            if main_jobs:
+                run_main_jobs(folder)
+            return
+        if child.poll() is not None:
+            say(f"[red]the rig failed to start[/]; last lines of {log}:")
+            console.print(log.read_text(errors="replace")[-3000:], highlight=False, markup=False)
+            raise typer.Exit(1)
+        time.sleep(0.2)
+    say(f"[red]the rig is not up after 180s[/]; see {log}")
+    raise typer.Exit(1)
+
+
+def run_main_jobs(folder) -> None:  # noqa: ANN001
+    from ..service import installed_services
+
+    for name, spec in installed_services().items():
+        if spec.main_job is not None:
+            say(f"running the main job of {name}")
+            asyncio.run(spec.main_job())
+
+
+@app.command("down")
+def down_command() -> None:
+    """Stop a rig started with --detach (or clean up after one that crashed)."""
+    folder = rig_dir()
+    down(folder, say=say)
+    say("down")
+
+
+@app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False) -> None:
+    """Health of NATS, PostgreSQL and each service; consumer lag, backlogs, dead letters."""
+    report = asyncio.run(collect(rig_dir()))
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out = Console()
+    mark = {True: "[green]healthy[/]", False: "[red]down[/]"}
+    out.print(f"rig {report['rig_dir']}: {report['rig']['status']}")
+    out.print(f"NATS {report['nats']['url']}: {mark[report['nats']['healthy']]}")
+    out.print(f"PostgreSQL {report['postgres']['host']}:{report['postgres']['port']}: "
+              f"{mark[report['postgres']['healthy']]}")
+    table = Table("service", "health", "http", "pid", "restarts", "outbox backlog")
+    for name, entry in report["services"].items():
+        table.add_row(name, mark[entry["healthy"]], entry["http"] or "", str(entry["pid"] or ""),
+                      str(entry["restarts"]), str(report.get("outbox_backlog", {}).get(name, "")))
+    out.print(table)
+    if report["consumers"]:
+        consumers = Table("consumer", "stream", "pending", "ack pending", "redelivered")
+        for name, entry in report["consumers"].items():
+            consumers.add_row(name, entry.get("stream", ""), str(entry.get("pending", "missing")),
+                              str(entry.get("ack_pending", "")), str(entry.get("redelivered", "")))
+        out.print(consumers)
+    out.print(f"dead letters: {report['dead_letters']}")
+
+
+@app.command("declare")
+def declare_command() -> None:
+    """Create or update every stream and durable consumer of deploy/topology.toml."""
+    url = nats_url(rig_dir()) or "nats://127.0.0.1:4222"
+
+    async def run() -> None:
+        nc = await nats.connect(url, connect_timeout=5)
+        try:
+            await declare(nc.jetstream(), load_topology())
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+    say(f"declared on {url}")
+
+
+@app.command(hidden=True)
+def serve(name: str) -> None:
+    """Run one service in this process (the rig and containers call this)."""
+    from ..service import main
+
+    main(name)
+
+
+async def _js_call(fn):  # noqa: ANN001, ANN202
+    url = nats_url(rig_dir())
+    if not url:
+        raise typer.BadParameter("no NATS: start the rig or set NATS_URL")
+    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        return await fn(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="only this consumer's dead letters")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Dead letters with their origin and reason (payloads are not shown: they may be personal)."""
+    letters = asyncio.run(_js_call(lambda js: deadletter.list_dead_letters(js, consumer=consumer)))
+    if as_json:
+        print(json.dumps([letter.summary() for letter in letters], indent=2))
+        return
+    table = Table("seq", "consumer", "subject", "delivered", "at", "reason")
+    for letter in letters:
+        table.add_row(str(letter.seq), letter.consumer, letter.subject, str(letter.delivered), letter.at,
+                      letter.reason)
+    Console().print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    seqs: Annotated[list[int] | None, typer.Argument(help="dead-letter sequences (see `dlq list`)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="replay every dead letter (of --consumer)")] = False,
+    consumer: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Publish dead letters again on their original subject and remove them from DEADLETTER."""
+    if not seqs and not all_:
+        raise typer.BadParameter("give sequences or --all")
+
+    async def run(js) -> int:  # noqa: ANN001
+        letters = await deadletter.list_dead_letters(js, consumer=consumer)
+        chosen = [x for x in letters if all_ or x.seq in set(seqs or [])]
+        missing = set(seqs or []) - {x.seq for x in letters}
+        if missing:
+            say(f"[yellow]no dead letter with sequence {', '.join(map(str, sorted(missing)))}[/]")
+        for letter in chosen:
+            await deadletter.replay(js, letter)
+        return len(chosen)
+
+    count = asyncio.run(_js_call(run))
+    say(f"replayed {count} dead letter(s)")
+
+
+def _load_plugins() -> None:
+    """Service packages add commands (`ingest`, `demo`, `token`) through this entry point group."""
+    for entry in entry_points(group="raccrochage.cli"):
+        plugin = entry.load()
+        if isinstance(plugin, typer.Typer):
+            app.add_typer(plugin, name=entry.name)
+        else:
+            app.command(entry.name)(plugin)
+
+
+def main() -> None:
+    _load_plugins()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""`raccrochage up` and `down`: start servers, provision, migrate, declare, supervise services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+from sqlalchemy.engine import make_url
+
+from ..migrations import upgrade
+from ..service import ServiceSpec, installed_services
+from ..topology import Topology, declare, load_topology
+from .nats import NatsServer
+from .postgres import PostgresServer
+from .provision import provision
+from .state import RigState, ServiceState, load_secrets, pid_alive
+
+
+class RigError(RuntimeError):
+    pass
+
+
+@dataclass
+class ServiceProcess:
+    """One service as a child process, restarted with backoff when it dies."""
+
+    name: str
+    env: dict[str, str]
+    folder: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    http: str | None = None
+
+    @property
+    def port_file(self) -> Path:
+        return self.folder / "run" / f"{self.name}.port"
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "logs" / f"{self.name}.log"
+
+    def start(self) -> None:
+        self.port_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.port_file.unlink(missing_ok=True)
+        env = {**os.environ, **self.env, "RACCROCHAGE_PORT_FILE": str(self.port_file)}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", self.name],
+                stdout=log, stderr=subprocess.STDOUT, env=env,
+            )
+        self.http = None
+
+    def poll(self, say) -> None:  # noqa: ANN001
+        if self.process is None:
+            return
+        if self.http is None and self.port_file.exists():
+            self.http = f"http://127.0.0.1:{self.port_file.read_text().strip()}"
+        code = self.process.poll()
+        if code is None:
+            return
+        now = time.monotonic()
+        if self.next_start == 0.0:
+            delay = min(30.0, 2.0 ** min(self.restarts, 5))
+            self.next_start = now + delay
+            say(f"service {self.name} exited with {code}; restarting in {delay:.0f}s (see {self.log_path})")
+        elif now >= self.next_start:
+            self.restarts += 1
+            self.next_start = 0.0
+            self.start()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class Rig:
+    folder: Path
+    say: object = print
+    topology: Topology = field(default_factory=load_topology)
+    nats_server: NatsServer | None = None
+    pg_server: PostgresServer | None = None
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+    state: RigState = field(default_factory=RigState)
+
+    # --- up ---------------------------------------------------------------------------------
+    def up(self, *, only: set[str] | None = None) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.clean_stale()
+        secrets = load_secrets(self.folder, self.topology)
+        self.state = RigState(status="starting", supervisor_pid=os.getpid())
+        self.state.save(self.folder)
+        nats_url = self._start_nats()
+        admin_url = self._start_postgres(secrets)
+        database_urls = asyncio.run(provision(admin_url, self.topology, secrets["pg_roles"]))
+        self.say(f"databases ready: {', '.join(sorted(database_urls))}")
+        specs = {n: s for n, s in installed_services().items() if only is None or n in only}
+        for name, spec in specs.items():
+            self.say(f"migrating {name}")
+            upgrade(spec.migrations, database_urls[name])
+        asyncio.run(_declare(nats_url, self.topology, set(specs)))
+        self.say(f"streams declared: {', '.join(self.topology.streams)}")
+        for name, spec in specs.items():
+            self.services[name] = ServiceProcess(name, self._service_env(spec, nats_url, database_urls[name], secrets),
+                                                 self.folder)
+            self.services[name].start()
+        self._wait_services()
+        self.state.status = "up"
+        self._save()
+        self.say(f"rig up in {self.folder} ({len(self.services)} services)")
+
+    def _start_nats(self) -> str:
+        external = os.environ.get("NATS_URL")
+        if external:
+            self.state.nats_url, self.state.nats_external = external, True
+            self.say(f"using NATS at {external} (NATS_URL)")
+            return external
+        previous = RigState.load(self.folder)
+        self.nats_server = NatsServer(self.folder / "nats", port=0)
+        # Reuse the ports of the previous run when they are free: bookmarks keep working.
+        if previous.nats_url:
+            self.nats_server.port = int(previous.nats_url.rsplit(":", 1)[1])
+        self.nats_server.start()
+        self.state.nats_url, self.state.nats_monitor = self.nats_server.url, self.nats_server.monitor_url
+        self.state.nats_pid = self.nats_server.process.pid
+        self._save()
+        self.say(f"nats-server with JetStream on {self.nats_server.url}")
+        return self.nats_server.url
+
+    def _start_postgres(self, secrets: dict) -> str:
+        external = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
+        if external:
+            url = make_url(external)
+            self.state.pg_host, self.state.pg_port, self.state.pg_external = url.host, url.port or 5432, True
+            self.say(f"using PostgreSQL at {url.host}:{url.port or 5432} (RACCROCHAGE_PG_ADMIN_URL)")
+            return external
+        previous = RigState.load(self.folder)
+        self.pg_server = PostgresServer(self.folder / "postgres", port=previous.pg_port or 0,
+                                        admin_password=secrets["pg_admin_password"], say=self.say)
+        self.pg_server.start()
+        self.state.pg_host, self.state.pg_port = self.pg_server.host, self.pg_server.port
+        self._save()
+        self.say(f"PostgreSQL on {self.pg_server.host}:{self.pg_server.port} (data in {self.pg_server.cluster})")
+        return self.pg_server.admin_url
+
+    def _service_env(self, spec: ServiceSpec, nats_url: str, database_url: str, secrets: dict) -> dict[str, str]:
+        return {
+            "RACCROCHAGE_SERVICE": spec.name,
+            "NATS_URL": nats_url,
+            "DATABASE_URL": database_url,
+            "HTTP_PORT": "0",
+            "RACCROCHAGE_RIG_DIR": str(self.folder),
+            "RACCROCHAGE_YOUTH_ID_KEY": secrets["youth_id_key"],
+            "RACCROCHAGE_TOKEN_KEY": secrets["token_key"],
+        }
+
+    def _wait_services(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for service in self.services.values():
+                service.poll(self.say)
+            if all(s.http for s in self.services.values()):
+                return
+            time.sleep(0.2)
+        missing = [n for n, s in self.services.items() if not s.http]
+        raise RigError(f"services not listening after {timeout}s: {', '.join(missing)} (see {self.folder}/logs)")
+
+    def _save(self) -> None:
+        self.state.services = {
+            n: ServiceState(pid=s.process.pid if s.process else None, http=s.http, restarts=s.restarts,
+                            log=str(s.log_path))
+            for n, s in self.services.items()
+        }
+        self.state.save(self.folder)
+
+    # --- supervise --------------------------------------------------------------------------
+    def supervise(self, stop: list[bool]) -> None:
+        """Restart services that die until `stop[0]` is set (by a signal handler)."""
+        last = None
+        while not stop[0]:
+            for service in self.services.values():
+                service.poll(self.say)
+            snapshot = [(s.process.pid if s.process else None, s.http, s.restarts) for s in self.services.values()]
+            if snapshot != last:
+                self._save()
+                last = snapshot
+            time.sleep(0.5)
+
+    # --- down -------------------------------------------------------------------------------
+    def stop_all(self) -> None:
+        self.state.status = "stopping"
+        self._save()
+        for service in self.services.values():
+            service.stop()
+        if self.pg_server is not None:
+            self.pg_server.stop()
+        if self.nats_server is not None:
+            self.nats_server.stop()
+        self.state.status = "down"
+        self.state.supervisor_pid = None
+        self.state.nats_pid = None
+        for service in self.state.services.values():
+            service.pid = None
+        self.state.save(self.folder)
+        self.say("rig stopped")
+
+    def clean_stale(self) -> None:
+        """After a crash: stop what the dead supervisor left, forget its pids."""
+        previous = RigState.load(self.folder)
+        if previous.supervisor_pid and pid_alive(previous.supervisor_pid) and previous.supervisor_pid != os.getpid():
+            raise RigError(f"a rig already runs from {self.folder} (pid {previous.supervisor_pid}); "
+                           "`raccrochage down` first")
+        leftovers = [s.pid for s in previous.services.values() if s.pid] + [previous.nats_pid]
+        stopped = [pid for pid in leftovers if pid and _terminate_if_ours(pid)]
+        pg = PostgresServer(self.folder / "postgres", say=self.say)
+        if pg.initialised() and pg.running_pid():
+            pg.stop()
+            stopped.append(-1)
+        if stopped or previous.status not in ("down",):
+            if previous.supervisor_pid:
+                self.say(f"cleaned up after a rig that did not stop cleanly ({len(stopped)} processes stopped)")
+
+
+def _terminate_if_ours(pid: int) -> bool:
+    """SIGTERM `pid` if it still is one of our processes (pids are reused)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    if b"raccrochage" not in cmdline and b"nats-server" not in cmdline:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+async def _declare(nats_url: str, topology: Topology, services: set[str]) -> None:
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        await declare(nc.jetstream(), topology, services=services)
+    finally:
+        await nc.close()
+
+
+def down(folder: Path, say=print, timeout: float = 60.0) -> bool:  # noqa: ANN001
+    """Stop a detached rig: signal its supervisor, or clean up after it if it died."""
+    state = RigState.load(folder)
+    if state.supervisor_pid and pid_alive(state.supervisor_pid):
+        os.kill(state.supervisor_pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while pid_alive(state.supervisor_pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(state.supervisor_pid):
+            os.kill(state.supervisor_pid, signal.SIGKILL)
+    rig = Rig(folder, say=say)
+    rig.clean_stale()
+    final = RigState.load(folder)
+    final.status, final.supervisor_pid, final.nats_pid = "down", None, None
+    for service in final.services.values():
+        service.pid = None
+    final.save(folder)
+    return True
+
+

@@ -1,0 +1,85 @@
+"""The rig's folder: rig.json (endpoints, pids), secrets.json (passwords, keys), logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..topology import Topology
+
+
+def rig_dir() -> Path:
+    return Path(os.environ.get("RACCROCHAGE_RIG_DIR", ".rig")).resolve()
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0): look at its state.
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return status != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@dataclass
+class ServiceState:
+    pid: int | None = None
+    http: str | None = None
+    restarts: int = 0
+    log: str | None = None
+
+
+@dataclass
+class RigState:
+    status: str = "down"  # starting | up | stopping | down
+    supervisor_pid: int | None = None
+    nats_url: str | None = None
+    nats_monitor: str | None = None
+    nats_pid: int | None = None
+    nats_external: bool = False
+    pg_host: str | None = None
+    pg_port: int | None = None
+    pg_external: bool = False
+    services: dict[str, ServiceState] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: Path) -> RigState:
+        path = folder / "rig.json"
+        if not path.exists():
+            return cls()
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        services = {k: ServiceState(**v) for k, v in raw.pop("services", {}).items()}
+        return cls(**raw, services=services)
+
+    def save(self, folder: Path) -> None:
+        path = folder / "rig.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+
+def load_secrets(folder: Path, topology: Topology) -> dict:
+    """Generated once per rig, kept with mode 600: passwords and keys never enter git or logs."""
+    path = folder / "secrets.json"
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data.setdefault("pg_admin_password", secrets.token_urlsafe(24))
+    data.setdefault("youth_id_key", secrets.token_hex(32))
+    data.setdefault("token_key", secrets.token_hex(32))
+    roles = data.setdefault("pg_roles", {})
+    for name in topology.services:
+        roles.setdefault(name, secrets.token_urlsafe(24))
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.chmod(path, 0o600)
+    return data

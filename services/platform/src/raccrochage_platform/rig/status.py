@@ -1,0 +1,128 @@
+"""What `raccrochage status` reports: servers, services, consumers, backlogs, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+from nats.js.errors import NotFoundError
+from sqlalchemy.engine import make_url
+
+from ..deadletter import DEADLETTER_STREAM
+from ..topology import load_topology
+from .postgres import ADMIN_ROLE
+from .state import RigState, load_secrets, pid_alive
+
+
+def admin_url(folder: Path, state: RigState | None = None) -> str | None:
+    external = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
+    if external:
+        return external
+    state = state or RigState.load(folder)
+    if not state.pg_port:
+        return None
+    secrets = load_secrets(folder, load_topology())
+    return f"postgresql://{ADMIN_ROLE}:{secrets['pg_admin_password']}@{state.pg_host}:{state.pg_port}/postgres"
+
+
+def nats_url(folder: Path, state: RigState | None = None) -> str | None:
+    return os.environ.get("NATS_URL") or (state or RigState.load(folder)).nats_url
+
+
+async def collect(folder: Path) -> dict[str, Any]:
+    state = RigState.load(folder)
+    topology = load_topology()
+    report: dict[str, Any] = {
+        "rig_dir": str(folder),
+        "rig": {"status": state.status, "supervisor_alive": pid_alive(state.supervisor_pid)},
+        "nats": {"url": nats_url(folder, state), "healthy": False},
+        "postgres": {"healthy": False, "host": state.pg_host, "port": state.pg_port},
+        "services": {},
+        "consumers": {},
+        "streams": {},
+        "dead_letters": None,
+    }
+    await asyncio.gather(_nats(report, topology), _postgres(report, folder, state, topology),
+                         _services(report, state))
+    return report
+
+
+async def _nats(report: dict, topology) -> None:  # noqa: ANN001
+    url = report["nats"]["url"]
+    if not url:
+        return
+    try:
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception as error:  # noqa: BLE001
+        report["nats"]["error"] = type(error).__name__
+        return
+    try:
+        js = nc.jetstream()
+        await js.account_info()
+        report["nats"]["healthy"] = True
+        for name in topology.streams:
+            try:
+                info = await js.stream_info(name)
+                report["streams"][name] = {"messages": info.state.messages, "bytes": info.state.bytes}
+            except NotFoundError:
+                report["streams"][name] = {"missing": True}
+        report["dead_letters"] = report["streams"].get(DEADLETTER_STREAM, {}).get("messages")
+        for durable, consumer in topology.consumers.items():
+            try:
+                info = await js.consumer_info(consumer.stream, durable)
+                report["consumers"][durable] = {
+                    "service": consumer.service,
+                    "stream": consumer.stream,
+                    "pending": info.num_pending,
+                    "ack_pending": info.num_ack_pending,
+                    "redelivered": info.num_redelivered,
+                }
+            except NotFoundError:
+                report["consumers"][durable] = {"service": consumer.service, "missing": True}
+    finally:
+        await nc.close()
+
+
+async def _postgres(report: dict, folder: Path, state: RigState, topology) -> None:  # noqa: ANN001
+    url = admin_url(folder, state)
+    if not url:
+        return
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except Exception as error:  # noqa: BLE001
+        report["postgres"]["error"] = type(error).__name__
+        return
+    report["postgres"]["healthy"] = True
+    await conn.close()
+    backlogs = {}
+    for service in topology.services.values():
+        try:
+            db = await asyncpg.connect(make_url(url).set(database=service.database, drivername="postgresql")
+                                       .render_as_string(hide_password=False), timeout=3)
+        except Exception:  # noqa: BLE001
+            continue
+        try:
+            if await db.fetchval("SELECT to_regclass('outbox') IS NOT NULL"):
+                backlogs[service.name] = await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        finally:
+            await db.close()
+    report["outbox_backlog"] = backlogs
+
+
+async def _services(report: dict, state: RigState) -> None:
+    async with httpx.AsyncClient(timeout=2) as client:
+        for name, service in state.services.items():
+            entry = {"healthy": False, "http": service.http, "pid": service.pid, "restarts": service.restarts}
+            if service.http and pid_alive(service.pid):
+                try:
+                    response = await client.get(f"{service.http}/ready")
+                    entry["healthy"] = response.status_code == 200
+                    entry["ready"] = response.json()
+                except httpx.HTTPError as error:
+                    entry["error"] = type(error).__name__
+            report["services"][name] = entry

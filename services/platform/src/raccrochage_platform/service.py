@@ -1,0 +1,145 @@
+"""The composition root every service process runs: settings, logs, db, broker, relay, consumers, HTTP.
+
+A service package declares a `ServiceSpec` under the `raccrochage.services` entry point; the
+rig runs `raccrochage serve NAME` for each, and this module builds the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from faststream.nats import NatsBroker
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from raccrochage_contracts.registry import REGISTRY, Registry, load_all
+
+from .broker import jetstream, make_broker
+from .consumer import EventConsumer
+from .db import make_engine, make_session_factory
+from .http import health_router
+from .logging import configure_logging, get_logger
+from .outbox import OutboxRelay, OutboxWriter
+from .settings import ServiceSettings, load_settings
+from .topology import Topology, load_topology
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service's `build` function may use; built once per process."""
+
+    settings: ServiceSettings
+    topology: Topology
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    broker: NatsBroker
+    registry: Registry
+    app: FastAPI
+    outbox: OutboxWriter | None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def consumer(self, durable: str, **options: Any) -> EventConsumer:
+        """The EventConsumer for a durable consumer declared in topology.toml."""
+        definition = self.topology.consumers[durable]
+        if definition.service != self.settings.service_name:
+            raise ValueError(f"consumer {durable} belongs to {definition.service}")
+        consumer = EventConsumer(definition, self.registry, self.sessions, jetstream(self.broker), **options)
+        self.consumers.append(consumer)
+        return consumer
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    migrations: Path  # the service's Alembic script folder
+    build: Callable[[ServiceContext], Awaitable[None]]
+    settings: type[ServiceSettings] = ServiceSettings
+    # The service's main job for `make run` (after the rig is up), if any.
+    main_job: Callable[[], Awaitable[None]] | None = None
+
+
+def installed_services() -> dict[str, ServiceSpec]:
+    specs = {}
+    for entry in entry_points(group="raccrochage.services"):
+        spec = entry.load()
+        specs[spec.name] = spec
+    return dict(sorted(specs.items()))
+
+
+async def run_service(spec: ServiceSpec) -> None:
+    settings = load_settings(spec.settings)
+    configure_logging(spec.name, settings.log_level)
+    topology = load_topology()
+    registry = load_all() if spec.name else REGISTRY
+    engine = make_engine(settings.database_url, application_name=spec.name)
+    broker = make_broker(settings.nats_url, name=spec.name)
+    await broker.connect()
+    app = FastAPI(title=f"raccrochage {spec.name}")
+    service_def = topology.services[spec.name]
+    outbox = OutboxWriter(service_def.source, service_def.stream) if service_def.stream else None
+    context = ServiceContext(settings, topology, engine, make_session_factory(engine), broker, registry, app, outbox)
+    relay = OutboxRelay(engine, jetstream(broker), batch_size=settings.relay_batch_size,
+                        sweep_seconds=settings.relay_sweep_seconds) if outbox else None
+    app.include_router(health_router(context, relay))
+    await spec.build(context)
+    await broker.start()
+    if relay:
+        await relay.start()
+    for consumer in context.consumers:
+        await consumer.start()
+    tasks = [asyncio.create_task(job()) for job in context.background]
+
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
+                                           log_config=None, lifespan="on", access_log=False))
+    server.install_signal_handlers = lambda: None  # we handle signals below
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.http_port
+    log.info("service_started", http=f"http://{settings.http_host}:{port}",
+             consumers=[c.name for c in context.consumers])
+    await _announce_port(port)
+    await stop.wait()
+    log.info("service_stopping")
+    server.should_exit = True
+    for consumer in context.consumers:
+        await consumer.stop()
+    if relay:
+        await relay.stop()
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(Exception):
+        await serving
+    await broker.stop()
+    await engine.dispose()
+
+
+async def _announce_port(port: int) -> None:
+    """Tell the rig's supervisor which port we got (HTTP_PORT=0 picks a free one)."""
+    import os
+
+    path = os.environ.get("RACCROCHAGE_PORT_FILE")
+    if path:
+        Path(path).write_text(str(port), encoding="utf-8")
+
+
+def main(name: str) -> None:
+    specs = installed_services()
+    if name not in specs:
+        raise SystemExit(f"unknown service {name!r}; installed: {', '.join(specs) or 'none'}")
+    asyncio.run(run_service(specs[name]))

@@ -1,0 +1,43 @@
+"""Settings read from the environment at start-up, with errors that name the variable."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+class ConfigError(SystemExit):
+    """Raised at start-up when the environment is wrong; its text names each variable."""
+
+
+class ServiceSettings(BaseSettings):
+    """What every service process needs. Services subclass it for their own settings."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    service_name: str = Field(validation_alias="RACCROCHAGE_SERVICE", pattern=r"^[a-z][a-z_]*$")
+    nats_url: str = Field(validation_alias="NATS_URL", pattern=r"^(nats|tls)://")
+    database_url: str = Field(validation_alias="DATABASE_URL", pattern=r"^postgresql(\+asyncpg)?://")
+    http_host: str = Field("127.0.0.1", validation_alias="HTTP_HOST")
+    http_port: int = Field(0, validation_alias="HTTP_PORT", ge=0, le=65535)
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    relay_batch_size: int = Field(500, validation_alias="RACCROCHAGE_RELAY_BATCH", ge=1, le=10_000)
+    relay_sweep_seconds: float = Field(1.0, validation_alias="RACCROCHAGE_RELAY_SWEEP_SECONDS", gt=0)
+
+
+def load_settings(cls: type[S], **overrides: object) -> S:
+    """Build settings from the environment; a missing or wrong variable stops with its name."""
+    try:
+        return cls(**overrides)
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors(include_input=False, include_url=False):
+            field = problem["loc"][0] if problem["loc"] else "?"
+            info = cls.model_fields.get(str(field))
+            variable = info.validation_alias if info is not None and info.validation_alias else str(field).upper()
+            lines.append(f"  {variable}: {problem['msg']}")
+        raise ConfigError(f"{cls.__name__}: invalid environment\n" + "\n".join(lines)) from None

@@ -1,0 +1,1 @@
+"""Test support: real NATS and PostgreSQL servers for every test suite of the repository."""

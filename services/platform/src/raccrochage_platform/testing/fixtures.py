@@ -1,0 +1,60 @@
+"""pytest plugin (entry point `pytest11`): session-wide real NATS and PostgreSQL, and helpers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..db import make_engine
+from ..tables import create_platform_tables
+from .servers import Servers, start_servers
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    with start_servers(tmp_path_factory.mktemp("servers")) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def nc(servers: Servers) -> AsyncIterator[Client]:
+    client = await nats.connect(servers.nats_url)
+    yield client
+    await client.drain()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def service_engine(servers: Servers) -> AsyncIterator[AsyncEngine]:
+    """A fresh database with the outbox and inbox tables, as a service's first migration makes."""
+    engine = make_engine(await servers.create_database("svc"))
+    async with engine.begin() as conn:
+        await create_platform_tables(conn)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for stream, subject and consumer names of one test."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sample_stream(nc: Client, unique: str) -> AsyncIterator[str]:
+    """A stream of its own for `sample.>` events, deleted after the test."""
+    from nats.js.api import StreamConfig
+
+    from ..topology import declare_stream, load_topology
+
+    js = nc.jetstream()
+    await declare_stream(js, load_topology().streams["DEADLETTER"])
+    name = f"SAMPLE_{unique}"
+    await js.add_stream(StreamConfig(name=name, subjects=["sample.>"], duplicate_window=120))
+    yield name
+    await js.delete_stream(name)

@@ -1,0 +1,13 @@
+"""A sample event type in a registry of its own, for tests of the plumbing (not a contract)."""
+
+from __future__ import annotations
+
+from raccrochage_contracts import Payload, Registry, event_type
+
+SAMPLE_REGISTRY = Registry()
+
+
+@event_type("sample.counter.incremented.v1", registry=SAMPLE_REGISTRY)
+class CounterIncremented(Payload):
+    counter: str
+    by: int = 1

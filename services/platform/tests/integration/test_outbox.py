@@ -1,0 +1,120 @@
+"""The outbox against real PostgreSQL and JetStream: published once, in order, only if committed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from nats.aio.client import Client
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+
+from raccrochage_platform.testing.sample import CounterIncremented
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+def stream(sample_stream: str) -> str:
+    return sample_stream
+
+
+async def _published(nc: Client, stream: str) -> list[dict]:
+    js = nc.jetstream()
+    info = await js.stream_info(stream)
+    return [json.loads((await js.get_msg(stream, seq)).data) for seq in range(1, info.state.last_seq + 1)]
+
+
+async def test_committed_row_is_published_once_rolled_back_never(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    async with service_engine.begin() as conn:
+        kept = await writer.add(conn, CounterIncremented(counter="a"), subject="a")
+    with pytest.raises(RuntimeError):
+        async with service_engine.begin() as conn:
+            await writer.add(conn, CounterIncremented(counter="b"), subject="b")
+            raise RuntimeError("the state change failed")
+    relay = OutboxRelay(service_engine, nc.jetstream())
+    assert await relay.drain() == 1
+    assert await relay.drain() == 0
+    events = await _published(nc, stream)
+    assert [e["id"] for e in events] == [str(kept.id)]
+    assert await relay.backlog() == 0
+
+
+async def test_published_once_across_a_relay_restart(nc: Client, service_engine: AsyncEngine, stream: str) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    first = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.05)
+    await first.start()
+    async with service_engine.begin() as conn:
+        for n in range(50):
+            await writer.add(conn, CounterIncremented(counter=f"c{n}"), subject=f"c{n}")
+    await _wait(lambda: first.backlog(), 0)
+    await first.stop()
+    async with service_engine.begin() as conn:
+        for n in range(50, 80):
+            await writer.add(conn, CounterIncremented(counter=f"c{n}"), subject=f"c{n}")
+    second = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.05)
+    await second.start()
+    await _wait(lambda: second.backlog(), 0)
+    await second.stop()
+    ids = [e["id"] for e in await _published(nc, stream)]
+    assert len(ids) == 80 == len(set(ids))
+
+
+async def test_notify_wakes_the_relay_before_its_sweep(nc: Client, service_engine: AsyncEngine, stream: str) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    relay = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=3600)
+    await relay.start()
+    await asyncio.sleep(0.2)  # the relay's first drain is over; it now waits for NOTIFY
+    async with service_engine.begin() as conn:
+        await writer.add(conn, CounterIncremented(counter="wake"), subject="wake")
+    await _wait(lambda: relay.backlog(), 0, timeout=5)
+    await relay.stop()
+
+
+async def test_per_aggregate_order_with_two_relays(nc: Client, service_engine: AsyncEngine, stream: str) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    async with service_engine.begin() as conn:
+        for n in range(300):
+            await writer.add(conn, CounterIncremented(counter=f"k{n % 7}", by=n), subject=f"k{n % 7}")
+    relays = [OutboxRelay(service_engine, nc.jetstream(), batch_size=16) for _ in range(2)]
+    await asyncio.gather(*(r.drain() for r in relays), *(r.drain() for r in relays))
+    while await relays[0].drain():
+        pass
+    events = await _published(nc, stream)
+    assert len(events) == 300 == len({e["id"] for e in events})
+    for key in range(7):
+        values = [e["data"]["by"] for e in events if e["subject"] == f"k{key}"]
+        assert values == sorted(values)
+
+
+async def test_unpublishable_row_stays_pending_with_its_error(
+    nc: Client, service_engine: AsyncEngine, unique: str
+) -> None:
+    writer = OutboxWriter("raccrochage/psad", f"NO_SUCH_STREAM_{unique}")
+    async with service_engine.begin() as conn:
+        await writer.add(conn, CounterIncremented(counter="lost"), subject="lost")
+    relay = OutboxRelay(service_engine, nc.jetstream(), publish_timeout=1)
+    await relay.drain()
+    async with service_engine.connect() as conn:
+        row = (await conn.execute(text("SELECT attempts, last_error, published_at FROM outbox "
+                                       "WHERE aggregate_key = 'lost'"))).one()
+    assert row.published_at is None and row.attempts == 1 and row.last_error
+    async with service_engine.begin() as conn:
+        await conn.execute(text("DELETE FROM outbox WHERE aggregate_key = 'lost'"))
+
+
+async def _wait(probe, expected, timeout: float = 10.0) -> None:  # noqa: ANN001
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await probe()
+        if value == expected:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"still {value!r} after {timeout}s, expected {expected!r}")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,257 @@
+"""Checks that the deployment files (compose, nats, postgres) agree with deploy/topology.toml."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+NATS_DIR = ROOT / "deploy" / "nats"
+TOPOLOGY = tomllib.loads((ROOT / "deploy" / "topology.toml").read_text(encoding="utf-8"))
+SERVICES = TOPOLOGY["services"]
+NATS_SERVER = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which(
+    "nats-server"
+)
+PASSWORD_ENV = {f"RACCROCHAGE_NATS_PASSWORD_{name.upper()}": "pdev1" for name in SERVICES}
+
+
+# --- a reader for the subset of the nats config syntax these files use -----------------------
+
+_TOKEN = re.compile(r'"[^"]*"|\'[^\']*\'|[{}\[\],:=]|[^\s{}\[\],:="\']+')
+
+
+def _tokens(text: str) -> list[str]:
+    # A comment starts at '#' or '//' at a line start or after blanks, so "nats://" survives.
+    lines = (re.sub(r"(^|\s)(#|//).*$", "", line) for line in text.splitlines())
+    return _TOKEN.findall("\n".join(lines))
+
+
+def _value(tokens: list[str], i: int) -> tuple[object, int]:
+    token = tokens[i]
+    if token == "{":
+        return _map(tokens, i + 1, "}")
+    if token == "[":
+        items: list[object] = []
+        i += 1
+        while tokens[i] != "]":
+            if tokens[i] == ",":
+                i += 1
+                continue
+            item, i = _value(tokens, i)
+            items.append(item)
+        return items, i + 1
+    return token.strip("\"'"), i + 1
+
+
+def _map(tokens: list[str], i: int, end: str | None) -> tuple[dict, int]:
+    result: dict = {}
+    while i < len(tokens) and tokens[i] != end:
+        if tokens[i] == ",":
+            i += 1
+            continue
+        key = tokens[i].strip("\"'")
+        i += 1
+        if key == "include":
+            result.setdefault("include", []).append(tokens[i].strip("\"'"))
+            i += 1
+            continue
+        if tokens[i] in (":", "="):
+            i += 1
+        result[key], i = _value(tokens, i)
+    return result, i + 1
+
+
+def parse_nats_conf(text: str) -> dict:
+    return _map(_tokens(text), 0, None)[0]
+
+
+def check_with_nats_server(conf: Path, env: dict[str, str] | None = None) -> None:
+    if NATS_SERVER is None:
+        pytest.skip("no nats-server binary")
+    done = subprocess.run(
+        [NATS_SERVER, "-t", "-c", str(conf)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- docker-compose ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
+def _host_mounts(service: dict) -> dict[str, Path]:
+    """Container path -> host path, for the bind mounts of a compose service."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            mounts[target] = (ROOT / source).resolve()
+    return mounts
+
+
+def test_compose_runs_nats_with_the_compose_config(compose):
+    nats = compose["services"]["nats"]
+    mounts = _host_mounts(nats)
+    assert "/etc/nats/nats.conf" in nats["command"]
+    assert mounts["/etc/nats/nats.conf"] == NATS_DIR / "compose.conf"
+    assert mounts["/etc/nats/nats.conf"].is_file()
+
+
+def test_compose_runs_postgres_with_the_init_script(compose):
+    mounts = _host_mounts(compose["services"]["postgres"])
+    init = mounts["/docker-entrypoint-initdb.d/init.sql"]
+    assert init == ROOT / "deploy" / "postgres" / "init.sql"
+    assert init.is_file()
+
+
+def test_compose_rig_init_declares_streams_once_nats_is_healthy(compose):
+    rig_init = compose["services"]["rig-init"]
+    assert rig_init["command"] == ["raccrochage", "declare"]
+    assert rig_init["depends_on"]["nats"]["condition"] == "service_healthy"
+    assert (ROOT / rig_init["build"]["dockerfile"]).is_file()
+
+
+def test_compose_lists_the_streams_and_databases_of_the_topology(compose):
+    streams = {s["stream"] for s in SERVICES.values() if "stream" in s} | set(TOPOLOGY["streams"])
+    databases = {s["database"] for s in SERVICES.values()}
+    listed = compose["x-raccrochage"]
+    assert sorted(listed["streams"]) == sorted(streams)
+    assert sorted(listed["databases"]) == sorted(databases)
+
+
+# --- postgres ------------------------------------------------------------------------------
+
+
+def test_init_sql_gives_each_service_a_role_and_a_database_no_one_else_reaches():
+    sql = (ROOT / "deploy" / "postgres" / "init.sql").read_text(encoding="utf-8")
+    sql = re.sub(r"--.*", "", sql)
+    databases = {s["database"] for s in SERVICES.values()}
+
+    roles = re.findall(r"CREATE ROLE (\w+) LOGIN", sql)
+    owners = dict(re.findall(r"CREATE DATABASE (\w+) OWNER (\w+)", sql))
+    revoked = set(re.findall(r"REVOKE CONNECT ON DATABASE (\w+) FROM PUBLIC", sql))
+    granted = re.findall(r"GRANT CONNECT ON DATABASE (\w+) TO (\w+)", sql)
+
+    assert sorted(roles) == sorted(databases)
+    assert owners == {name: name for name in databases}
+    assert databases <= revoked
+    assert sorted(granted) == sorted((name, name) for name in databases)
+
+
+# --- nats ----------------------------------------------------------------------------------
+
+
+def test_prod_conf_clusters_with_tls_and_fsyncs_every_write():
+    text = (NATS_DIR / "prod.conf").read_text(encoding="utf-8")
+    conf = parse_nats_conf(text)
+    assert re.search(r"^\s*sync_interval:\s*always\s*$", text, re.MULTILINE)
+    assert conf["jetstream"]["sync_interval"] == "always"
+    assert conf["cluster"]["routes"] == "$CLUSTER_ROUTES"
+    assert conf["server_name"] == "$SERVER_NAME"
+    for tls in (conf["tls"], conf["cluster"]["tls"]):
+        assert all(tls[key].startswith("/etc/nats/tls/") for key in ("cert_file", "key_file"))
+    assert conf["include"] == ["./users.conf"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificates")
+def test_prod_conf_is_accepted_by_nats_server(tmp_path):
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=nats", "-keyout", tls / "server-key.pem", "-out", tls / "server.pem"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for name in ("ca.pem", "route.pem"):
+        shutil.copy(tls / "server.pem", tls / name)
+    shutil.copy(tls / "server-key.pem", tls / "route-key.pem")
+    prod = (NATS_DIR / "prod.conf").read_text(encoding="utf-8")
+    (tmp_path / "prod.conf").write_text(prod.replace("/etc/nats/tls/", f"{tls}/"))
+    shutil.copy(NATS_DIR / "users.conf", tmp_path / "users.conf")
+    routes = '["nats-route://nats-1:6222", "nats-route://nats-2:6222", "nats-route://nats-3:6222"]'
+    env = {"SERVER_NAME": "nats-1", "CLUSTER_ROUTES": routes, **PASSWORD_ENV}
+    check_with_nats_server(tmp_path / "prod.conf", env)
+
+
+@pytest.fixture(scope="module")
+def users() -> dict[str, dict]:
+    conf = parse_nats_conf((NATS_DIR / "users.conf").read_text(encoding="utf-8"))
+    return {user["user"]: user for user in conf["accounts"]["RACCROCHAGE"]["users"]}
+
+
+def test_users_conf_has_one_user_per_service(users):
+    assert set(users) == set(SERVICES)
+    for name, user in users.items():
+        assert user["password"] == f"$RACCROCHAGE_NATS_PASSWORD_{name.upper()}"
+        assert user["permissions"]["subscribe"]["allow"] == ["_INBOX.>"]
+
+
+@pytest.mark.parametrize("name", [name for name, s in SERVICES.items() if "subjects" in s])
+def test_a_service_publishes_on_its_own_subjects_only(users, name):
+    allowed = set(users[name]["permissions"]["publish"]["allow"])
+    assert set(SERVICES[name]["subjects"]) <= allowed
+    assert {"deadletter.>", "$JS.API.>", "$JS.ACK.>", "_INBOX.>"} <= allowed
+    others = {
+        subject
+        for other, s in SERVICES.items()
+        if other != name
+        for subject in s.get("subjects", [])
+    }
+    assert not allowed & (others | {">", "partner.>"})
+
+
+def test_ops_reads_and_changes_no_stream(users):
+    publish = users["ops"]["permissions"]["publish"]
+    assert set(publish["allow"]) == {"$JS.API.>", "$JS.ACK.>"}
+    assert {"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"} <= set(publish["deny"])
+
+
+def test_partner_template_publishes_only_on_its_own_subjects(tmp_path):
+    template = (NATS_DIR / "partner-user.template.conf").read_text(encoding="utf-8")
+    rendered = template.format_map(
+        {"partner_id": "cfa_42", "password_env": "RACCROCHAGE_NATS_PASSWORD_PARTNER_CFA_42"}
+    )
+    user = parse_nats_conf(f"user_block: {rendered}")["user_block"]
+    assert user["user"] == "partner_cfa_42"
+    assert user["password"] == "$RACCROCHAGE_NATS_PASSWORD_PARTNER_CFA_42"
+    assert user["permissions"]["publish"] == {"allow": ["partner.cfa_42.>"]}
+    assert user["permissions"]["subscribe"] == {"allow": ["_INBOX.partner_cfa_42.>"]}
+
+    conf = tmp_path / "partner.conf"
+    conf.write_text(
+        f"accounts {{ RACCROCHAGE {{ jetstream: enabled\nusers: [\n{rendered}\n] }} }}\n"
+    )
+    check_with_nats_server(conf, {"RACCROCHAGE_NATS_PASSWORD_PARTNER_CFA_42": "pdev1"})
+
+
+def test_rig_conf_renders_to_a_valid_jetstream_config(tmp_path):
+    template = (NATS_DIR / "rig.conf").read_text(encoding="utf-8")
+    placeholders = {"host": "127.0.0.1", "port": 14222, "http_port": 18222}
+    rendered = template.format_map({**placeholders, "store_dir": str(tmp_path / "js")})
+    conf = parse_nats_conf(rendered)
+    assert conf["listen"] == "127.0.0.1:14222"
+    assert conf["jetstream"]["store_dir"] == str(tmp_path / "js")
+    assert conf["max_payload"] == "1MB"
+    (tmp_path / "rig.conf").write_text(rendered)
+    check_with_nats_server(tmp_path / "rig.conf")
+
+
+def test_compose_conf_is_a_valid_single_node_jetstream_config():
+    conf = parse_nats_conf((NATS_DIR / "compose.conf").read_text(encoding="utf-8"))
+    assert conf["jetstream"]["sync_interval"] == "always"
+    assert "cluster" not in conf
+    check_with_nats_server(NATS_DIR / "compose.conf")
