@@ -57,7 +57,7 @@ Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
 def _validation_reason(error: ValidationError, where: str) -> str:
     """Field paths and messages, never the input values (they may hold personal data)."""
     parts = [
-        f"{where}.{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}"
+        ".".join([where, *(str(p) for p in problem["loc"])]) + f": {problem['msg']}"
         for problem in error.errors(include_input=False, include_url=False)[:10]
     ]
     return "invalid " + "; ".join(parts)

@@ -11,3 +11,8 @@ SAMPLE_REGISTRY = Registry()
 class CounterIncremented(Payload):
     counter: str
     by: int = 1
+
+
+@event_type("partner.counter.reported.v1", registry=SAMPLE_REGISTRY)
+class CounterReported(Payload):
+    counter: str

@@ -1,0 +1,219 @@
+"""Durable pull consumers against real NATS and PostgreSQL: effects once, poison to dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from nats.aio.client import Client
+from nats.js.api import StreamConfig
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from raccrochage_contracts import new_event
+from raccrochage_platform import deadletter
+from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
+from raccrochage_platform.db import make_session_factory
+from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported
+from raccrochage_platform.topology import ConsumerDef, declare_consumer
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SUBJECT = "sample.counter.incremented.v1"
+
+
+@pytest.fixture
+async def counters(service_engine: AsyncEngine) -> AsyncEngine:
+    async with service_engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value int NOT NULL)"))
+        await conn.execute(text("TRUNCATE counters"))
+    return service_engine
+
+
+async def increment(session: AsyncSession, event: Event[CounterIncremented]) -> None:
+    if event.data.counter == "explode":
+        raise RuntimeError("the handler's dependency is down")
+    if event.data.counter == "refused":
+        raise PermanentError("counter refused: it is closed")
+    await session.execute(
+        text("INSERT INTO counters VALUES (:n, :v) ON CONFLICT (name) DO UPDATE SET value = counters.value + :v"),
+        {"n": event.data.counter, "v": event.data.by},
+    )
+
+
+@pytest.fixture
+async def started() -> list[EventConsumer]:
+    """Consumers a test made; stopped even when the test fails."""
+    consumers: list[EventConsumer] = []
+    yield consumers
+    for consumer in consumers:
+        await consumer.stop()
+
+
+async def make_consumer(
+    nc: Client, engine: AsyncEngine, stream: str, unique: str, started: list, **options
+) -> EventConsumer:
+    definition = ConsumerDef(f"sample_{unique}", "psad", stream, ("sample.>",), ack_wait_seconds=5,
+                             max_deliver=3, backoff_seconds=(0.1, 0.2))
+    await declare_consumer(nc.jetstream(), definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(engine), nc.jetstream(),
+                             fetch_timeout=0.2, **options)
+    consumer.on(SUBJECT)(increment)
+    started.append(consumer)
+    return consumer
+
+
+def envelope(counter: str, by: int = 1, event_id: uuid.UUID | None = None) -> bytes:
+    return new_event(CounterIncremented(counter=counter, by=by), source="raccrochage/psad", subject=counter,
+                     event_id=event_id).to_json()
+
+
+async def publish(nc: Client, payload: bytes, msg_id: str | None = None, subject: str = SUBJECT) -> None:
+    await nc.jetstream().publish(subject, payload, headers={"Nats-Msg-Id": msg_id or str(uuid.uuid4())})
+
+
+async def value(engine: AsyncEngine, name: str) -> int | None:
+    async with engine.connect() as conn:
+        return (await conn.execute(text("SELECT value FROM counters WHERE name = :n"), {"n": name})).scalar()
+
+
+async def eventually(probe, expected, timeout: float = 10.0):  # noqa: ANN001, ANN201
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = await probe()
+        if got == expected:
+            return got
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"got {got!r}, expected {expected!r} after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_duplicate_delivery_has_its_effect_once(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    await consumer.start()
+    event_id = uuid.uuid4()
+    # Two copies with distinct Nats-Msg-Id get past the broker's dedup: only the inbox stops them.
+    await publish(nc, envelope("dup", 5, event_id))
+    await publish(nc, envelope("dup", 5, event_id))
+    await publish(nc, envelope("other", 1))
+    await eventually(lambda: value(counters, "other"), 1)
+    await asyncio.sleep(0.3)
+    assert await value(counters, "dup") == 5
+    info = await nc.jetstream().consumer_info(sample_stream, consumer.name)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_one_batch_one_transaction_with_duplicates_inside(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    consumer = await make_consumer(nc, counters, sample_stream, unique, started, batch_size=100)
+    event_id = uuid.uuid4()
+    for n in range(60):
+        await publish(nc, envelope("batch", 1, event_id if n % 2 else None))
+    await consumer.start()  # all 60 wait in the stream: the first fetch takes them in one batch
+    await eventually(lambda: value(counters, "batch"), 31)
+
+
+async def test_poison_messages_reach_dead_letters_while_the_rest_is_handled(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    await consumer.start()
+    await publish(nc, b"{not json")
+    await publish(nc, json.dumps({"specversion": "1.0", "id": str(uuid.uuid4())}).encode())
+    unknown = new_event(CounterIncremented(counter="x"), source="raccrochage/psad", subject="x")
+    await publish(nc, unknown.model_copy(update={"type": "sample.counter.incremented.v9"}).to_json(),
+                  subject="sample.counter.incremented.v9")
+    bad_data = json.loads(envelope("bad"))
+    bad_data["data"]["by"] = "CANARY-NOT-A-NUMBER"
+    await publish(nc, json.dumps(bad_data).encode())
+    await publish(nc, envelope("explode"))
+    await publish(nc, envelope("refused"))
+    await publish(nc, envelope("after", 2))
+    await eventually(lambda: value(counters, "after"), 2)
+
+    async def letters() -> list[deadletter.DeadLetter]:
+        return await deadletter.list_dead_letters(nc.jetstream(), consumer=consumer.name)
+
+    await eventually(lambda: _count(letters), 6, timeout=15)
+    found = {letter.subject + " | " + letter.reason for letter in await letters()}
+    text_all = "\n".join(sorted(found))
+    assert "invalid envelope" in text_all
+    assert "envelope.type: Field required" in text_all
+    assert "unknown event type 'sample.counter.incremented.v9'; known versions: sample.counter.incremented.v1" in text_all
+    assert "data.by: Input should be a valid integer" in text_all
+    assert "CANARY" not in text_all  # reasons never copy input values
+    assert "handler failed: RuntimeError: the handler's dependency is down (after 3 deliveries)" in text_all
+    assert "rejected by handler: counter refused: it is closed" in text_all
+    exploded = next(x for x in await letters() if "explode" in x.reason or b"explode" in x.payload)
+    assert exploded.delivered == 3 and exploded.stream == sample_stream
+    assert json.loads(exploded.payload)["data"]["counter"] == "explode"
+    info = await nc.jetstream().consumer_info(sample_stream, consumer.name)
+    assert info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_replayed_dead_letter_is_handled_once_fixed(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    broken = {"on": True}
+
+    async def flaky(session: AsyncSession, event: Event[CounterIncremented]) -> None:
+        if broken["on"]:
+            raise RuntimeError("still broken")
+        await increment(session, event)
+
+    consumer.on(SUBJECT)(flaky)
+    await consumer.start()
+    await publish(nc, envelope("replayed", 7))
+    js = nc.jetstream()
+
+    async def mine() -> list[deadletter.DeadLetter]:
+        return await deadletter.list_dead_letters(js, consumer=consumer.name)
+
+    await eventually(lambda: _count(mine), 1, timeout=15)
+    broken["on"] = False
+    for letter in await mine():
+        await deadletter.replay(js, letter)
+    await eventually(lambda: value(counters, "replayed"), 7)
+    assert await mine() == []
+
+
+async def test_partner_events_take_their_source_from_the_subject(
+    nc: Client, counters: AsyncEngine, unique: str, started: list
+) -> None:
+    js = nc.jetstream()
+    stream = f"PARTNER_{unique}"
+    await js.add_stream(StreamConfig(name=stream, subjects=["partner.>"]))
+    definition = ConsumerDef(f"partners_{unique}", "reperage", stream, ("partner.>",), max_deliver=2,
+                             backoff_seconds=(0.1,))
+    await declare_consumer(js, definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2)
+    seen: list[str | None] = []
+
+    @consumer.on("partner.counter.reported.v1")
+    async def record(session: AsyncSession, event: Event[CounterReported]) -> None:
+        seen.append(event.partner_id)
+        await increment(session, Event(event.envelope, CounterIncremented(counter=event.data.counter), None, 1))
+
+    started.append(consumer)
+    await consumer.start()
+    honest = new_event(CounterReported(counter="cfa"), source="partner/cfa-a", subject="cfa")
+    forged = new_event(CounterReported(counter="cfa"), source="partner/cfa-b", subject="cfa")
+    await publish(nc, forged.to_json(), subject="partner.cfa-a.counter.reported.v1")
+    await publish(nc, honest.to_json(), subject="partner.cfa-a.counter.reported.v1")
+    await eventually(lambda: value(counters, "cfa"), 1)
+    assert seen == ["cfa-a"]
+    letters = await deadletter.list_dead_letters(js, consumer=consumer.name)
+    assert [x.reason for x in letters] == [
+        "source partner/cfa-b does not match the partner of subject partner.cfa-a.counter.reported.v1"
+    ]
+    await consumer.stop()
+    await js.delete_stream(stream)
+
+
+async def _count(probe) -> int:  # noqa: ANN001
+    return len(await probe())
