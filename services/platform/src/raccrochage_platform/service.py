@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from faststream.nats import NatsBroker
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from raccrochage_contracts.registry import REGISTRY, Registry, load_all
+from raccrochage_contracts.registry import Registry, load_all
 
 from .broker import jetstream, make_broker
 from .consumer import EventConsumer
@@ -65,14 +67,21 @@ class ServiceSpec:
     migrations: Path  # the service's Alembic script folder
     build: Callable[[ServiceContext], Awaitable[None]]
     settings: type[ServiceSettings] = ServiceSettings
+    registry: Registry | None = None  # the contracts registry unless the spec brings its own
     # The service's main job for `make run` (after the rig is up), if any.
     main_job: Callable[[], Awaitable[None]] | None = None
 
 
 def installed_services() -> dict[str, ServiceSpec]:
+    """Services from the `raccrochage.services` entry points, plus any named in
+    RACCROCHAGE_EXTRA_SERVICES (`module:attribute,...`, for tests and services in development)."""
     specs = {}
     for entry in entry_points(group="raccrochage.services"):
         spec = entry.load()
+        specs[spec.name] = spec
+    for target in filter(None, os.environ.get("RACCROCHAGE_EXTRA_SERVICES", "").split(",")):
+        module, _, attribute = target.strip().partition(":")
+        spec = getattr(importlib.import_module(module), attribute or "spec")
         specs[spec.name] = spec
     return dict(sorted(specs.items()))
 
@@ -81,7 +90,7 @@ async def run_service(spec: ServiceSpec) -> None:
     settings = load_settings(spec.settings)
     configure_logging(spec.name, settings.log_level)
     topology = load_topology()
-    registry = load_all() if spec.name else REGISTRY
+    registry = spec.registry or load_all()
     engine = make_engine(settings.database_url, application_name=spec.name)
     broker = make_broker(settings.nats_url, name=spec.name)
     await broker.connect()
@@ -131,8 +140,6 @@ async def run_service(spec: ServiceSpec) -> None:
 
 async def _announce_port(port: int) -> None:
     """Tell the rig's supervisor which port we got (HTTP_PORT=0 picks a free one)."""
-    import os
-
     path = os.environ.get("RACCROCHAGE_PORT_FILE")
     if path:
         Path(path).write_text(str(port), encoding="utf-8")

@@ -103,7 +103,7 @@ class Topology:
 
 def load_topology(path: Path | None = None) -> Topology:
     path = path or Path(os.environ.get("RACCROCHAGE_TOPOLOGY", DEFAULT_PATH))
-    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw = _read(path)
     stream_defaults = raw.get("defaults", {}).get("stream", {})
     consumer_defaults = raw.get("defaults", {}).get("consumer", {})
 
@@ -143,6 +143,21 @@ def load_topology(path: Path | None = None) -> Topology:
             max_ack_pending=merged.get("max_ack_pending", 2000),
         )
     return Topology(services=services, streams=streams, consumers=consumers)
+
+
+def _read(path: Path) -> dict:
+    """A topology file; `extends = "other.toml"` (relative path) merges it under this one."""
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    base = _read((path.parent / parent).resolve())
+    for section, body in raw.items():
+        if isinstance(body, dict):
+            base.setdefault(section, {}).update(body)
+        else:
+            base[section] = body
+    return base
 
 
 async def declare_stream(js: JetStreamContext, definition: StreamDef) -> None:

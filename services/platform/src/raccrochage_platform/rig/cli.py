@@ -12,16 +12,13 @@ import time
 from importlib.metadata import entry_points
 from typing import Annotated
 
-import nats
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from .. import deadletter
-from ..topology import declare, load_topology
-from .runner import Rig, RigError, down
 from .state import RigState, rig_dir
-from .status import collect, nats_url
+
+# Commands import what they need when they run: `status` and `down` stay quick to start.
 
 app = typer.Typer(help="Raccrochage: the local rig and operator commands.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -44,6 +41,8 @@ def up(
     if detach:
         _up_detached(folder, main_jobs)
         return
+    from .runner import Rig, RigError
+
     rig = Rig(folder, say=say)
     stop = [False]
 
@@ -81,7 +80,7 @@ def _up_detached(folder, main_jobs: bool) -> None:  # noqa: ANN001
     while time.monotonic() < deadline:
         state = RigState.load(folder)
         if state.status == "up" and state.supervisor_pid == child.pid:
-            say(f"rig up (supervisor pid {child.pid}); `raccrochage status`, `raccrochage down`")
+            say(f"up (supervisor pid {child.pid}); `raccrochage status`, `raccrochage down`")
             if main_jobs:
                 run_main_jobs(folder)
             return
@@ -106,6 +105,8 @@ def run_main_jobs(folder) -> None:  # noqa: ANN001
 @app.command("down")
 def down_command() -> None:
     """Stop a rig started with --detach (or clean up after one that crashed)."""
+    from .runner import down
+
     folder = rig_dir()
     down(folder, say=say)
     say("down")
@@ -114,6 +115,8 @@ def down_command() -> None:
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False) -> None:
     """Health of NATS, PostgreSQL and each service; consumer lag, backlogs, dead letters."""
+    from .status import collect
+
     report = asyncio.run(collect(rig_dir()))
     if as_json:
         print(json.dumps(report, indent=2))
@@ -141,6 +144,11 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="one JSON object
 @app.command("declare")
 def declare_command() -> None:
     """Create or update every stream and durable consumer of deploy/topology.toml."""
+    import nats
+
+    from ..topology import declare, load_topology
+    from .status import nats_url
+
     url = nats_url(rig_dir()) or "nats://127.0.0.1:4222"
 
     async def run() -> None:
@@ -163,6 +171,10 @@ def serve(name: str) -> None:
 
 
 async def _js_call(fn):  # noqa: ANN001, ANN202
+    import nats
+
+    from .status import nats_url
+
     url = nats_url(rig_dir())
     if not url:
         raise typer.BadParameter("no NATS: start the rig or set NATS_URL")
@@ -179,6 +191,8 @@ def dlq_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Dead letters with their origin and reason (payloads are not shown: they may be personal)."""
+    from .. import deadletter
+
     letters = asyncio.run(_js_call(lambda js: deadletter.list_dead_letters(js, consumer=consumer)))
     if as_json:
         print(json.dumps([letter.summary() for letter in letters], indent=2))
@@ -197,6 +211,8 @@ def dlq_replay(
     consumer: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Publish dead letters again on their original subject and remove them from DEADLETTER."""
+    from .. import deadletter
+
     if not seqs and not all_:
         raise typer.BadParameter("give sequences or --all")
 

@@ -10,12 +10,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nats
-from sqlalchemy.engine import make_url
 
-from ..migrations import upgrade
-from ..service import ServiceSpec, installed_services
 from ..topology import Topology, declare, load_topology
 from .nats import NatsServer
 from .postgres import PostgresServer
@@ -108,6 +106,9 @@ class Rig:
         admin_url = self._start_postgres(secrets)
         database_urls = asyncio.run(provision(admin_url, self.topology, secrets["pg_roles"]))
         self.say(f"databases ready: {', '.join(sorted(database_urls))}")
+        from ..migrations import upgrade
+        from ..service import installed_services
+
         specs = {n: s for n, s in installed_services().items() if only is None or n in only}
         for name, spec in specs.items():
             self.say(f"migrating {name}")
@@ -144,9 +145,9 @@ class Rig:
     def _start_postgres(self, secrets: dict) -> str:
         external = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
         if external:
-            url = make_url(external)
-            self.state.pg_host, self.state.pg_port, self.state.pg_external = url.host, url.port or 5432, True
-            self.say(f"using PostgreSQL at {url.host}:{url.port or 5432} (RACCROCHAGE_PG_ADMIN_URL)")
+            url = urlsplit(external)
+            self.state.pg_host, self.state.pg_port, self.state.pg_external = url.hostname, url.port or 5432, True
+            self.say(f"using PostgreSQL at {url.hostname}:{url.port or 5432} (RACCROCHAGE_PG_ADMIN_URL)")
             return external
         previous = RigState.load(self.folder)
         self.pg_server = PostgresServer(self.folder / "postgres", port=previous.pg_port or 0,
@@ -157,7 +158,8 @@ class Rig:
         self.say(f"PostgreSQL on {self.pg_server.host}:{self.pg_server.port} (data in {self.pg_server.cluster})")
         return self.pg_server.admin_url
 
-    def _service_env(self, spec: ServiceSpec, nats_url: str, database_url: str, secrets: dict) -> dict[str, str]:
+    def _service_env(self, spec,  # noqa: ANN001 (a ServiceSpec)
+                      nats_url: str, database_url: str, secrets: dict) -> dict[str, str]:
         return {
             "RACCROCHAGE_SERVICE": spec.name,
             "NATS_URL": nats_url,

@@ -11,7 +11,6 @@ import asyncpg
 import httpx
 import nats
 from nats.js.errors import NotFoundError
-from sqlalchemy.engine import make_url
 
 from ..deadletter import DEADLETTER_STREAM
 from ..topology import load_topology
@@ -102,8 +101,7 @@ async def _postgres(report: dict, folder: Path, state: RigState, topology) -> No
     backlogs = {}
     for service in topology.services.values():
         try:
-            db = await asyncpg.connect(make_url(url).set(database=service.database, drivername="postgresql")
-                                       .render_as_string(hide_password=False), timeout=3)
+            db = await asyncpg.connect(url, database=service.database, timeout=3)
         except Exception:  # noqa: BLE001
             continue
         try:

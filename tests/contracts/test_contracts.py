@@ -1,0 +1,204 @@
+"""Contracts: schemas committed and in sync, compatible within a version, examples valid, catalogued."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Literal
+
+import pytest
+from pydantic import ValidationError
+
+from raccrochage_contracts import CloudEvent, EventType, Payload, Registry, event_type, nats_subject, new_event
+from raccrochage_contracts.catalog import EXAMPLES_DIR, CatalogEntry, catalog_problems, load_catalog
+from raccrochage_contracts.compat import breaking_changes
+from raccrochage_contracts.generate import drift, payload_schema
+from raccrochage_contracts.naming import InvalidEventType, type_from_subject
+from raccrochage_contracts.registry import load_all
+
+REGISTRY = load_all()
+CATALOG = load_catalog()
+
+
+def test_committed_schemas_and_asyncapi_match_the_models() -> None:
+    stale, breaking = drift(REGISTRY, CATALOG)
+    assert breaking == [], "breaking changes to published versions: publish a new .vN instead"
+    assert stale == [], "run `make contracts` and commit the result"
+
+
+def test_every_event_type_is_catalogued() -> None:
+    assert catalog_problems(REGISTRY, CATALOG) == []
+
+
+def test_a_type_without_catalog_entry_is_reported() -> None:
+    registry = Registry()
+
+    @event_type("psad.case.opened.v1", registry=registry)
+    class Opened(Payload):
+        case_id: str
+
+    assert catalog_problems(registry, {}) == [
+        "psad.case.opened.v1: no catalog entry in contracts/catalog.toml (producer, consumers)"
+    ]
+    entry = CatalogEntry("psad.case.opened.v1", "psad", ("nobody",))
+    assert catalog_problems(registry, {"psad.case.opened.v1": entry}) == [
+        "psad.case.opened.v1: unknown service 'nobody' in catalog"
+    ]
+
+
+def _examples() -> list:
+    return sorted(EXAMPLES_DIR.glob("*/*.json"))
+
+
+@pytest.mark.parametrize("path", _examples(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_examples_validate_strictly(path) -> None:  # noqa: ANN001
+    envelope = CloudEvent.model_validate_json(path.read_bytes())
+    assert envelope.type == path.parent.name
+    REGISTRY.model(envelope.type).model_validate(envelope.data)  # strict, as a producer
+
+
+def test_every_event_type_has_an_example() -> None:
+    with_examples = {p.parent.name for p in _examples()}
+    assert sorted(set(REGISTRY) - with_examples) == []
+
+
+# --- the compatibility check, on crafted changes -------------------------------------------------
+
+class Level(StrEnum):
+    CAP = "CAP"
+    BAC = "BAC"
+    DNB = "DNB"
+
+
+class NarrowLevel(StrEnum):
+    CAP = "CAP"
+    BAC = "BAC"
+
+
+def schema_of(model: type[Payload]) -> dict:
+    registry = Registry()
+    registry.register("psad.case.opened.v1", model)
+    return payload_schema("psad.case.opened.v1", registry)
+
+
+class Base(Payload):
+    case_id: str
+    age: int
+    level: Level
+    note: str | None = None
+
+
+class AddsOptional(Base):
+    territory: str | None = None
+
+
+class RemovesField(Payload):
+    case_id: str
+    level: Level
+    note: str | None = None
+
+
+class ChangesType(Payload):
+    case_id: str
+    age: str
+    level: Level
+    note: str | None = None
+
+
+class AddsRequired(Base):
+    territory: str
+
+
+class NarrowsEnum(Payload):
+    case_id: str
+    age: int
+    level: NarrowLevel
+    note: str | None = None
+
+
+class MakesRequired(Payload):
+    case_id: str
+    age: int
+    level: Level
+    note: str
+
+
+def test_adding_an_optional_field_is_compatible() -> None:
+    assert breaking_changes(schema_of(Base), schema_of(AddsOptional)) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (RemovesField, "$.age: field removed"),
+        (ChangesType, "$.age: type changed from ['integer'] to ['string']"),
+        (AddsRequired, "$.territory: new required field"),
+        (NarrowsEnum, "$.level: enum narrowed, values removed: 'DNB'"),
+        (MakesRequired, "$.note: optional field made required"),
+    ],
+)
+def test_breaking_changes_are_rejected(model: type[Payload], expected: str) -> None:
+    problems = breaking_changes(schema_of(Base), schema_of(model))
+    assert expected in problems
+
+
+def test_widening_an_enum_is_reported_too() -> None:
+    problems = breaking_changes(schema_of(NarrowsEnum), schema_of(Base))
+    assert any("enum widened" in p for p in problems)
+
+
+def test_nested_models_are_compared() -> None:
+    class Wish(Payload):
+        kind: Literal["school", "job"]
+
+    class WishNarrow(Payload):
+        kind: Literal["school"]
+
+    class Old(Payload):
+        wishes: list[Wish]
+
+    class New(Payload):
+        wishes: list[WishNarrow]
+
+    assert breaking_changes(schema_of(Old), schema_of(New)) == ["$.wishes[].kind: enum narrowed, values removed: 'job'"]
+
+
+# --- envelope, naming, strict and tolerant reading -----------------------------------------------
+
+class Sample(Payload):
+    case_id: str
+
+
+def test_envelope_round_trip_and_ids() -> None:
+    registry = Registry()
+    registry.register("psad.case.opened.v1", Sample)
+    cause = new_event(Sample(case_id="c1"), source="raccrochage/reperage", subject="c1")
+    effect = new_event(Sample(case_id="c1"), source="raccrochage/psad", subject="c1",
+                       correlationid=cause.correlationid, causationid=cause.id)
+    parsed = CloudEvent.from_json(effect.to_json())
+    assert parsed.correlationid == cause.id and parsed.causationid == cause.id
+    assert parsed.dataschema.endswith("/psad.case.opened.v1.json")
+    assert json.loads(effect.to_json())["specversion"] == "1.0"
+
+
+def test_producers_are_strict_consumers_tolerant() -> None:
+    with pytest.raises(ValidationError):
+        Sample.model_validate({"case_id": "c1", "added_later": 1})
+    assert Sample.read({"case_id": "c1", "added_later": 1}) == Sample(case_id="c1")
+    with pytest.raises(ValidationError):
+        Sample.read({"added_later": 1})
+
+
+@pytest.mark.parametrize("name", ["psad.case.opened", "psad.case.opened.v0", "Psad.case.opened.v1",
+                                  "psad.case.v1", "psad.case.opened.v1.extra"])
+def test_naming_rule(name: str) -> None:
+    with pytest.raises(InvalidEventType):
+        EventType.parse(name)
+
+
+def test_partner_subjects_carry_the_partner() -> None:
+    assert nats_subject("psad.case.opened.v1") == "psad.case.opened.v1"
+    assert nats_subject("partner.enrolment.started.v1", "cfa-33") == "partner.cfa-33.enrolment.started.v1"
+    assert type_from_subject("partner.cfa-33.enrolment.started.v1") == ("partner.enrolment.started.v1", "cfa-33")
+    with pytest.raises(InvalidEventType):
+        nats_subject("partner.enrolment.started.v1", "CFA *")
