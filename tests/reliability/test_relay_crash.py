@@ -18,7 +18,7 @@ from raccrochage_platform.consumer import Event, EventConsumer
 from raccrochage_platform.db import make_session_factory
 from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
 from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented
-from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
+from raccrochage_platform.topology import ConsumerDef, declare_consumer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROWS = 40
@@ -26,10 +26,10 @@ ROWS = 40
 
 @pytest.mark.parametrize("duplicate_window", [30.0, 0.5], ids=["broker-dedups", "inbox-dedups"])
 async def test_relay_killed_after_puback_has_no_duplicate_effect(
-    nc: Client, service_engine: AsyncEngine, unique: str, tmp_path: Path, duplicate_window: float
+    nc: Client, service_engine: AsyncEngine, unique: str, tmp_path: Path, duplicate_window: float,
+    deadletter_stream: str,
 ) -> None:
     js = nc.jetstream()
-    await declare_stream(js, load_topology().streams["DEADLETTER"])
     stream = f"CRASH_{unique}"
     await js.add_stream(StreamConfig(name=stream, subjects=["sample.>"], duplicate_window=duplicate_window))
     async with service_engine.begin() as conn:

@@ -104,6 +104,7 @@ _CLAIM = text(
         SELECT 1 FROM outbox p
         WHERE p.aggregate_key = b.aggregate_key AND p.published_at IS NULL
           AND p.id < b.id AND p.id NOT IN (SELECT id FROM batch)
+        OFFSET 0  -- a plan fence: without it PostgreSQL scans the whole pending index per claim
     )
     ORDER BY o.id
     """
@@ -114,6 +115,8 @@ _PRUNE = text(
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => :age) LIMIT 10000)"
 )
 BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+PUBLISH_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
+CONTENT_TYPE = "application/cloudevents+json"
 
 
 @dataclass
@@ -134,7 +137,7 @@ class OutboxRelay:
         batch_size: int = 500,
         sweep_seconds: float = 1.0,
         publish_timeout: float = 5.0,
-        max_in_flight: int = 1000,
+        lanes: int = 2,
         retention_seconds: float = 7 * 24 * 3600,
     ) -> None:
         self.engine = engine
@@ -143,8 +146,13 @@ class OutboxRelay:
         self.sweep_seconds = sweep_seconds
         self.publish_timeout = publish_timeout
         self.retention_seconds = retention_seconds
+        self.lanes = lanes
         self.stats = RelayStats()
-        self._in_flight = asyncio.Semaphore(max_in_flight)
+        # publish_async's window (publish_async_max_pending, 4000 by default) is shared by the
+        # lanes: every batch in flight must fit, or a send would wait for a free slot.
+        window = js._publish_async_pending_semaphore._value
+        if batch_size * lanes > window:
+            raise ValueError(f"batch_size x lanes = {batch_size * lanes} exceeds the publish window {window}")
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncpg.Connection | None = None
@@ -202,7 +210,16 @@ class OutboxRelay:
 
     # --- work --------------------------------------------------------------------------------
     async def drain(self) -> int:
-        """Publish until nothing is pending (or a batch fails). Returns rows published."""
+        """Publish until nothing is pending (or a batch fails). Returns rows published.
+
+        Several lanes claim, publish and mark at once, so that one batch's SQL overlaps another's
+        PubAcks; the claim keeps per-aggregate order between lanes as between relays.
+        """
+        if self.lanes == 1:
+            return await self._drain_lane()
+        return sum(await asyncio.gather(*(self._drain_lane() for _ in range(self.lanes))))
+
+    async def _drain_lane(self) -> int:
         total = 0
         while True:
             published, failed, claimed = await self.publish_batch()
@@ -233,36 +250,53 @@ class OutboxRelay:
         return len(published), len(failed), len(rows)
 
     async def _publish(self, rows: Sequence) -> tuple[list[int], list[int], str]:
-        """Aggregates in parallel, each aggregate's rows in order; a failure stops its aggregate."""
+        """Publish in waves: wave k holds the k-th row of every aggregate that has not failed.
+
+        Wave k+1 starts once wave k is acked, so a row never overtakes its aggregate's previous
+        row, and a failure stops its aggregate. With mostly distinct aggregates a batch is one
+        wave of windowed `publish_async` calls (measured: about twice the rate of one awaited
+        request per row).
+        """
         by_aggregate: dict[str, list] = defaultdict(list)
         for row in rows:
             by_aggregate[row.aggregate_key].append(row)
         published: list[int] = []
         failed: list[int] = []
         errors: list[str] = []
-
-        async def publish_in_order(group: list) -> None:
-            for position, row in enumerate(group):
+        groups = list(by_aggregate.values())
+        wave = 0
+        while groups:
+            sent: list[tuple[list, asyncio.Future]] = []
+            for group in groups:
+                row = group[wave]
                 try:
-                    async with self._in_flight:
-                        await self._publish_one(row)
-                except (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError) as error:
-                    failed.extend(r.id for r in group[position:])
+                    # No wait_stall: on Python 3.11 it wraps every send in a Task (2.5x slower);
+                    # __init__ keeps the batches within the window instead.
+                    future = await self.js.publish_async(
+                        row.nats_subject, row.envelope, stream=row.stream,
+                        headers={"Nats-Msg-Id": str(row.event_id), "Content-Type": CONTENT_TYPE},
+                    )
+                except PUBLISH_ERRORS as error:
+                    future = asyncio.get_running_loop().create_future()
+                    future.set_exception(error)
+                sent.append((group, future))
+            # The timeout bounds a wave: nats-py never resolves the future of an error PubAck
+            # (wrong stream, stream full: nats-io/nats.py#985), so such a row reads "no PubAck".
+            _done, late = await asyncio.wait([f for _, f in sent], timeout=self.publish_timeout)
+            for future in late:
+                future.cancel()  # nats-py then forgets it and frees its slot in the window
+            groups = []
+            for group, future in sent:
+                error = TimeoutError("no PubAck") if future.cancelled() else future.exception()
+                if error is not None:
+                    failed.extend(r.id for r in group[wave:])
                     errors.append(f"{type(error).__name__}: {error}")
-                    return
-                published.append(row.id)
-
-        await asyncio.gather(*(publish_in_order(group) for group in by_aggregate.values()))
+                    continue
+                published.append(group[wave].id)
+                if len(group) > wave + 1:
+                    groups.append(group)
+            wave += 1
         return published, failed, errors[0] if errors else ""
-
-    async def _publish_one(self, row) -> None:  # noqa: ANN001 (a result row)
-        await self.js.publish(
-            row.nats_subject,
-            row.envelope,
-            timeout=self.publish_timeout,
-            stream=row.stream,
-            headers={"Nats-Msg-Id": str(row.event_id), "Content-Type": "application/cloudevents+json"},
-        )
 
     async def prune(self) -> None:
         async with self.engine.begin() as conn:

@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -17,7 +16,7 @@ from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
 from raccrochage_platform.db import make_session_factory
 from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported
-from raccrochage_platform.topology import ConsumerDef, declare_consumer
+from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SUBJECT = "sample.counter.incremented.v1"
@@ -183,13 +182,13 @@ async def test_a_replayed_dead_letter_is_handled_once_fixed(
 
 
 async def test_partner_events_take_their_source_from_the_subject(
-    nc: Client, counters: AsyncEngine, unique: str, started: list
+    nc: Client, counters: AsyncEngine, unique: str, started: list, deadletter_stream: str
 ) -> None:
     js = nc.jetstream()
-    stream = f"PARTNER_{unique}"
-    await js.add_stream(StreamConfig(name=stream, subjects=["partner.>"]))
-    definition = ConsumerDef(f"partners_{unique}", "reperage", stream, ("partner.>",), max_deliver=2,
-                             backoff_seconds=(0.1,))
+    partner = f"cfa-{unique}"
+    await declare_stream(js, load_topology().streams["PARTNER"])
+    definition = ConsumerDef(f"partners_{unique}", "reperage", "PARTNER", (f"partner.{partner}.>",),
+                             max_deliver=2, backoff_seconds=(0.1,))
     await declare_consumer(js, definition)
     consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2)
     seen: list[str | None] = []
@@ -201,18 +200,17 @@ async def test_partner_events_take_their_source_from_the_subject(
 
     started.append(consumer)
     await consumer.start()
-    honest = new_event(CounterReported(counter="cfa"), source="partner/cfa-a", subject="cfa")
-    forged = new_event(CounterReported(counter="cfa"), source="partner/cfa-b", subject="cfa")
-    await publish(nc, forged.to_json(), subject="partner.cfa-a.counter.reported.v1")
-    await publish(nc, honest.to_json(), subject="partner.cfa-a.counter.reported.v1")
-    await eventually(lambda: value(counters, "cfa"), 1)
-    assert seen == ["cfa-a"]
+    honest = new_event(CounterReported(counter=partner), source=f"partner/{partner}", subject="c")
+    forged = new_event(CounterReported(counter=partner), source="partner/someone-else", subject="c")
+    subject = f"partner.{partner}.counter.reported.v1"
+    await publish(nc, forged.to_json(), subject=subject)
+    await publish(nc, honest.to_json(), subject=subject)
+    await eventually(lambda: value(counters, partner), 1)
+    assert seen == [partner]
     letters = await deadletter.list_dead_letters(js, consumer=consumer.name)
     assert [x.reason for x in letters] == [
-        "source partner/cfa-b does not match the partner of subject partner.cfa-a.counter.reported.v1"
+        f"source partner/someone-else does not match the partner of subject {subject}"
     ]
-    await consumer.stop()
-    await js.delete_stream(stream)
 
 
 async def _count(probe) -> int:  # noqa: ANN001

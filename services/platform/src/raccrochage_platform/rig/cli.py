@@ -41,7 +41,7 @@ def up(
     if detach:
         _up_detached(folder, main_jobs)
         return
-    from .runner import Rig, RigError
+    from .runner import Rig, RigAlreadyRunning, RigError
 
     rig = Rig(folder, say=say)
     stop = [False]
@@ -58,6 +58,9 @@ def up(
         if not os.environ.get("RACCROCHAGE_RIG_DETACHED"):
             say("press Ctrl-C to stop")
         rig.supervise(stop)
+    except RigAlreadyRunning as error:
+        say(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
     except (RigError, RuntimeError, TimeoutError, FileNotFoundError) as error:
         say(f"[red]error:[/] {error}")
         rig.stop_all()

@@ -25,6 +25,10 @@ class RigError(RuntimeError):
     pass
 
 
+class RigAlreadyRunning(RigError):
+    """Another supervisor owns this rig folder: leave it (and its rig.json) alone."""
+
+
 @dataclass
 class ServiceProcess:
     """One service as a child process, restarted with backoff when it dies."""
@@ -224,7 +228,7 @@ class Rig:
         """After a crash: stop what the dead supervisor left, forget its pids."""
         previous = RigState.load(self.folder)
         if previous.supervisor_pid and pid_alive(previous.supervisor_pid) and previous.supervisor_pid != os.getpid():
-            raise RigError(f"a rig already runs from {self.folder} (pid {previous.supervisor_pid}); "
+            raise RigAlreadyRunning(f"a rig already runs from {self.folder} (pid {previous.supervisor_pid}); "
                            "`raccrochage down` first")
         leftovers = [s.pid for s in previous.services.values() if s.pid] + [previous.nats_pid]
         stopped = [pid for pid in leftovers if pid and _terminate_if_ours(pid)]

@@ -46,14 +46,20 @@ def unique() -> str:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def sample_stream(nc: Client, unique: str) -> AsyncIterator[str]:
+async def deadletter_stream(nc: Client) -> str:
+    """The DEADLETTER stream as topology.toml declares it."""
+    from ..topology import declare_stream, load_topology
+
+    await declare_stream(nc.jetstream(), load_topology().streams["DEADLETTER"])
+    return "DEADLETTER"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sample_stream(nc: Client, unique: str, deadletter_stream: str) -> AsyncIterator[str]:
     """A stream of its own for `sample.>` events, deleted after the test."""
     from nats.js.api import StreamConfig
 
-    from ..topology import declare_stream, load_topology
-
     js = nc.jetstream()
-    await declare_stream(js, load_topology().streams["DEADLETTER"])
     name = f"SAMPLE_{unique}"
     await js.add_stream(StreamConfig(name=name, subjects=["sample.>"], duplicate_window=120))
     yield name
