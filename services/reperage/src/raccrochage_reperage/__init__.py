@@ -1,0 +1,1 @@
+"""Repérage: find the youths who left school without a diploma and are found nowhere."""

@@ -1,0 +1,1 @@
+"""Pure rules of repérage: parsing, eligibility, territory. No I/O framework here."""
