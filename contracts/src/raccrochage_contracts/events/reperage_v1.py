@@ -1,0 +1,79 @@
+"""Events produced by repérage, version 1. A youth is a pseudonymous `youth_id`, nothing more."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Literal
+
+from pydantic import Field
+
+from ..payload import Payload
+from ..registry import event_type
+
+YouthId = str  # 64 hex chars: HMAC-SHA256 of the normalised INE, keyed by a secret of repérage
+YOUTH_ID = Field(pattern=r"^[0-9a-f]{64}$", description="pseudonymous id of the youth (keyed hash of the INE)")
+Departement = Field(pattern=r"^(\d{2}|2A|2B|9[78]\d)$")
+PartnerBase = Literal["cfa", "agri", "ml", "mlds", "en"]
+LastDiploma = Literal["AUCUN", "DNB"]  # identified youths hold at most a non-qualifying diploma
+
+
+@event_type("reperage.youth.identified.v1")
+class YouthIdentified(Payload):
+    """A youth who left school without a diploma and is found nowhere: handed to a PSAD."""
+
+    youth_id: str = YOUTH_ID
+    campaign_id: str = Field(min_length=1, max_length=80)
+    psad_id: str = Field(pattern=r"^psad-[0-9a-z-]+$", description="the PSAD the youth is handed to")
+    departement: str = Departement
+    zap: str | None = Field(None, description="ZAP slug; None when the postcode is not in the ZAP table")
+    age: int = Field(ge=0, le=120, description="age in whole years at the campaign's reference date")
+    last_diploma: LastDiploma = "AUCUN"
+    last_training: str | None = Field(None, max_length=120, description="formation d'origine (label, not personal)")
+    uai_origine: str | None = Field(None, pattern=r"^\d{7}[A-Z]$")
+    months_since_leaving: int = Field(ge=0)
+    as_of: date
+
+
+@event_type("reperage.youth.reported_again.v1")
+class YouthReportedAgain(Payload):
+    """A youth already handed over, with a case still open, is in a later campaign again.
+
+    Not a second `identified`: that would open a second case. The PSAD learns that the youth is
+    still found nowhere, with fresh facts (a move shows as another psad_id).
+    """
+
+    youth_id: str = YOUTH_ID
+    campaign_id: str = Field(min_length=1, max_length=80)
+    psad_id: str = Field(pattern=r"^psad-[0-9a-z-]+$")
+    departement: str = Departement
+    zap: str | None = None
+    age: int = Field(ge=0, le=120)
+    months_since_leaving: int = Field(ge=0)
+    as_of: date
+
+
+@event_type("reperage.youth.found.v1")
+class YouthFound(Payload):
+    """A youth handed to a PSAD is now enrolled in a partner base: the PSAD closes or updates the case."""
+
+    youth_id: str = YOUTH_ID
+    psad_id: str = Field(pattern=r"^psad-[0-9a-z-]+$")
+    base: PartnerBase = Field(description="the kind of partner base: cfa, agri, ml, mlds, en")
+    partner_id: str | None = Field(None, description="the partner that reported it, for live feeds")
+    enrolled_since: date
+    cause_event_id: uuid.UUID | None = Field(None, description="the partner event that revealed it")
+
+
+@event_type("reperage.campaign.ingested.v1")
+class CampaignIngested(Payload):
+    """A SIEI campaign file has been cross-checked: the counts, never a person."""
+
+    campaign_id: str = Field(min_length=1, max_length=80)
+    as_of: date
+    rows: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+    duplicates: int = Field(ge=0)
+    excluded: int = Field(ge=0)
+    identified: int = Field(ge=0)
+    reported_again: int = Field(0, ge=0)
