@@ -193,7 +193,7 @@ async def test_partner_events_take_their_source_from_the_subject(
     consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2)
     seen: list[str | None] = []
 
-    @consumer.on("partner.counter.reported.v1")
+    @consumer.on("partner.seats.reported.v1")
     async def record(session: AsyncSession, event: Event[CounterReported]) -> None:
         seen.append(event.partner_id)
         await increment(session, Event(event.envelope, CounterIncremented(counter=event.data.counter), None, 1))
@@ -202,7 +202,7 @@ async def test_partner_events_take_their_source_from_the_subject(
     await consumer.start()
     honest = new_event(CounterReported(counter=partner), source=f"partner/{partner}", subject="c")
     forged = new_event(CounterReported(counter=partner), source="partner/someone-else", subject="c")
-    subject = f"partner.{partner}.counter.reported.v1"
+    subject = f"partner.{partner}.seats.reported.v1"
     await publish(nc, forged.to_json(), subject=subject)
     await publish(nc, honest.to_json(), subject=subject)
     await eventually(lambda: value(counters, partner), 1)

@@ -26,3 +26,17 @@ def test_backoff_grows_then_stays_at_its_last_step() -> None:
     config = consumer.config()
     assert config.max_deliver == consumer.max_deliver + 1  # our code dead-letters the last one
     assert config.filter_subject == "reperage.>"
+
+
+def test_no_stream_stores_identities_or_requests() -> None:
+    """Partner enrolments (identities) and rpc requests travel by request/reply only."""
+    from fnmatch import fnmatch
+
+    def nats_match(pattern: str, subject: str) -> bool:
+        glob = pattern.replace(">", "*").replace(".*", ".[!.]*") if ">" not in pattern else pattern[:-1] + "*"
+        return fnmatch(subject, glob)
+
+    subjects = [s for stream in load_topology().streams.values() for s in stream.subjects]
+    for forbidden in ("partner.cfa-33.enrolment.started.v1", "partner.ml-1.enrolment.ended.v1",
+                      "rpc.reperage.contact_card.psad"):
+        assert not [s for s in subjects if nats_match(s, forbidden)], forbidden

@@ -13,6 +13,6 @@ class CounterIncremented(Payload):
     by: int = 1
 
 
-@event_type("partner.counter.reported.v1", registry=SAMPLE_REGISTRY)
+@event_type("partner.seats.reported.v1", registry=SAMPLE_REGISTRY)
 class CounterReported(Payload):
     counter: str
