@@ -90,3 +90,13 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
 
 def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)
+
+
+def error_fields(error: BaseException) -> dict[str, str]:
+    """What to log about an exception: its type and where it was raised, not its message (a
+    database or validation message may quote the personal data it choked on)."""
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f"{frame.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.tb_lineno}" if frame else "?"
+    return {"error": type(error).__name__, "where": where}

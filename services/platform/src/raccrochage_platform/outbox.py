@@ -23,6 +23,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from sqlalchemy import insert, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from raccrochage_contracts import CloudEvent, Payload, new_event, nats_subject
@@ -48,13 +49,16 @@ class OutboxWriter:
         subject: str,
         cause: CloudEvent | None = None,
         correlationid: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
     ) -> CloudEvent:
+        """`event_id` derived from the cause makes a re-run produce the same event, not a new one."""
         return new_event(
             payload,
             source=self.source,
             subject=subject,
             correlationid=cause.correlationid if cause else correlationid,
             causationid=cause.id if cause else None,
+            event_id=event_id,
         )
 
     def row(self, event: CloudEvent) -> dict:
@@ -75,15 +79,18 @@ class OutboxWriter:
         subject: str,
         cause: CloudEvent | None = None,
         correlationid: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
     ) -> CloudEvent:
         """Record one event to publish when (and only if) the caller's transaction commits."""
-        event = self.envelope(payload, subject=subject, cause=cause, correlationid=correlationid)
+        event = self.envelope(payload, subject=subject, cause=cause, correlationid=correlationid, event_id=event_id)
         await session.execute(insert(outbox), [self.row(event)])
         return event
 
     async def add_many(self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent]) -> None:
+        """Events already in the outbox (same id: a re-run) are skipped."""
         if events:
-            await session.execute(insert(outbox), [self.row(e) for e in events])
+            statement = pg_insert(outbox).on_conflict_do_nothing(index_elements=["event_id"])
+            await session.execute(statement, [self.row(e) for e in events])
 
 
 # Take the oldest pending rows no other relay holds, minus any row whose aggregate still has an

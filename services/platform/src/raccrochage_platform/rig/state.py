@@ -83,3 +83,28 @@ def load_secrets(folder: Path, topology: Topology) -> dict:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     os.chmod(path, 0o600)
     return data
+
+
+def service_environment(folder: Path, service: str) -> dict[str, str]:
+    """The environment the rig gives a service process, for commands that act as that service
+    (`raccrochage ingest` writes to repérage's database). Variables already set win."""
+    from urllib.parse import quote, urlsplit
+
+    from ..topology import load_topology
+
+    topology = load_topology()
+    secrets = load_secrets(folder, topology)
+    state = RigState.load(folder)
+    env = {
+        "RACCROCHAGE_SERVICE": service,
+        "RACCROCHAGE_YOUTH_ID_KEY": secrets["youth_id_key"],
+        "RACCROCHAGE_TOKEN_KEY": secrets["token_key"],
+    }
+    if state.nats_url or os.environ.get("NATS_URL"):
+        env["NATS_URL"] = os.environ.get("NATS_URL") or state.nats_url
+    admin = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
+    host, port = (urlsplit(admin).hostname, urlsplit(admin).port or 5432) if admin else (state.pg_host, state.pg_port)
+    if host and port:
+        role, password = f"svc_{service}", quote(secrets["pg_roles"][service], safe="")
+        env["DATABASE_URL"] = f"postgresql://{role}:{password}@{host}:{port}/{topology.services[service].database}"
+    return {**env, **{k: os.environ[k] for k in env if k in os.environ}}

@@ -1,0 +1,1 @@
+"""Repérage's database tables, repositories and clients."""

@@ -1,0 +1,110 @@
+"""Repérage's own tables: campaigns, the identity vault, cross-check results, partner bases, handovers."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Identity, Index, Integer, MetaData,
+    PrimaryKeyConstraint, Table, Text, Uuid, func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from raccrochage_platform.tables import platform_metadata
+
+metadata = MetaData()
+
+campaign = Table(
+    "campaign", metadata,
+    Column("campaign_id", Text, primary_key=True),
+    Column("as_of", Date, nullable=False),
+    Column("file_sha256", Text, nullable=False),
+    Column("status", Text, nullable=False),  # ingesting | done
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("summary", JSONB),
+)
+
+# Why a line was rejected: line, field and reason, never the value.
+rejection = Table(
+    "rejection", metadata,
+    Column("campaign_id", Text, ForeignKey("campaign.campaign_id", ondelete="CASCADE"), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    PrimaryKeyConstraint("campaign_id", "line"),
+)
+
+# The identity vault: the only place where clear identities live.
+youth = Table(
+    "youth", metadata,
+    Column("youth_id", Text, primary_key=True),
+    Column("ine", Text, nullable=False, unique=True),
+    Column("identity_key", Text, nullable=False),  # normalised nom|prenom|birth date, for partners without INE
+    Column("nom", Text, nullable=False),
+    Column("prenom", Text, nullable=False),
+    Column("date_naissance", Date, nullable=False),
+    Column("sexe", Text),
+    Column("code_postal", Text, nullable=False),
+    Column("commune", Text),
+    Column("adresse", Text),
+    Column("telephone", Text),
+    Column("courriel", Text),
+    Column("uai_origine", Text),
+    Column("formation_origine", Text),
+    Column("date_sortie", Date, nullable=False),
+    Column("diplome", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("youth_identity_key", "identity_key"),
+)
+
+# Outcome of each youth in each campaign.
+campaign_youth = Table(
+    "campaign_youth", metadata,
+    Column("campaign_id", Text, ForeignKey("campaign.campaign_id", ondelete="CASCADE"), nullable=False),
+    Column("youth_id", Text, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("outcome", Text, nullable=False),  # identified | reported_again | excluded
+    Column("reason", Text),  # exclusion reason
+    Column("psad_id", Text),
+    PrimaryKeyConstraint("campaign_id", "youth_id"),
+)
+
+# A youth handed to a PSAD: open until found in a partner base or closed by the PSAD.
+handover = Table(
+    "handover", metadata,
+    Column("youth_id", Text, primary_key=True),
+    Column("psad_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("handed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("open", Boolean, nullable=False, server_default="true"),
+    Column("found_at", DateTime(timezone=True)),
+    Column("found_base", Text),
+)
+
+partner_enrolment = Table(
+    "partner_enrolment", metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("base", Text, nullable=False),  # cfa | agri | ml | mlds | en
+    Column("partner_id", Text),  # the live partner, None for files
+    Column("ine", Text),
+    Column("identity_key", Text, nullable=False),
+    Column("date_debut", Date, nullable=False),
+    Column("date_fin", Date),
+    Column("event_id", Uuid, unique=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("partner_enrolment_ine", "ine"),
+    Index("partner_enrolment_identity", "identity_key"),
+    Index("partner_enrolment_unique", "base", "identity_key", "date_debut", unique=True),
+)
+
+# Who asked for a contact card, when, for which youth and why.
+contact_card_audit = Table(
+    "contact_card_audit", metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("caller", Text, nullable=False),
+    Column("youth_id", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+ALL_METADATA = [metadata, platform_metadata]

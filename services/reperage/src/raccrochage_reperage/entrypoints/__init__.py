@@ -1,0 +1,1 @@
+"""Where work enters repérage: NATS request/reply, HTTP, the CLI."""

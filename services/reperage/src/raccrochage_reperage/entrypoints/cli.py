@@ -1,0 +1,204 @@
+"""`raccrochage ingest siei|partner` and `raccrochage demo generate`: repérage's commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+ingest_app = typer.Typer(help="Ingest SIEI campaign files and partner bases.", no_args_is_help=True)
+demo_app = typer.Typer(help="Synthetic data for the académie de Bordeaux.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _iso_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+
+
+@asynccontextmanager
+async def reperage_runtime():  # noqa: ANN201
+    """Act as the repérage service from the command line: its settings, database and a relay
+    that publishes what this command writes (the service's own relay may help)."""
+    import nats
+
+    from raccrochage_platform.db import make_engine
+    from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+    from raccrochage_platform.rig.state import rig_dir, service_environment
+    from raccrochage_platform.settings import load_settings
+    from raccrochage_platform.topology import load_topology
+
+    from ..config import ReperageSettings
+
+    for name, value in service_environment(rig_dir(), "reperage").items():
+        os.environ.setdefault(name, value)
+    if "NATS_URL" not in os.environ or "DATABASE_URL" not in os.environ:
+        raise typer.BadParameter("no rig found: run `raccrochage up --detach` first, or set NATS_URL and DATABASE_URL")
+    settings = load_settings(ReperageSettings)
+    service = load_topology().services["reperage"]
+    engine = make_engine(settings.database_url, application_name="reperage-cli")
+    nc = await nats.connect(settings.nats_url, connect_timeout=5)
+    relay = OutboxRelay(engine, nc.jetstream(), sweep_seconds=0.2)
+    await relay.start()
+    try:
+        yield settings, engine, relay, OutboxWriter(service.source, service.stream)
+    finally:
+        await relay.stop()
+        await nc.drain()
+        await engine.dispose()
+
+
+async def wait_published(relay, timeout: float = 600) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while await relay.backlog() > 0:
+        if time.monotonic() > deadline:
+            raise TimeoutError("events still unpublished: is NATS up? (`raccrochage status`)")
+        relay._wake.set()
+        await asyncio.sleep(0.05)
+
+
+async def run_siei(path: Path, campaign: str, as_of: date, progress=None) -> dict:  # noqa: ANN001
+    from raccrochage_platform.db import libpq_dsn
+
+    from ..adapters.campaign_store import CampaignStore
+    from ..service_layer.ingest import ingest_campaign
+
+    async with reperage_runtime() as (settings, _engine, relay, outbox):
+        store = await CampaignStore.connect(libpq_dsn(settings.database_url))
+        try:
+            summary = await ingest_campaign(path, campaign_id=campaign, as_of=as_of, store=store, outbox=outbox,
+                                            key=settings.key, policy=settings.policy(), progress=progress)
+        finally:
+            await store.close()
+        await wait_published(relay)
+    return summary.as_dict()
+
+
+async def run_partner(path: Path, source, today: date) -> dict:  # noqa: ANN001
+    from ..service_layer.partner_file import ingest_partner_file
+
+    async with reperage_runtime() as (_settings, engine, relay, outbox):
+        summary = await ingest_partner_file(path, source=source, engine=engine, outbox=outbox, today=today)
+        await wait_published(relay)
+    return summary.as_dict()
+
+
+@ingest_app.command("siei")
+def ingest_siei(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the SIEI campaign file")],
+    campaign: Annotated[str, typer.Option("--campaign", help="campaign id, e.g. siei-2026-11")],
+    as_of: Annotated[str, typer.Option("--as-of", help="reference date YYYY-MM-DD")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Cross-check a SIEI campaign file and hand the youths found nowhere to their PSAD."""
+    from ..domain.siei import FileFormatError
+    from ..service_layer.ingest import CampaignConflict
+
+    reference = _iso_date(as_of)
+    size = file.stat().st_size
+    try:
+        if console.is_terminal and not as_json:
+            with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                          TransferSpeedColumn(), TimeRemainingColumn(), console=console) as bar:
+                task = bar.add_task(f"ingesting {file.name}", total=size)
+                summary = asyncio.run(run_siei(file, campaign, reference,
+                                               lambda done: bar.update(task, completed=done)))
+        else:
+            summary = asyncio.run(run_siei(file, campaign, reference))
+    except FileFormatError as error:
+        console.print(f"[red]{file}: {error}[/]")
+        raise typer.Exit(2) from None
+    except CampaignConflict as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(summary))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    out = Console()
+    if summary["already_ingested"]:
+        out.print(f"campaign {summary['campaign_id']}: already ingested, nothing changed")
+    out.print(f"campaign {summary['campaign_id']} (reference date {summary['as_of']}): {summary['rows']} rows")
+    out.print(f"  rejected    {summary['rejected']:>8}  {summary['rejected_by_reason']}")
+    out.print(f"  duplicates  {summary['duplicates']:>8}")
+    out.print(f"  excluded    {summary['excluded']:>8}  {summary['excluded_by_reason']}")
+    out.print(f"  identified  {summary['identified']:>8}  (of whom {summary['reported_again']} already "
+              "handed over, reported again)")
+    out.print(f"  events published {summary['events_published']}")
+    if summary["extra_columns"]:
+        out.print(f"  extra columns ignored: {', '.join(summary['extra_columns'])}")
+
+
+@ingest_app.command("partner")
+def ingest_partner(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the partner base file")],
+    source: Annotated[str, typer.Option("--source", help="cfa, agri, ml, mlds or en")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Load a partner base; handed-over youths now enrolled there are announced as found."""
+    from ..domain.partners import PartnerSource
+    from ..domain.siei import FileFormatError
+
+    try:
+        kind = PartnerSource(source)
+    except ValueError:
+        raise typer.BadParameter(f"--source must be one of {', '.join(s.value for s in PartnerSource)}") from None
+    try:
+        summary = asyncio.run(run_partner(file, kind, date.today()))
+    except FileFormatError as error:
+        console.print(f"[red]{file}: {error}[/]")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(summary))
+        return
+    Console().print(f"{file.name} ({source}): {summary['rows']} rows, {summary['rejected']} rejected, "
+                    f"{summary['enrolments']} new enrolments, {summary['found']} handed-over youths found")
+
+
+@demo_app.command("generate")
+def demo_generate(
+    youths: Annotated[int, typer.Option("--youths", min=1)] = 5000,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    out: Annotated[Path, typer.Option("--out")] = Path("demo"),
+    campaign: Annotated[str, typer.Option("--campaign")] = "demo",
+    as_of: Annotated[str, typer.Option("--as-of")] = "2026-11-02",
+) -> None:
+    """Write a synthetic SIEI campaign for the académie's five départements, with partner files."""
+    from ..domain.demo import generate
+
+    files = generate(youths, seed, out, campaign=campaign, as_of=_iso_date(as_of))
+    Console().print(f"wrote {files}")
+
+
+async def demo_main_job() -> None:
+    """`make run`: a 5,000-youth demo campaign and its partner files, ingested once the rig is up."""
+    from raccrochage_platform.rig.state import rig_dir
+
+    from ..domain.demo import generate
+    from ..domain.partners import PartnerSource
+
+    as_of = date(2026, 11, 2)
+    folder = rig_dir() / "demo"
+    files = generate(5000, 1, folder, campaign="demo", as_of=as_of)
+    for path in sorted(folder.glob("partner_*.csv")):
+        source = PartnerSource(path.stem.split("_", 1)[1])
+        summary = await run_partner(path, source, as_of)
+        console.print(f"[cyan]demo[/] partner base {path.name}: {summary['enrolments']} enrolments")
+    started = datetime.now()
+    summary = await run_siei(files.siei, "demo-2026-11", as_of)
+    console.print(f"[cyan]demo[/] campaign demo-2026-11 in {(datetime.now() - started).total_seconds():.1f}s:")
+    _print_summary(summary)

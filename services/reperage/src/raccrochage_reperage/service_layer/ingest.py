@@ -1,0 +1,225 @@
+"""Ingest a SIEI campaign file: parse, cross-check, keep identities in the vault, hand youths over.
+
+Streaming from file to database in chunks, one transaction per chunk holding the vault rows, the
+outcomes, the handovers and the outgoing events (outbox). Event ids are derived from
+(campaign, youth, type), so an ingest killed midway and run again converges to the same state
+and publishes nothing twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from raccrochage_contracts.events.reperage_v1 import CampaignIngested, YouthIdentified, YouthReportedAgain
+from raccrochage_platform.outbox import OutboxWriter
+
+from ..adapters.campaign_store import CampaignStore
+from ..domain.identity import youth_id
+from ..domain.partners import PartnerIndex, identity_key
+from ..domain.rules import CampaignTally, Diploma, Policy, age_on, classify
+from ..domain.siei import Rejection, SieiRow, open_siei
+from ..domain.territory import route
+
+CHUNK = 5000
+EVENT_NAMESPACE = uuid.UUID("6f0d3c1e-5a3b-4c59-9f64-3f1d2a7c0b11")
+
+
+class CampaignConflict(ValueError):
+    """The campaign id is taken by another file."""
+
+
+@dataclass
+class IngestSummary:
+    campaign_id: str
+    as_of: date
+    tally: dict
+    extra_columns: list[str] = field(default_factory=list)
+    reported_again: int = 0
+    events_published: int = 0
+    already_ingested: bool = False
+    encoding: str = ""
+    delimiter: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "campaign_id": self.campaign_id,
+            "as_of": self.as_of.isoformat(),
+            **self.tally,
+            "reported_again": self.reported_again,
+            "events_published": self.events_published,
+            "already_ingested": self.already_ingested,
+            "extra_columns": self.extra_columns,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+        }
+
+
+def event_id(campaign_id: str, subject: str, event_type: str) -> uuid.UUID:
+    return uuid.uuid5(EVENT_NAMESPACE, f"{campaign_id}|{subject}|{event_type}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def months_between(earlier: date, later: date) -> int:
+    months = (later.year - earlier.year) * 12 + later.month - earlier.month
+    return max(0, months - (1 if later.day < earlier.day else 0))
+
+
+@dataclass
+class _Chunk:
+    youths: list[tuple] = field(default_factory=list)
+    outcomes: list[tuple] = field(default_factory=list)
+    identified: list[tuple[SieiRow, str]] = field(default_factory=list)  # (row, youth_id)
+    rejections: list[tuple[str, int, str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.youths) + len(self.rejections)
+
+
+async def ingest_campaign(
+    path: Path,
+    *,
+    campaign_id: str,
+    as_of: date,
+    store: CampaignStore,
+    outbox: OutboxWriter,
+    key: bytes,
+    policy: Policy,
+    progress: Callable[[int], None] | None = None,
+) -> IngestSummary:
+    sha = file_sha256(path)
+    existing = await store.campaign(campaign_id)
+    if existing is not None:
+        if existing.file_sha256 != sha:
+            raise CampaignConflict(
+                f"campaign {campaign_id} was ingested from another file; give this file a new campaign id")
+        if existing.as_of != as_of:
+            raise CampaignConflict(f"campaign {campaign_id} has reference date {existing.as_of}, not {as_of}")
+        if existing.status == "done" and existing.summary:
+            return IngestSummary(**{**_summary_fields(existing.summary), "already_ingested": True})
+    await store.start_campaign(campaign_id, as_of, sha)
+
+    partners = PartnerIndex.build([row async for row in store.partner_enrolments()], as_of)
+    tally = CampaignTally()
+    summary = IngestSummary(campaign_id, as_of, {})
+    with open(path, "rb") as handle:
+        siei = open_siei(handle, as_of)
+        summary.extra_columns, summary.encoding, summary.delimiter = siei.extra_columns, siei.encoding, siei.delimiter
+        chunk = _Chunk()
+        rejections: list[Rejection] = []
+        for row, reason in classify(_capture(siei.records, rejections), as_of, policy, partners, tally):
+            for rejected in rejections:
+                chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
+            rejections.clear()
+            _add(chunk, row, reason, campaign_id, key)
+            if len(chunk) >= CHUNK:
+                summary.reported_again += await _flush(chunk, store, outbox, campaign_id, as_of)
+                chunk = _Chunk()
+                if progress:
+                    progress(handle.tell())
+        for rejected in rejections:
+            chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
+        summary.reported_again += await _flush(chunk, store, outbox, campaign_id, as_of)
+        if progress:
+            progress(handle.tell())
+    summary.tally = tally.as_dict()
+    # Every youth found nowhere is `identified`; those whose case is still open from an earlier
+    # campaign (`reported_again`, a subset) got a reported_again event instead of a second case.
+    summary.events_published = tally.identified
+    final = CampaignIngested(
+        campaign_id=campaign_id, as_of=as_of, rows=tally.rows, rejected=tally.rejected,
+        duplicates=tally.duplicates, excluded=tally.excluded, identified=tally.identified,
+        reported_again=summary.reported_again,
+    )
+    envelope = outbox.envelope(final, subject=campaign_id,
+                               event_id=event_id(campaign_id, campaign_id, final.event_type))
+    await store.finish_campaign(campaign_id, summary.as_dict(), [_outbox_record(outbox, envelope)])
+    return summary
+
+
+def _summary_fields(stored: dict) -> dict:
+    tally_keys = ("rows", "rejected", "rejected_by_reason", "duplicates", "excluded", "excluded_by_reason",
+                  "identified")
+    return {
+        "campaign_id": stored["campaign_id"],
+        "as_of": date.fromisoformat(stored["as_of"]),
+        "tally": {k: stored[k] for k in tally_keys},
+        "extra_columns": stored.get("extra_columns", []),
+        "reported_again": stored.get("reported_again", 0),
+        "events_published": stored.get("events_published", 0),
+        "encoding": stored.get("encoding", ""),
+        "delimiter": stored.get("delimiter", ""),
+    }
+
+
+def _capture(records: Iterator[SieiRow | Rejection], rejections: list[Rejection]) -> Iterator[SieiRow | Rejection]:
+    """Pass records to `classify` and keep the rejections aside for the rejection report."""
+    for record in records:
+        if isinstance(record, Rejection):
+            rejections.append(record)
+        yield record
+
+
+def _add(chunk: _Chunk, row: SieiRow, reason: object, campaign_id: str, key: bytes) -> None:
+    yid = youth_id(row.ine, key)
+    diploma = row.diplome.value if row.diplome else None
+    chunk.youths.append((
+        yid, row.ine, identity_key(row.nom, row.prenom, row.date_naissance), row.nom, row.prenom,
+        row.date_naissance, row.sexe, row.code_postal, row.commune, row.adresse, row.telephone, row.courriel,
+        row.uai_origine, row.formation_origine, row.date_sortie, diploma,
+    ))
+    if reason is None:
+        chunk.identified.append((row, yid))
+    else:
+        chunk.outcomes.append((campaign_id, yid, row.line, "excluded", str(reason), None))
+
+
+async def _flush(chunk: _Chunk, store: CampaignStore, outbox: OutboxWriter, campaign_id: str, as_of: date) -> int:
+    """Write one chunk; returns how many youths were reported again rather than identified."""
+    already = await store.open_handovers([yid for _, yid in chunk.identified], campaign_id)
+    handovers: list[tuple[str, str, str]] = []
+    events: list[tuple] = []
+    for row, yid in chunk.identified:
+        territory = route(row.code_postal)
+        age = age_on(row.date_naissance, as_of)
+        months = months_between(row.date_sortie, as_of)
+        if yid in already:
+            payload = YouthReportedAgain(
+                youth_id=yid, campaign_id=campaign_id, psad_id=territory.psad_id, departement=territory.departement,
+                zap=territory.zap, age=age, months_since_leaving=months, as_of=as_of)
+            outcome = "reported_again"
+        else:
+            payload = YouthIdentified(
+                youth_id=yid, campaign_id=campaign_id, psad_id=territory.psad_id, departement=territory.departement,
+                zap=territory.zap, age=age,
+                last_diploma=Diploma.DNB.value if row.diplome == Diploma.DNB else Diploma.AUCUN.value,
+                last_training=(row.formation_origine or None) and row.formation_origine[:120],
+                uai_origine=row.uai_origine if _is_uai(row.uai_origine) else None,
+                months_since_leaving=months, as_of=as_of)
+            handovers.append((yid, territory.psad_id, campaign_id))
+            outcome = "identified"
+        chunk.outcomes.append((campaign_id, yid, row.line, outcome, None, territory.psad_id))
+        envelope = outbox.envelope(payload, subject=yid, event_id=event_id(campaign_id, yid, payload.event_type))
+        events.append(_outbox_record(outbox, envelope))
+    await store.write_chunk(chunk.youths, chunk.outcomes, handovers, events, chunk.rejections)
+    return len(already)
+
+
+def _outbox_record(outbox: OutboxWriter, envelope) -> tuple:  # noqa: ANN001
+    row = outbox.row(envelope)
+    return tuple(row[c] for c in ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope"))
+
+
+def _is_uai(value: str | None) -> bool:
+    return bool(value) and len(value) == 8 and value[:7].isdigit() and value[7].isalpha() and value[7].isupper()

@@ -1,0 +1,64 @@
+"""Repérage against real PostgreSQL and NATS: a migrated database, the REPERAGE stream, the service."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+
+from raccrochage_platform.migrations import upgrade
+from raccrochage_platform.testing.servers import Servers
+from raccrochage_platform.topology import declare_stream, load_topology
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+KEY = "k" * 64
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def reperage_db(servers: Servers) -> str:
+    """A fresh, migrated repérage database for one test."""
+    url = await servers.create_database("reperage")
+    await asyncio.to_thread(upgrade, MIGRATIONS, url)
+    return url
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def reperage_stream(nc: Client, deadletter_stream: str) -> str:
+    await declare_stream(nc.jetstream(), load_topology().streams["REPERAGE"])
+    return "REPERAGE"
+
+
+@pytest.fixture
+def reperage_env(servers: Servers, reperage_db: str, tmp_path: Path) -> dict[str, str]:
+    """The environment the rig gives repérage (for the service process and the CLI)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RACCROCHAGE_RIG_DIR",)}
+    env.update(RACCROCHAGE_SERVICE="reperage", NATS_URL=servers.nats_url, DATABASE_URL=reperage_db,
+               RACCROCHAGE_YOUTH_ID_KEY=KEY, HTTP_PORT="0", RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
+               RACCROCHAGE_PORT_FILE=str(tmp_path / "reperage.port"))
+    return env
+
+
+@pytest.fixture
+def reperage_service(reperage_env: dict[str, str], reperage_stream: str, tmp_path: Path) -> Iterator[str]:
+    """The repérage service as its own process (as the rig runs it); yields its HTTP base URL."""
+    log = open(tmp_path / "reperage.log", "wb")
+    process = subprocess.Popen([sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", "reperage"],
+                               env=reperage_env, stdout=log, stderr=subprocess.STDOUT)
+    port_file = Path(reperage_env["RACCROCHAGE_PORT_FILE"])
+    deadline = time.monotonic() + 60
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((tmp_path / "reperage.log").read_text())
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    process.terminate()
+    process.wait(20)
+    log.close()

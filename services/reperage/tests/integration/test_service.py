@@ -1,0 +1,155 @@
+"""The repérage service as a process: a partner enrolment finds a handed-over youth; contact cards."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from raccrochage_contracts import new_event
+from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
+from raccrochage_platform.db import libpq_dsn
+from raccrochage_reperage.domain.demo import generate
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+AS_OF = date(2026, 11, 2)
+
+
+async def handed_over(url: str, count: int) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        return await conn.fetch(
+            "SELECT y.youth_id, y.ine, y.nom, y.prenom, y.date_naissance, h.psad_id FROM handover h "
+            "JOIN youth y USING (youth_id) WHERE h.open ORDER BY y.youth_id LIMIT $1", count)
+    finally:
+        await conn.close()
+
+
+async def upload(http: str, path: Path, campaign: str) -> dict:
+    async with httpx.AsyncClient(timeout=120) as client:
+        response = await client.post(f"{http}/campaigns/{campaign}/siei", params={"as_of": AS_OF.isoformat()},
+                                     files={"file": (path.name, path.read_bytes(), "text/csv")})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_upload_then_partner_enrolment_finds_the_youth(
+    nc: Client, reperage_service: str, reperage_db: str, tmp_path: Path
+) -> None:
+    files = generate(300, 21, tmp_path, campaign="c1", as_of=AS_OF)
+    summary = await upload(reperage_service, files.siei, "c1")
+    assert summary["identified"] > 2
+    async with httpx.AsyncClient() as client:
+        status = (await client.get(f"{reperage_service}/campaigns/c1")).json()
+        report = (await client.get(f"{reperage_service}/campaigns/c1/rejections")).json()
+        missing = await client.get(f"{reperage_service}/campaigns/nope")
+    assert status["status"] == "done" and status["summary"]["rows"] == summary["rows"]
+    assert len(report["rejections"]) == summary["rejected"]
+    assert set(report["rejections"][0]) == {"line", "field", "reason"}
+    assert missing.status_code == 404
+
+    by_ine, by_identity = await handed_over(reperage_db, 2)
+    js = nc.jetstream()
+    found = await js.pull_subscribe("reperage.youth.found.v1", durable=None, stream="REPERAGE",
+                                    config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
+
+    # A CFA enrols one youth with its INE, a mission locale another without INE, names re-spelled.
+    with_ine = EnrolmentStarted(ine=by_ine["ine"].lower(), nom=by_ine["nom"], prenom=by_ine["prenom"],
+                                date_naissance=by_ine["date_naissance"], date_debut=date.today())
+    without_ine = EnrolmentStarted(nom=by_identity["nom"].upper().replace("-", " "),
+                                   prenom=by_identity["prenom"].lower(),
+                                   date_naissance=by_identity["date_naissance"], date_debut=date.today())
+    replies = []
+    for partner_id, payload in (("cfa-gironde", with_ine), ("ml-bordeaux", without_ine)):
+        event = new_event(payload, source=f"partner/{partner_id}", subject=f"{partner_id}-{uuid.uuid4().hex[:6]}")
+        subject = f"partner.{partner_id}.enrolment.started.v1"
+        reply = json.loads((await nc.request(subject, event.to_json(), timeout=10)).data)
+        again = json.loads((await nc.request(subject, event.to_json(), timeout=10)).data)
+        replies.append(reply)
+        assert again == {**reply, "duplicate": True}
+    assert all(r["status"] == "accepted" and r["duplicate"] is False for r in replies)
+
+    messages = []
+    while len(messages) < 2:  # fetch returns as soon as one is there
+        messages += await found.fetch(2 - len(messages), timeout=10)
+    events = [json.loads(m.data) for m in messages]
+    assert {e["data"]["youth_id"] for e in events} == {by_ine["youth_id"], by_identity["youth_id"]}
+    assert {e["data"]["base"] for e in events} == {"cfa", "ml"}
+    assert all(e["causationid"] for e in events)
+    for m in messages:
+        await m.ack()
+    await found.unsubscribe()
+
+
+async def test_partner_mistakes_are_answered_with_what_and_where(nc: Client, reperage_service: str) -> None:
+    good = EnrolmentStarted(ine="1234567890A", nom="Durand", prenom="Léa", date_naissance=date(2009, 3, 1),
+                            date_debut=date.today())
+    event = new_event(good, source="partner/cfa-gironde", subject="x")
+
+    async def ask(subject: str, body: bytes) -> dict:
+        return json.loads((await nc.request(subject, body, timeout=10)).data)
+
+    forged = await ask("partner.ml-bordeaux.enrolment.started.v1", event.to_json())
+    assert forged["status"] == "rejected" and forged["errors"][0]["field"] == "envelope.source"
+    unknown = await ask("partner.nobody.enrolment.started.v1", event.to_json())
+    assert "not registered" in unknown["errors"][0]["message"]
+    broken = json.loads(event.to_json())
+    broken["data"]["date_naissance"] = "31/02/2009"
+    del broken["data"]["nom"]
+    answer = await ask("partner.cfa-gironde.enrolment.started.v1", json.dumps(broken).encode())
+    assert {e["field"] for e in answer["errors"]} == {"data.nom", "data.date_naissance"}
+    assert "31/02" not in json.dumps(answer)
+    bad_ine = json.loads(event.to_json())
+    bad_ine["data"]["ine"] = "12"
+    answer = await ask("partner.cfa-gironde.enrolment.started.v1", json.dumps(bad_ine).encode())
+    assert answer["errors"] == [{"field": "data.ine", "message": "not 11 letters or digits"}]
+
+
+async def test_contact_card_for_allowed_callers_only_and_audited(
+    nc: Client, reperage_service: str, reperage_db: str, tmp_path: Path
+) -> None:
+    files = generate(200, 4, tmp_path, campaign="c1", as_of=AS_OF)
+    await upload(reperage_service, files.siei, "c1")
+    (youth,) = await handed_over(reperage_db, 1)
+    request = json.dumps({"youth_id": youth["youth_id"], "purpose": "first call"}).encode()
+    card = json.loads((await nc.request("rpc.reperage.contact_card.psad", request, timeout=10)).data)
+    assert card["status"] == "ok" and card["card"]["nom"] == youth["nom"]
+    refused = json.loads((await nc.request("rpc.reperage.contact_card.foquale", request, timeout=10)).data)
+    assert refused["status"] == "refused"
+    conn = await asyncpg.connect(libpq_dsn(reperage_db))
+    audit = await conn.fetch("SELECT caller, youth_id, purpose, granted FROM contact_card_audit ORDER BY id")
+    await conn.close()
+    assert [(a["caller"], a["granted"]) for a in audit] == [("psad", True), ("foquale", False)]
+    assert audit[0]["purpose"] == "first call" and audit[0]["youth_id"] == youth["youth_id"]
+
+
+async def test_no_identity_reaches_the_service_log(
+    nc: Client, reperage_service: str, reperage_db: str, tmp_path: Path
+) -> None:
+    """Canary identities go through upload, partner enrolments and contact cards; the log has none."""
+    files = generate(200, 9, tmp_path, campaign="c1", as_of=AS_OF)
+    await upload(reperage_service, files.siei, "c1")
+    people = await handed_over(reperage_db, 20)
+    for person in people[:5]:
+        request = json.dumps({"youth_id": person["youth_id"], "purpose": "canary"}).encode()
+        await nc.request("rpc.reperage.contact_card.psad", request, timeout=10)
+        enrolment = EnrolmentStarted(ine=person["ine"], nom=person["nom"], prenom=person["prenom"],
+                                     date_naissance=person["date_naissance"], date_debut=date.today())
+        event = new_event(enrolment, source="partner/cfa-gironde", subject="canary")
+        await nc.request("partner.cfa-gironde.enrolment.started.v1", event.to_json(), timeout=10)
+    conn = await asyncpg.connect(libpq_dsn(reperage_db))
+    vault = await conn.fetch("SELECT ine, telephone, courriel, adresse, date_naissance FROM youth")
+    await conn.close()
+    log = (tmp_path / "reperage.log").read_text()
+    assert "contact_card_given" in log and "partner_enrolment_started" in log
+    for person in vault:
+        for value in (person["ine"], person["telephone"], person["courriel"], person["adresse"]):
+            assert not value or value not in log
+        assert person["date_naissance"].strftime("%d/%m/%Y") not in log
