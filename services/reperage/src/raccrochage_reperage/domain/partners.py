@@ -3,7 +3,7 @@ and the index a campaign is matched against."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -69,47 +69,39 @@ def is_active(date_debut: date, date_fin: date | None, as_of: date) -> bool:
 
 def open_partner_file(source: BinaryIO) -> PartnerFile:
     """Open a partner base file, detected and streamed as a SIEI file is."""
-    table = open_table(source, PARTNER_COLUMNS, PARTNER_REQUIRED_COLUMNS)
-    return PartnerFile(table.encoding, table.delimiter, table.columns, table.extra_columns,
-                       _partner_records(table.rows))
+    table = open_table(source, PARTNER_COLUMNS, PARTNER_REQUIRED_COLUMNS, _partner_record_builder())
+    return PartnerFile(table.encoding, table.delimiter, table.columns, table.extra_columns, table.records)
 
 
-def _partner_records(rows: Iterator[tuple[int, tuple[str, ...]] | Rejection]) -> Iterator[PartnerEnrolment | Rejection]:
+def _partner_record_builder() -> Callable[[int, tuple[str, ...]], PartnerEnrolment | Rejection]:
     read_date = date_reader()
-    for item in rows:
-        if isinstance(item, Rejection):
-            yield item
-            continue
-        line, values = item
+
+    def build(line: int, values: tuple[str, ...]) -> PartnerEnrolment | Rejection:
         ine, nom, prenom, naissance, debut, fin = (value.strip() for value in values)
         if not (nom and prenom and naissance and debut):
-            field = next(name for value, name in zip((nom, prenom, naissance, debut), PARTNER_REQUIRED_FIELDS,
-                                                      strict=True) if not value)
-            yield Rejection(line, field, MISSING)
-            continue
+            missing = (nom, prenom, naissance, debut)
+            return Rejection(line, next(n for v, n in zip(missing, PARTNER_REQUIRED_FIELDS, strict=True) if not v),
+                             MISSING)
         if ine:
             ine = normalise_ine(ine)
             if not is_valid_ine(ine):
-                yield Rejection(line, "ine", INVALID_INE)
-                continue
+                return Rejection(line, "ine", INVALID_INE)
         date_naissance = read_date(naissance)
         if date_naissance is None:
-            yield Rejection(line, "date_naissance", INVALID_DATE)
-            continue
+            return Rejection(line, "date_naissance", INVALID_DATE)
         date_debut = read_date(debut)
         if date_debut is None:
-            yield Rejection(line, "date_debut", INVALID_DATE)
-            continue
+            return Rejection(line, "date_debut", INVALID_DATE)
         date_fin = None
         if fin:
             date_fin = read_date(fin)
             if date_fin is None:
-                yield Rejection(line, "date_fin", INVALID_DATE)
-                continue
+                return Rejection(line, "date_fin", INVALID_DATE)
             if date_fin < date_debut:
-                yield Rejection(line, "date_fin", FIN_BEFORE_DEBUT)
-                continue
-        yield PartnerEnrolment(line, ine or None, nom, prenom, date_naissance, date_debut, date_fin)
+                return Rejection(line, "date_fin", FIN_BEFORE_DEBUT)
+        return PartnerEnrolment(line, ine or None, nom, prenom, date_naissance, date_debut, date_fin)
+
+    return build
 
 
 class PartnerIndex:

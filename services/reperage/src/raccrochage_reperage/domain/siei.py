@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from itertools import chain
 from operator import itemgetter
-from typing import BinaryIO
+from typing import BinaryIO, Generic, TypeVar
 
 from .rules import Diploma, is_valid_ine, normalise_ine
 from .territory import normalise_code_postal
@@ -37,6 +37,8 @@ SIEI_REQUIRED_FIELDS = ("ine", "nom", "prenom", "date_naissance", "date_sortie",
 # `diplome` may be empty in a row, but a file without the column would make every youth look
 # unqualified and flood the PSADs: the header must have it.
 SIEI_REQUIRED_COLUMNS = (*SIEI_REQUIRED_FIELDS, "diplome")
+
+Record = TypeVar("Record")
 
 _SAMPLE_BYTES = 1 << 20
 _BLOCK_BYTES = 1 << 20
@@ -85,20 +87,20 @@ class FileFormatError(ValueError):
 
 
 @dataclass
-class CsvTable:
-    """A CSV file opened for streaming: what was detected, and its rows.
+class CsvTable(Generic[Record]):
+    """A CSV file opened for streaming: what was detected, and its records.
 
     `columns` are the header's names as written; `extra_columns` those that are not known and
-    are ignored. `rows` yields, per data row, (line, values) with one value per known column in
-    the order asked for ("" for a column the file lacks), or a Rejection for a row that cannot
-    be read at all. Blank rows are skipped.
+    are ignored. `records` yields, per data row, what `build(line, values)` makes of it (values:
+    one per known column, in the order asked for, "" for a column the file lacks), or a
+    Rejection for a row that cannot be read at all. Blank rows are skipped.
     """
 
     encoding: str
     delimiter: str
     columns: list[str]
     extra_columns: list[str]
-    rows: Iterator[tuple[int, tuple[str, ...]] | Rejection]
+    records: Iterator[Record | Rejection]
 
 
 @dataclass
@@ -254,11 +256,17 @@ class _Lines:
         return chain.from_iterable(self.blocks())
 
 
-def open_table(source: BinaryIO, known: Sequence[str], required: Sequence[str]) -> CsvTable:
-    """Detect encoding and delimiter, read the header now, and stream the rows.
+def open_table(
+    source: BinaryIO,
+    known: Sequence[str],
+    required: Sequence[str],
+    build: Callable[[int, tuple[str, ...]], Record | Rejection],
+) -> CsvTable[Record]:
+    """Detect encoding and delimiter, read the header now, and stream the records.
 
     Encoding: a UTF-8 BOM means UTF-8; otherwise UTF-8 if the first megabyte decodes as UTF-8
-    (or most of its accented lines do), else Windows-1252. Delimiter: ';' or ',', whichever the header has more of.
+    (or most of its accented lines do), else Windows-1252. Delimiter: ';' or ',', whichever the
+    header has more of.
     """
     sample = source.read(_SAMPLE_BYTES)
     if not sample:
@@ -303,7 +311,7 @@ def open_table(source: BinaryIO, known: Sequence[str], required: Sequence[str]) 
     reader = csv.reader(lines, delimiter=delimiter)
     undecodable = f"not decodable as {codec}"
 
-    def rows() -> Iterator[tuple[int, tuple[str, ...]] | Rejection]:
+    def records() -> Iterator[Record | Rejection]:
         while True:
             line = header_line + reader.line_num + 1
             try:
@@ -328,9 +336,9 @@ def open_table(source: BinaryIO, known: Sequence[str], required: Sequence[str]) 
                 del fields[width:]
             if pad:
                 fields.append("")
-            yield line, getter(fields)
+            yield build(line, getter(fields))
 
-    return CsvTable(encoding, delimiter, columns, extra, rows())
+    return CsvTable(encoding, delimiter, columns, extra, records())
 
 
 _DIPLOMA_CODES: dict[str, Diploma | None] = {d.value: d for d in Diploma}
@@ -343,9 +351,8 @@ _MEMO_LIMIT = 100_000
 def open_siei(source: BinaryIO, as_of: date) -> SieiFile:
     """Open a SIEI campaign file: the header is checked now (FileFormatError), rows are read as
     `records` is iterated, one at a time. Line numbers are the file's (the header is line 1)."""
-    table = open_table(source, SIEI_COLUMNS, SIEI_REQUIRED_COLUMNS)
-    return SieiFile(table.encoding, table.delimiter, table.columns, table.extra_columns,
-                    _siei_records(table.rows, as_of))
+    table = open_table(source, SIEI_COLUMNS, SIEI_REQUIRED_COLUMNS, _siei_record_builder(as_of))
+    return SieiFile(table.encoding, table.delimiter, table.columns, table.extra_columns, table.records)
 
 
 def _slot_setter_constructor(cls: type) -> Callable[..., object]:
@@ -366,65 +373,57 @@ def _slot_setter_constructor(cls: type) -> Callable[..., object]:
 _new_siei_row = _slot_setter_constructor(SieiRow)
 
 
-def _siei_records(rows: Iterator[tuple[int, tuple[str, ...]] | Rejection], as_of: date) -> Iterator[SieiRow | Rejection]:
+def _siei_record_builder(as_of: date) -> Callable[[int, tuple[str, ...]], SieiRow | Rejection]:
     # Dates, postcodes and diplomas repeat a lot over a million rows: each is parsed once.
     dates: dict[str, date | None] = {}
     postcodes: dict[str, str | None] = {}
     diplomas = _DIPLOMA_CODES
     strip = str.strip
     new_row = _new_siei_row
-    for item in rows:
-        if item.__class__ is Rejection:
-            yield item  # type: ignore[misc]
-            continue
-        line, values = item  # type: ignore[misc]
+
+    def build(line: int, values: tuple[str, ...]) -> SieiRow | Rejection:
         (ine, nom, prenom, naissance, sexe, code_postal, commune, adresse, telephone, courriel,
          uai, formation, sortie, diplome) = map(strip, values)
 
         # Rule order: a missing field first, then each format in column order, then the date check.
         if not (ine and nom and prenom and naissance and sortie and code_postal):
             field = _first_missing((ine, nom, prenom, naissance, sortie, code_postal), SIEI_REQUIRED_FIELDS)
-            yield Rejection(line, field, MISSING)
-            continue
+            return Rejection(line, field, MISSING)
         if len(ine) == 11 and ine.isalnum() and ine.isascii():
             ine = ine.upper()
         else:
             ine = normalise_ine(ine)
             if not is_valid_ine(ine):
-                yield Rejection(line, "ine", INVALID_INE)
-                continue
+                return Rejection(line, "ine", INVALID_INE)
         date_naissance = dates.get(naissance, _UNSEEN)
         if date_naissance is _UNSEEN:
             date_naissance = _remember(dates, naissance, parse_date(naissance))
         if date_naissance is None:
-            yield Rejection(line, "date_naissance", INVALID_DATE)
-            continue
+            return Rejection(line, "date_naissance", INVALID_DATE)
         postcode = postcodes.get(code_postal, _UNSEEN)
         if postcode is _UNSEEN:
             postcode = _remember(postcodes, code_postal, normalise_code_postal(code_postal))
         if postcode is None:
-            yield Rejection(line, "code_postal", INVALID_POSTCODE)
-            continue
+            return Rejection(line, "code_postal", INVALID_POSTCODE)
         date_sortie = dates.get(sortie, _UNSEEN)
         if date_sortie is _UNSEEN:
             date_sortie = _remember(dates, sortie, parse_date(sortie))
         if date_sortie is None:
-            yield Rejection(line, "date_sortie", INVALID_DATE)
-            continue
+            return Rejection(line, "date_sortie", INVALID_DATE)
         diploma = diplomas.get(diplome, _UNSEEN)
         if diploma is _UNSEEN:
             diploma = diplomas.get(diplome.upper(), _UNSEEN)
             if diploma is _UNSEEN:
-                yield Rejection(line, "diplome", UNKNOWN_DIPLOMA)
-                continue
+                return Rejection(line, "diplome", UNKNOWN_DIPLOMA)
         if date_sortie > as_of:  # type: ignore[operator]
-            yield Rejection(line, "date_sortie", SORTIE_AFTER_AS_OF)
-            continue
-        yield new_row(
+            return Rejection(line, "date_sortie", SORTIE_AFTER_AS_OF)
+        return new_row(  # type: ignore[return-value]
             line, ine, nom, prenom, date_naissance, sexe or None, postcode, commune or None,
             adresse or None, telephone or None, courriel or None, uai or None, formation or None,
             date_sortie, diploma,
         )
+
+    return build
 
 
 def _remember(memo: dict, key: str, value: object) -> object:

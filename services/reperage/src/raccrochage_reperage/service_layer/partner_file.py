@@ -111,5 +111,5 @@ async def _insert(engine: AsyncEngine, rows: list[dict]) -> int:
     if not rows:
         return 0
     async with engine.begin() as conn:
-        result = await conn.execute(insert(partner_enrolment).on_conflict_do_nothing(), rows)
-    return result.rowcount
+        statement = insert(partner_enrolment).on_conflict_do_nothing().returning(partner_enrolment.c.id)
+        return len((await conn.execute(statement, rows)).all())
