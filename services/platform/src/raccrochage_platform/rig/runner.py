@@ -79,11 +79,15 @@ class ServiceProcess:
             self.next_start = 0.0
             self.start()
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
+
+    def stop(self, grace: float = 15.0) -> None:
+        self.terminate()
+        if self.process is not None:
             try:
-                self.process.wait(15)
+                self.process.wait(grace)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -210,6 +214,8 @@ class Rig:
     def stop_all(self) -> None:
         self.state.status = "stopping"
         self._save()
+        for service in self.services.values():  # all at once, then wait for each
+            service.terminate()
         for service in self.services.values():
             service.stop()
         if self.pg_server is not None:

@@ -50,6 +50,8 @@ class PartnerEnrolment:
 
 @dataclass
 class PartnerFile:
+    """A partner file opened for streaming (see `siei.CsvTable`)."""
+
     encoding: str
     delimiter: str
     columns: list[str]
@@ -107,8 +109,9 @@ def _partner_record_builder() -> Callable[[int, tuple[str, ...]], PartnerEnrolme
 class PartnerIndex:
     """Who is enrolled somewhere: INEs, and identity keys of enrolments that came without an INE.
 
-    Only 64-bit hashes are kept (`digest`: about 70 bytes an entry, and valid in this process only). Built for a reference date, it keeps
-    the enrolments active that day; built without one, it keeps whatever it is given.
+    Only 64-bit hashes are kept (`digest`: about 70 bytes an entry, valid in this process only).
+    Built for a reference date, it keeps the enrolments active that day; built without one, it
+    keeps whatever it is given. The INE of a youth to match is expected normalised.
     """
 
     __slots__ = ("_as_of", "_identities", "_ines")
@@ -145,7 +148,9 @@ class PartnerIndex:
 
     def matches(self, ine: str, identity: str) -> bool:
         """The INE is enrolled, or the identity is, at a partner that gave no INE."""
-        return digest(normalise_ine(ine)) in self._ines or (bool(self._identities) and digest(identity) in self._identities)
+        if digest(normalise_ine(ine)) in self._ines:
+            return True
+        return bool(self._identities) and digest(identity) in self._identities
 
     def matches_youth(self, ine: str, nom: str, prenom: str, date_naissance: date) -> bool:
         """`matches`, building the identity key only when it can make a difference."""

@@ -105,6 +105,8 @@ class CsvTable(Generic[Record]):
 
 @dataclass
 class SieiFile:
+    """A campaign file opened for streaming: what was detected, then its records one by one."""
+
     encoding: str
     delimiter: str
     columns: list[str]
