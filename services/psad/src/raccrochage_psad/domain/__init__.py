@@ -1,0 +1,1 @@
+"""Pure rules of a PSAD case: its state machine, contacts, interviews, deadlines."""
