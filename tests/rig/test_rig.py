@@ -90,6 +90,12 @@ def test_rig_up_status_restart_down_and_up_again(tmp_path: Path) -> None:
         # Events flow: HTTP -> outbox -> relay -> JetStream -> consumer -> database.
         httpx.post(f"{sample['http']}/counters/visits", params={"by": 3}, timeout=5).raise_for_status()
         wait_for(lambda: counter(sample["http"], "visits") == 3)
+        metrics = httpx.get(f"{sample['http']}/metrics", timeout=5).text
+        assert 'raccrochage_events_handled_total{consumer="sample_counter",type="sample.counter.incremented.v1"} 1.0' \
+            in metrics
+        assert 'raccrochage_consumer_pending{consumer="sample_counter"} 0.0' in metrics
+        assert 'raccrochage_outbox_backlog{service="sample"} 0.0' in metrics
+        assert json.loads(cli(env, "dlq", "list", "--json").stdout) == []
 
         # A second `up` on a running rig refuses and says why.
         again = cli(env, "up", "--detach", check=False)

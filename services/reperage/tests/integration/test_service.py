@@ -88,6 +88,26 @@ async def test_upload_then_partner_enrolment_finds_the_youth(
     await found.unsubscribe()
 
 
+async def test_an_ended_enrolment_no_longer_excludes_the_youth(
+    nc: Client, reperage_service: str, reperage_db: str
+) -> None:
+    from raccrochage_contracts.events.partner_v1 import EnrolmentEnded
+
+    person = {"ine": "9876543210Z", "nom": "Lagarde", "prenom": "Inès", "date_naissance": date(2008, 5, 6)}
+    started = EnrolmentStarted(**person, date_debut=date(2026, 9, 1))
+    ended = EnrolmentEnded(**person, date_debut=date(2026, 9, 1), date_fin=date(2026, 10, 15))
+    for verb, payload in (("started", started), ("ended", ended)):
+        event = new_event(payload, source="partner/cfa-gironde", subject="contrat-77")
+        reply = json.loads((await nc.request(f"partner.cfa-gironde.enrolment.{verb}.v1", event.to_json(),
+                                             timeout=10)).data)
+        assert reply["status"] == "accepted", reply
+    conn = await asyncpg.connect(libpq_dsn(reperage_db))
+    row = await conn.fetchrow("SELECT base, partner_id, date_debut, date_fin FROM partner_enrolment WHERE ine = $1",
+                              "9876543210Z")
+    await conn.close()
+    assert (row["base"], row["partner_id"], row["date_fin"]) == ("cfa", "cfa-gironde", date(2026, 10, 15))
+
+
 async def test_partner_mistakes_are_answered_with_what_and_where(nc: Client, reperage_service: str) -> None:
     good = EnrolmentStarted(ine="1234567890A", nom="Durand", prenom="Léa", date_naissance=date(2009, 3, 1),
                             date_debut=date.today())
