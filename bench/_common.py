@@ -28,6 +28,7 @@ class BenchServers:
     servers: Servers
     nats: str  # "embedded" | "external": what the JSON line reports
     postgres: str
+    folder: Path | None = None  # the throw-away folder: embedded servers' command lines name it
 
 
 @contextlib.contextmanager
@@ -43,7 +44,7 @@ def bench_servers() -> Iterator[BenchServers]:
             return "external" if os.environ.get(variable) else "embedded"
 
         yield BenchServers(servers=servers, nats=kind("NATS_URL"),
-                           postgres=kind("RACCROCHAGE_PG_ADMIN_URL"))
+                           postgres=kind("RACCROCHAGE_PG_ADMIN_URL"), folder=Path(folder))
 
 
 @contextlib.asynccontextmanager
@@ -98,3 +99,97 @@ def emit(result: dict) -> None:
     """The machine-readable result: one JSON object, always the last line of stdout."""
     sys.stdout.flush()
     print(json.dumps(result, separators=(", ", ": ")), flush=True)
+
+
+# --- shared by ingest.py and partner_latency.py ----------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REPERAGE_MIGRATIONS = REPO_ROOT / "services" / "reperage" / "migrations"
+
+
+async def migrated_database(servers: Servers, migrations: Path, prefix: str = "bench") -> str:
+    """A new database with a service's Alembic migrations applied (as the rig does); its URL."""
+    import asyncio
+
+    from raccrochage_platform.migrations import upgrade
+
+    url = await servers.create_database(prefix)
+    await asyncio.to_thread(upgrade, migrations, url)
+    return url
+
+
+async def declare_service_stream(client: Client, name: str) -> None:
+    """A stream as topology.toml defines it (created, or updated if it exists)."""
+    from raccrochage_platform.topology import declare_stream, load_topology
+
+    await declare_stream(client.jetstream(), load_topology().streams[name])
+
+
+async def stream_messages(client: Client, name: str) -> int:
+    return (await client.jetstream().stream_info(name)).state.messages
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list; the max for q=100."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n * q / 100), at least 1
+    return ordered[int(rank) - 1]
+
+
+class CpuMeter:
+    """CPU seconds spent during a window, by whom: the bench's embedded servers (processes whose
+    command line names the bench folder, with their children), and the whole machine. On a
+    shared machine, what nobody in the bench used is someone else's load: figures taken while
+    it is high are not comparable.
+
+    `start()`, then `stop()` returns {"postgres": s, "nats": s, "machine_busy": s, "cores": n};
+    the caller subtracts its own processes' time (getrusage) to get "others"."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = str(folder) if folder else None
+        self._start: dict[str, float] = {}
+
+    def _servers(self) -> dict[str, float]:
+        import psutil
+
+        totals = {"postgres": 0.0, "nats": 0.0}
+        if not self.folder:
+            return totals
+        for process in psutil.process_iter(["cmdline", "name"]):
+            try:
+                if self.folder not in " ".join(process.info["cmdline"] or ()):
+                    continue
+                kind = "nats" if "nats" in (process.info["name"] or "") else "postgres"
+                times = process.cpu_times()  # children_*: its reaped children (closed backends)
+                totals[kind] += times.user + times.system + times.children_user + times.children_system
+                for child in process.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        child_times = child.cpu_times()
+                        totals[kind] += child_times.user + child_times.system
+            except psutil.Error:
+                continue
+        return totals
+
+    @staticmethod
+    def _machine() -> float:
+        import psutil
+
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "guest", 0.0) \
+            - getattr(times, "guest_nice", 0.0)
+
+    def start(self) -> None:
+        self._start = {**self._servers(), "machine_busy": self._machine()}
+
+    def stop(self) -> dict[str, float]:
+        import psutil
+
+        end = {**self._servers(), "machine_busy": self._machine()}
+        return {**{k: end[k] - self._start.get(k, 0.0) for k in end}, "cores": psutil.cpu_count() or 1}
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU seconds so far (user + system)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
