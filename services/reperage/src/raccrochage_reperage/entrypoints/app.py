@@ -81,7 +81,8 @@ async def build(context: ServiceContext) -> None:
         return {"status": "accepted", "event_id": str(envelope.id), "duplicate": False}
 
     for verb in ("started", "ended"):
-        broker.subscriber(f"partner.*.enrolment.{verb}.v1", queue="reperage",
+        # Several requests at once: one at a time, a partner burst queues behind each transaction.
+        broker.subscriber(f"partner.*.enrolment.{verb}.v1", queue="reperage", max_workers=8,
                           title=f"partner enrolment {verb}")(handle_enrolment)
 
     @broker.subscriber(f"{CONTACT_CARD_SUBJECT}.*", queue="reperage", title="contact card")
