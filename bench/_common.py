@@ -128,6 +128,26 @@ async def stream_messages(client: Client, name: str) -> int:
     return (await client.jetstream().stream_info(name)).state.messages
 
 
+async def load_partner_files(url: str, files) -> dict:  # files: raccrochage_reperage.domain.demo.DemoFiles
+    """The demo's partner base files, loaded as `raccrochage ingest partner` does; summed counts."""
+    from raccrochage_platform.outbox import OutboxWriter
+    from raccrochage_platform.topology import load_topology
+    from raccrochage_reperage.service_layer.partner_file import ingest_partner_file
+
+    service = load_topology().services["reperage"]
+    engine = make_engine(url, application_name="bench-partners")
+    totals = {"rows": 0, "enrolments": 0, "found": 0}
+    try:
+        for source, path in sorted(files.partners.items(), key=lambda item: item[0].value):
+            summary = await ingest_partner_file(path, source=source, engine=engine,
+                                                outbox=OutboxWriter(service.source, service.stream), today=files.as_of)
+            for k in totals:
+                totals[k] += getattr(summary, k)
+    finally:
+        await engine.dispose()
+    return totals
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list; the max for q=100."""
     ordered = sorted(values)

@@ -26,6 +26,7 @@ from _common import (
     bench_servers,
     declare_service_stream,
     emit,
+    load_partner_files,
     migrated_database,
     nats_client,
     per_second,
@@ -234,26 +235,6 @@ async def raw_publish(nc, count: int, window: int, subject: str, envelope: bytes
 
 
 # --- the run -------------------------------------------------------------------------------------
-async def load_partner_files(url: str, files) -> dict:
-    from raccrochage_platform.db import make_engine
-    from raccrochage_platform.outbox import OutboxWriter
-    from raccrochage_platform.topology import load_topology
-    from raccrochage_reperage.service_layer.partner_file import ingest_partner_file
-
-    service = load_topology().services["reperage"]
-    engine = make_engine(url, application_name="bench-partners")
-    totals = {"rows": 0, "enrolments": 0, "found": 0}
-    try:
-        for source, path in sorted(files.partners.items(), key=lambda item: item[0].value):
-            summary = await ingest_partner_file(path, source=source, engine=engine,
-                                                outbox=OutboxWriter(service.source, service.stream), today=files.as_of)
-            for k in totals:
-                totals[k] += getattr(summary, k)
-    finally:
-        await engine.dispose()
-    return totals
-
-
 async def database_counts(url: str, campaign: str) -> dict:
     import asyncpg
     from raccrochage_platform.db import libpq_dsn

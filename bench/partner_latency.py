@@ -36,6 +36,7 @@ from _common import (
     bench_servers,
     declare_service_stream,
     emit,
+    load_partner_files,
     migrated_database,
     nats_client,
     own_cpu_seconds,
@@ -64,7 +65,6 @@ async def ingest_demo(url: str, nats_url: str, youths: int, seed: int, folder: P
     from raccrochage_reperage.domain.rules import Policy
     from raccrochage_reperage.entrypoints.cli import wait_published
     from raccrochage_reperage.service_layer.ingest import ingest_campaign
-    from raccrochage_reperage.service_layer.partner_file import ingest_partner_file
 
     service = load_topology().services["reperage"]
     outbox = OutboxWriter(service.source, service.stream)
@@ -74,8 +74,7 @@ async def ingest_demo(url: str, nats_url: str, youths: int, seed: int, folder: P
     relay = OutboxRelay(engine, nc.jetstream(), sweep_seconds=0.2)
     await relay.start()
     try:
-        for source, path in sorted(files.partners.items(), key=lambda item: item[0].value):
-            await ingest_partner_file(path, source=source, engine=engine, outbox=outbox, today=AS_OF)
+        await load_partner_files(url, files)
         store = await CampaignStore.connect(libpq_dsn(url))
         try:
             summary = await ingest_campaign(files.siei, campaign_id="latency-2026-11", as_of=AS_OF, store=store,

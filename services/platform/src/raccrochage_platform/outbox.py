@@ -195,6 +195,8 @@ class OutboxRelay:
     async def _run(self) -> None:
         last_prune = 0.0
         while not self._stopping:
+            # Clear before draining: a NOTIFY that arrives during the drain must wake the next one.
+            self._wake.clear()
             try:
                 if self._listener is None or self._listener.is_closed():
                     await self._listen()
@@ -208,7 +210,6 @@ class OutboxRelay:
                 self._failures += 1
                 log.error("outbox_relay_error", error=f"{type(error).__name__}: {error}"[:300])
             delay = self.sweep_seconds if self._failures == 0 else self._backoff()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
