@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import os
 import signal
@@ -123,6 +124,10 @@ async def run_service(spec: ServiceSpec) -> None:
     log.info("service_started", http=f"http://{settings.http_host}:{port}",
              consumers=[c.name for c in context.consumers])
     await _announce_port(port)
+    # Everything built so far lives as long as the process: move it out of the collector's
+    # generations, so that full collections under load do not walk it (p99 latency).
+    gc.collect()
+    gc.freeze()
     await stop.wait()
     log.info("service_stopping")
     server.should_exit = True
