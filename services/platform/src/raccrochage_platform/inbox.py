@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
+import asyncpg
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -44,3 +45,16 @@ async def handled(session: AsyncSession | AsyncConnection, consumer: str, event_
         select(inbox.c.event_id).where(inbox.c.consumer == consumer, inbox.c.event_id == event_id)
     )
     return found.first() is not None
+
+
+# The same claim on a plain asyncpg connection, for hot request paths: asyncpg prepares the
+# statement once per connection, and no SQLAlchemy compilation runs per call.
+CLAIM_SQL = (
+    "INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3) "
+    "ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
+)
+
+
+async def claim_raw(conn: asyncpg.Connection, consumer: str, event_id: uuid.UUID, event_type: str) -> bool:
+    """`claim` on an asyncpg connection, inside the caller's transaction."""
+    return await conn.fetchval(CLAIM_SQL, consumer, event_id, event_type) is not None

@@ -86,11 +86,32 @@ class OutboxWriter:
         await session.execute(insert(outbox), [self.row(event)])
         return event
 
+    async def add_raw(
+        self,
+        conn: asyncpg.Connection,
+        payload: Payload,
+        *,
+        subject: str,
+        cause: CloudEvent | None = None,
+        correlationid: uuid.UUID | None = None,
+        event_id: uuid.UUID | None = None,
+    ) -> CloudEvent:
+        """`add` on a plain asyncpg connection (hot request paths: a prepared statement, no
+        SQLAlchemy per call). The table's statement trigger still NOTIFYs the relay."""
+        event = self.envelope(payload, subject=subject, cause=cause, correlationid=correlationid, event_id=event_id)
+        row = self.row(event)
+        await conn.execute(ADD_RAW_SQL, *(row[c] for c in RAW_COLUMNS))
+        return event
+
     async def add_many(self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent]) -> None:
         """Events already in the outbox (same id: a re-run) are skipped."""
         if events:
             statement = pg_insert(outbox).on_conflict_do_nothing(index_elements=["event_id"])
             await session.execute(statement, [self.row(e) for e in events])
+
+
+RAW_COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
+ADD_RAW_SQL = f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
 
 
 # Take the oldest pending rows no other relay holds, minus any row whose aggregate still has an

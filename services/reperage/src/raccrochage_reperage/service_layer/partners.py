@@ -10,9 +10,7 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentStarted
@@ -20,7 +18,6 @@ from raccrochage_contracts.events.reperage_v1 import YouthFound
 from raccrochage_platform.outbox import OutboxWriter
 from raccrochage_platform.topology import REPO_ROOT
 
-from ..adapters.tables import partner_enrolment
 from ..domain.partners import identity_key
 from ..domain.rules import is_valid_ine, normalise_ine
 
@@ -60,43 +57,53 @@ def _clean_ine(raw: str | None) -> str | None:
     return ine
 
 
-# Handed-over youths, case open, matching an enrolment: by INE, or by identity when the partner
-# gave no INE. Closing the handover and emitting `found` happen in the same transaction.
-_MATCH_OPEN_HANDOVER = text(
-    """
-    SELECT h.youth_id, h.psad_id FROM handover h JOIN youth y ON y.youth_id = h.youth_id
-    WHERE h.open AND ((CAST(:ine AS text) IS NOT NULL AND y.ine = :ine)
-                OR (CAST(:ine AS text) IS NULL AND y.identity_key = :identity))
-    FOR UPDATE OF h
-    """
-)
-_CLOSE_HANDOVER = text(
-    "UPDATE handover SET open = false, found_at = now(), found_base = :base WHERE youth_id = :youth_id"
-)
+# A handed-over youth, case open, matching an enrolment: by INE, or by identity when the partner
+# gave no INE. The UPDATE closes the handover and locks it (a concurrent enrolment of the same
+# youth then finds it closed); its `found` event is written in the same transaction. Plain
+# asyncpg statements, one per case rather than one with an OR: asyncpg prepares them once per
+# connection, and a generic plan of the OR would not use the right index.
+_CLOSE_OPEN_HANDOVER_BY_INE = """
+    UPDATE handover h SET open = false, found_at = now(), found_base = $2
+    FROM youth y WHERE y.youth_id = h.youth_id AND h.open AND y.ine = $1
+    RETURNING h.youth_id, h.psad_id
+"""
+_CLOSE_OPEN_HANDOVER_BY_IDENTITY = """
+    UPDATE handover h SET open = false, found_at = now(), found_base = $2
+    FROM youth y WHERE y.youth_id = h.youth_id AND h.open AND y.identity_key = $1
+    RETURNING h.youth_id, h.psad_id
+"""
+_RECORD_ENROLMENT = """
+    INSERT INTO partner_enrolment (base, partner_id, ine, identity_key, date_debut, date_fin, event_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
+"""
+_END_ENROLMENT = """
+    UPDATE partner_enrolment SET date_fin = $1 WHERE base = $2 AND partner_id = $3
+    AND {match} AND ($5::date IS NULL OR date_debut = $5)
+"""
+_END_ENROLMENT_BY_INE = _END_ENROLMENT.format(match="ine = $4")
+_END_ENROLMENT_BY_IDENTITY = _END_ENROLMENT.format(match="identity_key = $4")
 
 
 async def record_enrolment_started(
-    session: AsyncSession, outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data: EnrolmentStarted,
+    conn: asyncpg.Connection, outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data: EnrolmentStarted,
     today: date,
 ) -> list[str]:
     """Keep the enrolment; if it is current and its youth was handed over, the youth is found.
-    Returns the youth_ids found."""
+    Runs in the caller's transaction. Returns the youth_ids found."""
     ine = _clean_ine(data.ine)
     identity = identity_key(data.nom, data.prenom, data.date_naissance)
-    await session.execute(
-        insert(partner_enrolment).values(
-            base=who.base, partner_id=who.partner_id, ine=ine, identity_key=identity,
-            date_debut=data.date_debut, date_fin=data.date_fin, event_id=envelope.id,
-        ).on_conflict_do_nothing()
-    )
+    await conn.execute(_RECORD_ENROLMENT, who.base, who.partner_id, ine, identity, data.date_debut, data.date_fin,
+                       envelope.id)
     current = data.date_debut <= today and (data.date_fin is None or data.date_fin >= today)
     if not current:
         return []
-    found = (await session.execute(_MATCH_OPEN_HANDOVER, {"ine": ine, "identity": identity})).all()
+    if ine is not None:
+        found = await conn.fetch(_CLOSE_OPEN_HANDOVER_BY_INE, ine, who.base)
+    else:
+        found = await conn.fetch(_CLOSE_OPEN_HANDOVER_BY_IDENTITY, identity, who.base)
     for youth_id, psad_id in found:
-        await session.execute(_CLOSE_HANDOVER, {"base": who.base, "youth_id": youth_id})
-        await outbox.add(
-            session,
+        await outbox.add_raw(
+            conn,
             YouthFound(youth_id=youth_id, psad_id=psad_id, base=who.base, partner_id=who.partner_id,
                        enrolled_since=data.date_debut, cause_event_id=envelope.id),
             subject=youth_id, cause=envelope,
@@ -106,19 +113,11 @@ async def record_enrolment_started(
 
 
 async def record_enrolment_ended(
-    session: AsyncSession, who: Partner, envelope: CloudEvent, data: EnrolmentEnded
+    conn: asyncpg.Connection, who: Partner, envelope: CloudEvent, data: EnrolmentEnded
 ) -> int:
     """Set the end date of the partner's matching enrolments. Returns how many were updated."""
     ine = _clean_ine(data.ine)
-    identity = identity_key(data.nom, data.prenom, data.date_naissance)
-    result = await session.execute(
-        text(
-            "UPDATE partner_enrolment SET date_fin = :fin WHERE base = :base AND partner_id = :pid "
-            "AND ((CAST(:ine AS text) IS NOT NULL AND ine = :ine) "
-            "OR (CAST(:ine AS text) IS NULL AND identity_key = :identity)) "
-            "AND (CAST(:debut AS date) IS NULL OR date_debut = :debut)"
-        ),
-        {"fin": data.date_fin, "base": who.base, "pid": who.partner_id, "ine": ine, "identity": identity,
-         "debut": data.date_debut},
-    )
-    return result.rowcount
+    statement, match = ((_END_ENROLMENT_BY_INE, ine) if ine is not None
+                        else (_END_ENROLMENT_BY_IDENTITY, identity_key(data.nom, data.prenom, data.date_naissance)))
+    status = await conn.execute(statement, data.date_fin, who.base, who.partner_id, match, data.date_debut)
+    return int(status.rsplit(" ", 1)[-1])  # "UPDATE n"
