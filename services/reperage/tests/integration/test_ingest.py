@@ -161,3 +161,24 @@ async def test_an_ingest_killed_midway_converges_on_rerun(reperage_db: str, repe
     assert await scalar(reperage_db, "SELECT count(DISTINCT aggregate_key) FROM outbox "
                                      "WHERE event_type = 'reperage.youth.identified.v1'") == summary["identified"]
     assert json.loads(await scalar(reperage_db, "SELECT summary::text FROM campaign"))["rows"] == summary["rows"]
+
+
+async def test_duplicates_across_chunks_are_found_in_the_database(
+    reperage_db: str, reperage_stream: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tiny chunks nearly every duplicate's first row is in an earlier chunk, which the
+    ingest no longer remembers: the database tells. Counts must still be the planned ones."""
+    from raccrochage_reperage.service_layer import ingest as ingest_module
+
+    files = generate(400, 13, tmp_path, campaign="c1", as_of=AS_OF)
+    await load_partners(reperage_db, tmp_path)
+    monkeypatch.setattr(ingest_module, "CHUNK", 7)
+    summary = (await ingest(reperage_db, files.siei)).as_dict()
+    assert summary["duplicates"] == files.planned.duplicates > 0
+    assert summary["identified"] == files.planned.identified
+    assert summary["excluded_by_reason"] == files.planned.as_dict()["excluded_by_reason"]
+    assert summary["rows"] == summary["rejected"] + summary["duplicates"] + summary["excluded"] + summary["identified"]
+    assert await scalar(reperage_db, "SELECT count(*) FROM campaign_youth") == summary["excluded"] + summary["identified"]
+    # Only youths handed over are kept in the vault.
+    assert await scalar(reperage_db, "SELECT count(*) FROM youth") == summary["identified"]
+    assert await scalar(reperage_db, "SELECT count(*) FROM outbox") == summary["identified"] + 1

@@ -19,12 +19,17 @@ YOUTH_COLUMNS = (
 )
 OUTCOME_COLUMNS = ("campaign_id", "youth_id", "line", "outcome", "reason", "psad_id")
 OUTBOX_COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
+HANDOVER_COLUMNS = ("youth_id", "psad_id", "campaign_id")
+REJECTION_COLUMNS = ("campaign_id", "line", "field", "reason")
 
 _STAGE = """
 CREATE TEMPORARY TABLE IF NOT EXISTS stage_youth (LIKE youth INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 CREATE TEMPORARY TABLE IF NOT EXISTS stage_outcome (LIKE campaign_youth) ON COMMIT DELETE ROWS;
 CREATE TEMPORARY TABLE IF NOT EXISTS stage_outbox (LIKE outbox INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;
 ALTER TABLE stage_outbox ALTER COLUMN id DROP NOT NULL;
+CREATE TEMPORARY TABLE IF NOT EXISTS stage_handover (youth_id text, psad_id text, campaign_id text)
+    ON COMMIT DELETE ROWS;
+CREATE TEMPORARY TABLE IF NOT EXISTS stage_rejection (LIKE rejection) ON COMMIT DELETE ROWS;
 """
 _MERGE_YOUTH = f"""
 INSERT INTO youth ({', '.join(YOUTH_COLUMNS)}, updated_at)
@@ -41,6 +46,18 @@ _MERGE_OUTBOX = f"""
 INSERT INTO outbox ({', '.join(OUTBOX_COLUMNS)})
 SELECT {', '.join(OUTBOX_COLUMNS)} FROM stage_outbox ORDER BY event_id
 ON CONFLICT (event_id) DO NOTHING
+"""
+
+# A youth handed over again only once their earlier case is closed.
+_MERGE_HANDOVER = f"""
+INSERT INTO handover ({', '.join(HANDOVER_COLUMNS)})
+SELECT {', '.join(HANDOVER_COLUMNS)} FROM stage_handover
+ON CONFLICT (youth_id) DO UPDATE SET psad_id = EXCLUDED.psad_id, campaign_id = EXCLUDED.campaign_id,
+open = true, handed_at = now(), found_at = NULL, found_base = NULL WHERE NOT handover.open
+"""
+_MERGE_REJECTION = f"""
+INSERT INTO rejection ({', '.join(REJECTION_COLUMNS)})
+SELECT {', '.join(REJECTION_COLUMNS)} FROM stage_rejection ON CONFLICT DO NOTHING
 """
 
 
@@ -88,6 +105,14 @@ class CampaignStore:
             ):
                 yield row["ine"], row["identity_key"], row["date_debut"], row["date_fin"]
 
+    async def first_lines(self, campaign_id: str, youth_ids: list[str]) -> dict[str, int]:
+        """youth_id -> line of the row that already stands for this youth in the campaign
+        (an earlier chunk, or this same row written by an ingest that was killed)."""
+        rows = await self.conn.fetch(
+            "SELECT youth_id, line FROM campaign_youth WHERE campaign_id = $1 AND youth_id = ANY($2)",
+            campaign_id, youth_ids)
+        return {row["youth_id"]: row["line"] for row in rows}
+
     async def open_handovers(self, youth_ids: list[str], campaign_id: str) -> dict[str, str]:
         """youth_id -> psad_id for youths handed over by an earlier campaign, case still open."""
         rows = await self.conn.fetch(
@@ -112,18 +137,15 @@ class CampaignStore:
                 await self.conn.copy_records_to_table("stage_outcome", records=outcomes, columns=OUTCOME_COLUMNS)
                 await self.conn.execute(_MERGE_OUTCOME)
             if handovers:
-                await self.conn.executemany(
-                    "INSERT INTO handover (youth_id, psad_id, campaign_id) VALUES ($1, $2, $3) "
-                    "ON CONFLICT (youth_id) DO UPDATE SET psad_id = EXCLUDED.psad_id, "
-                    "campaign_id = EXCLUDED.campaign_id, open = true, handed_at = now(), found_at = NULL, "
-                    "found_base = NULL WHERE NOT handover.open", handovers)
+                await self.conn.copy_records_to_table("stage_handover", records=handovers, columns=HANDOVER_COLUMNS)
+                await self.conn.execute(_MERGE_HANDOVER)
             if events:
                 await self.conn.copy_records_to_table("stage_outbox", records=events, columns=OUTBOX_COLUMNS)
                 await self.conn.execute(_MERGE_OUTBOX)
             if rejections:
-                await self.conn.executemany(
-                    "INSERT INTO rejection (campaign_id, line, field, reason) VALUES ($1, $2, $3, $4) "
-                    "ON CONFLICT DO NOTHING", rejections)
+                await self.conn.copy_records_to_table("stage_rejection", records=rejections,
+                                                      columns=REJECTION_COLUMNS)
+                await self.conn.execute(_MERGE_REJECTION)
 
     async def finish_campaign(self, campaign_id: str, summary: dict, final_events: list[tuple]) -> None:
         async with self.conn.transaction():

@@ -159,6 +159,15 @@ class CampaignTally:
         """Every row is accounted for exactly once."""
         return self.rows == self.rejected + self.duplicates + self.excluded + self.identified
 
+    def count_as_duplicate(self, reason: ExclusionReason | None) -> None:
+        """A youth `classify` counted (with this reason) turns out to repeat an INE it did not
+        see (an earlier chunk of the file, checked elsewhere): count the row as a duplicate."""
+        if reason is None:
+            self.identified -= 1
+        else:
+            self.excluded_by_reason[reason] -= 1
+        self.duplicates += 1
+
     def as_dict(self) -> dict:
         return {
             "rows": self.rows,
@@ -177,16 +186,22 @@ def classify(
     policy: Policy,
     partners: PartnerIndex,
     tally: CampaignTally,
+    seen: set[int] | None = None,
 ) -> Iterator[tuple[SieiRow, ExclusionReason | None]]:
     """Stream a campaign's records: count every one, yield each youth once with its exclusion reason.
 
     Rejected rows and later rows of an INE already seen are only counted. The tally is complete
     once the iterator is exhausted. A rejected row does not claim its INE: a later valid row of
     the same youth is that youth's first occurrence.
+
+    `seen` holds the digests of the INEs seen so far (a new set by default). A caller that
+    clears it as it goes (to bound memory) checks the INEs forgotten by other means, and uses
+    `CampaignTally.count_as_duplicate` for those it finds again.
     """
     from .siei import Rejection  # siei imports this module for Diploma
 
-    seen: set[int] = set()
+    if seen is None:
+        seen = set()
     rejected_by_reason = tally.rejected_by_reason
     excluded_by_reason = tally.excluded_by_reason
     for record in records:

@@ -8,6 +8,8 @@ and publishes nothing twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,11 +23,13 @@ from raccrochage_platform.outbox import OutboxWriter
 from ..adapters.campaign_store import CampaignStore
 from ..domain.identity import youth_id
 from ..domain.partners import PartnerIndex, identity_key
-from ..domain.rules import CampaignTally, Diploma, Policy, age_on, classify
+from ..domain.rules import CampaignTally, Diploma, ExclusionReason, Policy, age_on, classify
 from ..domain.siei import Rejection, SieiRow, open_siei
 from ..domain.territory import route
 
 CHUNK = 5000
+WRITE_AHEAD = 2  # chunks read but not yet written: memory stays a few chunks, whatever the file
+YIELD_EVERY = 50  # rows parsed between two turns of the event loop (the writer's replies)
 EVENT_NAMESPACE = uuid.UUID("6f0d3c1e-5a3b-4c59-9f64-3f1d2a7c0b11")
 
 
@@ -78,10 +82,9 @@ def months_between(earlier: date, later: date) -> int:
 
 @dataclass
 class _Chunk:
-    youths: list[tuple] = field(default_factory=list)
-    outcomes: list[tuple] = field(default_factory=list)
-    identified: list[tuple[SieiRow, str]] = field(default_factory=list)  # (row, youth_id)
+    youths: list[tuple[SieiRow, str, ExclusionReason | None]] = field(default_factory=list)  # (row, youth_id, reason)
     rejections: list[tuple[str, int, str, str]] = field(default_factory=list)
+    read_up_to: int = 0  # file offset once the chunk's rows are read, for the progress bar
 
     def __len__(self) -> int:
         return len(self.youths) + len(self.rejections)
@@ -113,26 +116,42 @@ async def ingest_campaign(
     partners = PartnerIndex.build([row async for row in store.partner_enrolments()], as_of)
     tally = CampaignTally()
     summary = IngestSummary(campaign_id, as_of, {})
-    with open(path, "rb") as handle:
-        siei = open_siei(handle, as_of)
-        summary.extra_columns, summary.encoding, summary.delimiter = siei.extra_columns, siei.encoding, siei.delimiter
-        chunk = _Chunk()
-        rejections: list[Rejection] = []
-        for row, reason in classify(_capture(siei.records, rejections), as_of, policy, partners, tally):
+    # Reading and writing overlap: a writer task takes the chunks the reader hands over (at most
+    # WRITE_AHEAD waiting), so PostgreSQL merges one chunk while this process parses the next.
+    chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=WRITE_AHEAD)
+    writer = asyncio.create_task(_write_chunks(chunks, store, outbox, campaign_id, as_of, tally, progress))
+    try:
+        with open(path, "rb") as handle:
+            siei = open_siei(handle, as_of)
+            summary.extra_columns, summary.encoding, summary.delimiter = siei.extra_columns, siei.encoding, siei.delimiter
+            # INEs of the chunk being read; the writer checks earlier chunks' in the database, so
+            # memory does not grow with the file.
+            seen: set[int] = set()
+            chunk = _Chunk()
+            rejections: list[Rejection] = []
+            for row, reason in classify(_capture(siei.records, rejections), as_of, policy, partners, tally, seen):
+                for rejected in rejections:
+                    chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
+                rejections.clear()
+                chunk.youths.append((row, youth_id(row.ine, key), reason))
+                if len(chunk) >= CHUNK:
+                    chunk.read_up_to = handle.tell()
+                    await _hand_over(chunks, chunk, writer)
+                    chunk = _Chunk()
+                    seen.clear()
+                elif len(chunk.youths) % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let the writer's database replies in
             for rejected in rejections:
                 chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
-            rejections.clear()
-            _add(chunk, row, reason, campaign_id, key)
-            if len(chunk) >= CHUNK:
-                summary.reported_again += await _flush(chunk, store, outbox, campaign_id, as_of)
-                chunk = _Chunk()
-                if progress:
-                    progress(handle.tell())
-        for rejected in rejections:
-            chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
-        summary.reported_again += await _flush(chunk, store, outbox, campaign_id, as_of)
-        if progress:
-            progress(handle.tell())
+            chunk.read_up_to = handle.tell()
+            await _hand_over(chunks, chunk, writer)
+            await _hand_over(chunks, None, writer)
+        summary.reported_again = await writer
+    finally:
+        if not writer.done():
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
     summary.tally = tally.as_dict()
     # Every youth found nowhere is `identified`; those whose case is still open from an earlier
     # campaign (`reported_again`, a subset) got a reported_again event instead of a second case.
@@ -146,6 +165,29 @@ async def ingest_campaign(
                                event_id=event_id(campaign_id, campaign_id, final.event_type))
     await store.finish_campaign(campaign_id, summary.as_dict(), [_outbox_record(outbox, envelope)])
     return summary
+
+
+async def _hand_over(chunks: asyncio.Queue[_Chunk | None], chunk: _Chunk | None, writer: asyncio.Task) -> None:
+    """Queue a chunk for the writer; if the writer failed, raise its error rather than wait."""
+    put = asyncio.ensure_future(chunks.put(chunk))
+    await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if not put.done():
+        put.cancel()
+        writer.result()  # raises the writer's error
+        raise RuntimeError("the chunk writer stopped early")
+
+
+async def _write_chunks(
+    chunks: asyncio.Queue[_Chunk | None], store: CampaignStore, outbox: OutboxWriter, campaign_id: str,
+    as_of: date, tally: CampaignTally, progress: Callable[[int], None] | None,
+) -> int:
+    """Write chunks in order until None; returns how many youths were reported again."""
+    reported_again = 0
+    while (chunk := await chunks.get()) is not None:
+        reported_again += await _flush(chunk, store, outbox, campaign_id, as_of, tally)
+        if progress:
+            progress(chunk.read_up_to)
+    return reported_again
 
 
 def _summary_fields(stored: dict) -> dict:
@@ -171,26 +213,36 @@ def _capture(records: Iterator[SieiRow | Rejection], rejections: list[Rejection]
         yield record
 
 
-def _add(chunk: _Chunk, row: SieiRow, reason: object, campaign_id: str, key: bytes) -> None:
-    yid = youth_id(row.ine, key)
-    diploma = row.diplome.value if row.diplome else None
-    chunk.youths.append((
-        yid, row.ine, identity_key(row.nom, row.prenom, row.date_naissance), row.nom, row.prenom,
-        row.date_naissance, row.sexe, row.code_postal, row.commune, row.adresse, row.telephone, row.courriel,
-        row.uai_origine, row.formation_origine, row.date_sortie, diploma,
-    ))
-    if reason is None:
-        chunk.identified.append((row, yid))
-    else:
-        chunk.outcomes.append((campaign_id, yid, row.line, "excluded", str(reason), None))
+async def _flush(
+    chunk: _Chunk, store: CampaignStore, outbox: OutboxWriter, campaign_id: str, as_of: date, tally: CampaignTally,
+) -> int:
+    """Write one chunk in one transaction; returns how many youths were reported again rather
+    than identified.
 
-
-async def _flush(chunk: _Chunk, store: CampaignStore, outbox: OutboxWriter, campaign_id: str, as_of: date) -> int:
-    """Write one chunk; returns how many youths were reported again rather than identified."""
-    already = await store.open_handovers([yid for _, yid in chunk.identified], campaign_id)
+    A youth whose INE already stands in the campaign under an earlier line (an earlier chunk)
+    is a duplicate: `classify` only knew this chunk's INEs. Under its own line, it is this
+    very row, written by an ingest that was killed: it is written again, to no effect.
+    """
+    first = await store.first_lines(campaign_id, [yid for _, yid, _ in chunk.youths])
+    youths = []
+    for entry in chunk.youths:
+        row, yid, reason = entry
+        if first.get(yid, row.line) < row.line:
+            tally.count_as_duplicate(reason)
+        else:
+            youths.append(entry)
+    already = await store.open_handovers([yid for _, yid, reason in youths if reason is None], campaign_id)
+    vault: list[tuple] = []
+    outcomes: list[tuple] = []
     handovers: list[tuple[str, str, str]] = []
     events: list[tuple] = []
-    for row, yid in chunk.identified:
+    for row, yid, reason in youths:
+        if reason is not None:
+            outcomes.append((campaign_id, yid, row.line, "excluded", str(reason), None))
+            continue
+        # Only youths handed to a PSAD enter the vault: nobody outside ever learns the youth_id
+        # of an excluded one, so their identity would be kept for nothing.
+        vault.append(_vault_record(row, yid))
         territory = route(row.code_postal)
         age = age_on(row.date_naissance, as_of)
         months = months_between(row.date_sortie, as_of)
@@ -209,11 +261,19 @@ async def _flush(chunk: _Chunk, store: CampaignStore, outbox: OutboxWriter, camp
                 months_since_leaving=months, as_of=as_of)
             handovers.append((yid, territory.psad_id, campaign_id))
             outcome = "identified"
-        chunk.outcomes.append((campaign_id, yid, row.line, outcome, None, territory.psad_id))
+        outcomes.append((campaign_id, yid, row.line, outcome, None, territory.psad_id))
         envelope = outbox.envelope(payload, subject=yid, event_id=event_id(campaign_id, yid, payload.event_type))
         events.append(_outbox_record(outbox, envelope))
-    await store.write_chunk(chunk.youths, chunk.outcomes, handovers, events, chunk.rejections)
+    await store.write_chunk(vault, outcomes, handovers, events, chunk.rejections)
     return len(already)
+
+
+def _vault_record(row: SieiRow, yid: str) -> tuple:
+    return (
+        yid, row.ine, identity_key(row.nom, row.prenom, row.date_naissance), row.nom, row.prenom,
+        row.date_naissance, row.sexe, row.code_postal, row.commune, row.adresse, row.telephone, row.courriel,
+        row.uai_origine, row.formation_origine, row.date_sortie, row.diplome.value if row.diplome else None,
+    )
 
 
 def _outbox_record(outbox: OutboxWriter, envelope) -> tuple:  # noqa: ANN001
