@@ -52,6 +52,8 @@ class Event(Generic[P]):
 
 
 Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
+# Takes every new event of its type in a run of the batch at once (one insert for a thousand).
+BatchHandler = Callable[[AsyncSession, list[Event[Any]]], Awaitable[None]]
 
 
 def _validation_reason(error: ValidationError, where: str) -> str:
@@ -81,6 +83,7 @@ class EventConsumer:
     batch_size: int = 200
     fetch_timeout: float = 1.0
     handlers: dict[str, Handler] = field(default_factory=dict)
+    batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
     _task: asyncio.Task | None = None
     _stopping: bool = False
 
@@ -93,6 +96,17 @@ class EventConsumer:
 
         def register(handler: Handler) -> Handler:
             self.handlers[event_type] = handler
+            return handler
+
+        return register
+
+    def on_batch(self, event_type: str) -> Callable[[BatchHandler], BatchHandler]:
+        """Like `on`, for a handler that takes a list: consecutive new events of this type in a
+        fetched batch come together, in order, and the events around them keep their order."""
+        self.registry.model(event_type)
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            self.batch_handlers[event_type] = handler
             return handler
 
         return register
@@ -156,10 +170,21 @@ class EventConsumer:
         started = time.perf_counter()
         async with self.sessions() as session, session.begin():
             new = await claim_many(session, self.name, [(i.event.envelope.id, i.event.envelope.type) for i in items])
+            run: list[Event[Any]] = []  # consecutive new events of one batch-handled type
             for item in items:
-                if item.event.envelope.id in new:
-                    await self._call(session, item.event)
-                    new.discard(item.event.envelope.id)  # a batch may hold the same event twice
+                event = item.event
+                if event.envelope.id not in new:
+                    continue
+                new.discard(event.envelope.id)  # a batch may hold the same event twice
+                if run and run[0].envelope.type != event.envelope.type:
+                    await self._call_batch(session, run)
+                    run = []
+                if event.envelope.type in self.batch_handlers:
+                    run.append(event)
+                else:
+                    await self._call(session, event)
+            if run:
+                await self._call_batch(session, run)
         elapsed = time.perf_counter() - started
         for item in items:
             metrics.HANDLED.labels(self.name, item.event.envelope.type).inc()
@@ -193,6 +218,10 @@ class EventConsumer:
         ):
             await handler(session, event)
 
+    async def _call_batch(self, session: AsyncSession, events: list[Event[Any]]) -> None:
+        with structlog.contextvars.bound_contextvars(batch=len(events), event_type=events[0].envelope.type):
+            await self.batch_handlers[events[0].envelope.type](session, events)
+
     def _parse(self, msg: Msg) -> _Parsed:
         try:
             envelope = CloudEvent.from_json(msg.data)
@@ -209,7 +238,7 @@ class EventConsumer:
             model = self.registry.model(envelope.type)
         except UnknownEventType as error:
             return _Parsed(msg, reason=str(error))
-        if envelope.type not in self.handlers:
+        if envelope.type not in self.handlers and envelope.type not in self.batch_handlers:
             return _Parsed(msg, reason=f"consumer {self.name} has no handler for {envelope.type}")
         try:
             data = model.read(envelope.data)

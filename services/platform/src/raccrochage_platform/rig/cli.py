@@ -165,6 +165,26 @@ def declare_command() -> None:
     say(f"declared on {url}")
 
 
+@app.command("token")
+def token_command(
+    role: Annotated[str, typer.Option(help="counsellor (one territory) or ops (counts, every territory)")],
+    territory: Annotated[str | None, typer.Option(help="the counsellor's département, e.g. 33")] = None,
+    sub: Annotated[str, typer.Option(help="who the token is for (a counsellor id)")] = "local",
+    hours: Annotated[float, typer.Option(help="validity")] = 12,
+) -> None:
+    """Print a bearer token for the services' HTTP APIs, signed with the rig's token key
+    (RACCROCHAGE_TOKEN_KEY when set, else the rig's secrets.json)."""
+    from ..auth import Role, mint
+    from ..topology import load_topology
+    from .state import load_secrets
+
+    key = os.environ.get("RACCROCHAGE_TOKEN_KEY") or load_secrets(rig_dir(), load_topology())["token_key"]
+    try:
+        print(mint(key, role=Role(role), sub=sub, territory=territory, ttl_seconds=int(hours * 3600)))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @app.command(hidden=True)
 def serve(name: str) -> None:
     """Run one service in this process (the rig and containers call this)."""

@@ -1,0 +1,56 @@
+"""A service as its own process, as the rig runs it, for integration and cross-service tests."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    process: subprocess.Popen
+    url: str  # the HTTP base URL
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@contextlib.contextmanager
+def service_process(name: str, env: dict[str, str], folder: Path, *, tag: str = "") -> Iterator[ServiceProcess]:
+    """Start `raccrochage serve NAME` with `env` (HTTP_PORT=0 is set for it); yields once its HTTP
+    server listens, and stops it after. Its log is `folder/NAME[-tag].log`."""
+    label = f"{name}-{tag}" if tag else name
+    port_file = folder / f"{label}.port"
+    port_file.unlink(missing_ok=True)
+    log_path = folder / f"{label}.log"
+    env = {**env, "HTTP_PORT": "0", "RACCROCHAGE_PORT_FILE": str(port_file)}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", name],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        running = ServiceProcess(name, process, "", log_path)
+        try:
+            deadline = time.monotonic() + 60
+            while not port_file.exists() or not port_file.read_text().strip():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{label} did not start:\n{running.log_text()[-4000:]}")
+                time.sleep(0.1)
+            running.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+            yield running
+        finally:
+            running.stop()

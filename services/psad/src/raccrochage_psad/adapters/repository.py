@@ -1,0 +1,174 @@
+"""Cases in PostgreSQL: load a case (locked for the transaction), save it, find them.
+
+The aggregate is one row: the columns that lists filter on, and the history (attempts,
+interviews, solutions) as JSON. Saving bumps `version`; a case is loaded `FOR UPDATE`, so two
+commands on the same case queue instead of overwriting each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..domain.case import Case
+from ..domain.contact import Channel, ContactAttempt, ContactOutcome
+from ..domain.deadlines import DEFAULT_POLICY, Policy
+from ..domain.interview import Interview, InterviewerRole, InterviewOutcome
+from ..domain.solution import Solution, SolutionKind, SolutionState
+from ..domain.states import CaseStatus, CloseReason
+from .tables import case as case_table
+
+_SCALARS = (
+    "youth_id", "psad_id", "departement", "zap", "age_at_opening", "opened_at", "level", "last_diploma",
+    "months_since_leaving", "status_since", "updated_at", "owner", "episode", "review_date", "found_base",
+    "transferred_to", "escalation_raised_on",
+)
+
+
+def _iso(moment: datetime | date | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def history_of(case: Case) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "attempts": [{"number": a.number, "episode": a.episode, "channel": a.channel.value,
+                      "outcome": a.outcome.value, "at": _iso(a.at), "by": a.by} for a in case.attempts],
+        "interviews": [{"number": i.number, "episode": i.episode, "scheduled_for": _iso(i.scheduled_for),
+                        "with_role": i.with_role.value, "interviewer_id": i.interviewer_id,
+                        "scheduled_at": _iso(i.scheduled_at), "outcome": i.outcome.value if i.outcome else None,
+                        "recorded_at": _iso(i.recorded_at)} for i in case.interviews],
+        "solutions": [{"number": s.number, "episode": s.episode, "kind": s.kind.value,
+                       "proposed_at": _iso(s.proposed_at), "wishes": list(s.wishes), "state": s.state.value,
+                       "decided_at": _iso(s.decided_at), "refusal_reason": s.refusal_reason}
+                      for s in case.solutions],
+    }
+
+
+def row_of(case: Case, policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
+    row = {name: getattr(case, name) for name in _SCALARS}
+    row.update(
+        case_id=uuid.UUID(case.case_id),
+        status=case.status.value,
+        close_reason=case.close_reason.value if case.close_reason else None,
+        history=history_of(case),
+        first_attempt_at=case.first_attempt_at,
+        failed_attempts=case.failed_attempts,
+        interview_deadline=case._interview_still_owed(policy),
+        escalation_due_on=case.escalation_due_on(policy),
+    )
+    return row
+
+
+def case_of(row: Any) -> Case:
+    """Rebuild a stored case; it records no event (only new commands do)."""
+    values = row._mapping if hasattr(row, "_mapping") else row
+    history = values["history"] or {}
+    case = Case(
+        case_id=str(values["case_id"]),
+        **{name: values[name] for name in _SCALARS},
+        status=CaseStatus(values["status"]),
+        close_reason=CloseReason(values["close_reason"]) if values["close_reason"] else None,
+    )
+    case.attempts = [ContactAttempt(a["number"], a["episode"], Channel(a["channel"]), ContactOutcome(a["outcome"]),
+                                    _dt(a["at"]), a.get("by")) for a in history.get("attempts", [])]
+    case.interviews = [Interview(i["number"], i["episode"], _dt(i["scheduled_for"]), InterviewerRole(i["with_role"]),
+                                 i.get("interviewer_id"), _dt(i["scheduled_at"]),
+                                 InterviewOutcome(i["outcome"]) if i.get("outcome") else None,
+                                 _dt(i.get("recorded_at"))) for i in history.get("interviews", [])]
+    case.solutions = [Solution(s["number"], s["episode"], SolutionKind(s["kind"]), _dt(s["proposed_at"]),
+                               tuple(s.get("wishes") or ()), SolutionState(s["state"]), _dt(s.get("decided_at")),
+                               s.get("refusal_reason")) for s in history.get("solutions", [])]
+    return case
+
+
+class CaseNotFound(LookupError):
+    pass
+
+
+class CaseRepository:
+    """Within one transaction (the session's)."""
+
+    def __init__(self, session: AsyncSession, policy: Policy = DEFAULT_POLICY):
+        self.session = session
+        self.policy = policy
+
+    async def get(self, case_id: str | uuid.UUID, *, lock: bool = True) -> Case:
+        statement = select(case_table).where(case_table.c.case_id == uuid.UUID(str(case_id)))
+        row = (await self.session.execute(statement.with_for_update() if lock else statement)).first()
+        if row is None:
+            raise CaseNotFound(f"no case {case_id}")
+        return case_of(row)
+
+    async def open_case_of(self, youth_id: str, *, lock: bool = True) -> Case | None:
+        statement = select(case_table).where(case_table.c.youth_id == youth_id, case_table.c.status != "closed")
+        row = (await self.session.execute(statement.with_for_update() if lock else statement)).first()
+        return case_of(row) if row else None
+
+    async def latest_cases(self, youth_ids: list[str]) -> dict[str, Any]:
+        """Per youth, its open case if any, else its latest closed one (rows, not aggregates)."""
+        if not youth_ids:
+            return {}
+        statement = (
+            select(case_table.c.case_id, case_table.c.youth_id, case_table.c.psad_id, case_table.c.status,
+                   case_table.c.transferred_to)
+            .where(case_table.c.youth_id.in_(youth_ids))
+            .order_by(case_table.c.youth_id, (case_table.c.status != "closed").desc(), case_table.c.updated_at.desc())
+            .distinct(case_table.c.youth_id)
+        )
+        return {row.youth_id: row for row in await self.session.execute(statement)}
+
+    async def insert_new(self, cases: list[Case]) -> set[str]:
+        """Insert new open cases; a youth who already has an open case (another process won) is
+        skipped. Returns the case ids inserted."""
+        if not cases:
+            return set()
+        statement = (
+            insert(case_table)
+            .on_conflict_do_nothing(index_elements=["youth_id"], index_where=case_table.c.status != "closed")
+            .returning(case_table.c.case_id)
+        )
+        inserted = await self.session.execute(statement, [row_of(c, self.policy) for c in cases])
+        return {str(case_id) for case_id in inserted.scalars()}
+
+    async def save(self, case: Case) -> None:
+        row = row_of(case, self.policy)
+        case_id = row.pop("case_id")
+        await self.session.execute(
+            update(case_table).where(case_table.c.case_id == case_id)
+            .values(**row, version=case_table.c.version + 1)
+        )
+
+    async def touch_reported(self, case_id: str, on: date) -> None:
+        await self.session.execute(
+            update(case_table).where(case_table.c.case_id == uuid.UUID(case_id))
+            .values(last_reported_on=func.greatest(func.coalesce(case_table.c.last_reported_on, on), on))
+        )
+
+    async def due_for_timers(self, today: date, now: datetime, limit: int = 500) -> list[Case]:
+        """Cases a timer may change: possibly unreachable, or a minor's escalation due. Locked with
+        SKIP LOCKED so that two processes share the work."""
+        c = case_table.c
+        statement = (
+            select(case_table)
+            .where(
+                and_(c.status == "contact_in_progress", c.failed_attempts >= self.policy.max_attempts,
+                     c.first_attempt_at <= now - timedelta(days=self.policy.unreachable_after_days))
+                | and_(c.escalation_due_on <= today, c.escalation_raised_on.is_(None),
+                       c.status.not_in(["in_solution", "closed"]), c.age_at_opening < 18,
+                       # still a minor (the age the case can tell: at opening plus whole years)
+                       c.opened_at + func.make_interval(18 - c.age_at_opening) > now)
+            )
+            .order_by(c.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [case_of(row) for row in await self.session.execute(statement)]

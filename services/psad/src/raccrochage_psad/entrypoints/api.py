@@ -1,0 +1,243 @@
+"""PSAD's HTTP API (OpenAPI at /docs): work lists, case detail, the counsellor's commands, stats.
+
+A counsellor's token is bound to a territory (département): another territory's case answers
+403. An ops token reads `/stats` for every territory, and nothing else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import AwareDatetime, BaseModel, Field
+from raccrochage_platform.auth import Principal, Role, bearer
+from raccrochage_platform.logging import get_logger
+
+from ..adapters.repository import CaseNotFound
+from ..domain.case import Case
+from ..domain.contact import Channel, ContactOutcome
+from ..domain.deadlines import Policy
+from ..domain.interview import InterviewerRole, InterviewOutcome
+from ..domain.solution import SolutionKind
+from ..domain.states import Action, CloseReason, InvalidCommand, ReviewOutcome, TransitionRefused
+from ..domain.worklist import WorkList, next_action, priority_reasons, worklist
+from ..service_layer.cases import Cases, NotYourTerritory
+from .contact_card import ContactCardError, fetch_contact_card
+
+log = get_logger(__name__)
+
+
+# --- bodies ---------------------------------------------------------------------------------------
+class AttemptIn(BaseModel):
+    channel: Channel
+    outcome: ContactOutcome
+
+
+class InterviewIn(BaseModel):
+    scheduled_for: AwareDatetime
+    with_role: InterviewerRole = InterviewerRole.COUNSELLOR
+    interviewer_id: str | None = Field(None, max_length=80)
+
+
+class InterviewOutcomeIn(BaseModel):
+    outcome: InterviewOutcome
+
+
+class SolutionIn(BaseModel):
+    kind: SolutionKind
+    wishes: list[str] = Field(default_factory=list, max_length=10,
+                              description="coded wishes (trades, fields, places); no free text about the youth")
+
+
+class RefusalIn(BaseModel):
+    reason: Literal["no_seat", "not_eligible", "youth_declined", "other"]
+
+
+class ReviewIn(BaseModel):
+    outcome: ReviewOutcome
+
+
+class CloseIn(BaseModel):
+    reason: CloseReason
+
+
+class TransferIn(BaseModel):
+    to_psad_id: str = Field(pattern=r"^psad-[0-9a-z-]+$")
+
+
+class AssignIn(BaseModel):
+    owner: str | None = Field(None, max_length=80, description="counsellor id; null puts the case back in the queue")
+
+
+# --- views ----------------------------------------------------------------------------------------
+def summary(case: Case, today: date, policy: Policy) -> dict[str, Any]:
+    action = next_action(case, today, policy)
+    return {
+        "case_id": case.case_id,
+        "youth_id": case.youth_id,
+        "psad_id": case.psad_id,
+        "departement": case.departement,
+        "zap": case.zap,
+        "age": case.age_on(today),
+        "status": case.status.value,
+        "status_since": case.status_since.isoformat(),
+        "work_list": worklist(case, today, policy).value,
+        "priority_reasons": [r.value for r in priority_reasons(case, today, policy)],
+        "next_action": {"what": action.what.value, "actor": action.actor.value, "owner": action.owner,
+                        "since": action.since.isoformat(), "due": action.due.isoformat() if action.due else None},
+        "owner": case.owner,
+        "interview_deadline": _iso(case.interview_deadline(policy)),
+        "interview_overdue": case.is_overdue(today, policy),
+        "review_date": _iso(case.review_date),
+        "close_reason": case.close_reason.value if case.close_reason else None,
+    }
+
+
+def detail(case: Case, today: date, policy: Policy) -> dict[str, Any]:
+    from ..adapters.repository import history_of
+
+    return {**summary(case, today, policy), "episode": case.episode, "opened_at": case.opened_at.isoformat(),
+            "last_training": case.level, "last_diploma": case.last_diploma,
+            "months_since_leaving": case.months_since_leaving, "found_base": case.found_base,
+            "transferred_to": case.transferred_to, "transfer_needed": case.transfer_needed,
+            "escalation_due_on": _iso(case.escalation_due_on(policy)),
+            "escalation_raised_on": _iso(case.escalation_raised_on), **history_of(case)}
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
+    router = APIRouter(tags=["psad"])
+    caller = Depends(bearer(token_key))
+
+    def counsellor(principal: Principal) -> Principal:
+        if principal.role is not Role.COUNSELLOR:
+            raise HTTPException(403, "an ops token reads /stats only; case data needs a counsellor token")
+        return principal
+
+    async def command(principal: Principal, case_id: uuid.UUID, do) -> dict:
+        counsellor(principal)
+        try:
+            case = await cases.command(principal, str(case_id), do)
+        except CaseNotFound as error:
+            raise HTTPException(404, str(error)) from None
+        except NotYourTerritory as error:
+            raise HTTPException(403, str(error)) from None
+        except TransitionRefused as error:
+            raise HTTPException(409, str(error)) from None
+        except InvalidCommand as error:
+            raise HTTPException(422, str(error)) from None
+        return detail(case, datetime.now(UTC).date(), cases.policy)
+
+    @router.get("/cases", summary="List and filter the cases of the caller's territory")
+    async def list_cases(
+        principal: Principal = caller,
+        status: Annotated[str | None, Query(description="a case status, e.g. to_contact")] = None,
+        work_list: Annotated[WorkList | None, Query(description="to_handle, priority, unreachable, in_solution, closed")] = None,
+        deadline: Annotated[Literal["overdue", "due"] | None, Query(description="interview deadline overdue, or due soon/overdue")] = None,
+        psad_id: str | None = None,
+        owner: str | None = None,
+        territory: Annotated[str | None, Query(description="must be the token's territory when given")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict:
+        counsellor(principal)
+        if territory and territory != principal.territory:
+            raise HTTPException(403, f"territory {territory} is not the token's ({principal.territory})")
+        today = datetime.now(UTC).date()
+        total, page = await cases.search(departement=principal.territory, status=status, psad_id=psad_id,
+                                         work_list=work_list, deadline=deadline, owner=owner, today=today,
+                                         limit=limit, offset=offset)
+        return {"total": total, "limit": limit, "offset": offset,
+                "cases": [summary(case, today, cases.policy) for case in page]}
+
+    @router.get("/cases/{case_id}", summary="A case, its next action and its history")
+    async def get_case(case_id: uuid.UUID, principal: Principal = caller) -> dict:
+        counsellor(principal)
+        try:
+            case = await cases.get(principal, str(case_id))
+        except CaseNotFound as error:
+            raise HTTPException(404, str(error)) from None
+        except NotYourTerritory as error:
+            raise HTTPException(403, str(error)) from None
+        return detail(case, datetime.now(UTC).date(), cases.policy)
+
+    @router.get("/cases/{case_id}/contact", summary="The youth's contact card, from the repérage vault (audited there)")
+    async def contact(case_id: uuid.UUID, principal: Principal = caller) -> dict:
+        counsellor(principal)
+        try:
+            case = await cases.get(principal, str(case_id))
+        except CaseNotFound as error:
+            raise HTTPException(404, str(error)) from None
+        except NotYourTerritory as error:
+            raise HTTPException(403, str(error)) from None
+        try:
+            card = await fetch_contact_card(broker, case.youth_id, purpose=f"case {case.case_id} opened by {principal.sub}")
+        except ContactCardError as error:
+            raise HTTPException(error.http_status, str(error)) from None
+        return {"case_id": case.case_id, "card": card}
+
+    @router.post("/cases/{case_id}/attempts", summary="Record a contact attempt")
+    async def attempt(case_id: uuid.UUID, body: AttemptIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id,
+                             lambda case, now: case.record_contact_attempt(body.channel, body.outcome, now, principal.sub))
+
+    @router.post("/cases/{case_id}/interviews", summary="Schedule the entretien de situation")
+    async def schedule(case_id: uuid.UUID, body: InterviewIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.schedule_interview(
+            body.scheduled_for, body.with_role, now, body.interviewer_id))
+
+    @router.post("/cases/{case_id}/interviews/outcome", summary="Record whether the interview took place")
+    async def interview_outcome(case_id: uuid.UUID, body: InterviewOutcomeIn,
+                                principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.record_interview(body.outcome, now))
+
+    @router.post("/cases/{case_id}/solutions", summary="Propose a solution (FOQUALE and MLDS ones are requested from them)")
+    async def propose(case_id: uuid.UUID, body: SolutionIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id,
+                             lambda case, now: case.propose_solution(body.kind, now, tuple(body.wishes)))
+
+    @router.post("/cases/{case_id}/solutions/confirm", summary="Confirm a solution arranged outside the system")
+    async def confirm(case_id: uuid.UUID, principal: Principal = caller) -> dict:
+        def do(case: Case, now: datetime) -> None:
+            solution = case.current_solution
+            if solution is not None and solution.provider is not None:
+                raise TransitionRefused(case.case_id, case.status, Action.CONFIRM_SOLUTION,
+                                        f"{solution.provider.value} confirms {solution.kind.value} itself")
+            case.confirm_solution(now, cases.policy)
+        return await command(principal, case_id, do)
+
+    @router.post("/cases/{case_id}/solutions/refuse", summary="The youth declines the proposed solution")
+    async def refuse(case_id: uuid.UUID, body: RefusalIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.refuse_solution(body.reason, now))
+
+    @router.post("/cases/{case_id}/review", summary="Review a solution at its review date")
+    async def review(case_id: uuid.UUID, body: ReviewIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.review_solution(body.outcome, now, cases.policy))
+
+    @router.post("/cases/{case_id}/close", summary="Close with a coded reason")
+    async def close(case_id: uuid.UUID, body: CloseIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.close(body.reason, now))
+
+    @router.post("/cases/{case_id}/reopen", summary="Reopen a closed case (a new episode)")
+    async def reopen(case_id: uuid.UUID, principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.reopen(now))
+
+    @router.post("/cases/{case_id}/transfer", summary="The youth moved: close here, the other PSAD opens a case")
+    async def transfer(case_id: uuid.UUID, body: TransferIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.transfer(body.to_psad_id, now))
+
+    @router.post("/cases/{case_id}/assign", summary="Take a case, give it to a colleague, or put it back in the queue")
+    async def assign(case_id: uuid.UUID, body: AssignIn, principal: Principal = caller) -> dict:
+        return await command(principal, case_id, lambda case, now: case.assign(body.owner, now))
+
+    @router.get("/stats", summary="Counts by status and territory (ops: every territory; counsellor: theirs)")
+    async def stats(principal: Principal = caller) -> dict:
+        departement = None if principal.role is Role.OPS else principal.territory
+        return await cases.stats(departement, datetime.now(UTC).date())
+
+    return router

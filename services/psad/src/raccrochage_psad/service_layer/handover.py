@@ -1,0 +1,124 @@
+"""What PSAD does with repérage's events: open cases, note a youth reported again, close on found.
+
+`youth.identified` comes in batches (a campaign hands over thousands of youths at once), so it is
+handled a batch at a time: one lookup, one insert, one outbox insert. The database guarantees one
+open case per youth; a youth whose case another process opened meanwhile is simply skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from raccrochage_contracts import CloudEvent
+from raccrochage_contracts.events.psad_v1 import CaseTransferred
+from raccrochage_contracts.events.reperage_v1 import YouthFound, YouthIdentified, YouthReportedAgain
+from raccrochage_platform.consumer import Event
+from raccrochage_platform.logging import get_logger
+from raccrochage_platform.outbox import OutboxWriter
+
+from ..adapters.repository import CaseRepository
+from ..domain.case import Case
+from ..domain.states import TransitionRefused
+from .messages import envelopes
+
+log = get_logger(__name__)
+
+
+class CaseNotYetOpened(Exception):
+    """`found` for a youth with no case at all: its `identified` may still be on its way (retry)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _case_id(cause: CloudEvent, youth_id: str, psad_id: str) -> str:
+    """Derived from the event that opens the case: handling it again names the same case."""
+    return str(uuid.uuid5(cause.id, f"{youth_id}/{psad_id}"))
+
+
+async def open_cases(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Event[YouthIdentified]]) -> int:
+    """Open a case per handed-over youth; returns how many were opened (new or reopened)."""
+    now = _now()
+    existing = await repo.latest_cases(list({e.data.youth_id for e in batch}))
+    new_cases: dict[str, tuple[Case, CloudEvent]] = {}
+    reopen: list[Event[YouthIdentified]] = []
+    for event in batch:
+        data = event.data
+        known = existing.get(data.youth_id)
+        if data.youth_id in new_cases or (known is not None and known.status != "closed"):
+            log.info("youth_already_has_open_case", youth_id=data.youth_id)
+            continue
+        if known is not None and known.psad_id == data.psad_id and known.transferred_to is None:
+            reopen.append(event)
+            continue
+        case = Case.open(_case_id(event.envelope, data.youth_id, data.psad_id), data.youth_id, data.psad_id,
+                         data.departement, data.age, now, zap=data.zap, level=data.last_training,
+                         last_diploma=data.last_diploma, months_since_leaving=data.months_since_leaving)
+        new_cases[data.youth_id] = (case, event.envelope)
+    opened = 0
+    if new_cases:
+        inserted = await repo.insert_new([case for case, _ in new_cases.values()])
+        out = []
+        for case, cause in new_cases.values():
+            if case.case_id in inserted:
+                out.extend(envelopes(outbox, case, cause, repo.policy))
+        await outbox.add_many(repo.session, out)
+        opened += len(inserted)
+    for event in reopen:
+        opened += await _reopen(repo, outbox, event, now)
+    return opened
+
+
+async def _reopen(repo: CaseRepository, outbox: OutboxWriter, event: Event[YouthIdentified], now: datetime) -> int:
+    """Handed over again after its case was closed: a new episode of the same case."""
+    if await repo.open_case_of(event.data.youth_id, lock=False) is not None:
+        return 0
+    latest = await repo.latest_cases([event.data.youth_id])
+    case = await repo.get(latest[event.data.youth_id].case_id)
+    try:
+        case.reopen(max(now, case.updated_at))
+    except TransitionRefused as refused:
+        log.info("case_not_reopened", case_id=case.case_id, reason=str(refused))
+        return 0
+    await repo.save(case)
+    await outbox.add_many(repo.session, envelopes(outbox, case, event.envelope, repo.policy))
+    return 1
+
+
+async def reported_again(repo: CaseRepository, event: Event[YouthReportedAgain]) -> None:
+    """Still found nowhere in a later campaign: the open case notes it; nothing else changes."""
+    case = await repo.open_case_of(event.data.youth_id, lock=False)
+    if case is None:
+        log.info("reported_again_without_open_case", youth_id=event.data.youth_id)
+        return
+    await repo.touch_reported(case.case_id, event.data.as_of)
+    if case.psad_id != event.data.psad_id:
+        log.info("reported_again_elsewhere", case_id=case.case_id, psad_id=event.data.psad_id)
+
+
+async def found(repo: CaseRepository, outbox: OutboxWriter, event: Event[YouthFound]) -> None:
+    """Enrolled in a partner base: the open case closes as found there."""
+    case = await repo.open_case_of(event.data.youth_id)
+    if case is None:
+        if (await repo.latest_cases([event.data.youth_id])):
+            log.info("found_case_already_closed", youth_id=event.data.youth_id)
+            return
+        raise CaseNotYetOpened(f"no case for youth {event.data.youth_id} yet")
+    case.mark_found(event.data.base, max(_now(), case.updated_at))
+    await repo.save(case)
+    await outbox.add_many(repo.session, envelopes(outbox, case, event.envelope, repo.policy))
+
+
+async def transferred_in(repo: CaseRepository, outbox: OutboxWriter, event: Event[CaseTransferred]) -> None:
+    """The destination PSAD of a transfer opens its own case for the youth."""
+    data = event.data
+    if await repo.open_case_of(data.youth_id, lock=False) is not None:
+        log.info("transfer_target_has_open_case", youth_id=data.youth_id)
+        return
+    case = Case.open(_case_id(event.envelope, data.youth_id, data.to_psad_id), data.youth_id, data.to_psad_id,
+                     data.departement, data.age, _now())
+    if await repo.insert_new([case]):
+        await outbox.add_many(repo.session, envelopes(outbox, case, event.envelope, repo.policy))

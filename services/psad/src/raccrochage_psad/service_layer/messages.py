@@ -1,0 +1,90 @@
+"""From the domain events a case records to the integration events other services read.
+
+Only the events of the contract go out; the others (owner assigned, solution confirmed, ...)
+show in `psad.case.status_changed.v1` or stay inside PSAD. Every event is keyed by its case, so
+the relay keeps a case's events in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+from raccrochage_contracts import CloudEvent, Payload
+from raccrochage_contracts.events import psad_v1 as contract
+from raccrochage_platform.outbox import OutboxWriter
+
+from ..domain import events
+from ..domain.case import Case
+from ..domain.deadlines import DEFAULT_POLICY, Policy
+
+REQUEST_NAMESPACE = uuid.UUID("5b8f0f1e-8d7c-4c55-9a37-7b3c1f6c2d10")
+
+
+def request_id(case_id: str, solution_number: int) -> uuid.UUID:
+    """The id a provider quotes when it answers a solution request: derived, so nothing to store."""
+    return uuid.uuid5(REQUEST_NAMESPACE, f"{case_id}/{solution_number}")
+
+
+def payloads(case: Case, policy: Policy = DEFAULT_POLICY) -> Iterator[Payload]:
+    """The contract payloads for the events the case recorded since it was loaded."""
+    ids = {"case_id": uuid.UUID(case.case_id), "youth_id": case.youth_id, "psad_id": case.psad_id}
+    for event in case.events:
+        match event:
+            case events.CaseOpened():
+                yield contract.CaseOpened(**ids, departement=case.departement, zap=case.zap, age=event.age,
+                                          episode=1, opened_at=event.at)
+            case events.CaseReopened():
+                yield contract.CaseOpened(**ids, departement=case.departement, zap=case.zap,
+                                          age=case.age_on(event.at.date()), episode=event.episode, opened_at=event.at)
+            case events.StatusChanged():
+                yield contract.CaseStatusChanged(**ids, from_status=event.from_status.value,
+                                                 to_status=event.to_status.value, action=event.action.value,
+                                                 at=event.at)
+            case events.CaseClosed():
+                yield contract.CaseClosed(**ids, reason=event.reason.value, found_base=event.found_base,
+                                          closed_at=event.at)
+            case events.CaseTransferred():
+                yield contract.CaseTransferred(**ids, to_psad_id=event.to_psad_id,
+                                               departement=_departement_of(event.to_psad_id, case.departement),
+                                               age=case.age_on(event.at.date()), transferred_at=event.at)
+            case events.ContactRecorded():
+                yield contract.ContactRecorded(**ids, attempt_number=event.attempt_number,
+                                               channel=event.channel.value, outcome=event.outcome.value, at=event.at)
+            case events.InterviewScheduled():
+                yield contract.InterviewScheduled(**ids, interview_number=event.interview_number,
+                                                  scheduled_for=event.scheduled_for, with_role=event.with_role.value,
+                                                  deadline=case.interview_deadline(policy), at=event.at)
+            case events.InterviewRecorded():
+                yield contract.InterviewRecorded(**ids, interview_number=event.interview_number,
+                                                 outcome=event.outcome.value, at=event.at)
+            case events.SolutionRequested():
+                yield contract.SolutionRequested(
+                    **ids, request_id=request_id(case.case_id, event.solution_number),
+                    solution_number=event.solution_number, kind=event.kind.value, provider=event.provider.value,
+                    age=event.age, last_training=event.level, last_diploma=event.last_diploma,
+                    months_since_leaving=event.months_since_leaving, departement=event.departement,
+                    zap=event.zap, wishes=list(event.wishes), requested_at=event.at)
+            case events.EscalationRaised():
+                yield contract.EscalationRaised(**ids, departement=event.departement, age=event.age,
+                                                first_contact_on=event.first_contact_on, raised_on=event.raised_on)
+            case _:
+                continue  # internal to PSAD
+
+
+def _departement_of(psad_id: str, fallback: str) -> str:
+    """psad-<département>-<name>: the destination's département, from its id."""
+    parts = psad_id.split("-")
+    return parts[1].upper() if len(parts) > 1 and parts[1] else fallback
+
+
+def envelopes(outbox: OutboxWriter, case: Case, cause: CloudEvent | None = None,
+              policy: Policy = DEFAULT_POLICY) -> list[CloudEvent]:
+    """Envelopes for the case's new events, and the case's event list emptied. With a cause, the
+    ids derive from it: handling the same event again produces the same events, not new ones."""
+    out = []
+    for index, payload in enumerate(payloads(case, policy)):
+        event_id = uuid.uuid5(cause.id, f"{payload.event_type}/{case.case_id}/{index}") if cause else None
+        out.append(outbox.envelope(payload, subject=case.case_id, cause=cause, event_id=event_id))
+    case.events.clear()
+    return out
