@@ -15,7 +15,7 @@ from raccrochage_contracts import new_event
 from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
 from raccrochage_platform.db import make_session_factory
-from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported
+from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported, CounterReset
 from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -215,3 +215,35 @@ async def test_partner_events_take_their_source_from_the_subject(
 
 async def _count(probe) -> int:  # noqa: ANN001
     return len(await probe())
+
+
+
+async def test_a_batch_handler_takes_runs_of_its_type_and_order_is_kept(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    definition = ConsumerDef(f"batch_{unique}", "psad", sample_stream, ("sample.>",), ack_wait_seconds=5,
+                             max_deliver=3, backoff_seconds=(0.1,))
+    await declare_consumer(nc.jetstream(), definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), nc.jetstream(),
+                             fetch_timeout=0.2, batch_size=100)
+    started.append(consumer)
+    calls: list[object] = []
+
+    @consumer.on_batch(SUBJECT)
+    async def many(session: AsyncSession, events: list[Event[CounterIncremented]]) -> None:
+        calls.append(tuple(e.data.counter for e in events))
+
+    @consumer.on("sample.counter.reset.v1")
+    async def one(session: AsyncSession, event: Event[CounterReset]) -> None:
+        calls.append(f"reset {event.data.counter}")
+
+    repeated = uuid.uuid4()
+    for name, event_id in (("a", None), ("b", repeated), ("b", repeated)):
+        await publish(nc, envelope(name, event_id=event_id))
+    reset = new_event(CounterReset(counter="a"), source="raccrochage/psad", subject="a")
+    await publish(nc, reset.to_json(), subject="sample.counter.reset.v1")
+    await publish(nc, envelope("c"))
+    await consumer.start()  # all wait in the stream: one fetch, one transaction
+    await eventually(lambda: asyncio.sleep(0, len(calls)), 3)
+    # A run per call, the duplicate dropped by the inbox, the single event in its place.
+    assert calls == [("a", "b"), "reset a", ("c",)]

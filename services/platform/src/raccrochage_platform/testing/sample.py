@@ -13,6 +13,11 @@ class CounterIncremented(Payload):
     by: int = 1
 
 
+@event_type("sample.counter.reset.v1", registry=SAMPLE_REGISTRY)
+class CounterReset(Payload):
+    counter: str
+
+
 @event_type("partner.seats.reported.v1", registry=SAMPLE_REGISTRY)
 class CounterReported(Payload):
     counter: str
