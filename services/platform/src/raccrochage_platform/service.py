@@ -71,6 +71,8 @@ class ServiceSpec:
     registry: Registry | None = None  # the contracts registry unless the spec brings its own
     # The service's main job for `make run` (after the rig is up), if any.
     main_job: Callable[[], Awaitable[None]] | None = None
+    # Main jobs run in this order, then by name (PSAD shows the cases repérage's demo opened).
+    main_job_order: int = 100
 
 
 def installed_services() -> dict[str, ServiceSpec]:

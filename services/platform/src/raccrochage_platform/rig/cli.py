@@ -99,7 +99,8 @@ def _up_detached(folder, main_jobs: bool) -> None:  # noqa: ANN001
 def run_main_jobs(folder) -> None:  # noqa: ANN001
     from ..service import installed_services
 
-    for name, spec in installed_services().items():
+    specs = sorted(installed_services().items(), key=lambda item: (item[1].main_job_order, item[0]))
+    for name, spec in specs:
         if spec.main_job is not None:
             say(f"running the main job of {name}")
             asyncio.run(spec.main_job())

@@ -18,6 +18,7 @@ from ..service_layer import answers, handover
 from ..service_layer.cases import Cases
 from ..service_layer.timers import apply_timers
 from .api import psad_router
+from .demo import demo_main_job
 
 log = get_logger(__name__)
 
@@ -87,4 +88,6 @@ spec = ServiceSpec(
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
     settings=PsadSettings,
+    main_job=demo_main_job,
+    main_job_order=20,  # after repérage's demo campaign
 )

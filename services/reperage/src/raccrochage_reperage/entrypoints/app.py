@@ -56,4 +56,5 @@ spec = ServiceSpec(
     build=build,
     settings=ReperageSettings,
     main_job=demo_main_job,
+    main_job_order=10,
 )
