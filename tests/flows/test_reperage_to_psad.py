@@ -63,5 +63,18 @@ def test_the_demo_campaign_opens_one_case_per_identified_youth_per_territory(tmp
         assert page["total"] > 0
         assert {case["departement"] for case in page["cases"]} == {"33"}
         assert all(case["next_action"]["what"] == "contact_youth" for case in page["cases"])
+
+        # Opening a case: the contact card comes from the repérage vault, which audits it; PSAD
+        # neither stores nor logs it.
+        case_id = page["cases"][0]["case_id"]
+        card = httpx.get(f"{http}/cases/{case_id}/contact", headers={"Authorization": f"Bearer {token}"},
+                         timeout=10).json()["card"]
+        assert card["youth_id"] == page["cases"][0]["youth_id"] and card["nom"]
+        audit = asyncio.run(_counts(reperage_db, "SELECT caller || ' ' || purpose, count(*) FROM contact_card_audit "
+                                                 "WHERE granted GROUP BY 1"))
+        assert audit == {f"psad case {case_id} opened by conseillere-33": 1}
+        psad_log = (folder / "logs" / "psad.log").read_text()
+        for secret in (card["nom"], card["prenom"], card["date_naissance"], card["telephone"] or "\0"):
+            assert secret not in psad_log
     finally:
         _cli(env, "down")
