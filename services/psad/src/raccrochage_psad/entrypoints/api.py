@@ -6,7 +6,9 @@ A counsellor's token is bound to a territory (département): another territory's
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -110,6 +112,21 @@ def _iso(day: date | None) -> str | None:
     return day.isoformat() if day else None
 
 
+# What the service layer raises, as HTTP answers that say what and where.
+_HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (CaseNotFound, 404), (NotYourTerritory, 403), (TransitionRefused, 409), (InvalidCommand, 422),
+)
+
+
+@contextlib.contextmanager
+def http_errors() -> Iterator[None]:
+    try:
+        yield
+    except tuple(kind for kind, _ in _HTTP_STATUS) as error:
+        status = next(code for kind, code in _HTTP_STATUS if isinstance(error, kind))
+        raise HTTPException(status, str(error)) from None
+
+
 def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
     router = APIRouter(tags=["psad"])
     caller = Depends(bearer(token_key))
@@ -119,19 +136,16 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
             raise HTTPException(403, "an ops token reads /stats only; case data needs a counsellor token")
         return principal
 
-    async def command(principal: Principal, case_id: uuid.UUID, do) -> dict:
+    async def command(principal: Principal, case_id: uuid.UUID, do) -> dict:  # noqa: ANN001
         counsellor(principal)
-        try:
+        with http_errors():
             case = await cases.command(principal, str(case_id), do)
-        except CaseNotFound as error:
-            raise HTTPException(404, str(error)) from None
-        except NotYourTerritory as error:
-            raise HTTPException(403, str(error)) from None
-        except TransitionRefused as error:
-            raise HTTPException(409, str(error)) from None
-        except InvalidCommand as error:
-            raise HTTPException(422, str(error)) from None
         return detail(case, datetime.now(UTC).date(), cases.policy)
+
+    async def readable(principal: Principal, case_id: uuid.UUID) -> Case:
+        counsellor(principal)
+        with http_errors():
+            return await cases.get(principal, str(case_id))
 
     @router.get("/cases", summary="List and filter the cases of the caller's territory")
     async def list_cases(
@@ -157,24 +171,11 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
 
     @router.get("/cases/{case_id}", summary="A case, its next action and its history")
     async def get_case(case_id: uuid.UUID, principal: Principal = caller) -> dict:
-        counsellor(principal)
-        try:
-            case = await cases.get(principal, str(case_id))
-        except CaseNotFound as error:
-            raise HTTPException(404, str(error)) from None
-        except NotYourTerritory as error:
-            raise HTTPException(403, str(error)) from None
-        return detail(case, datetime.now(UTC).date(), cases.policy)
+        return detail(await readable(principal, case_id), datetime.now(UTC).date(), cases.policy)
 
     @router.get("/cases/{case_id}/contact", summary="The youth's contact card, from the repérage vault (audited there)")
     async def contact(case_id: uuid.UUID, principal: Principal = caller) -> dict:
-        counsellor(principal)
-        try:
-            case = await cases.get(principal, str(case_id))
-        except CaseNotFound as error:
-            raise HTTPException(404, str(error)) from None
-        except NotYourTerritory as error:
-            raise HTTPException(403, str(error)) from None
+        case = await readable(principal, case_id)
         try:
             card = await fetch_contact_card(broker, case.youth_id, purpose=f"case {case.case_id} opened by {principal.sub}")
         except ContactCardError as error:
