@@ -220,3 +220,14 @@ def test_rows_are_frozen() -> None:
     with pytest.raises(FrozenInstanceError):
         row.ine = "X"  # type: ignore[misc]
     assert replace(row, line=9).line == 9
+
+
+def test_seen_filter_never_forgets_and_rarely_imagines() -> None:
+    from raccrochage_reperage.domain.rules import SeenFilter
+
+    seen = SeenFilter()
+    keys = [hash(f"{n:011d}") for n in range(20_000)]
+    assert not any(seen.add(k) for k in keys[:10_000:2])
+    assert all(seen.add(k) for k in keys[:10_000:2])  # no false "not seen", ever
+    imagined = sum(seen.add(k) for k in keys[10_000:])
+    assert imagined < 10  # about 0.0003 % expected at this fill

@@ -23,7 +23,7 @@ from raccrochage_platform.outbox import OutboxWriter
 from ..adapters.campaign_store import CampaignStore
 from ..domain.identity import youth_id
 from ..domain.partners import PartnerIndex, identity_key
-from ..domain.rules import CampaignTally, Diploma, ExclusionReason, Policy, age_on, classify
+from ..domain.rules import CampaignTally, Diploma, ExclusionReason, Policy, SeenFilter, age_on, classify
 from ..domain.siei import Rejection, SieiRow, open_siei
 from ..domain.territory import route
 
@@ -82,7 +82,8 @@ def months_between(earlier: date, later: date) -> int:
 
 @dataclass
 class _Chunk:
-    youths: list[tuple[SieiRow, str, ExclusionReason | None]] = field(default_factory=list)  # (row, youth_id, reason)
+    # (row, youth_id, reason, maybe seen in an earlier chunk)
+    youths: list[tuple[SieiRow, str, ExclusionReason | None, bool]] = field(default_factory=list)
     rejections: list[tuple[str, int, str, str]] = field(default_factory=list)
     read_up_to: int = 0  # file offset once the chunk's rows are read, for the progress bar
 
@@ -124,16 +125,18 @@ async def ingest_campaign(
         with open(path, "rb") as handle:
             siei = open_siei(handle, as_of)
             summary.extra_columns, summary.encoding, summary.delimiter = siei.extra_columns, siei.encoding, siei.delimiter
-            # INEs of the chunk being read; the writer checks earlier chunks' in the database, so
-            # memory does not grow with the file.
+            # Duplicates: `classify` knows the INEs of the chunk being read; for earlier chunks a
+            # fixed-size filter says "maybe", and the writer asks the database about those.
+            # Memory does not grow with the file.
             seen: set[int] = set()
+            earlier = SeenFilter()
             chunk = _Chunk()
             rejections: list[Rejection] = []
             for row, reason in classify(_capture(siei.records, rejections), as_of, policy, partners, tally, seen):
                 for rejected in rejections:
                     chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
                 rejections.clear()
-                chunk.youths.append((row, youth_id(row.ine, key), reason))
+                chunk.youths.append((row, youth_id(row.ine, key), reason, earlier.add(hash(row.ine))))
                 if len(chunk) >= CHUNK:
                     chunk.read_up_to = handle.tell()
                     await _hand_over(chunks, chunk, writer)
@@ -219,18 +222,19 @@ async def _flush(
     """Write one chunk in one transaction; returns how many youths were reported again rather
     than identified.
 
-    A youth whose INE already stands in the campaign under an earlier line (an earlier chunk)
-    is a duplicate: `classify` only knew this chunk's INEs. Under its own line, it is this
-    very row, written by an ingest that was killed: it is written again, to no effect.
+    A youth the filter may have seen, whose INE already stands in the campaign under an earlier
+    line (an earlier chunk), is a duplicate: `classify` only knew this chunk's INEs. Under its
+    own line, it is this very row, written by an ingest that was killed: it is written again,
+    to no effect.
     """
-    first = await store.first_lines(campaign_id, [yid for _, yid, _ in chunk.youths])
-    youths = []
-    for entry in chunk.youths:
-        row, yid, reason = entry
+    maybe_seen = [yid for _, yid, _, maybe in chunk.youths if maybe]
+    first = await store.first_lines(campaign_id, maybe_seen) if maybe_seen else {}
+    youths: list[tuple[SieiRow, str, ExclusionReason | None]] = []
+    for row, yid, reason, _ in chunk.youths:
         if first.get(yid, row.line) < row.line:
             tally.count_as_duplicate(reason)
         else:
-            youths.append(entry)
+            youths.append((row, yid, reason))
     already = await store.open_handovers([yid for _, yid, reason in youths if reason is None], campaign_id)
     vault: list[tuple] = []
     outcomes: list[tuple] = []
