@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +16,11 @@ from typing import Self
 
 import nats
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raccrochage_platform.db import make_engine
+from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_platform.tables import create_platform_tables
 from raccrochage_platform.testing.servers import Servers, start_servers
 
@@ -99,6 +101,69 @@ def emit(result: dict) -> None:
     """The machine-readable result: one JSON object, always the last line of stdout."""
     sys.stdout.flush()
     print(json.dumps(result, separators=(", ", ": ")), flush=True)
+
+
+# --- shared by relay.py and ingest.py: raw JetStream publishing, the relay timed ---------------------
+CONTENT_TYPE = "application/cloudevents+json"
+# publish_async futures never time out on their own, and an error PubAck leaves them pending
+# (nats-py issue #985): a bench must fail rather than hang.
+ACK_TIMEOUT = 120.0
+
+
+async def fresh_stream(js: JetStreamContext, name: str, subjects: list[str]) -> None:
+    """Deleted and made again: a purge would keep the Nats-Msg-Id duplicate window, and a rerun
+    with the same ids would then be dropped rather than stored."""
+    import nats.js.errors
+    from nats.js.api import StreamConfig
+
+    try:
+        await js.delete_stream(name)
+    except nats.js.errors.NotFoundError:
+        pass
+    await js.add_stream(StreamConfig(name=name, subjects=subjects, duplicate_window=120))
+
+
+async def publish_windowed(js: JetStreamContext, stream: str, messages: Iterable[tuple[str, bytes, str]]) -> float:
+    """The raw limit the benches compare with: `publish_async` of each (subject, payload,
+    Nats-Msg-Id) to `stream`, the window being the context's publish_async_max_pending, as the
+    relay sends them. Seconds from the first send to the last PubAck; raises if any failed."""
+    import asyncio
+
+    futures = []
+    watch = Stopwatch()
+    with watch:
+        for subject, payload, msg_id in messages:
+            futures.append(await js.publish_async(subject, payload, stream=stream,
+                                                  headers={"Nats-Msg-Id": msg_id, "Content-Type": CONTENT_TYPE}))
+        await asyncio.wait_for(js.publish_async_completed(), ACK_TIMEOUT)
+    failed = [f.exception() for f in futures if f.exception() is not None]
+    if failed:
+        raise RuntimeError(f"raw publish: {len(failed)} failed, first {failed[0]!r}")
+    return watch.seconds
+
+
+class TimedRelay(OutboxRelay):
+    """OutboxRelay with each batch and its publishing step timed; no logic changed. Timings are
+    summed per call, not kept in one Stopwatch: lanes run batches concurrently."""
+
+    batch_seconds = 0.0
+    publish_seconds = 0.0
+    last_ack = 0.0  # perf_counter when the last batch's PubAcks were all in
+
+    async def publish_batch(self) -> tuple[int, int, int]:
+        started = time.perf_counter()
+        try:
+            return await super().publish_batch()
+        finally:
+            self.batch_seconds += time.perf_counter() - started
+
+    async def _publish(self, rows):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        try:
+            return await super()._publish(rows)
+        finally:
+            self.last_ack = time.perf_counter()
+            self.publish_seconds += self.last_ack - started
 
 
 # --- shared by ingest.py and partner_latency.py ----------------------------------------------------

@@ -23,13 +23,16 @@ from _common import (
     REPERAGE_MIGRATIONS,
     CpuMeter,
     Stopwatch,
+    TimedRelay,
     bench_servers,
     declare_service_stream,
     emit,
+    fresh_stream,
     load_partner_files,
     migrated_database,
     nats_client,
     per_second,
+    publish_windowed,
     say,
     stream_messages,
 )
@@ -40,10 +43,6 @@ AS_OF = date(2026, 11, 2)
 KEY = "k" * 64  # RACCROCHAGE_YOUTH_ID_KEY of the bench
 RAW_STREAM = "BENCH_RAW_INGEST"
 RAW_PREFIX = "bench.raw."
-CONTENT_TYPE = "application/cloudevents+json"
-# publish_async futures never time out on their own, and an error PubAck leaves them pending
-# (nats-py issue #985): the bench must fail rather than hang.
-ACK_TIMEOUT = 120.0
 
 
 def max_rss_mb() -> float:
@@ -57,31 +56,12 @@ async def child(spec: dict) -> dict:
     The relay's and the store's methods are timed by subclassing; no logic is changed."""
     import nats
     from raccrochage_platform.db import libpq_dsn, make_engine
-    from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+    from raccrochage_platform.outbox import OutboxWriter
     from raccrochage_platform.topology import load_topology
     from raccrochage_reperage.adapters.campaign_store import CampaignStore
     from raccrochage_reperage.domain.rules import Policy
     from raccrochage_reperage.entrypoints.cli import wait_published
     from raccrochage_reperage.service_layer.ingest import ingest_campaign
-
-    class TimedRelay(OutboxRelay):
-        last_ack = 0.0
-        publish_seconds = 0.0
-        batch_seconds = 0.0
-
-        async def publish_batch(self) -> tuple[int, int, int]:
-            started = time.perf_counter()
-            try:
-                return await super().publish_batch()
-            finally:
-                self.batch_seconds += time.perf_counter() - started
-
-        async def _publish(self, rows):
-            started = time.perf_counter()
-            result = await super()._publish(rows)
-            self.last_ack = time.perf_counter()  # the batch's last PubAck is in
-            self.publish_seconds += self.last_ack - started
-            return result
 
     class TimedConn:
         """The store's asyncpg connection, each statement's wall time summed by kind."""
@@ -208,30 +188,17 @@ def sample_envelope() -> tuple[str, bytes]:
 
 async def raw_publish(nc, count: int, window: int, subject: str, envelope: bytes) -> float:
     """Windowed publish_async of `count` messages with Nats-Msg-Id to a fresh stream; returns
-    seconds (first send to last PubAck). The stream's count afterwards is the success check: a
-    failed PubAck would leave it short (or hang publish_async_completed into the timeout)."""
-    import nats.js.errors
-    from nats.js.api import StreamConfig
-
+    seconds (first send to last PubAck). The stream's count afterwards is the success check."""
     js = nc.jetstream(publish_async_max_pending=window)
-    try:
-        await js.delete_stream(RAW_STREAM)
-    except nats.js.errors.NotFoundError:
-        pass
-    await js.add_stream(StreamConfig(name=RAW_STREAM, subjects=[f"{RAW_PREFIX}>"], duplicate_window=120))
+    await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
     prefix = uuid.uuid4().hex[:24]  # Msg-Id of 36 characters, like a UUID's text
     target = RAW_PREFIX + subject
-    watch = Stopwatch()
-    with watch:
-        for i in range(count):
-            await js.publish_async(target, envelope, stream=RAW_STREAM,
-                                   headers={"Nats-Msg-Id": f"{prefix}{i:012d}", "Content-Type": CONTENT_TYPE})
-        await asyncio.wait_for(js.publish_async_completed(), ACK_TIMEOUT)
+    seconds = await publish_windowed(js, RAW_STREAM, ((target, envelope, f"{prefix}{i:012d}") for i in range(count)))
     stored = await stream_messages(nc, RAW_STREAM)
     await js.delete_stream(RAW_STREAM)  # a million envelopes on disk otherwise
     if stored != count:
         raise RuntimeError(f"raw publish: stream held {stored}, expected {count}")
-    return watch.seconds
+    return seconds
 
 
 # --- the run -------------------------------------------------------------------------------------

@@ -9,16 +9,25 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
-import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import StreamConfig
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from _common import Stopwatch, bench_servers, emit, nats_client, per_second, platform_database, say
+from _common import (
+    Stopwatch,
+    TimedRelay,
+    bench_servers,
+    emit,
+    fresh_stream,
+    nats_client,
+    per_second,
+    platform_database,
+    publish_windowed,
+    say,
+)
 from raccrochage_platform.db import libpq_dsn
-from raccrochage_platform.outbox import CONTENT_TYPE, OutboxRelay, OutboxWriter
+from raccrochage_platform.outbox import OutboxWriter
 from raccrochage_platform.testing.sample import CounterIncremented
 
 TARGET = 0.6
@@ -27,9 +36,6 @@ RAW_STREAM = "BENCH_RAW"
 RAW_PREFIX = "bench.raw."
 COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
 CHUNK = 5000
-# publish_async futures never time out on their own, and an error PubAck leaves them pending
-# (nats-py issue #985): the bench must fail rather than hang.
-ACK_TIMEOUT = 60.0
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -59,16 +65,6 @@ async def fill_outbox(url: str, records: list[tuple]) -> None:
         await conn.close()
 
 
-async def fresh_stream(js: JetStreamContext, name: str, subjects: list[str]) -> None:
-    """Deleted and made again: a purge would keep the Nats-Msg-Id duplicate window, and a rerun
-    with the same ids would then be dropped rather than stored."""
-    try:
-        await js.delete_stream(name)
-    except nats.js.errors.NotFoundError:
-        pass
-    await js.add_stream(StreamConfig(name=name, subjects=subjects, duplicate_window=120))
-
-
 async def stream_count(js: JetStreamContext, name: str) -> int:
     return (await js.stream_info(name)).state.messages
 
@@ -78,21 +74,12 @@ async def raw_publish(nc: Client, records: list[tuple], window: int) -> float:
     """Same payloads and headers as the relay sends, windowed publish_async; returns seconds."""
     js = nc.jetstream(publish_async_max_pending=window)
     await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
-    futures = []
-    watch = Stopwatch()
-    with watch:
-        for event_id, _type, subject, _stream, _key, envelope in records:
-            futures.append(await js.publish_async(
-                RAW_PREFIX + subject, envelope, stream=RAW_STREAM,
-                headers={"Nats-Msg-Id": str(event_id), "Content-Type": CONTENT_TYPE}))
-        await asyncio.wait_for(js.publish_async_completed(), ACK_TIMEOUT)
-    failed = [f.exception() for f in futures if f.exception() is not None]
-    if failed:
-        raise RuntimeError(f"raw publish: {len(failed)} failed, first {failed[0]!r}")
+    seconds = await publish_windowed(js, RAW_STREAM, (
+        (RAW_PREFIX + subject, envelope, str(event_id)) for event_id, _type, subject, _stream, _key, envelope in records))
     stored = await stream_count(js, RAW_STREAM)
     if stored != len(records):
         raise RuntimeError(f"raw publish: stream holds {stored}, expected {len(records)}")
-    return watch.seconds
+    return seconds
 
 
 # --- timing the relay without changing it --------------------------------------------------------
@@ -120,28 +107,6 @@ class SqlTimer:
         stripped = statement.lstrip()
         kind = next((k for prefix, k in self.KINDS if stripped.startswith(prefix)), "other")
         self.seconds[kind] += elapsed
-
-
-class TimedRelay(OutboxRelay):
-    """OutboxRelay with each batch and its publishing step timed; no logic changed.
-    Timings are summed per call, not kept in one Stopwatch: lanes run batches concurrently."""
-
-    batch_seconds = 0.0
-    publish_seconds = 0.0
-
-    async def publish_batch(self) -> tuple[int, int, int]:
-        started = time.perf_counter()
-        try:
-            return await super().publish_batch()
-        finally:
-            self.batch_seconds += time.perf_counter() - started
-
-    async def _publish(self, rows):
-        started = time.perf_counter()
-        try:
-            return await super()._publish(rows)
-        finally:
-            self.publish_seconds += time.perf_counter() - started
 
 
 @dataclass

@@ -6,7 +6,8 @@ import asyncio
 import json
 import os
 import time
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -94,6 +95,22 @@ async def run_partner(path: Path, source, today: date) -> dict:  # noqa: ANN001
     return summary.as_dict()
 
 
+@contextmanager
+def _refusals(file: Path) -> Iterator[None]:
+    """A file the command cannot read, or a campaign id taken by another file: say so, exit 2."""
+    from ..domain.siei import FileFormatError
+    from ..service_layer.ingest import CampaignConflict
+
+    try:
+        yield
+    except FileFormatError as error:
+        console.print(f"[red]{file}: {error}[/]")
+        raise typer.Exit(2) from None
+    except CampaignConflict as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
+
+
 @ingest_app.command("siei")
 def ingest_siei(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the SIEI campaign file")],
@@ -102,12 +119,9 @@ def ingest_siei(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Cross-check a SIEI campaign file and hand the youths found nowhere to their PSAD."""
-    from ..domain.siei import FileFormatError
-    from ..service_layer.ingest import CampaignConflict
-
     reference = _iso_date(as_of)
     size = file.stat().st_size
-    try:
+    with _refusals(file):
         if console.is_terminal and not as_json:
             with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), TimeRemainingColumn(), console=console) as bar:
@@ -116,12 +130,6 @@ def ingest_siei(
                                                lambda done: bar.update(task, completed=done)))
         else:
             summary = asyncio.run(run_siei(file, campaign, reference))
-    except FileFormatError as error:
-        console.print(f"[red]{file}: {error}[/]")
-        raise typer.Exit(2) from None
-    except CampaignConflict as error:
-        console.print(f"[red]{error}[/]")
-        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(summary))
         return
@@ -151,17 +159,13 @@ def ingest_partner(
 ) -> None:
     """Load a partner base; handed-over youths now enrolled there are announced as found."""
     from ..domain.partners import PartnerSource
-    from ..domain.siei import FileFormatError
 
     try:
         kind = PartnerSource(source)
     except ValueError:
         raise typer.BadParameter(f"--source must be one of {', '.join(s.value for s in PartnerSource)}") from None
-    try:
+    with _refusals(file):
         summary = asyncio.run(run_partner(file, kind, date.today()))
-    except FileFormatError as error:
-        console.print(f"[red]{file}: {error}[/]")
-        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(summary))
         return
