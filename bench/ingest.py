@@ -46,6 +46,15 @@ RAW_PREFIX = "bench.raw."
 
 
 def max_rss_mb() -> float:
+    """This process's peak RSS. VmHWM where there is /proc: ru_maxrss survives exec, so a child
+    would report its parent's peak at the time of the spawn if that was higher."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
