@@ -86,3 +86,14 @@ async def test_timers_mark_unreachable_and_escalate_minors_once(sessions, psad_d
         types = (await session.execute(text("SELECT event_type FROM outbox ORDER BY id"))).scalars().all()
     assert types.count("psad.escalation.raised.v1") == 1
     assert types.count("psad.case.status_changed.v1") == 2
+
+
+async def test_the_open_case_insert_keeps_working_past_postgresql_generic_plans(sessions) -> None:  # noqa: ANN001
+    """asyncpg prepares the insert; after five runs PostgreSQL may switch to a generic plan, which
+    must still match the partial unique index (a bound 'closed' made every later batch fail)."""
+    async with sessions() as session, session.begin():
+        repo = CaseRepository(session)
+        for batch in range(8):
+            cases = [_case(1000 + 10 * batch + n) for n in range(3)]
+            assert await repo.insert_new(cases) == {c.case_id for c in cases}
+        assert await repo.insert_new([_case(1000)]) == set()

@@ -11,7 +11,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -133,7 +133,7 @@ class CaseRepository:
             return set()
         statement = (
             insert(case_table)
-            .on_conflict_do_nothing(index_elements=["youth_id"], index_where=case_table.c.status != "closed")
+            .on_conflict_do_nothing(index_elements=["youth_id"], index_where=text("status <> 'closed'"))
             .returning(case_table.c.case_id)
         )
         inserted = await self.session.execute(statement, [row_of(c, self.policy) for c in cases])
