@@ -23,7 +23,6 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from sqlalchemy import insert, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from raccrochage_contracts import CloudEvent, Payload, new_event, nats_subject
@@ -104,14 +103,21 @@ class OutboxWriter:
         return event
 
     async def add_many(self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent]) -> None:
-        """Events already in the outbox (same id: a re-run) are skipped."""
+        """Events already in the outbox (same id: a re-run) are skipped. One fixed statement with
+        arrays, whatever the number of events: compiled and prepared once."""
         if events:
-            statement = pg_insert(outbox).on_conflict_do_nothing(index_elements=["event_id"])
-            await session.execute(statement, [self.row(e) for e in events])
+            rows = [self.row(e) for e in events]
+            await session.execute(_ADD_MANY, {column: [row[column] for row in rows] for column in RAW_COLUMNS})
 
 
 RAW_COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
 ADD_RAW_SQL = f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
+_ADD_MANY = text(
+    f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "
+    "SELECT * FROM unnest(CAST(:event_id AS uuid[]), CAST(:event_type AS text[]), CAST(:nats_subject AS text[]), "
+    "CAST(:stream AS text[]), CAST(:aggregate_key AS text[]), CAST(:envelope AS bytea[])) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
 
 
 # Take the oldest pending rows no other relay holds, minus any row whose aggregate still has an
