@@ -114,7 +114,9 @@ async def ingest_campaign(
             return IngestSummary(**{**_summary_fields(existing.summary), "already_ingested": True})
     await store.start_campaign(campaign_id, as_of, sha)
 
-    partners = PartnerIndex.build([row async for row in store.partner_enrolments()], as_of)
+    partners = PartnerIndex(as_of)
+    async for ine, identity, date_debut, date_fin in store.partner_enrolments():  # not a list of them all
+        partners.add(ine, identity, date_debut, date_fin)
     tally = CampaignTally()
     summary = IngestSummary(campaign_id, as_of, {})
     # Reading and writing overlap: a writer task takes the chunks the reader hands over (at most
