@@ -127,24 +127,37 @@ class EventConsumer:
             await self._subscription.unsubscribe()
 
     async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                messages = await self._subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001  (reconnects are nats-py's job; keep polling)
-                log.warning("fetch_failed", consumer=self.name, error=type(error).__name__)
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                await self.handle_batch(messages)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001  (unacked messages come back after ack_wait)
-                log.error("batch_failed", consumer=self.name, error=f"{type(error).__name__}: {error}"[:300])
-                await asyncio.sleep(1.0)
+        # The next fetch runs while the current batch's transaction does: under load the
+        # consumer never waits for NATS between two batches (they stay handled one after another).
+        fetching: asyncio.Task | None = None
+        try:
+            while not self._stopping:
+                messages = await (fetching or self._fetch())
+                fetching = asyncio.create_task(self._fetch()) if messages else None
+                if not messages:
+                    continue
+                try:
+                    await self.handle_batch(messages)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # noqa: BLE001  (unacked messages come back after ack_wait)
+                    log.error("batch_failed", consumer=self.name, error=f"{type(error).__name__}: {error}"[:300])
+                    await asyncio.sleep(1.0)
+        finally:
+            if fetching is not None:
+                fetching.cancel()
+
+    async def _fetch(self) -> list[Msg]:
+        try:
+            return await self._subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001  (reconnects are nats-py's job; keep polling)
+            log.warning("fetch_failed", consumer=self.name, error=type(error).__name__)
+            await asyncio.sleep(1.0)
+            return []
 
     # --- one batch ------------------------------------------------------------------------------
     async def handle_batch(self, messages: list[Msg]) -> None:

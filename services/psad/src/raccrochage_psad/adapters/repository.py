@@ -7,12 +7,13 @@ commands on the same case queue instead of overwriting each other.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ARRAY, Text, and_, bindparam, func, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..domain.case import Case
@@ -90,6 +91,36 @@ def case_of(row: Any) -> Case:
     return case
 
 
+# Fixed statements (compiled once, prepared once per connection) for the hot paths.
+_WRITTEN = [column for column in case_table.columns if column.name not in ("version", "last_reported_on")]
+_PG = postgresql.dialect()
+
+
+def _cast(column: Any, array: bool) -> str:
+    if column.name == "history":  # JSON text in, jsonb stored
+        return "CAST(CAST(:history AS text[]) AS jsonb[])" if array else "CAST(CAST(:history AS text) AS jsonb)"
+    kind = column.type.compile(dialect=_PG)
+    return f"CAST(:{column.name} AS {kind}[])" if array else f"CAST(:{column.name} AS {kind})"
+
+
+_INSERT_CASES = text(
+    f"INSERT INTO case_file ({', '.join(c.name for c in _WRITTEN)}) "
+    f"SELECT * FROM unnest({', '.join(_cast(c, True) for c in _WRITTEN)}) "
+    "ON CONFLICT (youth_id) WHERE status <> 'closed' DO NOTHING RETURNING case_id"
+)
+_UPDATE_CASE = text(
+    "UPDATE case_file SET "
+    + ", ".join(f"{c.name} = {_cast(c, False)}" for c in _WRITTEN if c.name != "case_id")
+    + ", version = version + 1 WHERE case_id = CAST(:case_id AS uuid)"
+)
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Rows to one array per column, for the unnest insert."""
+    return {c.name: [json.dumps(row[c.name]) if c.name == "history" else row[c.name] for row in rows]
+            for c in _WRITTEN}
+
+
 class CaseNotFound(LookupError):
     pass
 
@@ -131,21 +162,29 @@ class CaseRepository:
         skipped. Returns the case ids inserted."""
         if not cases:
             return set()
-        statement = (
-            insert(case_table)
-            .on_conflict_do_nothing(index_elements=["youth_id"], index_where=text("status <> 'closed'"))
-            .returning(case_table.c.case_id)
-        )
-        inserted = await self.session.execute(statement, [row_of(c, self.policy) for c in cases])
+        inserted = await self.session.execute(_INSERT_CASES, _columns([row_of(c, self.policy) for c in cases]))
         return {str(case_id) for case_id in inserted.scalars()}
 
+    async def open_cases_of(self, youth_ids: list[str]) -> list[Case]:
+        """The open cases of these youths, locked for the transaction."""
+        if not youth_ids:
+            return []
+        statement = (select(case_table)
+                     .where(case_table.c.youth_id == func.any(bindparam("ids", type_=ARRAY(Text))),
+                            case_table.c.status != "closed")
+                     .with_for_update())
+        return [case_of(row) for row in await self.session.execute(statement, {"ids": youth_ids})]
+
     async def save(self, case: Case) -> None:
-        row = row_of(case, self.policy)
-        case_id = row.pop("case_id")
-        await self.session.execute(
-            update(case_table).where(case_table.c.case_id == case_id)
-            .values(**row, version=case_table.c.version + 1)
-        )
+        await self.save_many([case])
+
+    async def save_many(self, cases: list[Case]) -> None:
+        """Write loaded cases back (one prepared UPDATE, executed for each: a single round trip)."""
+        if cases:
+            rows = [row_of(case, self.policy) for case in cases]
+            for row in rows:
+                row["history"] = json.dumps(row["history"])
+            await self.session.execute(_UPDATE_CASE, rows)
 
     async def touch_reported(self, case_id: str, on: date) -> None:
         await self.session.execute(

@@ -49,9 +49,10 @@ async def build(context: ServiceContext) -> None:
     async def reported_again(session: AsyncSession, event: Event) -> None:
         await handover.reported_again(repo(session), event)
 
-    @reperage.on("reperage.youth.found.v1")
-    async def found(session: AsyncSession, event: Event) -> None:
-        await handover.found(repo(session), outbox, event)
+    @reperage.on_batch("reperage.youth.found.v1")
+    async def found(session: AsyncSession, events: list[Event]) -> None:
+        closed = await handover.found(repo(session), outbox, events)
+        log.info("cases_found", received=len(events), closed=closed)
 
     transfers = context.consumer(FROM_PSAD)
 

@@ -99,17 +99,30 @@ async def reported_again(repo: CaseRepository, event: Event[YouthReportedAgain])
         log.info("reported_again_elsewhere", case_id=case.case_id, psad_id=event.data.psad_id)
 
 
-async def found(repo: CaseRepository, outbox: OutboxWriter, event: Event[YouthFound]) -> None:
-    """Enrolled in a partner base: the open case closes as found there."""
-    case = await repo.open_case_of(event.data.youth_id)
-    if case is None:
-        if (await repo.latest_cases([event.data.youth_id])):
-            log.info("found_case_already_closed", youth_id=event.data.youth_id)
-            return
-        raise CaseNotYetOpened(f"no case for youth {event.data.youth_id} yet")
-    case.mark_found(event.data.base, max(_now(), case.updated_at))
-    await repo.save(case)
-    await outbox.add_many(repo.session, envelopes(outbox, case, event.envelope, repo.policy))
+async def found(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Event[YouthFound]]) -> int:
+    """Enrolled in a partner base: each open case closes as found there. A batch at a time (one
+    locked read, one update, one outbox insert): partners report enrolments all day long.
+    Returns how many cases closed."""
+    cases = {case.youth_id: case for case in await repo.open_cases_of(list({e.data.youth_id for e in batch}))}
+    now, closed, out = _now(), [], []
+    for event in batch:
+        case = cases.get(event.data.youth_id)
+        if case is None or not case.is_open:
+            await _found_without_open_case(repo, event)
+            continue
+        case.mark_found(event.data.base, max(now, case.updated_at))
+        closed.append(case)
+        out.extend(envelopes(outbox, case, event.envelope, repo.policy))
+    await repo.save_many(closed)
+    await outbox.add_many(repo.session, out)
+    return len(closed)
+
+
+async def _found_without_open_case(repo: CaseRepository, event: Event[YouthFound]) -> None:
+    if await repo.latest_cases([event.data.youth_id]):
+        log.info("found_case_already_closed", youth_id=event.data.youth_id)
+        return
+    raise CaseNotYetOpened(f"no case for youth {event.data.youth_id} yet")
 
 
 async def transferred_in(repo: CaseRepository, outbox: OutboxWriter, event: Event[CaseTransferred]) -> None:
