@@ -42,6 +42,9 @@ case = Table(
     # Exactly one open case per youth, whatever the number of consumer processes: the database
     # says so, and `INSERT ... ON CONFLICT DO NOTHING` relies on it.
     Index("one_open_case_per_youth", "youth_id", unique=True, postgresql_where=text("status <> 'closed'")),
+    # Every case of a youth, closed ones included (reopen, found after close): without it the
+    # batch lookup of handed-over youths scanned the whole table.
+    Index("case_by_youth", "youth_id"),
     Index("case_by_territory", "departement", "status"),
     Index("case_by_psad", "psad_id", "status"),
 )
