@@ -197,7 +197,9 @@ def test_users_conf_has_one_user_per_service(users):
     assert set(users) == set(SERVICES)
     for name, user in users.items():
         assert user["password"] == f"$RACCROCHAGE_NATS_PASSWORD_{name.upper()}"
-        assert user["permissions"]["subscribe"]["allow"] == ["_INBOX.>"]
+        # Its inbox, plus the request/reply subjects it answers: nothing of another service.
+        assert user["permissions"]["subscribe"]["allow"] == ["_INBOX.>", *SERVICES[name].get("serves", [])]
+        assert set(SERVICES[name].get("requests", [])) <= set(user["permissions"]["publish"]["allow"])
 
 
 @pytest.mark.parametrize("name", [name for name, s in SERVICES.items() if "subjects" in s])
@@ -255,3 +257,14 @@ def test_compose_conf_is_a_valid_single_node_jetstream_config():
     assert conf["jetstream"]["sync_interval"] == "always"
     assert "cluster" not in conf
     check_with_nats_server(NATS_DIR / "compose.conf")
+
+
+@pytest.mark.parametrize("name", ["reperage", "psad"])
+def test_compose_runs_each_built_service_on_its_own_database_after_migrating(compose, name):
+    service = compose["services"][name]
+    assert service["command"][-1] == f"raccrochage migrate {name} && exec raccrochage serve {name}"
+    environment = service["environment"]
+    assert environment["RACCROCHAGE_SERVICE"] == name
+    assert environment["DATABASE_URL"].endswith(f"@postgres:5432/{SERVICES[name]['database']}")
+    assert environment["DATABASE_URL"].startswith(f"postgresql://{name}:dev_{name}@")
+    assert service["depends_on"]["rig-init"]["condition"] == "service_completed_successfully"

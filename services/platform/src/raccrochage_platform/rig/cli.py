@@ -186,6 +186,22 @@ def token_command(
         raise typer.BadParameter(str(error)) from None
 
 
+@app.command("migrate")
+def migrate_command(name: str) -> None:
+    """Apply a service's migrations to DATABASE_URL (containers run this before `serve`)."""
+    from ..migrations import upgrade
+    from ..service import installed_services
+
+    specs = installed_services()
+    if name not in specs:
+        raise typer.BadParameter(f"unknown service {name!r}; installed: {', '.join(specs)}")
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        raise typer.BadParameter("DATABASE_URL is not set")
+    upgrade(specs[name].migrations, url)
+    say(f"{name} migrated")
+
+
 @app.command(hidden=True)
 def serve(name: str) -> None:
     """Run one service in this process (the rig and containers call this)."""
