@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,10 +14,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.testing.servers import Servers
-from raccrochage_platform.topology import declare_stream, load_topology
+from raccrochage_platform.topology import declare_consumer, declare_stream, load_topology
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 KEY = "k" * 64
@@ -32,7 +34,18 @@ async def reperage_db(servers: Servers) -> str:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def reperage_stream(nc: Client, deadletter_stream: str) -> str:
-    await declare_stream(nc.jetstream(), load_topology().streams["REPERAGE"])
+    """The streams, and repérage's durable consumers created afresh (earlier tests' events in
+    the PSAD stream are not delivered to this test's service)."""
+    js = nc.jetstream()
+    topology = load_topology()
+    for consumer in topology.consumers_of("reperage"):
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(consumer.stream, consumer.durable)
+    for stream in topology.streams.values():
+        await declare_stream(js, stream)
+    for consumer in topology.consumers_of("reperage"):
+        await js.purge_stream(consumer.stream)
+        await declare_consumer(js, consumer)
     return "REPERAGE"
 
 

@@ -173,3 +173,50 @@ async def test_no_identity_reaches_the_service_log(
         for value in (person["ine"], person["telephone"], person["courriel"], person["adresse"]):
             assert not value or value not in log
         assert person["date_naissance"].strftime("%d/%m/%Y") not in log
+
+
+async def test_a_case_the_psad_closes_ends_the_handover_and_a_transfer_moves_it(
+    nc: Client, reperage_service: str, reperage_db: str, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from raccrochage_contracts import nats_subject
+    from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
+
+    files = generate(300, 22, tmp_path, campaign="c1", as_of=AS_OF)
+    await upload(reperage_service, files.siei, "c1")
+    refused, moved, unreachable = await handed_over(reperage_db, 3)
+    now = datetime.now(UTC)
+    events = [
+        CaseClosed(case_id=uuid.uuid4(), youth_id=refused["youth_id"], psad_id=refused["psad_id"],
+                   reason="refuses_support", closed_at=now),
+        CaseTransferred(case_id=uuid.uuid4(), youth_id=moved["youth_id"], psad_id=moved["psad_id"],
+                        to_psad_id="psad-40-mont-de-marsan", departement="40", age=19, transferred_at=now),
+        CaseClosed(case_id=uuid.uuid4(), youth_id=moved["youth_id"], psad_id=moved["psad_id"],
+                   reason="moved", closed_at=now),
+    ]
+    for payload in events:
+        event = new_event(payload, source="raccrochage/psad", subject=str(payload.case_id))
+        await nc.jetstream().publish(nats_subject(event.type), event.to_json(), headers={"Nats-Msg-Id": str(event.id)})
+
+    async def handovers() -> dict:
+        conn = await asyncpg.connect(libpq_dsn(reperage_db))
+        try:
+            rows = await conn.fetch("SELECT youth_id, open, psad_id, close_reason FROM handover WHERE youth_id = ANY($1)",
+                                    [refused["youth_id"], moved["youth_id"], unreachable["youth_id"]])
+        finally:
+            await conn.close()
+        return {row["youth_id"]: (row["open"], row["psad_id"], row["close_reason"]) for row in rows}
+
+    import asyncio
+
+    expected = {
+        refused["youth_id"]: (False, refused["psad_id"], "refuses_support"),
+        moved["youth_id"]: (True, "psad-40-mont-de-marsan", None),  # still someone's case
+        unreachable["youth_id"]: (True, unreachable["psad_id"], None),
+    }
+    for _ in range(100):
+        if await handovers() == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert await handovers() == expected

@@ -53,7 +53,8 @@ _MERGE_HANDOVER = f"""
 INSERT INTO handover ({', '.join(HANDOVER_COLUMNS)})
 SELECT {', '.join(HANDOVER_COLUMNS)} FROM stage_handover
 ON CONFLICT (youth_id) DO UPDATE SET psad_id = EXCLUDED.psad_id, campaign_id = EXCLUDED.campaign_id,
-open = true, handed_at = now(), found_at = NULL, found_base = NULL WHERE NOT handover.open
+open = true, handed_at = now(), found_at = NULL, found_base = NULL, closed_at = NULL, close_reason = NULL
+WHERE NOT handover.open
 """
 _MERGE_REJECTION = f"""
 INSERT INTO rejection ({', '.join(REJECTION_COLUMNS)})

@@ -79,6 +79,8 @@ handover = Table(
     Column("open", Boolean, nullable=False, server_default="true"),
     Column("found_at", DateTime(timezone=True)),
     Column("found_base", Text),
+    Column("closed_at", DateTime(timezone=True)),   # closed by the PSAD (psad.case.closed.v1)
+    Column("close_reason", Text),
 )
 
 partner_enrolment = Table(

@@ -7,12 +7,16 @@ from pathlib import Path
 
 from faststream.nats.annotations import NatsMessage
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from raccrochage_platform.broker import connection
+from raccrochage_platform.consumer import Event
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..config import ReperageSettings
+from ..service_layer import handovers
 from ..service_layer.vault import give_contact_card
 from .api import campaign_router
 from .cli import demo_main_job
@@ -46,6 +50,18 @@ async def build(context: ServiceContext) -> None:
             return {"status": answer.status, "error": answer.reason}
         log.info("contact_card_given", caller=caller, youth_id=youth_id)
         return {"status": "ok", "card": asdict(answer.card)}
+
+    # What the PSADs did with the youths handed over (deploy/topology.toml: reperage_psad).
+    from_psad = context.consumer("reperage_psad")
+
+    @from_psad.on("psad.case.closed.v1")
+    async def case_closed(session: AsyncSession, event: Event) -> None:
+        if await handovers.case_closed(session, event.data):
+            log.info("handover_closed_by_psad", youth_id=event.data.youth_id, reason=event.data.reason)
+
+    @from_psad.on("psad.case.transferred.v1")
+    async def case_transferred(session: AsyncSession, event: Event) -> None:
+        await handovers.case_transferred(session, event.data)
 
     context.app.include_router(campaign_router(context, settings))
 
