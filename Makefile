@@ -34,8 +34,10 @@ contracts-check: install
 lock:
 	$(UV) lock
 
+# Every benchmark, one after the other (several minutes); `make bench BENCH=psad` runs one.
+BENCHES ?= relay ingest partner_latency psad psad_latency
 bench: install
-	$(VENV)/bin/python bench/relay.py
+	@for b in $(if $(BENCH),$(BENCH),$(BENCHES)); do echo "== bench/$$b.py"; $(VENV)/bin/python bench/$$b.py || exit 1; done
 
 status: install
 	$(VENV)/bin/raccrochage status
