@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
 
 from _common import (
     Stopwatch,
@@ -83,30 +81,26 @@ async def raw_publish(nc: Client, records: list[tuple], window: int) -> float:
 
 
 # --- timing the relay without changing it --------------------------------------------------------
-class SqlTimer:
-    """Wall time of the relay's statements, by kind, through SQLAlchemy's cursor events:
-    the relay's code runs unmodified while we see where its time goes."""
+class StepTimedRelay(TimedRelay):
+    """TimedRelay with the claim and mark statements timed too (the relay runs them on its own
+    asyncpg connections, so the wrappers time its methods); no logic changed."""
 
-    KINDS = (("WITH batch", "claim"), ("UPDATE outbox SET published_at", "mark"))
+    claim_seconds = 0.0
+    mark_seconds = 0.0
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._sync = engine.sync_engine
-        event.listen(self._sync, "before_cursor_execute", self._before)
-        event.listen(self._sync, "after_cursor_execute", self._after)
+    async def _claim(self, connection):
+        started = time.perf_counter()
+        try:
+            return await super()._claim(connection)
+        finally:
+            self.claim_seconds += time.perf_counter() - started
 
-    def close(self) -> None:
-        event.remove(self._sync, "before_cursor_execute", self._before)
-        event.remove(self._sync, "after_cursor_execute", self._after)
-
-    def _before(self, conn, *_args) -> None:
-        conn.info["bench_t0"] = time.perf_counter()
-
-    def _after(self, conn, _cursor, statement: str, *_args) -> None:
-        elapsed = time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
-        stripped = statement.lstrip()
-        kind = next((k for prefix, k in self.KINDS if stripped.startswith(prefix)), "other")
-        self.seconds[kind] += elapsed
+    async def _mark(self, *args):
+        started = time.perf_counter()
+        try:
+            return await super()._mark(*args)
+        finally:
+            self.mark_seconds += time.perf_counter() - started
 
 
 @dataclass
@@ -117,23 +111,19 @@ class Outcome:
     parts: dict[str, float]  # seconds by step, summed over all batches
 
 
-async def run_relay(relay: TimedRelay, nc: Client, url: str, records: list[tuple]) -> Outcome:
+async def run_relay(relay: StepTimedRelay, nc: Client, url: str, records: list[tuple]) -> Outcome:
     """Fresh outbox and stream, then drain until the backlog is 0 (the last check inside the
     timing); checks that the stream holds every row and every row is marked."""
     rows = len(records)
     engine = relay.engine
     await fill_outbox(url, records)
     await fresh_stream(nc.jetstream(), RELAY_STREAM, ["sample.>"])
-    sql = SqlTimer(engine)
     watch = Stopwatch()
-    try:
-        with watch:
-            while True:
-                await relay.drain()
-                if await relay.backlog() == 0:
-                    break
-    finally:
-        sql.close()
+    with watch:
+        while True:
+            await relay.drain()
+            if await relay.backlog() == 0:
+                break
     stored = await stream_count(nc.jetstream(), RELAY_STREAM)
     async with engine.connect() as conn:
         marked = int((await conn.execute(
@@ -141,12 +131,12 @@ async def run_relay(relay: TimedRelay, nc: Client, url: str, records: list[tuple
     if stored != rows or marked != rows or relay.stats.failed:
         raise RuntimeError(f"relay: stream holds {stored}, {marked} rows marked, "
                            f"{relay.stats.failed} failures, expected {rows} and 0")
-    claim, mark = sql.seconds["claim"], sql.seconds["mark"]
+    claim, mark = relay.claim_seconds, relay.mark_seconds
     parts = {  # summed over concurrent lanes: then they overlap, and exceed the wall time
         "claim": claim,
         "publish": relay.publish_seconds,  # first send to last PubAck of the batch
         "mark": mark,
-        "begin_commit_pool": relay.batch_seconds - claim - relay.publish_seconds - mark,
+        "begin_commit_conn": relay.batch_seconds - claim - relay.publish_seconds - mark,
         "between_batches": max(0.0, watch.seconds * relay.lanes - relay.batch_seconds),
     }
     return Outcome(watch.seconds, per_second(rows, watch.seconds), relay.stats.batches, parts)
@@ -160,7 +150,7 @@ async def main(args: argparse.Namespace) -> None:
         async with platform_database(running.servers, "bench_relay") as (engine, url), \
                 nats_client(running.servers.nats_url) as nc:
             # Made first: it refuses a batch_size x lanes beyond its publish window.
-            relay = TimedRelay(engine, nc.jetstream(), batch_size=args.batch_size, lanes=args.lanes)
+            relay = StepTimedRelay(engine, nc.jetstream(), batch_size=args.batch_size, lanes=args.lanes)
             watch = Stopwatch()
             with watch:
                 records = build_records(args.rows, args.aggregates)

@@ -122,17 +122,18 @@ _ADD_MANY = text(
 
 # Take the oldest pending rows no other relay holds, minus any row whose aggregate still has an
 # older pending row outside this batch (held by another relay): publishing it now would
-# overtake that row.
-_CLAIM = text(
-    """
+# overtake that row. The relay runs it on its own asyncpg connections, prepared once per
+# connection ($1 = batch size); columns come back in CLAIM_COLUMNS order.
+CLAIM_COLUMNS = ("id", "event_id", "nats_subject", "stream", "aggregate_key", "envelope")
+CLAIM_SQL = """
     WITH batch AS (
         SELECT id, aggregate_key FROM outbox
         WHERE published_at IS NULL
         ORDER BY id
-        LIMIT :limit
+        LIMIT $1
         FOR UPDATE SKIP LOCKED
     )
-    SELECT o.id, o.event_id, o.nats_subject, o.stream, o.aggregate_key, o.envelope
+    SELECT o.id, o.event_id::text, o.nats_subject, o.stream, o.aggregate_key, o.envelope
     FROM outbox o JOIN batch b ON b.id = o.id
     WHERE NOT EXISTS (
         SELECT 1 FROM outbox p
@@ -141,16 +142,41 @@ _CLAIM = text(
         OFFSET 0  -- a plan fence: without it PostgreSQL scans the whole pending index per claim
     )
     ORDER BY o.id
-    """
-)
-_MARK_PUBLISHED = text("UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
-_MARK_FAILED = text("UPDATE outbox SET attempts = attempts + 1, last_error = :error WHERE id = ANY(:ids)")
+"""
+MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+MARK_FAILED_SQL = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])"
 _PRUNE = text(
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => :age) LIMIT 10000)"
 )
 BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 PUBLISH_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
 CONTENT_TYPE = "application/cloudevents+json"
+# A claimed row (asyncpg Record) by position, in CLAIM_COLUMNS order.
+_ID, _EVENT_ID, _SUBJECT, _STREAM, _KEY, _ENVELOPE = range(len(CLAIM_COLUMNS))
+
+
+class _RelayConnection:
+    """One of the relay's own asyncpg connections with its statements prepared: claim and mark
+    cost one prepared execution each, no SQLAlchemy (compile cache, result proxy, pool checkout,
+    reset) per batch."""
+
+    __slots__ = ("claim", "conn", "mark_failed", "mark_published")
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, dsn: str) -> _RelayConnection:
+        conn = await asyncpg.connect(dsn, server_settings={"application_name": "outbox-relay"})
+        try:
+            self = cls(conn)
+            self.claim = await conn.prepare(CLAIM_SQL)
+            self.mark_published = await conn.prepare(MARK_PUBLISHED_SQL)
+            self.mark_failed = await conn.prepare(MARK_FAILED_SQL)
+        except BaseException:
+            conn.terminate()
+            raise
+        return self
 
 
 @dataclass
@@ -161,7 +187,12 @@ class RelayStats:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows to JetStream; several may run against one database."""
+    """Publishes committed outbox rows to JetStream; several may run against one database.
+
+    `engine` gives the database (its URL) and serves `prune` and `backlog`; claims and marks run
+    on the relay's own asyncpg connections (at most one per lane, opened on first use, kept while
+    the relay runs, closed by `stop` or at the end of a `drain` called without `start`).
+    """
 
     def __init__(
         self,
@@ -187,6 +218,9 @@ class OutboxRelay:
         window = js._publish_async_pending_semaphore._value
         if batch_size * lanes > window:
             raise ValueError(f"batch_size x lanes = {batch_size * lanes} exceeds the publish window {window}")
+        self._dsn = libpq_dsn(engine.url.render_as_string(hide_password=False))
+        self._idle: list[_RelayConnection] = []  # connections no batch is using
+        self._draining = 0  # drains in progress
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._listener: asyncpg.Connection | None = None
@@ -205,14 +239,15 @@ class OutboxRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        await self._close_idle()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
 
     async def _listen(self) -> None:
-        url = self.engine.url.render_as_string(hide_password=False)
         try:
-            self._listener = await asyncpg.connect(libpq_dsn(url))
+            self._listener = await asyncpg.connect(self._dsn)
             await self._listener.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
         except (OSError, asyncpg.PostgresError) as error:
             # The sweep still publishes everything, only later: say so and go on.
@@ -243,16 +278,44 @@ class OutboxRelay:
     def _backoff(self) -> float:
         return min(30.0, 0.2 * 2 ** min(self._failures, 8)) * random.uniform(0.8, 1.2)
 
+    async def _acquire(self) -> _RelayConnection:
+        return self._idle.pop() if self._idle else await _RelayConnection.open(self._dsn)
+
+    def _release(self, connection: _RelayConnection) -> None:
+        if not connection.conn.is_closed():
+            self._idle.append(connection)
+
+    async def _close_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.conn.close(timeout=5)
+
     # --- work --------------------------------------------------------------------------------
     async def drain(self) -> int:
         """Publish until nothing is pending (or a batch fails). Returns rows published.
 
-        Several lanes claim, publish and mark at once, so that one batch's SQL overlaps another's
-        PubAcks; the claim keeps per-aggregate order between lanes as between relays.
+        One batch first; only if it came back full (a backlog) do several lanes claim, publish
+        and mark at once, so that one batch's SQL overlaps another's PubAcks. At low rates a wake
+        then costs one claim, not one per lane (the others would find nothing: SKIP LOCKED). The
+        claim keeps per-aggregate order between lanes as between relays.
         """
-        if self.lanes == 1:
-            return await self._drain_lane()
-        return sum(await asyncio.gather(*(self._drain_lane() for _ in range(self.lanes))))
+        self._draining += 1
+        try:
+            published, failed, claimed = await self.publish_batch()
+            if failed:
+                self._failures += 1
+                return published
+            self._failures = 0
+            if claimed < self.batch_size:
+                return published
+            if self.lanes == 1:
+                return published + await self._drain_lane()
+            return published + sum(await asyncio.gather(*(self._drain_lane() for _ in range(self.lanes))))
+        finally:
+            self._draining -= 1
+            if self._task is None and not self._draining:  # one-off drains: leave no connection behind
+                await self._close_idle()
 
     async def _drain_lane(self) -> int:
         total = 0
@@ -268,21 +331,36 @@ class OutboxRelay:
 
     async def publish_batch(self) -> tuple[int, int, int]:
         """One transaction: claim rows, publish them, mark them. (published, failed, claimed)."""
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(_CLAIM, {"limit": self.batch_size})).all()
-            if not rows:
-                return 0, 0, 0
-            published, failed, error = await self._publish(rows)
-            if published:
-                await conn.execute(_MARK_PUBLISHED, {"ids": published})
-            if failed:
-                await conn.execute(_MARK_FAILED, {"ids": failed, "error": error[:500]})
+        connection = await self._acquire()
+        try:
+            async with connection.conn.transaction():
+                rows = await self._claim(connection)
+                if not rows:
+                    return 0, 0, 0
+                published, failed, error = await self._publish(rows)
+                await self._mark(connection, published, failed, error)
+        except BaseException:
+            # Broken, cancelled mid-statement, or in an unknown state: never reuse it.
+            connection.conn.terminate()
+            raise
+        finally:
+            self._release(connection)
         self.stats.published += len(published)
         self.stats.failed += len(failed)
         self.stats.batches += 1
         if failed:
             log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
         return len(published), len(failed), len(rows)
+
+    async def _claim(self, connection: _RelayConnection) -> list:
+        return await connection.claim.fetch(self.batch_size)
+
+    async def _mark(self, connection: _RelayConnection, published: list[int], failed: list[int], error: str) -> None:
+        """One UPDATE for the acked rows, one for the failed ones (attempts and last_error)."""
+        if published:
+            await connection.mark_published.fetch(published)
+        if failed:
+            await connection.mark_failed.fetch(failed, error[:500])
 
     async def _publish(self, rows: Sequence) -> tuple[list[int], list[int], str]:
         """Publish in waves: wave k holds the k-th row of every aggregate that has not failed.
@@ -294,7 +372,7 @@ class OutboxRelay:
         """
         by_aggregate: dict[str, list] = defaultdict(list)
         for row in rows:
-            by_aggregate[row.aggregate_key].append(row)
+            by_aggregate[row[_KEY]].append(row)
         published: list[int] = []
         failed: list[int] = []
         errors: list[str] = []
@@ -308,8 +386,8 @@ class OutboxRelay:
                     # No wait_stall: on Python 3.11 it wraps every send in a Task (2.5x slower);
                     # __init__ keeps the batches within the window instead.
                     future = await self.js.publish_async(
-                        row.nats_subject, row.envelope, stream=row.stream,
-                        headers={"Nats-Msg-Id": str(row.event_id), "Content-Type": CONTENT_TYPE},
+                        row[_SUBJECT], row[_ENVELOPE], stream=row[_STREAM],
+                        headers={"Nats-Msg-Id": row[_EVENT_ID], "Content-Type": CONTENT_TYPE},
                     )
                 except PUBLISH_ERRORS as error:
                     future = asyncio.get_running_loop().create_future()
@@ -324,10 +402,10 @@ class OutboxRelay:
             for group, future in sent:
                 error = TimeoutError("no PubAck") if future.cancelled() else future.exception()
                 if error is not None:
-                    failed.extend(r.id for r in group[wave:])
+                    failed.extend(r[_ID] for r in group[wave:])
                     errors.append(f"{type(error).__name__}: {error}")
                     continue
-                published.append(group[wave].id)
+                published.append(group[wave][_ID])
                 if len(group) > wave + 1:
                     groups.append(group)
             wave += 1
