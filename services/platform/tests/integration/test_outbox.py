@@ -118,3 +118,54 @@ async def _wait(probe, expected, timeout: float = 10.0) -> None:  # noqa: ANN001
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still {value!r} after {timeout}s, expected {expected!r}")
         await asyncio.sleep(0.05)
+
+
+class CountingRelay(OutboxRelay):
+    claims = 0
+
+    async def _claim(self, connection):  # noqa: ANN001, ANN202
+        self.claims += 1
+        return await super()._claim(connection)
+
+
+async def test_a_small_drain_claims_once_and_a_backlog_uses_every_lane(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    async with service_engine.begin() as conn:
+        await writer.add_many(conn, [writer.envelope(CounterIncremented(counter="s"), subject=f"s{n}")
+                                     for n in range(2)])
+    relay = CountingRelay(service_engine, nc.jetstream(), batch_size=8, lanes=2)
+    assert await relay.drain() == 2
+    assert relay.claims == 1  # not one per lane: the second would have found nothing
+    async with service_engine.begin() as conn:
+        await writer.add_many(conn, [writer.envelope(CounterIncremented(counter="b"), subject=f"b{n}")
+                                     for n in range(40)])
+    relay.claims = 0
+    assert await relay.drain() == 40
+    assert relay.claims >= 1 + 2  # a full first batch: then both lanes claim until one comes back short
+    assert await relay.backlog() == 0
+    assert relay._idle == []  # a drain without start() leaves no connection open
+
+
+async def test_relay_survives_its_connection_being_killed(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    relay = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.05)
+    await relay.start()
+    try:
+        async with service_engine.begin() as conn:
+            await writer.add(conn, CounterIncremented(counter="k1"), subject="k1")
+        await _wait(lambda: relay.backlog(), 0)
+        async with service_engine.begin() as conn:
+            killed = (await conn.execute(text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'outbox-relay' AND datname = current_database()"))).scalar_one()
+        assert killed >= 1
+        async with service_engine.begin() as conn:
+            await writer.add(conn, CounterIncremented(counter="k2"), subject="k2")
+        await _wait(lambda: relay.backlog(), 0)  # the broken connection is dropped, a new one opened
+    finally:
+        await relay.stop()
+    assert relay._idle == []
