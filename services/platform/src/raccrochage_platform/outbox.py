@@ -184,6 +184,7 @@ class RelayStats:
     published: int = 0
     failed: int = 0
     batches: int = 0
+    empty_claims: int = 0  # claims that found nothing (a sweep, a NOTIFY already served)
 
 
 class OutboxRelay:
@@ -272,8 +273,16 @@ class OutboxRelay:
                 self._failures += 1
                 log.error("outbox_relay_error", error=f"{type(error).__name__}: {error}"[:300])
             delay = self.sweep_seconds if self._failures == 0 else self._backoff()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            # The sweep is a timer that sets the wake event: asyncio.wait_for would wrap every
+            # wait in a new Task.
+            sweep = asyncio.get_running_loop().call_later(delay, self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                sweep.cancel()
+            # One loop turn before clearing: NOTIFYs already on the listener's socket (commits
+            # of the same burst) are read now and served by this drain, not by an empty one.
+            await asyncio.sleep(0)
 
     def _backoff(self) -> float:
         return min(30.0, 0.2 * 2 ** min(self._failures, 8)) * random.uniform(0.8, 1.2)
@@ -336,6 +345,7 @@ class OutboxRelay:
             async with connection.conn.transaction():
                 rows = await self._claim(connection)
                 if not rows:
+                    self.stats.empty_claims += 1
                     return 0, 0, 0
                 published, failed, error = await self._publish(rows)
                 await self._mark(connection, published, failed, error)
