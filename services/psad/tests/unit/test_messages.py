@@ -69,3 +69,26 @@ def test_ids_derive_from_the_cause_so_handling_it_again_makes_the_same_events() 
     assert first.events == []  # drained
     fresh = _case()
     assert all(e.causationid == cause.id and e.subject == fresh.case_id for e in envelopes(OUTBOX, fresh, cause))
+
+
+def test_opened_envelopes_are_what_envelopes_gives() -> None:
+    import json
+
+    from raccrochage_contracts import CloudEvent
+    from raccrochage_contracts.events.reperage_v1 import YouthIdentified
+    from raccrochage_psad.service_layer.messages import opened_envelopes
+
+    cause = new_event(YouthIdentified(youth_id=YOUTH, campaign_id="c", psad_id="psad-33-bordeaux-nord",
+                                      departement="33", age=17, months_since_leaving=4, as_of=T0.date()),
+                      source="raccrochage/reperage", subject=YOUTH)
+    slow, fast = _case(), _case()
+    fast.case_id = slow.case_id
+    (expected,) = envelopes(OUTBOX, slow, cause)
+    ((event_id, key, body),) = opened_envelopes(OUTBOX, [(fast, cause)], T0)
+    assert fast.events == []
+    parsed = CloudEvent.from_json(body)
+    assert (event_id, key) == (str(expected.id), slow.case_id)
+    got, want = json.loads(body), json.loads(expected.to_json())
+    assert got.pop("time") == "2026-11-02T09:00:00Z"
+    want.pop("time")
+    assert got == want and parsed.data == expected.data

@@ -12,6 +12,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import ARRAY, Text, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -121,6 +122,74 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
             for c in _WRITTEN}
 
 
+# Opening a batch of brand-new cases (the hand-over of a campaign: thousands at once), on the
+# session's asyncpg connection inside its transaction. One statement looks up the youths' cases
+# and inserts the ones to open: a youth with an open case, or with a closed case of the same PSAD
+# (to reopen, see handover), gets no new row; the partial unique index still stops a youth whose
+# case another process opened meanwhile. Only the columns a new case fills are sent (nine
+# arrays); the derived ones are what `row_of` gives a case without history.
+_NEW_COLUMNS = ("case_id", "youth_id", "psad_id", "departement", "zap", "age_at_opening", "level", "last_diploma",
+                "months_since_leaving")
+_OPEN_NEW_SQL = f"""
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[],
+                         $8::text[], $9::int[]) AS i({', '.join(_NEW_COLUMNS)})
+), known AS (
+    -- one index probe per youth (a generic plan of `youth_id = ANY($2)` scanned the table)
+    SELECT c.case_id, c.youth_id, c.psad_id, c.status, c.transferred_to
+    FROM input i CROSS JOIN LATERAL (
+        SELECT * FROM case_file c WHERE c.youth_id = i.youth_id
+        ORDER BY (c.status <> 'closed') DESC, c.updated_at DESC LIMIT 1
+    ) c
+), inserted AS (
+    INSERT INTO case_file ({', '.join(_NEW_COLUMNS)}, opened_at, status, status_since, updated_at, episode, history,
+                           failed_attempts)
+    SELECT {', '.join('i.' + c for c in _NEW_COLUMNS)}, $10::timestamptz, $11::text, $10::timestamptz,
+           $10::timestamptz, 1, CAST($12::text AS jsonb), 0
+    FROM input i
+    WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.youth_id = i.youth_id
+                      AND (k.status <> 'closed' OR (k.psad_id = i.psad_id AND k.transferred_to IS NULL)))
+    ON CONFLICT (youth_id) WHERE status <> 'closed' DO NOTHING
+    RETURNING case_id
+)
+SELECT true AS inserted, case_id::text, NULL::text AS youth_id, NULL::text AS psad_id, NULL::text AS status,
+       NULL::text AS transferred_to FROM inserted
+UNION ALL
+SELECT false, case_id::text, youth_id, psad_id, status, transferred_to FROM known
+"""
+
+
+# The outbox rows of those cases' events (same table and columns as OutboxWriter.add_many).
+_ADD_EVENTS_SQL = (
+    "INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope) "
+    "SELECT e.id, $2::text, $3::text, $4::text, e.key, e.body "
+    "FROM unnest($1::uuid[], $5::text[], $6::bytea[]) AS e(id, key, body) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+def _is_fresh(case: Case) -> bool:
+    """A case as `Case.open` makes it: nothing derived from a history to store."""
+    return (case.status is CaseStatus.TO_CONTACT and case.episode == 1 and not case.attempts
+            and not case.interviews and not case.solutions and case.owner is None and case.review_date is None
+            and case.close_reason is None and case.found_base is None and case.transferred_to is None
+            and case.escalation_raised_on is None and case.status_since == case.opened_at
+            and case.updated_at == case.opened_at)
+
+
+_EMPTY_HISTORY = json.dumps({"attempts": [], "interviews": [], "solutions": []})
+
+
+async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session, inside the session's transaction (SQLAlchemy
+    sends BEGIN with its first statement: one is run if none has been yet)."""
+    connection = await (await session.connection()).get_raw_connection()
+    driver: asyncpg.Connection = connection.driver_connection
+    if not driver.is_in_transaction():
+        await session.execute(text("SELECT 1"))
+    return driver
+
+
 class CaseNotFound(LookupError):
     pass
 
@@ -164,6 +233,34 @@ class CaseRepository:
             return set()
         inserted = await self.session.execute(_INSERT_CASES, _columns([row_of(c, self.policy) for c in cases]))
         return {str(case_id) for case_id in inserted.scalars()}
+
+    async def open_new(self, cases: list[Case]) -> tuple[set[str], dict[str, Any]]:
+        """Insert cases just opened (`Case.open`, one per youth, all opened at the same time),
+        except for youths who already have a case; returns (case ids inserted, the latest case of
+        each youth who had one: open if any, else the latest closed one, as `latest_cases`)."""
+        if not cases:
+            return set(), {}
+        opened_at = cases[0].opened_at
+        if not all(_is_fresh(c) and c.opened_at == opened_at for c in cases):
+            raise ValueError("open_new takes cases just opened, all at the same time")
+        conn = await raw_connection(self.session)
+        rows = await conn.fetch(
+            _OPEN_NEW_SQL, [c.case_id for c in cases], [c.youth_id for c in cases], [c.psad_id for c in cases],
+            [c.departement for c in cases], [c.zap for c in cases], [c.age_at_opening for c in cases],
+            [c.level for c in cases], [c.last_diploma for c in cases], [c.months_since_leaving for c in cases],
+            opened_at, CaseStatus.TO_CONTACT.value, _EMPTY_HISTORY)
+        inserted = {row[1] for row in rows if row[0]}
+        known = {row[2]: row for row in rows if not row[0]}
+        return inserted, known
+
+    async def add_events(self, event_type: str, nats_subject: str, stream: str,
+                         events: list[tuple[str, str, bytes]]) -> None:
+        """Outbox rows for envelopes of one type: (event id, aggregate key, envelope JSON). An
+        event already there (same id: a re-run) is skipped."""
+        if events:
+            conn = await raw_connection(self.session)
+            await conn.execute(_ADD_EVENTS_SQL, [e[0] for e in events], event_type, nats_subject, stream,
+                               [e[1] for e in events], [e[2] for e in events])
 
     async def open_cases_of(self, youth_ids: list[str]) -> list[Case]:
         """The open cases of these youths, locked for the transaction."""

@@ -1,18 +1,17 @@
 """What PSAD does with repérage's events: open cases, note a youth reported again, close on found.
 
 `youth.identified` comes in batches (a campaign hands over thousands of youths at once), so it is
-handled a batch at a time: one lookup, one insert, one outbox insert. The database guarantees one
+handled a batch at a time: one lookup-and-insert, one outbox insert. The database guarantees one
 open case per youth; a youth whose case another process opened meanwhile is simply skipped.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from raccrochage_contracts import CloudEvent
-from raccrochage_contracts.events.psad_v1 import CaseTransferred
+from raccrochage_contracts import CloudEvent, nats_subject
+from raccrochage_contracts.events.psad_v1 import CaseOpened, CaseTransferred
 from raccrochage_contracts.events.reperage_v1 import YouthFound, YouthIdentified, YouthReportedAgain
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import get_logger
@@ -21,9 +20,10 @@ from raccrochage_platform.outbox import OutboxWriter
 from ..adapters.repository import CaseRepository
 from ..domain.case import Case
 from ..domain.states import TransitionRefused
-from .messages import envelopes
+from .messages import envelopes, opened_envelopes, uuid5_str
 
 log = get_logger(__name__)
+_OPENED_TYPE = CaseOpened.event_type
 
 
 class CaseNotYetOpened(Exception):
@@ -36,40 +36,48 @@ def _now() -> datetime:
 
 def _case_id(cause: CloudEvent, youth_id: str, psad_id: str) -> str:
     """Derived from the event that opens the case: handling it again names the same case."""
-    return str(uuid.uuid5(cause.id, f"{youth_id}/{psad_id}"))
+    return uuid5_str(cause.id, f"{youth_id}/{psad_id}")
 
 
 async def open_cases(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Event[YouthIdentified]]) -> int:
-    """Open a case per handed-over youth; returns how many were opened (new or reopened)."""
+    """Open a case per handed-over youth; returns how many were opened (new or reopened).
+
+    One statement looks up the youths' cases and inserts the new ones (`open_new`), one inserts
+    their `psad.case.opened` events. A youth with an open case is skipped; one whose case was
+    closed in the same PSAD gets it reopened (rare: one at a time)."""
     now = _now()
-    existing = await repo.latest_cases(list({e.data.youth_id for e in batch}))
-    new_cases: dict[str, tuple[Case, CloudEvent]] = {}
-    reopen: list[Event[YouthIdentified]] = []
+    new_cases: dict[str, tuple[Case, Event[YouthIdentified]]] = {}
     for event in batch:
         data = event.data
-        known = existing.get(data.youth_id)
-        if data.youth_id in new_cases or (known is not None and known.status != "closed"):
+        if data.youth_id in new_cases:
             log.info("youth_already_has_open_case", youth_id=data.youth_id)
-            continue
-        if known is not None and known.psad_id == data.psad_id and known.transferred_to is None:
-            reopen.append(event)
             continue
         case = Case.open(_case_id(event.envelope, data.youth_id, data.psad_id), data.youth_id, data.psad_id,
                          data.departement, data.age, now, zap=data.zap, level=data.last_training,
                          last_diploma=data.last_diploma, months_since_leaving=data.months_since_leaving)
-        new_cases[data.youth_id] = (case, event.envelope)
-    opened = 0
-    if new_cases:
-        inserted = await repo.insert_new([case for case, _ in new_cases.values()])
-        out = []
-        for case, cause in new_cases.values():
-            if case.case_id in inserted:
-                out.extend(envelopes(outbox, case, cause, repo.policy))
-        await outbox.add_many(repo.session, out)
-        opened += len(inserted)
+        new_cases[data.youth_id] = (case, event)
+    if not new_cases:
+        return 0
+    inserted, known = await repo.open_new([case for case, _ in new_cases.values()])
+    opened, reopen = [], []
+    for youth_id, (case, event) in new_cases.items():
+        if case.case_id in inserted:
+            opened.append((case, event.envelope))
+            continue
+        latest = known.get(youth_id)
+        if latest is None:
+            continue  # another process opened this youth's case meanwhile
+        if latest["status"] != "closed":
+            log.info("youth_already_has_open_case", youth_id=youth_id)
+        elif latest["psad_id"] == event.data.psad_id and latest["transferred_to"] is None:
+            reopen.append(event)
+    if opened:
+        await repo.add_events(_OPENED_TYPE, nats_subject(_OPENED_TYPE), outbox.stream,
+                              opened_envelopes(outbox, opened, now, repo.policy))
+    count = len(opened)
     for event in reopen:
-        opened += await _reopen(repo, outbox, event, now)
-    return opened
+        count += await _reopen(repo, outbox, event, now)
+    return count
 
 
 async def _reopen(repo: CaseRepository, outbox: OutboxWriter, event: Event[YouthIdentified], now: datetime) -> int:
