@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 TOLERANT = {"tolerant": True}
+_KNOWN_KEYS: dict[type, frozenset[str]] = {}  # per model: its field names and aliases
 
 
 class Payload(BaseModel):
@@ -25,9 +26,12 @@ class Payload(BaseModel):
     @classmethod
     def _drop_unknown_when_tolerant(cls, data: Any, info: ValidationInfo) -> Any:
         if info.context and info.context.get("tolerant") and isinstance(data, dict):
-            known = set(cls.model_fields)
-            known |= {f.alias for f in cls.model_fields.values() if f.alias}
-            return {key: value for key, value in data.items() if key in known}
+            known = _KNOWN_KEYS.get(cls)
+            if known is None:
+                known = _KNOWN_KEYS[cls] = frozenset(cls.model_fields) | {
+                    f.alias for f in cls.model_fields.values() if f.alias}
+            if not known.issuperset(data):  # copy only when there is something to drop
+                return {key: value for key, value in data.items() if key in known}
         return data
 
     @classmethod

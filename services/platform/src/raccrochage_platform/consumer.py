@@ -199,8 +199,12 @@ class EventConsumer:
             if run:
                 await self._call_batch(session, run)
         elapsed = time.perf_counter() - started
+        counts: dict[str, int] = {}
         for item in items:
-            metrics.HANDLED.labels(self.name, item.event.envelope.type).inc()
+            kind = item.event.envelope.type
+            counts[kind] = counts.get(kind, 0) + 1
+        for kind, count in counts.items():  # one labelled child per type, not per event
+            metrics.HANDLED.labels(self.name, kind).inc(count)
         metrics.BATCH_SECONDS.labels(self.name).observe(elapsed)
 
     async def _handle_alone(self, item: _Parsed) -> None:
