@@ -14,13 +14,11 @@ REPERAGE stream first (not timed). Then, in the same run:
 
 ratio = cases/s ÷ raw/s; target ≥ 0.5.
 
---force-custom-plans: as of this writing the service stops opening cases after a few batches per
-connection: its insert says `ON CONFLICT (youth_id) WHERE status != $n` (SQLAlchemy binds
-'closed'), and once PostgreSQL switches the prepared statement to a generic plan (after five
-executions) it can no longer match that to the partial unique index `one_open_case_per_youth`
-("there is no unique or exclusion constraint matching the ON CONFLICT specification"). The flag
-sets plan_cache_mode = force_custom_plan on PSAD's database so that the rate can be measured; the
-bench reports a stall without it. The service's CPU seconds, PostgreSQL's and NATS's, and
+--force-custom-plans: sets plan_cache_mode = force_custom_plan on PSAD's database, to tell a plan
+problem from a code one. It was needed while the case insert bound 'closed' in its ON CONFLICT
+predicate (a generic plan lost the partial unique index and the service stalled); the predicate is
+now written into the SQL and the regression is tested, so the flag should change nothing. A stall
+is still reported if one happens. The service's CPU seconds, PostgreSQL's and NATS's, and
 what the rest of the (shared) machine used are reported beside, since figures taken under load
 from others are not comparable.
 """
@@ -301,7 +299,7 @@ async def main(args: argparse.Namespace) -> None:
                                       args.py_spy)
             except Stalled as stalled:
                 say(f"PSAD STALLED: {stalled}")
-                say("  (a generic plan for the case insert loses its ON CONFLICT arbiter: see --force-custom-plans)")
+                say("  (compare with --force-custom-plans: a stall that disappears with it is a plan problem)")
                 emit({"bench": "psad", "events": args.events, "rows": stalled.cases, "ok": False, "batch": batch,
                       "error": str(stalled), "raw_before": raw_before, "raw_per_s": raw_before["per_s"],
                       "force_custom_plans": args.force_custom_plans, "nats": running.nats,
@@ -360,10 +358,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--py-spy", metavar="PATH", help="record the service with this py-spy binary "
                         "(speedscope JSON in --keep's folder)")
     parser.add_argument("--force-custom-plans", action="store_true",
-                        help="set plan_cache_mode = force_custom_plan on PSAD's database: works around the case "
-                        "insert's ON CONFLICT ... WHERE status != $n (a bound parameter), which PostgreSQL "
-                        "cannot match to the partial unique index once it switches to a generic plan "
-                        "(after 5 executions of the same statement on a connection)")
+                        help="set plan_cache_mode = force_custom_plan on PSAD's database (a diagnostic: "
+                        "a stall that disappears with it comes from a generic plan)")
     parser.add_argument("--keep", metavar="DIR", help="keep the service log (and profile) in DIR")
     return parser.parse_args()
 
