@@ -9,9 +9,9 @@ NEW: the event is seen once stored in the stream, i.e. published), and through a
 subscription on the same subject for comparison.
 
 Where the time goes is read afterwards, without touching the service: the outbox row of each
-found event holds the handler's transaction start (created_at = now()) and the relay's
-(published_at = now() of the claiming transaction), and the service log stamps
-`partner_enrolment_started` just before the handler commits.
+found event holds the start of the handler's writing statement (created_at = now()) and the
+relay's (published_at = now() of the claiming transaction), and the service log stamps
+`partner_enrolment_started` once the handler has committed.
 """
 
 from __future__ import annotations
@@ -231,8 +231,8 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
             logged[entry["event_id"]] = stamp
 
     parts: dict[str, list[float]] = {k: [] for k in (
-        "send -> handler transaction starts", "transaction start -> handler done (before commit)",
-        "handler done -> reply received", "handler done -> relay transaction starts",
+        "send -> handler statement starts", "handler statement start -> committed",
+        "committed -> reply received", "committed -> relay transaction starts",
         "relay transaction start -> found received (js)")}
     batches: dict[float, int] = {}
     for item in sent:
@@ -242,16 +242,27 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
         batches[published] = batches.get(published, 0) + 1
         send, reply, found = (t + wall_offset for t in (item.sent, item.replied, item.found_js))
         done = logged.get(item.event_id)
-        parts["send -> handler transaction starts"].append(created - send)
+        parts["send -> handler statement starts"].append(created - send)
         parts["relay transaction start -> found received (js)"].append(found - published)
         if done is not None:
-            parts["transaction start -> handler done (before commit)"].append(done - created)
-            parts["handler done -> reply received"].append(reply - done)
-            parts["handler done -> relay transaction starts"].append(published - done)
+            parts["handler statement start -> committed"].append(done - created)
+            parts["committed -> reply received"].append(reply - done)
+            parts["committed -> relay transaction starts"].append(published - done)
     sizes = sorted(batches.values())
     return {"stages": {k: stats_ms(v) for k, v in parts.items()},
             "relay_batches": len(sizes),
             "rows_per_relay_batch": {"p50": percentile(sizes, 50), "max": sizes[-1]} if sizes else {}}
+
+
+def write_timeline(path: Path, sent: list[Sent], origin: float) -> None:
+    """Per event, in send order: when it was sent (s from the first send), its found latency and
+    its reply round trip (ms, empty when missing): to see whether the tail is spread or bunched."""
+    with path.open("w") as out:
+        out.write("sent_s,found_ms,reply_ms\n")
+        for s in sorted(sent, key=lambda s: s.sent):
+            found = f"{(s.found_js - s.sent) * 1000:.2f}" if s.found_js else ""
+            reply = f"{(s.replied - s.sent) * 1000:.2f}" if s.replied else ""
+            out.write(f"{s.sent - origin:.4f},{found},{reply}\n")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -341,6 +352,8 @@ async def main(args: argparse.Namespace) -> None:
     after_reply = stats_ms([s.found_js - s.replied for s in found if s.replied])
     lag = stats_ms([s.sent - s.scheduled for s in sent])
     first, last = min(s.sent for s in sent), max(s.sent for s in sent)
+    if args.timeline:
+        write_timeline(args.timeline, sent, first)
     achieved = (count - 1) / (last - first) if last > first else float("inf")
 
     say(f"sent {count} in {last - first:.2f} s ({achieved:.1f}/s; {sending:.1f} s until the last reply or "
@@ -403,6 +416,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=200, help="enrolments sent first, not counted")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds to wait for the last found events")
+    parser.add_argument("--timeline", type=Path, help="write one CSV line per event (send time, latencies) here")
     return parser.parse_args()
 
 

@@ -98,9 +98,13 @@ class OutboxWriter:
         """`add` on a plain asyncpg connection (hot request paths: a prepared statement, no
         SQLAlchemy per call). The table's statement trigger still NOTIFYs the relay."""
         event = self.envelope(payload, subject=subject, cause=cause, correlationid=correlationid, event_id=event_id)
+        await self.add_event_raw(conn, event)
+        return event
+
+    async def add_event_raw(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
+        """An envelope already built (`envelope`), on a plain asyncpg connection."""
         row = self.row(event)
         await conn.execute(ADD_RAW_SQL, *(row[c] for c in RAW_COLUMNS))
-        return event
 
     async def add_many(self, session: AsyncSession | AsyncConnection, events: Sequence[CloudEvent]) -> None:
         """Events already in the outbox (same id: a re-run) are skipped. One fixed statement with

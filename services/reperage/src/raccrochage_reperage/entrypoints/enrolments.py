@@ -28,7 +28,13 @@ from raccrochage_platform.inbox import claim_raw
 from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.outbox import OutboxWriter
 
-from ..service_layer.partners import UnknownPartner, partner, record_enrolment_ended, record_enrolment_started
+from ..service_layer.partners import (
+    Duplicate,
+    UnknownPartner,
+    enrolment_started,
+    partner,
+    record_enrolment_ended,
+)
 
 log = get_logger(__name__)
 PARTNER_INBOX = "reperage_partner_enrolments"
@@ -129,15 +135,19 @@ class EnrolmentResponder:
             return {"status": "rejected", "errors": _errors(error, "data")}
         with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), partner=who.partner_id):
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    if not await claim_raw(conn, PARTNER_INBOX, envelope.id, envelope.type):
-                        return {"status": "accepted", "event_id": str(envelope.id), "duplicate": True}
+                async with self.pool.acquire() as conn:
                     if isinstance(data, EnrolmentStarted):
-                        found = await record_enrolment_started(conn, self.outbox, who, envelope, data, date.today())
+                        found = await enrolment_started(conn, self.outbox, PARTNER_INBOX, who, envelope, data,
+                                                        date.today())
                         log.info("partner_enrolment_started", found=len(found))
                     else:
-                        await record_enrolment_ended(conn, who, envelope, data)
+                        async with conn.transaction():
+                            if not await claim_raw(conn, PARTNER_INBOX, envelope.id, envelope.type):
+                                raise Duplicate
+                            await record_enrolment_ended(conn, who, envelope, data)
                         log.info("partner_enrolment_ended")
+            except Duplicate:
+                return {"status": "accepted", "event_id": str(envelope.id), "duplicate": True}
             except ValueError as error:  # a field the model accepts but the domain does not (INE)
                 field, _, message = str(error).partition(": ")
                 return _rejected(field, message or str(error))

@@ -15,6 +15,7 @@ import asyncpg
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentStarted
 from raccrochage_contracts.events.reperage_v1 import YouthFound
+from raccrochage_platform.inbox import claim_raw
 from raccrochage_platform.outbox import OutboxWriter
 from raccrochage_platform.topology import REPO_ROOT
 
@@ -84,31 +85,111 @@ _END_ENROLMENT_BY_INE = _END_ENROLMENT.format(match="ine = $4")
 _END_ENROLMENT_BY_IDENTITY = _END_ENROLMENT.format(match="identity_key = $4")
 
 
-async def record_enrolment_started(
-    conn: asyncpg.Connection, outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data: EnrolmentStarted,
-    today: date,
+# The live path (a partner's request, one youth): the inbox claim, the enrolment and, when the
+# youth was handed over, the handover's close and its `found` event, as ONE statement, atomic on
+# its own: two round trips a request (the lookup below and this) instead of six with
+# BEGIN/COMMIT, on a path that is CPU-bound on round trips. Two statements, so that an enrolment
+# of nobody handed over inserts nothing into the outbox (the outbox trigger would wake the relay).
+_OPEN_HANDOVERS_BY_INE = """
+    SELECT h.youth_id, h.psad_id FROM handover h JOIN youth y ON y.youth_id = h.youth_id
+    WHERE h.open AND y.ine = $1
+"""
+_OPEN_HANDOVERS_BY_IDENTITY = """
+    SELECT h.youth_id, h.psad_id FROM handover h JOIN youth y ON y.youth_id = h.youth_id
+    WHERE h.open AND y.identity_key = $1
+"""
+_CLAIM_AND_RECORD = """
+    WITH claimed AS (
+        INSERT INTO inbox (consumer, event_id, event_type) VALUES ($1, $2, $3)
+        ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id
+    ), recorded AS (
+        INSERT INTO partner_enrolment (base, partner_id, ine, identity_key, date_debut, date_fin, event_id)
+        SELECT $4, $5, $6, $7, $8, $9, event_id FROM claimed ON CONFLICT DO NOTHING
+    )
+"""
+_RECORD = _CLAIM_AND_RECORD + "SELECT count(*) FROM claimed"
+# The envelope was built from the lookup. If the handover moved to another PSAD in between, its
+# envelope would name the wrong one: the CASE gives NULL, the outbox's NOT NULL refuses it, and
+# the whole statement (inbox claim included) is undone; the caller then takes the locking path.
+_RECORD_AND_CLOSE = _CLAIM_AND_RECORD + """
+    , closed AS (
+        UPDATE handover h SET open = false, found_at = now(), found_base = $4
+        FROM claimed WHERE h.youth_id = $10 AND h.open
+        RETURNING h.psad_id
+    ), announced AS (
+        INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope)
+        SELECT $11, $12, $13, $14, $10, CASE WHEN closed.psad_id = $15 THEN $16::bytea END FROM closed
+    )
+    SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM closed)
+"""
+
+
+class Duplicate(Exception):
+    """The partner's event was already recorded (its inbox row exists)."""
+
+
+def _found_event(outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data: EnrolmentStarted, youth_id: str,
+                 psad_id: str) -> CloudEvent:
+    return outbox.envelope(
+        YouthFound(youth_id=youth_id, psad_id=psad_id, base=who.base, partner_id=who.partner_id,
+                   enrolled_since=data.date_debut, cause_event_id=envelope.id),
+        subject=youth_id, cause=envelope, event_id=uuid.uuid5(FOUND_NAMESPACE, f"{envelope.id}|{youth_id}"),
+    )
+
+
+async def enrolment_started(
+    conn: asyncpg.Connection, outbox: OutboxWriter, inbox: str, who: Partner, envelope: CloudEvent,
+    data: EnrolmentStarted, today: date,
 ) -> list[str]:
-    """Keep the enrolment; if it is current and its youth was handed over, the youth is found.
-    Runs in the caller's transaction. Returns the youth_ids found."""
+    """Record a live enrolment once (inbox `inbox`); if it is current and its youth was handed
+    over, the youth is found. Not in a transaction: each statement is one. Returns the youth_ids
+    found; raises Duplicate for an event already recorded."""
     ine = _clean_ine(data.ine)
     identity = identity_key(data.nom, data.prenom, data.date_naissance)
+    enrolment = (inbox, envelope.id, envelope.type, who.base, who.partner_id, ine, identity, data.date_debut,
+                 data.date_fin)
+    current = data.date_debut <= today and (data.date_fin is None or data.date_fin >= today)
+    handed = []
+    if current:
+        handed = await conn.fetch(_OPEN_HANDOVERS_BY_INE if ine is not None else _OPEN_HANDOVERS_BY_IDENTITY,
+                                  ine if ine is not None else identity)
+    if not handed:
+        if not await conn.fetchval(_RECORD, *enrolment):
+            raise Duplicate
+        return []
+    if len(handed) == 1:
+        (youth_id, psad_id), = handed
+        row = outbox.row(_found_event(outbox, who, envelope, data, youth_id, psad_id))
+        try:
+            claimed, closed = await conn.fetchrow(
+                _RECORD_AND_CLOSE, *enrolment, youth_id, row["event_id"], row["event_type"], row["nats_subject"],
+                row["stream"], psad_id, row["envelope"])
+        except asyncpg.NotNullViolationError:  # moved to another PSAD since the lookup
+            pass
+        else:
+            if not claimed:
+                raise Duplicate
+            return [youth_id] if closed else []  # closed by a concurrent enrolment of the same youth
+    async with conn.transaction():  # several youths share the identity, or the handover moved
+        if not await claim_raw(conn, inbox, envelope.id, envelope.type):
+            raise Duplicate
+        return await _record_enrolment_started(conn, outbox, who, envelope, data, ine, identity)
+
+
+async def _record_enrolment_started(
+    conn: asyncpg.Connection, outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data: EnrolmentStarted,
+    ine: str | None, identity: str,
+) -> list[str]:
+    """The locking path, in the caller's transaction: the UPDATE closes every matching open
+    handover and locks it, and each one's `found` event is written beside it."""
     await conn.execute(_RECORD_ENROLMENT, who.base, who.partner_id, ine, identity, data.date_debut, data.date_fin,
                        envelope.id)
-    current = data.date_debut <= today and (data.date_fin is None or data.date_fin >= today)
-    if not current:
-        return []
     if ine is not None:
         found = await conn.fetch(_CLOSE_OPEN_HANDOVER_BY_INE, ine, who.base)
     else:
         found = await conn.fetch(_CLOSE_OPEN_HANDOVER_BY_IDENTITY, identity, who.base)
     for youth_id, psad_id in found:
-        await outbox.add_raw(
-            conn,
-            YouthFound(youth_id=youth_id, psad_id=psad_id, base=who.base, partner_id=who.partner_id,
-                       enrolled_since=data.date_debut, cause_event_id=envelope.id),
-            subject=youth_id, cause=envelope,
-            event_id=uuid.uuid5(FOUND_NAMESPACE, f"{envelope.id}|{youth_id}"),
-        )
+        await outbox.add_event_raw(conn, _found_event(outbox, who, envelope, data, youth_id, psad_id))
     return [youth_id for youth_id, _ in found]
 
 
