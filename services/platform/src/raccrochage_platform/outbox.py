@@ -114,8 +114,20 @@ class OutboxWriter:
             await session.execute(_ADD_MANY, {column: [row[column] for row in rows] for column in RAW_COLUMNS})
 
 
+    async def add_many_raw(self, conn: asyncpg.Connection, events: Sequence[CloudEvent]) -> None:
+        """`add_many` on a plain asyncpg connection, inside the caller's transaction."""
+        if events:
+            rows = [self.row(e) for e in events]
+            await conn.execute(ADD_MANY_RAW_SQL, *([row[column] for row in rows] for column in RAW_COLUMNS))
+
+
 RAW_COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
 ADD_RAW_SQL = f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
+ADD_MANY_RAW_SQL = (
+    f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
 _ADD_MANY = text(
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "
     "SELECT * FROM unnest(CAST(:event_id AS uuid[]), CAST(:event_type AS text[]), CAST(:nats_subject AS text[]), "

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 import pytest
 from nats.aio.client import Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
 
 from raccrochage_platform.testing.sample import CounterIncremented
@@ -169,3 +171,25 @@ async def test_relay_survives_its_connection_being_killed(
     finally:
         await relay.stop()
     assert relay._idle == []
+
+
+async def test_add_many_raw_writes_in_the_callers_transaction_and_skips_known_events(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    events = [writer.envelope(CounterIncremented(counter="r"), subject=f"r{n}") for n in range(3)]
+    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await writer.add_many_raw(conn, events)
+                raise RuntimeError("the state change failed")
+        async with conn.transaction():
+            await writer.add_many_raw(conn, events[:2])
+        async with conn.transaction():
+            await writer.add_many_raw(conn, events)  # a re-run: the first two are there already
+    finally:
+        await conn.close()
+    relay = OutboxRelay(service_engine, nc.jetstream())
+    assert await relay.drain() == 3
+    assert [e["id"] for e in await _published(nc, stream)] == [str(e.id) for e in events]

@@ -13,9 +13,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ARRAY, Text, and_, bindparam, func, select, text, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from raccrochage_contracts import CloudEvent
+from raccrochage_platform.outbox import OutboxWriter
 
 from ..domain.case import Case
 from ..domain.contact import Channel, ContactAttempt, ContactOutcome
@@ -74,6 +77,8 @@ def case_of(row: Any) -> Case:
     """Rebuild a stored case; it records no event (only new commands do)."""
     values = row._mapping if hasattr(row, "_mapping") else row
     history = values["history"] or {}
+    if isinstance(history, str):  # read as text by the asyncpg statements below
+        history = json.loads(history)
     case = Case(
         case_id=str(values["case_id"]),
         **{name: values[name] for name in _SCALARS},
@@ -109,10 +114,24 @@ _INSERT_CASES = text(
     f"SELECT * FROM unnest({', '.join(_cast(c, True) for c in _WRITTEN)}) "
     "ON CONFLICT (youth_id) WHERE status <> 'closed' DO NOTHING RETURNING case_id"
 )
-_UPDATE_CASE = text(
-    "UPDATE case_file SET "
-    + ", ".join(f"{c.name} = {_cast(c, False)}" for c in _WRITTEN if c.name != "case_id")
-    + ", version = version + 1 WHERE case_id = CAST(:case_id AS uuid)"
+# Loading and saving batches of cases (partners' enrolments close cases all day long) on the
+# session's asyncpg connection: prepared once per connection, no SQLAlchemy compile or result
+# proxy per batch. The load probes the youth index once per youth (see _OPEN_NEW_SQL) and reads
+# the history as text (the codec SQLAlchemy installs on its connections is not relied upon).
+_OPEN_CASES_OF_SQL = f"""
+    SELECT {', '.join('c.' + c.name for c in case_table.columns if c.name != 'history')}, c.history::text AS history
+    FROM unnest($1::text[]) AS y(youth_id) JOIN case_file c ON c.youth_id = y.youth_id
+    WHERE c.status <> 'closed'
+    FOR UPDATE OF c
+"""
+_SAVED = [c for c in _WRITTEN if c.name != "case_id"]
+_SAVE_MANY_SQL = (
+    "UPDATE case_file c SET "
+    + ", ".join(f"{c.name} = u.{c.name}" + ("::jsonb" if c.name == "history" else "") for c in _SAVED)
+    + ", version = c.version + 1 FROM unnest($1::uuid[], "
+    + ", ".join(f"${n}::{'text' if c.name == 'history' else c.type.compile(dialect=_PG)}[]"
+                for n, c in enumerate(_SAVED, start=2))
+    + f") AS u(case_id, {', '.join(c.name for c in _SAVED)}) WHERE c.case_id = u.case_id"
 )
 
 
@@ -262,26 +281,28 @@ class CaseRepository:
             await conn.execute(_ADD_EVENTS_SQL, [e[0] for e in events], event_type, nats_subject, stream,
                                [e[1] for e in events], [e[2] for e in events])
 
+    async def add_envelopes(self, outbox: OutboxWriter, events: list[CloudEvent]) -> None:
+        """Events built by `outbox`, into the outbox of this transaction (one statement)."""
+        await outbox.add_many_raw(await raw_connection(self.session), events)
+
     async def open_cases_of(self, youth_ids: list[str]) -> list[Case]:
         """The open cases of these youths, locked for the transaction."""
         if not youth_ids:
             return []
-        statement = (select(case_table)
-                     .where(case_table.c.youth_id == func.any(bindparam("ids", type_=ARRAY(Text))),
-                            case_table.c.status != "closed")
-                     .with_for_update())
-        return [case_of(row) for row in await self.session.execute(statement, {"ids": youth_ids})]
+        conn = await raw_connection(self.session)
+        return [case_of(row) for row in await conn.fetch(_OPEN_CASES_OF_SQL, youth_ids)]
 
     async def save(self, case: Case) -> None:
         await self.save_many([case])
 
     async def save_many(self, cases: list[Case]) -> None:
-        """Write loaded cases back (one prepared UPDATE, executed for each: a single round trip)."""
+        """Write loaded cases back: one UPDATE from arrays, whatever their number."""
         if cases:
             rows = [row_of(case, self.policy) for case in cases]
-            for row in rows:
-                row["history"] = json.dumps(row["history"])
-            await self.session.execute(_UPDATE_CASE, rows)
+            conn = await raw_connection(self.session)
+            await conn.execute(_SAVE_MANY_SQL, [row["case_id"] for row in rows],
+                               *([json.dumps(row["history"]) for row in rows] if c.name == "history"
+                                 else [row[c.name] for row in rows] for c in _SAVED))
 
     async def touch_reported(self, case_id: str, on: date) -> None:
         await self.session.execute(

@@ -122,7 +122,7 @@ async def found(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Even
         closed.append(case)
         out.extend(envelopes(outbox, case, event.envelope, repo.policy))
     await repo.save_many(closed)
-    await outbox.add_many(repo.session, out)
+    await repo.add_envelopes(outbox, out)
     return len(closed)
 
 
