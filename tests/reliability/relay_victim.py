@@ -24,11 +24,11 @@ class StopsAfterPubAck(OutboxRelay):
         return outcome
 
 
-async def main(database_url: str, nats_url: str, marker: str) -> None:
+async def main(database_url: str, nats_url: str, marker: str, lease_seconds: str) -> None:
     nc = await nats.connect(nats_url)
-    relay = StopsAfterPubAck(make_engine(database_url), nc.jetstream(), marker=Path(marker))
+    relay = StopsAfterPubAck(make_engine(database_url), nc.jetstream(), marker=Path(marker), lease_seconds=float(lease_seconds))
     await relay.drain()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:5]))

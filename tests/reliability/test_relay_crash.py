@@ -22,6 +22,7 @@ from raccrochage_platform.topology import ConsumerDef, declare_consumer
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROWS = 40
+LEASE = 1.0  # seconds the victim's claimed rows stay held after it dies
 
 
 @pytest.mark.parametrize("duplicate_window", [30.0, 0.5], ids=["broker-dedups", "inbox-dedups"])
@@ -41,7 +42,7 @@ async def test_relay_killed_after_puback_has_no_duplicate_effect(
     marker = tmp_path / "pubacked"
     url = service_engine.url.render_as_string(hide_password=False)
     victim = subprocess.Popen([sys.executable, str(Path(__file__).parent / "relay_victim.py"), url,
-                               nc.connected_url.geturl(), str(marker)])
+                               nc.connected_url.geturl(), str(marker), str(LEASE)])
     try:
         for _ in range(300):
             if marker.exists() or victim.poll() is not None:
@@ -55,8 +56,9 @@ async def test_relay_killed_after_puback_has_no_duplicate_effect(
 
     relay = OutboxRelay(service_engine, js)
     assert await relay.backlog() == ROWS  # nothing was marked: the kill came before
-    await asyncio.sleep(duplicate_window + 0.5 if duplicate_window < 5 else 0)
-    assert await relay.drain() == ROWS  # the next relay publishes them all again
+    assert await relay.drain() == 0  # still leased by the dead relay: nobody takes them yet
+    await asyncio.sleep(max(duplicate_window if duplicate_window < 5 else 0, LEASE) + 0.5)
+    assert await relay.drain() == ROWS  # the lease ran out: the next relay publishes them all again
     stored = (await js.stream_info(stream)).state.messages
     assert stored == (ROWS if duplicate_window > 5 else 2 * ROWS)
 

@@ -136,31 +136,38 @@ _ADD_MANY = text(
 )
 
 
-# Take the oldest pending rows no other relay holds, minus any row whose aggregate still has an
-# older pending row outside this batch (held by another relay): publishing it now would
-# overtake that row. The relay runs it on its own asyncpg connections, prepared once per
-# connection ($1 = batch size); columns come back in CLAIM_COLUMNS order.
+# Take the oldest pending rows no relay holds (not leased, or their lease ran out), minus any row
+# whose aggregate still has an older pending row outside this batch (held by another relay):
+# publishing it now would overtake that row; and lease them. One statement that commits on its
+# own: the rows are held by their lease, not by an open transaction, so a batch costs two round
+# trips (claim, mark) instead of four with BEGIN and COMMIT. The relay runs it on its own asyncpg
+# connections, prepared once per connection ($1 = batch size, $2 = lease in seconds); columns
+# come back in CLAIM_COLUMNS order, rows in no order (the relay sorts them by id).
 CLAIM_COLUMNS = ("id", "event_id", "nats_subject", "stream", "aggregate_key", "envelope")
 CLAIM_SQL = """
     WITH batch AS (
         SELECT id, aggregate_key FROM outbox
-        WHERE published_at IS NULL
+        WHERE published_at IS NULL AND (leased_until IS NULL OR leased_until < now())
         ORDER BY id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
+    ), ready AS (
+        SELECT b.id FROM batch b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM outbox p
+            WHERE p.aggregate_key = b.aggregate_key AND p.published_at IS NULL
+              AND p.id < b.id AND p.id NOT IN (SELECT id FROM batch)
+            OFFSET 0  -- a plan fence: without it PostgreSQL scans the whole pending index per claim
+        )
     )
-    SELECT o.id, o.event_id::text, o.nats_subject, o.stream, o.aggregate_key, o.envelope
-    FROM outbox o JOIN batch b ON b.id = o.id
-    WHERE NOT EXISTS (
-        SELECT 1 FROM outbox p
-        WHERE p.aggregate_key = b.aggregate_key AND p.published_at IS NULL
-          AND p.id < b.id AND p.id NOT IN (SELECT id FROM batch)
-        OFFSET 0  -- a plan fence: without it PostgreSQL scans the whole pending index per claim
-    )
-    ORDER BY o.id
+    UPDATE outbox o SET leased_until = now() + make_interval(secs => $2)
+    FROM ready r WHERE o.id = r.id
+    RETURNING o.id, o.event_id::text, o.nats_subject, o.stream, o.aggregate_key, o.envelope
 """
 MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
-MARK_FAILED_SQL = "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1::bigint[])"
+MARK_FAILED_SQL = (
+    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL WHERE id = ANY($1::bigint[])"
+)
 _PRUNE = text(
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => :age) LIMIT 10000)"
 )
@@ -185,8 +192,8 @@ class _RelayConnection:
     async def open(cls, dsn: str) -> _RelayConnection:
         # synchronous_commit off: a mark lost to a PostgreSQL crash (the last few hundred ms of
         # commits) only republishes its rows, which JetStream's duplicate window and the
-        # consumers' inboxes drop, as after a relay killed before marking. Waiting for the WAL
-        # flush would only make every batch hold its claim longer.
+        # consumers' inboxes drop, as after a relay killed before marking; a lost claim only
+        # frees its rows early. Waiting for the WAL flush would only slow every batch.
         conn = await asyncpg.connect(dsn, server_settings={"application_name": "outbox-relay",
                                                            "synchronous_commit": "off"})
         try:
@@ -224,6 +231,7 @@ class OutboxRelay:
         batch_size: int = 500,
         sweep_seconds: float = 1.0,
         publish_timeout: float = 5.0,
+        lease_seconds: float = 60.0,
         lanes: int = 2,
         retention_seconds: float = 7 * 24 * 3600,
     ) -> None:
@@ -232,6 +240,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.sweep_seconds = sweep_seconds
         self.publish_timeout = publish_timeout
+        self.lease_seconds = lease_seconds
         self.retention_seconds = retention_seconds
         self.lanes = lanes
         self.stats = RelayStats()
@@ -360,16 +369,18 @@ class OutboxRelay:
                 return total
 
     async def publish_batch(self) -> tuple[int, int, int]:
-        """One transaction: claim rows, publish them, mark them. (published, failed, claimed)."""
+        """Claim (lease) rows, publish them, mark them. (published, failed, claimed)
+
+        A relay that dies or fails after its claim leaves its rows leased: another relay (or
+        this one) publishes them once the lease runs out."""
         connection = await self._acquire()
         try:
-            async with connection.conn.transaction():
-                rows = await self._claim(connection)
-                if not rows:
-                    self.stats.empty_claims += 1
-                    return 0, 0, 0
-                published, failed, error = await self._publish(rows)
-                await self._mark(connection, published, failed, error)
+            rows = await self._claim(connection)
+            if not rows:
+                self.stats.empty_claims += 1
+                return 0, 0, 0
+            published, failed, error = await self._publish(rows)
+            await self._mark(connection, published, failed, error)
         except BaseException:
             # Broken, cancelled mid-statement, or in an unknown state: never reuse it.
             connection.conn.terminate()
@@ -384,7 +395,7 @@ class OutboxRelay:
         return len(published), len(failed), len(rows)
 
     async def _claim(self, connection: _RelayConnection) -> list:
-        return await connection.claim.fetch(self.batch_size)
+        return sorted(await connection.claim.fetch(self.batch_size, self.lease_seconds), key=lambda row: row[_ID])
 
     async def _mark(self, connection: _RelayConnection, published: list[int], failed: list[int], error: str) -> None:
         """One UPDATE for the acked rows, one for the failed ones (attempts and last_error)."""

@@ -36,6 +36,8 @@ outbox = _Table(
     Column("published_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_error", Text),
+    # Held by a relay publishing it until then (outbox.py CLAIM_SQL); free again after.
+    Column("leased_until", DateTime(timezone=True)),
     Index("outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
     Index("outbox_pending_by_aggregate", "aggregate_key", "id", postgresql_where=text("published_at IS NULL")),
 )

@@ -32,6 +32,7 @@ from ..service_layer.partners import (
     Duplicate,
     UnknownPartner,
     enrolment_started,
+    warm_up,
     partner,
     record_enrolment_ended,
 )
@@ -72,8 +73,10 @@ class EnrolmentResponder:
 
     @classmethod
     async def connect(cls, database_dsn: str, outbox: OutboxWriter) -> EnrolmentResponder:
-        pool = await asyncpg.create_pool(database_dsn, min_size=2, max_size=WORKERS, reset=_no_reset,
-                                         server_settings={"application_name": "reperage-enrolments"})
+        # Every connection opened and warmed up front: a partner's burst would otherwise wait for
+        # new connections, and for their backends' first reads of the catalog.
+        pool = await asyncpg.create_pool(database_dsn, min_size=WORKERS, max_size=WORKERS, reset=_no_reset,
+                                         init=warm_up, server_settings={"application_name": "reperage-enrolments"})
         return cls(pool, outbox)
 
     async def subscribe(self, nc: Client) -> None:

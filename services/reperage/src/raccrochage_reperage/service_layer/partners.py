@@ -124,6 +124,14 @@ _RECORD_AND_CLOSE = _CLAIM_AND_RECORD + """
 """
 
 
+async def warm_up(conn: asyncpg.Connection) -> None:
+    """A new connection of the live path: its backend reads the catalog of every table the path
+    touches, and the lookups are prepared (and cached), before the first request waits for it."""
+    await conn.execute("SELECT FROM inbox, partner_enrolment, handover, youth, outbox LIMIT 0")
+    await conn.fetch(_OPEN_HANDOVERS_BY_INE, "")
+    await conn.fetch(_OPEN_HANDOVERS_BY_IDENTITY, "")
+
+
 class Duplicate(Exception):
     """The partner's event was already recorded (its inbox row exists)."""
 
