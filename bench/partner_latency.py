@@ -10,7 +10,7 @@ subscription on the same subject for comparison.
 
 Where the time goes is read afterwards, without touching the service: the outbox row of each
 found event holds the start of the handler's writing statement (created_at = now()) and the
-relay's (published_at = now() of the claiming transaction), and the service log stamps
+relay's mark once PubAcked (published_at), and the service log stamps
 `partner_enrolment_started` once the handler has committed.
 """
 
@@ -232,8 +232,8 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
 
     parts: dict[str, list[float]] = {k: [] for k in (
         "send -> handler statement starts", "handler statement start -> committed",
-        "committed -> reply received", "committed -> relay transaction starts",
-        "relay transaction start -> found received (js)")}
+        "committed -> reply received", "committed -> found received (js)",
+        "found received -> relay marks it published")}
     batches: dict[float, int] = {}
     for item in sent:
         if item.youth_id not in outbox or not item.found_js or not item.replied:
@@ -243,11 +243,11 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
         send, reply, found = (t + wall_offset for t in (item.sent, item.replied, item.found_js))
         done = logged.get(item.event_id)
         parts["send -> handler statement starts"].append(created - send)
-        parts["relay transaction start -> found received (js)"].append(found - published)
+        parts["found received -> relay marks it published"].append(published - found)
         if done is not None:
             parts["handler statement start -> committed"].append(done - created)
             parts["committed -> reply received"].append(reply - done)
-            parts["committed -> relay transaction starts"].append(published - done)
+            parts["committed -> found received (js)"].append(found - done)
     sizes = sorted(batches.values())
     return {"stages": {k: stats_ms(v) for k, v in parts.items()},
             "relay_batches": len(sizes),

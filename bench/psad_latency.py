@@ -12,7 +12,7 @@ awaited in its own task); the time from each send to the arrival of its `psad.ca
 the PSAD stream is the headline (a JetStream ordered consumer, DeliverPolicy NEW, correlated by
 youth_id). `reperage.youth.found.v1` is watched the same way on REPERAGE to split the time between
 the two services, and PSAD's outbox rows (created_at = the handler's transaction start,
-published_at = the relay's claim) split PSAD's part further.
+published_at = the relay's mark, after its PubAck) split PSAD's part further.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
         await conn.close()
     outbox = {r["youth_id"]: (float(r["created"]), float(r["published"] or 0)) for r in rows}
     parts: dict[str, list[float]] = {k: [] for k in (
-        "found received -> PSAD handler transaction starts", "PSAD transaction start -> relay claims",
-        "relay claim -> closed received (js)")}
+        "found received -> PSAD handler transaction starts", "PSAD transaction start -> closed received (js)",
+        "closed received -> relay marks it published")}
     batches: dict[float, int] = {}
     for item in sent:
         if item.youth_id not in outbox or not item.found or not item.closed:
@@ -131,8 +131,8 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
         batches[published] = batches.get(published, 0) + 1
         found, closed = item.found + wall_offset, item.closed + wall_offset
         parts["found received -> PSAD handler transaction starts"].append(created - found)
-        parts["PSAD transaction start -> relay claims"].append(published - created)
-        parts["relay claim -> closed received (js)"].append(closed - published)
+        parts["PSAD transaction start -> closed received (js)"].append(closed - created)
+        parts["closed received -> relay marks it published"].append(published - closed)
     sizes = sorted(batches.values())
     return {"stages": {k: stats_ms(v) for k, v in parts.items()}, "relay_batches": len(sizes),
             "rows_per_relay_batch": {"p50": percentile(sizes, 50), "max": sizes[-1]} if sizes else {}}
