@@ -394,6 +394,28 @@ class OutboxRelay:
             log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
         return len(published), len(failed), len(rows)
 
+    async def publish_leased(self, rows: Sequence[Sequence]) -> int:
+        """Publish rows that a writer inserted already leased, in its committed transaction, to
+        publish them itself at once (no wake-up, no claim); then mark them. Rows in CLAIM_COLUMNS
+        order, none with an older pending row of its aggregate (the writer checked). A row that
+        fails is freed for the relay's next claim; one left by a process that dies here is
+        claimed once its lease runs out. Returns the rows published."""
+        published, failed, error = await self._publish(rows)
+        connection = await self._acquire()
+        try:
+            await self._mark(connection, published, failed, error)
+        except BaseException:
+            connection.conn.terminate()
+            raise
+        finally:
+            self._release(connection)
+        self.stats.published += len(published)
+        self.stats.failed += len(failed)
+        if failed:
+            log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
+            self._wake.set()
+        return len(published)
+
     async def _claim(self, connection: _RelayConnection) -> list:
         return sorted(await connection.claim.fetch(self.batch_size, self.lease_seconds), key=lambda row: row[_ID])
 

@@ -49,6 +49,7 @@ class ServiceContext:
     registry: Registry
     app: FastAPI
     outbox: OutboxWriter | None
+    relay: OutboxRelay | None = None  # publishes `outbox`'s rows (None without a stream)
     consumers: list[EventConsumer] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -100,9 +101,10 @@ async def run_service(spec: ServiceSpec) -> None:
     app = FastAPI(title=f"raccrochage {spec.name}")
     service_def = topology.services[spec.name]
     outbox = OutboxWriter(service_def.source, service_def.stream) if service_def.stream else None
-    context = ServiceContext(settings, topology, engine, make_session_factory(engine), broker, registry, app, outbox)
     relay = OutboxRelay(engine, jetstream(broker), batch_size=settings.relay_batch_size,
                         sweep_seconds=settings.relay_sweep_seconds) if outbox else None
+    context = ServiceContext(settings, topology, engine, make_session_factory(engine), broker, registry, app, outbox,
+                             relay)
     app.include_router(health_router(context, relay))
     await spec.build(context)
     await broker.start()

@@ -9,11 +9,13 @@ from datetime import date
 import asyncpg
 import pytest
 import pytest_asyncio
+from nats.aio.client import Client
 
 from raccrochage_contracts import CloudEvent, new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
-from raccrochage_platform.db import libpq_dsn
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_contracts.events.reperage_v1 import YouthReportedAgain
+from raccrochage_platform.db import libpq_dsn, make_engine
+from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
 from raccrochage_reperage.domain.partners import identity_key
 from raccrochage_reperage.service_layer.partners import Duplicate, Partner, enrolment_started
 
@@ -48,7 +50,7 @@ def enrolment(ine: str | None, *, nom: str = "Martin", prenom: str = "Léa", sin
 
 
 async def started(conn: asyncpg.Connection, event: CloudEvent) -> list[str]:
-    return await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY)
+    return (await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY)).found
 
 
 async def found_events(conn: asyncpg.Connection) -> list[tuple[str, str]]:
@@ -114,11 +116,45 @@ async def test_a_handover_moved_after_the_lookup_is_announced_to_its_new_psad(
     other = await asyncpg.connect(libpq_dsn(reperage_db))
     try:
         event = enrolment("F1234567890")
-        found = await enrolment_started(MovesAfterLookup(conn, other), OUTBOX, INBOX, WHO, event,
-                                        EnrolmentStarted.read(event.data), TODAY)
+        found = (await enrolment_started(MovesAfterLookup(conn, other), OUTBOX, INBOX, WHO, event,
+                                         EnrolmentStarted.read(event.data), TODAY)).found
     finally:
         await other.close()
     assert found == [Y1]
     assert await found_events(conn) == [(Y1, "psad-24")]
     assert await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = $1", INBOX) == 1
     assert await conn.fetchval("SELECT count(*) FROM partner_enrolment") == 1
+
+
+async def test_a_found_event_comes_back_leased_and_is_published_by_its_writer(
+    conn: asyncpg.Connection, reperage_db: str, nc: Client, reperage_stream: str
+) -> None:
+    await hand_over(conn, Y1, "G1234567890")
+    await hand_over(conn, Y2, "H1234567890")
+    # Y2 still has an older event waiting for the relay: its found event must not overtake it.
+    older = OUTBOX.envelope(YouthReportedAgain(youth_id=Y2, campaign_id="c2", psad_id="psad-33", departement="33",
+                                               age=17, months_since_leaving=5, as_of=TODAY), subject=Y2)
+    await OUTBOX.add_event_raw(conn, older)
+    event = enrolment("G1234567890")
+    started_1 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
+                                        lease_seconds=60)
+    event = enrolment("H1234567890")
+    started_2 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
+                                        lease_seconds=60)
+    assert started_1.found == [Y1] and len(started_1.leased) == 1
+    assert started_2.found == [Y2] and started_2.leased == []
+
+    engine = make_engine(reperage_db)
+    relay = OutboxRelay(engine, nc.jetstream())
+    try:
+        assert await relay.drain() == 2  # Y2's two events; Y1's found is leased to its writer
+        assert await relay.publish_leased(started_1.leased) == 1
+        assert await relay.backlog() == 0
+    finally:
+        await engine.dispose()
+    js = nc.jetstream()
+    info = await js.stream_info(reperage_stream)
+    published = [CloudEvent.from_json((await js.get_msg(reperage_stream, seq)).data)
+                 for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    assert [(e.type, e.subject) for e in published if e.subject in (Y1, Y2)] == [
+        ("reperage.youth.reported_again.v1", Y2), ("reperage.youth.found.v1", Y2), ("reperage.youth.found.v1", Y1)]

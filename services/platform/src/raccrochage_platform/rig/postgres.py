@@ -142,8 +142,12 @@ class PostgresServer:
         log = self.data_dir / "postgres.log"
         log.touch()
         self._prepare_dirs()
+        # A campaign ingest writes a few GB of WAL per million rows: with the default 1 GB
+        # max_wal_size it forces checkpoints mid-ingest, and every page touched after one is
+        # logged whole again. shared_buffers holds the vault's and outcomes' indexes.
         options = (f"-p {self.port} -c listen_addresses={self.host} "
-                   f"-k {self.data_dir / 'run'} -c max_connections=300 -c fsync=on")
+                   f"-k {self.data_dir / 'run'} -c max_connections=300 -c fsync=on "
+                   "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min")
         try:
             self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.cluster), "-l", str(log),
                        "-o", options, "-w", "-t", "60", "start"])

@@ -32,7 +32,7 @@ async def build(context: ServiceContext) -> None:
     allowed_callers = {c.strip() for c in settings.contact_card_callers.split(",") if c.strip()}
 
     # Partners' enrolments: plain nats-py and asyncpg, the hot path (see enrolments.py).
-    enrolments = await EnrolmentResponder.connect(libpq_dsn(settings.database_url), context.outbox)
+    enrolments = await EnrolmentResponder.connect(libpq_dsn(settings.database_url), context.outbox, context.relay)
     await enrolments.subscribe(connection(broker))
     context.background.append(enrolments.run_until_cancelled)
 

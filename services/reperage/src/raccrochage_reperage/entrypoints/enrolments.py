@@ -26,7 +26,7 @@ from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentSta
 from raccrochage_contracts.naming import type_from_subject
 from raccrochage_platform.inbox import claim_raw
 from raccrochage_platform.logging import error_fields, get_logger
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
 
 from ..service_layer.partners import (
     Duplicate,
@@ -64,20 +64,22 @@ class EnrolmentResponder:
     committed (with `duplicate` when the inbox already had it), rejected with what is wrong, or
     an error the partner should retry."""
 
-    def __init__(self, pool: asyncpg.Pool, outbox: OutboxWriter) -> None:
+    def __init__(self, pool: asyncpg.Pool, outbox: OutboxWriter, relay: OutboxRelay | None = None) -> None:
         self.pool = pool
         self.outbox = outbox
+        self.relay = relay  # publishes a found event as soon as it is committed; else the relay's claim does
         self._workers = asyncio.Semaphore(WORKERS)
         self._in_flight: set[asyncio.Task] = set()
         self._subscriptions: list[Subscription] = []
 
     @classmethod
-    async def connect(cls, database_dsn: str, outbox: OutboxWriter) -> EnrolmentResponder:
+    async def connect(cls, database_dsn: str, outbox: OutboxWriter,
+                      relay: OutboxRelay | None = None) -> EnrolmentResponder:
         # Every connection opened and warmed up front: a partner's burst would otherwise wait for
         # new connections, and for their backends' first reads of the catalog.
         pool = await asyncpg.create_pool(database_dsn, min_size=WORKERS, max_size=WORKERS, reset=_no_reset,
                                          init=warm_up, server_settings={"application_name": "reperage-enrolments"})
-        return cls(pool, outbox)
+        return cls(pool, outbox, relay)
 
     async def subscribe(self, nc: Client) -> None:
         for subject in SUBJECTS:
@@ -107,42 +109,60 @@ class EnrolmentResponder:
         task.add_done_callback(self._in_flight.discard)
 
     async def _respond(self, msg: Msg) -> None:
+        leased: list[tuple] = []
         try:
-            answer = await self.answer(msg.subject, msg.data)
-            if msg.reply:
-                await msg.respond(json.dumps(answer).encode())
-        except Exception as error:  # noqa: BLE001  (no reply: the partner's request times out and it retries)
-            log.error("partner_enrolment_reply_failed", **error_fields(error))
+            try:
+                answer, leased = await self._answer(msg.subject, msg.data)
+                if msg.reply:
+                    await msg.respond(json.dumps(answer).encode())
+            except Exception as error:  # noqa: BLE001  (no reply: the partner's request times out and it retries)
+                log.error("partner_enrolment_reply_failed", **error_fields(error))
+            if leased:  # after the reply: the partner waits for the commit, not for the event
+                await self._publish(leased)
         finally:
             self._workers.release()
 
+    async def _publish(self, leased: list[tuple]) -> None:
+        try:
+            await self.relay.publish_leased(leased)
+        except Exception as error:  # noqa: BLE001  (committed: the relay publishes it once the lease runs out)
+            log.warning("found_event_left_to_the_relay", **error_fields(error))
+
     async def answer(self, subject: str, body: bytes) -> dict:
+        """The answer to one request (its found event, if any, left to the relay's claim)."""
+        return (await self._answer(subject, body))[0]
+
+    async def _answer(self, subject: str, body: bytes) -> tuple[dict, list[tuple]]:
+        """(the answer, the found events committed leased to this process, to publish now)."""
         event_type, partner_id = type_from_subject(subject)
         try:
             who = partner(partner_id or "")
             envelope = CloudEvent.from_json(body)
         except UnknownPartner as error:
-            return _rejected("subject", str(error))
+            return _rejected("subject", str(error)), []
         except ValidationError as error:
-            return {"status": "rejected", "errors": _errors(error, "envelope")}
+            return {"status": "rejected", "errors": _errors(error, "envelope")}, []
         except ValueError:
-            return _rejected("envelope", "not a JSON object")
+            return _rejected("envelope", "not a JSON object"), []
         if envelope.type != event_type:
-            return _rejected("envelope.type", "does not match the subject")
+            return _rejected("envelope.type", "does not match the subject"), []
         if envelope.source != f"partner/{who.partner_id}":
-            return _rejected("envelope.source", f"must be partner/{who.partner_id}")
+            return _rejected("envelope.source", f"must be partner/{who.partner_id}"), []
         model = EnrolmentStarted if event_type == "partner.enrolment.started.v1" else EnrolmentEnded
         try:
             data = model.read(envelope.data)
         except ValidationError as error:
-            return {"status": "rejected", "errors": _errors(error, "data")}
+            return {"status": "rejected", "errors": _errors(error, "data")}, []
+        leased: list[tuple] = []
         with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), partner=who.partner_id):
             try:
                 async with self.pool.acquire() as conn:
                     if isinstance(data, EnrolmentStarted):
-                        found = await enrolment_started(conn, self.outbox, PARTNER_INBOX, who, envelope, data,
-                                                        date.today())
-                        log.info("partner_enrolment_started", found=len(found))
+                        started = await enrolment_started(
+                            conn, self.outbox, PARTNER_INBOX, who, envelope, data, date.today(),
+                            lease_seconds=self.relay.lease_seconds if self.relay else None)
+                        leased = started.leased
+                        log.info("partner_enrolment_started", found=len(started.found))
                     else:
                         async with conn.transaction():
                             if not await claim_raw(conn, PARTNER_INBOX, envelope.id, envelope.type):
@@ -150,11 +170,11 @@ class EnrolmentResponder:
                             await record_enrolment_ended(conn, who, envelope, data)
                         log.info("partner_enrolment_ended")
             except Duplicate:
-                return {"status": "accepted", "event_id": str(envelope.id), "duplicate": True}
+                return {"status": "accepted", "event_id": str(envelope.id), "duplicate": True}, []
             except ValueError as error:  # a field the model accepts but the domain does not (INE)
                 field, _, message = str(error).partition(": ")
-                return _rejected(field, message or str(error))
+                return _rejected(field, message or str(error)), []
             except Exception as error:  # noqa: BLE001  (answer, so that the partner retries)
                 log.error("partner_enrolment_failed", **error_fields(error))
-                return {"status": "error", "error": "not recorded, please retry"}
-        return {"status": "accepted", "event_id": str(envelope.id), "duplicate": False}
+                return {"status": "error", "error": "not recorded, please retry"}, []
+        return {"status": "accepted", "event_id": str(envelope.id), "duplicate": False}, leased

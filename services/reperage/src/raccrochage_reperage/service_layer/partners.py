@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -111,16 +111,25 @@ _RECORD = _CLAIM_AND_RECORD + "SELECT count(*) FROM claimed"
 # The envelope was built from the lookup. If the handover moved to another PSAD in between, its
 # envelope would name the wrong one: the CASE gives NULL, the outbox's NOT NULL refuses it, and
 # the whole statement (inbox claim included) is undone; the caller then takes the locking path.
+# With a lease ($17 seconds), the `found` row is inserted leased, for the caller to publish as
+# soon as the statement returns (OutboxRelay.publish_leased), unless an older row of the youth
+# is still pending: that one must go first, so the relay takes both in order.
 _RECORD_AND_CLOSE = _CLAIM_AND_RECORD + """
     , closed AS (
         UPDATE handover h SET open = false, found_at = now(), found_base = $4
         FROM claimed WHERE h.youth_id = $10 AND h.open
         RETURNING h.psad_id
     ), announced AS (
-        INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope)
-        SELECT $11, $12, $13, $14, $10, CASE WHEN closed.psad_id = $15 THEN $16::bytea END FROM closed
+        INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope, leased_until)
+        SELECT $11, $12, $13, $14, $10, CASE WHEN closed.psad_id = $15 THEN $16::bytea END,
+               CASE WHEN $17::float8 IS NOT NULL AND NOT EXISTS (
+                   SELECT 1 FROM outbox p WHERE p.aggregate_key = $10 AND p.published_at IS NULL
+               ) THEN now() + make_interval(secs => $17::float8) END
+        FROM closed
+        RETURNING id, leased_until IS NOT NULL AS leased
     )
-    SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM closed)
+    SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM closed),
+           (SELECT id FROM announced WHERE leased)
 """
 
 
@@ -145,13 +154,22 @@ def _found_event(outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data:
     )
 
 
+@dataclass(frozen=True)
+class Started:
+    found: list[str]  # youth_ids
+    # `found` rows inserted leased to the caller, in OutboxRelay.publish_leased's order
+    # (CLAIM_COLUMNS): the caller publishes them, or the relay once their lease runs out.
+    leased: list[tuple] = field(default_factory=list)
+
+
 async def enrolment_started(
     conn: asyncpg.Connection, outbox: OutboxWriter, inbox: str, who: Partner, envelope: CloudEvent,
-    data: EnrolmentStarted, today: date,
-) -> list[str]:
+    data: EnrolmentStarted, today: date, *, lease_seconds: float | None = None,
+) -> Started:
     """Record a live enrolment once (inbox `inbox`); if it is current and its youth was handed
-    over, the youth is found. Not in a transaction: each statement is one. Returns the youth_ids
-    found; raises Duplicate for an event already recorded."""
+    over, the youth is found. Not in a transaction: each statement is one. Raises Duplicate for
+    an event already recorded. With `lease_seconds`, the found event of the one-statement path
+    comes back leased, to publish at once."""
     ine = _clean_ine(data.ine)
     identity = identity_key(data.nom, data.prenom, data.date_naissance)
     enrolment = (inbox, envelope.id, envelope.type, who.base, who.partner_id, ine, identity, data.date_debut,
@@ -164,24 +182,28 @@ async def enrolment_started(
     if not handed:
         if not await conn.fetchval(_RECORD, *enrolment):
             raise Duplicate
-        return []
+        return Started([])
     if len(handed) == 1:
         (youth_id, psad_id), = handed
         row = outbox.row(_found_event(outbox, who, envelope, data, youth_id, psad_id))
         try:
-            claimed, closed = await conn.fetchrow(
+            claimed, closed, leased_id = await conn.fetchrow(
                 _RECORD_AND_CLOSE, *enrolment, youth_id, row["event_id"], row["event_type"], row["nats_subject"],
-                row["stream"], psad_id, row["envelope"])
+                row["stream"], psad_id, row["envelope"], lease_seconds)
         except asyncpg.NotNullViolationError:  # moved to another PSAD since the lookup
             pass
         else:
             if not claimed:
                 raise Duplicate
-            return [youth_id] if closed else []  # closed by a concurrent enrolment of the same youth
+            if not closed:  # closed by a concurrent enrolment of the same youth
+                return Started([])
+            leased = [] if leased_id is None else [
+                (leased_id, str(row["event_id"]), row["nats_subject"], row["stream"], youth_id, row["envelope"])]
+            return Started([youth_id], leased)
     async with conn.transaction():  # several youths share the identity, or the handover moved
         if not await claim_raw(conn, inbox, envelope.id, envelope.type):
             raise Duplicate
-        return await _record_enrolment_started(conn, outbox, who, envelope, data, ine, identity)
+        return Started(await _record_enrolment_started(conn, outbox, who, envelope, data, ine, identity))
 
 
 async def _record_enrolment_started(
