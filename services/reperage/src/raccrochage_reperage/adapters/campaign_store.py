@@ -76,6 +76,10 @@ class CampaignStore:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        # A campaign started by this store has nothing written yet: its outcomes, events and
+        # rejections go straight in by COPY. A campaign resumed after a killed ingest merges
+        # them from staging tables, skipping what the killed run wrote.
+        self._fresh = False
 
     @classmethod
     async def connect(cls, dsn: str) -> CampaignStore:
@@ -93,10 +97,13 @@ class CampaignStore:
         summary = json.loads(row["summary"]) if row["summary"] else None
         return CampaignRecord(row["campaign_id"], row["as_of"], row["file_sha256"], row["status"], summary)
 
-    async def start_campaign(self, campaign_id: str, as_of: date, sha256: str) -> None:
-        await self.conn.execute(
+    async def start_campaign(self, campaign_id: str, as_of: date, sha256: str) -> bool:
+        """Start the campaign, or resume it after a killed ingest. True when started now."""
+        status = await self.conn.execute(
             "INSERT INTO campaign (campaign_id, as_of, file_sha256, status) VALUES ($1, $2, $3, 'ingesting') "
             "ON CONFLICT (campaign_id) DO NOTHING", campaign_id, as_of, sha256)
+        self._fresh = status == "INSERT 0 1"
+        return self._fresh
 
     async def partner_enrolments(self):  # noqa: ANN201 (async iterator of tuples)
         """Every partner enrolment (ine, identity_key, date_debut, date_fin), streamed."""
@@ -135,18 +142,22 @@ class CampaignStore:
                 await self.conn.copy_records_to_table("stage_youth", records=youths, columns=YOUTH_COLUMNS)
                 await self.conn.execute(_MERGE_YOUTH)
             if outcomes:
-                await self.conn.copy_records_to_table("stage_outcome", records=outcomes, columns=OUTCOME_COLUMNS)
-                await self.conn.execute(_MERGE_OUTCOME)
+                await self._add("campaign_youth", "stage_outcome", _MERGE_OUTCOME, outcomes, OUTCOME_COLUMNS)
             if handovers:
                 await self.conn.copy_records_to_table("stage_handover", records=handovers, columns=HANDOVER_COLUMNS)
                 await self.conn.execute(_MERGE_HANDOVER)
             if events:
-                await self.conn.copy_records_to_table("stage_outbox", records=events, columns=OUTBOX_COLUMNS)
-                await self.conn.execute(_MERGE_OUTBOX)
+                await self._add("outbox", "stage_outbox", _MERGE_OUTBOX, events, OUTBOX_COLUMNS)
             if rejections:
-                await self.conn.copy_records_to_table("stage_rejection", records=rejections,
-                                                      columns=REJECTION_COLUMNS)
-                await self.conn.execute(_MERGE_REJECTION)
+                await self._add("rejection", "stage_rejection", _MERGE_REJECTION, rejections, REJECTION_COLUMNS)
+
+    async def _add(self, table: str, stage: str, merge: str, records: list[tuple], columns: tuple[str, ...]) -> None:
+        """Rows that only this campaign writes (each key once: duplicates are merged before)."""
+        if self._fresh:
+            await self.conn.copy_records_to_table(table, records=records, columns=columns)
+        else:
+            await self.conn.copy_records_to_table(stage, records=records, columns=columns)
+            await self.conn.execute(merge)
 
     async def finish_campaign(self, campaign_id: str, summary: dict, final_events: list[tuple]) -> None:
         async with self.conn.transaction():
