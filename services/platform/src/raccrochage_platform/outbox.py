@@ -15,7 +15,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -373,48 +373,47 @@ class OutboxRelay:
 
         A relay that dies or fails after its claim leaves its rows leased: another relay (or
         this one) publishes them once the lease runs out."""
-        connection = await self._acquire()
-        try:
+        async with self._connection() as connection:
             rows = await self._claim(connection)
             if not rows:
                 self.stats.empty_claims += 1
                 return 0, 0, 0
-            published, failed, error = await self._publish(rows)
-            await self._mark(connection, published, failed, error)
+            published, failed = await self._publish_and_mark(connection, rows)
+        self.stats.batches += 1
+        return published, failed, len(rows)
+
+    async def publish_leased(self, rows: Sequence[Sequence]) -> int:
+        """Publish rows that a writer inserted already leased, in its committed transaction, to
+        publish them itself at once (no wake-up, no claim); then mark them. Rows in CLAIM_COLUMNS
+        order, none with an older pending row of its aggregate (the writer checked). A row that
+        fails is freed for the relay's next claim (woken now); one left by a process that dies
+        here is claimed once its lease runs out. Returns the rows published."""
+        async with self._connection() as connection:
+            published, failed = await self._publish_and_mark(connection, rows)
+        if failed:
+            self._wake.set()
+        return published
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_RelayConnection]:
+        connection = await self._acquire()
+        try:
+            yield connection
         except BaseException:
             # Broken, cancelled mid-statement, or in an unknown state: never reuse it.
             connection.conn.terminate()
             raise
         finally:
             self._release(connection)
-        self.stats.published += len(published)
-        self.stats.failed += len(failed)
-        self.stats.batches += 1
-        if failed:
-            log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
-        return len(published), len(failed), len(rows)
 
-    async def publish_leased(self, rows: Sequence[Sequence]) -> int:
-        """Publish rows that a writer inserted already leased, in its committed transaction, to
-        publish them itself at once (no wake-up, no claim); then mark them. Rows in CLAIM_COLUMNS
-        order, none with an older pending row of its aggregate (the writer checked). A row that
-        fails is freed for the relay's next claim; one left by a process that dies here is
-        claimed once its lease runs out. Returns the rows published."""
+    async def _publish_and_mark(self, connection: _RelayConnection, rows: Sequence) -> tuple[int, int]:
         published, failed, error = await self._publish(rows)
-        connection = await self._acquire()
-        try:
-            await self._mark(connection, published, failed, error)
-        except BaseException:
-            connection.conn.terminate()
-            raise
-        finally:
-            self._release(connection)
+        await self._mark(connection, published, failed, error)
         self.stats.published += len(published)
         self.stats.failed += len(failed)
         if failed:
             log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
-            self._wake.set()
-        return len(published)
+        return len(published), len(failed)
 
     async def _claim(self, connection: _RelayConnection) -> list:
         return sorted(await connection.claim.fetch(self.batch_size, self.lease_seconds), key=lambda row: row[_ID])

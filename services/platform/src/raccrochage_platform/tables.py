@@ -52,6 +52,10 @@ inbox = _Table(
     PrimaryKeyConstraint("consumer", "event_id"),
 )
 
+# For the services' migrations that add the lease to an outbox created before it existed.
+OUTBOX_LEASE_UPGRADE = "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS leased_until timestamptz"
+OUTBOX_LEASE_DOWNGRADE = "ALTER TABLE outbox DROP COLUMN IF EXISTS leased_until"
+
 OUTBOX_CHANNEL = "raccrochage_outbox"
 
 # One NOTIFY per inserting statement (not per row): the relay only needs a wake-up.

@@ -6,6 +6,8 @@ statement that commits on its own instead of a transaction held while publishing
 
 from alembic import op
 
+from raccrochage_platform.tables import OUTBOX_LEASE_DOWNGRADE, OUTBOX_LEASE_UPGRADE
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -13,8 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("ALTER TABLE outbox ADD COLUMN IF NOT EXISTS leased_until timestamptz")
+    op.execute(OUTBOX_LEASE_UPGRADE)
 
 
 def downgrade() -> None:
-    op.execute("ALTER TABLE outbox DROP COLUMN IF EXISTS leased_until")
+    op.execute(OUTBOX_LEASE_DOWNGRADE)
