@@ -31,6 +31,7 @@ from . import metrics
 from .deadletter import dead_letter
 from .inbox import claim_many
 from .logging import get_logger
+from .outbox import LEASES, Leases, OutboxRelay
 from .topology import ConsumerDef
 
 log = get_logger(__name__)
@@ -82,6 +83,8 @@ class EventConsumer:
     js: JetStreamContext
     batch_size: int = 200
     fetch_timeout: float = 1.0
+    # Publishes right after each commit the outbox rows its handlers wrote leased (`Leases`).
+    relay: OutboxRelay | None = None
     handlers: dict[str, Handler] = field(default_factory=dict)
     batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
     _task: asyncio.Task | None = None
@@ -181,7 +184,10 @@ class EventConsumer:
 
     async def _handle_in_one_transaction(self, items: list[_Parsed]) -> None:
         started = time.perf_counter()
+        leases = Leases(self.relay.lease_seconds) if self.relay else None
         async with self.sessions() as session, session.begin():
+            if leases is not None:
+                session.info[LEASES] = leases
             new = await claim_many(session, self.name, [(i.event.envelope.id, i.event.envelope.type) for i in items])
             run: list[Event[Any]] = []  # consecutive new events of one batch-handled type
             for item in items:
@@ -199,6 +205,8 @@ class EventConsumer:
             if run:
                 await self._call_batch(session, run)
         elapsed = time.perf_counter() - started
+        if leases is not None and leases.rows:
+            await self._publish(leases.take())
         counts: dict[str, int] = {}
         for item in items:
             kind = item.event.envelope.type
@@ -206,6 +214,13 @@ class EventConsumer:
         for kind, count in counts.items():  # one labelled child per type, not per event
             metrics.HANDLED.labels(self.name, kind).inc(count)
         metrics.BATCH_SECONDS.labels(self.name).observe(elapsed)
+
+    async def _publish(self, rows: list[tuple]) -> None:
+        try:
+            await self.relay.publish_leased(rows)
+        except Exception as error:  # noqa: BLE001  (committed: the relay publishes them once the lease runs out)
+            log.warning("leased_events_left_to_the_relay", consumer=self.name, rows=len(rows),
+                        error=type(error).__name__)
 
     async def _handle_alone(self, item: _Parsed) -> None:
         event = item.event

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import nats.errors
@@ -114,11 +114,40 @@ class OutboxWriter:
             await session.execute(_ADD_MANY, {column: [row[column] for row in rows] for column in RAW_COLUMNS})
 
 
-    async def add_many_raw(self, conn: asyncpg.Connection, events: Sequence[CloudEvent]) -> None:
-        """`add_many` on a plain asyncpg connection, inside the caller's transaction."""
-        if events:
-            rows = [self.row(e) for e in events]
-            await conn.execute(ADD_MANY_RAW_SQL, *([row[column] for row in rows] for column in RAW_COLUMNS))
+    async def add_many_raw(self, conn: asyncpg.Connection, events: Sequence[CloudEvent],
+                           leases: Leases | None = None) -> None:
+        """`add_many` on a plain asyncpg connection, inside the caller's transaction. With
+        `leases`, the rows are inserted leased to the caller, who publishes them once committed
+        (`Leases`), except those whose aggregate still has an older pending row."""
+        if not events:
+            return
+        rows = [self.row(e) for e in events]
+        arrays = ([row[column] for row in rows] for column in RAW_COLUMNS)
+        if leases is None:
+            await conn.execute(ADD_MANY_RAW_SQL, *arrays)
+        else:
+            leases.rows.extend(tuple(row)[:-1] for row in await conn.fetch(ADD_MANY_LEASED_SQL, *arrays, leases.seconds)
+                               if row[-1])
+
+
+@dataclass
+class Leases:
+    """One transaction's outbox rows inserted leased to their writer, for it to publish as soon
+    as the transaction commits (`OutboxRelay.publish_leased`): no NOTIFY wake-up and claim in
+    between. A row whose aggregate has an older pending row is left to the relay, which keeps
+    the aggregate's order; a writer that dies before publishing leaves its rows to the relay
+    once the lease runs out. `EventConsumer` puts one in its sessions' `info[LEASES]`."""
+
+    seconds: float
+    rows: list[tuple] = field(default_factory=list)  # CLAIM_COLUMNS order
+
+    def take(self) -> list[tuple]:
+        """The rows to publish, oldest first (an aggregate's rows in the order they were written)."""
+        rows, self.rows = sorted(self.rows, key=lambda row: row[_ID]), []
+        return rows
+
+
+LEASES = "raccrochage.outbox.leases"  # key of a session's Leases in `Session.info`
 
 
 RAW_COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
@@ -127,6 +156,18 @@ ADD_MANY_RAW_SQL = (
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "
     "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
     "ON CONFLICT (event_id) DO NOTHING"
+)
+# The same, each row leased unless an older row of its aggregate is pending (rows of this
+# statement cannot see each other: an aggregate's new rows are leased together and published
+# in id order). Returns CLAIM_COLUMNS and whether the row was leased.
+ADD_MANY_LEASED_SQL = (
+    f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
+    "SELECT e.*, CASE WHEN NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_key = e.aggregate_key "
+    "AND p.published_at IS NULL) THEN now() + make_interval(secs => $7::float8) END "
+    "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
+    f"AS e({', '.join(RAW_COLUMNS)}) "
+    "ON CONFLICT (event_id) DO NOTHING "
+    "RETURNING id, event_id::text, nats_subject, stream, aggregate_key, envelope, leased_until IS NOT NULL"
 )
 _ADD_MANY = text(
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "

@@ -58,7 +58,8 @@ class ServiceContext:
         definition = self.topology.consumers[durable]
         if definition.service != self.settings.service_name:
             raise ValueError(f"consumer {durable} belongs to {definition.service}")
-        consumer = EventConsumer(definition, self.registry, self.sessions, jetstream(self.broker), **options)
+        consumer = EventConsumer(definition, self.registry, self.sessions, jetstream(self.broker),
+                                 **{"relay": self.relay, **options})
         self.consumers.append(consumer)
         return consumer
 

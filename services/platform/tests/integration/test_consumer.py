@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from nats.aio.client import Client
+from nats.js.api import StreamConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -15,6 +16,7 @@ from raccrochage_contracts import new_event
 from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
 from raccrochage_platform.db import make_session_factory
+from raccrochage_platform.outbox import LEASES, OutboxRelay, OutboxWriter
 from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported, CounterReset
 from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
 
@@ -247,3 +249,46 @@ async def test_a_batch_handler_takes_runs_of_its_type_and_order_is_kept(
     await eventually(lambda: asyncio.sleep(0, len(calls)), 3)
     # A run per call, the duplicate dropped by the inbox, the single event in its place.
     assert calls == [("a", "b"), "reset a", ("c",)]
+
+
+async def test_a_consumer_publishes_the_events_its_handler_leased_right_after_commit(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    js = nc.jetstream()
+    writer = OutboxWriter("raccrochage/psad", sample_stream)
+    relay = OutboxRelay(counters, js)  # not started: no NOTIFY listener, no sweep, no claim
+    definition = ConsumerDef(f"leases_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
+                             max_deliver=3, backoff_seconds=(0.1,))
+    await declare_consumer(js, definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2,
+                             relay=relay)
+    counter = f"c{unique}"
+
+    @consumer.on(SUBJECT)
+    async def increment_and_reset(session: AsyncSession, event: Event[CounterIncremented]) -> None:
+        await increment(session, event)
+        conn = (await (await session.connection()).get_raw_connection()).driver_connection
+        key = f"{counter}-{event.data.counter}"
+        await writer.add_many_raw(conn, [writer.envelope(CounterReset(counter=event.data.counter), subject=key)
+                                         for _ in range(2)], session.info[LEASES])
+
+    async def resets() -> list[str]:
+        info = await js.stream_info(sample_stream)
+        messages = [json.loads((await js.get_msg(sample_stream, seq)).data)
+                    for seq in range(1, info.state.last_seq + 1)]
+        return [m["subject"] for m in messages if m["type"] == "sample.counter.reset.v1"]
+
+    started.append(consumer)
+    async with counters.begin() as conn:  # an older event of "late" waits for the relay
+        await writer.add(conn, CounterReset(counter="late"), subject=f"{counter}-late")
+    await consumer.start()
+    await publish(nc, envelope("soon", 1))
+    await eventually(lambda: value(counters, "soon"), 1)
+    await eventually(resets, [f"{counter}-soon"] * 2)  # by the consumer itself, right after its commit
+    await publish(nc, envelope("late", 1))
+    await eventually(lambda: value(counters, "late"), 1)
+    await asyncio.sleep(0.3)
+    assert await resets() == [f"{counter}-soon"] * 2  # "late" has an older pending event: left to the relay
+    assert relay.stats.batches == 0 and await relay.backlog() == 3
+    assert await relay.drain() == 3
+    assert await resets() == [f"{counter}-soon"] * 2 + [f"{counter}-late"] * 3

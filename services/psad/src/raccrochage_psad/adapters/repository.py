@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raccrochage_contracts import CloudEvent
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_platform.outbox import LEASES, OutboxWriter
 
 from ..domain.case import Case
 from ..domain.contact import Channel, ContactAttempt, ContactOutcome
@@ -282,8 +282,9 @@ class CaseRepository:
                                [e[1] for e in events], [e[2] for e in events])
 
     async def add_envelopes(self, outbox: OutboxWriter, events: list[CloudEvent]) -> None:
-        """Events built by `outbox`, into the outbox of this transaction (one statement)."""
-        await outbox.add_many_raw(await raw_connection(self.session), events)
+        """Events built by `outbox`, into the outbox of this transaction (one statement); leased
+        to the consumer that runs this transaction, when it publishes its own (`Leases`)."""
+        await outbox.add_many_raw(await raw_connection(self.session), events, self.session.info.get(LEASES))
 
     async def open_cases_of(self, youth_ids: list[str]) -> list[Case]:
         """The open cases of these youths, locked for the transaction."""
