@@ -141,6 +141,11 @@ class Leases:
     seconds: float
     rows: list[tuple] = field(default_factory=list)  # CLAIM_COLUMNS order
 
+    def add(self, row_id: int, row: dict) -> None:
+        """A row written leased by the caller's own statement: its outbox id and `OutboxWriter.row`."""
+        self.rows.append((row_id, str(row["event_id"]), row["nats_subject"], row["stream"], row["aggregate_key"],
+                          row["envelope"]))
+
     def take(self) -> list[tuple]:
         """The rows to publish, oldest first (an aggregate's rows in the order they were written)."""
         rows, self.rows = sorted(self.rows, key=lambda row: row[_ID]), []
@@ -157,13 +162,21 @@ ADD_MANY_RAW_SQL = (
     "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
     "ON CONFLICT (event_id) DO NOTHING"
 )
-# The same, each row leased unless an older row of its aggregate is pending (rows of this
-# statement cannot see each other: an aggregate's new rows are leased together and published
-# in id order). Returns CLAIM_COLUMNS and whether the row was leased.
+
+
+def lease_unless_pending(aggregate_key: str, seconds: str) -> str:
+    """SQL for the `leased_until` of a row its writer will publish itself (`Leases`): `seconds`
+    from now, or NULL (the relay's) when `seconds` is NULL or an older row of the aggregate is
+    still pending. Rows of one statement cannot see each other: an aggregate's new rows are
+    leased together and published in id order."""
+    return (f"CASE WHEN {seconds} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_key = "
+            f"{aggregate_key} AND p.published_at IS NULL) THEN now() + make_interval(secs => {seconds}) END")
+
+
+# `add_many_raw` with leases: returns CLAIM_COLUMNS and whether the row was leased.
 ADD_MANY_LEASED_SQL = (
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
-    "SELECT e.*, CASE WHEN NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_key = e.aggregate_key "
-    "AND p.published_at IS NULL) THEN now() + make_interval(secs => $7::float8) END "
+    f"SELECT e.*, {lease_unless_pending('e.aggregate_key', '$7::float8')} "
     "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
     f"AS e({', '.join(RAW_COLUMNS)}) "
     "ON CONFLICT (event_id) DO NOTHING "

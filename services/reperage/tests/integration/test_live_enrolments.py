@@ -15,7 +15,7 @@ from raccrochage_contracts import CloudEvent, new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
 from raccrochage_contracts.events.reperage_v1 import YouthReportedAgain
 from raccrochage_platform.db import libpq_dsn, make_engine
-from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
 from raccrochage_reperage.domain.partners import identity_key
 from raccrochage_reperage.service_layer.partners import Duplicate, Partner, enrolment_started
 
@@ -50,7 +50,7 @@ def enrolment(ine: str | None, *, nom: str = "Martin", prenom: str = "Léa", sin
 
 
 async def started(conn: asyncpg.Connection, event: CloudEvent) -> list[str]:
-    return (await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY)).found
+    return await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY)
 
 
 async def found_events(conn: asyncpg.Connection) -> list[tuple[str, str]]:
@@ -116,8 +116,8 @@ async def test_a_handover_moved_after_the_lookup_is_announced_to_its_new_psad(
     other = await asyncpg.connect(libpq_dsn(reperage_db))
     try:
         event = enrolment("F1234567890")
-        found = (await enrolment_started(MovesAfterLookup(conn, other), OUTBOX, INBOX, WHO, event,
-                                         EnrolmentStarted.read(event.data), TODAY)).found
+        found = await enrolment_started(MovesAfterLookup(conn, other), OUTBOX, INBOX, WHO, event,
+                                        EnrolmentStarted.read(event.data), TODAY)
     finally:
         await other.close()
     assert found == [Y1]
@@ -136,19 +136,20 @@ async def test_a_found_event_comes_back_leased_and_is_published_by_its_writer(
                                                age=17, months_since_leaving=5, as_of=TODAY), subject=Y2)
     await OUTBOX.add_event_raw(conn, older)
     event = enrolment("G1234567890")
-    started_1 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
-                                        lease_seconds=60)
+    leases_1, leases_2 = Leases(60), Leases(60)
+    found_1 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
+                                      leases_1)
     event = enrolment("H1234567890")
-    started_2 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
-                                        lease_seconds=60)
-    assert started_1.found == [Y1] and len(started_1.leased) == 1
-    assert started_2.found == [Y2] and started_2.leased == []
+    found_2 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
+                                      leases_2)
+    assert found_1 == [Y1] and len(leases_1.rows) == 1
+    assert found_2 == [Y2] and leases_2.rows == []
 
     engine = make_engine(reperage_db)
     relay = OutboxRelay(engine, nc.jetstream())
     try:
         assert await relay.drain() == 2  # Y2's two events; Y1's found is leased to its writer
-        assert await relay.publish_leased(started_1.leased) == 1
+        assert await relay.publish_leased(leases_1.take()) == 1
         assert await relay.backlog() == 0
     finally:
         await engine.dispose()

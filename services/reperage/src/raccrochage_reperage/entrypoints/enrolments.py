@@ -26,7 +26,7 @@ from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentSta
 from raccrochage_contracts.naming import type_from_subject
 from raccrochage_platform.inbox import claim_raw
 from raccrochage_platform.logging import error_fields, get_logger
-from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
 
 from ..service_layer.partners import (
     Duplicate,
@@ -153,16 +153,14 @@ class EnrolmentResponder:
             data = model.read(envelope.data)
         except ValidationError as error:
             return {"status": "rejected", "errors": _errors(error, "data")}, []
-        leased: list[tuple] = []
+        leases = Leases(self.relay.lease_seconds) if self.relay else None
         with structlog.contextvars.bound_contextvars(event_id=str(envelope.id), partner=who.partner_id):
             try:
                 async with self.pool.acquire() as conn:
                     if isinstance(data, EnrolmentStarted):
-                        started = await enrolment_started(
-                            conn, self.outbox, PARTNER_INBOX, who, envelope, data, date.today(),
-                            lease_seconds=self.relay.lease_seconds if self.relay else None)
-                        leased = started.leased
-                        log.info("partner_enrolment_started", found=len(started.found))
+                        found = await enrolment_started(conn, self.outbox, PARTNER_INBOX, who, envelope, data,
+                                                        date.today(), leases)
+                        log.info("partner_enrolment_started", found=len(found))
                     else:
                         async with conn.transaction():
                             if not await claim_raw(conn, PARTNER_INBOX, envelope.id, envelope.type):
@@ -177,4 +175,5 @@ class EnrolmentResponder:
             except Exception as error:  # noqa: BLE001  (answer, so that the partner retries)
                 log.error("partner_enrolment_failed", **error_fields(error))
                 return {"status": "error", "error": "not recorded, please retry"}, []
-        return {"status": "accepted", "event_id": str(envelope.id), "duplicate": False}, leased
+        return {"status": "accepted", "event_id": str(envelope.id), "duplicate": False}, \
+            leases.take() if leases else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -16,7 +16,7 @@ from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentStarted
 from raccrochage_contracts.events.reperage_v1 import YouthFound
 from raccrochage_platform.inbox import claim_raw
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_platform.outbox import Leases, OutboxWriter, lease_unless_pending
 from raccrochage_platform.topology import REPO_ROOT
 
 from ..domain.partners import identity_key
@@ -112,9 +112,9 @@ _RECORD = _CLAIM_AND_RECORD + "SELECT count(*) FROM claimed"
 # envelope would name the wrong one: the CASE gives NULL, the outbox's NOT NULL refuses it, and
 # the whole statement (inbox claim included) is undone; the caller then takes the locking path.
 # With a lease ($17 seconds), the `found` row is inserted leased, for the caller to publish as
-# soon as the statement returns (OutboxRelay.publish_leased), unless an older row of the youth
-# is still pending: that one must go first, so the relay takes both in order.
-_RECORD_AND_CLOSE = _CLAIM_AND_RECORD + """
+# soon as the statement returns (`Leases`), unless an older row of the youth is still pending:
+# that one must go first, so the relay takes both in order.
+_RECORD_AND_CLOSE = _CLAIM_AND_RECORD + f"""
     , closed AS (
         UPDATE handover h SET open = false, found_at = now(), found_base = $4
         FROM claimed WHERE h.youth_id = $10 AND h.open
@@ -122,9 +122,7 @@ _RECORD_AND_CLOSE = _CLAIM_AND_RECORD + """
     ), announced AS (
         INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope, leased_until)
         SELECT $11, $12, $13, $14, $10, CASE WHEN closed.psad_id = $15 THEN $16::bytea END,
-               CASE WHEN $17::float8 IS NOT NULL AND NOT EXISTS (
-                   SELECT 1 FROM outbox p WHERE p.aggregate_key = $10 AND p.published_at IS NULL
-               ) THEN now() + make_interval(secs => $17::float8) END
+               {lease_unless_pending("$10", "$17::float8")}
         FROM closed
         RETURNING id, leased_until IS NOT NULL AS leased
     )
@@ -154,22 +152,14 @@ def _found_event(outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data:
     )
 
 
-@dataclass(frozen=True)
-class Started:
-    found: list[str]  # youth_ids
-    # `found` rows inserted leased to the caller, in OutboxRelay.publish_leased's order
-    # (CLAIM_COLUMNS): the caller publishes them, or the relay once their lease runs out.
-    leased: list[tuple] = field(default_factory=list)
-
-
 async def enrolment_started(
     conn: asyncpg.Connection, outbox: OutboxWriter, inbox: str, who: Partner, envelope: CloudEvent,
-    data: EnrolmentStarted, today: date, *, lease_seconds: float | None = None,
-) -> Started:
+    data: EnrolmentStarted, today: date, leases: Leases | None = None,
+) -> list[str]:
     """Record a live enrolment once (inbox `inbox`); if it is current and its youth was handed
-    over, the youth is found. Not in a transaction: each statement is one. Raises Duplicate for
-    an event already recorded. With `lease_seconds`, the found event of the one-statement path
-    comes back leased, to publish at once."""
+    over, the youth is found. Not in a transaction: each statement is one. Returns the youth_ids
+    found; raises Duplicate for an event already recorded. With `leases`, the found event of the
+    one-statement path is written leased to the caller and added there, to publish at once."""
     ine = _clean_ine(data.ine)
     identity = identity_key(data.nom, data.prenom, data.date_naissance)
     enrolment = (inbox, envelope.id, envelope.type, who.base, who.partner_id, ine, identity, data.date_debut,
@@ -182,28 +172,28 @@ async def enrolment_started(
     if not handed:
         if not await conn.fetchval(_RECORD, *enrolment):
             raise Duplicate
-        return Started([])
+        return []
     if len(handed) == 1:
         (youth_id, psad_id), = handed
         row = outbox.row(_found_event(outbox, who, envelope, data, youth_id, psad_id))
         try:
             claimed, closed, leased_id = await conn.fetchrow(
                 _RECORD_AND_CLOSE, *enrolment, youth_id, row["event_id"], row["event_type"], row["nats_subject"],
-                row["stream"], psad_id, row["envelope"], lease_seconds)
+                row["stream"], psad_id, row["envelope"], leases.seconds if leases else None)
         except asyncpg.NotNullViolationError:  # moved to another PSAD since the lookup
             pass
         else:
             if not claimed:
                 raise Duplicate
             if not closed:  # closed by a concurrent enrolment of the same youth
-                return Started([])
-            leased = [] if leased_id is None else [
-                (leased_id, str(row["event_id"]), row["nats_subject"], row["stream"], youth_id, row["envelope"])]
-            return Started([youth_id], leased)
+                return []
+            if leased_id is not None:
+                leases.add(leased_id, row)
+            return [youth_id]
     async with conn.transaction():  # several youths share the identity, or the handover moved
         if not await claim_raw(conn, inbox, envelope.id, envelope.type):
             raise Duplicate
-        return Started(await _record_enrolment_started(conn, outbox, who, envelope, data, ine, identity))
+        return await _record_enrolment_started(conn, outbox, who, envelope, data, ine, identity)
 
 
 async def _record_enrolment_started(
