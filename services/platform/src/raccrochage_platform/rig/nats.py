@@ -65,16 +65,29 @@ class NatsServer:
         return conf
 
     def start(self, *, log_file: Path | None = None, detach: bool = False) -> None:
-        conf = self.write_config()
         log_file = log_file or self.data_dir / "nats.log"
-        with open(log_file, "ab") as log:
-            self.process = subprocess.Popen(
-                [nats_server_binary(), "-c", str(conf)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=detach,
-            )
-        self.wait_ready()
+        for attempt in range(3):
+            conf = self.write_config()
+            with open(log_file, "ab") as log:
+                started_at = log.tell()
+                self.process = subprocess.Popen(
+                    [nats_server_binary(), "-c", str(conf)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=detach,
+                )
+            try:
+                self.wait_ready()
+                return
+            except RuntimeError:
+                # A port found free a moment ago can be taken meanwhile (an outgoing connection's
+                # ephemeral port comes from the same range): choose others and start again.
+                with open(log_file, "rb") as log:
+                    log.seek(started_at)
+                    taken = b"address already in use" in log.read()
+                if not taken or attempt == 2:
+                    raise
+                self.port = self.http_port = 0
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

@@ -138,22 +138,34 @@ class PostgresServer:
 
     def start(self) -> None:
         self.init()
-        self.port = free_port(self.port or None)
         log = self.data_dir / "postgres.log"
         log.touch()
         self._prepare_dirs()
-        # A campaign ingest writes a few GB of WAL per million rows: with the default 1 GB
-        # max_wal_size it forces checkpoints mid-ingest, and every page touched after one is
-        # logged whole again. shared_buffers holds the vault's and outcomes' indexes.
-        options = (f"-p {self.port} -c listen_addresses={self.host} "
-                   f"-k {self.data_dir / 'run'} -c max_connections=300 -c fsync=on "
-                   "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min")
-        try:
-            self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.cluster), "-l", str(log),
-                       "-o", options, "-w", "-t", "60", "start"])
-        except subprocess.CalledProcessError as error:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"PostgreSQL did not start: {error.stderr.strip()}\n{tail}") from None
+        for attempt in range(3):
+            self.port = free_port(self.port or None)
+            # A campaign ingest writes a few GB of WAL per million rows: with the default 1 GB
+            # max_wal_size it forces checkpoints mid-ingest, and every page touched after one is
+            # logged whole again. shared_buffers holds the vault's and outcomes' indexes.
+            # RACCROCHAGE_PG_OPTIONS adds settings (e.g. pg_stat_statements to diagnose a bench).
+            options = (f"-p {self.port} -c listen_addresses={self.host} "
+                       f"-k {self.data_dir / 'run'} -c max_connections=300 -c fsync=on "
+                       "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min "
+                       + os.environ.get("RACCROCHAGE_PG_OPTIONS", ""))
+            logged = log.stat().st_size
+            try:
+                self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.cluster), "-l", str(log),
+                           "-o", options, "-w", "-t", "60", "start"])
+                return
+            except subprocess.CalledProcessError as error:
+                with open(log, "rb") as text:
+                    text.seek(logged)
+                    tail = text.read().decode(errors="replace")
+                # The port found free a moment ago was taken meanwhile (an outgoing connection's
+                # ephemeral port comes from the same range): choose another and start again.
+                if "could not bind" in tail and attempt < 2:
+                    self.port = 0
+                    continue
+                raise RuntimeError(f"PostgreSQL did not start: {error.stderr.strip()}\n{tail[-2000:]}") from None
 
     def running_pid(self) -> int | None:
         pidfile = self.cluster / "postmaster.pid"
