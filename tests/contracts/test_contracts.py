@@ -9,7 +9,16 @@ from typing import Literal
 import pytest
 from pydantic import ValidationError
 
-from raccrochage_contracts import CloudEvent, EventType, Payload, Registry, event_type, nats_subject, new_event
+from raccrochage_contracts import (
+    CloudEvent,
+    EventType,
+    Payload,
+    Registry,
+    event_type,
+    nats_subject,
+    new_event,
+    typed_envelope,
+)
 from raccrochage_contracts.catalog import EXAMPLES_DIR, CatalogEntry, catalog_problems, load_catalog
 from raccrochage_contracts.compat import breaking_changes
 from raccrochage_contracts.generate import drift, payload_schema
@@ -187,6 +196,20 @@ def test_producers_are_strict_consumers_tolerant() -> None:
     assert Sample.read({"case_id": "c1", "added_later": 1}) == Sample(case_id="c1")
     with pytest.raises(ValidationError):
         Sample.read({"added_later": 1})
+
+
+def test_a_typed_envelope_reads_envelope_and_payload_in_one_pass_as_tolerantly() -> None:
+    event = new_event(Sample(case_id="c1"), source="raccrochage/reperage", subject="c1")
+    raw = json.loads(event.to_json())
+    raw["data"]["added_later"] = 1
+    reader = typed_envelope(Sample)
+    assert reader is typed_envelope(Sample)  # built once per model
+    read = reader.model_validate_json(json.dumps(raw), extra="ignore")
+    assert read.data == Sample(case_id="c1") and read.id == event.id and isinstance(read, CloudEvent)
+    raw["data"] = {"added_later": 1}
+    with pytest.raises(ValidationError) as error:
+        reader.model_validate_json(json.dumps(raw), extra="ignore")
+    assert [problem["loc"] for problem in error.value.errors()] == [("data", "case_id")]
 
 
 @pytest.mark.parametrize("name", ["psad.case.opened", "psad.case.opened.v0", "Psad.case.opened.v1",

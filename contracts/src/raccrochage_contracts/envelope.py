@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator
 
 from .naming import EventType
 from .payload import Payload
@@ -44,6 +45,15 @@ class CloudEvent(BaseModel):
     @classmethod
     def from_json(cls, raw: bytes | str) -> CloudEvent:
         return cls.model_validate_json(raw)
+
+
+@functools.cache
+def typed_envelope(model: type[Payload]) -> type[CloudEvent]:
+    """The envelope with `data` validated as `model` in the same pass, for consumers: read it with
+    `model_validate_json(raw, extra="ignore")`, which ignores unknown fields as `Payload.read`
+    does (and the envelope's extension attributes, which no consumer reads). Its `data` is the
+    payload model instead of a dict."""
+    return create_model(f"{model.__name__}Envelope", __base__=CloudEvent, data=(model, ...))
 
 
 def schema_uri(event_type: str) -> str:

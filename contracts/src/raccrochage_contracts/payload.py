@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
-
-TOLERANT = {"tolerant": True}
-_KNOWN_KEYS: dict[type, frozenset[str]] = {}  # per model: its field names and aliases
+from pydantic import BaseModel, ConfigDict
 
 
 class Payload(BaseModel):
@@ -22,19 +19,7 @@ class Payload(BaseModel):
 
     event_type: ClassVar[str]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_unknown_when_tolerant(cls, data: Any, info: ValidationInfo) -> Any:
-        if info.context and info.context.get("tolerant") and isinstance(data, dict):
-            known = _KNOWN_KEYS.get(cls)
-            if known is None:
-                known = _KNOWN_KEYS[cls] = frozenset(cls.model_fields) | {
-                    f.alias for f in cls.model_fields.values() if f.alias}
-            if not known.issuperset(data):  # copy only when there is something to drop
-                return {key: value for key, value in data.items() if key in known}
-        return data
-
     @classmethod
     def read(cls, data: Any) -> Self:
         """Validate as a consumer: unknown fields are ignored, known ones still checked."""
-        return cls.model_validate(data, context=TOLERANT)
+        return cls.model_validate(data, extra="ignore")

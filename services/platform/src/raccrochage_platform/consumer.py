@@ -24,7 +24,7 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from raccrochage_contracts import CloudEvent, Payload, Registry, UnknownEventType
+from raccrochage_contracts import CloudEvent, Payload, Registry, UnknownEventType, typed_envelope
 from raccrochage_contracts.naming import type_from_subject
 
 from . import metrics
@@ -44,7 +44,8 @@ class PermanentError(Exception):
 
 @dataclass(frozen=True)
 class Event(Generic[P]):
-    """What a handler receives: the envelope, its payload model, and transport facts."""
+    """What a handler receives: the envelope, its payload model, and transport facts. The
+    envelope's `data` is that same payload model (`typed_envelope`)."""
 
     envelope: CloudEvent
     data: P
@@ -69,8 +70,19 @@ def _validation_reason(error: ValidationError, where: str) -> str:
 @dataclass
 class _Parsed:
     msg: Msg
+    delivered: int
     event: Event[Any] | None = None
     reason: str | None = None
+
+
+def _delivered(msg: Msg) -> int:
+    """How many times JetStream delivered this message, read from the reply subject alone
+    (`msg.metadata` builds the whole metadata, timestamp included)."""
+    try:
+        tokens = msg.reply.split(".")
+        return int(tokens[4] if len(tokens) == 9 else tokens[Msg.Ack.NumDelivered])
+    except (AttributeError, IndexError, ValueError):
+        return msg.metadata.num_delivered
 
 
 @dataclass
@@ -87,7 +99,10 @@ class EventConsumer:
     relay: OutboxRelay | None = None
     handlers: dict[str, Handler] = field(default_factory=dict)
     batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
+    # Per handled type, its envelope with typed data: one validation pass per message.
+    _readers: dict[str, type[CloudEvent]] = field(default_factory=dict)
     _task: asyncio.Task | None = None
+    _publishing: asyncio.Task | None = None  # the last batch's leased events, on their way
     _stopping: bool = False
 
     @property
@@ -95,7 +110,7 @@ class EventConsumer:
         return self.definition.durable
 
     def on(self, event_type: str) -> Callable[[Handler], Handler]:
-        self.registry.model(event_type)  # fails now, not at the first message
+        self._readers[event_type] = typed_envelope(self.registry.model(event_type))  # fails now if unknown
 
         def register(handler: Handler) -> Handler:
             self.handlers[event_type] = handler
@@ -106,7 +121,7 @@ class EventConsumer:
     def on_batch(self, event_type: str) -> Callable[[BatchHandler], BatchHandler]:
         """Like `on`, for a handler that takes a list: consecutive new events of this type in a
         fetched batch come together, in order, and the events around them keep their order."""
-        self.registry.model(event_type)
+        self._readers[event_type] = typed_envelope(self.registry.model(event_type))
 
         def register(handler: BatchHandler) -> BatchHandler:
             self.batch_handlers[event_type] = handler
@@ -126,21 +141,25 @@ class EventConsumer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._publishing is not None:  # a publish cut short leaves its rows to the relay
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._publishing, 5.0)
         with contextlib.suppress(Exception):
             await self._subscription.unsubscribe()
 
     async def _run(self) -> None:
-        # The next fetch runs while the current batch's transaction does: under load the
-        # consumer never waits for NATS between two batches (they stay handled one after another).
+        # The next batch is fetched and parsed while the current one's transaction runs: under
+        # load the consumer never waits for NATS between two batches, and parsing fills the time
+        # the transaction waits for PostgreSQL (batches stay handled one after another).
         fetching: asyncio.Task | None = None
         try:
             while not self._stopping:
-                messages = await (fetching or self._fetch())
-                fetching = asyncio.create_task(self._fetch()) if messages else None
-                if not messages:
+                parsed = await (fetching or self._fetch_parsed())
+                fetching = asyncio.create_task(self._fetch_parsed()) if parsed else None
+                if not parsed:
                     continue
                 try:
-                    await self.handle_batch(messages)
+                    await self._handle_parsed(parsed)
                 except asyncio.CancelledError:
                     raise
                 except Exception as error:  # noqa: BLE001  (unacked messages come back after ack_wait)
@@ -149,6 +168,9 @@ class EventConsumer:
         finally:
             if fetching is not None:
                 fetching.cancel()
+
+    async def _fetch_parsed(self) -> list[_Parsed]:
+        return [self._parse(msg) for msg in await self._fetch()]
 
     async def _fetch(self) -> list[Msg]:
         try:
@@ -164,9 +186,11 @@ class EventConsumer:
 
     # --- one batch ------------------------------------------------------------------------------
     async def handle_batch(self, messages: list[Msg]) -> None:
-        parsed = [self._parse(msg) for msg in messages]
+        await self._handle_parsed([self._parse(msg) for msg in messages])
+
+    async def _handle_parsed(self, parsed: list[_Parsed]) -> None:
         for item in parsed:
-            if item.msg.metadata.num_delivered > 1:
+            if item.delivered > 1:
                 metrics.REDELIVERED.labels(self.name).inc()
             if item.reason is not None:
                 await self._dead_letter(item.msg, item.reason)
@@ -206,7 +230,7 @@ class EventConsumer:
                 await self._call_batch(session, run)
         elapsed = time.perf_counter() - started
         if leases is not None and leases.rows:
-            await self._publish(leases.take())
+            await self._publish_soon(leases.take())
         counts: dict[str, int] = {}
         for item in items:
             kind = item.event.envelope.type
@@ -214,6 +238,14 @@ class EventConsumer:
         for kind, count in counts.items():  # one labelled child per type, not per event
             metrics.HANDLED.labels(self.name, kind).inc(count)
         metrics.BATCH_SECONDS.labels(self.name).observe(elapsed)
+
+    async def _publish_soon(self, rows: list[tuple]) -> None:
+        """Publish one committed batch's leased events while the next batch is handled: its
+        transaction's waits for PostgreSQL and its parsing overlap this batch's waits for PubAcks.
+        One batch's events at a time: a commit waits for the previous batch's publish to end."""
+        if self._publishing is not None:
+            await self._publishing
+        self._publishing = asyncio.create_task(self._publish(rows), name=f"publish-{self.name}")
 
     async def _publish(self, rows: list[tuple]) -> None:
         try:
@@ -255,28 +287,46 @@ class EventConsumer:
             await self.batch_handlers[events[0].envelope.type](session, events)
 
     def _parse(self, msg: Msg) -> _Parsed:
+        """Envelope and payload validated in one pass; anything wrong is explained by `_explain`."""
+        delivered = _delivered(msg)
+        event_type, partner_id = type_from_subject(msg.subject)
+        reader = self._readers.get(event_type)
+        if reader is not None:
+            try:
+                envelope = reader.model_validate_json(msg.data, extra="ignore")
+            except ValueError:  # ValidationError included
+                envelope = None
+            if envelope is not None and envelope.type == event_type and (
+                    partner_id is None or envelope.source == f"partner/{partner_id}"):
+                return _Parsed(msg, delivered, Event(envelope, envelope.data, partner_id, delivered))
+        return self._explain(msg, delivered)
+
+    def _explain(self, msg: Msg, delivered: int) -> _Parsed:
+        """The envelope, then its type, then the payload, each checked on its own: the reason
+        names the first thing wrong (or the event, if nothing is)."""
         try:
             envelope = CloudEvent.from_json(msg.data)
         except ValidationError as error:
-            return _Parsed(msg, reason=_validation_reason(error, "envelope"))
+            return _Parsed(msg, delivered, reason=_validation_reason(error, "envelope"))
         except ValueError:
-            return _Parsed(msg, reason="invalid envelope: not a JSON object")
+            return _Parsed(msg, delivered, reason="invalid envelope: not a JSON object")
         event_type, partner_id = type_from_subject(msg.subject)
         if envelope.type != event_type:
-            return _Parsed(msg, reason=f"envelope type {envelope.type} does not match subject {msg.subject}")
+            return _Parsed(msg, delivered, reason=f"envelope type {envelope.type} does not match subject {msg.subject}")
         if partner_id is not None and envelope.source != f"partner/{partner_id}":
-            return _Parsed(msg, reason=f"source {envelope.source} does not match the partner of subject {msg.subject}")
+            return _Parsed(msg, delivered,
+                           reason=f"source {envelope.source} does not match the partner of subject {msg.subject}")
         try:
             model = self.registry.model(envelope.type)
         except UnknownEventType as error:
-            return _Parsed(msg, reason=str(error))
+            return _Parsed(msg, delivered, reason=str(error))
         if envelope.type not in self.handlers and envelope.type not in self.batch_handlers:
-            return _Parsed(msg, reason=f"consumer {self.name} has no handler for {envelope.type}")
+            return _Parsed(msg, delivered, reason=f"consumer {self.name} has no handler for {envelope.type}")
         try:
             data = model.read(envelope.data)
         except ValidationError as error:
-            return _Parsed(msg, reason=_validation_reason(error, "data"))
-        return _Parsed(msg, event=Event(envelope, data, partner_id, msg.metadata.num_delivered))
+            return _Parsed(msg, delivered, reason=_validation_reason(error, "data"))
+        return _Parsed(msg, delivered, Event(envelope, data, partner_id, delivered))
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         await dead_letter(self.js, msg, consumer=self.name, reason=reason)

@@ -119,15 +119,33 @@ class OutboxWriter:
         """`add_many` on a plain asyncpg connection, inside the caller's transaction. With
         `leases`, the rows are inserted leased to the caller, who publishes them once committed
         (`Leases`), except those whose aggregate still has an older pending row."""
-        if not events:
-            return
-        rows = [self.row(e) for e in events]
-        arrays = ([row[column] for row in rows] for column in RAW_COLUMNS)
+        if events:
+            rows = [self.row(e) for e in events]
+            await self._insert_raw(conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases)
+
+    async def add_json_raw(self, conn: asyncpg.Connection, event_type: str,
+                           events: Sequence[tuple[str, str, bytes]], leases: Leases | None = None) -> None:
+        """`add_many_raw` for envelopes of one type already written as JSON (a batch handler
+        that builds thousands from a template): (event id, aggregate key, envelope JSON)."""
+        if events:
+            count = len(events)
+            await self._insert_raw(conn, [[e[0] for e in events], [event_type] * count,
+                                          [nats_subject(event_type)] * count, [self.stream] * count,
+                                          [e[1] for e in events], [e[2] for e in events]], leases)
+
+    @staticmethod
+    async def _insert_raw(conn: asyncpg.Connection, arrays: list[list], leases: Leases | None) -> None:
+        """One statement for rows given as arrays in RAW_COLUMNS order. Leased rows come back as
+        (outbox id, event id) only: the rest of what the writer publishes is already here."""
         if leases is None:
             await conn.execute(ADD_MANY_RAW_SQL, *arrays)
-        else:
-            leases.rows.extend(tuple(row)[:-1] for row in await conn.fetch(ADD_MANY_LEASED_SQL, *arrays, leases.seconds)
-                               if row[-1])
+            return
+        ids, _, subjects, streams, keys, bodies = arrays
+        index = {str(event_id): n for n, event_id in enumerate(ids)}
+        for row_id, event_id, leased in await conn.fetch(ADD_MANY_LEASED_SQL, *arrays, leases.seconds):
+            if leased:
+                n = index[event_id]
+                leases.rows.append((row_id, event_id, subjects[n], streams[n], keys[n], bodies[n]))
 
 
 @dataclass
@@ -173,14 +191,14 @@ def lease_unless_pending(aggregate_key: str, seconds: str) -> str:
             f"{aggregate_key} AND p.published_at IS NULL) THEN now() + make_interval(secs => {seconds}) END")
 
 
-# `add_many_raw` with leases: returns CLAIM_COLUMNS and whether the row was leased.
+# `add_many_raw` with leases: returns the outbox id, the event id and whether the row was leased.
 ADD_MANY_LEASED_SQL = (
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
     f"SELECT e.*, {lease_unless_pending('e.aggregate_key', '$7::float8')} "
     "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
     f"AS e({', '.join(RAW_COLUMNS)}) "
     "ON CONFLICT (event_id) DO NOTHING "
-    "RETURNING id, event_id::text, nats_subject, stream, aggregate_key, envelope, leased_until IS NOT NULL"
+    "RETURNING id, event_id::text, leased_until IS NOT NULL"
 )
 _ADD_MANY = text(
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "

@@ -156,6 +156,20 @@ async def test_poison_messages_reach_dead_letters_while_the_rest_is_handled(
     assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
+async def test_fields_a_consumer_does_not_know_yet_are_ignored(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    """A producer may add an optional field (and an envelope extension) before its consumers
+    are upgraded: the event is handled, the known fields still checked."""
+    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    await consumer.start()
+    newer = json.loads(envelope("newer", 3))
+    newer["data"]["added_later"] = {"any": "thing"}
+    newer["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    await publish(nc, json.dumps(newer).encode())
+    await eventually(lambda: value(counters, "newer"), 3)
+
+
 async def test_a_replayed_dead_letter_is_handled_once_fixed(
     nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
 ) -> None:

@@ -178,15 +178,6 @@ SELECT false, case_id::text, youth_id, psad_id, status, transferred_to FROM know
 """
 
 
-# The outbox rows of those cases' events (same table and columns as OutboxWriter.add_many).
-_ADD_EVENTS_SQL = (
-    "INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope) "
-    "SELECT e.id, $2::text, $3::text, $4::text, e.key, e.body "
-    "FROM unnest($1::uuid[], $5::text[], $6::bytea[]) AS e(id, key, body) "
-    "ON CONFLICT (event_id) DO NOTHING"
-)
-
-
 def _is_fresh(case: Case) -> bool:
     """A case as `Case.open` makes it: nothing derived from a history to store."""
     return (case.status is CaseStatus.TO_CONTACT and case.episode == 1 and not case.attempts
@@ -272,14 +263,12 @@ class CaseRepository:
         known = {row[2]: row for row in rows if not row[0]}
         return inserted, known
 
-    async def add_events(self, event_type: str, nats_subject: str, stream: str,
-                         events: list[tuple[str, str, bytes]]) -> None:
-        """Outbox rows for envelopes of one type: (event id, aggregate key, envelope JSON). An
-        event already there (same id: a re-run) is skipped."""
-        if events:
-            conn = await raw_connection(self.session)
-            await conn.execute(_ADD_EVENTS_SQL, [e[0] for e in events], event_type, nats_subject, stream,
-                               [e[1] for e in events], [e[2] for e in events])
+    async def add_json(self, outbox: OutboxWriter, event_type: str, events: list[tuple[str, str, bytes]]) -> None:
+        """Envelopes of one type already written as JSON: (event id, case id, JSON), into the
+        outbox of this transaction, leased as in `add_envelopes`. An event already there (same
+        id: a re-run) is skipped."""
+        await outbox.add_json_raw(await raw_connection(self.session), event_type, events,
+                                  self.session.info.get(LEASES))
 
     async def add_envelopes(self, outbox: OutboxWriter, events: list[CloudEvent]) -> None:
         """Events built by `outbox`, into the outbox of this transaction (one statement); leased

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from raccrochage_contracts import CloudEvent, nats_subject
+from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.psad_v1 import CaseOpened, CaseTransferred
 from raccrochage_contracts.events.reperage_v1 import YouthFound, YouthIdentified, YouthReportedAgain
 from raccrochage_platform.consumer import Event
@@ -72,8 +72,7 @@ async def open_cases(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence
         elif latest["psad_id"] == event.data.psad_id and latest["transferred_to"] is None:
             reopen.append(event)
     if opened:
-        await repo.add_events(_OPENED_TYPE, nats_subject(_OPENED_TYPE), outbox.stream,
-                              opened_envelopes(outbox, opened, now, repo.policy))
+        await repo.add_json(outbox, _OPENED_TYPE, opened_envelopes(outbox, opened, now, repo.policy))
     count = len(opened)
     for event in reopen:
         count += await _reopen(repo, outbox, event, now)
