@@ -25,6 +25,33 @@ from raccrochage_platform.tables import create_platform_tables
 from raccrochage_platform.testing.servers import Servers, start_servers
 
 
+# Benches' --statements: the embedded PostgreSQL (rig/postgres.py) started with these options.
+STATEMENTS_OPTIONS = "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+
+
+async def reset_statements(conn) -> None:  # noqa: ANN001
+    """Start pg_stat_statements' counts afresh (--statements), e.g. when the measured window opens."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    await conn.execute("SELECT pg_stat_statements_reset()")
+
+
+async def top_statements(conn, limit: int = 12) -> list[dict]:  # noqa: ANN001
+    """pg_stat_statements over the whole server (--statements): where PostgreSQL's time went."""
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    rows = await conn.fetch(
+        "SELECT calls, round(total_exec_time::numeric, 1)::float8 AS ms, rows, "
+        "shared_blks_hit + shared_blks_read AS blocks, wal_bytes::bigint AS wal_bytes, "
+        "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) AS query "
+        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1", limit)
+    return [dict(row) for row in rows]
+
+
+def say_statements(statements: list[dict]) -> None:
+    for statement in statements:
+        say(f"  pg: {statement['ms']:9.1f} ms {statement['calls']:6d} calls {statement['rows']:7d} rows "
+            f"{statement['blocks']:8d} blocks  {statement['query']}")
+
+
 @dataclass(frozen=True)
 class BenchServers:
     servers: Servers

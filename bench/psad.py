@@ -37,7 +37,18 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-from _common import CpuMeter, bench_servers, emit, nats_client, own_cpu_seconds, percentile, say
+from _common import (
+    STATEMENTS_OPTIONS,
+    CpuMeter,
+    bench_servers,
+    emit,
+    nats_client,
+    own_cpu_seconds,
+    percentile,
+    say,
+    say_statements,
+    top_statements,
+)
 from _psad_common import count_cases, declare_psad_topology, psad_database, psad_process
 
 TARGET_RATIO = 0.5
@@ -264,20 +275,6 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
     return result
 
 
-STATEMENTS_OPTIONS = "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
-
-
-async def top_statements(conn, limit: int = 12) -> list[dict]:  # noqa: ANN001
-    """pg_stat_statements over the whole server (--statements): where PostgreSQL's time went."""
-    await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    rows = await conn.fetch(
-        "SELECT calls, round(total_exec_time::numeric, 1)::float8 AS ms, rows, "
-        "shared_blks_hit + shared_blks_read AS blocks, wal_bytes::bigint AS wal_bytes, "
-        "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) AS query "
-        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1", limit)
-    return [dict(row) for row in rows]
-
-
 async def main(args: argparse.Namespace) -> None:
     import asyncpg
     from raccrochage_platform.db import libpq_dsn
@@ -349,9 +346,7 @@ async def main(args: argparse.Namespace) -> None:
     say(f"CPU while PSAD consumed ({psad['seconds']} s x {cpu['cores']} cores): service {cpu['service']:.1f} "
         f"(+{cpu['service_startup']:.1f} start-up), postgres {cpu['postgres']:.1f}, nats {cpu['nats']:.1f}, "
         f"this bench {cpu['bench']:.1f}, everything else on the machine {cpu['others']:.1f}")
-    for statement in psad.get("statements", []):
-        say(f"  pg: {statement['ms']:9.1f} ms {statement['calls']:6d} calls {statement['rows']:7d} rows "
-            f"{statement['blocks']:8d} blocks  {statement['query']}")
+    say_statements(psad.get("statements", []))
     say(f"service CPU per case: {cpu['service'] * 1e6 / max(1, psad['cases'] - psad['already_at_ready']):.0f} µs")
     ok = ratio >= TARGET_RATIO and psad["cases"] == args.events
     say(f"ratio {ratio:.3f} = {psad['per_s']:.0f} cases/s / {raw_per_s:.0f} raw/s (target >= {TARGET_RATIO}) -> "

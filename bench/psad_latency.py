@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from _common import (
     REPERAGE_MIGRATIONS,
+    STATEMENTS_OPTIONS,
     CpuMeter,
     bench_servers,
     emit,
@@ -35,7 +37,10 @@ from _common import (
     nats_client,
     own_cpu_seconds,
     percentile,
+    reset_statements,
     say,
+    say_statements,
+    top_statements,
 )
 from _psad_common import count_cases, declare_psad_topology, psad_database, psad_process
 from partner_latency import (
@@ -147,6 +152,9 @@ async def main(args: argparse.Namespace) -> None:
     count = round(args.rate * args.seconds)
     say(f"psad latency bench: {args.rate:g} enrolments/s for {args.seconds:g} s = {count} (+{args.warmup} warm-up, "
         f"not counted), {args.youths}-youth demo campaign; enrolment.started -> {FOUND} -> {CLOSED}")
+    if args.statements:
+        os.environ["RACCROCHAGE_PG_OPTIONS"] = STATEMENTS_OPTIONS
+    statements: list[dict] = []
     with bench_servers() as running, tempfile.TemporaryDirectory(prefix="raccrochage-psad-latency-") as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -221,6 +229,9 @@ async def main(args: argparse.Namespace) -> None:
                 processes = {"psad": psutil.Process(psad.process.pid), "reperage": psutil.Process(reperage.pid)}
                 before = {k: sum(p.cpu_times()[:2]) for k, p in processes.items()}
                 bench_cpu = own_cpu_seconds()
+                if args.statements:
+                    stats_conn = await asyncpg.connect(psad_dsn)
+                    await reset_statements(stats_conn)
                 meter.start()
                 clock = time.perf_counter()
                 wall_offset = time.time() - time.perf_counter()
@@ -236,6 +247,9 @@ async def main(args: argparse.Namespace) -> None:
                 cpu["others"] = cpu["machine_busy"] - cpu["psad"] - cpu["reperage"] - cpu["bench"] \
                     - cpu["postgres"] - cpu["nats"]
                 window = time.perf_counter() - clock
+                if args.statements:  # both services' databases: one server
+                    statements = await top_statements(stats_conn, 16)
+                    await stats_conn.close()
                 metrics_after = await consumer_metrics(psad.url)
                 handled = {k: metrics_after[k] - metrics_before[k] for k in metrics_after}
                 await closed_sub.unsubscribe()
@@ -279,6 +293,7 @@ async def main(args: argparse.Namespace) -> None:
         f"{cpu['cores'] * window:.0f}): psad {cpu['psad']:.1f}, repérage {cpu['reperage']:.1f}, "
         f"postgres {cpu['postgres']:.1f}, nats {cpu['nats']:.1f}, this bench {cpu['bench']:.1f}, "
         f"everything else on the machine {cpu['others']:.1f}")
+    say_statements(statements)
     ok = latency["p99"] is not None and latency["p99"] < TARGET_P99_MS and len(closed) == count
     say(f"p99 {'never (events missing)' if latency['p99'] is None else latency['p99']} ms "
         f"(target < {TARGET_P99_MS:g} ms) -> {'OK' if ok else 'ABOVE TARGET'}")
@@ -331,6 +346,8 @@ def parse_args() -> argparse.Namespace:
                         help="seconds to wait for PSAD to open the campaign's cases before measuring")
     parser.add_argument("--force-custom-plans", action="store_true",
                         help="plan_cache_mode = force_custom_plan on PSAD's database (see bench/psad.py)")
+    parser.add_argument("--statements", action="store_true",
+                        help="embedded PostgreSQL with pg_stat_statements: print where its time went in the window")
     parser.add_argument("--keep", metavar="DIR", help="keep the services' logs in DIR")
     return parser.parse_args()
 

@@ -29,7 +29,8 @@ from raccrochage_contracts.naming import type_from_subject
 
 from . import metrics
 from .deadletter import dead_letter
-from .inbox import claim_many
+from .db import driver_connection
+from .inbox import claim_many_raw
 from .logging import get_logger
 from .outbox import LEASES, Leases, OutboxRelay
 from .topology import ConsumerDef
@@ -212,7 +213,8 @@ class EventConsumer:
         async with self.sessions() as session, session.begin():
             if leases is not None:
                 session.info[LEASES] = leases
-            new = await claim_many(session, self.name, [(i.event.envelope.id, i.event.envelope.type) for i in items])
+            new = await claim_many_raw(await driver_connection(session), self.name,
+                                       [(i.event.envelope.id, i.event.envelope.type) for i in items])
             run: list[Event[Any]] = []  # consecutive new events of one batch-handled type
             for item in items:
                 event = item.event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -34,3 +35,15 @@ def make_engine(url: str, *, pool_size: int = 10, application_name: str = "raccr
 
 def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under `session`, inside the session's transaction, for hot paths
+    that run prepared statements without SQLAlchemy. SQLAlchemy sends BEGIN lazily with its first
+    statement: if none ran yet, BEGIN is sent now through its own adapter (which then commits or
+    rolls back with the session), instead of a `SELECT 1` round trip."""
+    fairy = await (await session.connection()).get_raw_connection()
+    adapted = fairy.dbapi_connection  # SQLAlchemy's AsyncAdapt_asyncpg_connection
+    if adapted._transaction is None and adapted.isolation_level != "autocommit":
+        await adapted._start_transaction()
+    return fairy.driver_connection

@@ -67,3 +67,20 @@ CLAIM_SQL = (
 async def claim_raw(conn: asyncpg.Connection, consumer: str, event_id: uuid.UUID, event_type: str) -> bool:
     """`claim` on an asyncpg connection, inside the caller's transaction."""
     return await conn.fetchval(CLAIM_SQL, consumer, event_id, event_type) is not None
+
+
+CLAIM_MANY_SQL = (
+    "INSERT INTO inbox (consumer, event_id, event_type) "
+    "SELECT $1::text, e.id, e.kind FROM unnest($2::uuid[], $3::text[]) AS e(id, kind) "
+    "ON CONFLICT (consumer, event_id) DO NOTHING RETURNING event_id"
+)
+
+
+async def claim_many_raw(conn: asyncpg.Connection, consumer: str,
+                         events: Iterable[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+    """`claim_many` on an asyncpg connection, inside the caller's transaction (the consumers')."""
+    events = list(events)
+    if not events:
+        return set()
+    return {row[0] for row in await conn.fetch(CLAIM_MANY_SQL, consumer, [e[0] for e in events],
+                                               [e[1] for e in events])}

@@ -11,7 +11,7 @@ from sqlalchemy import MetaData, pool
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
 from .db import asyncpg_url
-from .tables import OUTBOX_NOTIFY_DDL, inbox, outbox
+from .tables import OUTBOX_NOTIFY_DDL, OUTBOX_NOTIFY_EVERY_INSERT_DDL, inbox, outbox
 
 
 def alembic_config(script_location: Path, database_url: str) -> Config:
@@ -50,7 +50,19 @@ def create_platform_tables(op) -> None:  # noqa: ANN001 (alembic.op)
     bind = op.get_bind()
     outbox.create(bind)
     inbox.create(bind)
+    notify_only_unleased_rows(op)
+
+
+def notify_only_unleased_rows(op) -> None:  # noqa: ANN001
+    """A service migration's upgrade: the outbox trigger wakes relays only for rows no writer
+    holds (tables.OUTBOX_NOTIFY_DDL)."""
     for statement in OUTBOX_NOTIFY_DDL:
+        op.execute(statement)
+
+
+def notify_every_insert(op) -> None:  # noqa: ANN001
+    """Its downgrade: a NOTIFY for every inserting statement, as before."""
+    for statement in OUTBOX_NOTIFY_EVERY_INSERT_DDL:
         op.execute(statement)
 
 

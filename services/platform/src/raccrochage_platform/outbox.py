@@ -306,6 +306,7 @@ class OutboxRelay:
         lease_seconds: float = 60.0,
         lanes: int = 2,
         retention_seconds: float = 7 * 24 * 3600,
+        mark_delay: float = 0.02,
     ) -> None:
         self.engine = engine
         self.js = js
@@ -315,6 +316,7 @@ class OutboxRelay:
         self.lease_seconds = lease_seconds
         self.retention_seconds = retention_seconds
         self.lanes = lanes
+        self.mark_delay = mark_delay
         self.stats = RelayStats()
         # publish_async's window (publish_async_max_pending, 4000 by default) is shared by the
         # lanes: every batch in flight must fit, or a send would wait for a free slot.
@@ -329,6 +331,8 @@ class OutboxRelay:
         self._listener: asyncpg.Connection | None = None
         self._stopping = False
         self._failures = 0
+        self._to_mark: list[int] = []  # leased rows published by their writers, to mark together
+        self._marking: asyncio.Task | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -343,6 +347,10 @@ class OutboxRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._marking is not None:
+            self._marking.cancel()
+        with contextlib.suppress(Exception):  # unmarked rows are published again after their lease
+            await self.flush_marks()
         await self._close_idle()
         if self._listener is not None:
             with contextlib.suppress(Exception):
@@ -456,15 +464,43 @@ class OutboxRelay:
 
     async def publish_leased(self, rows: Sequence[Sequence]) -> int:
         """Publish rows that a writer inserted already leased, in its committed transaction, to
-        publish them itself at once (no wake-up, no claim); then mark them. Rows in CLAIM_COLUMNS
-        order, none with an older pending row of its aggregate (the writer checked). A row that
-        fails is freed for the relay's next claim (woken now); one left by a process that dies
-        here is claimed once its lease runs out. Returns the rows published."""
-        async with self._connection() as connection:
-            published, failed = await self._publish_and_mark(connection, rows)
+        publish them itself at once (no wake-up, no claim). Rows in CLAIM_COLUMNS order, none
+        with an older pending row of its aggregate (the writer checked). A row that fails is
+        freed for the relay's next claim (woken now); one left by a process that dies here is
+        claimed once its lease runs out. Returns the rows published.
+
+        The published rows are marked `mark_delay` later, together with those of the other
+        writers meanwhile (`flush_marks`): one UPDATE for many requests instead of one each, off
+        their path. Until then they stay leased, so no relay takes them; a process that dies
+        before marking leaves them to be published again once the lease runs out (JetStream's
+        duplicate window and the inboxes drop them)."""
+        published, failed, error = await self._publish(rows)
+        self.stats.published += len(published)
         if failed:
+            self.stats.failed += len(failed)
+            log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
+            async with self._connection() as connection:
+                await self._mark(connection, [], failed, error)
             self._wake.set()
-        return published
+        if published:
+            self._to_mark.extend(published)
+            if self._marking is None or self._marking.done():
+                self._marking = asyncio.create_task(self._mark_later(), name="outbox-marks")
+        return len(published)
+
+    async def _mark_later(self) -> None:
+        await asyncio.sleep(self.mark_delay)
+        try:
+            await self.flush_marks()
+        except Exception as error:  # noqa: BLE001  (unmarked rows are published again after their lease)
+            log.warning("outbox_mark_failed", error=f"{type(error).__name__}: {error}"[:300])
+
+    async def flush_marks(self) -> None:
+        """Mark now what `publish_leased` published and has not marked yet."""
+        while self._to_mark:
+            ids, self._to_mark = self._to_mark, []
+            async with self._connection() as connection:
+                await connection.mark_published.fetch(ids)
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[_RelayConnection]:

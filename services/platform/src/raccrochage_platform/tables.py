@@ -58,22 +58,34 @@ OUTBOX_LEASE_DOWNGRADE = "ALTER TABLE outbox DROP COLUMN IF EXISTS leased_until"
 
 OUTBOX_CHANNEL = "raccrochage_outbox"
 
-# One NOTIFY per inserting statement (not per row): the relay only needs a wake-up.
-OUTBOX_NOTIFY_DDL = (
-    f"""
-    CREATE OR REPLACE FUNCTION raccrochage_outbox_notify() RETURNS trigger AS $$
-    BEGIN
-        PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
-        RETURN NULL;
-    END;
-    $$ LANGUAGE plpgsql
-    """,
-    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
-    """
-    CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION raccrochage_outbox_notify()
-    """,
-)
+def _notify_ddl(condition: str, referencing: str) -> tuple[str, ...]:
+    return (
+        f"""
+        CREATE OR REPLACE FUNCTION raccrochage_outbox_notify() RETURNS trigger AS $$
+        BEGIN
+            IF {condition} THEN
+                PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
+            END IF;
+            RETURN NULL;
+        END;
+        $$ LANGUAGE plpgsql
+        """,
+        "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+        f"""
+        CREATE TRIGGER outbox_notify AFTER INSERT ON outbox {referencing}
+        FOR EACH STATEMENT EXECUTE FUNCTION raccrochage_outbox_notify()
+        """,
+    )
+
+
+# One NOTIFY per inserting statement (not per row), and only if it inserted a row that no writer
+# holds (`leased_until` NULL): the relay only needs a wake-up for rows it must claim, and a writer
+# that leased its rows publishes them itself (outbox.Leases). Without the condition, every
+# partner enrolment woke repérage's relay for a claim that found nothing.
+OUTBOX_NOTIFY_DDL = _notify_ddl("EXISTS (SELECT 1 FROM added WHERE added.leased_until IS NULL)",
+                                "REFERENCING NEW TABLE AS added")
+# What services' migrations before the condition installed (their downgrades go back to it).
+OUTBOX_NOTIFY_EVERY_INSERT_DDL = _notify_ddl("true", "")
 
 
 async def create_platform_tables(conn) -> None:  # noqa: ANN001 (AsyncConnection)

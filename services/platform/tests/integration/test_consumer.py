@@ -8,7 +8,6 @@ import uuid
 
 import pytest
 from nats.aio.client import Client
-from nats.js.api import StreamConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 

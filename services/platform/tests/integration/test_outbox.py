@@ -12,7 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raccrochage_platform.db import libpq_dsn
-from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
+from raccrochage_platform.tables import OUTBOX_CHANNEL
 
 from raccrochage_platform.testing.sample import CounterIncremented
 
@@ -193,3 +194,59 @@ async def test_add_many_raw_writes_in_the_callers_transaction_and_skips_known_ev
     relay = OutboxRelay(service_engine, nc.jetstream())
     assert await relay.drain() == 3
     assert [e["id"] for e in await _published(nc, stream)] == [str(e.id) for e in events]
+
+
+async def test_only_rows_no_writer_holds_wake_the_relays(service_engine: AsyncEngine, stream: str) -> None:
+    """A statement whose rows are all leased to their writer (it publishes them itself) sends no
+    NOTIFY; one with a row left to the relays does, once per statement."""
+    writer = OutboxWriter("raccrochage/psad", stream)
+    dsn = libpq_dsn(service_engine.url.render_as_string(hide_password=False))
+    listener, conn = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    woken: list[str] = []
+    await listener.add_listener(OUTBOX_CHANNEL, lambda *args: woken.append(args[2]))
+    try:
+        async def insert(events: list, leases: Leases | None) -> int:
+            before = len(woken)
+            async with conn.transaction():
+                await writer.add_many_raw(conn, events, leases)
+            await listener.execute("SELECT 1")  # notifications sent by then have reached the listener
+            return len(woken) - before
+
+        def events(key: str, count: int = 2) -> list:
+            return [writer.envelope(CounterIncremented(counter="n"), subject=key) for _ in range(count)]
+
+        leases = Leases(60)
+        assert await insert(events("notify-leased"), leases) == 0 and len(leases.rows) == 2
+        assert await insert(events("notify-relay"), None) == 1
+        # the older rows of "notify-relay" are pending: these are left to the relays, which are woken
+        mixed = Leases(60)
+        assert await insert(events("notify-relay", 1) + events("notify-other", 1), mixed) == 1
+        assert [row[4] for row in mixed.rows] == ["notify-other"]
+    finally:
+        await listener.close()
+        await conn.close()
+
+
+async def test_writers_published_rows_are_marked_together_a_moment_later(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
+    """`publish_leased` marks off the writer's path: rows of several writers in one UPDATE, a
+    moment later; until then they stay leased, so no relay publishes them again."""
+    writer = OutboxWriter("raccrochage/psad", stream)
+    relay = OutboxRelay(service_engine, nc.jetstream(), mark_delay=2.0)
+    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        for key in ("marks-1", "marks-2"):
+            leases = Leases(60)
+            async with conn.transaction():
+                await writer.add_many_raw(conn, [writer.envelope(CounterIncremented(counter="m"), subject=key)],
+                                          leases)
+            assert await relay.publish_leased(leases.take()) == 1
+        assert await relay.backlog() == 2
+        assert await relay.drain() == 0  # leased: not claimed while waiting for their mark
+        await _wait(lambda: relay.backlog(), 0, timeout=15)
+        published = [e["subject"] for e in await _published(nc, stream)]
+        assert published.count("marks-1") == 1 and published.count("marks-2") == 1
+    finally:
+        await conn.close()
+        await relay.stop()

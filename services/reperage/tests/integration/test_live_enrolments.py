@@ -146,12 +146,15 @@ async def test_a_found_event_comes_back_leased_and_is_published_by_its_writer(
     assert found_2 == [Y2] and leases_2.rows == []
 
     engine = make_engine(reperage_db)
-    relay = OutboxRelay(engine, nc.jetstream())
+    relay = OutboxRelay(engine, nc.jetstream(), mark_delay=60)  # marks when told (flush_marks)
     try:
         assert await relay.drain() == 2  # Y2's two events; Y1's found is leased to its writer
         assert await relay.publish_leased(leases_1.take()) == 1
+        assert await relay.backlog() == 1  # published; marked with the next writers' rows
+        await relay.flush_marks()
         assert await relay.backlog() == 0
     finally:
+        await relay.stop()
         await engine.dispose()
     js = nc.jetstream()
     info = await js.stream_info(reperage_stream)

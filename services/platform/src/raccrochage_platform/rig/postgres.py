@@ -13,7 +13,6 @@ import secrets
 import shutil
 import stat
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 

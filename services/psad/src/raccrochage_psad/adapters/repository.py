@@ -12,12 +12,12 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raccrochage_contracts import CloudEvent
+from raccrochage_platform.db import driver_connection
 from raccrochage_platform.outbox import LEASES, OutboxWriter
 
 from ..domain.case import Case
@@ -190,16 +190,6 @@ def _is_fresh(case: Case) -> bool:
 _EMPTY_HISTORY = json.dumps({"attempts": [], "interviews": [], "solutions": []})
 
 
-async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under the session, inside the session's transaction (SQLAlchemy
-    sends BEGIN with its first statement: one is run if none has been yet)."""
-    connection = await (await session.connection()).get_raw_connection()
-    driver: asyncpg.Connection = connection.driver_connection
-    if not driver.is_in_transaction():
-        await session.execute(text("SELECT 1"))
-    return driver
-
-
 class CaseNotFound(LookupError):
     pass
 
@@ -253,7 +243,7 @@ class CaseRepository:
         opened_at = cases[0].opened_at
         if not all(_is_fresh(c) and c.opened_at == opened_at for c in cases):
             raise ValueError("open_new takes cases just opened, all at the same time")
-        conn = await raw_connection(self.session)
+        conn = await driver_connection(self.session)
         rows = await conn.fetch(
             _OPEN_NEW_SQL, [c.case_id for c in cases], [c.youth_id for c in cases], [c.psad_id for c in cases],
             [c.departement for c in cases], [c.zap for c in cases], [c.age_at_opening for c in cases],
@@ -267,19 +257,19 @@ class CaseRepository:
         """Envelopes of one type already written as JSON: (event id, case id, JSON), into the
         outbox of this transaction, leased as in `add_envelopes`. An event already there (same
         id: a re-run) is skipped."""
-        await outbox.add_json_raw(await raw_connection(self.session), event_type, events,
+        await outbox.add_json_raw(await driver_connection(self.session), event_type, events,
                                   self.session.info.get(LEASES))
 
     async def add_envelopes(self, outbox: OutboxWriter, events: list[CloudEvent]) -> None:
         """Events built by `outbox`, into the outbox of this transaction (one statement); leased
         to the consumer that runs this transaction, when it publishes its own (`Leases`)."""
-        await outbox.add_many_raw(await raw_connection(self.session), events, self.session.info.get(LEASES))
+        await outbox.add_many_raw(await driver_connection(self.session), events, self.session.info.get(LEASES))
 
     async def open_cases_of(self, youth_ids: list[str]) -> list[Case]:
         """The open cases of these youths, locked for the transaction."""
         if not youth_ids:
             return []
-        conn = await raw_connection(self.session)
+        conn = await driver_connection(self.session)
         return [case_of(row) for row in await conn.fetch(_OPEN_CASES_OF_SQL, youth_ids)]
 
     async def save(self, case: Case) -> None:
@@ -289,7 +279,7 @@ class CaseRepository:
         """Write loaded cases back: one UPDATE from arrays, whatever their number."""
         if cases:
             rows = [row_of(case, self.policy) for case in cases]
-            conn = await raw_connection(self.session)
+            conn = await driver_connection(self.session)
             await conn.execute(_SAVE_MANY_SQL, [row["case_id"] for row in rows],
                                *([json.dumps(row["history"]) for row in rows] if c.name == "history"
                                  else [row[c.name] for row in rows] for c in _SAVED))
