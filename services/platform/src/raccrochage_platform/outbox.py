@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
-import nats.errors
-import nats.js.errors
 from nats.js import JetStreamContext
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -29,6 +27,7 @@ from raccrochage_contracts import CloudEvent, Payload, new_event, nats_subject
 
 from .db import libpq_dsn
 from .logging import get_logger
+from .publisher import JetStreamPublisher
 from .tables import OUTBOX_CHANNEL, outbox
 
 log = get_logger(__name__)
@@ -244,7 +243,6 @@ _PRUNE = text(
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => :age) LIMIT 10000)"
 )
 BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-PUBLISH_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
 CONTENT_TYPE = "application/cloudevents+json"
 # A claimed row (asyncpg Record) by position, in CLAIM_COLUMNS order.
 _ID, _EVENT_ID, _SUBJECT, _STREAM, _KEY, _ENVELOPE = range(len(CLAIM_COLUMNS))
@@ -318,11 +316,7 @@ class OutboxRelay:
         self.lanes = lanes
         self.mark_delay = mark_delay
         self.stats = RelayStats()
-        # publish_async's window (publish_async_max_pending, 4000 by default) is shared by the
-        # lanes: every batch in flight must fit, or a send would wait for a free slot.
-        window = js._publish_async_pending_semaphore._value
-        if batch_size * lanes > window:
-            raise ValueError(f"batch_size x lanes = {batch_size * lanes} exceeds the publish window {window}")
+        self._publisher = JetStreamPublisher(js._nc)  # the client nats-py's JetStream context wraps
         self._dsn = libpq_dsn(engine.url.render_as_string(hide_password=False))
         self._idle: list[_RelayConnection] = []  # connections no batch is using
         self._draining = 0  # drains in progress
@@ -352,6 +346,7 @@ class OutboxRelay:
         with contextlib.suppress(Exception):  # unmarked rows are published again after their lease
             await self.flush_marks()
         await self._close_idle()
+        await self._publisher.close()
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close()
@@ -538,8 +533,7 @@ class OutboxRelay:
 
         Wave k+1 starts once wave k is acked, so a row never overtakes its aggregate's previous
         row, and a failure stops its aggregate. With mostly distinct aggregates a batch is one
-        wave of windowed `publish_async` calls (measured: about twice the rate of one awaited
-        request per row).
+        wave, sent at once (`JetStreamPublisher`), then its PubAcks awaited together.
         """
         by_aggregate: dict[str, list] = defaultdict(list)
         for row in rows:
@@ -550,35 +544,21 @@ class OutboxRelay:
         groups = list(by_aggregate.values())
         wave = 0
         while groups:
-            sent: list[tuple[list, asyncio.Future]] = []
-            for group in groups:
-                row = group[wave]
-                try:
-                    # No wait_stall: on Python 3.11 it wraps every send in a Task (2.5x slower);
-                    # __init__ keeps the batches within the window instead.
-                    future = await self.js.publish_async(
-                        row[_SUBJECT], row[_ENVELOPE], stream=row[_STREAM],
-                        headers={"Nats-Msg-Id": row[_EVENT_ID], "Content-Type": CONTENT_TYPE},
-                    )
-                except PUBLISH_ERRORS as error:
-                    future = asyncio.get_running_loop().create_future()
-                    future.set_exception(error)
-                sent.append((group, future))
-            # The timeout bounds a wave: nats-py never resolves the future of an error PubAck
-            # (wrong stream, stream full: nats-io/nats.py#985), so such a row reads "no PubAck".
-            _done, late = await asyncio.wait([f for _, f in sent], timeout=self.publish_timeout)
-            for future in late:
-                future.cancel()  # nats-py then forgets it and frees its slot in the window
-            groups = []
-            for group, future in sent:
-                error = TimeoutError("no PubAck") if future.cancelled() else future.exception()
-                if error is not None:
+            outcomes = await self._publisher.publish(
+                [(group[wave][_SUBJECT], group[wave][_ENVELOPE],
+                  {"Nats-Msg-Id": group[wave][_EVENT_ID], "Nats-Expected-Stream": group[wave][_STREAM],
+                   "Content-Type": CONTENT_TYPE}) for group in groups],
+                self.publish_timeout)
+            next_groups = []
+            for group, outcome in zip(groups, outcomes, strict=True):
+                if outcome:
                     failed.extend(r[_ID] for r in group[wave:])
-                    errors.append(f"{type(error).__name__}: {error}")
+                    errors.append(outcome)
                     continue
                 published.append(group[wave][_ID])
                 if len(group) > wave + 1:
-                    groups.append(group)
+                    next_groups.append(group)
+            groups = next_groups
             wave += 1
         return published, failed, errors[0] if errors else ""
 

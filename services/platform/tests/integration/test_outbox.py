@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
+from raccrochage_platform.publisher import JetStreamPublisher
 from raccrochage_platform.tables import OUTBOX_CHANNEL
 
 from raccrochage_platform.testing.sample import CounterIncremented
@@ -102,12 +103,14 @@ async def test_unpublishable_row_stays_pending_with_its_error(
     writer = OutboxWriter("raccrochage/psad", f"NO_SUCH_STREAM_{unique}")
     async with service_engine.begin() as conn:
         await writer.add(conn, CounterIncremented(counter="lost"), subject="lost")
-    relay = OutboxRelay(service_engine, nc.jetstream(), publish_timeout=1)
+    relay = OutboxRelay(service_engine, nc.jetstream(), publish_timeout=30)  # JetStream's refusal comes at once
     await relay.drain()
+    await relay.stop()
     async with service_engine.connect() as conn:
         row = (await conn.execute(text("SELECT attempts, last_error, published_at FROM outbox "
                                        "WHERE aggregate_key = 'lost'"))).one()
-    assert row.published_at is None and row.attempts == 1 and row.last_error
+    assert row.published_at is None and row.attempts == 1
+    assert row.last_error.startswith(("APIError: expected stream does not match", "NoRespondersError"))
     async with service_engine.begin() as conn:
         await conn.execute(text("DELETE FROM outbox WHERE aggregate_key = 'lost'"))
 
@@ -250,3 +253,22 @@ async def test_writers_published_rows_are_marked_together_a_moment_later(
     finally:
         await conn.close()
         await relay.stop()
+
+
+async def test_the_publisher_reads_every_pubacks_outcome(nc: Client, stream: str) -> None:
+    publisher = JetStreamPublisher(nc)
+    subject = "sample.counter.incremented.v1"
+    before = (await nc.jetstream().stream_info(stream)).state.messages
+    try:
+        outcomes = await publisher.publish([
+            (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),
+            (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),  # a duplicate: stored once, acked both times
+            (subject, b"{}", {"Nats-Msg-Id": "pubacks-2", "Nats-Expected-Stream": "ANOTHER"}),
+            ("nowhere.at.all", b"{}", {"Nats-Msg-Id": "pubacks-3"}),
+        ], timeout=30)
+    finally:
+        await publisher.close()
+    assert outcomes[:2] == ["", ""]
+    assert outcomes[2].startswith("APIError: expected stream does not match") and "10060" in outcomes[2]
+    assert outcomes[3] == "NoRespondersError: no stream for this subject"
+    assert (await nc.jetstream().stream_info(stream)).state.messages == before + 1

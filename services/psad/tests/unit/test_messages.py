@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.reperage_v1 import YouthFound
 from raccrochage_platform.outbox import OutboxWriter
@@ -19,8 +21,8 @@ YOUTH = "ab" * 32
 OUTBOX = OutboxWriter("raccrochage/psad", "PSAD")
 
 
-def _case() -> Case:
-    return Case.open(str(uuid.uuid4()), YOUTH, "psad-33-bordeaux-nord", "33", 17, T0, zap="bordeaux-nord",
+def _case(zap: str | None = "bordeaux-nord", departement: str = "33") -> Case:
+    return Case.open(str(uuid.uuid4()), YOUTH, "psad-33-bordeaux-nord", departement, 17, T0, zap=zap,
                      level="2nde GT", last_diploma="DNB", months_since_leaving=4)
 
 
@@ -71,7 +73,9 @@ def test_ids_derive_from_the_cause_so_handling_it_again_makes_the_same_events() 
     assert all(e.causationid == cause.id and e.subject == fresh.case_id for e in envelopes(OUTBOX, fresh, cause))
 
 
-def test_opened_envelopes_are_what_envelopes_gives() -> None:
+@pytest.mark.parametrize("zap", [None, "bordeaux-rive-droite", 'l\'île "d\'oléron"\\'])
+@pytest.mark.parametrize("chained", [False, True])
+def test_opened_envelopes_are_what_envelopes_gives(zap: str | None, chained: bool) -> None:
     import json
 
     from raccrochage_contracts import CloudEvent
@@ -79,9 +83,10 @@ def test_opened_envelopes_are_what_envelopes_gives() -> None:
     from raccrochage_psad.service_layer.messages import opened_envelopes
 
     cause = new_event(YouthIdentified(youth_id=YOUTH, campaign_id="c", psad_id="psad-33-bordeaux-nord",
-                                      departement="33", age=17, months_since_leaving=4, as_of=T0.date()),
-                      source="raccrochage/reperage", subject=YOUTH)
-    slow, fast = _case(), _case()
+                                      departement="2A", age=17, months_since_leaving=4, as_of=T0.date()),
+                      source="raccrochage/reperage", subject=YOUTH,
+                      correlationid=uuid.uuid4() if chained else None)
+    slow, fast = _case(zap=zap, departement="2A"), _case(zap=zap, departement="2A")
     fast.case_id = slow.case_id
     (expected,) = envelopes(OUTBOX, slow, cause)
     ((event_id, key, body),) = opened_envelopes(OUTBOX, [(fast, cause)], T0)

@@ -107,29 +107,37 @@ def uuid5_str(namespace: uuid.UUID, name: str) -> str:
 _OPENED_TYPE = contract.CaseOpened.event_type
 
 
-def opened_envelopes(outbox: OutboxWriter, opened: Sequence[tuple[Case, CloudEvent]], at: datetime,
-                     policy: Policy = DEFAULT_POLICY) -> list[tuple[str, str, bytes]]:
-    """`envelopes` for a batch of cases just opened, each by its cause, as (event id, case id,
-    envelope JSON): the same ids and fields `envelopes` gives, at `at`, without building an
-    envelope model per case. Each payload is still built (validated) by its contract model; the
-    envelope is the same JSON text around it, and the first of the batch is read back as a
-    `CloudEvent`, so a template that went wrong fails the batch instead of publishing."""
+def opened_envelopes(outbox: OutboxWriter, opened: Sequence[tuple[Case, CloudEvent]],
+                     at: datetime) -> list[tuple[str, str, bytes]]:
+    """`envelopes` for a batch of cases just opened at `at`, each by its cause, as (event id,
+    case id, envelope JSON): the same ids and fields `envelopes` gives, written from one JSON
+    template instead of two models per case (a third of PSAD's CPU per opened case went there).
+    The payload's fields are those of the `youth.identified` just validated against the same
+    constraints, and the first envelope of the batch is read back by the contract models
+    (strictly: no unknown field), so a template that went wrong fails the batch instead of
+    publishing. Tested equal to `envelopes` (test_messages.py)."""
     template = "".join((
         '{"specversion":"1.0","id":"%s","source":', json.dumps(outbox.source), ',"type":"', _OPENED_TYPE,
         '","time":', pydantic_core.to_json(at).decode(), ',"subject":"%s","dataschema":',
         json.dumps(schema_uri(_OPENED_TYPE)),
-        ',"datacontenttype":"application/json","data":%s,"correlationid":"%s","causationid":"%s"}',
+        ',"datacontenttype":"application/json","data":{"case_id":"%s","youth_id":%s,"psad_id":%s,',
+        '"departement":%s,%s"age":%d,"episode":1,"opened_at":', pydantic_core.to_json(at).decode(),
+        '},"correlationid":"%s","causationid":"%s"}',
     ))
+    dumps = json.dumps
     out = []
     for case, cause in opened:
-        (payload,) = payloads(case, policy)  # a case just opened recorded CaseOpened only
-        if payload.event_type != _OPENED_TYPE:
-            raise ValueError(f"case {case.case_id} was not just opened")
+        (opening,) = case.events
+        if not isinstance(opening, events.CaseOpened) or opening.at != at:
+            raise ValueError(f"case {case.case_id} was not just opened at {at}")
         event_id = uuid5_str(cause.id, f"{_OPENED_TYPE}/{case.case_id}/0")
-        body = template % (event_id, case.case_id, payload.model_dump_json(exclude_none=True),
-                           cause.correlationid, cause.id)
+        cause_id = str(cause.id)
+        zap = "" if case.zap is None else f'"zap":{dumps(case.zap)},'
+        body = template % (event_id, case.case_id, case.case_id, dumps(case.youth_id), dumps(case.psad_id),
+                           dumps(case.departement), zap, opening.age,
+                           cause_id if cause.correlationid == cause.id else str(cause.correlationid), cause_id)
         out.append((event_id, case.case_id, body.encode()))
         case.events.clear()
     if out:
-        CloudEvent.from_json(out[0][2])
+        contract.CaseOpened.model_validate(CloudEvent.from_json(out[0][2]).data)
     return out
