@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 import uuid
@@ -114,13 +115,17 @@ class OutboxWriter:
 
 
     async def add_many_raw(self, conn: asyncpg.Connection, events: Sequence[CloudEvent],
-                           leases: Leases | None = None) -> None:
+                           leases: Leases | None = None, *, along: tuple[str, Sequence] | None = None) -> None:
         """`add_many` on a plain asyncpg connection, inside the caller's transaction. With
         `leases`, the rows are inserted leased to the caller, who publishes them once committed
-        (`Leases`), except those whose aggregate still has an older pending row."""
+        (`Leases`), except those whose aggregate still has an older pending row. `along` is a
+        data-modifying statement and its arguments ($1...) that the same round trip runs first
+        (the aggregates' own update, say): one statement, not two."""
         if events:
             rows = [self.row(e) for e in events]
-            await self._insert_raw(conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases)
+            await self._insert_raw(conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases, along)
+        elif along is not None:
+            await conn.execute(along[0], *along[1])
 
     async def add_json_raw(self, conn: asyncpg.Connection, event_type: str,
                            events: Sequence[tuple[str, str, bytes]], leases: Leases | None = None) -> None:
@@ -133,15 +138,18 @@ class OutboxWriter:
                                           [e[1] for e in events], [e[2] for e in events]], leases)
 
     @staticmethod
-    async def _insert_raw(conn: asyncpg.Connection, arrays: list[list], leases: Leases | None) -> None:
+    async def _insert_raw(conn: asyncpg.Connection, arrays: list[list], leases: Leases | None,
+                          along: tuple[str, Sequence] | None = None) -> None:
         """One statement for rows given as arrays in RAW_COLUMNS order. Leased rows come back as
         (outbox id, event id) only: the rest of what the writer publishes is already here."""
+        before: Sequence = along[1] if along else ()
+        sql = _insert_sql(leases is not None, along[0] if along else None, len(before))
         if leases is None:
-            await conn.execute(ADD_MANY_RAW_SQL, *arrays)
+            await conn.execute(sql, *before, *arrays)
             return
         ids, _, subjects, streams, keys, bodies = arrays
         index = {str(event_id): n for n, event_id in enumerate(ids)}
-        for row_id, event_id, leased in await conn.fetch(ADD_MANY_LEASED_SQL, *arrays, leases.seconds):
+        for row_id, event_id, leased in await conn.fetch(sql, *before, *arrays, leases.seconds):
             if leased:
                 n = index[event_id]
                 leases.rows.append((row_id, event_id, subjects[n], streams[n], keys[n], bodies[n]))
@@ -174,11 +182,6 @@ LEASES = "raccrochage.outbox.leases"  # key of a session's Leases in `Session.in
 
 RAW_COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
 ADD_RAW_SQL = f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6)"
-ADD_MANY_RAW_SQL = (
-    f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "
-    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
-    "ON CONFLICT (event_id) DO NOTHING"
-)
 
 
 def lease_unless_pending(aggregate_key: str, seconds: str) -> str:
@@ -190,15 +193,32 @@ def lease_unless_pending(aggregate_key: str, seconds: str) -> str:
             f"{aggregate_key} AND p.published_at IS NULL) THEN now() + make_interval(secs => {seconds}) END")
 
 
-# `add_many_raw` with leases: returns the outbox id, the event id and whether the row was leased.
-ADD_MANY_LEASED_SQL = (
-    f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
-    f"SELECT e.*, {lease_unless_pending('e.aggregate_key', '$7::float8')} "
-    "FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[]) "
-    f"AS e({', '.join(RAW_COLUMNS)}) "
-    "ON CONFLICT (event_id) DO NOTHING "
-    "RETURNING id, event_id::text, leased_until IS NOT NULL"
-)
+def _unnest(first: int) -> str:
+    """The six RAW_COLUMNS arrays as rows, from parameter $first on."""
+    kinds = ("uuid", "text", "text", "text", "text", "bytea")
+    return f"unnest({', '.join(f'${first + n}::{kind}[]' for n, kind in enumerate(kinds))})"
+
+
+@functools.cache
+def _insert_sql(leased: bool, along: str | None = None, along_arguments: int = 0) -> str:
+    """The outbox insert of `add_many_raw`: rows leased to their writer (`lease_unless_pending`,
+    the lease in seconds last) returning (outbox id, event id, leased), or not; after `along`'s
+    statement (its arguments first) as a data-modifying CTE of the same statement."""
+    first = along_arguments + 1
+    if leased:
+        sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
+               f"SELECT e.*, {lease_unless_pending('e.aggregate_key', f'${first + 6}::float8')} "
+               f"FROM {_unnest(first)} AS e({', '.join(RAW_COLUMNS)}) "
+               "ON CONFLICT (event_id) DO NOTHING "
+               "RETURNING id, event_id::text, leased_until IS NOT NULL")
+    else:
+        sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) SELECT * FROM {_unnest(first)} "
+               "ON CONFLICT (event_id) DO NOTHING")
+    return f"WITH along AS ({along}) {sql}" if along else sql
+
+
+ADD_MANY_RAW_SQL = _insert_sql(False)
+ADD_MANY_LEASED_SQL = _insert_sql(True)  # returns the outbox id, the event id and whether leased
 _ADD_MANY = text(
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "
     "SELECT * FROM unnest(CAST(:event_id AS uuid[]), CAST(:event_type AS text[]), CAST(:nats_subject AS text[]), "

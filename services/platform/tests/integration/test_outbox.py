@@ -272,3 +272,24 @@ async def test_the_publisher_reads_every_pubacks_outcome(nc: Client, stream: str
     assert outcomes[2].startswith("APIError: expected stream does not match") and "10060" in outcomes[2]
     assert outcomes[3] == "NoRespondersError: no stream for this subject"
     assert (await nc.jetstream().stream_info(stream)).state.messages == before + 1
+
+
+async def test_add_many_raw_runs_the_aggregates_statement_along_in_one_statement(
+    service_engine: AsyncEngine, stream: str
+) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS along_check (key text PRIMARY KEY, n int NOT NULL)")
+        along = "INSERT INTO along_check VALUES ($1, $2)"
+        leases = Leases(60)
+        await writer.add_many_raw(conn, [writer.envelope(CounterIncremented(counter="a"), subject="along-1")],
+                                  leases, along=(along, ["along-1", 1]))
+        with pytest.raises(asyncpg.DivisionByZeroError):  # the aggregates' statement fails: no event either
+            await writer.add_many_raw(conn, [writer.envelope(CounterIncremented(counter="a"), subject="along-2")],
+                                      None, along=("INSERT INTO along_check VALUES ($1, 1 / $2)", ["along-2", 0]))
+        assert await conn.fetchval("SELECT n FROM along_check WHERE key = 'along-1'") == 1
+        assert [row[4] for row in leases.rows] == ["along-1"]
+        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE aggregate_key LIKE 'along-%'") == 1
+    finally:
+        await conn.close()

@@ -278,11 +278,22 @@ class CaseRepository:
     async def save_many(self, cases: list[Case]) -> None:
         """Write loaded cases back: one UPDATE from arrays, whatever their number."""
         if cases:
-            rows = [row_of(case, self.policy) for case in cases]
             conn = await driver_connection(self.session)
-            await conn.execute(_SAVE_MANY_SQL, [row["case_id"] for row in rows],
-                               *([json.dumps(row["history"]) for row in rows] if c.name == "history"
-                                 else [row[c.name] for row in rows] for c in _SAVED))
+            await conn.execute(_SAVE_MANY_SQL, *self._save_arguments(cases))
+
+    async def save_many_with_events(self, outbox: OutboxWriter, cases: list[Case], events: list[CloudEvent]) -> None:
+        """`save_many` and `add_envelopes` in one statement (one round trip to PostgreSQL)."""
+        if not cases:
+            await self.add_envelopes(outbox, events)
+            return
+        await outbox.add_many_raw(await driver_connection(self.session), events, self.session.info.get(LEASES),
+                                  along=(_SAVE_MANY_SQL, self._save_arguments(cases)))
+
+    def _save_arguments(self, cases: list[Case]) -> list[list[Any]]:
+        rows = [row_of(case, self.policy) for case in cases]
+        return [[row["case_id"] for row in rows],
+                *([json.dumps(row["history"]) for row in rows] if c.name == "history"
+                  else [row[c.name] for row in rows] for c in _SAVED)]
 
     async def touch_reported(self, case_id: str, on: date) -> None:
         await self.session.execute(

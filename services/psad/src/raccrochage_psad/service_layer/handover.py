@@ -120,8 +120,7 @@ async def found(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Even
         case.mark_found(event.data.base, max(now, case.updated_at))
         closed.append(case)
         out.extend(envelopes(outbox, case, event.envelope, repo.policy))
-    await repo.save_many(closed)
-    await repo.add_envelopes(outbox, out)
+    await repo.save_many_with_events(outbox, closed, out)
     return len(closed)
 
 
