@@ -11,7 +11,7 @@ from sqlalchemy import MetaData, pool
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
 from .db import asyncpg_url
-from .tables import OUTBOX_NOTIFY_DDL, OUTBOX_NOTIFY_EVERY_INSERT_DDL, inbox, outbox
+from .tables import OUTBOX_FILLFACTOR, OUTBOX_NOTIFY_DDL, OUTBOX_NOTIFY_EVERY_INSERT_DDL, inbox, outbox
 
 
 def alembic_config(script_location: Path, database_url: str) -> Config:
@@ -64,6 +64,17 @@ def notify_every_insert(op) -> None:  # noqa: ANN001
     """Its downgrade: a NOTIFY for every inserting statement, as before."""
     for statement in OUTBOX_NOTIFY_EVERY_INSERT_DDL:
         op.execute(statement)
+
+
+def outbox_pages_half_free(op) -> None:  # noqa: ANN001
+    """A service migration's upgrade: new outbox pages keep room for in-place lease updates
+    (tables.OUTBOX_FILLFACTOR)."""
+    op.execute(f"ALTER TABLE outbox SET (fillfactor = {OUTBOX_FILLFACTOR})")
+
+
+def outbox_pages_full(op) -> None:  # noqa: ANN001
+    """Its downgrade."""
+    op.execute("ALTER TABLE outbox RESET (fillfactor)")
 
 
 def drop_platform_tables(op) -> None:  # noqa: ANN001
