@@ -27,6 +27,7 @@ from _common import (
 )
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_platform.tables import OUTBOX_FILLFACTOR
 from raccrochage_platform.testing.sample import CounterIncremented
 
 TARGET = 0.6
@@ -56,6 +57,8 @@ async def fill_outbox(url: str, records: list[tuple]) -> None:
     conn = await asyncpg.connect(libpq_dsn(url))
     try:
         await conn.execute("TRUNCATE outbox")
+        # As repérage's migration 0006 sets it, for the outbox its relay claims from.
+        await conn.execute(f"ALTER TABLE outbox SET (fillfactor = {OUTBOX_FILLFACTOR})")
         for start in range(0, len(records), CHUNK):
             await conn.copy_records_to_table("outbox", records=records[start:start + CHUNK],
                                              columns=COLUMNS)

@@ -20,6 +20,12 @@ from sqlalchemy import (
 from sqlalchemy import Table as _Table
 
 platform_metadata = MetaData()
+# For a service whose relay claims most rows (repérage's campaign ingest): half of each outbox
+# page left free, so that a claim, which sets only `leased_until` (in no index), updates the row
+# in place (HOT) instead of adding an entry to every index: bench/relay.py claim 31 -> 18 ms per
+# two batches of 500. Not for an outbox whose writers lease their rows (PSAD's consumers): no
+# claim to spare, and twice the pages (bench/psad.py could not tell the difference from the
+# machine's noise either way). Set by a service's migration (migrations.outbox_pages_half_free).
 OUTBOX_FILLFACTOR = 50
 
 outbox = _Table(
@@ -41,10 +47,6 @@ outbox = _Table(
     Column("leased_until", DateTime(timezone=True)),
     Index("outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
     Index("outbox_pending_by_aggregate", "aggregate_key", "id", postgresql_where=text("published_at IS NULL")),
-    # Half of each page left free: a relay's claim only sets `leased_until`, in no index, so it
-    # updates the row in place (HOT) instead of adding an entry to every index; bench/relay.py
-    # claim 31 -> 18 ms per two batches of 500. The published rows are pruned after 7 days.
-    postgresql_with={"fillfactor": OUTBOX_FILLFACTOR},
 )
 
 inbox = _Table(

@@ -1,4 +1,5 @@
-"""Outbox pages half free: a relay's claim sets only `leased_until`, which no index holds, so
+"""Outbox pages half free: repérage's relay claims most of its rows (a campaign's hundreds of
+thousands of identified events), and a claim sets only `leased_until`, which no index holds, so
 the row is updated in place (HOT) instead of gaining an entry in every index
 (raccrochage_platform.tables.OUTBOX_FILLFACTOR). Applies to the pages written from now on.
 """
