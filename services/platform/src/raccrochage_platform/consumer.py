@@ -96,6 +96,10 @@ class EventConsumer:
     js: JetStreamContext
     batch_size: int = 200
     fetch_timeout: float = 1.0
+    # Batches handled at once, each in its own transaction. A batch waits while one in flight
+    # holds an event of the same aggregate (envelope `subject`), and the batches fetched after
+    # it wait with it: an aggregate's events keep their order.
+    concurrency: int = 1
     # Publishes right after each commit the outbox rows its handlers wrote leased (`Leases`).
     relay: OutboxRelay | None = None
     handlers: dict[str, Handler] = field(default_factory=dict)
@@ -104,6 +108,7 @@ class EventConsumer:
     _readers: dict[str, type[CloudEvent]] = field(default_factory=dict)
     _task: asyncio.Task | None = None
     _publishing: asyncio.Task | None = None  # the last batch's leased events, on their way
+    _publish_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stopping: bool = False
 
     @property
@@ -151,24 +156,37 @@ class EventConsumer:
     async def _run(self) -> None:
         # The next batch is fetched and parsed while the current one's transaction runs: under
         # load the consumer never waits for NATS between two batches, and parsing fills the time
-        # the transaction waits for PostgreSQL (batches stay handled one after another).
+        # the transaction waits for PostgreSQL. Up to `concurrency` batches are handled at once;
+        # one that shares an aggregate with a batch in flight waits for it.
         fetching: asyncio.Task | None = None
+        handling: dict[asyncio.Task, frozenset[str]] = {}  # batch in flight -> its aggregates
         try:
             while not self._stopping:
                 parsed = await (fetching or self._fetch_parsed())
                 fetching = asyncio.create_task(self._fetch_parsed()) if parsed else None
                 if not parsed:
                     continue
-                try:
-                    await self._handle_parsed(parsed)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:  # noqa: BLE001  (unacked messages come back after ack_wait)
-                    log.error("batch_failed", consumer=self.name, error=f"{type(error).__name__}: {error}"[:300])
-                    await asyncio.sleep(1.0)
+                keys = frozenset(item.event.envelope.subject for item in parsed if item.event is not None)
+                while handling and (len(handling) >= self.concurrency
+                                    or any(keys & held for held in handling.values())):
+                    done, _ = await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        del handling[task]
+                handling[asyncio.create_task(self._handle_or_log(parsed))] = keys
         finally:
             if fetching is not None:
                 fetching.cancel()
+            for task in handling:  # unacked: their messages come back after ack_wait
+                task.cancel()
+
+    async def _handle_or_log(self, parsed: list[_Parsed]) -> None:
+        try:
+            await self._handle_parsed(parsed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001  (unacked messages come back after ack_wait)
+            log.error("batch_failed", consumer=self.name, error=f"{type(error).__name__}: {error}"[:300])
+            await asyncio.sleep(1.0)
 
     async def _fetch_parsed(self) -> list[_Parsed]:
         return [self._parse(msg) for msg in await self._fetch()]
@@ -245,9 +263,10 @@ class EventConsumer:
         """Publish one committed batch's leased events while the next batch is handled: its
         transaction's waits for PostgreSQL and its parsing overlap this batch's waits for PubAcks.
         One batch's events at a time: a commit waits for the previous batch's publish to end."""
-        if self._publishing is not None:
-            await self._publishing
-        self._publishing = asyncio.create_task(self._publish(rows), name=f"publish-{self.name}")
+        async with self._publish_turn:  # batches handled at once commit in any order
+            if self._publishing is not None:
+                await self._publishing
+            self._publishing = asyncio.create_task(self._publish(rows), name=f"publish-{self.name}")
 
     async def _publish(self, rows: list[tuple]) -> None:
         try:

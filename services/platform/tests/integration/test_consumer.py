@@ -305,3 +305,42 @@ async def test_a_consumer_publishes_the_events_its_handler_leased_right_after_co
     assert relay.stats.batches == 0 and await relay.backlog() == 3
     assert await relay.drain() == 3
     assert await resets() == [f"{counter}-soon"] * 2 + [f"{counter}-late"] * 3
+
+
+async def test_batches_of_other_aggregates_run_at_once_and_an_aggregates_events_keep_their_order(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    """concurrency=2, one event a batch: "b" does not wait behind the slow "a1", while "a2" (same
+    aggregate as "a1", envelope subject "a") waits until "a1" is committed."""
+    definition = ConsumerDef(f"concurrent_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
+                             max_deliver=3, backoff_seconds=(0.1,))
+    await declare_consumer(nc.jetstream(), definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), nc.jetstream(),
+                             batch_size=1, fetch_timeout=0.2, concurrency=2)
+    journal: list[str] = []
+    a1_may_end = asyncio.Event()
+
+    @consumer.on(SUBJECT)
+    async def record(session: AsyncSession, event: Event[CounterIncremented]) -> None:
+        name = event.data.counter
+        journal.append(f"start {name}")
+        if name == f"{unique}-a1":
+            await a1_may_end.wait()
+        await increment(session, event)
+        journal.append(f"end {name}")
+
+    started.append(consumer)
+    await consumer.start()
+
+    def sent(name: str, aggregate: str) -> bytes:
+        return new_event(CounterIncremented(counter=f"{unique}-{name}"), source="raccrochage/psad",
+                         subject=aggregate).to_json()
+
+    await publish(nc, sent("a1", "a"))
+    await publish(nc, sent("b", "b"))
+    await publish(nc, sent("a2", "a"))
+    await eventually(lambda: value(counters, f"{unique}-b"), 1)  # b is done while a1 still waits
+    assert f"end {unique}-a1" not in journal and f"start {unique}-a2" not in journal
+    a1_may_end.set()
+    await eventually(lambda: value(counters, f"{unique}-a2"), 1)
+    assert journal.index(f"end {unique}-a1") < journal.index(f"start {unique}-a2")

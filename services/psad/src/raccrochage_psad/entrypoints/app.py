@@ -38,7 +38,7 @@ async def build(context: ServiceContext) -> None:
     def repo(session: AsyncSession) -> CaseRepository:
         return CaseRepository(session, policy)
 
-    reperage = context.consumer(FROM_REPERAGE, batch_size=batch)
+    reperage = context.consumer(FROM_REPERAGE, batch_size=batch, concurrency=settings.consumer_concurrency)
 
     @reperage.on_batch("reperage.youth.identified.v1")
     async def identified(session: AsyncSession, events: list[Event]) -> None:
