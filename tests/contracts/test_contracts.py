@@ -225,3 +225,12 @@ def test_partner_subjects_carry_the_partner() -> None:
     assert type_from_subject("partner.cfa-33.enrolment.started.v1") == ("partner.enrolment.started.v1", "cfa-33")
     with pytest.raises(InvalidEventType):
         nats_subject("partner.enrolment.started.v1", "CFA *")
+
+
+@pytest.mark.parametrize("name", ["psad.case.opened", "Psad.case.opened.v1", "psad.case.opened.v0"])
+def test_an_envelope_whose_type_breaks_the_naming_rule_is_refused(name: str) -> None:
+    raw = json.loads(new_event(Sample(case_id="c1"), source="raccrochage/psad", subject="c1").to_json())
+    raw["type"] = name
+    with pytest.raises(ValidationError) as error:
+        CloudEvent.from_json(json.dumps(raw))
+    assert [problem["loc"] for problem in error.value.errors()] == [("type",)]

@@ -7,9 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
 
-from .naming import EventType
+from .naming import TYPE_RULE
 from .payload import Payload
 
 SOURCE_PATTERN = r"^(raccrochage/[a-z][a-z0-9_]*|partner/[a-z0-9][a-z0-9_-]{1,62})$"
@@ -24,7 +24,9 @@ class CloudEvent(BaseModel):
     specversion: Literal["1.0"] = "1.0"
     id: uuid.UUID
     source: str = Field(pattern=SOURCE_PATTERN)
-    type: str
+    # The naming rule (naming.py) as a pattern that pydantic-core checks itself: a Python
+    # validator here cost half of each consumed message's validation.
+    type: str = Field(pattern=TYPE_RULE)
     time: AwareDatetime
     subject: str = Field(min_length=1, max_length=200)
     dataschema: str
@@ -32,12 +34,6 @@ class CloudEvent(BaseModel):
     data: dict[str, Any]
     correlationid: uuid.UUID
     causationid: uuid.UUID | None = None
-
-    @field_validator("type")
-    @classmethod
-    def _type_follows_naming_rule(cls, value: str) -> str:
-        EventType.parse(value)
-        return value
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
