@@ -178,6 +178,8 @@ class EventConsumer:
                 fetching.cancel()
             for task in handling:  # unacked: their messages come back after ack_wait
                 task.cancel()
+            if handling:  # their transactions roll back before the process closes its pool
+                await asyncio.gather(*handling, return_exceptions=True)
 
     async def _handle_or_log(self, parsed: list[_Parsed]) -> None:
         try:
