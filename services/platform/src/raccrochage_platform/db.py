@@ -19,6 +19,16 @@ def libpq_dsn(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def server_settings(application_name: str, **more: str) -> dict[str, str]:
+    """Session settings of a service's own connections (transactions of a few ms): JIT off.
+    PostgreSQL compiles a statement whose *estimated* cost passes jit_above_cost, at every
+    execution; on a table not analyzed since it grew (autovacuum off, or a campaign's first
+    hand-overs before autoanalyze comes by), PSAD's case insert of 500 youths was estimated at
+    657,000 and spent 252 ms compiling for 4 ms of work (Debian's PostgreSQL 15, which ships
+    LLVM; the rig's embedded server has none)."""
+    return {"application_name": application_name, "jit": "off", **more}
+
+
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "raccrochage") -> AsyncEngine:
     return create_async_engine(
         asyncpg_url(url),
@@ -29,7 +39,7 @@ def make_engine(url: str, *, pool_size: int = 10, application_name: str = "raccr
         # discarded by the pool, and the consumer's retry or the relay's next wave gets a new one.
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": application_name}},
+        connect_args={"server_settings": server_settings(application_name)},
     )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from raccrochage_contracts import CloudEvent, Payload, new_event, nats_subject
 
-from .db import libpq_dsn
+from .db import libpq_dsn, server_settings
 from .logging import get_logger
 from .publisher import JetStreamPublisher
 from .tables import OUTBOX_CHANNEL, outbox
@@ -284,8 +284,7 @@ class _RelayConnection:
         # commits) only republishes its rows, which JetStream's duplicate window and the
         # consumers' inboxes drop, as after a relay killed before marking; a lost claim only
         # frees its rows early. Waiting for the WAL flush would only slow every batch.
-        conn = await asyncpg.connect(dsn, server_settings={"application_name": "outbox-relay",
-                                                           "synchronous_commit": "off"})
+        conn = await asyncpg.connect(dsn, server_settings=server_settings("outbox-relay", synchronous_commit="off"))
         try:
             self = cls(conn)
             self.claim = await conn.prepare(CLAIM_SQL)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentStarted
 from raccrochage_contracts.naming import type_from_subject
+from raccrochage_platform.db import server_settings
 from raccrochage_platform.inbox import claim_raw
 from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
@@ -78,7 +79,7 @@ class EnrolmentResponder:
         # Every connection opened and warmed up front: a partner's burst would otherwise wait for
         # new connections, and for their backends' first reads of the catalog.
         pool = await asyncpg.create_pool(database_dsn, min_size=WORKERS, max_size=WORKERS, reset=_no_reset,
-                                         init=warm_up, server_settings={"application_name": "reperage-enrolments"})
+                                         init=warm_up, server_settings=server_settings("reperage-enrolments"))
         return cls(pool, outbox, relay)
 
     async def subscribe(self, nc: Client) -> None:
