@@ -60,7 +60,12 @@ class Cases:
     async def search(self, *, departement: str, status: str | None = None, psad_id: str | None = None,
                      work_list: WorkList | None = None, deadline: str | None = None, owner: str | None = None,
                      today: date, limit: int = 100, offset: int = 0) -> tuple[int, list[Case]]:
-        """Cases of one territory matching every filter given, most urgent first."""
+        """Cases of one territory matching every filter given, most urgent first: the open ones
+        ranked by the work-list rules, then the closed ones, longest closed first.
+
+        Closed cases pile up year after year while a PSAD's open ones stay its workload: only
+        the open ones are loaded and ranked here; the closed ones are counted and paged by
+        PostgreSQL (a territory of 291,500 cases took 9 s a page when all were loaded)."""
         c = case_table.c
         statement = select(case_table).where(c.departement == departement)
         if status:
@@ -69,23 +74,33 @@ class Cases:
             statement = statement.where(c.psad_id == psad_id)
         if owner:
             statement = statement.where(c.owner == owner)
-        if work_list is WorkList.CLOSED:
-            statement = statement.where(c.status == "closed")
-        elif work_list is not None:
-            statement = statement.where(c.status != "closed")
         if deadline == "overdue":
             statement = statement.where(c.interview_deadline < today)
         elif deadline == "due":  # due soon or overdue: every case whose interview clock runs
             statement = statement.where(c.interview_deadline.is_not(None))
+        wants_open = work_list is not WorkList.CLOSED and status != "closed"
+        # a closed case owes no interview: no deadline filter keeps it
+        wants_closed = work_list in (None, WorkList.CLOSED) and status in (None, "closed") and deadline is None
+        ranked: list[Case] = []
+        closed_count = 0
         async with self.sessions() as session:
-            cases = [case_of(row) for row in await session.execute(statement)]
-        if work_list is not None:
-            cases = [case for case in cases if worklist(case, today, self.policy) is work_list]
-        if deadline == "due":
-            cases = [case for case in cases
-                     if case.is_overdue(today, self.policy) or case.interview_due_soon(today, self.policy)]
-        cases.sort(key=lambda case: _urgency(case, today, self.policy))
-        return len(cases), cases[offset: offset + limit]
+            if wants_open:
+                ranked = [case_of(row) for row in await session.execute(statement.where(c.status != "closed"))]
+                if work_list is not None:
+                    ranked = [case for case in ranked if worklist(case, today, self.policy) is work_list]
+                if deadline == "due":
+                    ranked = [case for case in ranked
+                              if case.is_overdue(today, self.policy) or case.interview_due_soon(today, self.policy)]
+                ranked.sort(key=lambda case: _urgency(case, today, self.policy))
+            page = ranked[offset: offset + limit]
+            if wants_closed:
+                closed = statement.where(c.status == "closed")
+                closed_count = (await session.execute(select(func.count()).select_from(closed.subquery()))).scalar_one()
+                if len(page) < limit and closed_count:
+                    rows = await session.execute(closed.order_by(c.status_since, c.case_id)
+                                                 .offset(max(0, offset - len(ranked))).limit(limit - len(page)))
+                    page.extend(case_of(row) for row in rows)
+        return len(ranked) + closed_count, page
 
     async def stats(self, departement: str | None, today: date) -> dict[str, Any]:
         """Counts by territory and status (and overdue interviews): nothing personal."""
@@ -113,6 +128,8 @@ class Cases:
 
 
 def _urgency(case: Case, today: date, policy: Policy) -> tuple:
-    """Priority first, then the oldest waiting next action."""
+    """Priority first, then the oldest waiting next action; the case id settles ties, so that
+    pages do not overlap."""
     action = next_action(case, today, policy)
-    return (not priority_reasons(case, today, policy), not case.is_open, action.due or date.max, action.since)
+    return (not priority_reasons(case, today, policy), not case.is_open, action.due or date.max, action.since,
+            case.case_id)
