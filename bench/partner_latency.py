@@ -117,6 +117,25 @@ def enrolments(people: list[dict], start: int) -> list[tuple[str, str, bytes]]:
     return out
 
 
+async def demo_enrolments(url: str, nats_url: str, args: argparse.Namespace, count: int,
+                          folder: Path) -> tuple[dict, list, list]:
+    """The demo campaign ingested (not timed) and enrolments of its open hand-overs, shuffled:
+    (ingest summary with its `open_handovers`, `args.warmup` warm-up enrolments, `count`
+    measured ones)."""
+    started = time.perf_counter()
+    summary = await ingest_demo(url, nats_url, args.youths, args.seed, folder)
+    people = await open_youths(url)
+    say(f"ingested: {summary['rows']} rows, {summary['identified']} identified, {len(people)} open "
+        f"handovers ({time.perf_counter() - started:.1f} s, not timed)")
+    if len(people) < count + args.warmup:
+        raise SystemExit(f"{len(people)} open handovers for {count + args.warmup} enrolments: "
+                         f"raise --youths (about {int((count + args.warmup) / 0.36) + 1})")
+    random.Random(args.seed).shuffle(people)
+    summary["open_handovers"] = len(people)
+    return summary, enrolments(people[:args.warmup], 0), enrolments(people[args.warmup:args.warmup + count],
+                                                                      args.warmup)
+
+
 @contextlib.contextmanager
 def reperage_service(servers, url: str, folder: Path):
     """The service as its own process, as tests/integration/conftest.py's `reperage_service`."""
@@ -279,17 +298,7 @@ async def main(args: argparse.Namespace) -> None:
         url = await migrated_database(servers, REPERAGE_MIGRATIONS, "bench_latency")
         async with nats_client(servers.nats_url) as nc:
             await declare_service_stream(nc, "REPERAGE")
-            started = time.perf_counter()
-            summary = await ingest_demo(url, servers.nats_url, args.youths, args.seed, folder / "demo")
-            people = await open_youths(url)
-            say(f"ingested: {summary['rows']} rows, {summary['identified']} identified, {len(people)} open "
-                f"handovers ({time.perf_counter() - started:.1f} s, not timed)")
-            if len(people) < count + args.warmup:
-                raise SystemExit(f"{len(people)} open handovers for {count + args.warmup} enrolments: "
-                                 f"raise --youths (about {int((count + args.warmup) / 0.36) + 1})")
-            random.Random(args.seed).shuffle(people)
-            warm = enrolments(people[:args.warmup], 0)
-            measured = enrolments(people[args.warmup:args.warmup + count], args.warmup)
+            summary, warm, measured = await demo_enrolments(url, servers.nats_url, args, count, folder / "demo")
 
             with reperage_service(servers, url, folder) as (process, log_path):
                 say(f"service started (pid {process.pid})")
@@ -401,7 +410,7 @@ async def main(args: argparse.Namespace) -> None:
         "relay_batches": breakdown["relay_batches"],
         "cpu_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in cpu.items()},
         "youths": args.youths,
-        "open_handovers": len(people),
+        "open_handovers": summary["open_handovers"],
         "warmup": args.warmup,
         "nats": running.nats,
         "postgres": running.postgres,

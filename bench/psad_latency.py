@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,15 +42,7 @@ from _common import (
     top_statements,
 )
 from _psad_common import count_cases, declare_psad_topology, psad_database, psad_process
-from partner_latency import (
-    enrolments,
-    fire,
-    ingest_demo,
-    line,
-    open_youths,
-    reperage_service,
-    stats_ms,
-)
+from partner_latency import demo_enrolments, fire, line, reperage_service, stats_ms
 
 TARGET_P99_MS = 50.0
 FOUND = "reperage.youth.found.v1"
@@ -171,17 +162,8 @@ async def main(args: argparse.Namespace) -> None:
             say("psad database: plan_cache_mode = force_custom_plan (--force-custom-plans)")
         async with nats_client(servers.nats_url) as nc:
             await declare_psad_topology(nc)  # every stream (REPERAGE, PSAD, ...) and PSAD's durables
-            started = time.perf_counter()
-            summary = await ingest_demo(reperage_url, servers.nats_url, args.youths, args.seed, folder / "demo")
-            people = await open_youths(reperage_url)
-            say(f"ingested: {summary['rows']} rows, {summary['identified']} identified, {len(people)} open "
-                f"handovers ({time.perf_counter() - started:.1f} s, not timed)")
-            if len(people) < count + args.warmup:
-                raise SystemExit(f"{len(people)} open handovers for {count + args.warmup} enrolments: "
-                                 f"raise --youths (about {int((count + args.warmup) / 0.36) + 1})")
-            random.Random(args.seed).shuffle(people)
-            warm = enrolments(people[:args.warmup], 0)
-            measured = enrolments(people[args.warmup:args.warmup + count], args.warmup)
+            summary, warm, measured = await demo_enrolments(reperage_url, servers.nats_url, args, count,
+                                                            folder / "demo")
 
             with psad_process(servers, psad_url, folder) as psad, \
                     reperage_service(servers, reperage_url, folder) as (reperage, _log):
@@ -326,7 +308,7 @@ async def main(args: argparse.Namespace) -> None:
         "cpu_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in cpu.items()},
         "youths": args.youths,
         "identified": summary["identified"],
-        "open_handovers": len(people),
+        "open_handovers": summary["open_handovers"],
         "warmup": args.warmup,
         "force_custom_plans": args.force_custom_plans,
         "nats": running.nats,
