@@ -85,24 +85,10 @@ class OutboxWriter:
         await session.execute(insert(outbox), [self.row(event)])
         return event
 
-    async def add_raw(
-        self,
-        conn: asyncpg.Connection,
-        payload: Payload,
-        *,
-        subject: str,
-        cause: CloudEvent | None = None,
-        correlationid: uuid.UUID | None = None,
-        event_id: uuid.UUID | None = None,
-    ) -> CloudEvent:
-        """`add` on a plain asyncpg connection (hot request paths: a prepared statement, no
-        SQLAlchemy per call). The table's statement trigger still NOTIFYs the relay."""
-        event = self.envelope(payload, subject=subject, cause=cause, correlationid=correlationid, event_id=event_id)
-        await self.add_event_raw(conn, event)
-        return event
-
     async def add_event_raw(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
-        """An envelope already built (`envelope`), on a plain asyncpg connection."""
+        """An envelope already built (`envelope`), on a plain asyncpg connection (hot request
+        paths: a prepared statement, no SQLAlchemy per call). The table's statement trigger still
+        NOTIFYs the relay."""
         row = self.row(event)
         await conn.execute(ADD_RAW_SQL, *(row[c] for c in RAW_COLUMNS))
 
