@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from raccrochage_platform.migrations import upgrade
+from raccrochage_platform.testing.processes import service_process
 from raccrochage_platform.testing.servers import Servers
 from raccrochage_platform.topology import declare_consumer, declare_stream, load_topology
 
@@ -54,24 +52,13 @@ def reperage_env(servers: Servers, reperage_db: str, tmp_path: Path) -> dict[str
     """The environment the rig gives repérage (for the service process and the CLI)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RACCROCHAGE_RIG_DIR",)}
     env.update(RACCROCHAGE_SERVICE="reperage", NATS_URL=servers.nats_url, DATABASE_URL=reperage_db,
-               RACCROCHAGE_YOUTH_ID_KEY=KEY, HTTP_PORT="0", RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
-               RACCROCHAGE_PORT_FILE=str(tmp_path / "reperage.port"))
+               RACCROCHAGE_YOUTH_ID_KEY=KEY, RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"))
     return env
 
 
 @pytest.fixture
 def reperage_service(reperage_env: dict[str, str], reperage_stream: str, tmp_path: Path) -> Iterator[str]:
-    """The repérage service as its own process (as the rig runs it); yields its HTTP base URL."""
-    log = open(tmp_path / "reperage.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", "reperage"],
-                               env=reperage_env, stdout=log, stderr=subprocess.STDOUT)
-    port_file = Path(reperage_env["RACCROCHAGE_PORT_FILE"])
-    deadline = time.monotonic() + 60
-    while not port_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError((tmp_path / "reperage.log").read_text())
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    process.terminate()
-    process.wait(20)
-    log.close()
+    """The repérage service as its own process (as the rig runs it); yields its HTTP base URL.
+    Its log is `tmp_path / "reperage.log"`."""
+    with service_process("reperage", reperage_env, tmp_path) as running:
+        yield running.url
