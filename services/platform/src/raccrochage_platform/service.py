@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from raccrochage_contracts.registry import Registry, load_all
 
+from . import loop as event_loop
 from .broker import jetstream, make_broker
 from .consumer import EventConsumer
 from .db import make_engine, make_session_factory
@@ -127,7 +128,7 @@ async def run_service(spec: ServiceSpec) -> None:
         await asyncio.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.http_port
     log.info("service_started", http=f"http://{settings.http_host}:{port}",
-             consumers=[c.name for c in context.consumers])
+             consumers=[c.name for c in context.consumers], event_loop=event_loop.running())
     await _announce_port(port)
     # Everything built so far lives as long as the process: move it out of the collector's
     # generations, so that full collections under load do not walk it (p99 latency).
@@ -159,4 +160,4 @@ def main(name: str) -> None:
     specs = installed_services()
     if name not in specs:
         raise SystemExit(f"unknown service {name!r}; installed: {', '.join(specs) or 'none'}")
-    asyncio.run(run_service(specs[name]))
+    event_loop.run(run_service(specs[name]))

@@ -169,6 +169,7 @@ async def test_no_identity_reaches_the_service_log(
     await conn.close()
     log = (tmp_path / "reperage.log").read_text()
     assert "contact_card_given" in log and "partner_enrolment_started" in log
+    assert '"event_loop": "uvloop"' in log  # the service process runs on uvloop (raccrochage_platform.loop)
     for person in vault:
         for value in (person["ine"], person["telephone"], person["courriel"], person["adresse"]):
             assert not value or value not in log

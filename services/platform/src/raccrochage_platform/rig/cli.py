@@ -97,13 +97,14 @@ def _up_detached(folder, main_jobs: bool) -> None:  # noqa: ANN001
 
 
 def run_main_jobs(folder) -> None:  # noqa: ANN001
+    from .. import loop as event_loop
     from ..service import installed_services
 
     specs = sorted(installed_services().items(), key=lambda item: (item[1].main_job_order, item[0]))
     for name, spec in specs:
         if spec.main_job is not None:
             say(f"running the main job of {name}")
-            asyncio.run(spec.main_job())
+            event_loop.run(spec.main_job())
 
 
 @app.command("down")
