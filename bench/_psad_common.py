@@ -26,7 +26,7 @@ async def declare_psad_topology(nc) -> None:
 
 
 @contextlib.contextmanager
-def psad_process(servers, url: str, folder: Path, **extra_env: str) -> Iterator:
+def psad_process(servers, url: str, folder: Path, *, tag: str = "", **extra_env: str) -> Iterator:
     """`raccrochage serve psad` as its own process (raccrochage_platform.testing.processes);
     yields the ServiceProcess once its HTTP server listens (the port file is written)."""
     from raccrochage_platform.testing.processes import service_process
@@ -34,7 +34,7 @@ def psad_process(servers, url: str, folder: Path, **extra_env: str) -> Iterator:
     env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
     env.update(RACCROCHAGE_SERVICE="psad", NATS_URL=servers.nats_url, DATABASE_URL=url,
                RACCROCHAGE_TOKEN_KEY=TOKEN_KEY, RACCROCHAGE_RIG_DIR=str(folder / "rig-psad"), **extra_env)
-    with service_process("psad", env, folder) as running:
+    with service_process("psad", env, folder, tag=tag) as running:
         yield running
 
 

@@ -163,10 +163,10 @@ async def raw_run(nc, dsn: str, durable: str, count: int, batch: int, folder: Pa
 
 
 # --- PSAD as its own process ---------------------------------------------------------------------
-def batch_sizes(log_path: Path) -> dict:
+def batch_sizes(*log_paths: Path) -> dict:
     """`cases_opened` log lines: how many events each batch transaction received."""
     sizes = []
-    for raw in log_path.read_text(errors="replace").splitlines():
+    for raw in (line for path in log_paths for line in path.read_text(errors="replace").splitlines()):
         if '"cases_opened"' not in raw:
             continue
         with contextlib.suppress(ValueError, KeyError):
@@ -200,7 +200,8 @@ class Stalled(RuntimeError):
 
 
 async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count: int, batch: int,
-                   profile: str | None, statements: bool = False, stall_seconds: float = 45) -> dict:
+                   profile: str | None, statements: bool = False, stall_seconds: float = 45,
+                   processes: int = 1) -> dict:
     import asyncpg
     import psutil
 
@@ -212,14 +213,24 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
     result: dict = {}
     profiler = None
     try:
-        with psad_process(running_servers.servers, url, folder, PSAD_CONSUMER_BATCH=str(batch)) as running:
+        with contextlib.ExitStack() as stack:
+            # Replicas as a deployment scales PSAD: the same durable consumer, one process each.
+            replicas = [stack.enter_context(psad_process(running_servers.servers, url, folder, tag=f"r{n}" if n else "",
+                                                         PSAD_CONSUMER_BATCH=str(batch)))
+                        for n in range(processes)]
+            running = replicas[0]
             ready = time.perf_counter()
-            process = psutil.Process(running.process.pid)
-            cpu_ready = sum(process.cpu_times()[:2])
+            watched = [psutil.Process(replica.process.pid) for replica in replicas]
+
+            def service_cpu() -> float:
+                return sum(sum(process.cpu_times()[:2]) for process in watched)
+
+            cpu_ready = service_cpu()
             at_ready = await count_cases(conn)
             if profile:
                 profiler = start_profiler(profile, running.process.pid, folder / "psad.speedscope.json")
-            say(f"psad listening after {ready - spawned:.2f} s (pid {running.process.pid}); {at_ready} cases already")
+            say(f"psad listening after {ready - spawned:.2f} s (pids {', '.join(str(r.process.pid) for r in replicas)}); "
+                f"{at_ready} cases already")
             cases = at_ready
             last_progress, last_count = ready, cases
             next_report = ready + 5
@@ -232,13 +243,13 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
                 if cases != last_count:
                     last_progress, last_count = now, cases
                 elif now - last_progress > stall_seconds:
-                    failures = running.log_text().count('"handler_failed_will_retry"')
+                    failures = sum(r.log_text().count('"handler_failed_will_retry"') for r in replicas)
                     raise Stalled(cases, now - ready, failures)
                 if now >= next_report:
                     say(f"  {cases} cases after {now - ready:.1f} s")
                     next_report = now + 5
             last = time.perf_counter()
-            cpu_last = sum(process.cpu_times()[:2])
+            cpu_last = service_cpu()
             cpu = meter.stop()
             cases = await count_cases(conn)  # what was committed, not what was acked
             cpu["service"] = cpu_last - cpu_ready
@@ -261,7 +272,7 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
             if statements:
                 result["statements"] = await top_statements(conn)
             inbox = await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'psad_reperage'")
-            sizes = batch_sizes(running.log)
+            sizes = batch_sizes(*(r.log for r in replicas))
             log_path = running.log
         result.update({
             "cases": cases, "already_at_ready": at_ready, "seconds": round(last - ready, 2),
@@ -320,7 +331,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"{raw_before['postgres_cpu_s']}, nats {raw_before['nats_cpu_s']}, others {raw_before['others_cpu_s']})")
             try:
                 psad = await psad_run(running, nc, psad_url, libpq_dsn(psad_url), folder, args.events, batch,
-                                      args.py_spy, args.statements)
+                                      args.py_spy, args.statements, processes=args.processes)
             except Stalled as stalled:
                 say(f"PSAD STALLED: {stalled}")
                 say("  (compare with --force-custom-plans: a stall that disappears with it is a plan problem)")
@@ -361,6 +372,7 @@ async def main(args: argparse.Namespace) -> None:
         "target_ratio": TARGET_RATIO,
         "ok": ok,
         "batch": batch,
+        "processes": args.processes,
         "force_custom_plans": args.force_custom_plans,
         "psad_seconds": psad["seconds"],
         "cases_per_s_from_spawn": psad["per_s_from_spawn"],
@@ -380,6 +392,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="identified events waiting in the stream")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="PSAD replicas sharing the durable consumer (a deployment's way to scale it)")
     parser.add_argument("--py-spy", metavar="PATH", help="record the service with this py-spy binary "
                         "(speedscope JSON in --keep's folder)")
     parser.add_argument("--force-custom-plans", action="store_true",
