@@ -385,6 +385,8 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     if arguments.child:
-        print(json.dumps(asyncio.run(child(json.loads(arguments.child)))), flush=True)
+        from raccrochage_platform import loop  # as `raccrochage ingest` runs it: uvloop unless told otherwise
+
+        print(json.dumps(loop.run(child(json.loads(arguments.child)))), flush=True)
     else:
         asyncio.run(main(arguments))

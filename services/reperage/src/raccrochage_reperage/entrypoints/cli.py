@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from raccrochage_platform import loop as event_loop
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 ingest_app = typer.Typer(help="Ingest SIEI campaign files and partner bases.", no_args_is_help=True)
@@ -134,10 +135,10 @@ def ingest_siei(
             with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                           TransferSpeedColumn(), TimeRemainingColumn(), console=console) as bar:
                 task = bar.add_task(f"ingesting {file.name}", total=size)
-                summary = asyncio.run(run_siei(file, campaign, reference,
+                summary = event_loop.run(run_siei(file, campaign, reference,
                                                lambda done: bar.update(task, completed=done)))
         else:
-            summary = asyncio.run(run_siei(file, campaign, reference))
+            summary = event_loop.run(run_siei(file, campaign, reference))
     if as_json:
         print(json.dumps(summary))
         return
@@ -173,7 +174,7 @@ def ingest_partner(
     except ValueError:
         raise typer.BadParameter(f"--source must be one of {', '.join(s.value for s in PartnerSource)}") from None
     with _refusals(file):
-        summary = asyncio.run(run_partner(file, kind, date.today()))
+        summary = event_loop.run(run_partner(file, kind, date.today()))
     if as_json:
         print(json.dumps(summary))
         return
