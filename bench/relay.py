@@ -243,4 +243,6 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    from raccrochage_platform import loop  # as the services run their relays: uvloop unless told otherwise
+
+    loop.run(main(parse_args()))
