@@ -97,3 +97,27 @@ async def test_the_open_case_insert_keeps_working_past_postgresql_generic_plans(
             cases = [_case(1000 + 10 * batch + n) for n in range(3)]
             assert await repo.insert_new(cases) == {c.case_id for c in cases}
         assert await repo.insert_new([_case(1000)]) == set()
+
+
+async def test_cases_waiting_for_a_transfer_do_not_starve_the_timers(sessions) -> None:  # noqa: ANN001
+    """The timer leaves a case whose youth moved to its transfer: selecting it again at every
+    pass would fill the batch (oldest first) before the cases that are due."""
+    for n in range(3):  # three failed attempts, then the news that the youth moved
+        moved = _case(100 + n, age=20)
+        for day in (0, 7, 14):
+            moved.record_contact_attempt(Channel.PHONE, ContactOutcome.NO_ANSWER, T0 + timedelta(days=day))
+        moved.record_contact_attempt(Channel.PHONE, ContactOutcome.MOVED, T0 + timedelta(days=15))
+        moved.events.clear()
+        assert moved.transfer_needed
+        await _store(sessions, moved)
+    due = _case(110, age=20)
+    for day in (0, 7, 14):
+        due.record_contact_attempt(Channel.PHONE, ContactOutcome.NO_ANSWER, T0 + timedelta(days=day + 1))
+    due.events.clear()
+    await _store(sessions, due)
+    later = T0 + timedelta(days=30)
+    async with sessions() as session, session.begin():
+        selected = await CaseRepository(session).due_for_timers(later.date(), later, limit=2)
+    assert [case.case_id for case in selected] == [due.case_id]
+    async with sessions() as session, session.begin():
+        assert await apply_timers(CaseRepository(session), OUTBOX, later) == {"unreachable": 1, "escalated": 0}

@@ -309,7 +309,11 @@ class CaseRepository:
             select(case_table)
             .where(
                 and_(c.status == "contact_in_progress", c.failed_attempts >= self.policy.max_attempts,
-                     c.first_attempt_at <= now - timedelta(days=self.policy.unreachable_after_days))
+                     c.first_attempt_at <= now - timedelta(days=self.policy.unreachable_after_days),
+                     # not waiting for a transfer (`Case.transfer_needed`: the last attempt learnt
+                     # that the youth moved), which the timer leaves alone: never updated, such
+                     # cases would stay the oldest and fill every batch before the due ones
+                     c.history["attempts"][-1]["outcome"].astext.is_distinct_from("moved"))
                 | and_(c.escalation_due_on <= today, c.escalation_raised_on.is_(None),
                        c.status.not_in(["in_solution", "closed"]), c.age_at_opening < 18,
                        # still a minor (the age the case can tell: at opening plus whole years)
