@@ -20,7 +20,7 @@ class PsadSettings(ServiceSettings):
     timer_seconds: float = Field(60, validation_alias="PSAD_TIMER_SECONDS", gt=0,
                                  description="how often the unreachable and escalation rules run")
     consumer_batch: int = Field(500, validation_alias="PSAD_CONSUMER_BATCH", ge=1, le=5000)
-    consumer_concurrency: int = Field(2, validation_alias="PSAD_CONSUMER_CONCURRENCY", ge=1, le=8,
+    consumer_concurrency: int = Field(3, validation_alias="PSAD_CONSUMER_CONCURRENCY", ge=1, le=8,
                                       description="batches of distinct youths handled at once")
 
     def policy(self) -> Policy:
