@@ -110,9 +110,9 @@ async def test_cases_waiting_for_a_transfer_do_not_starve_the_timers(sessions) -
         moved.events.clear()
         assert moved.transfer_needed
         await _store(sessions, moved)
-    due = _case(110, age=20)
+    due = _case(110, age=20)  # last touched after the moved ones (day 16 > 15): oldest first puts them ahead
     for day in (0, 7, 14):
-        due.record_contact_attempt(Channel.PHONE, ContactOutcome.NO_ANSWER, T0 + timedelta(days=day + 1))
+        due.record_contact_attempt(Channel.PHONE, ContactOutcome.NO_ANSWER, T0 + timedelta(days=day + 2))
     due.events.clear()
     await _store(sessions, due)
     later = T0 + timedelta(days=30)

@@ -50,7 +50,7 @@ async def reperage_stream(nc: Client, deadletter_stream: str) -> str:
 @pytest.fixture
 def reperage_env(servers: Servers, reperage_db: str, tmp_path: Path) -> dict[str, str]:
     """The environment the rig gives repérage (for the service process and the CLI)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RACCROCHAGE_RIG_DIR",)}
+    env = {k: v for k, v in os.environ.items() if k not in ("RACCROCHAGE_RIG_DIR", "RACCROCHAGE_EVENT_LOOP")}
     env.update(RACCROCHAGE_SERVICE="reperage", NATS_URL=servers.nats_url, DATABASE_URL=reperage_db,
                RACCROCHAGE_YOUTH_ID_KEY=KEY, RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"))
     return env
