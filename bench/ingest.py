@@ -389,4 +389,6 @@ if __name__ == "__main__":
 
         print(json.dumps(loop.run(child(json.loads(arguments.child)))), flush=True)
     else:
-        asyncio.run(main(arguments))
+        from raccrochage_platform import loop  # the raw reference on the services' own loop (uvloop)
+
+        loop.run(main(arguments))

@@ -406,4 +406,6 @@ def parse_args() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    from raccrochage_platform import loop  # the raw reference on the services' own loop (uvloop)
+
+    loop.run(main(parse_args()))
