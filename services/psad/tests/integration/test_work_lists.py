@@ -118,3 +118,51 @@ async def test_the_stories_cover_every_list(territory) -> None:  # noqa: ANN001
     _, stored = territory
     lists = {worklist(case, TODAY) for case in stored if case.departement == "33"}
     assert lists == set(WorkList)
+
+
+async def test_a_case_closed_while_a_page_is_read_is_listed_once(psad_db: str) -> None:
+    """The open cases, the closed count and the closed page are read in one snapshot: a case
+    closed between the first query and the next is neither counted twice nor listed twice."""
+    import asyncpg
+    from sqlalchemy import event
+    from sqlalchemy.util import await_only
+
+    from raccrochage_platform.db import libpq_dsn
+
+    case = Case.open(str(uuid.uuid4()), youth_id("race-1"), "psad-a", "47", 17, T0)
+    case.events.clear()
+    engine = make_engine(psad_db, pool_size=2)
+    sessions = make_session_factory(engine)
+    async with sessions() as session, session.begin():
+        await CaseRepository(session).insert_new([case])
+
+    async def close_it() -> None:
+        conn = await asyncpg.connect(libpq_dsn(psad_db))
+        try:
+            await conn.execute("UPDATE case_file SET status = 'closed', close_reason = 'refuses_support', "
+                               "status_since = now() WHERE case_id = $1", uuid.UUID(case.case_id))
+        finally:
+            await conn.close()
+
+    def racing():  # noqa: ANN202
+        session = sessions()
+        statements = 0
+
+        @event.listens_for(session.sync_session, "do_orm_execute")
+        def close_before_the_second_query(_state) -> None:  # noqa: ANN001
+            nonlocal statements
+            statements += 1
+            if statements == 2:  # the open cases are read: the case closes now, elsewhere
+                await_only(close_it())
+
+        return session
+
+    try:
+        total, page = await Cases(racing, OutboxWriter("raccrochage/psad", "PSAD"), DEFAULT_POLICY).search(
+            departement="47", today=TODAY)
+        assert (total, [c.case_id for c in page]) == (1, [case.case_id])
+        total, page = await Cases(sessions, OutboxWriter("raccrochage/psad", "PSAD"), DEFAULT_POLICY).search(
+            departement="47", today=TODAY)
+        assert (total, [c.status.value for c in page]) == (1, ["closed"])  # and the next read sees it closed
+    finally:
+        await engine.dispose()

@@ -84,6 +84,10 @@ class Cases:
         ranked: list[Case] = []
         closed_count = 0
         async with self.sessions() as session:
+            # One snapshot for the three queries: a case closed between them would otherwise be
+            # counted or shown twice (open, then closed) or not at all on a page boundary.
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ",
+                                                         "postgresql_readonly": True})
             if wants_open:
                 ranked = [case_of(row) for row in await session.execute(statement.where(c.status != "closed"))]
                 if work_list is not None:
