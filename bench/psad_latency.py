@@ -165,7 +165,9 @@ async def main(args: argparse.Namespace) -> None:
             summary, warm, measured = await demo_enrolments(reperage_url, servers.nats_url, args, count,
                                                             folder / "demo")
 
-            with psad_process(servers, psad_url, folder) as psad, \
+            # PSAD deletes its published outbox rows by default; the breakdown below reads their
+            # published_at, so they are kept here (an UPDATE instead of a DELETE per event).
+            with psad_process(servers, psad_url, folder, RACCROCHAGE_OUTBOX_RETENTION_SECONDS="3600") as psad, \
                     reperage_service(servers, reperage_url, folder) as (reperage, _log):
                 say(f"psad started (pid {psad.process.pid}), repérage started (pid {reperage.pid})")
                 cases, waited, backlog = await wait_cases_opened(psad_dsn, summary["identified"], args.open_timeout)

@@ -242,6 +242,10 @@ CLAIM_SQL = """
     RETURNING o.id, o.event_id::text, o.nats_subject, o.stream, o.aggregate_key, o.envelope
 """
 MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+# With no retention: the row is gone once JetStream holds the event. The mark above is not a HOT
+# update (`published_at` is in the pending indexes' predicates): 10 µs per row in PostgreSQL,
+# where this costs 2 (PSAD's bulk hand-over: 116 -> 89 µs of PostgreSQL CPU per opened case).
+DELETE_PUBLISHED_SQL = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 MARK_FAILED_SQL = (
     "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL WHERE id = ANY($1::bigint[])"
 )
@@ -265,7 +269,7 @@ class _RelayConnection:
         self.conn = conn
 
     @classmethod
-    async def open(cls, dsn: str) -> _RelayConnection:
+    async def open(cls, dsn: str, mark_published_sql: str = MARK_PUBLISHED_SQL) -> _RelayConnection:
         # synchronous_commit off: a mark lost to a PostgreSQL crash (the last few hundred ms of
         # commits) only republishes its rows, which JetStream's duplicate window and the
         # consumers' inboxes drop, as after a relay killed before marking; a lost claim only
@@ -274,7 +278,7 @@ class _RelayConnection:
         try:
             self = cls(conn)
             self.claim = await conn.prepare(CLAIM_SQL)
-            self.mark_published = await conn.prepare(MARK_PUBLISHED_SQL)
+            self.mark_published = await conn.prepare(mark_published_sql)
             self.mark_failed = await conn.prepare(MARK_FAILED_SQL)
         except BaseException:
             conn.terminate()
@@ -296,6 +300,12 @@ class OutboxRelay:
     `engine` gives the database (its URL) and serves `prune` and `backlog`; claims and marks run
     on the relay's own asyncpg connections (at most one per lane, opened on first use, kept while
     the relay runs, closed by `stop` or at the end of a `drain` called without `start`).
+
+    Published rows are kept `retention_seconds` (pruned every 10 minutes), so that a writer that
+    derives its event ids from their cause (repérage's campaign re-runs) finds the events it
+    already published and skips them. With `retention_seconds=0` a published row is deleted at
+    once instead: for a service whose inbox already drops a redelivered cause (PSAD), JetStream's
+    duplicate window and the consumers' inboxes drop an event published twice all the same.
     """
 
     def __init__(
@@ -398,7 +408,10 @@ class OutboxRelay:
         return min(30.0, 0.2 * 2 ** min(self._failures, 8)) * random.uniform(0.8, 1.2)
 
     async def _acquire(self) -> _RelayConnection:
-        return self._idle.pop() if self._idle else await _RelayConnection.open(self._dsn)
+        if self._idle:
+            return self._idle.pop()
+        return await _RelayConnection.open(
+            self._dsn, MARK_PUBLISHED_SQL if self.retention_seconds else DELETE_PUBLISHED_SQL)
 
     def _release(self, connection: _RelayConnection) -> None:
         if not connection.conn.is_closed():

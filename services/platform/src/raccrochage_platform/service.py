@@ -104,7 +104,8 @@ async def run_service(spec: ServiceSpec) -> None:
     service_def = topology.services[spec.name]
     outbox = OutboxWriter(service_def.source, service_def.stream) if service_def.stream else None
     relay = OutboxRelay(engine, jetstream(broker), batch_size=settings.relay_batch_size,
-                        sweep_seconds=settings.relay_sweep_seconds) if outbox else None
+                        sweep_seconds=settings.relay_sweep_seconds,
+                        retention_seconds=settings.outbox_retention_seconds) if outbox else None
     context = ServiceContext(settings, topology, engine, make_session_factory(engine), broker, registry, app, outbox,
                              relay)
     app.include_router(health_router(context, relay))

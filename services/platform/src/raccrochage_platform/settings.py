@@ -27,6 +27,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     relay_batch_size: int = Field(500, validation_alias="RACCROCHAGE_RELAY_BATCH", ge=1, le=10_000)
     relay_sweep_seconds: float = Field(1.0, validation_alias="RACCROCHAGE_RELAY_SWEEP_SECONDS", gt=0)
+    outbox_retention_seconds: float = Field(
+        7 * 24 * 3600, validation_alias="RACCROCHAGE_OUTBOX_RETENTION_SECONDS", ge=0,
+        description="how long published outbox rows are kept; 0 deletes each once published")
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:

@@ -293,3 +293,42 @@ async def test_add_many_raw_runs_the_aggregates_statement_along_in_one_statement
         assert await conn.fetchval("SELECT count(*) FROM outbox WHERE aggregate_key LIKE 'along-%'") == 1
     finally:
         await conn.close()
+
+
+async def test_without_retention_published_rows_are_deleted_and_failed_ones_kept(
+    nc: Client, service_engine: AsyncEngine, stream: str, unique: str
+) -> None:
+    """`retention_seconds=0`: a row is deleted once JetStream holds its event, whether the relay
+    claimed it or its writer published it leased; a row JetStream refused stays, with its error."""
+    writer = OutboxWriter("raccrochage/psad", stream)
+    refused = OutboxWriter("raccrochage/psad", f"NO_SUCH_STREAM_{unique}")
+    relay = OutboxRelay(service_engine, nc.jetstream(), retention_seconds=0, mark_delay=0.01, publish_timeout=30)
+    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        async with conn.transaction():
+            claimed = writer.envelope(CounterIncremented(counter="d"), subject=f"deleted-claimed-{unique}")
+            await writer.add_many_raw(conn, [claimed])
+            await refused.add_many_raw(conn, [refused.envelope(CounterIncremented(counter="d"),
+                                                               subject=f"deleted-refused-{unique}")])
+        leases = Leases(60)
+        async with conn.transaction():
+            leased = writer.envelope(CounterIncremented(counter="d"), subject=f"deleted-leased-{unique}")
+            await writer.add_many_raw(conn, [leased], leases)
+        assert await relay.publish_leased(leases.take()) == 1
+        await relay.drain()
+
+        async def rows_left() -> int:  # the leased row's mark runs a moment later (mark_delay)
+            return await conn.fetchval("SELECT count(*) FROM outbox WHERE aggregate_key LIKE $1", f"deleted-%-{unique}")
+
+        await _wait(rows_left, 1)
+        left = await conn.fetch("SELECT aggregate_key, published_at, attempts, last_error FROM outbox "
+                                "WHERE aggregate_key LIKE $1", f"deleted-%-{unique}")
+        assert [(r["aggregate_key"], r["published_at"], r["attempts"]) for r in left] == [
+            (f"deleted-refused-{unique}", None, 1)]
+        assert left[0]["last_error"]
+        published = {e["id"] for e in await _published(nc, stream)}
+        assert {str(claimed.id), str(leased.id)} <= published
+    finally:
+        await conn.execute("DELETE FROM outbox WHERE aggregate_key LIKE $1", f"deleted-%-{unique}")
+        await conn.close()
+        await relay.stop()

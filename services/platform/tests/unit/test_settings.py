@@ -32,3 +32,15 @@ def test_valid_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HTTP_PORT", raising=False)
     settings = load_settings(ServiceSettings)
     assert settings.service_name == "psad" and settings.http_port == 0
+
+
+
+def test_outbox_retention_is_a_week_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RACCROCHAGE_SERVICE", "reperage")
+    monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@h/db")
+    monkeypatch.delenv("RACCROCHAGE_OUTBOX_RETENTION_SECONDS", raising=False)
+    assert load_settings(ServiceSettings).outbox_retention_seconds == 7 * 24 * 3600
+    monkeypatch.setenv("RACCROCHAGE_OUTBOX_RETENTION_SECONDS", "-1")
+    with pytest.raises(ConfigError, match="RACCROCHAGE_OUTBOX_RETENTION_SECONDS"):
+        load_settings(ServiceSettings)

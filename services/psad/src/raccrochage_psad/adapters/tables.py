@@ -45,8 +45,8 @@ case = Table(
     # Every case of a youth, closed ones included (reopen, found after close): without it the
     # batch lookup of handed-over youths scanned the whole table.
     Index("case_by_youth", "youth_id"),
+    # Every list is bound to a territory (a PSAD's filter too: a territory holds a handful).
     Index("case_by_territory", "departement", "status"),
-    Index("case_by_psad", "psad_id", "status"),
 )
 
 ALL_METADATA = [platform_metadata, metadata]
