@@ -7,6 +7,13 @@ subject sits under one wildcard inbox subscription, and the PubAck read where it
 also reads error PubAcks, which nats-py's futures never resolve (nats-io/nats.py#985): a message
 JetStream refuses (no stream for its subject, wrong expected stream, stream full) fails at once
 with JetStream's reason instead of waiting for the timeout.
+
+While connected, a wave's HPUB commands are written here and queued on the client as nats-py's
+own `publish` queues them (`_send_command`), then flushed once: `publish` validates and encodes
+each header with a regular expression, 10-17 µs a message with our three headers against 2-4
+(pubcost measured side by side). Our subjects come from the outbox's event types and our header
+values are ids and names, never free text. Disconnected or closed, `publish` itself is called,
+for its buffering limits and errors.
 """
 
 from __future__ import annotations
@@ -55,6 +62,13 @@ def _outcome(msg: Msg) -> str:
         return f"APIError: {msg.data[:200]!r}"
 
 
+def hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
+    """The HPUB command nats-py's `publish` sends for these arguments (NATS protocol)."""
+    head = "".join(("NATS/1.0\r\n", *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n")).encode()
+    return b"".join((f"HPUB {subject} {reply} {len(head)} {len(head) + len(payload)}\r\n".encode(), head, payload,
+                     b"\r\n"))
+
+
 class JetStreamPublisher:
     """Publishes messages to JetStream over one client and waits for their PubAcks."""
 
@@ -74,15 +88,22 @@ class JetStreamPublisher:
             self._subscription = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_puback)
         wave = _Wave([None] * len(messages), len(messages))
         tokens = []
+        nc = self._nc
+        direct = nc.is_connected and hasattr(nc, "_send_command")
         for index, (subject, payload, headers) in enumerate(messages):
             token = str(next(self._tokens))
             tokens.append(token)
             self._waiting[token] = (wave, index)
             try:
-                await self._nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
+                if direct:
+                    await nc._send_command(hpub(subject, f"{self._prefix}.{token}", headers, payload))
+                else:
+                    await nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
             except PUBLISH_ERRORS as error:
                 del self._waiting[token]
                 wave.settle(index, f"{type(error).__name__}: {error}")
+        if direct and nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()  # what each `publish` does after queueing its command
         if wave.left:
             try:
                 await asyncio.wait_for(wave.done, timeout)

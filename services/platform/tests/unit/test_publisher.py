@@ -1,0 +1,14 @@
+"""The publisher writes the HPUB commands nats-py's `publish` would write, byte for byte."""
+
+from nats.protocol import command
+
+from raccrochage_platform.publisher import hpub
+
+
+def test_hpub_is_what_nats_py_sends() -> None:
+    headers = {"Nats-Msg-Id": "0b9f3a6e-8d1c-5f7e-9a2b-4c6d8e0f1a2b", "Nats-Expected-Stream": "PSAD",
+               "Content-Type": "application/cloudevents+json"}
+    head = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
+    payload = '{"data":{"zap":"bordeaux-rive-droite","é":1}}'.encode()
+    assert hpub("psad.case.opened.v1", "_INBOX.abc.17", headers, payload) == command.hpub_cmd(
+        "psad.case.opened.v1", "_INBOX.abc.17", head, payload)
