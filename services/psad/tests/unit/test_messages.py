@@ -97,3 +97,18 @@ def test_opened_envelopes_are_what_envelopes_gives(zap: str | None, chained: boo
     assert got.pop("time") == "2026-11-02T09:00:00Z"
     want.pop("time")
     assert got == want and parsed.data == expected.data
+
+
+def test_opened_envelopes_refuse_an_id_they_would_have_to_escape() -> None:
+    """The template writes ids and the département unescaped, as their patterns allow: a value
+    outside them (never from a validated youth.identified) fails the batch, no broken JSON."""
+    from raccrochage_contracts.events.reperage_v1 import YouthIdentified
+    from raccrochage_psad.service_layer.messages import opened_envelopes
+
+    cause = new_event(YouthIdentified(youth_id=YOUTH, campaign_id="c", psad_id="psad-33", departement="33", age=17,
+                                      months_since_leaving=4, as_of=T0.date()),
+                      source="raccrochage/reperage", subject=YOUTH)
+    case = _case()
+    case.psad_id = 'psad-33","x":"y'
+    with pytest.raises(ValueError, match="outside the contract's patterns"):
+        opened_envelopes(OUTBOX, [(case, cause)], T0)
