@@ -388,12 +388,19 @@ async def main(args: argparse.Namespace) -> None:
     })
 
 
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="identified events waiting in the stream")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--processes", type=int, default=1,
-                        help="PSAD replicas sharing the durable consumer (a deployment's way to scale it)")
+    parser.add_argument("--processes", type=_at_least_one, default=1,
+                        help="PSAD replicas sharing the durable consumer (a deployment's way to scale it); "
+                        "--py-spy records the first one only")
     parser.add_argument("--py-spy", metavar="PATH", help="record the service with this py-spy binary "
                         "(speedscope JSON in --keep's folder)")
     parser.add_argument("--force-custom-plans", action="store_true",

@@ -38,3 +38,15 @@ GRANT CONNECT ON DATABASE ops TO ops;
 -- The stock databases are open to PUBLIC as well; no service has business there.
 REVOKE CONNECT ON DATABASE postgres FROM PUBLIC;
 REVOKE CONNECT ON DATABASE template1 FROM PUBLIC;
+
+-- JIT off for every service role, as the services also ask on each connection
+-- (raccrochage_platform.db.server_settings): a connection pooler that drops startup parameters
+-- (PgBouncer without ignore_startup_parameters) would otherwise leave PostgreSQL compiling, at
+-- every execution, statements whose estimated cost is high on a table not analyzed since it grew
+-- (PSAD's 500-youth insert: 252 ms of compilation for 4 ms of work, docs/psad.md).
+ALTER ROLE reperage SET jit = off;
+ALTER ROLE psad SET jit = off;
+ALTER ROLE foquale SET jit = off;
+ALTER ROLE mlds SET jit = off;
+ALTER ROLE clause_sociale SET jit = off;
+ALTER ROLE ops SET jit = off;

@@ -152,6 +152,12 @@ def test_init_sql_gives_each_service_a_role_and_a_database_no_one_else_reaches()
     assert sorted(granted) == sorted((name, name) for name in databases)
 
 
+def test_init_sql_turns_jit_off_for_every_service_role():
+    """Even behind a pooler that drops the services' own `jit=off` startup parameter."""
+    sql = re.sub(r"--.*", "", (ROOT / "deploy" / "postgres" / "init.sql").read_text(encoding="utf-8"))
+    assert sorted(re.findall(r"ALTER ROLE (\w+) SET jit = off;", sql)) == sorted(re.findall(r"CREATE ROLE (\w+) LOGIN", sql))
+
+
 # --- nats ----------------------------------------------------------------------------------
 
 
