@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -57,3 +60,23 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     if adapted._transaction is None and adapted.isolation_level != "autocommit":
         await adapted._start_transaction()
     return fairy.driver_connection
+
+
+_PLAIN_ELEMENTS = re.compile(r"[0-9A-Za-z-]+(?:,[0-9A-Za-z-]+)*").fullmatch
+_NULL_ELEMENT = re.compile(r"(?:^|,)(?i:null)(?:,|$)").search
+
+
+def array_literal(values: Sequence[str | int]) -> str:
+    """A one-dimensional array parameter as PostgreSQL's text literal, for values that need no
+    quoting (uuids and ids written as text, integers): send it as `$n::text::uuid[]` (text[],
+    int[]...). For a list parameter, asyncpg checks every element against three ABCs before
+    encoding it: 0.8 µs an element on a 2-core VM, where the literal costs 0.15 (joined in C,
+    parsed by PostgreSQL; bench/psad.py sends 8 such elements per case). Nothing is quoted here:
+    None, an empty string, "NULL", a comma or any character other than a letter, a digit or "-" raises
+    ValueError, which the caller's transaction turns into a failed batch, never a wrong row."""
+    if None in values:
+        raise ValueError("array_literal: None is not a plain element")
+    text = ",".join(map(str, values))
+    if text and (_PLAIN_ELEMENTS(text) is None or _NULL_ELEMENT(text) or text.count(",") != len(values) - 1):
+        raise ValueError("array_literal: an element needs quoting (empty, NULL, or not letters, digits and '-')")
+    return "{" + text + "}"

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from raccrochage_contracts import CloudEvent, Payload, new_event, nats_subject
 
-from .db import libpq_dsn, server_settings
+from .db import array_literal, libpq_dsn, server_settings
 from .logging import get_logger
 from .publisher import JetStreamPublisher
 from .tables import OUTBOX_CHANNEL, outbox
@@ -116,12 +116,22 @@ class OutboxWriter:
     async def add_json_raw(self, conn: asyncpg.Connection, event_type: str,
                            events: Sequence[tuple[str, str, bytes]], leases: Leases | None = None) -> None:
         """`add_many_raw` for envelopes of one type already written as JSON (a batch handler
-        that builds thousands from a template): (event id, aggregate key, envelope JSON)."""
-        if events:
-            count = len(events)
-            await self._insert_raw(conn, [[e[0] for e in events], [event_type] * count,
-                                          [nats_subject(event_type)] * count, [self.stream] * count,
-                                          [e[1] for e in events], [e[2] for e in events]], leases)
+        that builds thousands from a template): (event id, aggregate key, envelope JSON). The
+        ids and keys must be uuids or plain ids (`db.array_literal`); the type, subject and
+        stream go once, not once per row."""
+        if not events:
+            return
+        ids, keys, bodies = [e[0] for e in events], [e[1] for e in events], [e[2] for e in events]
+        subject = nats_subject(event_type)
+        arguments = [array_literal(ids), event_type, subject, self.stream, array_literal(keys), bodies]
+        if leases is None:
+            await conn.execute(ADD_ONE_TYPE_SQL, *arguments)
+            return
+        index = {event_id: n for n, event_id in enumerate(ids)}
+        for row_id, event_id, leased in await conn.fetch(ADD_ONE_TYPE_LEASED_SQL, *arguments, leases.seconds):
+            if leased:
+                n = index[event_id]
+                leases.rows.append((row_id, event_id, subject, self.stream, keys[n], bodies[n]))
 
     @staticmethod
     async def _insert_raw(conn: asyncpg.Connection, arrays: list[list], leases: Leases | None,
@@ -203,6 +213,16 @@ def _insert_sql(leased: bool, along: str | None = None, along_arguments: int = 0
     return f"WITH along AS ({along}) {sql}" if along else sql
 
 
+# `add_json_raw`: rows of one event type; ids and keys as array literals ($1, $5), the type,
+# subject and stream once ($2-$4), the envelopes ($6), the lease in seconds ($7, leased only).
+_ONE_TYPE_ROWS = ("SELECT e.event_id, $2::text, $3::text, $4::text, e.aggregate_key, e.envelope{lease} "
+                  "FROM unnest($1::text::uuid[], $5::text::text[], $6::bytea[]) AS e(event_id, aggregate_key, envelope)")
+ADD_ONE_TYPE_SQL = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) {_ONE_TYPE_ROWS.format(lease='')} "
+                    "ON CONFLICT (event_id) DO NOTHING")
+ADD_ONE_TYPE_LEASED_SQL = (
+    f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
+    f"{_ONE_TYPE_ROWS.format(lease=', ' + lease_unless_pending('e.aggregate_key', '$7::float8'))} "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id::text, leased_until IS NOT NULL")
 ADD_MANY_RAW_SQL = _insert_sql(False)
 ADD_MANY_LEASED_SQL = _insert_sql(True)  # returns the outbox id, the event id and whether leased
 _ADD_MANY = text(
@@ -241,11 +261,12 @@ CLAIM_SQL = """
     FROM ready r WHERE o.id = r.id
     RETURNING o.id, o.event_id::text, o.nats_subject, o.stream, o.aggregate_key, o.envelope
 """
-MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])"
+# $1: the ids as an array literal (db.array_literal).
+MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::text::bigint[])"
 # With no retention: the row is gone once JetStream holds the event. The mark above is not a HOT
 # update (`published_at` is in the pending indexes' predicates): 10 µs per row in PostgreSQL,
 # where this costs 2 (PSAD's bulk hand-over: 116 -> 89 µs of PostgreSQL CPU per opened case).
-DELETE_PUBLISHED_SQL = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+DELETE_PUBLISHED_SQL = "DELETE FROM outbox WHERE id = ANY($1::text::bigint[])"
 MARK_FAILED_SQL = (
     "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL WHERE id = ANY($1::bigint[])"
 )
@@ -513,7 +534,7 @@ class OutboxRelay:
         while self._to_mark:
             ids, self._to_mark = self._to_mark, []
             async with self._connection() as connection:
-                await connection.mark_published.fetch(ids)
+                await connection.mark_published.fetch(array_literal(ids))
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[_RelayConnection]:
@@ -542,7 +563,7 @@ class OutboxRelay:
     async def _mark(self, connection: _RelayConnection, published: list[int], failed: list[int], error: str) -> None:
         """One UPDATE for the acked rows, one for the failed ones (attempts and last_error)."""
         if published:
-            await connection.mark_published.fetch(published)
+            await connection.mark_published.fetch(array_literal(published))
         if failed:
             await connection.mark_failed.fetch(failed, error[:500])
 

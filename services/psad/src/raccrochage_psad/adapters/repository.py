@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from raccrochage_contracts import CloudEvent
-from raccrochage_platform.db import driver_connection
+from raccrochage_platform.db import array_literal, driver_connection
 from raccrochage_platform.outbox import LEASES, OutboxWriter
 
 from ..domain.case import Case
@@ -151,8 +151,10 @@ _NEW_COLUMNS = ("case_id", "youth_id", "psad_id", "departement", "zap", "age_at_
                 "months_since_leaving")
 _OPEN_NEW_SQL = f"""
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[],
-                         $8::text[], $9::int[]) AS i({', '.join(_NEW_COLUMNS)})
+    -- case ids, youth ids, PSADs, départements and ages as array literals (db.array_literal);
+    -- ZAP, level and last diploma are free text, months may be unknown: arrays
+    SELECT * FROM unnest($1::text::uuid[], $2::text::text[], $3::text::text[], $4::text::text[], $5::text[],
+                         $6::text::int[], $7::text[], $8::text[], $9::int[]) AS i({', '.join(_NEW_COLUMNS)})
 ), known AS (
     -- one index probe per youth (a generic plan of `youth_id = ANY($2)` scanned the table)
     SELECT c.case_id, c.youth_id, c.psad_id, c.status, c.transferred_to
@@ -245,9 +247,10 @@ class CaseRepository:
             raise ValueError("open_new takes cases just opened, all at the same time")
         conn = await driver_connection(self.session)
         rows = await conn.fetch(
-            _OPEN_NEW_SQL, [c.case_id for c in cases], [c.youth_id for c in cases], [c.psad_id for c in cases],
-            [c.departement for c in cases], [c.zap for c in cases], [c.age_at_opening for c in cases],
-            [c.level for c in cases], [c.last_diploma for c in cases], [c.months_since_leaving for c in cases],
+            _OPEN_NEW_SQL, array_literal([c.case_id for c in cases]), array_literal([c.youth_id for c in cases]),
+            array_literal([c.psad_id for c in cases]), array_literal([c.departement for c in cases]),
+            [c.zap for c in cases], array_literal([c.age_at_opening for c in cases]), [c.level for c in cases],
+            [c.last_diploma for c in cases], [c.months_since_leaving for c in cases],
             opened_at, CaseStatus.TO_CONTACT.value, _EMPTY_HISTORY)
         inserted = {row[1] for row in rows if row[0]}
         known = {row[2]: row for row in rows if not row[0]}
