@@ -77,6 +77,8 @@ def array_literal(values: Sequence[str | int]) -> str:
     if None in values:
         raise ValueError("array_literal: None is not a plain element")
     text = ",".join(map(str, values))
+    if values and not text:  # [""]: "{}" would be an empty array, not one element
+        raise ValueError("array_literal: an element needs quoting (empty, NULL, or not letters, digits and '-')")
     if text and (_PLAIN_ELEMENTS(text) is None or _NULL_ELEMENT(text) or text.count(",") != len(values) - 1):
         raise ValueError("array_literal: an element needs quoting (empty, NULL, or not letters, digits and '-')")
     return "{" + text + "}"

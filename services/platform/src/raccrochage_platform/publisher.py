@@ -89,20 +89,25 @@ class JetStreamPublisher:
         wave = _Wave([None] * len(messages), len(messages))
         tokens = []
         nc = self._nc
-        direct = nc.is_connected and hasattr(nc, "_send_command")
+        direct = hasattr(nc, "_send_command")
+        queued = False
         for index, (subject, payload, headers) in enumerate(messages):
             token = str(next(self._tokens))
             tokens.append(token)
             self._waiting[token] = (wave, index)
             try:
-                if direct:
+                # Checked per message, as `publish` does: a connection lost or draining mid-wave,
+                # an oversized payload or a bad subject go through `publish` and its errors.
+                if (direct and nc.is_connected and not nc.is_draining and len(payload) <= nc.max_payload
+                        and subject and " " not in subject):
+                    queued = True
                     await nc._send_command(hpub(subject, f"{self._prefix}.{token}", headers, payload))
                 else:
                     await nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
             except PUBLISH_ERRORS as error:
                 del self._waiting[token]
                 wave.settle(index, f"{type(error).__name__}: {error}")
-        if direct and nc._flush_queue is not None and nc._flush_queue.empty():
+        if queued and nc._flush_queue is not None and nc._flush_queue.empty():
             await nc._flush_pending()  # what each `publish` does after queueing its command
         if wave.left:
             try:

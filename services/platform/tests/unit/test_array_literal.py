@@ -18,3 +18,8 @@ def test_plain_values_are_joined() -> None:
 def test_a_value_that_needs_quoting_is_refused(bad) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="array_literal"):
         array_literal(["fine", bad, "fine-too"])
+
+
+def test_a_single_empty_value_is_refused_not_read_as_an_empty_array() -> None:
+    with pytest.raises(ValueError, match="array_literal"):
+        array_literal([""])

@@ -12,3 +12,13 @@ def test_hpub_is_what_nats_py_sends() -> None:
     payload = '{"data":{"zap":"bordeaux-rive-droite","é":1}}'.encode()
     assert hpub("psad.case.opened.v1", "_INBOX.abc.17", headers, payload) == command.hpub_cmd(
         "psad.case.opened.v1", "_INBOX.abc.17", head, payload)
+
+
+def test_the_nats_py_internals_the_publisher_queues_through_still_exist() -> None:
+    """The direct path uses nats-py's private `_send_command`, `_flush_pending`, `_flush_queue`:
+    a nats-py release that renames them must fail here, not fall back silently."""
+    from nats.aio.client import Client
+
+    client = Client()
+    assert callable(client._send_command) and callable(client._flush_pending) and hasattr(client, "_flush_queue")
+    assert hasattr(client, "is_draining") and hasattr(client, "max_payload")
