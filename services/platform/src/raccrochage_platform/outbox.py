@@ -16,7 +16,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -127,11 +127,8 @@ class OutboxWriter:
         if leases is None:
             await conn.execute(ADD_ONE_TYPE_SQL, *arguments)
             return
-        index = {event_id: n for n, event_id in enumerate(ids)}
-        for row_id, event_id, leased in await conn.fetch(ADD_ONE_TYPE_LEASED_SQL, *arguments, leases.seconds):
-            if leased:
-                n = index[event_id]
-                leases.rows.append((row_id, event_id, subject, self.stream, keys[n], bodies[n]))
+        leases.add_returned(await conn.fetch(ADD_ONE_TYPE_LEASED_SQL, *arguments, leases.seconds), ids,
+                            lambda n: (subject, self.stream, keys[n], bodies[n]))
 
     @staticmethod
     async def _insert_raw(conn: asyncpg.Connection, arrays: list[list], leases: Leases | None,
@@ -144,11 +141,8 @@ class OutboxWriter:
             await conn.execute(sql, *before, *arrays)
             return
         ids, _, subjects, streams, keys, bodies = arrays
-        index = {str(event_id): n for n, event_id in enumerate(ids)}
-        for row_id, event_id, leased in await conn.fetch(sql, *before, *arrays, leases.seconds):
-            if leased:
-                n = index[event_id]
-                leases.rows.append((row_id, event_id, subjects[n], streams[n], keys[n], bodies[n]))
+        leases.add_returned(await conn.fetch(sql, *before, *arrays, leases.seconds), ids,
+                            lambda n: (subjects[n], streams[n], keys[n], bodies[n]))
 
 
 @dataclass
@@ -166,6 +160,15 @@ class Leases:
         """A row written leased by the caller's own statement: its outbox id and `OutboxWriter.row`."""
         self.rows.append((row_id, str(row["event_id"]), row["nats_subject"], row["stream"], row["aggregate_key"],
                           row["envelope"]))
+
+    def add_returned(self, returned: Sequence[Sequence], ids: Sequence, row: Callable[[int], tuple]) -> None:
+        """The (outbox id, event id, leased) rows a leased insert returned, for events `ids` in
+        insert order: each one leased is added, with `row(n)` = (subject, stream, aggregate key,
+        envelope) of the n-th event."""
+        index = {str(event_id): n for n, event_id in enumerate(ids)}
+        for row_id, event_id, leased in returned:
+            if leased:
+                self.rows.append((row_id, event_id, *row(index[event_id])))
 
     def take(self) -> list[tuple]:
         """The rows to publish, oldest first (an aggregate's rows in the order they were written)."""
