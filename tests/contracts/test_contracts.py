@@ -66,6 +66,34 @@ def test_examples_validate_strictly(path) -> None:  # noqa: ANN001
     REGISTRY.model(envelope.type).model_validate(envelope.data)  # strict, as a producer
 
 
+def _patterns(schema: object) -> list[str]:
+    if isinstance(schema, dict):
+        own = [schema["pattern"]] if isinstance(schema.get("pattern"), str) else []
+        return own + [p for value in schema.values() for p in _patterns(value)]
+    if isinstance(schema, list):
+        return [p for value in schema for p in _patterns(value)]
+    return []
+
+
+def test_no_pattern_uses_backslash_d() -> None:
+    """pydantic reads `\\d` as any Unicode digit, a JSON Schema reader as [0-9]: the two sides of
+    a contract would disagree (a département in Arabic-Indic digits passed the model)."""
+    offending = {name: p for name in REGISTRY for p in _patterns(payload_schema(name, REGISTRY)) if "\\d" in p}
+    assert offending == {}
+
+
+@pytest.mark.parametrize(("event_type", "field"), [
+    ("reperage.youth.identified.v1", "departement"), ("reperage.youth.identified.v1", "uai_origine"),
+    ("foquale.placement.confirmed.v1", "uai"), ("mlds.enrolment.accepted.v1", "structure_uai"),
+])
+def test_codes_written_in_other_digits_are_refused(event_type: str, field: str) -> None:
+    data = json.loads((EXAMPLES_DIR / event_type).glob("*.json").__next__().read_bytes())["data"]
+    assert any(c.isdigit() for c in data[field])
+    data[field] = data[field].translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    with pytest.raises(ValidationError, match=field):
+        REGISTRY.model(event_type).read(data)
+
+
 def test_every_event_type_has_an_example() -> None:
     with_examples = {p.parent.name for p in _examples()}
     assert sorted(set(REGISTRY) - with_examples) == []

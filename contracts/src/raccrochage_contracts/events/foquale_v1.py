@@ -27,7 +27,7 @@ class PlacementConfirmed(_Answer):
     """A seat is reserved for the youth in a school or a dispositif."""
 
     seat_id: str = Field(min_length=1, max_length=80, description="the seat offer at FOQUALE")
-    uai: str = Field(pattern=r"^\d{7}[A-Z]$", description="the establishment")
+    uai: str = Field(pattern=r"^[0-9]{7}[A-Z]$", description="the establishment")
     training: str | None = Field(None, max_length=200)
     starts_on: date
 

@@ -18,7 +18,7 @@ class EnrolmentAccepted(_Answer):
     """The youth is enrolled in an MLDS dispositif."""
 
     dispositif: Dispositif
-    structure_uai: str | None = Field(None, pattern=r"^\d{7}[A-Z]$", description="the host establishment")
+    structure_uai: str | None = Field(None, pattern=r"^[0-9]{7}[A-Z]$", description="the host establishment")
     starts_on: date
 
 

@@ -13,7 +13,7 @@ from ..registry import event_type
 
 YouthId = str  # 64 hex chars: HMAC-SHA256 of the normalised INE, keyed by a secret of repérage
 YOUTH_ID = Field(pattern=r"^[0-9a-f]{64}$", description="pseudonymous id of the youth (keyed hash of the INE)")
-Departement = Field(pattern=r"^(\d{2}|2A|2B|9[78]\d)$")
+Departement = Field(pattern=r"^([0-9]{2}|2A|2B|9[78][0-9])$")
 PartnerBase = Literal["cfa", "agri", "ml", "mlds", "en"]
 LastDiploma = Literal["AUCUN", "DNB"]  # identified youths hold at most a non-qualifying diploma
 
@@ -30,7 +30,7 @@ class YouthIdentified(Payload):
     age: int = Field(ge=0, le=120, description="age in whole years at the campaign's reference date")
     last_diploma: LastDiploma = "AUCUN"
     last_training: str | None = Field(None, max_length=120, description="formation d'origine (label, not personal)")
-    uai_origine: str | None = Field(None, pattern=r"^\d{7}[A-Z]$")
+    uai_origine: str | None = Field(None, pattern=r"^[0-9]{7}[A-Z]$")
     months_since_leaving: int = Field(ge=0)
     as_of: date
 
