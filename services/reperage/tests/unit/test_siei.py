@@ -461,3 +461,14 @@ def _lines_in_order(records: Iterator[SieiRow | Rejection]) -> Iterator[SieiRow 
         assert record.line > last
         last = record.line
         yield record
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0330023F", True), ("0330023f", False), ("033002F", False), ("", False), (None, False),
+    ("٠٣٣٠٠٢٣F", False),  # Arabic-Indic digits: str.isdigit() alone took them
+    ("0330023É", False),
+])
+def test_only_an_ascii_uai_goes_into_the_identified_event(value: str | None, expected: bool) -> None:
+    from raccrochage_reperage.service_layer.ingest import _is_uai
+
+    assert _is_uai(value) is expected

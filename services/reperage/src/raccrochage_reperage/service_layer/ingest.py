@@ -288,4 +288,6 @@ def _outbox_record(outbox: OutboxWriter, envelope) -> tuple:  # noqa: ANN001
 
 
 def _is_uai(value: str | None) -> bool:
-    return bool(value) and len(value) == 8 and value[:7].isdigit() and value[7].isalpha() and value[7].isupper()
+    """Seven digits and a capital letter, ASCII only, as the contract's pattern says (`isdigit`
+    alone takes any Unicode digit, which the `identified` event would then refuse)."""
+    return bool(value) and len(value) == 8 and value.isascii() and value[:7].isdigit() and value[7].isupper()
