@@ -125,9 +125,9 @@ class OutboxWriter:
         subject = nats_subject(event_type)
         arguments = [array_literal(ids), event_type, subject, self.stream, array_literal(keys), bodies]
         if leases is None:
-            await conn.execute(ADD_ONE_TYPE_SQL, *arguments)
+            await conn.execute(_insert_sql(False, one_type=True), *arguments)
             return
-        leases.add_returned(await conn.fetch(ADD_ONE_TYPE_LEASED_SQL, *arguments, leases.seconds), ids,
+        leases.add_returned(await conn.fetch(_insert_sql(True, one_type=True), *arguments, leases.seconds), ids,
                             lambda n: (subject, self.stream, keys[n], bodies[n]))
 
     @staticmethod
@@ -192,42 +192,39 @@ def lease_unless_pending(aggregate_key: str, seconds: str) -> str:
             f"{aggregate_key} AND p.published_at IS NULL) THEN now() + make_interval(secs => {seconds}) END")
 
 
-def _unnest(first: int) -> str:
-    """The six RAW_COLUMNS arrays as rows, from parameter $first on."""
-    kinds = ("uuid", "text", "text", "text", "text", "bytea")
-    return f"unnest({', '.join(f'${first + n}::{kind}[]' for n, kind in enumerate(kinds))})"
+_KINDS = ("uuid", "text", "text", "text", "text", "bytea")  # of RAW_COLUMNS
+# `add_json_raw`'s rows share one event type: type, subject and stream go once, as scalars.
+_ONE_TYPE_SCALARS = ("event_type", "nats_subject", "stream")
+# Ids and aggregate keys that `db.array_literal` wrote as one text literal.
+_AS_LITERAL = ("event_id", "aggregate_key")
 
 
 @functools.cache
-def _insert_sql(leased: bool, along: str | None = None, along_arguments: int = 0) -> str:
-    """The outbox insert of `add_many_raw`: rows leased to their writer (`lease_unless_pending`,
-    the lease in seconds last) returning (outbox id, event id, leased), or not; after `along`'s
-    statement (its arguments first) as a data-modifying CTE of the same statement."""
+def _insert_sql(leased: bool, along: str | None = None, along_arguments: int = 0, one_type: bool = False) -> str:
+    """The outbox insert of `add_many_raw` and `add_json_raw`. Its six arguments are the
+    RAW_COLUMNS in order, each an array with a value per row; with `one_type`, the type, subject
+    and stream are one value each, and the ids and keys array literals. Leased (the lease in
+    seconds after them): rows leased to their writer (`lease_unless_pending`), returning
+    (outbox id, event id, leased). `along`: a data-modifying statement run first, in the same
+    statement (a CTE), its arguments before the outbox's."""
     first = along_arguments + 1
+    arrays, values = [], []
+    for n, (column, kind) in enumerate(zip(RAW_COLUMNS, _KINDS, strict=True)):
+        if one_type and column in _ONE_TYPE_SCALARS:
+            values.append(f"${first + n}::{kind}")
+            continue
+        arrays.append((column, f"${first + n}::text::{kind}[]" if one_type and column in _AS_LITERAL
+                       else f"${first + n}::{kind}[]"))
+        values.append(f"e.{column}")
     if leased:
-        sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
-               f"SELECT e.*, {lease_unless_pending('e.aggregate_key', f'${first + 6}::float8')} "
-               f"FROM {_unnest(first)} AS e({', '.join(RAW_COLUMNS)}) "
-               "ON CONFLICT (event_id) DO NOTHING "
-               "RETURNING id, event_id::text, leased_until IS NOT NULL")
-    else:
-        sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) SELECT * FROM {_unnest(first)} "
-               "ON CONFLICT (event_id) DO NOTHING")
+        values.append(lease_unless_pending("e.aggregate_key", f"${first + 6}::float8"))
+    sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}{', leased_until' if leased else ''}) "
+           f"SELECT {', '.join(values)} FROM unnest({', '.join(a for _, a in arrays)}) "
+           f"AS e({', '.join(c for c, _ in arrays)}) ON CONFLICT (event_id) DO NOTHING"
+           + (" RETURNING id, event_id::text, leased_until IS NOT NULL" if leased else ""))
     return f"WITH along AS ({along}) {sql}" if along else sql
 
 
-# `add_json_raw`: rows of one event type; ids and keys as array literals ($1, $5), the type,
-# subject and stream once ($2-$4), the envelopes ($6), the lease in seconds ($7, leased only).
-_ONE_TYPE_ROWS = ("SELECT e.event_id, $2::text, $3::text, $4::text, e.aggregate_key, e.envelope{lease} "
-                  "FROM unnest($1::text::uuid[], $5::text::text[], $6::bytea[]) AS e(event_id, aggregate_key, envelope)")
-ADD_ONE_TYPE_SQL = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) {_ONE_TYPE_ROWS.format(lease='')} "
-                    "ON CONFLICT (event_id) DO NOTHING")
-ADD_ONE_TYPE_LEASED_SQL = (
-    f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}, leased_until) "
-    f"{_ONE_TYPE_ROWS.format(lease=', ' + lease_unless_pending('e.aggregate_key', '$7::float8'))} "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id::text, leased_until IS NOT NULL")
-ADD_MANY_RAW_SQL = _insert_sql(False)
-ADD_MANY_LEASED_SQL = _insert_sql(True)  # returns the outbox id, the event id and whether leased
 _ADD_MANY = text(
     f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}) "
     "SELECT * FROM unnest(CAST(:event_id AS uuid[]), CAST(:event_type AS text[]), CAST(:nats_subject AS text[]), "

@@ -11,6 +11,7 @@ from nats.aio.client import Client
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from raccrochage_contracts import nats_subject
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
 from raccrochage_platform.publisher import JetStreamPublisher
@@ -197,6 +198,37 @@ async def test_add_many_raw_writes_in_the_callers_transaction_and_skips_known_ev
     relay = OutboxRelay(service_engine, nc.jetstream())
     assert await relay.drain() == 3
     assert [e["id"] for e in await _published(nc, stream)] == [str(e.id) for e in events]
+
+
+async def test_add_json_raw_writes_one_types_envelopes_leased_or_not(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
+    """Envelopes already JSON, of one type: the type, subject and stream go once; leased rows
+    come back for their writer to publish; a re-run skips the events already there."""
+    writer = OutboxWriter("raccrochage/psad", stream)
+    events = [writer.envelope(CounterIncremented(counter="j"), subject=f"json-{n}") for n in range(4)]
+    rows = [(str(e.id), e.subject, e.to_json()) for e in events]
+    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        async with conn.transaction():
+            await writer.add_json_raw(conn, CounterIncremented.event_type, rows[:2])
+        leases = Leases(60)
+        async with conn.transaction():
+            await writer.add_json_raw(conn, CounterIncremented.event_type, rows, leases)  # 2 known
+        stored = await conn.fetch("SELECT event_id::text, event_type, nats_subject, stream, aggregate_key, "
+                                  "leased_until IS NOT NULL AS leased FROM outbox WHERE aggregate_key LIKE 'json-%' "
+                                  "ORDER BY id")
+    finally:
+        await conn.close()
+    assert [(r["event_id"], r["aggregate_key"], r["leased"]) for r in stored] == [
+        (str(e.id), e.subject, n >= 2) for n, e in enumerate(events)]
+    assert {(r["event_type"], r["nats_subject"], r["stream"]) for r in stored} == {
+        (CounterIncremented.event_type, nats_subject(CounterIncremented.event_type), stream)}
+    assert [row[1] for row in leases.rows] == [str(e.id) for e in events[2:]]
+    relay = OutboxRelay(service_engine, nc.jetstream())
+    assert await relay.publish_leased(leases.take()) == 2
+    assert await relay.drain() == 2  # the two written without a lease
+    assert sorted(e["id"] for e in await _published(nc, stream)) == sorted(str(e.id) for e in events)
 
 
 async def test_only_rows_no_writer_holds_wake_the_relays(service_engine: AsyncEngine, stream: str) -> None:
