@@ -101,6 +101,8 @@ class JetStreamPublisher:
                 if (direct and nc.is_connected and not nc.is_draining and len(payload) <= nc.max_payload
                         and subject and " " not in subject):
                     queued = True
+                    nc.stats["out_msgs"] += 1  # as `publish` counts them (the client's /varz-like figures)
+                    nc.stats["out_bytes"] += len(payload)
                     await nc._send_command(hpub(subject, f"{self._prefix}.{token}", headers, payload))
                 else:
                     await nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)

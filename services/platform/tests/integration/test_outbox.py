@@ -291,6 +291,7 @@ async def test_the_publisher_reads_every_pubacks_outcome(nc: Client, stream: str
     publisher = JetStreamPublisher(nc)
     subject = "sample.counter.incremented.v1"
     before = (await nc.jetstream().stream_info(stream)).state.messages
+    sent = nc.stats["out_msgs"], nc.stats["out_bytes"]
     try:
         outcomes = await publisher.publish([
             (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),
@@ -304,6 +305,8 @@ async def test_the_publisher_reads_every_pubacks_outcome(nc: Client, stream: str
     assert outcomes[2].startswith("APIError: expected stream does not match") and "10060" in outcomes[2]
     assert outcomes[3] == "NoRespondersError: no stream for this subject"
     assert (await nc.jetstream().stream_info(stream)).state.messages == before + 1
+    # the client's counters count the messages written directly, as nats-py's publish would
+    assert nc.stats["out_msgs"] - sent[0] >= 4 and nc.stats["out_bytes"] - sent[1] >= 4 * len(b"{}")
 
 
 async def test_add_many_raw_runs_the_aggregates_statement_along_in_one_statement(
