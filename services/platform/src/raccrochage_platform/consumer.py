@@ -1,9 +1,9 @@
 """Durable pull consumers: fetch a batch, handle it in one transaction with the inbox, ack.
 
 Why not FastStream's batch subscriber: in 0.7 it keeps fetching until the batch is full or its
-timeout expires, so an idle system waits the whole timeout for each event. Here a fetch returns
-what is there at once (batches form under load only), the batch shares one transaction with its
-inbox rows, and each message that cannot be handled is isolated, retried with backoff, then
+timeout expires, so an idle system waits the whole timeout for each event. Here messages come
+from pull requests kept open ahead of need (`pull.PullFeed`), a batch is what is there at once
+(batches form under load only), the batch shares one transaction with its inbox rows, and each message that cannot be handled is isolated, retried with backoff, then
 dead-lettered with its reason while the others go through. FastStream still owns the
 connection, request/reply handlers and publishing.
 """
@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
-import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -33,6 +32,7 @@ from .db import driver_connection
 from .inbox import claim_many_raw
 from .logging import get_logger
 from .outbox import LEASES, Leases, OutboxRelay
+from .pull import PullFeed
 from .topology import ConsumerDef
 
 log = get_logger(__name__)
@@ -136,9 +136,10 @@ class EventConsumer:
         return register
 
     async def start(self) -> None:
-        self._subscription = await self.js.pull_subscribe_bind(
-            durable=self.definition.durable, stream=self.definition.stream
-        )
+        # nats-py's JetStreamContext keeps its connection and API prefix private
+        self._feed = PullFeed(self.js._nc, self.definition.stream, self.definition.durable,
+                              window=2 * self.batch_size, api_prefix=self.js._prefix)
+        await self._feed.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
     async def stop(self) -> None:
@@ -150,8 +151,7 @@ class EventConsumer:
         if self._publishing is not None:  # a publish cut short leaves its rows to the relay
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._publishing, 5.0)
-        with contextlib.suppress(Exception):
-            await self._subscription.unsubscribe()
+        await self._feed.stop()
 
     async def _run(self) -> None:
         # The next batch is fetched and parsed while the current one's transaction runs: under
@@ -195,9 +195,7 @@ class EventConsumer:
 
     async def _fetch(self) -> list[Msg]:
         try:
-            return await self._subscription.fetch(self.batch_size, timeout=self.fetch_timeout)
-        except (TimeoutError, nats.errors.TimeoutError):
-            return []
+            return await self._feed.take(self.batch_size, self.fetch_timeout)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001  (reconnects are nats-py's job; keep polling)
