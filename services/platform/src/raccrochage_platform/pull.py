@@ -4,9 +4,9 @@ nats-py's `fetch` sends a pull request per batch and awaits each message of it i
 its own (`next_msg` under `wait_for`): about 7 % of PSAD's CPU in bulk. At a trickle, each batch
 also costs a pull request and its status reply: two more wake-ups of NATS and of the service
 per event, on a VM where waking a process is the dearest thing there is. A `PullFeed` keeps up
-to `window` messages requested (requests with an expiry and an idle heartbeat); messages land
-in a buffer through a subscription callback, and `take` returns what is there at once, or
-waits for the first one. (nats.go's `Consume` works this way.)
+to `window` messages requested (requests with an expiry and an idle heartbeat); messages wait
+in the subscription's queue, and `take` returns what is there at once, or waits for the first
+one. (nats.go's `Consume` works this way.)
 
 `pending` counts what the open requests may still deliver: a message takes one off; a status
 that ends a request (408: expired; 409: consumer deleted, leadership change, too many waiting
@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import deque
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -54,8 +53,7 @@ class PullFeed:
         self.pending = 0
         self.requests_sent = 0
         self._sizes: dict[str, tuple[int, float]] = {}  # reply token -> (batch asked, when)
-        self._buffer: deque[Msg] = deque()
-        self._arrived: asyncio.Future[None] | None = None  # what `take` awaits, if it waits
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()  # the subscription's, once started
         self._last_heard = time.monotonic()
         self._paused_until = 0.0
         self._numbers = 0
@@ -64,7 +62,10 @@ class PullFeed:
 
     async def start(self) -> None:
         self._prefix = self._nc.new_inbox()
-        self._subscription = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message)
+        # No callback: messages wait in the subscription's queue until `take` drains it (as
+        # nats-py's own fetch does), with no task woken per message while the consumer is busy.
+        self._subscription = await self._nc.subscribe(f"{self._prefix}.*")
+        self._queue = self._subscription._pending_queue
 
     async def stop(self) -> None:
         """Stop listening. What the open requests deliver from now on comes back after ack_wait."""
@@ -76,26 +77,31 @@ class PullFeed:
     async def take(self, most: int, timeout: float) -> list[Msg]:
         """Up to `most` messages: those already here at once, else the first to arrive within
         `timeout` seconds with whatever came with it; [] if none came."""
+        taken: list[Msg] = []
         deadline = time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
-        while not self._buffer:
+        queue = self._queue
+        while True:
+            while len(taken) < most and not queue.empty():
+                self._read(self._dequeued(queue.get_nowait()), taken)
+            if taken:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            # A bare future that the callback resolves: the waiter resumes on the next turn of
-            # the loop (asyncio.wait_for would add a task and a callback hop, on the latency path).
-            self._arrived = loop.create_future()  # before asking: a message that comes meanwhile resolves it
             await self._ask()
-            if self._buffer:
-                break
-            timer = loop.call_later(min(left, self.heartbeat), _resolve, self._arrived)
+            if not queue.empty():
+                continue
             try:
-                await self._arrived
-            finally:
-                timer.cancel()
-        taken = [self._buffer.popleft() for _ in range(min(most, len(self._buffer)))]
+                async with asyncio.timeout(min(left, self.heartbeat)):  # no task, unlike wait_for
+                    self._read(self._dequeued(await queue.get()), taken)
+            except TimeoutError:
+                pass
         await self._ask()
         return taken
+
+    def _dequeued(self, msg: Msg) -> Msg:
+        self._subscription._pending_size -= len(msg.data)  # nats-py's slow-consumer count, as its fetch keeps it
+        return msg
 
     async def _ask(self) -> None:
         """Ask for the free part of the window once it is half the window or more."""
@@ -104,7 +110,7 @@ class PullFeed:
             log.warning("pull_requests_lost", subject=self._next_subject, pending=self.pending)
             self.pending, self._last_heard = 0, now  # gone with a connection: ask again
             self._sizes.clear()
-        free = self.window - self.pending - len(self._buffer)
+        free = self.window - self.pending - self._queue.qsize()
         if free < max(1, self.window // 2) or now < self._paused_until:
             return
         self._numbers += 1
@@ -120,12 +126,13 @@ class PullFeed:
         for old in [t for t, (_, sent) in self._sizes.items() if sent < expired]:
             del self._sizes[old]
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _read(self, msg: Msg, taken: list[Msg]) -> None:
+        """A message for `taken`, or a status for the accounting."""
         self._last_heard = time.monotonic()
         headers = msg.headers
         status = headers.get(STATUS) if headers else None
         if status is None:
-            self._buffer.append(msg)
+            taken.append(msg)
             if self.pending:
                 self.pending -= 1
         elif status == HEARTBEAT:
@@ -141,9 +148,3 @@ class PullFeed:
                 self._paused_until = time.monotonic() + ERROR_PAUSE
                 log.warning("pull_request_ended", subject=self._next_subject, status=status,
                             description=headers.get("Description", ""))
-        _resolve(self._arrived)
-
-
-def _resolve(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 SUBJECT = "sample.counter.incremented.v1"
 
 
-async def durable(nc: Client, stream: str, name: str, **config) -> str:  # noqa: ANN003
+async def durable(nc: Client, stream: str, name: str, **config) -> str:
     await nc.jetstream().add_consumer(stream, ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT,
                                                              **config))
     return name
@@ -137,8 +137,9 @@ async def test_a_crowded_consumer_is_not_asked_in_a_loop(nc: Client, sample_stre
 async def test_a_status_ends_its_request_and_frees_what_it_left(headers: dict, pending_after: int) -> None:
     feed = PullFeed(Client(), "S", "d", window=100)
     feed._prefix, feed.pending, feed._sizes = "_INBOX.x", 10, {"2": (4, time.monotonic())}
-    await feed._on_message(Msg(Client(), subject="_INBOX.x.2", headers=headers))
-    assert feed.pending == pending_after and not feed._buffer
+    taken: list = []
+    feed._read(Msg(Client(), subject="_INBOX.x.2", headers=headers), taken)
+    assert feed.pending == pending_after and taken == []
     assert feed._paused_until > 0 if headers["Status"] == "409" else feed._paused_until == 0
 
 

@@ -1,5 +1,6 @@
 """The publisher writes the HPUB commands nats-py's `publish` would write, byte for byte."""
 
+from nats.aio.client import Client
 from nats.protocol import command
 
 from raccrochage_platform.publisher import hpub
@@ -22,3 +23,12 @@ def test_the_nats_py_internals_the_publisher_queues_through_still_exist() -> Non
     client = Client()
     assert callable(client._send_command) and callable(client._flush_pending) and hasattr(client, "_flush_queue")
     assert hasattr(client, "is_draining") and hasattr(client, "max_payload")
+
+
+def test_the_nats_py_internals_the_pull_feed_reads_still_exist() -> None:
+    """`PullFeed` drains a subscription's `_pending_queue` and keeps its `_pending_size`, as
+    nats-py's own fetch does."""
+    from nats.aio.subscription import Subscription
+
+    subscription = Subscription(Client(), 1, "s")
+    assert hasattr(subscription, "_pending_queue") and hasattr(subscription, "_pending_size")
