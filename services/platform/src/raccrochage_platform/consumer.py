@@ -3,9 +3,10 @@
 Why not FastStream's batch subscriber: in 0.7 it keeps fetching until the batch is full or its
 timeout expires, so an idle system waits the whole timeout for each event. Here messages come
 from pull requests kept open ahead of need (`pull.PullFeed`), a batch is what is there at once
-(batches form under load only), the batch shares one transaction with its inbox rows, and each message that cannot be handled is isolated, retried with backoff, then
-dead-lettered with its reason while the others go through. FastStream still owns the
-connection, request/reply handlers and publishing.
+(batches form under load only), the batch shares one transaction with its inbox rows, and each
+message that cannot be handled is isolated, retried with backoff, then dead-lettered with its
+reason while the others go through. FastStream still owns the connection, request/reply
+handlers and publishing.
 """
 
 from __future__ import annotations
