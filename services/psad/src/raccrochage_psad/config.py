@@ -26,7 +26,7 @@ class PsadSettings(ServiceSettings):
     outbox_retention_seconds: float = Field(
         0, validation_alias="RACCROCHAGE_OUTBOX_RETENTION_SECONDS", ge=0,
         description="how long published outbox rows are kept; 0 deletes each once published")
-    consumer_concurrency: int = Field(5, validation_alias="PSAD_CONSUMER_CONCURRENCY", ge=1, le=8,
+    consumer_concurrency: int = Field(3, validation_alias="PSAD_CONSUMER_CONCURRENCY", ge=1, le=8,
                                       description="batches of distinct youths handled at once")
 
     def policy(self) -> Policy:
