@@ -108,6 +108,7 @@ class EventConsumer:
     # Per handled type, its envelope with typed data: one validation pass per message.
     _readers: dict[str, type[CloudEvent]] = field(default_factory=dict)
     _task: asyncio.Task | None = None
+    _feed: PullFeed | None = None  # from `start` on
     _publishing: asyncio.Task | None = None  # the last batch's leased events, on their way
     _publish_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     _stopping: bool = False
@@ -152,7 +153,8 @@ class EventConsumer:
         if self._publishing is not None:  # a publish cut short leaves its rows to the relay
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(self._publishing, 5.0)
-        await self._feed.stop()
+        if self._feed is not None:  # a consumer never started stops quietly, as it did before the feed
+            await self._feed.stop()
 
     async def _run(self) -> None:
         # The next batch is fetched and parsed while the current one's transaction runs: under

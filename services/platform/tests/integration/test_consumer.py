@@ -344,3 +344,10 @@ async def test_batches_of_other_aggregates_run_at_once_and_an_aggregates_events_
     a1_may_end.set()
     await eventually(lambda: value(counters, f"{unique}-a2"), 1)
     assert journal.index(f"end {unique}-a1") < journal.index(f"start {unique}-a2")
+
+
+async def test_a_consumer_never_started_stops_quietly(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    await consumer.stop()  # a service stopping after another consumer's start failed
