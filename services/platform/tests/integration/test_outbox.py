@@ -231,6 +231,34 @@ async def test_add_json_raw_writes_one_types_envelopes_leased_or_not(
     assert sorted(e["id"] for e in await _published(nc, stream)) == sorted(str(e.id) for e in events)
 
 
+async def test_add_json_raw_for_new_aggregates_leases_every_row_and_refuses_a_known_id(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
+    """Aggregates the transaction created: a plain INSERT, every row leased to its writer (no
+    look for an older pending row); an id already in the outbox is an error, not a skip."""
+    writer = OutboxWriter("raccrochage/psad", stream)
+    events = [writer.envelope(CounterIncremented(counter="n"), subject=f"new-{n}") for n in range(3)]
+    rows = [(str(e.id), e.subject, e.to_json()) for e in events]
+    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        leases = Leases(60)
+        async with conn.transaction():
+            await writer.add_json_raw(conn, CounterIncremented.event_type, rows, leases, new_aggregates=True)
+        with pytest.raises(asyncpg.UniqueViolationError):
+            async with conn.transaction():
+                await writer.add_json_raw(conn, CounterIncremented.event_type, rows[:1], Leases(60),
+                                          new_aggregates=True)
+        stored = await conn.fetch("SELECT event_id::text, leased_until IS NOT NULL AS leased FROM outbox "
+                                  "WHERE aggregate_key LIKE 'new-%' ORDER BY id")
+    finally:
+        await conn.close()
+    assert [(r["event_id"], r["leased"]) for r in stored] == [(str(e.id), True) for e in events]
+    assert [row[1] for row in leases.rows] == [str(e.id) for e in events]
+    relay = OutboxRelay(service_engine, nc.jetstream())
+    assert await relay.publish_leased(leases.take()) == 3
+    assert sorted(e["id"] for e in await _published(nc, stream)) == sorted(str(e.id) for e in events)
+
+
 async def test_only_rows_no_writer_holds_wake_the_relays(service_engine: AsyncEngine, stream: str) -> None:
     """A statement whose rows are all leased to their writer (it publishes them itself) sends no
     NOTIFY; one with a row left to the relays does, once per statement."""

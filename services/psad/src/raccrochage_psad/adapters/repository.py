@@ -256,12 +256,15 @@ class CaseRepository:
         known = {row[2]: row for row in rows if not row[0]}
         return inserted, known
 
-    async def add_json(self, outbox: OutboxWriter, event_type: str, events: list[tuple[str, str, bytes]]) -> None:
+    async def add_json(self, outbox: OutboxWriter, event_type: str, events: list[tuple[str, str, bytes]], *,
+                       new_cases: bool = False) -> None:
         """Envelopes of one type already written as JSON: (event id, case id, JSON), into the
         outbox of this transaction, leased as in `add_envelopes`. An event already there (same
-        id: a re-run) is skipped."""
+        id: a re-run) is skipped, unless `new_cases` says that this transaction inserted every
+        case named (`open_new`): none of their events can be there yet, and the insert need not
+        look (`OutboxWriter.add_json_raw`)."""
         await outbox.add_json_raw(await driver_connection(self.session), event_type, events,
-                                  self.session.info.get(LEASES))
+                                  self.session.info.get(LEASES), new_aggregates=new_cases)
 
     async def add_envelopes(self, outbox: OutboxWriter, events: list[CloudEvent]) -> None:
         """Events built by `outbox`, into the outbox of this transaction (one statement); leased

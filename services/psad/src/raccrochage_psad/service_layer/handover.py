@@ -72,7 +72,7 @@ async def open_cases(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence
         elif latest["psad_id"] == event.data.psad_id and latest["transferred_to"] is None:
             reopen.append(event)
     if opened:
-        await repo.add_json(outbox, _OPENED_TYPE, opened_envelopes(outbox, opened, now))
+        await repo.add_json(outbox, _OPENED_TYPE, opened_envelopes(outbox, opened, now), new_cases=True)
     count = len(opened)
     for event in reopen:
         count += await _reopen(repo, outbox, event, now)
