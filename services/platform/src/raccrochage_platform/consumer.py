@@ -225,8 +225,14 @@ class EventConsumer:
             for item in good:
                 await self._handle_alone(item)
             return
-        for item in good:
-            await item.msg.ack()
+        await self._ack([item.msg for item in good])
+
+    async def _ack(self, messages: list[Msg]) -> None:
+        if self._feed is None:  # `handle_batch` on a consumer not started
+            for msg in messages:
+                await msg.ack()
+        else:
+            await self._feed.ack(messages)
 
     async def _handle_in_one_transaction(self, items: list[_Parsed]) -> None:
         started = time.perf_counter()

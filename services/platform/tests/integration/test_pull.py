@@ -148,3 +148,28 @@ async def test_a_window_and_heartbeat_that_cannot_work_are_refused() -> None:
         PullFeed(Client(), "S", "d", window=0)
     with pytest.raises(ValueError, match="heartbeat"):
         PullFeed(Client(), "S", "d", window=10, expires=1.0, heartbeat=0.8)
+
+
+async def test_a_batch_is_acked_in_one_command_and_jetstream_counts_every_ack(nc: Client, sample_stream: str) -> None:
+    name = await durable(nc, sample_stream, "acked_together", ack_wait=30)
+    feed = PullFeed(nc, sample_stream, name, window=100)
+    await feed.start()
+    try:
+        for n in range(20):
+            await nc.jetstream().publish(SUBJECT, str(n).encode())
+        taken: list[Msg] = []
+        while len(taken) < 20:
+            taken += await feed.take(20, 5.0)
+        sent = nc.stats["out_msgs"]
+        await feed.ack(taken[:15])
+        assert nc.stats["out_msgs"] == sent + 15 and all(m._ackd for m in taken[:15])
+        with pytest.raises(nats.errors.MsgAlreadyAckdError):  # what `Msg.ack` refuses, refused
+            await feed.ack(taken[10:20])
+        await feed.ack(taken[15:])
+        deadline = time.monotonic() + 5
+        while (info := await nc.jetstream().consumer_info(sample_stream, name)).num_ack_pending and \
+                time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert info.num_ack_pending == 0 and info.num_redelivered == 0
+    finally:
+        await feed.stop()

@@ -1,6 +1,7 @@
 """The publisher writes the HPUB commands nats-py's `publish` would write, byte for byte."""
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.protocol import command
 
 from raccrochage_platform.publisher import hpub
@@ -32,3 +33,5 @@ def test_the_nats_py_internals_the_pull_feed_reads_still_exist() -> None:
 
     subscription = Subscription(Client(), 1, "s")
     assert hasattr(subscription, "_pending_queue") and hasattr(subscription, "_pending_size")
+    # `PullFeed.ack` writes a batch's acks itself and marks each message as `Msg.ack` does
+    assert Msg(Client(), reply="r")._ackd is False
