@@ -105,12 +105,12 @@ class PullFeed:
         connection, as nats-py's `publish` queues each (1.9 -> 0.15 µs a message). Connection
         down or draining, or a message `Msg.ack` would refuse (not from JetStream, acked
         already): `Msg.ack` itself, with its errors and nats-py's reconnect buffer."""
+        if not messages:
+            return
         nc = self._nc
         if not (nc.is_connected and not nc.is_draining) or any(not m.reply or m._ackd for m in messages):
             for msg in messages:
                 await msg.ack()
-            return
-        if not messages:
             return
         command = b"".join(b"PUB %s 0\r\n\r\n" % msg.reply.encode() for msg in messages)
         for msg in messages:
