@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
+import asyncpg
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -29,7 +30,7 @@ from raccrochage_contracts.naming import type_from_subject
 
 from . import metrics
 from .deadletter import dead_letter
-from .db import driver_connection
+from .db import autocommit_connection, driver_connection
 from .inbox import claim_many_raw
 from .logging import get_logger
 from .outbox import LEASES, Leases, OutboxRelay
@@ -58,6 +59,10 @@ class Event(NamedTuple, Generic[P]):
 Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
 # Takes every new event of its type in a run of the batch at once (one insert for a thousand).
 BatchHandler = Callable[[AsyncSession, list[Event[Any]]], Awaitable[None]]
+# (connection outside any transaction, consumer name for the inbox, events, leases or None):
+# True once the batch is handled, in one statement with its inbox rows; False to leave it to the
+# transactional handler, with nothing written.
+OneStatementHandler = Callable[[asyncpg.Connection, str, list[Event[Any]], Leases | None], Awaitable[bool]]
 
 
 def _validation_reason(error: ValidationError, where: str) -> str:
@@ -105,6 +110,7 @@ class EventConsumer:
     relay: OutboxRelay | None = None
     handlers: dict[str, Handler] = field(default_factory=dict)
     batch_handlers: dict[str, BatchHandler] = field(default_factory=dict)
+    one_statement_handlers: dict[str, OneStatementHandler] = field(default_factory=dict)
     # Per handled type, its envelope with typed data: one validation pass per message.
     _readers: dict[str, type[CloudEvent]] = field(default_factory=dict)
     _task: asyncio.Task | None = None
@@ -133,6 +139,22 @@ class EventConsumer:
 
         def register(handler: BatchHandler) -> BatchHandler:
             self.batch_handlers[event_type] = handler
+            return handler
+
+        return register
+
+    def on_batch_in_one_statement(self, event_type: str) -> Callable[[OneStatementHandler], OneStatementHandler]:
+        """A first try for a batch made only of `event_type`, before its `on_batch` handler (the
+        fallback, registered first): the handler reads outside any transaction, then writes the
+        batch's effects, its inbox rows and its events in one statement that checks what it
+        read (versions) and fails whole otherwise. Two round trips instead of five (BEGIN,
+        inbox, locked read, write, COMMIT); a conflict, a duplicate or a refusal goes to the
+        transactional handler, which has the last word."""
+        if event_type not in self.batch_handlers:
+            raise ValueError(f"{event_type}: register its on_batch handler first (the fallback)")
+
+        def register(handler: OneStatementHandler) -> OneStatementHandler:
+            self.one_statement_handlers[event_type] = handler
             return handler
 
         return register
@@ -219,6 +241,9 @@ class EventConsumer:
         good = [item for item in parsed if item.event is not None]
         if not good:
             return
+        if await self._handled_in_one_statement(good):
+            await self._ack([item.msg for item in good])
+            return
         try:
             await self._handle_in_one_transaction(good)
         except Exception:  # noqa: BLE001  (find the culprit: one transaction per message)
@@ -257,7 +282,33 @@ class EventConsumer:
                     await self._call(session, event)
             if run:
                 await self._call_batch(session, run)
-        elapsed = time.perf_counter() - started
+        await self._handled(items, leases, time.perf_counter() - started)
+
+    async def _handled_in_one_statement(self, items: list[_Parsed]) -> bool:
+        kind = items[0].event.envelope.type
+        handler = self.one_statement_handlers.get(kind)
+        if handler is None or self.relay is None or any(item.event.envelope.type != kind for item in items):
+            return False
+        started = time.perf_counter()
+        leases = Leases(self.relay.lease_seconds)
+        try:
+            async with self.sessions() as session:
+                with structlog.contextvars.bound_contextvars(batch=len(items), event_type=kind):
+                    done = await handler(await autocommit_connection(session), self.name,
+                                         [item.event for item in items], leases)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001  (the transactional handler has the last word)
+            log.warning("one_statement_handler_failed", consumer=self.name, event_type=kind,
+                        error=f"{type(error).__name__}: {error}"[:300])
+            done = False
+        metrics.ONE_STATEMENT.labels(self.name, "handled" if done else "left").inc()
+        if done:
+            await self._handled(items, leases, time.perf_counter() - started)
+        return done
+
+    async def _handled(self, items: list[_Parsed], leases: Leases | None, elapsed: float) -> None:
+        """After the commit: the leased events on their way, the metrics counted."""
         if leases is not None and leases.rows:
             await self._publish_soon(leases.take())
         counts: dict[str, int] = {}

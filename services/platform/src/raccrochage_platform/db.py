@@ -62,6 +62,16 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return fairy.driver_connection
 
 
+async def autocommit_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under `session` with no transaction begun: each statement commits
+    on its own (a handler written as one statement, `EventConsumer.on_batch_in_one_statement`).
+    Nothing may run through the session itself afterwards: SQLAlchemy would begin one."""
+    fairy = await (await session.connection()).get_raw_connection()
+    if fairy.dbapi_connection._transaction is not None:
+        raise RuntimeError("autocommit_connection: the session's transaction has begun already")
+    return fairy.driver_connection
+
+
 # What an element may hold, and the separator: anything else is left by `bytes.translate`.
 _PLAIN_BYTES = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-,"
 _NULL_ELEMENT = re.compile(rb"(?:^|,)(?i:null)(?:,|$)").search

@@ -101,16 +101,26 @@ class OutboxWriter:
 
 
     async def add_many_raw(self, conn: asyncpg.Connection, events: Sequence[CloudEvent],
-                           leases: Leases | None = None, *, along: tuple[str, Sequence] | None = None) -> None:
+                           leases: Leases | None = None, *, along: tuple[str, Sequence] | None = None,
+                           guard: str | None = None) -> None:
         """`add_many` on a plain asyncpg connection, inside the caller's transaction. With
         `leases`, the rows are inserted leased to the caller, who publishes them once committed
         (`Leases`), except those whose aggregate still has an older pending row. `along` is a
         data-modifying statement and its arguments ($1...) that the same round trip runs first
-        (the aggregates' own update, say): one statement, not two."""
+        (the aggregates' own update, say): one statement, not two.
+
+        `along` may instead be several such statements written as named CTEs (`a AS (...), b AS
+        (...)`), with `guard` a condition over them (that `a` claimed every event, say): when it
+        does not hold, the outbox rows fail their NOT NULL event type and nothing of the
+        statement is written (`asyncpg.NotNullViolationError`). One statement outside any
+        transaction then does all or nothing, as a transaction would."""
         if events:
             rows = [self.row(e) for e in events]
-            await self._insert_raw(conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases, along)
+            await self._insert_raw(conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases, along,
+                                   guard)
         elif along is not None:
+            if guard is not None:
+                raise ValueError("add_many_raw: a guard needs events to guard")
             await conn.execute(along[0], *along[1])
 
     async def add_json_raw(self, conn: asyncpg.Connection, event_type: str,
@@ -141,11 +151,12 @@ class OutboxWriter:
 
     @staticmethod
     async def _insert_raw(conn: asyncpg.Connection, arrays: list[list], leases: Leases | None,
-                          along: tuple[str, Sequence] | None = None) -> None:
+                          along: tuple[str, Sequence] | None = None, guard: str | None = None) -> None:
         """One statement for rows given as arrays in RAW_COLUMNS order. Leased rows come back as
         (outbox id, event id) only: the rest of what the writer publishes is already here."""
         before: Sequence = along[1] if along else ()
-        sql = _insert_sql(leases is not None, along[0] if along else None, len(before))
+        ctes = None if along is None else along[0] if guard is not None else f"along AS ({along[0]})"
+        sql = _insert_sql(leases is not None, ctes, len(before), guard=guard)
         if leases is None:
             await conn.execute(sql, *before, *arrays)
             return
@@ -209,16 +220,17 @@ _AS_LITERAL = ("event_id", "aggregate_key")
 
 
 @functools.cache
-def _insert_sql(leased: bool, along: str | None = None, along_arguments: int = 0, one_type: bool = False,
-                new_aggregates: bool = False) -> str:
+def _insert_sql(leased: bool, ctes: str | None = None, cte_arguments: int = 0, one_type: bool = False,
+                new_aggregates: bool = False, guard: str | None = None) -> str:
     """The outbox insert of `add_many_raw` and `add_json_raw`. Its six arguments are the
     RAW_COLUMNS in order, each an array with a value per row; with `one_type`, the type, subject
     and stream are one value each, and the ids and keys array literals. Leased (the lease in
     seconds after them): rows leased to their writer (`lease_unless_pending`), returning
-    (outbox id, event id, leased). `along`: a data-modifying statement run first, in the same
-    statement (a CTE), its arguments before the outbox's. `new_aggregates`: aggregates created
-    by the caller's transaction (`add_json_raw`), a plain INSERT leased unconditionally."""
-    first = along_arguments + 1
+    (outbox id, event id, leased). `ctes`: data-modifying statements run first, in the same
+    statement (named CTEs), their arguments before the outbox's; `guard`: a condition over them
+    without which the event type is NULL (the statement fails). `new_aggregates`: aggregates
+    created by the caller's transaction (`add_json_raw`), a plain INSERT leased unconditionally."""
+    first = cte_arguments + 1
     arrays, values = [], []
     for n, (column, kind) in enumerate(zip(RAW_COLUMNS, _KINDS, strict=True)):
         if one_type and column in _ONE_TYPE_SCALARS:
@@ -226,7 +238,10 @@ def _insert_sql(leased: bool, along: str | None = None, along_arguments: int = 0
             continue
         arrays.append((column, f"${first + n}::text::{kind}[]" if one_type and column in _AS_LITERAL
                        else f"${first + n}::{kind}[]"))
-        values.append(f"e.{column}")
+        values.append(f"CASE WHEN {guard} THEN e.{column} END" if guard and column == "event_type"
+                      else f"e.{column}")
+    if guard and one_type:
+        raise ValueError("_insert_sql: a guard is for rows of several types (add_many_raw)")
     if leased:
         seconds = f"${first + 6}::float8"
         values.append(f"now() + make_interval(secs => {seconds})" if new_aggregates
@@ -236,7 +251,7 @@ def _insert_sql(leased: bool, along: str | None = None, along_arguments: int = 0
            f"AS e({', '.join(c for c, _ in arrays)})"
            + ("" if new_aggregates else " ON CONFLICT (event_id) DO NOTHING")
            + (" RETURNING id, event_id::text, leased_until IS NOT NULL" if leased else ""))
-    return f"WITH along AS ({along}) {sql}" if along else sql
+    return f"WITH {ctes} {sql}" if ctes else sql
 
 
 _ADD_MANY = text(

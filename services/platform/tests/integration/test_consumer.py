@@ -351,3 +351,50 @@ async def test_a_consumer_never_started_stops_quietly(
 ) -> None:
     consumer = await make_consumer(nc, counters, sample_stream, unique, started)
     await consumer.stop()  # a service stopping after another consumer's start failed
+
+
+async def test_a_one_statement_handler_goes_first_and_leaves_what_it_cannot_do_to_the_batch_handler(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    js = nc.jetstream()
+    definition = ConsumerDef(f"one_statement_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
+                             max_deliver=3, backoff_seconds=(0.1,))
+    await declare_consumer(js, definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2,
+                             relay=OutboxRelay(counters, js))
+    started.append(consumer)
+    with pytest.raises(ValueError, match="on_batch handler first"):
+        consumer.on_batch_in_one_statement(SUBJECT)
+    in_transaction: list[str] = []
+
+    @consumer.on_batch(SUBJECT)
+    async def many(session: AsyncSession, events: list[Event[CounterIncremented]]) -> None:
+        in_transaction.extend(e.data.counter for e in events)
+        for event in events:
+            await increment(session, event)
+
+    @consumer.on_batch_in_one_statement(SUBJECT)
+    async def at_once(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:  # noqa: ANN001
+        if any(e.data.counter.startswith("slow") for e in events):
+            return False
+        if any(e.data.counter.startswith("broken") for e in events):
+            raise RuntimeError("the statement failed")
+        await conn.execute(
+            "WITH claimed AS (INSERT INTO inbox (consumer, event_id, event_type) "
+            "SELECT $1, unnest($2::uuid[]), $3 RETURNING 1) "
+            "INSERT INTO counters SELECT unnest($4::text[]), 1 FROM claimed LIMIT cardinality($4::text[]) "
+            "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
+            name, [e.envelope.id for e in events], SUBJECT, [e.data.counter for e in events])
+        return True
+
+    await consumer.start()
+    for name in (f"fast{unique}", f"slow{unique}", f"broken{unique}"):
+        await publish(nc, envelope(name))
+        await eventually(lambda name=name: value(counters, name), 1)
+    # the first in one statement, the others by the batch handler (the third after the warning)
+    assert in_transaction == [f"slow{unique}", f"broken{unique}"]
+    deadline = asyncio.get_running_loop().time() + 5
+    while (info := await js.consumer_info(sample_stream, definition.durable)).num_ack_pending and \
+            asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    assert info.num_ack_pending == 0 and info.num_redelivered == 0

@@ -12,6 +12,7 @@ import uuid
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -125,14 +126,24 @@ _OPEN_CASES_OF_SQL = f"""
     FOR UPDATE OF c
 """
 _SAVED = [c for c in _WRITTEN if c.name != "case_id"]
-_SAVE_MANY_SQL = (
-    "UPDATE case_file c SET "
-    + ", ".join(f"{c.name} = u.{c.name}" + ("::jsonb" if c.name == "history" else "") for c in _SAVED)
-    + ", version = c.version + 1 FROM unnest($1::uuid[], "
-    + ", ".join(f"${n}::{'text' if c.name == 'history' else c.type.compile(dialect=_PG)}[]"
-                for n, c in enumerate(_SAVED, start=2))
-    + f") AS u(case_id, {', '.join(c.name for c in _SAVED)}) WHERE c.case_id = u.case_id"
-)
+
+
+def _save_many_sql(first: int = 1, checked: bool = False) -> str:
+    """One UPDATE from arrays ($first: case ids, then the _SAVED columns). `checked`: one more
+    array, the version each case was read at; a case saved since is not updated."""
+    arrays = [f"${first}::uuid[]"] + [f"${n}::{'text' if c.name == 'history' else c.type.compile(dialect=_PG)}[]"
+                                      for n, c in enumerate(_SAVED, start=first + 1)]
+    names = ["case_id"] + [c.name for c in _SAVED]
+    if checked:
+        arrays.append(f"${first + len(_SAVED) + 1}::int[]")
+        names.append("version")
+    return ("UPDATE case_file c SET "
+            + ", ".join(f"{c.name} = u.{c.name}" + ("::jsonb" if c.name == "history" else "") for c in _SAVED)
+            + f", version = c.version + 1 FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}) "
+            + "WHERE c.case_id = u.case_id" + (" AND c.version = u.version" if checked else ""))
+
+
+_SAVE_MANY_SQL = _save_many_sql()
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -178,6 +189,57 @@ SELECT true AS inserted, case_id::text, NULL::text AS youth_id, NULL::text AS ps
 UNION ALL
 SELECT false, case_id::text, youth_id, psad_id, status, transferred_to FROM known
 """
+
+
+# The one-statement path for partners' enrolments (`handover.found_in_one_statement`): the open
+# cases read without a lock, with their versions; then, in one statement outside any
+# transaction, the inbox rows, the cases saved if still at the version read, and their events,
+# guarded: unless every event was new to the inbox and every case saved, the outbox rows fail
+# their NOT NULL type and nothing of it is written.
+_OPEN_CASES_UNLOCKED_SQL = _OPEN_CASES_OF_SQL.replace("FOR UPDATE OF c", "")
+_CLAIM_AND_SAVE = f"""
+    claimed AS (
+        INSERT INTO inbox (consumer, event_id, event_type)
+        SELECT $1::text, e.id, e.kind FROM unnest($2::uuid[], $3::text[]) AS e(id, kind)
+        ON CONFLICT (consumer, event_id) DO NOTHING RETURNING 1
+    ), saved AS (
+        {_save_many_sql(4, checked=True)} RETURNING 1
+    )
+"""
+_ALL_CLAIMED_AND_SAVED = (f"((SELECT count(*) FROM claimed) = cardinality($2::uuid[]) "
+                          f"AND (SELECT count(*) FROM saved) = cardinality($4::uuid[]))")
+
+
+async def open_cases_unlocked(conn: Any, youth_ids: list[str]) -> list[tuple[Case, int]]:
+    """The open cases of these youths and the version each was read at, outside any transaction."""
+    return [(case_of(row), row["version"]) for row in await conn.fetch(_OPEN_CASES_UNLOCKED_SQL, youth_ids)]
+
+
+async def save_in_one_statement(conn: Any, outbox: OutboxWriter, consumer: str, claims: list[tuple[uuid.UUID, str]],
+                                read: list[tuple[Case, int]], events: list[CloudEvent], leases: Any,
+                                policy: Policy = DEFAULT_POLICY) -> bool:
+    """Claim `claims` (event id, type) in `consumer`'s inbox, save the cases `read` (each at the
+    version it was read at) and add `events` leased, in one statement that commits on its own;
+    False, with nothing written, if an event was not new or a case was saved meanwhile. (Events
+    whose ids are all in the outbox already were handled before: True, nothing written.)"""
+    if not events or leases is None:
+        raise ValueError("save_in_one_statement: events to guard and leases to hold them are needed")
+    cases = [case for case, _ in read]
+    arguments = [consumer, [c[0] for c in claims], [c[1] for c in claims],
+                 *_save_arguments(cases, policy), [version for _, version in read]]
+    try:
+        await outbox.add_many_raw(conn, events, leases, along=(_CLAIM_AND_SAVE, arguments),
+                                  guard=_ALL_CLAIMED_AND_SAVED)
+    except asyncpg.NotNullViolationError:  # the guard failed: the statement wrote nothing
+        return False
+    return True
+
+
+def _save_arguments(cases: list[Case], policy: Policy) -> list[list[Any]]:
+    rows = [row_of(case, policy) for case in cases]
+    return [[row["case_id"] for row in rows],
+            *([json.dumps(row["history"]) for row in rows] if c.name == "history"
+              else [row[c.name] for row in rows] for c in _SAVED)]
 
 
 def _is_fresh(case: Case) -> bool:
@@ -296,10 +358,7 @@ class CaseRepository:
                                   along=(_SAVE_MANY_SQL, self._save_arguments(cases)))
 
     def _save_arguments(self, cases: list[Case]) -> list[list[Any]]:
-        rows = [row_of(case, self.policy) for case in cases]
-        return [[row["case_id"] for row in rows],
-                *([json.dumps(row["history"]) for row in rows] if c.name == "history"
-                  else [row[c.name] for row in rows] for c in _SAVED)]
+        return _save_arguments(cases, self.policy)
 
     async def touch_reported(self, case_id: str, on: date) -> None:
         await self.session.execute(

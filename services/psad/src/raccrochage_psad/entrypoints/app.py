@@ -7,8 +7,10 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.outbox import Leases
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,6 +58,11 @@ async def build(context: ServiceContext) -> None:
         # of PSAD's py-spy samples at 200 enrolments/s, and the metrics count them already. At
         # INFO only when some youth had no open case (`handover.found` logged each one).
         (log.debug if closed == len(events) else log.info)("cases_found", received=len(events), closed=closed)
+
+    @reperage.on_batch_in_one_statement("reperage.youth.found.v1")
+    async def found_in_one_statement(conn: asyncpg.Connection, consumer: str, events: list[Event],
+                                     leases: Leases | None) -> bool:
+        return await handover.found_in_one_statement(conn, outbox, policy, consumer, events, leases)
 
     transfers = context.consumer(FROM_PSAD)
 

@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import asyncpg
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.psad_v1 import CaseOpened, CaseTransferred
 from raccrochage_contracts.events.reperage_v1 import YouthFound, YouthIdentified, YouthReportedAgain
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import get_logger
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_platform.outbox import Leases, OutboxWriter
 
-from ..adapters.repository import CaseRepository
+from ..adapters.repository import CaseRepository, open_cases_unlocked, save_in_one_statement
 from ..domain.case import Case
+from ..domain.deadlines import Policy
 from ..domain.states import TransitionRefused
 from .messages import envelopes, opened_envelopes, uuid5_str
 
@@ -122,6 +124,28 @@ async def found(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Even
         out.extend(envelopes(outbox, case, event.envelope, repo.policy))
     await repo.save_many_with_events(outbox, closed, out)
     return len(closed)
+
+
+async def found_in_one_statement(conn: asyncpg.Connection, outbox: OutboxWriter, policy: Policy, consumer: str,
+                                 batch: Sequence[Event[YouthFound]], leases: Leases | None) -> bool:
+    """`found` without a transaction (`EventConsumer.on_batch_in_one_statement`): the open cases
+    read without a lock and closed in memory, then saved with their events and the batch's inbox
+    rows in one statement that checks their versions. Two round trips instead of five. Anything
+    unusual (a youth twice in the batch, one without an open case) and a case saved meanwhile
+    are left to `found` (False, nothing written)."""
+    youth_ids = [event.data.youth_id for event in batch]
+    if len(set(youth_ids)) != len(youth_ids) or leases is None:
+        return False
+    read = {case.youth_id: (case, version) for case, version in await open_cases_unlocked(conn, youth_ids)}
+    if len(read) != len(youth_ids):
+        return False
+    now, out = _now(), []
+    for event in batch:
+        case, _ = read[event.data.youth_id]
+        case.mark_found(event.data.base, max(now, case.updated_at))
+        out.extend(envelopes(outbox, case, event.envelope, policy))
+    return await save_in_one_statement(conn, outbox, consumer, [(e.envelope.id, e.envelope.type) for e in batch],
+                                       [read[youth_id] for youth_id in youth_ids], out, leases, policy)
 
 
 async def _found_without_open_case(repo: CaseRepository, event: Event[YouthFound]) -> None:
