@@ -11,8 +11,9 @@ Then enrolments for distinct open youths are sent by NATS request on a fixed clo
 awaited in its own task); the time from each send to the arrival of its `psad.case.closed.v1` in
 the PSAD stream is the headline (a JetStream ordered consumer, DeliverPolicy NEW, correlated by
 youth_id). `reperage.youth.found.v1` is watched the same way on REPERAGE to split the time between
-the two services, and PSAD's outbox rows (created_at = the handler's transaction start,
-published_at = the relay's mark, after its PubAck) split PSAD's part further.
+the two services, and PSAD's outbox rows (created_at = the start of the handler's transaction,
+or of its one statement after an unlocked read; published_at = the relay's mark, after its
+PubAck) split PSAD's part further.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
         await conn.close()
     outbox = {r["youth_id"]: (float(r["created"]), float(r["published"] or 0)) for r in rows}
     parts: dict[str, list[float]] = {k: [] for k in (
-        "found received -> PSAD handler transaction starts", "PSAD transaction start -> closed received (js)",
+        "found received -> PSAD writes (statement or transaction start)", "PSAD write start -> closed received (js)",
         "closed received -> relay marks it published")}
     batches: dict[float, int] = {}
     for item in sent:
@@ -126,8 +127,8 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
         created, published = outbox[item.youth_id]
         batches[published] = batches.get(published, 0) + 1
         found, closed = item.found + wall_offset, item.closed + wall_offset
-        parts["found received -> PSAD handler transaction starts"].append(created - found)
-        parts["PSAD transaction start -> closed received (js)"].append(closed - created)
+        parts["found received -> PSAD writes (statement or transaction start)"].append(created - found)
+        parts["PSAD write start -> closed received (js)"].append(closed - created)
         parts["closed received -> relay marks it published"].append(published - closed)
     sizes = sorted(batches.values())
     return {"stages": {k: stats_ms(v) for k, v in parts.items()}, "relay_batches": len(sizes),
