@@ -207,9 +207,12 @@ def lease_unless_pending(aggregate_key: str, seconds: str) -> str:
     """SQL for the `leased_until` of a row its writer will publish itself (`Leases`): `seconds`
     from now, or NULL (the relay's) when `seconds` is NULL or an older row of the aggregate is
     still pending. Rows of one statement cannot see each other: an aggregate's new rows are
-    leased together and published in id order."""
+    leased together and published in id order. `OFFSET 0` keeps the look a probe of the
+    aggregate's index per row: without it PostgreSQL hashed every pending row once per
+    statement of many rows, a seq scan that grows with a backlog (50,000 pending: 14 ms for a
+    500-row insert, against 2 ms probing)."""
     return (f"CASE WHEN {seconds} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_key = "
-            f"{aggregate_key} AND p.published_at IS NULL) THEN now() + make_interval(secs => {seconds}) END")
+            f"{aggregate_key} AND p.published_at IS NULL OFFSET 0) THEN now() + make_interval(secs => {seconds}) END")
 
 
 _KINDS = ("uuid", "text", "text", "text", "text", "bytea")  # of RAW_COLUMNS
