@@ -112,7 +112,8 @@ class OutboxWriter:
         `along` may instead be several such statements written as named CTEs (`a AS (...), b AS
         (...)`), with `guard` a condition over them (that `a` claimed every event, say): when it
         does not hold, the outbox rows fail their NOT NULL event type and nothing of the
-        statement is written (`asyncpg.NotNullViolationError`). One statement outside any
+        statement is written (`asyncpg.NotNullViolationError`); an event already in the outbox
+        fails it too (`asyncpg.UniqueViolationError`, not skipped). One statement outside any
         transaction then does all or nothing, as a transaction would."""
         if events:
             rows = [self.row(e) for e in events]
@@ -252,7 +253,9 @@ def _insert_sql(leased: bool, ctes: str | None = None, cte_arguments: int = 0, o
     sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}{', leased_until' if leased else ''}) "
            f"SELECT {', '.join(values)} FROM unnest({', '.join(a for _, a in arrays)}) "
            f"AS e({', '.join(c for c, _ in arrays)})"
-           + ("" if new_aggregates else " ON CONFLICT (event_id) DO NOTHING")
+           # A guarded insert does all or nothing: a known id fails it too (a skipped row would
+           # skip its NOT NULL check, and with it the guard).
+           + ("" if new_aggregates or guard else " ON CONFLICT (event_id) DO NOTHING")
            + (" RETURNING id, event_id::text, leased_until IS NOT NULL" if leased else ""))
     return f"WITH {ctes} {sql}" if ctes else sql
 

@@ -87,3 +87,17 @@ async def test_an_event_already_in_the_inbox_leaves_the_batch_and_writes_nothing
 async def test_a_youth_twice_in_a_batch_is_left_to_found(conn: asyncpg.Connection) -> None:
     assert not await found_in_one_statement(conn, OUTBOX, DEFAULT_POLICY, CONSUMER, [_found(3), _found(3)],
                                             Leases(30))
+
+
+async def test_an_event_already_in_the_outbox_leaves_the_batch_and_writes_nothing(conn: asyncpg.Connection) -> None:
+    """All or nothing even when every event is known: not skipped, refused."""
+    event = _found(3)
+    (case, version), = read = await open_cases_unlocked(conn, [event.data.youth_id])
+    case.mark_found("cfa", datetime.now(UTC))
+    out = envelopes(OUTBOX, case, event.envelope, DEFAULT_POLICY)
+    await OUTBOX.add_many_raw(conn, out)  # the same ids, written before
+    assert not await save_in_one_statement(conn, OUTBOX, "another_consumer", [(event.envelope.id, event.envelope.type)],
+                                           read, out, Leases(30), DEFAULT_POLICY)
+    row = await conn.fetchrow("SELECT status, version FROM case_file WHERE case_id = $1", uuid.UUID(case.case_id))
+    assert (row["status"], row["version"]) == ("to_contact", version)
+    assert await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'another_consumer'") == 0

@@ -220,8 +220,7 @@ async def save_in_one_statement(conn: Any, outbox: OutboxWriter, consumer: str, 
                                 policy: Policy = DEFAULT_POLICY) -> bool:
     """Claim `claims` (event id, type) in `consumer`'s inbox, save the cases `read` (each at the
     version it was read at) and add `events` leased, in one statement that commits on its own;
-    False, with nothing written, if an event was not new or a case was saved meanwhile. (Events
-    whose ids are all in the outbox already were handled before: True, nothing written.)"""
+    False, with nothing written, if an event was not new or a case was saved meanwhile."""
     if not events or leases is None:
         raise ValueError("save_in_one_statement: events to guard and leases to hold them are needed")
     cases = [case for case, _ in read]
@@ -230,7 +229,7 @@ async def save_in_one_statement(conn: Any, outbox: OutboxWriter, consumer: str, 
     try:
         await outbox.add_many_raw(conn, events, leases, along=(_CLAIM_AND_SAVE, arguments),
                                   guard=_ALL_CLAIMED_AND_SAVED)
-    except asyncpg.NotNullViolationError:  # the guard failed: the statement wrote nothing
+    except (asyncpg.NotNullViolationError, asyncpg.UniqueViolationError):  # the statement wrote nothing
         return False
     return True
 
