@@ -61,7 +61,9 @@ Handler = Callable[[AsyncSession, Event[Any]], Awaitable[None]]
 BatchHandler = Callable[[AsyncSession, list[Event[Any]]], Awaitable[None]]
 # (connection outside any transaction, consumer name for the inbox, events, leases or None):
 # True once the batch is handled, in one statement with its inbox rows; False to leave it to the
-# transactional handler, with nothing written.
+# transactional handler, with nothing written. The statement must claim the batch's inbox rows:
+# a batch it committed before failing to answer (a connection lost) is then known to the
+# transactional handler that runs after it, and skipped.
 OneStatementHandler = Callable[[asyncpg.Connection, str, list[Event[Any]], Leases | None], Awaitable[bool]]
 
 
@@ -293,9 +295,14 @@ class EventConsumer:
         leases = Leases(self.relay.lease_seconds)
         try:
             async with self.sessions() as session:
-                with structlog.contextvars.bound_contextvars(batch=len(items), event_type=kind):
-                    done = await handler(await autocommit_connection(session), self.name,
-                                         [item.event for item in items], leases)
+                connection = await session.connection()
+                conn = await autocommit_connection(session)
+                try:
+                    with structlog.contextvars.bound_contextvars(batch=len(items), event_type=kind):
+                        done = await handler(conn, self.name, [item.event for item in items], leases)
+                finally:
+                    if conn.is_in_transaction():  # a handler that began one and left: never pooled again
+                        await connection.invalidate()
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001  (the transactional handler has the last word)

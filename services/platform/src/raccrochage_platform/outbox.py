@@ -115,6 +115,8 @@ class OutboxWriter:
         statement is written (`asyncpg.NotNullViolationError`); an event already in the outbox
         fails it too (`asyncpg.UniqueViolationError`, not skipped). One statement outside any
         transaction then does all or nothing, as a transaction would."""
+        if guard is not None and along is None:
+            raise ValueError("add_many_raw: a guard is a condition over the CTEs `along` names")
         if events:
             rows = [self.row(e) for e in events]
             await self._insert_raw(conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases, along,
@@ -253,8 +255,8 @@ def _insert_sql(leased: bool, ctes: str | None = None, cte_arguments: int = 0, o
     sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}{', leased_until' if leased else ''}) "
            f"SELECT {', '.join(values)} FROM unnest({', '.join(a for _, a in arrays)}) "
            f"AS e({', '.join(c for c, _ in arrays)})"
-           # A guarded insert does all or nothing: a known id fails it too (a skipped row would
-           # skip its NOT NULL check, and with it the guard).
+           # A guarded insert does all or nothing: a known id fails it too, instead of being
+           # skipped while the rest of the statement goes through.
            + ("" if new_aggregates or guard else " ON CONFLICT (event_id) DO NOTHING")
            + (" RETURNING id, event_id::text, leased_until IS NOT NULL" if leased else ""))
     return f"WITH {ctes} {sql}" if ctes else sql

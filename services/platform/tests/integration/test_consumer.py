@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from raccrochage_contracts import new_event
 from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
-from raccrochage_platform.db import make_session_factory
+from raccrochage_platform.db import make_engine, make_session_factory
 from raccrochage_platform.outbox import LEASES, OutboxRelay, OutboxWriter
 from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported, CounterReset
 from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
@@ -391,10 +391,44 @@ async def test_a_one_statement_handler_goes_first_and_leaves_what_it_cannot_do_t
     for name in (f"fast{unique}", f"slow{unique}", f"broken{unique}"):
         await publish(nc, envelope(name))
         await eventually(lambda name=name: value(counters, name), 1)
-    # the first in one statement, the others by the batch handler (the third after the warning)
+    # the first in one statement, the others by the batch handler (the third after its error)
     assert in_transaction == [f"slow{unique}", f"broken{unique}"]
     deadline = asyncio.get_running_loop().time() + 5
     while (info := await js.consumer_info(sample_stream, definition.durable)).num_ack_pending and \
             asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     assert info.num_ack_pending == 0 and info.num_redelivered == 0
+
+
+async def test_a_one_statement_handler_that_leaves_a_transaction_open_does_not_spoil_the_pool(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+) -> None:
+    """Its connection is thrown away instead of going back to the pool mid-transaction: the
+    fallback and the batches after it get a clean one (the pool holds one connection)."""
+    js = nc.jetstream()
+    engine = make_engine(counters.url.render_as_string(hide_password=False), pool_size=1)
+    definition = ConsumerDef(f"left_open_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
+                             max_deliver=3, backoff_seconds=(0.1,))
+    await declare_consumer(js, definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(engine), js, fetch_timeout=0.2,
+                             relay=OutboxRelay(engine, js))
+    started.append(consumer)
+
+    @consumer.on_batch(SUBJECT)
+    async def many(session: AsyncSession, events: list[Event[CounterIncremented]]) -> None:
+        for event in events:
+            await increment(session, event)
+
+    @consumer.on_batch_in_one_statement(SUBJECT)
+    async def begins(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:  # noqa: ANN001
+        await conn.execute("BEGIN")
+        return False
+
+    try:
+        await consumer.start()
+        for name in (f"open{unique}", f"after{unique}"):
+            await publish(nc, envelope(name))
+            await eventually(lambda name=name: value(counters, name), 1)
+    finally:
+        await consumer.stop()
+        await engine.dispose()

@@ -235,12 +235,15 @@ async def test_add_json_raw_for_new_aggregates_leases_every_row_and_refuses_a_kn
     nc: Client, service_engine: AsyncEngine, stream: str
 ) -> None:
     """Aggregates the transaction created: a plain INSERT, every row leased to its writer (no
-    look for an older pending row); an id already in the outbox is an error, not a skip."""
+    look for an older pending row, which the caller says cannot exist: one planted here shows
+    that none is looked for); an id already in the outbox is an error, not a skip."""
     writer = OutboxWriter("raccrochage/psad", stream)
     events = [writer.envelope(CounterIncremented(counter="n"), subject=f"new-{n}") for n in range(3)]
     rows = [(str(e.id), e.subject, e.to_json()) for e in events]
     conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
     try:
+        older = writer.envelope(CounterIncremented(counter="n"), subject="new-0")
+        await writer.add_many_raw(conn, [older])  # pending, no writer holds it
         leases = Leases(60)
         async with conn.transaction():
             await writer.add_json_raw(conn, CounterIncremented.event_type, rows, leases, new_aggregates=True)
@@ -250,9 +253,11 @@ async def test_add_json_raw_for_new_aggregates_leases_every_row_and_refuses_a_kn
                                           new_aggregates=True)
         stored = await conn.fetch("SELECT event_id::text, leased_until IS NOT NULL AS leased FROM outbox "
                                   "WHERE aggregate_key LIKE 'new-%' ORDER BY id")
+        await conn.execute("DELETE FROM outbox WHERE event_id = $1", older.id)
     finally:
         await conn.close()
-    assert [(r["event_id"], r["leased"]) for r in stored] == [(str(e.id), True) for e in events]
+    assert [(r["event_id"], r["leased"]) for r in stored] == [(str(older.id), False)] + [
+        (str(e.id), True) for e in events]
     assert [row[1] for row in leases.rows] == [str(e.id) for e in events]
     relay = OutboxRelay(service_engine, nc.jetstream())
     assert await relay.publish_leased(leases.take()) == 3
@@ -395,3 +400,16 @@ async def test_without_retention_published_rows_are_deleted_and_failed_ones_kept
         await conn.execute("DELETE FROM outbox WHERE aggregate_key LIKE $1", f"deleted-%-{unique}")
         await conn.close()
         await relay.stop()
+
+
+async def test_a_guard_without_the_ctes_it_reads_is_refused(service_engine: AsyncEngine, stream: str) -> None:
+    writer = OutboxWriter("raccrochage/psad", stream)
+    event = writer.envelope(CounterIncremented(counter="g"), subject="guarded")
+    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        with pytest.raises(ValueError, match="guard"):
+            await writer.add_many_raw(conn, [event], Leases(60), guard="true")
+        with pytest.raises(ValueError, match="guard"):
+            await writer.add_many_raw(conn, [], Leases(60), along=("claimed AS (SELECT 1)", []), guard="true")
+    finally:
+        await conn.close()

@@ -160,8 +160,19 @@ async def test_a_batch_is_acked_in_one_command_and_jetstream_counts_every_ack(nc
         taken: list[Msg] = []
         while len(taken) < 20:
             taken += await feed.take(20, 5.0)
-        sent = nc.stats["out_msgs"]
-        await feed.ack(taken[:15])
+        sent, commands = nc.stats["out_msgs"], []
+        send_command = nc._send_command
+
+        async def spy(cmd: bytes, priority: bool = False) -> None:
+            commands.append(cmd)
+            await send_command(cmd, priority)
+
+        nc._send_command = spy
+        try:
+            await feed.ack(taken[:15])
+        finally:
+            del nc._send_command  # the class's method again
+        assert len(commands) == 1 and commands[0].count(b"PUB $JS.ACK.") == 15  # one command, not 15
         assert nc.stats["out_msgs"] == sent + 15 and all(m._ackd for m in taken[:15])
         with pytest.raises(nats.errors.MsgAlreadyAckdError):  # what `Msg.ack` refuses, refused
             await feed.ack(taken[10:20])

@@ -3,6 +3,7 @@ when it wins, and that it writes nothing and says so when it must leave the batc
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -27,10 +28,11 @@ T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def conn(psad_db: str):  # noqa: ANN201
-    sessions = make_session_factory(make_engine(psad_db, pool_size=1))
-    async with sessions() as session, session.begin():
+    engine = make_engine(psad_db, pool_size=1)
+    async with make_session_factory(engine)() as session, session.begin():
         await CaseRepository(session).insert_new(
-            [Case.open(str(uuid.uuid4()), youth_id(f"one-{n}"), "psad-33-test", "33", 17, T0) for n in range(4)])
+            [Case.open(str(uuid.uuid4()), youth_id(f"one-{n}"), "psad-33-test", "33", 17, T0) for n in range(6)])
+    await engine.dispose()
     connection = await asyncpg.connect(libpq_dsn(psad_db))
     yield connection
     await connection.close()
@@ -101,3 +103,31 @@ async def test_an_event_already_in_the_outbox_leaves_the_batch_and_writes_nothin
     row = await conn.fetchrow("SELECT status, version FROM case_file WHERE case_id = $1", uuid.UUID(case.case_id))
     assert (row["status"], row["version"]) == ("to_contact", version)
     assert await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'another_consumer'") == 0
+
+
+async def test_a_save_in_flight_elsewhere_is_waited_for_then_leaves_the_batch(conn: asyncpg.Connection,
+                                                                            psad_db: str) -> None:
+    """Read, then another transaction saves the case and holds its lock: the statement waits for
+    it, finds the version moved on, and writes nothing; the other transaction's change stays."""
+    event = _found(4)
+    (case, version), = read = await open_cases_unlocked(conn, [event.data.youth_id])
+    case.mark_found("cfa", datetime.now(UTC))
+    out = envelopes(OUTBOX, case, event.envelope, DEFAULT_POLICY)
+    other = await asyncpg.connect(libpq_dsn(psad_db))
+    try:
+        holding = other.transaction()
+        await holding.start()
+        await other.execute("UPDATE case_file SET owner = 'counsellor-7', version = version + 1 WHERE case_id = $1",
+                            uuid.UUID(case.case_id))
+        saving = asyncio.create_task(save_in_one_statement(
+            conn, OUTBOX, CONSUMER, [(event.envelope.id, event.envelope.type)], read, out, Leases(30), DEFAULT_POLICY))
+        await asyncio.sleep(0.3)
+        assert not saving.done()  # waiting for the row lock
+        await holding.commit()
+        assert not await saving
+    finally:
+        await other.close()
+    row = await conn.fetchrow("SELECT status, owner, version FROM case_file WHERE case_id = $1",
+                              uuid.UUID(case.case_id))
+    assert (row["status"], row["owner"], row["version"]) == ("to_contact", "counsellor-7", version + 1)
+    assert await _state(conn, 4, event) == ("to_contact", None, version + 1, 0, 0)
