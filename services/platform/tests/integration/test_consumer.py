@@ -353,16 +353,25 @@ async def test_a_consumer_never_started_stops_quietly(
     await consumer.stop()  # a service stopping after another consumer's start failed
 
 
+async def _relayed_consumer(nc: Client, engine: AsyncEngine, stream: str, durable: str,
+                            started: list) -> EventConsumer:
+    """A consumer of SUBJECT that publishes its leased events (a relay of its own, not started)."""
+    js = nc.jetstream()
+    definition = ConsumerDef(durable, "psad", stream, (SUBJECT,), ack_wait_seconds=5, max_deliver=3,
+                             backoff_seconds=(0.1,))
+    await declare_consumer(js, definition)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(engine), js, fetch_timeout=0.2,
+                             relay=OutboxRelay(engine, js))
+    started.append(consumer)
+    return consumer
+
+
 async def test_a_one_statement_handler_goes_first_and_leaves_what_it_cannot_do_to_the_batch_handler(
     nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
 ) -> None:
     js = nc.jetstream()
-    definition = ConsumerDef(f"one_statement_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
-                             max_deliver=3, backoff_seconds=(0.1,))
-    await declare_consumer(js, definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2,
-                             relay=OutboxRelay(counters, js))
-    started.append(consumer)
+    consumer = await _relayed_consumer(nc, counters, sample_stream, f"one_statement_{unique}", started)
+    definition = consumer.definition
     with pytest.raises(ValueError, match="on_batch handler first"):
         consumer.on_batch_in_one_statement(SUBJECT)
     in_transaction: list[str] = []
@@ -405,14 +414,8 @@ async def test_a_one_statement_handler_that_leaves_a_transaction_open_does_not_s
 ) -> None:
     """Its connection is thrown away instead of going back to the pool mid-transaction: the
     fallback and the batches after it get a clean one (the pool holds one connection)."""
-    js = nc.jetstream()
     engine = make_engine(counters.url.render_as_string(hide_password=False), pool_size=1)
-    definition = ConsumerDef(f"left_open_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
-                             max_deliver=3, backoff_seconds=(0.1,))
-    await declare_consumer(js, definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(engine), js, fetch_timeout=0.2,
-                             relay=OutboxRelay(engine, js))
-    started.append(consumer)
+    consumer = await _relayed_consumer(nc, engine, sample_stream, f"left_open_{unique}", started)
 
     @consumer.on_batch(SUBJECT)
     async def many(session: AsyncSession, events: list[Event[CounterIncremented]]) -> None:
