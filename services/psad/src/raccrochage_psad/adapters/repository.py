@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from raccrochage_contracts import CloudEvent
 from raccrochage_platform.db import array_literal, driver_connection
-from raccrochage_platform.outbox import LEASES, OutboxWriter
+from raccrochage_platform.outbox import LEASES, Leases, OutboxWriter
 
 from ..domain.case import Case
 from ..domain.contact import Channel, ContactAttempt, ContactOutcome
@@ -119,12 +119,12 @@ _INSERT_CASES = text(
 # session's asyncpg connection: prepared once per connection, no SQLAlchemy compile or result
 # proxy per batch. The load probes the youth index once per youth (see _OPEN_NEW_SQL) and reads
 # the history as text (the codec SQLAlchemy installs on its connections is not relied upon).
-_OPEN_CASES_OF_SQL = f"""
+_OPEN_CASES_SELECT = f"""
     SELECT {', '.join('c.' + c.name for c in case_table.columns if c.name != 'history')}, c.history::text AS history
     FROM unnest($1::text[]) AS y(youth_id) JOIN case_file c ON c.youth_id = y.youth_id
     WHERE c.status <> 'closed'
-    FOR UPDATE OF c
 """
+_OPEN_CASES_OF_SQL = _OPEN_CASES_SELECT + "FOR UPDATE OF c"
 _SAVED = [c for c in _WRITTEN if c.name != "case_id"]
 
 
@@ -196,7 +196,6 @@ SELECT false, case_id::text, youth_id, psad_id, status, transferred_to FROM know
 # transaction, the inbox rows, the cases saved if still at the version read, and their events,
 # guarded: unless every event was new to the inbox and every case saved, the outbox rows fail
 # their NOT NULL type and nothing of it is written.
-_OPEN_CASES_UNLOCKED_SQL = _OPEN_CASES_OF_SQL.replace("FOR UPDATE OF c", "")
 _CLAIM_AND_SAVE = f"""
     claimed AS (
         INSERT INTO inbox (consumer, event_id, event_type)
@@ -210,14 +209,14 @@ _ALL_CLAIMED_AND_SAVED = (f"((SELECT count(*) FROM claimed) = cardinality($2::uu
                           f"AND (SELECT count(*) FROM saved) = cardinality($4::uuid[]))")
 
 
-async def open_cases_unlocked(conn: Any, youth_ids: list[str]) -> list[tuple[Case, int]]:
+async def open_cases_unlocked(conn: asyncpg.Connection, youth_ids: list[str]) -> list[tuple[Case, int]]:
     """The open cases of these youths and the version each was read at, outside any transaction."""
-    return [(case_of(row), row["version"]) for row in await conn.fetch(_OPEN_CASES_UNLOCKED_SQL, youth_ids)]
+    return [(case_of(row), row["version"]) for row in await conn.fetch(_OPEN_CASES_SELECT, youth_ids)]
 
 
-async def save_in_one_statement(conn: Any, outbox: OutboxWriter, consumer: str, claims: list[tuple[uuid.UUID, str]],
-                                read: list[tuple[Case, int]], events: list[CloudEvent], leases: Any,
-                                policy: Policy = DEFAULT_POLICY) -> bool:
+async def save_in_one_statement(conn: asyncpg.Connection, outbox: OutboxWriter, consumer: str,
+                                claims: list[tuple[uuid.UUID, str]], read: list[tuple[Case, int]],
+                                events: list[CloudEvent], leases: Leases, policy: Policy = DEFAULT_POLICY) -> bool:
     """Claim `claims` (event id, type) in `consumer`'s inbox, save the cases `read` (each at the
     version it was read at) and add `events` leased, in one statement that commits on its own;
     False, with nothing written, if an event was not new or a case was saved meanwhile."""
@@ -346,7 +345,7 @@ class CaseRepository:
         """Write loaded cases back: one UPDATE from arrays, whatever their number."""
         if cases:
             conn = await driver_connection(self.session)
-            await conn.execute(_SAVE_MANY_SQL, *self._save_arguments(cases))
+            await conn.execute(_SAVE_MANY_SQL, *_save_arguments(cases, self.policy))
 
     async def save_many_with_events(self, outbox: OutboxWriter, cases: list[Case], events: list[CloudEvent]) -> None:
         """`save_many` and `add_envelopes` in one statement (one round trip to PostgreSQL)."""
@@ -354,10 +353,7 @@ class CaseRepository:
             await self.add_envelopes(outbox, events)
             return
         await outbox.add_many_raw(await driver_connection(self.session), events, self.session.info.get(LEASES),
-                                  along=(_SAVE_MANY_SQL, self._save_arguments(cases)))
-
-    def _save_arguments(self, cases: list[Case]) -> list[list[Any]]:
-        return _save_arguments(cases, self.policy)
+                                  along=(_SAVE_MANY_SQL, _save_arguments(cases, self.policy)))
 
     async def touch_reported(self, case_id: str, on: date) -> None:
         await self.session.execute(

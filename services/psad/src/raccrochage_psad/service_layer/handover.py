@@ -119,11 +119,17 @@ async def found(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Even
         if case is None or not case.is_open:
             await _found_without_open_case(repo, event)
             continue
-        case.mark_found(event.data.base, max(now, case.updated_at))
+        out.extend(_mark_found(outbox, repo.policy, case, event, now))
         closed.append(case)
-        out.extend(envelopes(outbox, case, event.envelope, repo.policy))
     await repo.save_many_with_events(outbox, closed, out)
     return len(closed)
+
+
+def _mark_found(outbox: OutboxWriter, policy: Policy, case: Case, event: Event[YouthFound],
+                now: datetime) -> list[CloudEvent]:
+    """The open case closes as found in the partner's base; its events, caused by `event`."""
+    case.mark_found(event.data.base, max(now, case.updated_at))
+    return envelopes(outbox, case, event.envelope, policy)
 
 
 async def found_in_one_statement(conn: asyncpg.Connection, outbox: OutboxWriter, policy: Policy, consumer: str,
@@ -141,9 +147,7 @@ async def found_in_one_statement(conn: asyncpg.Connection, outbox: OutboxWriter,
         return False
     now, out = _now(), []
     for event in batch:
-        case, _ = read[event.data.youth_id]
-        case.mark_found(event.data.base, max(now, case.updated_at))
-        out.extend(envelopes(outbox, case, event.envelope, policy))
+        out.extend(_mark_found(outbox, policy, read[event.data.youth_id][0], event, now))
     return await save_in_one_statement(conn, outbox, consumer, [(e.envelope.id, e.envelope.type) for e in batch],
                                        [read[youth_id] for youth_id in youth_ids], out, leases, policy)
 
