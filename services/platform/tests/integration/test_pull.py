@@ -184,3 +184,15 @@ async def test_a_batch_is_acked_in_one_command_and_jetstream_counts_every_ack(nc
         assert info.num_ack_pending == 0 and info.num_redelivered == 0
     finally:
         await feed.stop()
+
+
+async def test_acks_on_a_closed_connection_fail_as_msg_ack_fails(servers: Servers, sample_stream: str) -> None:
+    client = await nats.connect(servers.nats_url)
+    feed = PullFeed(client, sample_stream, await durable(client, sample_stream, "acked_closed"), window=10)
+    await feed.start()
+    await client.jetstream().publish(SUBJECT, b"x")
+    taken = await feed.take(10, 5.0)
+    await client.close()
+    with pytest.raises(nats.errors.ConnectionClosedError):  # nats-py's own error, not a silent write
+        await feed.ack(taken)
+    assert not taken[0]._ackd
