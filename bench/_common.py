@@ -11,45 +11,46 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Self
 
 import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from raccrochage_platform.db import make_engine
 from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_platform.tables import create_platform_tables
 from raccrochage_platform.testing.servers import Servers, start_servers
-
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Benches' --statements: the embedded PostgreSQL (rig/postgres.py) started with these options.
 STATEMENTS_OPTIONS = "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 
 
-async def reset_statements(conn) -> None:  # noqa: ANN001
+async def reset_statements(conn) -> None:
     """Start pg_stat_statements' counts afresh (--statements), e.g. when the measured window opens."""
     await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     await conn.execute("SELECT pg_stat_statements_reset()")
 
 
-async def top_statements(conn, limit: int = 12) -> list[dict]:  # noqa: ANN001
+async def top_statements(conn, limit: int = 12) -> list[dict]:
     """pg_stat_statements over the whole server (--statements): where PostgreSQL's time went."""
     await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     rows = await conn.fetch(
         "SELECT calls, round(total_exec_time::numeric, 1)::float8 AS ms, rows, "
         "shared_blks_hit + shared_blks_read AS blocks, wal_bytes::bigint AS wal_bytes, "
         "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) AS query "
-        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1", limit)
+        "FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT $1",
+        limit,
+    )
     return [dict(row) for row in rows]
 
 
 def say_statements(statements: list[dict]) -> None:
     for statement in statements:
-        say(f"  pg: {statement['ms']:9.1f} ms {statement['calls']:6d} calls {statement['rows']:7d} rows "
-            f"{statement['blocks']:8d} blocks  {statement['query']}")
+        say(
+            f"  pg: {statement['ms']:9.1f} ms {statement['calls']:6d} calls {statement['rows']:7d} rows "
+            f"{statement['blocks']:8d} blocks  {statement['query']}"
+        )
 
 
 @dataclass(frozen=True)
@@ -65,20 +66,31 @@ def bench_servers() -> Iterator[BenchServers]:
     """start_servers in a throw-away folder; NATS_URL / RACCROCHAGE_PG_ADMIN_URL are honoured
     by start_servers itself, and reported here so that figures from different setups are not
     compared unknowingly."""
-    with tempfile.TemporaryDirectory(prefix="raccrochage-bench-") as folder, \
-            start_servers(Path(folder)) as servers:
+    with (
+        tempfile.TemporaryDirectory(prefix="raccrochage-bench-") as folder,
+        start_servers(Path(folder)) as servers,
+    ):
+
         def kind(variable: str) -> str:
             if servers.backend == "docker":
                 return "docker"
             return "external" if os.environ.get(variable) else "embedded"
 
-        yield BenchServers(servers=servers, nats=kind("NATS_URL"),
-                           postgres=kind("RACCROCHAGE_PG_ADMIN_URL"), folder=Path(folder))
+        yield BenchServers(
+            servers=servers,
+            nats=kind("NATS_URL"),
+            postgres=kind("RACCROCHAGE_PG_ADMIN_URL"),
+            folder=Path(folder),
+        )
 
 
 @contextlib.asynccontextmanager
-async def platform_database(servers: Servers, prefix: str = "bench", *, pool_size: int = 10,
-                            ) -> AsyncIterator[tuple[AsyncEngine, str]]:
+async def platform_database(
+    servers: Servers,
+    prefix: str = "bench",
+    *,
+    pool_size: int = 10,
+) -> AsyncIterator[tuple[AsyncEngine, str]]:
     """A new database with the outbox and inbox tables; yields (engine, url)."""
     url = await servers.create_database(prefix)
     engine = make_engine(url, pool_size=pool_size, application_name=f"bench-{prefix}")
@@ -143,14 +155,14 @@ async def fresh_stream(js: JetStreamContext, name: str, subjects: list[str]) -> 
     import nats.js.errors
     from nats.js.api import StreamConfig
 
-    try:
+    with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_stream(name)
-    except nats.js.errors.NotFoundError:
-        pass
     await js.add_stream(StreamConfig(name=name, subjects=subjects, duplicate_window=120))
 
 
-async def publish_lean(nc: Client, stream: str, messages: Iterable[tuple[str, bytes, str]], window: int) -> float:
+async def publish_lean(
+    nc: Client, stream: str, messages: Iterable[tuple[str, bytes, str]], window: int
+) -> float:
     """The other raw limit: the same messages through the relay's own `JetStreamPublisher`
     (plain publish, one PubAck subscription), `window` in flight as two halves that take turns.
     It beats `publish_async` on CPU, so a relay built on it is compared with it too. Seconds from
@@ -172,8 +184,16 @@ async def publish_lean(nc: Client, stream: str, messages: Iterable[tuple[str, by
             if not chunk:
                 return
             outcomes = await publisher.publish(
-                [(subject, payload, {"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": stream, "Content-Type": CONTENT_TYPE})
-                 for subject, payload, msg_id in chunk], ACK_TIMEOUT)
+                [
+                    (
+                        subject,
+                        payload,
+                        {"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": stream, "Content-Type": CONTENT_TYPE},
+                    )
+                    for subject, payload, msg_id in chunk
+                ],
+                ACK_TIMEOUT,
+            )
             refused.extend(outcome for outcome in outcomes if outcome)
 
     watch = Stopwatch()
@@ -187,7 +207,9 @@ async def publish_lean(nc: Client, stream: str, messages: Iterable[tuple[str, by
     return watch.seconds
 
 
-async def publish_windowed(js: JetStreamContext, stream: str, messages: Iterable[tuple[str, bytes, str]]) -> float:
+async def publish_windowed(
+    js: JetStreamContext, stream: str, messages: Iterable[tuple[str, bytes, str]]
+) -> float:
     """The raw limit the benches compare with: `publish_async` of each (subject, payload,
     Nats-Msg-Id) to `stream`, the window being the context's publish_async_max_pending, as the
     relay sends them. Seconds from the first send to the last PubAck; raises if any failed."""
@@ -204,8 +226,9 @@ async def publish_windowed(js: JetStreamContext, stream: str, messages: Iterable
         for subject, payload, msg_id in messages:
             # A callback, not a list of a million futures: the bench's memory would grow with it,
             # and a child spawned afterwards inherits the peak (ru_maxrss survives exec).
-            future = await js.publish_async(subject, payload, stream=stream,
-                                            headers={"Nats-Msg-Id": msg_id, "Content-Type": CONTENT_TYPE})
+            future = await js.publish_async(
+                subject, payload, stream=stream, headers={"Nats-Msg-Id": msg_id, "Content-Type": CONTENT_TYPE}
+            )
             future.add_done_callback(check)
         await asyncio.wait_for(js.publish_async_completed(), ACK_TIMEOUT)
         await asyncio.sleep(0)  # the last futures' callbacks
@@ -229,7 +252,7 @@ class TimedRelay(OutboxRelay):
         finally:
             self.batch_seconds += time.perf_counter() - started
 
-    async def _publish(self, rows):  # noqa: ANN001, ANN202
+    async def _publish(self, rows):
         started = time.perf_counter()
         try:
             return await super()._publish(rows)
@@ -276,8 +299,13 @@ async def load_partner_files(url: str, files) -> dict:  # files: raccrochage_rep
     totals = {"rows": 0, "enrolments": 0, "found": 0}
     try:
         for source, path in sorted(files.partners.items(), key=lambda item: item[0].value):
-            summary = await ingest_partner_file(path, source=source, engine=engine,
-                                                outbox=OutboxWriter(service.source, service.stream), today=files.as_of)
+            summary = await ingest_partner_file(
+                path,
+                source=source,
+                engine=engine,
+                outbox=OutboxWriter(service.source, service.stream),
+                today=files.as_of,
+            )
             for k in totals:
                 totals[k] += getattr(summary, k)
     finally:
@@ -331,8 +359,13 @@ class CpuMeter:
         import psutil
 
         times = psutil.cpu_times()
-        return sum(times) - times.idle - getattr(times, "iowait", 0.0) - getattr(times, "guest", 0.0) \
+        return (
+            sum(times)
+            - times.idle
+            - getattr(times, "iowait", 0.0)
+            - getattr(times, "guest", 0.0)
             - getattr(times, "guest_nice", 0.0)
+        )
 
     def start(self) -> None:
         self._start = {**self._servers(), "machine_busy": self._machine()}

@@ -32,8 +32,14 @@ def psad_process(servers, url: str, folder: Path, *, tag: str = "", **extra_env:
     from raccrochage_platform.testing.processes import service_process
 
     env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
-    env.update(RACCROCHAGE_SERVICE="psad", NATS_URL=servers.nats_url, DATABASE_URL=url,
-               RACCROCHAGE_TOKEN_KEY=TOKEN_KEY, RACCROCHAGE_RIG_DIR=str(folder / "rig-psad"), **extra_env)
+    env.update(
+        RACCROCHAGE_SERVICE="psad",
+        NATS_URL=servers.nats_url,
+        DATABASE_URL=url,
+        RACCROCHAGE_TOKEN_KEY=TOKEN_KEY,
+        RACCROCHAGE_RIG_DIR=str(folder / "rig-psad"),
+        **extra_env,
+    )
     with service_process("psad", env, folder, tag=tag) as running:
         yield running
 

@@ -131,9 +131,14 @@ async def child(spec: dict) -> dict:
     try:
         started = time.perf_counter()
         summary = await ingest_campaign(
-            Path(spec["file"]), campaign_id=spec["campaign"], as_of=date.fromisoformat(spec["as_of"]),
-            store=store, outbox=OutboxWriter(service.source, service.stream), key=spec["key"].encode(),
-            policy=Policy())
+            Path(spec["file"]),
+            campaign_id=spec["campaign"],
+            as_of=date.fromisoformat(spec["as_of"]),
+            store=store,
+            outbox=OutboxWriter(service.source, service.stream),
+            key=spec["key"].encode(),
+            policy=Policy(),
+        )
         ingested = time.perf_counter()
         published_during_ingest = relay.stats.published
         await wait_published(relay)
@@ -158,7 +163,8 @@ async def child(spec: dict) -> dict:
         "store_write_seconds": store.write_seconds,
         "store_chunks": store.chunks,
         "store_statement_seconds": dict(sorted(statements.seconds.items(), key=lambda kv: -kv[1])),
-        "cpu_seconds": (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime),
+        "cpu_seconds": (cpu_after.ru_utime - cpu_before.ru_utime)
+        + (cpu_after.ru_stime - cpu_before.ru_stime),
         "rss_before_ingest_mb": rss_before,
         "peak_rss_mb": max_rss_mb(),
     }
@@ -167,8 +173,12 @@ async def child(spec: dict) -> dict:
 async def run_child(spec: dict) -> dict:
     """The child process; its stdout's last line is its JSON answer, its stderr passes through."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec),
-        stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        json.dumps(spec),
+        stdout=asyncio.subprocess.PIPE,
+    )
     out, _ = await process.communicate()
     lines = out.decode().strip().splitlines()
     if process.returncode != 0 or not lines:
@@ -189,9 +199,18 @@ def sample_envelope() -> tuple[str, bytes]:
     writer = OutboxWriter(service.source, service.stream)
     yid = "f" * 64
     payload = YouthIdentified(
-        youth_id=yid, campaign_id="bench-2026-11", psad_id="psad-33-bordeaux-centre", departement="33",
-        zap="bordeaux-centre", age=18, last_diploma="DNB", last_training="2nde pro Commerce",
-        uai_origine="0330001A", months_since_leaving=7, as_of=AS_OF)
+        youth_id=yid,
+        campaign_id="bench-2026-11",
+        psad_id="psad-33-bordeaux-centre",
+        departement="33",
+        zap="bordeaux-centre",
+        age=18,
+        last_diploma="DNB",
+        last_training="2nde pro Commerce",
+        uai_origine="0330001A",
+        months_since_leaving=7,
+        as_of=AS_OF,
+    )
     row = writer.row(writer.envelope(payload, subject=yid, event_id=uuid.uuid4()))
     return row["nats_subject"], row["envelope"]
 
@@ -203,7 +222,9 @@ async def raw_publish(nc, count: int, window: int, subject: str, envelope: bytes
     await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
     prefix = uuid.uuid4().hex[:24]  # Msg-Id of 36 characters, like a UUID's text
     target = RAW_PREFIX + subject
-    seconds = await publish_windowed(js, RAW_STREAM, ((target, envelope, f"{prefix}{i:012d}") for i in range(count)))
+    seconds = await publish_windowed(
+        js, RAW_STREAM, ((target, envelope, f"{prefix}{i:012d}") for i in range(count))
+    )
     stored = await stream_messages(nc, RAW_STREAM)
     await js.delete_stream(RAW_STREAM)  # a million envelopes on disk otherwise
     if stored != count:
@@ -217,8 +238,9 @@ async def raw_lean_publish(nc, count: int, window: int, subject: str, envelope: 
     await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
     prefix = uuid.uuid4().hex[:24]
     target = RAW_PREFIX + subject
-    seconds = await publish_lean(nc, RAW_STREAM, ((target, envelope, f"{prefix}{i:012d}") for i in range(count)),
-                                 window)
+    seconds = await publish_lean(
+        nc, RAW_STREAM, ((target, envelope, f"{prefix}{i:012d}") for i in range(count)), window
+    )
     stored = await stream_messages(nc, RAW_STREAM)
     await js.delete_stream(RAW_STREAM)
     if stored != count:
@@ -259,7 +281,9 @@ async def main(args: argparse.Namespace) -> None:
             with watch:
                 files = generate(args.rows, args.seed, Path(folder), campaign=campaign, as_of=AS_OF)
             size_mb = files.siei.stat().st_size / 1e6
-            say(f"generated {files.siei.name}: {size_mb:.0f} MB, {files} in {watch.seconds:.1f} s (not timed)")
+            say(
+                f"generated {files.siei.name}: {size_mb:.0f} MB, {files} in {watch.seconds:.1f} s (not timed)"
+            )
             watch = Stopwatch()
             with watch:
                 partners = await load_partner_files(url, files)
@@ -270,26 +294,38 @@ async def main(args: argparse.Namespace) -> None:
             # publish, one PubAck subscription, half the CPU); the faster is the reference.
             raw_runs = [await raw_publish(nc, args.rows, args.window, subject, envelope)]
             lean_runs = [await raw_lean_publish(nc, args.rows, args.window, subject, envelope)]
-            say(f"raw JetStream publish_async, window {args.window}, Nats-Msg-Id, {len(envelope)}-byte envelopes: "
-                f"{raw_runs[0]:6.2f} s {per_second(args.rows, raw_runs[0]):8.0f} msg/s")
-            say(f"raw JetStreamPublisher (the relay's), window {args.window}: "
-                f"{lean_runs[0]:6.2f} s {per_second(args.rows, lean_runs[0]):8.0f} msg/s")
+            say(
+                f"raw JetStream publish_async, window {args.window}, Nats-Msg-Id, {len(envelope)}-byte envelopes: "
+                f"{raw_runs[0]:6.2f} s {per_second(args.rows, raw_runs[0]):8.0f} msg/s"
+            )
+            say(
+                f"raw JetStreamPublisher (the relay's), window {args.window}: "
+                f"{lean_runs[0]:6.2f} s {per_second(args.rows, lean_runs[0]):8.0f} msg/s"
+            )
 
             before = await stream_messages(nc, "REPERAGE")
             say("ingest (child process: CampaignStore + OutboxRelay, as `raccrochage ingest siei`) ...")
             meter = CpuMeter(running.folder)
             meter.start()
-            result = await run_child({
-                "database_url": url, "nats_url": servers.nats_url, "file": str(files.siei),
-                "campaign": campaign, "as_of": AS_OF.isoformat(), "key": KEY,
-            })
+            result = await run_child(
+                {
+                    "database_url": url,
+                    "nats_url": servers.nats_url,
+                    "file": str(files.siei),
+                    "campaign": campaign,
+                    "as_of": AS_OF.isoformat(),
+                    "key": KEY,
+                }
+            )
             cpu = meter.stop()
             stored = await stream_messages(nc, "REPERAGE") - before
 
             raw_runs.append(await raw_publish(nc, args.rows, args.window, subject, envelope))
             lean_runs.append(await raw_lean_publish(nc, args.rows, args.window, subject, envelope))
-            say(f"raw again after the ingest: publish_async {per_second(args.rows, raw_runs[1]):8.0f} msg/s, "
-                f"JetStreamPublisher {per_second(args.rows, lean_runs[1]):8.0f} msg/s")
+            say(
+                f"raw again after the ingest: publish_async {per_second(args.rows, raw_runs[1]):8.0f} msg/s, "
+                f"JetStreamPublisher {per_second(args.rows, lean_runs[1]):8.0f} msg/s"
+            )
         counts = await database_counts(url, campaign)
 
     summary = result["summary"]
@@ -297,14 +333,23 @@ async def main(args: argparse.Namespace) -> None:
     expected_events = identified + 1  # one event per youth found nowhere, and campaign.ingested
     problems = []
     if summary["rows"] != args.rows or counts["summary"].get("rows") != args.rows:
-        problems.append(f"summary rows {summary['rows']} (stored {counts['summary'].get('rows')}), expected {args.rows}")
+        problems.append(
+            f"summary rows {summary['rows']} (stored {counts['summary'].get('rows')}), expected {args.rows}"
+        )
     if identified != files.planned.identified:
         problems.append(f"identified {identified}, the generator planned {files.planned.identified}")
     if counts["unpublished"] or result["relay_failed"]:
-        problems.append(f"{counts['unpublished']} outbox rows unpublished, {result['relay_failed']} relay failures")
-    if counts["outbox"] != expected_events + partners["found"] or stored != expected_events + partners["found"]:
-        problems.append(f"outbox {counts['outbox']} rows, stream got {stored}, "
-                        f"expected {expected_events} (+{partners['found']} found by partner files)")
+        problems.append(
+            f"{counts['unpublished']} outbox rows unpublished, {result['relay_failed']} relay failures"
+        )
+    if (
+        counts["outbox"] != expected_events + partners["found"]
+        or stored != expected_events + partners["found"]
+    ):
+        problems.append(
+            f"outbox {counts['outbox']} rows, stream got {stored}, "
+            f"expected {expected_events} (+{partners['found']} found by partner files)"
+        )
     if problems:
         raise RuntimeError("ingest bench: " + "; ".join(problems))
 
@@ -314,70 +359,91 @@ async def main(args: argparse.Namespace) -> None:
     raw_rate = max(async_rate, per_second(args.rows, sum(lean_runs) / len(lean_runs)))
     ratio = rows_per_s / raw_rate
     rss = result["peak_rss_mb"]
-    say(f"raw over both runs, the faster of the two ways: {raw_rate:.0f} msg/s "
-        f"(publish_async alone: {async_rate:.0f} msg/s, ratio {rows_per_s / async_rate:.2f})")
-    say(f"ingest: {args.rows} rows, {identified} identified -> {result['published']} events published; "
+    say(
+        f"raw over both runs, the faster of the two ways: {raw_rate:.0f} msg/s "
+        f"(publish_async alone: {async_rate:.0f} msg/s, ratio {rows_per_s / async_rate:.2f})"
+    )
+    say(
+        f"ingest: {args.rows} rows, {identified} identified -> {result['published']} events published; "
         f"file read -> last PubAck {elapsed:.2f} s = {rows_per_s:.0f} rows/s "
-        f"({per_second(result['published'], elapsed):.0f} events/s)")
-    say(f"  ingest_campaign returned after {result['seconds_ingest_call']:.2f} s "
+        f"({per_second(result['published'], elapsed):.0f} events/s)"
+    )
+    say(
+        f"  ingest_campaign returned after {result['seconds_ingest_call']:.2f} s "
         f"({result['published_during_ingest']} events already published); backlog 0 seen after "
-        f"{result['seconds_to_backlog_zero']:.2f} s")
-    say(f"  child CPU {result['cpu_seconds']:.1f} s over {elapsed:.1f} s; store.write_chunk "
+        f"{result['seconds_to_backlog_zero']:.2f} s"
+    )
+    say(
+        f"  child CPU {result['cpu_seconds']:.1f} s over {elapsed:.1f} s; store.write_chunk "
         f"{result['store_write_seconds']:.1f} s in {result['store_chunks']} chunks; relay publish "
         f"{result['relay_publish_seconds']:.1f} s, batches {result['relay_batch_seconds']:.1f} s "
-        f"({result['relay_batches']} batches, summed over lanes)")
+        f"({result['relay_batches']} batches, summed over lanes)"
+    )
     statements = result["store_statement_seconds"]
     say("  store statements (s): " + ", ".join(f"{k} {v:.1f}" for k, v in statements.items() if v >= 0.05))
     # The child's CPU is its own from the start of reading; the servers' and the machine's run
     # over the whole child (start-up included), a second or two longer.
     others = cpu["machine_busy"] - cpu["postgres"] - cpu["nats"] - result["cpu_seconds"]
-    say(f"  CPU during the ingest (core-seconds, {cpu['cores']} cores x {elapsed:.0f} s = "
+    say(
+        f"  CPU during the ingest (core-seconds, {cpu['cores']} cores x {elapsed:.0f} s = "
         f"{cpu['cores'] * elapsed:.0f}): ingest process {result['cpu_seconds']:.0f}, postgres {cpu['postgres']:.0f}, "
-        f"nats {cpu['nats']:.0f}, everything else on the machine {others:.0f}")
+        f"nats {cpu['nats']:.0f}, everything else on the machine {others:.0f}"
+    )
     say(f"  peak RSS {rss:.0f} MB (after imports and connections: {result['rss_before_ingest_mb']:.0f} MB)")
-    say(f"ratio ingest rows/s / raw msg/s: {ratio:.2f} (target >= {TARGET_RATIO}) -> "
+    say(
+        f"ratio ingest rows/s / raw msg/s: {ratio:.2f} (target >= {TARGET_RATIO}) -> "
         f"{'OK' if ratio >= TARGET_RATIO else 'BELOW TARGET'}; peak RSS {rss:.0f} MB (target < {RSS_TARGET_MB}) -> "
-        f"{'OK' if rss < RSS_TARGET_MB else 'ABOVE TARGET'}")
+        f"{'OK' if rss < RSS_TARGET_MB else 'ABOVE TARGET'}"
+    )
 
-    emit({
-        "bench": "ingest",
-        "rows": args.rows,
-        "file_mb": round(size_mb, 1),
-        "identified": identified,
-        "events_published": result["published"],
-        "seconds": round(elapsed, 3),
-        "rows_per_s": round(rows_per_s, 1),
-        "raw_publish_per_s": round(raw_rate, 1),
-        "raw_publish_async_per_s": round(async_rate, 1),
-        "ratio_to_publish_async": round(rows_per_s / async_rate, 3),
-        "ratio": round(ratio, 3),
-        "target_ratio": TARGET_RATIO,
-        "peak_rss_mb": round(rss, 1),
-        "rss_target_mb": RSS_TARGET_MB,
-        "ok": ratio >= TARGET_RATIO and rss < RSS_TARGET_MB,
-        "raw_seconds": [round(r, 3) for r in raw_runs],
-        "raw_window": args.window,
-        "envelope_bytes": len(envelope),
-        "ingest_call_seconds": round(result["seconds_ingest_call"], 3),
-        "backlog_zero_seconds": round(result["seconds_to_backlog_zero"], 3),
-        "child_cpu_seconds": round(result["cpu_seconds"], 2),
-        "store_write_seconds": round(result["store_write_seconds"], 2),
-        "relay_publish_seconds": round(result["relay_publish_seconds"], 2),
-        "rss_before_ingest_mb": round(result["rss_before_ingest_mb"], 1),
-        "store_statement_seconds": {k: round(v, 2) for k, v in statements.items()},
-        "cpu_seconds": {"ingest": round(result["cpu_seconds"], 1), "postgres": round(cpu["postgres"], 1),
-                        "nats": round(cpu["nats"], 1), "others": round(others, 1), "cores": cpu["cores"]},
-        "seed": args.seed,
-        "nats": running.nats,
-        "postgres": running.postgres,
-    })
+    emit(
+        {
+            "bench": "ingest",
+            "rows": args.rows,
+            "file_mb": round(size_mb, 1),
+            "identified": identified,
+            "events_published": result["published"],
+            "seconds": round(elapsed, 3),
+            "rows_per_s": round(rows_per_s, 1),
+            "raw_publish_per_s": round(raw_rate, 1),
+            "raw_publish_async_per_s": round(async_rate, 1),
+            "ratio_to_publish_async": round(rows_per_s / async_rate, 3),
+            "ratio": round(ratio, 3),
+            "target_ratio": TARGET_RATIO,
+            "peak_rss_mb": round(rss, 1),
+            "rss_target_mb": RSS_TARGET_MB,
+            "ok": ratio >= TARGET_RATIO and rss < RSS_TARGET_MB,
+            "raw_seconds": [round(r, 3) for r in raw_runs],
+            "raw_window": args.window,
+            "envelope_bytes": len(envelope),
+            "ingest_call_seconds": round(result["seconds_ingest_call"], 3),
+            "backlog_zero_seconds": round(result["seconds_to_backlog_zero"], 3),
+            "child_cpu_seconds": round(result["cpu_seconds"], 2),
+            "store_write_seconds": round(result["store_write_seconds"], 2),
+            "relay_publish_seconds": round(result["relay_publish_seconds"], 2),
+            "rss_before_ingest_mb": round(result["rss_before_ingest_mb"], 1),
+            "store_statement_seconds": {k: round(v, 2) for k, v in statements.items()},
+            "cpu_seconds": {
+                "ingest": round(result["cpu_seconds"], 1),
+                "postgres": round(cpu["postgres"], 1),
+                "nats": round(cpu["nats"], 1),
+                "others": round(others, 1),
+                "cores": cpu["cores"],
+            },
+            "seed": args.seed,
+            "nats": running.nats,
+            "postgres": running.postgres,
+        }
+    )
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the generated SIEI file")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--window", type=int, default=2000, help="raw publish: PubAcks awaited at most in flight")
+    parser.add_argument(
+        "--window", type=int, default=2000, help="raw publish: PubAcks awaited at most in flight"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON spec: run the ingest, answer JSON
     return parser.parse_args()
 

@@ -77,8 +77,15 @@ async def ingest_demo(url: str, nats_url: str, youths: int, seed: int, folder: P
         await load_partner_files(url, files)
         store = await CampaignStore.connect(libpq_dsn(url))
         try:
-            summary = await ingest_campaign(files.siei, campaign_id="latency-2026-11", as_of=AS_OF, store=store,
-                                            outbox=outbox, key=KEY.encode(), policy=Policy())
+            summary = await ingest_campaign(
+                files.siei,
+                campaign_id="latency-2026-11",
+                as_of=AS_OF,
+                store=store,
+                outbox=outbox,
+                key=KEY.encode(),
+                policy=Policy(),
+            )
         finally:
             await store.close()
         await wait_published(relay)
@@ -97,7 +104,8 @@ async def open_youths(url: str) -> list[dict]:
     try:
         rows = await conn.fetch(
             "SELECT h.youth_id, y.ine, y.nom, y.prenom, y.date_naissance FROM handover h "
-            "JOIN youth y USING (youth_id) WHERE h.open ORDER BY h.youth_id")
+            "JOIN youth y USING (youth_id) WHERE h.open ORDER BY h.youth_id"
+        )
         return [dict(r) for r in rows]
     finally:
         await conn.close()
@@ -110,30 +118,43 @@ def enrolments(people: list[dict], start: int) -> list[tuple[str, str, bytes]]:
 
     out = []
     for n, person in enumerate(people, start):
-        payload = EnrolmentStarted(ine=person["ine"], nom=person["nom"], prenom=person["prenom"],
-                                   date_naissance=person["date_naissance"], date_debut=date.today())
+        payload = EnrolmentStarted(
+            ine=person["ine"],
+            nom=person["nom"],
+            prenom=person["prenom"],
+            date_naissance=person["date_naissance"],
+            date_debut=date.today(),
+        )
         event = new_event(payload, source=f"partner/{PARTNER}", subject=f"{PARTNER}-bench-{n}")
         out.append((person["youth_id"], str(event.id), event.to_json()))
     return out
 
 
-async def demo_enrolments(url: str, nats_url: str, args: argparse.Namespace, count: int,
-                          folder: Path) -> tuple[dict, list, list]:
+async def demo_enrolments(
+    url: str, nats_url: str, args: argparse.Namespace, count: int, folder: Path
+) -> tuple[dict, list, list]:
     """The demo campaign ingested (not timed) and enrolments of its open hand-overs, shuffled:
     (ingest summary with its `open_handovers`, `args.warmup` warm-up enrolments, `count`
     measured ones)."""
     started = time.perf_counter()
     summary = await ingest_demo(url, nats_url, args.youths, args.seed, folder)
     people = await open_youths(url)
-    say(f"ingested: {summary['rows']} rows, {summary['identified']} identified, {len(people)} open "
-        f"handovers ({time.perf_counter() - started:.1f} s, not timed)")
+    say(
+        f"ingested: {summary['rows']} rows, {summary['identified']} identified, {len(people)} open "
+        f"handovers ({time.perf_counter() - started:.1f} s, not timed)"
+    )
     if len(people) < count + args.warmup:
-        raise SystemExit(f"{len(people)} open handovers for {count + args.warmup} enrolments: "
-                         f"raise --youths (about {int((count + args.warmup) / 0.36) + 1})")
+        raise SystemExit(
+            f"{len(people)} open handovers for {count + args.warmup} enrolments: "
+            f"raise --youths (about {int((count + args.warmup) / 0.36) + 1})"
+        )
     random.Random(args.seed).shuffle(people)
     summary["open_handovers"] = len(people)
-    return summary, enrolments(people[:args.warmup], 0), enrolments(people[args.warmup:args.warmup + count],
-                                                                      args.warmup)
+    return (
+        summary,
+        enrolments(people[: args.warmup], 0),
+        enrolments(people[args.warmup : args.warmup + count], args.warmup),
+    )
 
 
 @contextlib.contextmanager
@@ -141,13 +162,23 @@ def reperage_service(servers, url: str, folder: Path):
     """The service as its own process, as tests/integration/conftest.py's `reperage_service`."""
     env = {k: v for k, v in os.environ.items() if k not in ("RACCROCHAGE_RIG_DIR",)}
     port_file = folder / "reperage.port"
-    env.update(RACCROCHAGE_SERVICE="reperage", NATS_URL=servers.nats_url, DATABASE_URL=url,
-               RACCROCHAGE_YOUTH_ID_KEY=KEY, HTTP_PORT="0", RACCROCHAGE_RIG_DIR=str(folder / "rig"),
-               RACCROCHAGE_PORT_FILE=str(port_file))
+    env.update(
+        RACCROCHAGE_SERVICE="reperage",
+        NATS_URL=servers.nats_url,
+        DATABASE_URL=url,
+        RACCROCHAGE_YOUTH_ID_KEY=KEY,
+        HTTP_PORT="0",
+        RACCROCHAGE_RIG_DIR=str(folder / "rig"),
+        RACCROCHAGE_PORT_FILE=str(port_file),
+    )
     log_path = folder / "reperage.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", "reperage"],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", "reperage"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             deadline = time.monotonic() + 60
             while not port_file.exists():
@@ -186,7 +217,7 @@ async def fire(nc, batch: list[Sent], bodies: list[bytes], rate: float) -> None:
             reply = await nc.request(SUBJECT, body, timeout=REQUEST_TIMEOUT)
             item.replied = time.perf_counter()
             item.reply = json.loads(reply.data)
-        except Exception as error:  # noqa: BLE001 (counted as a failed reply)
+        except Exception as error:
             item.reply = {"status": "no reply", "error": repr(error)}
 
     tasks = []
@@ -210,8 +241,14 @@ def stats_ms(values: list[float]) -> dict:
     def shown(v: float) -> float | None:
         return None if v == float("inf") else round(v, 2)
 
-    return {"n": len(ms), "missing": sum(v == float("inf") for v in ms), "p50": shown(percentile(ms, 50)),
-            "p90": shown(percentile(ms, 90)), "p99": shown(percentile(ms, 99)), "max": shown(max(ms))}
+    return {
+        "n": len(ms),
+        "missing": sum(v == float("inf") for v in ms),
+        "p50": shown(percentile(ms, 50)),
+        "p90": shown(percentile(ms, 90)),
+        "p99": shown(percentile(ms, 99)),
+        "max": shown(max(ms)),
+    }
 
 
 def line(label: str, s: dict) -> str:
@@ -222,8 +259,10 @@ def line(label: str, s: dict) -> str:
         return "   never" if v is None else f"{v:8.2f}"
 
     missing = f", {s['missing']} never came" if s.get("missing") else ""
-    return (f"  {label:50s} p50 {ms(s['p50'])}  p90 {ms(s['p90'])}  p99 {ms(s['p99'])}  "
-            f"max {ms(s['max'])} ms  (n={s['n']}{missing})")
+    return (
+        f"  {label:50s} p50 {ms(s['p50'])}  p90 {ms(s['p90'])}  p99 {ms(s['p99'])}  "
+        f"max {ms(s['max'])} ms  (n={s['n']}{missing})"
+    )
 
 
 async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float) -> dict:
@@ -236,7 +275,9 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
     try:
         rows = await conn.fetch(
             "SELECT aggregate_key, extract(epoch FROM created_at) AS created, "
-            "extract(epoch FROM published_at) AS published FROM outbox WHERE event_type = $1", FOUND)
+            "extract(epoch FROM published_at) AS published FROM outbox WHERE event_type = $1",
+            FOUND,
+        )
     finally:
         await conn.close()
     outbox = {r["aggregate_key"]: (float(r["created"]), float(r["published"] or 0)) for r in rows}
@@ -249,10 +290,16 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
             stamp = datetime.fromisoformat(entry["timestamp"]).timestamp()
             logged[entry["event_id"]] = stamp
 
-    parts: dict[str, list[float]] = {k: [] for k in (
-        "send -> handler statement starts", "handler statement start -> committed",
-        "committed -> reply received", "committed -> found received (js)",
-        "found received -> relay marks it published")}
+    parts: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "send -> handler statement starts",
+            "handler statement start -> committed",
+            "committed -> reply received",
+            "committed -> found received (js)",
+            "found received -> relay marks it published",
+        )
+    }
     batches: dict[float, int] = {}
     for item in sent:
         if item.youth_id not in outbox or not item.found_js or not item.replied:
@@ -268,9 +315,11 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
             parts["committed -> reply received"].append(reply - done)
             parts["committed -> found received (js)"].append(found - done)
     sizes = sorted(batches.values())
-    return {"stages": {k: stats_ms(v) for k, v in parts.items()},
-            "relay_batches": len(sizes),
-            "rows_per_relay_batch": {"p50": percentile(sizes, 50), "max": sizes[-1]} if sizes else {}}
+    return {
+        "stages": {k: stats_ms(v) for k, v in parts.items()},
+        "relay_batches": len(sizes),
+        "rows_per_relay_batch": {"p50": percentile(sizes, 50), "max": sizes[-1]} if sizes else {},
+    }
 
 
 def write_timeline(path: Path, sent: list[Sent], origin: float) -> None:
@@ -289,8 +338,10 @@ async def main(args: argparse.Namespace) -> None:
     from nats.js.api import DeliverPolicy
 
     count = round(args.rate * args.seconds)
-    say(f"partner latency bench: {args.rate:g} enrolments/s for {args.seconds:g} s = {count} "
-        f"(+{args.warmup} warm-up, not counted), {args.youths}-youth demo campaign")
+    say(
+        f"partner latency bench: {args.rate:g} enrolments/s for {args.seconds:g} s = {count} "
+        f"(+{args.warmup} warm-up, not counted), {args.youths}-youth demo campaign"
+    )
     with bench_servers() as running, tempfile.TemporaryDirectory(prefix="raccrochage-latency-") as tmp:
         folder = Path(tmp)
         servers = running.servers
@@ -298,7 +349,9 @@ async def main(args: argparse.Namespace) -> None:
         url = await migrated_database(servers, REPERAGE_MIGRATIONS, "bench_latency")
         async with nats_client(servers.nats_url) as nc:
             await declare_service_stream(nc, "REPERAGE")
-            summary, warm, measured = await demo_enrolments(url, servers.nats_url, args, count, folder / "demo")
+            summary, warm, measured = await demo_enrolments(
+                url, servers.nats_url, args, count, folder / "demo"
+            )
 
             with reperage_service(servers, url, folder) as (process, log_path):
                 say(f"service started (pid {process.pid})")
@@ -316,8 +369,13 @@ async def main(args: argparse.Namespace) -> None:
                     if item is not None and not item.found_core:
                         item.found_core = now
 
-                js_sub = await nc.jetstream().subscribe(FOUND, stream="REPERAGE", cb=on_js, ordered_consumer=True,
-                                                        deliver_policy=DeliverPolicy.NEW)
+                js_sub = await nc.jetstream().subscribe(
+                    FOUND,
+                    stream="REPERAGE",
+                    cb=on_js,
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.NEW,
+                )
                 core_sub = await nc.subscribe(FOUND, cb=on_core)
                 await nc.flush()
 
@@ -344,13 +402,17 @@ async def main(args: argparse.Namespace) -> None:
                 cpu = meter.stop()
                 cpu["service"] = sum(service_process.cpu_times()[:2]) - service_cpu
                 cpu["bench"] = own_cpu_seconds() - bench_cpu
-                cpu["others"] = cpu["machine_busy"] - cpu["service"] - cpu["bench"] - cpu["postgres"] - cpu["nats"]
+                cpu["others"] = (
+                    cpu["machine_busy"] - cpu["service"] - cpu["bench"] - cpu["postgres"] - cpu["nats"]
+                )
                 window = time.perf_counter() - clock
                 await js_sub.unsubscribe()
                 await core_sub.unsubscribe()
             breakdown = await stages(url, sent, log_path, wall_offset)
 
-    accepted = [s for s in sent if s.reply and s.reply.get("status") == "accepted" and not s.reply.get("duplicate")]
+    accepted = [
+        s for s in sent if s.reply and s.reply.get("status") == "accepted" and not s.reply.get("duplicate")
+    ]
     refused = [s.reply for s in sent if s not in accepted]
     no_reply = sum(1 for r in refused if r and r.get("status") == "no reply")
     found = [s for s in sent if s.found_js]
@@ -365,10 +427,13 @@ async def main(args: argparse.Namespace) -> None:
         write_timeline(args.timeline, sent, first)
     achieved = (count - 1) / (last - first) if last > first else float("inf")
 
-    say(f"sent {count} in {last - first:.2f} s ({achieved:.1f}/s; {sending:.1f} s until the last reply or "
+    say(
+        f"sent {count} in {last - first:.2f} s ({achieved:.1f}/s; {sending:.1f} s until the last reply or "
         f"timeout); {len(accepted)} accepted, {len(refused)} not ({no_reply} without a reply within "
-        f"{REQUEST_TIMEOUT:g} s)" + (f", first: {refused[0]}" if refused else "")
-        + f"; {len(found)} found events received (grace {args.grace:g} s)")
+        f"{REQUEST_TIMEOUT:g} s)"
+        + (f", first: {refused[0]}" if refused else "")
+        + f"; {len(found)} found events received (grace {args.grace:g} s)"
+    )
     say("latency (from the send of each request):")
     say(line("found, JetStream ordered consumer [headline]", latency))
     say(line("found, core NATS subscription", core))
@@ -378,43 +443,51 @@ async def main(args: argparse.Namespace) -> None:
     say("where the time goes (outbox created_at/published_at, service log; wall clock):")
     for label, s in breakdown["stages"].items():
         say(line(label, s))
-    say(f"  relay: {breakdown['relay_batches']} batches for {len(found)} events, rows per batch "
-        f"{breakdown['rows_per_relay_batch']}")
-    say(f"CPU over the {window:.1f} s window (core-seconds of {cpu['cores']} cores x {window:.1f} s = "
+    say(
+        f"  relay: {breakdown['relay_batches']} batches for {len(found)} events, rows per batch "
+        f"{breakdown['rows_per_relay_batch']}"
+    )
+    say(
+        f"CPU over the {window:.1f} s window (core-seconds of {cpu['cores']} cores x {window:.1f} s = "
         f"{cpu['cores'] * window:.0f}): service {cpu['service']:.1f}, postgres {cpu['postgres']:.1f}, "
-        f"nats {cpu['nats']:.1f}, this bench {cpu['bench']:.1f}, everything else on the machine {cpu['others']:.1f}")
+        f"nats {cpu['nats']:.1f}, this bench {cpu['bench']:.1f}, everything else on the machine {cpu['others']:.1f}"
+    )
     ok = latency["p99"] is not None and latency["p99"] < TARGET_P99_MS and len(accepted) == count
-    say(f"p99 {'never (events missing)' if latency['p99'] is None else latency['p99']} ms (target < {TARGET_P99_MS:g} ms) -> {'OK' if ok else 'ABOVE TARGET'}")
+    say(
+        f"p99 {'never (events missing)' if latency['p99'] is None else latency['p99']} ms (target < {TARGET_P99_MS:g} ms) -> {'OK' if ok else 'ABOVE TARGET'}"
+    )
 
-    emit({
-        "bench": "partner_latency",
-        "rate_per_s": args.rate,
-        "duration_s": args.seconds,
-        "events": count,
-        "accepted": len(accepted),
-        "no_reply": no_reply,
-        "found": len(found),
-        "p50_ms": latency.get("p50"),
-        "p90_ms": latency.get("p90"),
-        "p99_ms": latency.get("p99"),
-        "max_ms": latency.get("max"),
-        "target_p99_ms": TARGET_P99_MS,
-        "ok": ok,
-        "measured_with": "JetStream ordered push consumer, DeliverPolicy.NEW, on reperage.youth.found.v1",
-        "core_sub_ms": core,
-        "reply_rtt_ms": rtt,
-        "reply_to_found_ms": after_reply,
-        "send_lag_ms": lag,
-        "achieved_rate_per_s": round(achieved, 1),
-        "stages_ms": breakdown["stages"],
-        "relay_batches": breakdown["relay_batches"],
-        "cpu_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in cpu.items()},
-        "youths": args.youths,
-        "open_handovers": summary["open_handovers"],
-        "warmup": args.warmup,
-        "nats": running.nats,
-        "postgres": running.postgres,
-    })
+    emit(
+        {
+            "bench": "partner_latency",
+            "rate_per_s": args.rate,
+            "duration_s": args.seconds,
+            "events": count,
+            "accepted": len(accepted),
+            "no_reply": no_reply,
+            "found": len(found),
+            "p50_ms": latency.get("p50"),
+            "p90_ms": latency.get("p90"),
+            "p99_ms": latency.get("p99"),
+            "max_ms": latency.get("max"),
+            "target_p99_ms": TARGET_P99_MS,
+            "ok": ok,
+            "measured_with": "JetStream ordered push consumer, DeliverPolicy.NEW, on reperage.youth.found.v1",
+            "core_sub_ms": core,
+            "reply_rtt_ms": rtt,
+            "reply_to_found_ms": after_reply,
+            "send_lag_ms": lag,
+            "achieved_rate_per_s": round(achieved, 1),
+            "stages_ms": breakdown["stages"],
+            "relay_batches": breakdown["relay_batches"],
+            "cpu_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in cpu.items()},
+            "youths": args.youths,
+            "open_handovers": summary["open_handovers"],
+            "warmup": args.warmup,
+            "nats": running.nats,
+            "postgres": running.postgres,
+        }
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -425,7 +498,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=200, help="enrolments sent first, not counted")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds to wait for the last found events")
-    parser.add_argument("--timeline", type=Path, help="write one CSV line per event (send time, latencies) here")
+    parser.add_argument(
+        "--timeline", type=Path, help="write one CSV line per event (send time, latencies) here"
+    )
     return parser.parse_args()
 
 

@@ -68,8 +68,10 @@ CREATE TABLE raw_case (
     age integer NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now()
 )"""
-RAW_INSERT = ("INSERT INTO raw_case (event_id, youth_id, psad_id, departement, age) "
-              "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[])")
+RAW_INSERT = (
+    "INSERT INTO raw_case (event_id, youth_id, psad_id, departement, age) "
+    "SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[])"
+)
 
 
 # --- set-up (not timed) --------------------------------------------------------------------------
@@ -84,9 +86,15 @@ def build_events(count: int, seed: int) -> list[tuple[str, bytes]]:
         departement = DEPARTEMENTS[n % len(DEPARTEMENTS)]
         payload = YouthIdentified(
             youth_id=hashlib.sha256(f"bench-psad-{seed}-{n}".encode()).hexdigest(),
-            campaign_id="bench-2026-11", psad_id=f"psad-{departement}", departement=departement,
-            age=16 + n % 10, last_diploma="AUCUN" if n % 3 else "DNB", last_training="2nde GT",
-            months_since_leaving=1 + n % 24, as_of=as_of)
+            campaign_id="bench-2026-11",
+            psad_id=f"psad-{departement}",
+            departement=departement,
+            age=16 + n % 10,
+            last_diploma="AUCUN" if n % 3 else "DNB",
+            last_training="2nde GT",
+            months_since_leaving=1 + n % 24,
+            as_of=as_of,
+        )
         event = new_event(payload, source="raccrochage/reperage", subject=f"bench-{n}")
         out.append((str(event.id), event.to_json()))
     return out
@@ -99,8 +107,10 @@ async def publish_all(nc, events: list[tuple[str, bytes]]) -> None:
     subject = nats_subject(SUBJECT)
     window = 2000
     for start in range(0, len(events), window):
-        futures = [await js.publish_async(subject, body, stream=STREAM, headers={"Nats-Msg-Id": event_id})
-                   for event_id, body in events[start:start + window]]
+        futures = [
+            await js.publish_async(subject, body, stream=STREAM, headers={"Nats-Msg-Id": event_id})
+            for event_id, body in events[start : start + window]
+        ]
         await asyncio.gather(*futures)
 
 
@@ -109,9 +119,17 @@ async def add_raw_consumer(nc, durable: str) -> None:
     from raccrochage_platform.topology import load_topology
 
     psad = load_topology().consumers["psad_reperage"]  # same limits as the service's consumer
-    await nc.jetstream().add_consumer(STREAM, ConsumerConfig(
-        durable_name=durable, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=psad.ack_wait_seconds, max_ack_pending=psad.max_ack_pending, filter_subject=SUBJECT))
+    await nc.jetstream().add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=durable,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=psad.ack_wait_seconds,
+            max_ack_pending=psad.max_ack_pending,
+            filter_subject=SUBJECT,
+        ),
+    )
 
 
 # --- raw: fetch + one transaction per batch + ack --------------------------------------------------
@@ -160,10 +178,20 @@ async def raw_run(nc, dsn: str, durable: str, count: int, batch: int, folder: Pa
         await conn.close()
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
-    return {"durable": durable, "messages": done, "rows": rows, "batches": batches, "seconds": round(seconds, 2),
-            "per_s": round(done / seconds, 1), "client_cpu_s": round(cpu, 2),
-            "postgres_cpu_s": round(servers_cpu["postgres"], 2), "nats_cpu_s": round(servers_cpu["nats"], 2),
-            "others_cpu_s": round(servers_cpu["machine_busy"] - cpu - servers_cpu["postgres"] - servers_cpu["nats"], 2)}
+    return {
+        "durable": durable,
+        "messages": done,
+        "rows": rows,
+        "batches": batches,
+        "seconds": round(seconds, 2),
+        "per_s": round(done / seconds, 1),
+        "client_cpu_s": round(cpu, 2),
+        "postgres_cpu_s": round(servers_cpu["postgres"], 2),
+        "nats_cpu_s": round(servers_cpu["nats"], 2),
+        "others_cpu_s": round(
+            servers_cpu["machine_busy"] - cpu - servers_cpu["postgres"] - servers_cpu["nats"], 2
+        ),
+    }
 
 
 # --- PSAD as its own process ---------------------------------------------------------------------
@@ -177,20 +205,39 @@ def batch_sizes(*log_paths: Path) -> dict:
             sizes.append(int(json.loads(raw)["received"]))
     if not sizes:
         return {"batches": 0}
-    return {"batches": len(sizes), "p50": percentile(sizes, 50), "min": min(sizes), "max": max(sizes),
-            "full": sum(1 for s in sizes if s == max(sizes))}
+    return {
+        "batches": len(sizes),
+        "p50": percentile(sizes, 50),
+        "min": min(sizes),
+        "max": max(sizes),
+        "full": sum(1 for s in sizes if s == max(sizes)),
+    }
 
 
 def start_profiler(py_spy: str, pid: int, output: Path):
     """py-spy sampling the service until SIGINT (speedscope JSON)."""
     import subprocess
 
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "speedscope",
-                             "--output", str(output), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "speedscope",
+            "--output",
+            str(output),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
 
 
-async def acked(nc, count: int) -> int:  # noqa: ANN001
+async def acked(nc, count: int) -> int:
     """Of the `count` events waiting for PSAD's durable consumer, how many it has acked."""
     info = await nc.jetstream().consumer_info(STREAM, "psad_reperage")
     return count - info.num_pending - info.num_ack_pending
@@ -198,14 +245,26 @@ async def acked(nc, count: int) -> int:  # noqa: ANN001
 
 class Stalled(RuntimeError):
     def __init__(self, cases: int, seconds: float, failures: int) -> None:
-        super().__init__(f"no new case for a while: {cases} cases after {seconds:.0f} s, "
-                         f"{failures} handler_failed_will_retry lines in the service log")
+        super().__init__(
+            f"no new case for a while: {cases} cases after {seconds:.0f} s, "
+            f"{failures} handler_failed_will_retry lines in the service log"
+        )
         self.cases, self.seconds, self.failures = cases, seconds, failures
 
 
-async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count: int, batch: int,
-                   profile: str | None, statements: bool = False, stall_seconds: float = 45,
-                   processes: int = 1) -> dict:
+async def psad_run(
+    running_servers,
+    nc,
+    url: str,
+    dsn: str,
+    folder: Path,
+    count: int,
+    batch: int,
+    profile: str | None,
+    statements: bool = False,
+    stall_seconds: float = 45,
+    processes: int = 1,
+) -> dict:
     import asyncpg
     import psutil
 
@@ -219,9 +278,18 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
     try:
         with contextlib.ExitStack() as stack:
             # Replicas as a deployment scales PSAD: the same durable consumer, one process each.
-            replicas = [stack.enter_context(psad_process(running_servers.servers, url, folder, tag=f"r{n}" if n else "",
-                                                         PSAD_CONSUMER_BATCH=str(batch)))
-                        for n in range(processes)]
+            replicas = [
+                stack.enter_context(
+                    psad_process(
+                        running_servers.servers,
+                        url,
+                        folder,
+                        tag=f"r{n}" if n else "",
+                        PSAD_CONSUMER_BATCH=str(batch),
+                    )
+                )
+                for n in range(processes)
+            ]
             running = replicas[0]
             ready = time.perf_counter()
             watched = [psutil.Process(replica.process.pid) for replica in replicas]
@@ -233,8 +301,10 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
             at_ready = await count_cases(conn)
             if profile:
                 profiler = start_profiler(profile, running.process.pid, folder / "psad.speedscope.json")
-            say(f"psad listening after {ready - spawned:.2f} s (pids {', '.join(str(r.process.pid) for r in replicas)}); "
-                f"{at_ready} cases already")
+            say(
+                f"psad listening after {ready - spawned:.2f} s (pids {', '.join(str(r.process.pid) for r in replicas)}); "
+                f"{at_ready} cases already"
+            )
             cases = at_ready
             last_progress, last_count = ready, cases
             next_report = ready + 5
@@ -259,8 +329,14 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
             cpu["service"] = cpu_last - cpu_ready
             cpu["service_startup"] = cpu_ready
             cpu["bench"] = own_cpu_seconds() - bench_cpu
-            cpu["others"] = cpu["machine_busy"] - cpu["service"] - cpu_ready - cpu["bench"] - cpu["postgres"] \
+            cpu["others"] = (
+                cpu["machine_busy"]
+                - cpu["service"]
+                - cpu_ready
+                - cpu["bench"]
+                - cpu["postgres"]
                 - cpu["nats"]
+            )
             if profiler is not None:
                 profiler.send_signal(2)
                 with contextlib.suppress(Exception):
@@ -268,8 +344,10 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
             # The relay publishes psad.case.opened behind the consumer: how far behind, for the record.
             backlog = await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             drain_started = time.perf_counter()
-            while await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") and \
-                    time.perf_counter() - drain_started < 120:
+            while (
+                await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                and time.perf_counter() - drain_started < 120
+            ):
                 await asyncio.sleep(0.2)
             drained = time.perf_counter() - drain_started
             by_status = dict(await conn.fetch("SELECT status, count(*) FROM case_file GROUP BY status"))
@@ -278,13 +356,23 @@ async def psad_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
             inbox = await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'psad_reperage'")
             sizes = batch_sizes(*(r.log for r in replicas))
             log_path = running.log
-        result.update({
-            "cases": cases, "already_at_ready": at_ready, "seconds": round(last - ready, 2),
-            "per_s": round((cases - at_ready) / (last - ready), 1),
-            "per_s_from_spawn": round(cases / (last - spawned), 1), "startup_s": round(ready - spawned, 2),
-            "outbox_backlog_at_last_case": backlog, "outbox_drained_after_s": round(drained, 1),
-            "by_status": by_status, "inbox_rows": inbox, "batches": sizes, "cpu": cpu, "log": str(log_path),
-        })
+        result.update(
+            {
+                "cases": cases,
+                "already_at_ready": at_ready,
+                "seconds": round(last - ready, 2),
+                "per_s": round((cases - at_ready) / (last - ready), 1),
+                "per_s_from_spawn": round(cases / (last - spawned), 1),
+                "startup_s": round(ready - spawned, 2),
+                "outbox_backlog_at_last_case": backlog,
+                "outbox_drained_after_s": round(drained, 1),
+                "by_status": by_status,
+                "inbox_rows": inbox,
+                "batches": sizes,
+                "cpu": cpu,
+                "log": str(log_path),
+            }
+        )
     finally:
         await conn.close()
     return result
@@ -325,71 +413,114 @@ async def main(args: argparse.Namespace) -> None:
             built = time.perf_counter() - started
             await publish_all(nc, events)
             stored = (await nc.jetstream().stream_info(STREAM)).state.messages
-            say(f"published {stored} events (built in {built:.1f} s, published in "
-                f"{time.perf_counter() - started - built:.1f} s; not timed)")
+            say(
+                f"published {stored} events (built in {built:.1f} s, published in "
+                f"{time.perf_counter() - started - built:.1f} s; not timed)"
+            )
             del events
 
             raw_before = await raw_run(nc, raw_dsn, "bench_raw_before", args.events, batch, running.folder)
-            say(f"raw (before): {raw_before['per_s']:.0f} msg/s ({raw_before['messages']} in {raw_before['seconds']} s, "
+            say(
+                f"raw (before): {raw_before['per_s']:.0f} msg/s ({raw_before['messages']} in {raw_before['seconds']} s, "
                 f"{raw_before['batches']} batches; CPU s: client {raw_before['client_cpu_s']}, postgres "
-                f"{raw_before['postgres_cpu_s']}, nats {raw_before['nats_cpu_s']}, others {raw_before['others_cpu_s']})")
+                f"{raw_before['postgres_cpu_s']}, nats {raw_before['nats_cpu_s']}, others {raw_before['others_cpu_s']})"
+            )
             try:
-                psad = await psad_run(running, nc, psad_url, libpq_dsn(psad_url), folder, args.events, batch,
-                                      args.py_spy, args.statements, processes=args.processes)
+                psad = await psad_run(
+                    running,
+                    nc,
+                    psad_url,
+                    libpq_dsn(psad_url),
+                    folder,
+                    args.events,
+                    batch,
+                    args.py_spy,
+                    args.statements,
+                    processes=args.processes,
+                )
             except Stalled as stalled:
                 say(f"PSAD STALLED: {stalled}")
-                say("  (compare with --force-custom-plans: a stall that disappears with it is a plan problem)")
-                emit({"bench": "psad", "events": args.events, "rows": stalled.cases, "ok": False, "batch": batch,
-                      "error": str(stalled), "raw_before": raw_before, "raw_per_s": raw_before["per_s"],
-                      "force_custom_plans": args.force_custom_plans, "nats": running.nats,
-                      "postgres": running.postgres})
+                say(
+                    "  (compare with --force-custom-plans: a stall that disappears with it is a plan problem)"
+                )
+                emit(
+                    {
+                        "bench": "psad",
+                        "events": args.events,
+                        "rows": stalled.cases,
+                        "ok": False,
+                        "batch": batch,
+                        "error": str(stalled),
+                        "raw_before": raw_before,
+                        "raw_per_s": raw_before["per_s"],
+                        "force_custom_plans": args.force_custom_plans,
+                        "nats": running.nats,
+                        "postgres": running.postgres,
+                    }
+                )
                 return
-            say(f"psad: {psad['per_s']:.0f} cases/s ({psad['cases'] - psad['already_at_ready']} in {psad['seconds']} s "
+            say(
+                f"psad: {psad['per_s']:.0f} cases/s ({psad['cases'] - psad['already_at_ready']} in {psad['seconds']} s "
                 f"after listening; {psad['already_at_ready']} opened during start-up; {psad['per_s_from_spawn']:.0f}/s "
-                f"from spawn)")
+                f"from spawn)"
+            )
             raw_after = await raw_run(nc, raw_dsn, "bench_raw_after", args.events, batch, running.folder)
-            say(f"raw (after): {raw_after['per_s']:.0f} msg/s ({raw_after['messages']} in {raw_after['seconds']} s; CPU s: "
+            say(
+                f"raw (after): {raw_after['per_s']:.0f} msg/s ({raw_after['messages']} in {raw_after['seconds']} s; CPU s: "
                 f"client {raw_after['client_cpu_s']}, postgres {raw_after['postgres_cpu_s']}, nats "
-                f"{raw_after['nats_cpu_s']}, others {raw_after['others_cpu_s']})")
+                f"{raw_after['nats_cpu_s']}, others {raw_after['others_cpu_s']})"
+            )
 
     raw_per_s = max(raw_before["per_s"], raw_after["per_s"])
     ratio = psad["per_s"] / raw_per_s
     cpu = psad["cpu"]
     say(f"batches: {psad['batches']}; cases by status {psad['by_status']}; inbox rows {psad['inbox_rows']}")
-    say(f"outbox: {psad['outbox_backlog_at_last_case']} psad.case.opened still unpublished at the last case, "
-        f"drained {psad['outbox_drained_after_s']} s later")
-    say(f"CPU while PSAD consumed ({psad['seconds']} s x {cpu['cores']} cores): service {cpu['service']:.1f} "
+    say(
+        f"outbox: {psad['outbox_backlog_at_last_case']} psad.case.opened still unpublished at the last case, "
+        f"drained {psad['outbox_drained_after_s']} s later"
+    )
+    say(
+        f"CPU while PSAD consumed ({psad['seconds']} s x {cpu['cores']} cores): service {cpu['service']:.1f} "
         f"(+{cpu['service_startup']:.1f} start-up), postgres {cpu['postgres']:.1f}, nats {cpu['nats']:.1f}, "
-        f"this bench {cpu['bench']:.1f}, everything else on the machine {cpu['others']:.1f}")
+        f"this bench {cpu['bench']:.1f}, everything else on the machine {cpu['others']:.1f}"
+    )
     say_statements(psad.get("statements", []))
-    say(f"service CPU per case: {cpu['service'] * 1e6 / max(1, psad['cases'] - psad['already_at_ready']):.0f} µs")
+    say(
+        f"service CPU per case: {cpu['service'] * 1e6 / max(1, psad['cases'] - psad['already_at_ready']):.0f} µs"
+    )
     ok = ratio >= TARGET_RATIO and psad["cases"] == args.events
-    say(f"ratio {ratio:.3f} = {psad['per_s']:.0f} cases/s / {raw_per_s:.0f} raw/s (target >= {TARGET_RATIO}) -> "
-        f"{'OK' if ok else 'BELOW TARGET'}")
-    emit({
-        "bench": "psad",
-        "rows": psad["cases"],
-        "events": args.events,
-        "cases_per_s": psad["per_s"],
-        "raw_per_s": raw_per_s,
-        "ratio": round(ratio, 3),
-        "target_ratio": TARGET_RATIO,
-        "ok": ok,
-        "batch": batch,
-        "processes": args.processes,
-        "force_custom_plans": args.force_custom_plans,
-        "psad_seconds": psad["seconds"],
-        "cases_per_s_from_spawn": psad["per_s_from_spawn"],
-        "opened_during_startup": psad["already_at_ready"],
-        "raw_before": raw_before,
-        "raw_after": raw_after,
-        "psad_batches": psad["batches"],
-        "outbox_backlog_at_last_case": psad["outbox_backlog_at_last_case"],
-        "cpu_seconds": {k: round(v, 2) if isinstance(v, float) else v for k, v in cpu.items()},
-        "service_cpu_us_per_case": round(cpu["service"] * 1e6 / max(1, psad["cases"] - psad["already_at_ready"])),
-        "nats": running.nats,
-        "postgres": running.postgres,
-    })
+    say(
+        f"ratio {ratio:.3f} = {psad['per_s']:.0f} cases/s / {raw_per_s:.0f} raw/s (target >= {TARGET_RATIO}) -> "
+        f"{'OK' if ok else 'BELOW TARGET'}"
+    )
+    emit(
+        {
+            "bench": "psad",
+            "rows": psad["cases"],
+            "events": args.events,
+            "cases_per_s": psad["per_s"],
+            "raw_per_s": raw_per_s,
+            "ratio": round(ratio, 3),
+            "target_ratio": TARGET_RATIO,
+            "ok": ok,
+            "batch": batch,
+            "processes": args.processes,
+            "force_custom_plans": args.force_custom_plans,
+            "psad_seconds": psad["seconds"],
+            "cases_per_s_from_spawn": psad["per_s_from_spawn"],
+            "opened_during_startup": psad["already_at_ready"],
+            "raw_before": raw_before,
+            "raw_after": raw_after,
+            "psad_batches": psad["batches"],
+            "outbox_backlog_at_last_case": psad["outbox_backlog_at_last_case"],
+            "cpu_seconds": {k: round(v, 2) if isinstance(v, float) else v for k, v in cpu.items()},
+            "service_cpu_us_per_case": round(
+                cpu["service"] * 1e6 / max(1, psad["cases"] - psad["already_at_ready"])
+            ),
+            "nats": running.nats,
+            "postgres": running.postgres,
+        }
+    )
 
 
 def repeat(args: argparse.Namespace, argv: list[str]) -> None:
@@ -398,8 +529,11 @@ def repeat(args: argparse.Namespace, argv: list[str]) -> None:
     import subprocess
     import sys
 
-    once = [a for n, a in enumerate(argv) if not (a == "--runs" or (n and argv[n - 1] == "--runs")
-                                                  or a.startswith("--runs="))]
+    once = [
+        a
+        for n, a in enumerate(argv)
+        if not (a == "--runs" or (n and argv[n - 1] == "--runs") or a.startswith("--runs="))
+    ]
     runs = []
     for n in range(args.runs):
         done = subprocess.run([sys.executable, __file__, *once], capture_output=True, text=True, check=False)
@@ -410,19 +544,42 @@ def repeat(args: argparse.Namespace, argv: list[str]) -> None:
             say(done.stdout[-2000:] + done.stderr[-2000:])
             raise SystemExit(f"run {n + 1} gave no result (exit {done.returncode})") from None
         runs.append(result)
-        say(f"run {n + 1}/{args.runs}: ratio {result.get('ratio')} = {result.get('cases_per_s')} cases/s / "
+        say(
+            f"run {n + 1}/{args.runs}: ratio {result.get('ratio')} = {result.get('cases_per_s')} cases/s / "
             f"{result.get('raw_per_s')} raw/s; service {result.get('service_cpu_us_per_case')} µs per case, "
-            f"others {result.get('cpu_seconds', {}).get('others')} core-s")
+            f"others {result.get('cpu_seconds', {}).get('others')} core-s"
+        )
     ratios = [r.get("ratio", 0.0) for r in runs]
     ratio = statistics.median(ratios)
     say(f"median ratio {ratio:.3f} of {ratios} (target >= {TARGET_RATIO})")
-    emit({"bench": "psad", "runs": len(runs), "ratio": round(ratio, 3), "target_ratio": TARGET_RATIO,
-          "ok": ratio >= TARGET_RATIO and all(r.get("rows") == r.get("events") for r in runs),
-          "ratios": ratios, "cases_per_s": round(statistics.median(r.get("cases_per_s", 0.0) for r in runs), 1),
-          "raw_per_s": round(statistics.median(r.get("raw_per_s", 0.0) for r in runs), 1),
-          "processes": args.processes, "events": args.events,
-          "per_run": [{k: r.get(k) for k in ("ratio", "cases_per_s", "raw_per_s", "service_cpu_us_per_case",
-                                                 "cpu_seconds", "ok")} for r in runs]})
+    emit(
+        {
+            "bench": "psad",
+            "runs": len(runs),
+            "ratio": round(ratio, 3),
+            "target_ratio": TARGET_RATIO,
+            "ok": ratio >= TARGET_RATIO and all(r.get("rows") == r.get("events") for r in runs),
+            "ratios": ratios,
+            "cases_per_s": round(statistics.median(r.get("cases_per_s", 0.0) for r in runs), 1),
+            "raw_per_s": round(statistics.median(r.get("raw_per_s", 0.0) for r in runs), 1),
+            "processes": args.processes,
+            "events": args.events,
+            "per_run": [
+                {
+                    k: r.get(k)
+                    for k in (
+                        "ratio",
+                        "cases_per_s",
+                        "raw_per_s",
+                        "service_cpu_us_per_case",
+                        "cpu_seconds",
+                        "ok",
+                    )
+                }
+                for r in runs
+            ],
+        }
+    )
 
 
 def _at_least_one(text: str) -> int:
@@ -432,21 +589,40 @@ def _at_least_one(text: str) -> int:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=100_000, help="identified events waiting in the stream")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--processes", type=_at_least_one, default=1,
-                        help="PSAD replicas sharing the durable consumer (a deployment's way to scale it); "
-                        "--py-spy records the first one only")
-    parser.add_argument("--runs", type=_at_least_one, default=1,
-                        help="run the whole bench this many times (a process each) and report the median ratio")
-    parser.add_argument("--py-spy", metavar="PATH", help="record the service with this py-spy binary "
-                        "(speedscope JSON in --keep's folder)")
-    parser.add_argument("--force-custom-plans", action="store_true",
-                        help="set plan_cache_mode = force_custom_plan on PSAD's database (a diagnostic: "
-                        "a stall that disappears with it comes from a generic plan)")
-    parser.add_argument("--statements", action="store_true",
-                        help="embedded PostgreSQL with pg_stat_statements: print where its time went")
+    parser.add_argument(
+        "--processes",
+        type=_at_least_one,
+        default=1,
+        help="PSAD replicas sharing the durable consumer (a deployment's way to scale it); "
+        "--py-spy records the first one only",
+    )
+    parser.add_argument(
+        "--runs",
+        type=_at_least_one,
+        default=1,
+        help="run the whole bench this many times (a process each) and report the median ratio",
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="record the service with this py-spy binary (speedscope JSON in --keep's folder)",
+    )
+    parser.add_argument(
+        "--force-custom-plans",
+        action="store_true",
+        help="set plan_cache_mode = force_custom_plan on PSAD's database (a diagnostic: "
+        "a stall that disappears with it comes from a generic plan)",
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="embedded PostgreSQL with pg_stat_statements: print where its time went",
+    )
     parser.add_argument("--keep", metavar="DIR", help="keep the service log (and profile) in DIR")
     return parser.parse_args()
 

@@ -60,7 +60,7 @@ class Sent:
     sent: float = 0.0
     replied: float = 0.0
     reply: dict | None = None
-    found: float = 0.0   # reperage.youth.found.v1 stored in REPERAGE
+    found: float = 0.0  # reperage.youth.found.v1 stored in REPERAGE
     closed: float = 0.0  # psad.case.closed.v1 stored in PSAD
 
 
@@ -113,13 +113,20 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
         rows = await conn.fetch(
             "SELECT c.youth_id, extract(epoch FROM o.created_at) AS created, "
             "extract(epoch FROM o.published_at) AS published FROM outbox o "
-            "JOIN case_file c ON c.case_id::text = o.aggregate_key WHERE o.event_type = $1", CLOSED)
+            "JOIN case_file c ON c.case_id::text = o.aggregate_key WHERE o.event_type = $1",
+            CLOSED,
+        )
     finally:
         await conn.close()
     outbox = {r["youth_id"]: (float(r["created"]), float(r["published"] or 0)) for r in rows}
-    parts: dict[str, list[float]] = {k: [] for k in (
-        "found received -> PSAD writes (statement or transaction start)", "PSAD write start -> closed received (js)",
-        "closed received -> relay marks it published")}
+    parts: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "found received -> PSAD writes (statement or transaction start)",
+            "PSAD write start -> closed received (js)",
+            "closed received -> relay marks it published",
+        )
+    }
     batches: dict[float, int] = {}
     for item in sent:
         if item.youth_id not in outbox or not item.found or not item.closed:
@@ -131,8 +138,11 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
         parts["PSAD write start -> closed received (js)"].append(closed - created)
         parts["closed received -> relay marks it published"].append(published - closed)
     sizes = sorted(batches.values())
-    return {"stages": {k: stats_ms(v) for k, v in parts.items()}, "relay_batches": len(sizes),
-            "rows_per_relay_batch": {"p50": percentile(sizes, 50), "max": sizes[-1]} if sizes else {}}
+    return {
+        "stages": {k: stats_ms(v) for k, v in parts.items()},
+        "relay_batches": len(sizes),
+        "rows_per_relay_batch": {"p50": percentile(sizes, 50), "max": sizes[-1]} if sizes else {},
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -142,8 +152,10 @@ async def main(args: argparse.Namespace) -> None:
     from raccrochage_platform.db import libpq_dsn
 
     count = round(args.rate * args.seconds)
-    say(f"psad latency bench: {args.rate:g} enrolments/s for {args.seconds:g} s = {count} (+{args.warmup} warm-up, "
-        f"not counted), {args.youths}-youth demo campaign; enrolment.started -> {FOUND} -> {CLOSED}")
+    say(
+        f"psad latency bench: {args.rate:g} enrolments/s for {args.seconds:g} s = {count} (+{args.warmup} warm-up, "
+        f"not counted), {args.youths}-youth demo campaign; enrolment.started -> {FOUND} -> {CLOSED}"
+    )
     if args.statements:
         os.environ["RACCROCHAGE_PG_OPTIONS"] = STATEMENTS_OPTIONS
     statements: list[dict] = []
@@ -163,25 +175,45 @@ async def main(args: argparse.Namespace) -> None:
             say("psad database: plan_cache_mode = force_custom_plan (--force-custom-plans)")
         async with nats_client(servers.nats_url) as nc:
             await declare_psad_topology(nc)  # every stream (REPERAGE, PSAD, ...) and PSAD's durables
-            summary, warm, measured = await demo_enrolments(reperage_url, servers.nats_url, args, count,
-                                                            folder / "demo")
+            summary, warm, measured = await demo_enrolments(
+                reperage_url, servers.nats_url, args, count, folder / "demo"
+            )
 
             # PSAD deletes its published outbox rows by default; the breakdown below reads their
             # published_at, so they are kept here (an UPDATE instead of a DELETE per event).
-            with psad_process(servers, psad_url, folder, RACCROCHAGE_OUTBOX_RETENTION_SECONDS="3600") as psad, \
-                    reperage_service(servers, reperage_url, folder) as (reperage, _log):
+            with (
+                psad_process(servers, psad_url, folder, RACCROCHAGE_OUTBOX_RETENTION_SECONDS="3600") as psad,
+                reperage_service(servers, reperage_url, folder) as (reperage, _log),
+            ):
                 say(f"psad started (pid {psad.process.pid}), repérage started (pid {reperage.pid})")
-                cases, waited, backlog = await wait_cases_opened(psad_dsn, summary["identified"], args.open_timeout)
-                say(f"psad: {cases} cases opened for {summary['identified']} identified "
-                    f"({waited:.1f} s after start; outbox backlog {backlog}; not timed)")
+                cases, waited, backlog = await wait_cases_opened(
+                    psad_dsn, summary["identified"], args.open_timeout
+                )
+                say(
+                    f"psad: {cases} cases opened for {summary['identified']} identified "
+                    f"({waited:.1f} s after start; outbox backlog {backlog}; not timed)"
+                )
                 if cases < summary["identified"]:
                     failures = psad.log_text().count('"handler_failed_will_retry"')
-                    say(f"PSAD DID NOT OPEN EVERY CASE ({failures} handler_failed_will_retry lines in its log; "
-                        f"see --force-custom-plans)")
-                    emit({"bench": "psad_latency", "ok": False, "error": "cases not opened",
-                          "cases": cases, "identified": summary["identified"], "sent": 0, "closed": 0,
-                          "p50_ms": None, "p99_ms": None, "target": TARGET_P99_MS,
-                          "force_custom_plans": args.force_custom_plans})
+                    say(
+                        f"PSAD DID NOT OPEN EVERY CASE ({failures} handler_failed_will_retry lines in its log; "
+                        f"see --force-custom-plans)"
+                    )
+                    emit(
+                        {
+                            "bench": "psad_latency",
+                            "ok": False,
+                            "error": "cases not opened",
+                            "cases": cases,
+                            "identified": summary["identified"],
+                            "sent": 0,
+                            "closed": 0,
+                            "p50_ms": None,
+                            "p99_ms": None,
+                            "target": TARGET_P99_MS,
+                            "force_custom_plans": args.force_custom_plans,
+                        }
+                    )
                     return
 
                 by_youth: dict[str, Sent] = {}
@@ -192,13 +224,24 @@ async def main(args: argparse.Namespace) -> None:
                         item = by_youth.get(json.loads(msg.data)["data"]["youth_id"])
                         if item is not None and not getattr(item, attribute):
                             setattr(item, attribute, now)
+
                     return on
 
                 js = nc.jetstream()
-                closed_sub = await js.subscribe(CLOSED, stream="PSAD", cb=stamp("closed"), ordered_consumer=True,
-                                                deliver_policy=DeliverPolicy.NEW)
-                found_sub = await js.subscribe(FOUND, stream="REPERAGE", cb=stamp("found"), ordered_consumer=True,
-                                               deliver_policy=DeliverPolicy.NEW)
+                closed_sub = await js.subscribe(
+                    CLOSED,
+                    stream="PSAD",
+                    cb=stamp("closed"),
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.NEW,
+                )
+                found_sub = await js.subscribe(
+                    FOUND,
+                    stream="REPERAGE",
+                    cb=stamp("found"),
+                    ordered_consumer=True,
+                    deliver_policy=DeliverPolicy.NEW,
+                )
                 await nc.flush()
 
                 warm_items = [Sent(y, e) for y, e, _ in warm]
@@ -211,7 +254,10 @@ async def main(args: argparse.Namespace) -> None:
 
                 metrics_before = await consumer_metrics(psad.url)
                 meter = CpuMeter(running.folder)
-                processes = {"psad": psutil.Process(psad.process.pid), "reperage": psutil.Process(reperage.pid)}
+                processes = {
+                    "psad": psutil.Process(psad.process.pid),
+                    "reperage": psutil.Process(reperage.pid),
+                }
                 before = {k: sum(p.cpu_times()[:2]) for k, p in processes.items()}
                 bench_cpu = own_cpu_seconds()
                 if args.statements:
@@ -229,8 +275,14 @@ async def main(args: argparse.Namespace) -> None:
                 for k, p in processes.items():
                     cpu[k] = sum(p.cpu_times()[:2]) - before[k]
                 cpu["bench"] = own_cpu_seconds() - bench_cpu
-                cpu["others"] = cpu["machine_busy"] - cpu["psad"] - cpu["reperage"] - cpu["bench"] \
-                    - cpu["postgres"] - cpu["nats"]
+                cpu["others"] = (
+                    cpu["machine_busy"]
+                    - cpu["psad"]
+                    - cpu["reperage"]
+                    - cpu["bench"]
+                    - cpu["postgres"]
+                    - cpu["nats"]
+                )
                 window = time.perf_counter() - clock
                 if args.statements:  # both services' databases: one server
                     statements = await top_statements(stats_conn, 16)
@@ -243,7 +295,9 @@ async def main(args: argparse.Namespace) -> None:
             log_tail = psad.log_text()
     failures = log_tail.count('"handler_failed_will_retry"')
 
-    accepted = [s for s in sent if s.reply and s.reply.get("status") == "accepted" and not s.reply.get("duplicate")]
+    accepted = [
+        s for s in sent if s.reply and s.reply.get("status") == "accepted" and not s.reply.get("duplicate")
+    ]
     never = float("inf")
     closed = [s for s in sent if s.closed]
     latency = stats_ms([s.closed - s.sent if s.closed else never for s in sent])
@@ -254,9 +308,11 @@ async def main(args: argparse.Namespace) -> None:
     first, last = min(s.sent for s in sent), max(s.sent for s in sent)
     achieved = (count - 1) / (last - first) if last > first else float("inf")
 
-    say(f"sent {count} in {last - first:.2f} s ({achieved:.1f}/s; {sending:.1f} s until the last reply); "
+    say(
+        f"sent {count} in {last - first:.2f} s ({achieved:.1f}/s; {sending:.1f} s until the last reply); "
         f"{len(accepted)} accepted; {sum(1 for s in sent if s.found)} found, {len(closed)} closed received "
-        f"(grace {args.grace:g} s); {failures} PSAD handler retries in its log")
+        f"(grace {args.grace:g} s); {failures} PSAD handler retries in its log"
+    )
     say("latency (from the send of each request):")
     say(line(f"{CLOSED}, JetStream ordered consumer [headline]", latency))
     say(line(f"{FOUND} (repérage's part)", to_found))
@@ -266,73 +322,100 @@ async def main(args: argparse.Namespace) -> None:
     say("PSAD's part (its outbox created_at/published_at; wall clock):")
     for label, s in breakdown["stages"].items():
         say(line(label, s))
-    say(f"  relay: {breakdown['relay_batches']} batches for {len(closed)} events, rows per batch "
-        f"{breakdown['rows_per_relay_batch']}")
+    say(
+        f"  relay: {breakdown['relay_batches']} batches for {len(closed)} events, rows per batch "
+        f"{breakdown['rows_per_relay_batch']}"
+    )
     per_batch = handled["events"] / handled["batches"] if handled["batches"] else 0.0
     batch_ms = 1000 * handled["batch_seconds"] / handled["batches"] if handled["batches"] else 0.0
-    say(f"  PSAD consumer psad_reperage over the window (/metrics): {handled['batches']:.0f} batch transactions, "
+    say(
+        f"  PSAD consumer psad_reperage over the window (/metrics): {handled['batches']:.0f} batch transactions, "
         f"{per_batch:.1f} events per batch, {batch_ms:.1f} ms per batch on average "
         f"({1000 * handled['batch_seconds'] / max(1.0, handled['events']):.2f} ms per event), "
-        f"{handled['failed']:.0f} handler failures")
-    say(f"CPU over the {window:.1f} s window (core-seconds of {cpu['cores']} cores x {window:.1f} s = "
+        f"{handled['failed']:.0f} handler failures"
+    )
+    say(
+        f"CPU over the {window:.1f} s window (core-seconds of {cpu['cores']} cores x {window:.1f} s = "
         f"{cpu['cores'] * window:.0f}): psad {cpu['psad']:.1f}, repérage {cpu['reperage']:.1f}, "
         f"postgres {cpu['postgres']:.1f}, nats {cpu['nats']:.1f}, this bench {cpu['bench']:.1f}, "
-        f"everything else on the machine {cpu['others']:.1f}")
+        f"everything else on the machine {cpu['others']:.1f}"
+    )
     say_statements(statements)
     ok = latency["p99"] is not None and latency["p99"] < TARGET_P99_MS and len(closed) == count
-    say(f"p99 {'never (events missing)' if latency['p99'] is None else latency['p99']} ms "
-        f"(target < {TARGET_P99_MS:g} ms) -> {'OK' if ok else 'ABOVE TARGET'}")
+    say(
+        f"p99 {'never (events missing)' if latency['p99'] is None else latency['p99']} ms "
+        f"(target < {TARGET_P99_MS:g} ms) -> {'OK' if ok else 'ABOVE TARGET'}"
+    )
 
-    emit({
-        "bench": "psad_latency",
-        "rate_per_s": args.rate,
-        "duration_s": args.seconds,
-        "sent": count,
-        "accepted": len(accepted),
-        "closed": len(closed),
-        "p50_ms": latency.get("p50"),
-        "p90_ms": latency.get("p90"),
-        "p99_ms": latency.get("p99"),
-        "max_ms": latency.get("max"),
-        "target": TARGET_P99_MS,
-        "ok": ok,
-        "measured_with": f"JetStream ordered push consumer, DeliverPolicy.NEW, on {CLOSED}",
-        "to_found_ms": to_found,
-        "found_to_closed_ms": found_to_closed,
-        "reply_rtt_ms": rtt,
-        "send_lag_ms": lag,
-        "achieved_rate_per_s": round(achieved, 1),
-        "psad_stages_ms": breakdown["stages"],
-        "psad_relay_batches": breakdown["relay_batches"],
-        "psad_handler_retries": failures,
-        "psad_consumer": {"batches": handled["batches"], "events_per_batch": round(per_batch, 1),
-                          "ms_per_batch": round(batch_ms, 1),
-                          "ms_per_event": round(1000 * handled["batch_seconds"] / max(1.0, handled["events"]), 2)},
-        "cpu_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in cpu.items()},
-        "youths": args.youths,
-        "identified": summary["identified"],
-        "open_handovers": summary["open_handovers"],
-        "warmup": args.warmup,
-        "force_custom_plans": args.force_custom_plans,
-        "nats": running.nats,
-        "postgres": running.postgres,
-    })
+    emit(
+        {
+            "bench": "psad_latency",
+            "rate_per_s": args.rate,
+            "duration_s": args.seconds,
+            "sent": count,
+            "accepted": len(accepted),
+            "closed": len(closed),
+            "p50_ms": latency.get("p50"),
+            "p90_ms": latency.get("p90"),
+            "p99_ms": latency.get("p99"),
+            "max_ms": latency.get("max"),
+            "target": TARGET_P99_MS,
+            "ok": ok,
+            "measured_with": f"JetStream ordered push consumer, DeliverPolicy.NEW, on {CLOSED}",
+            "to_found_ms": to_found,
+            "found_to_closed_ms": found_to_closed,
+            "reply_rtt_ms": rtt,
+            "send_lag_ms": lag,
+            "achieved_rate_per_s": round(achieved, 1),
+            "psad_stages_ms": breakdown["stages"],
+            "psad_relay_batches": breakdown["relay_batches"],
+            "psad_handler_retries": failures,
+            "psad_consumer": {
+                "batches": handled["batches"],
+                "events_per_batch": round(per_batch, 1),
+                "ms_per_batch": round(batch_ms, 1),
+                "ms_per_event": round(1000 * handled["batch_seconds"] / max(1.0, handled["events"]), 2),
+            },
+            "cpu_seconds": {k: round(v, 1) if isinstance(v, float) else v for k, v in cpu.items()},
+            "youths": args.youths,
+            "identified": summary["identified"],
+            "open_handovers": summary["open_handovers"],
+            "warmup": args.warmup,
+            "force_custom_plans": args.force_custom_plans,
+            "nats": running.nats,
+            "postgres": running.postgres,
+        }
+    )
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="enrolments per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="how long to send")
     parser.add_argument("--youths", type=int, default=20_000, help="rows of the demo campaign ingested first")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=200, help="enrolments sent first, not counted")
-    parser.add_argument("--grace", type=float, default=10.0, help="seconds to wait for the last closed events")
-    parser.add_argument("--open-timeout", type=float, default=180.0,
-                        help="seconds to wait for PSAD to open the campaign's cases before measuring")
-    parser.add_argument("--force-custom-plans", action="store_true",
-                        help="plan_cache_mode = force_custom_plan on PSAD's database (see bench/psad.py)")
-    parser.add_argument("--statements", action="store_true",
-                        help="embedded PostgreSQL with pg_stat_statements: print where its time went in the window")
+    parser.add_argument(
+        "--grace", type=float, default=10.0, help="seconds to wait for the last closed events"
+    )
+    parser.add_argument(
+        "--open-timeout",
+        type=float,
+        default=180.0,
+        help="seconds to wait for PSAD to open the campaign's cases before measuring",
+    )
+    parser.add_argument(
+        "--force-custom-plans",
+        action="store_true",
+        help="plan_cache_mode = force_custom_plan on PSAD's database (see bench/psad.py)",
+    )
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="embedded PostgreSQL with pg_stat_statements: print where its time went in the window",
+    )
     parser.add_argument("--keep", metavar="DIR", help="keep the services' logs in DIR")
     return parser.parse_args()
 

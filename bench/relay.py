@@ -7,10 +7,6 @@ import time
 from dataclasses import dataclass
 
 import asyncpg
-from nats.aio.client import Client
-from nats.js import JetStreamContext
-from sqlalchemy import text
-
 from _common import (
     Stopwatch,
     TimedRelay,
@@ -24,10 +20,13 @@ from _common import (
     publish_windowed,
     say,
 )
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import OutboxWriter
 from raccrochage_platform.tables import OUTBOX_FILLFACTOR
 from raccrochage_platform.testing.sample import CounterIncremented
+from sqlalchemy import text
 
 TARGET = 0.6
 RELAY_STREAM = "BENCH_SAMPLE"  # OutboxWriter routes by event type: the relay publishes on sample.>
@@ -59,8 +58,9 @@ async def fill_outbox(url: str, records: list[tuple]) -> None:
         # As repérage's migration 0006 sets it, for the outbox its relay claims from.
         await conn.execute(f"ALTER TABLE outbox SET (fillfactor = {OUTBOX_FILLFACTOR})")
         for start in range(0, len(records), CHUNK):
-            await conn.copy_records_to_table("outbox", records=records[start:start + CHUNK],
-                                             columns=COLUMNS)
+            await conn.copy_records_to_table(
+                "outbox", records=records[start : start + CHUNK], columns=COLUMNS
+            )
         await conn.execute("VACUUM ANALYZE outbox")
     finally:
         await conn.close()
@@ -75,8 +75,14 @@ async def raw_publish(nc: Client, records: list[tuple], window: int) -> float:
     """Same payloads and headers as the relay sends, windowed publish_async; returns seconds."""
     js = nc.jetstream(publish_async_max_pending=window)
     await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
-    seconds = await publish_windowed(js, RAW_STREAM, (
-        (RAW_PREFIX + subject, envelope, str(event_id)) for event_id, _type, subject, _stream, _key, envelope in records))
+    seconds = await publish_windowed(
+        js,
+        RAW_STREAM,
+        (
+            (RAW_PREFIX + subject, envelope, str(event_id))
+            for event_id, _type, subject, _stream, _key, envelope in records
+        ),
+    )
     stored = await stream_count(js, RAW_STREAM)
     if stored != len(records):
         raise RuntimeError(f"raw publish: stream holds {stored}, expected {len(records)}")
@@ -87,9 +93,15 @@ async def raw_lean_publish(nc: Client, records: list[tuple], window: int) -> flo
     """The same through the relay's own publisher (`publish_lean`); returns seconds."""
     js = nc.jetstream()
     await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
-    seconds = await publish_lean(nc, RAW_STREAM, (
-        (RAW_PREFIX + subject, envelope, str(event_id)) for event_id, _type, subject, _stream, _key, envelope in records),
-        window)
+    seconds = await publish_lean(
+        nc,
+        RAW_STREAM,
+        (
+            (RAW_PREFIX + subject, envelope, str(event_id))
+            for event_id, _type, subject, _stream, _key, envelope in records
+        ),
+        window,
+    )
     stored = await stream_count(js, RAW_STREAM)
     if stored != len(records):
         raise RuntimeError(f"raw lean publish: stream holds {stored}, expected {len(records)}")
@@ -142,11 +154,16 @@ async def run_relay(relay: StepTimedRelay, nc: Client, url: str, records: list[t
                 break
     stored = await stream_count(nc.jetstream(), RELAY_STREAM)
     async with engine.connect() as conn:
-        marked = int((await conn.execute(
-            text("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"))).scalar_one())
+        marked = int(
+            (
+                await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"))
+            ).scalar_one()
+        )
     if stored != rows or marked != rows or relay.stats.failed:
-        raise RuntimeError(f"relay: stream holds {stored}, {marked} rows marked, "
-                           f"{relay.stats.failed} failures, expected {rows} and 0")
+        raise RuntimeError(
+            f"relay: stream holds {stored}, {marked} rows marked, "
+            f"{relay.stats.failed} failures, expected {rows} and 0"
+        )
     claim, mark = relay.claim_seconds, relay.mark_seconds
     parts = {  # summed over concurrent lanes: then they overlap, and exceed the wall time
         "claim": claim,
@@ -159,18 +176,24 @@ async def run_relay(relay: StepTimedRelay, nc: Client, url: str, records: list[t
 
 
 async def main(args: argparse.Namespace) -> None:
-    say(f"relay bench: {args.rows} rows, batch {args.batch_size}, {args.lanes} lanes, "
-        f"raw window {args.window}")
+    say(
+        f"relay bench: {args.rows} rows, batch {args.batch_size}, {args.lanes} lanes, "
+        f"raw window {args.window}"
+    )
     with bench_servers() as running:
         say(f"servers: nats {running.nats}, postgres {running.postgres}")
-        async with platform_database(running.servers, "bench_relay") as (engine, url), \
-                nats_client(running.servers.nats_url) as nc:
+        async with (
+            platform_database(running.servers, "bench_relay") as (engine, url),
+            nats_client(running.servers.nats_url) as nc,
+        ):
             relay = StepTimedRelay(engine, nc.jetstream(), batch_size=args.batch_size, lanes=args.lanes)
             watch = Stopwatch()
             with watch:
                 records = build_records(args.rows, args.aggregates)
-            say(f"built {len(records)} envelopes ({len(records[0][-1])} bytes each, "
-                f"{args.aggregates} aggregates) in {watch.seconds:.1f} s (not timed)")
+            say(
+                f"built {len(records)} envelopes ({len(records[0][-1])} bytes each, "
+                f"{args.aggregates} aggregates) in {watch.seconds:.1f} s (not timed)"
+            )
 
             # Raw publish before and after the relay, the rate over both: the ratio then
             # resists a machine that speeds up or slows down during the run (shared CPUs).
@@ -179,54 +202,70 @@ async def main(args: argparse.Namespace) -> None:
             # reference (the conservative ratio).
             raw_runs = [await raw_publish(nc, records, args.window)]
             lean_runs = [await raw_lean_publish(nc, records, args.window)]
-            say(f"raw JetStream publish_async, window {args.window}, Nats-Msg-Id: "
-                f"{raw_runs[0]:6.2f} s {per_second(args.rows, raw_runs[0]):8.0f} msg/s")
-            say(f"raw JetStreamPublisher (the relay's), window {args.window}: "
-                f"{lean_runs[0]:6.2f} s {per_second(args.rows, lean_runs[0]):8.0f} msg/s")
+            say(
+                f"raw JetStream publish_async, window {args.window}, Nats-Msg-Id: "
+                f"{raw_runs[0]:6.2f} s {per_second(args.rows, raw_runs[0]):8.0f} msg/s"
+            )
+            say(
+                f"raw JetStreamPublisher (the relay's), window {args.window}: "
+                f"{lean_runs[0]:6.2f} s {per_second(args.rows, lean_runs[0]):8.0f} msg/s"
+            )
             outcome = await run_relay(relay, nc, url, records)
             raw_runs.append(await raw_publish(nc, records, args.window))
             lean_runs.append(await raw_lean_publish(nc, records, args.window))
-            say(f"raw again after the relay: publish_async {per_second(args.rows, raw_runs[1]):8.0f} msg/s, "
-                f"JetStreamPublisher {per_second(args.rows, lean_runs[1]):8.0f} msg/s")
+            say(
+                f"raw again after the relay: publish_async {per_second(args.rows, raw_runs[1]):8.0f} msg/s, "
+                f"JetStreamPublisher {per_second(args.rows, lean_runs[1]):8.0f} msg/s"
+            )
             async_rate = per_second(args.rows, sum(raw_runs) / len(raw_runs))
             raw_rate = max(async_rate, per_second(args.rows, sum(lean_runs) / len(lean_runs)))
-            say(f"raw over both runs, the faster of the two ways: {raw_rate:.0f} msg/s "
-                f"(publish_async alone: {async_rate:.0f} msg/s)")
+            say(
+                f"raw over both runs, the faster of the two ways: {raw_rate:.0f} msg/s "
+                f"(publish_async alone: {async_rate:.0f} msg/s)"
+            )
 
             ratio = outcome.rate / raw_rate
             batches = max(outcome.batches, 1)
             per_batch_ms = {k: 1000 * v / batches for k, v in outcome.parts.items()}
             say("relay (outbox filled by COPY and committed beforehand, not timed):")
-            say(f"  OutboxRelay.drain, batch {args.batch_size}, {args.lanes} lanes: "
-                f"{outcome.seconds:6.2f} s {outcome.rate:8.0f} rows/s")
+            say(
+                f"  OutboxRelay.drain, batch {args.batch_size}, {args.lanes} lanes: "
+                f"{outcome.seconds:6.2f} s {outcome.rate:8.0f} rows/s"
+            )
             note = f" (summed over {args.lanes} lanes)" if args.lanes > 1 else ""
-            say(f"  {outcome.batches} batches; per batch{note}: "
-                + ", ".join(f"{k} {ms:.1f} ms" for k, ms in per_batch_ms.items()))
-            say(f"ratio relay/raw: {ratio:.2f} (target >= {TARGET}) -> "
-                f"{'OK' if ratio >= TARGET else 'BELOW TARGET'}")
+            say(
+                f"  {outcome.batches} batches; per batch{note}: "
+                + ", ".join(f"{k} {ms:.1f} ms" for k, ms in per_batch_ms.items())
+            )
+            say(
+                f"ratio relay/raw: {ratio:.2f} (target >= {TARGET}) -> "
+                f"{'OK' if ratio >= TARGET else 'BELOW TARGET'}"
+            )
 
-    emit({
-        "bench": "relay",
-        "rows": args.rows,
-        "raw_publish_per_s": round(raw_rate, 1),
-        "raw_publish_async_per_s": round(async_rate, 1),
-        "ratio_to_publish_async": round(outcome.rate / async_rate, 3),
-        "relay_per_s": round(outcome.rate, 1),
-        "ratio": round(ratio, 3),
-        "target": TARGET,
-        "ok": ratio >= TARGET,
-        "batch_size": args.batch_size,
-        "lanes": args.lanes,
-        "window": args.window,
-        "aggregates": args.aggregates,
-        "raw_seconds": [round(r, 3) for r in raw_runs],
-        "raw_lean_seconds": [round(r, 3) for r in lean_runs],
-        "relay_seconds": round(outcome.seconds, 3),
-        "relay_batches": outcome.batches,
-        "relay_per_batch_ms": {k: round(ms, 2) for k, ms in per_batch_ms.items()},
-        "nats": running.nats,
-        "postgres": running.postgres,
-    })
+    emit(
+        {
+            "bench": "relay",
+            "rows": args.rows,
+            "raw_publish_per_s": round(raw_rate, 1),
+            "raw_publish_async_per_s": round(async_rate, 1),
+            "ratio_to_publish_async": round(outcome.rate / async_rate, 3),
+            "relay_per_s": round(outcome.rate, 1),
+            "ratio": round(ratio, 3),
+            "target": TARGET,
+            "ok": ratio >= TARGET,
+            "batch_size": args.batch_size,
+            "lanes": args.lanes,
+            "window": args.window,
+            "aggregates": args.aggregates,
+            "raw_seconds": [round(r, 3) for r in raw_runs],
+            "raw_lean_seconds": [round(r, 3) for r in lean_runs],
+            "relay_seconds": round(outcome.seconds, 3),
+            "relay_batches": outcome.batches,
+            "relay_per_batch_ms": {k: round(ms, 2) for k, ms in per_batch_ms.items()},
+            "nats": running.nats,
+            "postgres": running.postgres,
+        }
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -234,10 +273,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=500, help="OutboxRelay batch_size")
     parser.add_argument("--lanes", type=int, default=2, help="OutboxRelay lanes")
-    parser.add_argument("--window", type=int, default=2000,
-                        help="raw publish: PubAcks awaited at most in flight")
-    parser.add_argument("--aggregates", type=int, default=20_000,
-                        help="distinct aggregate keys (rows of one key are published in order)")
+    parser.add_argument(
+        "--window", type=int, default=2000, help="raw publish: PubAcks awaited at most in flight"
+    )
+    parser.add_argument(
+        "--aggregates",
+        type=int,
+        default=20_000,
+        help="distinct aggregate keys (rows of one key are published in order)",
+    )
     return parser.parse_args()
 
 

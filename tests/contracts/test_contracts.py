@@ -8,7 +8,6 @@ from typing import Literal
 
 import pytest
 from pydantic import ValidationError
-
 from raccrochage_contracts import (
     CloudEvent,
     EventType,
@@ -60,7 +59,7 @@ def _examples() -> list:
 
 
 @pytest.mark.parametrize("path", _examples(), ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_examples_validate_strictly(path) -> None:  # noqa: ANN001
+def test_examples_validate_strictly(path) -> None:
     envelope = CloudEvent.model_validate_json(path.read_bytes())
     assert envelope.type == path.parent.name
     REGISTRY.model(envelope.type).model_validate(envelope.data)  # strict, as a producer
@@ -78,14 +77,21 @@ def _patterns(schema: object) -> list[str]:
 def test_no_pattern_uses_backslash_d() -> None:
     """pydantic reads `\\d` as any Unicode digit, a JSON Schema reader as [0-9]: the two sides of
     a contract would disagree (a département in Arabic-Indic digits passed the model)."""
-    offending = {name: p for name in REGISTRY for p in _patterns(payload_schema(name, REGISTRY)) if "\\d" in p}
+    offending = {
+        name: p for name in REGISTRY for p in _patterns(payload_schema(name, REGISTRY)) if "\\d" in p
+    }
     assert offending == {}
 
 
-@pytest.mark.parametrize(("event_type", "field"), [
-    ("reperage.youth.identified.v1", "departement"), ("reperage.youth.identified.v1", "uai_origine"),
-    ("foquale.placement.confirmed.v1", "uai"), ("mlds.enrolment.accepted.v1", "structure_uai"),
-])
+@pytest.mark.parametrize(
+    ("event_type", "field"),
+    [
+        ("reperage.youth.identified.v1", "departement"),
+        ("reperage.youth.identified.v1", "uai_origine"),
+        ("foquale.placement.confirmed.v1", "uai"),
+        ("mlds.enrolment.accepted.v1", "structure_uai"),
+    ],
+)
 def test_codes_written_in_other_digits_are_refused(event_type: str, field: str) -> None:
     data = json.loads((EXAMPLES_DIR / event_type).glob("*.json").__next__().read_bytes())["data"]
     assert any(c.isdigit() for c in data[field])
@@ -100,6 +106,7 @@ def test_every_event_type_has_an_example() -> None:
 
 
 # --- the compatibility check, on crafted changes -------------------------------------------------
+
 
 class Level(StrEnum):
     CAP = "CAP"
@@ -197,10 +204,13 @@ def test_nested_models_are_compared() -> None:
     class New(Payload):
         wishes: list[WishNarrow]
 
-    assert breaking_changes(schema_of(Old), schema_of(New)) == ["$.wishes[].kind: enum narrowed, values removed: 'job'"]
+    assert breaking_changes(schema_of(Old), schema_of(New)) == [
+        "$.wishes[].kind: enum narrowed, values removed: 'job'"
+    ]
 
 
 # --- envelope, naming, strict and tolerant reading -----------------------------------------------
+
 
 class Sample(Payload):
     case_id: str
@@ -210,8 +220,13 @@ def test_envelope_round_trip_and_ids() -> None:
     registry = Registry()
     registry.register("psad.case.opened.v1", Sample)
     cause = new_event(Sample(case_id="c1"), source="raccrochage/reperage", subject="c1")
-    effect = new_event(Sample(case_id="c1"), source="raccrochage/psad", subject="c1",
-                       correlationid=cause.correlationid, causationid=cause.id)
+    effect = new_event(
+        Sample(case_id="c1"),
+        source="raccrochage/psad",
+        subject="c1",
+        correlationid=cause.correlationid,
+        causationid=cause.id,
+    )
     parsed = CloudEvent.from_json(effect.to_json())
     assert parsed.correlationid == cause.id and parsed.causationid == cause.id
     assert parsed.dataschema.endswith("/psad.case.opened.v1.json")
@@ -240,8 +255,16 @@ def test_a_typed_envelope_reads_envelope_and_payload_in_one_pass_as_tolerantly()
     assert [problem["loc"] for problem in error.value.errors()] == [("data", "case_id")]
 
 
-@pytest.mark.parametrize("name", ["psad.case.opened", "psad.case.opened.v0", "Psad.case.opened.v1",
-                                  "psad.case.v1", "psad.case.opened.v1.extra"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "psad.case.opened",
+        "psad.case.opened.v0",
+        "Psad.case.opened.v1",
+        "psad.case.v1",
+        "psad.case.opened.v1.extra",
+    ],
+)
 def test_naming_rule(name: str) -> None:
     with pytest.raises(InvalidEventType):
         EventType.parse(name)
@@ -250,7 +273,10 @@ def test_naming_rule(name: str) -> None:
 def test_partner_subjects_carry_the_partner() -> None:
     assert nats_subject("psad.case.opened.v1") == "psad.case.opened.v1"
     assert nats_subject("partner.enrolment.started.v1", "cfa-33") == "partner.cfa-33.enrolment.started.v1"
-    assert type_from_subject("partner.cfa-33.enrolment.started.v1") == ("partner.enrolment.started.v1", "cfa-33")
+    assert type_from_subject("partner.cfa-33.enrolment.started.v1") == (
+        "partner.enrolment.started.v1",
+        "cfa-33",
+    )
     with pytest.raises(InvalidEventType):
         nats_subject("partner.enrolment.started.v1", "CFA *")
 

@@ -155,7 +155,9 @@ def test_init_sql_gives_each_service_a_role_and_a_database_no_one_else_reaches()
 def test_init_sql_turns_jit_off_for_every_service_role():
     """Even behind a pooler that drops the services' own `jit=off` startup parameter."""
     sql = re.sub(r"--.*", "", (ROOT / "deploy" / "postgres" / "init.sql").read_text(encoding="utf-8"))
-    assert sorted(re.findall(r"ALTER ROLE (\w+) SET jit = off;", sql)) == sorted(re.findall(r"CREATE ROLE (\w+) LOGIN", sql))
+    assert sorted(re.findall(r"ALTER ROLE (\w+) SET jit = off;", sql)) == sorted(
+        re.findall(r"CREATE ROLE (\w+) LOGIN", sql)
+    )
 
 
 # --- nats ----------------------------------------------------------------------------------
@@ -213,12 +215,7 @@ def test_a_service_publishes_on_its_own_subjects_only(users, name):
     allowed = set(users[name]["permissions"]["publish"]["allow"])
     assert set(SERVICES[name]["subjects"]) <= allowed
     assert {"deadletter.>", "$JS.API.>", "$JS.ACK.>", "_INBOX.>"} <= allowed
-    others = {
-        subject
-        for other, s in SERVICES.items()
-        if other != name
-        for subject in s.get("subjects", [])
-    }
+    others = {subject for other, s in SERVICES.items() if other != name for subject in s.get("subjects", [])}
     assert not allowed & (others | {">", "partner.>"})
 
 
@@ -240,9 +237,7 @@ def test_partner_template_publishes_only_on_its_own_subjects(tmp_path):
     assert user["permissions"]["subscribe"] == {"allow": ["_INBOX.partner_cfa_42.>"]}
 
     conf = tmp_path / "partner.conf"
-    conf.write_text(
-        f"accounts {{ RACCROCHAGE {{ jetstream: enabled\nusers: [\n{rendered}\n] }} }}\n"
-    )
+    conf.write_text(f"accounts {{ RACCROCHAGE {{ jetstream: enabled\nusers: [\n{rendered}\n] }} }}\n")
     check_with_nats_server(conf, {"RACCROCHAGE_NATS_PASSWORD_PARTNER_CFA_42": "pdev1"})
 
 

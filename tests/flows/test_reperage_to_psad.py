@@ -13,7 +13,6 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.rig.state import service_environment
 
@@ -46,20 +45,31 @@ def test_the_demo_campaign_opens_one_case_per_identified_youth_per_territory(tmp
     try:
         reperage_db = service_environment(folder, "reperage")["DATABASE_URL"]
         psad_db = service_environment(folder, "psad")["DATABASE_URL"]
-        handed = asyncio.run(_counts(reperage_db, "SELECT psad_id, count(*) FROM handover WHERE open GROUP BY 1"))
+        handed = asyncio.run(
+            _counts(reperage_db, "SELECT psad_id, count(*) FROM handover WHERE open GROUP BY 1")
+        )
         assert sum(handed.values()) > 1000 and len(handed) >= 5
         deadline = time.monotonic() + 120
         opened: dict[str, int] = {}
         while opened != handed and time.monotonic() < deadline:
             time.sleep(0.5)
-            opened = asyncio.run(_counts(psad_db, "SELECT psad_id, count(*) FROM case_file "
-                                                  "WHERE status <> 'closed' GROUP BY 1"))
+            opened = asyncio.run(
+                _counts(
+                    psad_db, "SELECT psad_id, count(*) FROM case_file WHERE status <> 'closed' GROUP BY 1"
+                )
+            )
         assert opened == handed
 
-        token = _cli(env, "token", "--role", "counsellor", "--territory", "33", "--sub", "conseillere-33").strip()
+        token = _cli(
+            env, "token", "--role", "counsellor", "--territory", "33", "--sub", "conseillere-33"
+        ).strip()
         http = json.loads(_cli(env, "status", "--json"))["services"]["psad"]["http"]
-        page = httpx.get(f"{http}/cases", params={"work_list": "priority", "limit": 5},
-                         headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+        page = httpx.get(
+            f"{http}/cases",
+            params={"work_list": "priority", "limit": 5},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()
         assert page["total"] > 0
         assert {case["departement"] for case in page["cases"]} == {"33"}
         assert all(case["next_action"]["what"] == "contact_youth" for case in page["cases"])
@@ -67,11 +77,16 @@ def test_the_demo_campaign_opens_one_case_per_identified_youth_per_territory(tmp
         # Opening a case: the contact card comes from the repérage vault, which audits it; PSAD
         # neither stores nor logs it.
         case_id = page["cases"][0]["case_id"]
-        card = httpx.get(f"{http}/cases/{case_id}/contact", headers={"Authorization": f"Bearer {token}"},
-                         timeout=10).json()["card"]
+        card = httpx.get(
+            f"{http}/cases/{case_id}/contact", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ).json()["card"]
         assert card["youth_id"] == page["cases"][0]["youth_id"] and card["nom"]
-        audit = asyncio.run(_counts(reperage_db, "SELECT caller || ' ' || purpose, count(*) FROM contact_card_audit "
-                                                 "WHERE granted GROUP BY 1"))
+        audit = asyncio.run(
+            _counts(
+                reperage_db,
+                "SELECT caller || ' ' || purpose, count(*) FROM contact_card_audit WHERE granted GROUP BY 1",
+            )
+        )
         assert audit == {f"psad case {case_id} opened by conseillere-33": 1}
         psad_log = (folder / "logs" / "psad.log").read_text()
         for secret in (card["nom"], card["prenom"], card["date_naissance"], card["telephone"] or "\0"):

@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-
 from raccrochage_platform.consumer import Event, EventConsumer
 from raccrochage_platform.db import make_session_factory
 from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
 from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented
 from raccrochage_platform.topology import ConsumerDef, declare_consumer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROWS = 40
@@ -27,22 +26,36 @@ LEASE = 1.0  # seconds the victim's claimed rows stay held after it dies
 
 @pytest.mark.parametrize("duplicate_window", [30.0, 0.5], ids=["broker-dedups", "inbox-dedups"])
 async def test_relay_killed_after_puback_has_no_duplicate_effect(
-    nc: Client, service_engine: AsyncEngine, unique: str, tmp_path: Path, duplicate_window: float,
+    nc: Client,
+    service_engine: AsyncEngine,
+    unique: str,
+    tmp_path: Path,
+    duplicate_window: float,
     deadletter_stream: str,
 ) -> None:
     js = nc.jetstream()
     stream = f"CRASH_{unique}"
     await js.add_stream(StreamConfig(name=stream, subjects=["sample.>"], duplicate_window=duplicate_window))
     async with service_engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS totals (name text PRIMARY KEY, value int NOT NULL)"))
+        await conn.execute(
+            text("CREATE TABLE IF NOT EXISTS totals (name text PRIMARY KEY, value int NOT NULL)")
+        )
         writer = OutboxWriter("raccrochage/psad", stream)
         for n in range(ROWS):
             await writer.add(conn, CounterIncremented(counter=unique, by=1), subject=f"agg-{n}")
 
     marker = tmp_path / "pubacked"
     url = service_engine.url.render_as_string(hide_password=False)
-    victim = subprocess.Popen([sys.executable, str(Path(__file__).parent / "relay_victim.py"), url,
-                               nc.connected_url.geturl(), str(marker), str(LEASE)])
+    victim = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "relay_victim.py"),
+            url,
+            nc.connected_url.geturl(),
+            str(marker),
+            str(LEASE),
+        ]
+    )
     try:
         for _ in range(300):
             if marker.exists() or victim.poll() is not None:
@@ -62,16 +75,23 @@ async def test_relay_killed_after_puback_has_no_duplicate_effect(
     stored = (await js.stream_info(stream)).state.messages
     assert stored == (ROWS if duplicate_window > 5 else 2 * ROWS)
 
-    definition = ConsumerDef(f"totals_{unique}", "psad", stream, ("sample.>",), max_deliver=3,
-                             backoff_seconds=(0.1,))
+    definition = ConsumerDef(
+        f"totals_{unique}", "psad", stream, ("sample.>",), max_deliver=3, backoff_seconds=(0.1,)
+    )
     await declare_consumer(js, definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(service_engine), js,
-                             fetch_timeout=0.2)
+    consumer = EventConsumer(
+        definition, SAMPLE_REGISTRY, make_session_factory(service_engine), js, fetch_timeout=0.2
+    )
 
     @consumer.on("sample.counter.incremented.v1")
     async def add(session: AsyncSession, event: Event[CounterIncremented]) -> None:
-        await session.execute(text("INSERT INTO totals VALUES (:n, :v) ON CONFLICT (name) "
-                                   "DO UPDATE SET value = totals.value + :v"), {"n": event.data.counter, "v": 1})
+        await session.execute(
+            text(
+                "INSERT INTO totals VALUES (:n, :v) ON CONFLICT (name) "
+                "DO UPDATE SET value = totals.value + :v"
+            ),
+            {"n": event.data.counter, "v": 1},
+        )
 
     await consumer.start()
     try:

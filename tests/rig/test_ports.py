@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from raccrochage_platform.rig import nats as rig_nats
 from raccrochage_platform.rig import postgres as rig_postgres
 
@@ -25,7 +24,7 @@ def taken_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def hand_out_first(monkeypatch: pytest.MonkeyPatch, module, port: int) -> None:  # noqa: ANN001
+def hand_out_first(monkeypatch: pytest.MonkeyPatch, module, port: int) -> None:
     """`free_port` in `module` answers `port` once (as if it were free), then as usual."""
     real = module.free_port
     handed = []
@@ -40,7 +39,8 @@ def hand_out_first(monkeypatch: pytest.MonkeyPatch, module, port: int) -> None: 
 
 
 def test_nats_starts_on_another_port_when_its_port_was_taken(
-        tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hand_out_first(monkeypatch, rig_nats, taken_port)
     server = rig_nats.NatsServer(tmp_path / "nats")
     server.start()
@@ -53,7 +53,8 @@ def test_nats_starts_on_another_port_when_its_port_was_taken(
 
 
 def test_postgres_starts_on_another_port_when_its_port_was_taken(
-        tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hand_out_first(monkeypatch, rig_postgres, taken_port)
     server = rig_postgres.PostgresServer(tmp_path / "pg", say=lambda *_: None)
     server.start()

@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
-
 from raccrochage_platform.testing.servers import Servers
 
 SAMPLE = Path(__import__("raccrochage_platform.testing", fromlist=["x"]).__file__).parent
@@ -58,7 +56,7 @@ def processes_under(folder: Path) -> list[str]:
     return found
 
 
-def wait_for(probe, timeout: float = 30.0):  # noqa: ANN001, ANN201
+def wait_for(probe, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
@@ -91,8 +89,10 @@ def test_rig_up_status_restart_down_and_up_again(tmp_path: Path) -> None:
         httpx.post(f"{sample['http']}/counters/visits", params={"by": 3}, timeout=5).raise_for_status()
         wait_for(lambda: counter(sample["http"], "visits") == 3)
         metrics = httpx.get(f"{sample['http']}/metrics", timeout=5).text
-        assert 'raccrochage_events_handled_total{consumer="sample_counter",type="sample.counter.incremented.v1"} 1.0' \
+        assert (
+            'raccrochage_events_handled_total{consumer="sample_counter",type="sample.counter.incremented.v1"} 1.0'
             in metrics
+        )
         assert 'raccrochage_consumer_pending{consumer="sample_counter"} 0.0' in metrics
         assert 'raccrochage_outbox_backlog{service="sample"} 0.0' in metrics
         assert json.loads(cli(env, "dlq", "list", "--json").stdout) == []
@@ -103,7 +103,9 @@ def test_rig_up_status_restart_down_and_up_again(tmp_path: Path) -> None:
 
         # A service that dies is restarted.
         os.kill(sample["pid"], signal.SIGKILL)
-        restarted = wait_for(lambda: (s := status(env)["services"]["sample"])["healthy"] and s["restarts"] == 1 and s)
+        restarted = wait_for(
+            lambda: (s := status(env)["services"]["sample"])["healthy"] and s["restarts"] == 1 and s
+        )
         assert restarted["pid"] != sample["pid"]
     finally:
         cli(env, "down")
@@ -118,8 +120,12 @@ def test_rig_up_status_restart_down_and_up_again(tmp_path: Path) -> None:
         # The supervisor crashes: the next `up` cleans its leftovers and starts cleanly.
         supervisor = json.loads((folder / "rig.json").read_text())["supervisor_pid"]
         os.kill(supervisor, signal.SIGKILL)
-        wait_for(lambda: not Path(f"/proc/{supervisor}").exists() or
-                 Path(f"/proc/{supervisor}/stat").read_text().split(")")[-1].split()[0] == "Z")
+        wait_for(
+            lambda: (
+                not Path(f"/proc/{supervisor}").exists()
+                or Path(f"/proc/{supervisor}/stat").read_text().split(")")[-1].split()[0] == "Z"
+            )
+        )
         cli(env, "up", "--detach")
         report = status(env)
         assert report["services"]["sample"]["healthy"] and report["nats"]["healthy"]

@@ -42,7 +42,9 @@ def asyncapi_document(service: str, registry: Registry, catalog: dict[str, Catal
         if not (sends or receives):
             continue
         key = name.replace(".", "_")
-        address = name if not name.startswith("partner.") else name.replace("partner.", "partner.{partner_id}.", 1)
+        address = (
+            name if not name.startswith("partner.") else name.replace("partner.", "partner.{partner_id}.", 1)
+        )
         messages[key] = {
             "name": name,
             "contentType": "application/cloudevents+json",

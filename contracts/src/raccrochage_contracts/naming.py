@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 
 _SEGMENT = r"[a-z][a-z0-9_]*"
-TYPE_PATTERN = re.compile(rf"^(?P<service>{_SEGMENT})\.(?P<entity>{_SEGMENT})\.(?P<verb>{_SEGMENT})\.v(?P<version>[1-9][0-9]*)$")
+TYPE_PATTERN = re.compile(
+    rf"^(?P<service>{_SEGMENT})\.(?P<entity>{_SEGMENT})\.(?P<verb>{_SEGMENT})\.v(?P<version>[1-9][0-9]*)$"
+)
 # The same rule without named groups, for JSON Schema (ECMA-262 regexes) and pydantic-core.
 TYPE_RULE = rf"^{_SEGMENT}\.{_SEGMENT}\.{_SEGMENT}\.v[1-9][0-9]*$"
 PARTNER_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")

@@ -20,23 +20,50 @@ CASE_ID = Field(description="the PSAD case (one per youth and territory; a reope
 PSAD_ID = Field(pattern=r"^psad-[0-9a-z-]+$", description="the PSAD (territory) that holds the case")
 
 CaseStatus = Literal[
-    "to_contact", "contact_in_progress", "reached", "interview_scheduled", "interview_held",
-    "solution_proposed", "in_solution", "unreachable", "closed",
+    "to_contact",
+    "contact_in_progress",
+    "reached",
+    "interview_scheduled",
+    "interview_held",
+    "solution_proposed",
+    "in_solution",
+    "unreachable",
+    "closed",
 ]
 CloseReason = Literal[
-    "reached_solution", "found_in_partner_base", "wrong_contact_details", "unreachable_after_reminders",
-    "refuses_support", "already_supported", "moved", "exempt", "out_of_age",
+    "reached_solution",
+    "found_in_partner_base",
+    "wrong_contact_details",
+    "unreachable_after_reminders",
+    "refuses_support",
+    "already_supported",
+    "moved",
+    "exempt",
+    "out_of_age",
 ]
 Channel = Literal["phone", "sms", "email", "letter", "home_visit", "via_school_of_origin"]
 ContactOutcome = Literal[
-    "reached", "no_answer", "wrong_details", "refused", "already_supported", "new_contract_or_training",
-    "moved", "other",
+    "reached",
+    "no_answer",
+    "wrong_details",
+    "refused",
+    "already_supported",
+    "new_contract_or_training",
+    "moved",
+    "other",
 ]
 InterviewerRole = Literal["psy_en", "counsellor"]
 InterviewOutcome = Literal["seen", "no_show", "excused", "cancelled"]
 SolutionKind = Literal[
-    "foquale_seat", "mlds_paps", "mlds_dipa", "mlds_micro_lycee", "apprenticeship", "job",
-    "service_civique", "clause_sociale_via_mlds", "other",
+    "foquale_seat",
+    "mlds_paps",
+    "mlds_dipa",
+    "mlds_micro_lycee",
+    "apprenticeship",
+    "job",
+    "service_civique",
+    "clause_sociale_via_mlds",
+    "other",
 ]
 Provider = Literal["foquale", "mlds"]
 
@@ -75,7 +102,8 @@ class CaseClosed(_CaseEvent):
 
     reason: CloseReason
     found_base: Literal["cfa", "agri", "ml", "mlds", "en"] | None = Field(
-        None, description="for found_in_partner_base: the kind of base")
+        None, description="for found_in_partner_base: the kind of base"
+    )
     closed_at: datetime
 
 
@@ -106,7 +134,9 @@ class InterviewScheduled(_CaseEvent):
     interview_number: int = Field(ge=1)
     scheduled_for: datetime
     with_role: InterviewerRole
-    deadline: date | None = Field(None, description="droit au retour en formation: 15 days after first contact")
+    deadline: date | None = Field(
+        None, description="droit au retour en formation: 15 days after first contact"
+    )
     at: datetime
 
 
@@ -135,8 +165,11 @@ class SolutionRequested(_CaseEvent):
     months_since_leaving: int | None = Field(None, ge=0)
     departement: str = Departement
     zap: str | None = None
-    wishes: list[str] = Field(default_factory=list, max_length=10,
-                              description="coded wishes (fields, trades, places); no free text about the youth")
+    wishes: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="coded wishes (fields, trades, places); no free text about the youth",
+    )
     requested_at: datetime
 
 

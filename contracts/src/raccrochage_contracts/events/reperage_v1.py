@@ -12,7 +12,9 @@ from ..payload import Payload
 from ..registry import event_type
 
 YouthId = str  # 64 hex chars: HMAC-SHA256 of the normalised INE, keyed by a secret of repérage
-YOUTH_ID = Field(pattern=r"^[0-9a-f]{64}$", description="pseudonymous id of the youth (keyed hash of the INE)")
+YOUTH_ID = Field(
+    pattern=r"^[0-9a-f]{64}$", description="pseudonymous id of the youth (keyed hash of the INE)"
+)
 Departement = Field(pattern=r"^([0-9]{2}|2A|2B|9[78][0-9])$")
 PartnerBase = Literal["cfa", "agri", "ml", "mlds", "en"]
 LastDiploma = Literal["AUCUN", "DNB"]  # identified youths hold at most a non-qualifying diploma
@@ -29,7 +31,9 @@ class YouthIdentified(Payload):
     zap: str | None = Field(None, description="ZAP slug; None when the postcode is not in the ZAP table")
     age: int = Field(ge=0, le=120, description="age in whole years at the campaign's reference date")
     last_diploma: LastDiploma = "AUCUN"
-    last_training: str | None = Field(None, max_length=120, description="formation d'origine (label, not personal)")
+    last_training: str | None = Field(
+        None, max_length=120, description="formation d'origine (label, not personal)"
+    )
     uai_origine: str | None = Field(None, pattern=r"^[0-9]{7}[A-Z]$")
     months_since_leaving: int = Field(ge=0)
     as_of: date

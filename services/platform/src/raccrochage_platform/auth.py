@@ -23,7 +23,7 @@ ISSUER = "raccrochage"
 
 class Role(StrEnum):
     COUNSELLOR = "counsellor"  # a PSAD counsellor: cases of one territory, contact details included
-    OPS = "ops"                # dashboards: counts for every territory, nothing personal
+    OPS = "ops"  # dashboards: counts for every territory, nothing personal
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,15 @@ def _signature(key: bytes, signing_input: str) -> str:
     return _b64(hmac.new(key, signing_input.encode(), hashlib.sha256).digest())
 
 
-def mint(key: str, *, role: Role | str, sub: str, territory: str | None = None,
-         ttl_seconds: int = 12 * 3600, now: float | None = None) -> str:
+def mint(
+    key: str,
+    *,
+    role: Role | str,
+    sub: str,
+    territory: str | None = None,
+    ttl_seconds: int = 12 * 3600,
+    now: float | None = None,
+) -> str:
     role = Role(role)
     if role is Role.COUNSELLOR and not territory:
         raise ValueError("a counsellor token needs a territory (département, e.g. 33)")
@@ -102,12 +109,16 @@ def bearer(key: str):
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "missing bearer token (raccrochage token --role ...)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "missing bearer token (raccrochage token --role ...)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         try:
             return verify(key, token.strip())
         except InvalidToken as error:
-            raise HTTPException(401, f"invalid token: {error}", headers={"WWW-Authenticate": "Bearer"}) from None
+            raise HTTPException(
+                401, f"invalid token: {error}", headers={"WWW-Authenticate": "Bearer"}
+            ) from None
 
     return principal
-

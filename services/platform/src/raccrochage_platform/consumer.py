@@ -23,14 +23,13 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from raccrochage_contracts import CloudEvent, Payload, Registry, UnknownEventType, typed_envelope
 from raccrochage_contracts.naming import type_from_subject
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from . import metrics
-from .deadletter import dead_letter
 from .db import autocommit_connection, driver_connection
+from .deadletter import dead_letter
 from .inbox import claim_many_raw
 from .logging import get_logger
 from .outbox import LEASES, Leases, OutboxRelay
@@ -145,7 +144,9 @@ class EventConsumer:
 
         return register
 
-    def on_batch_in_one_statement(self, event_type: str) -> Callable[[OneStatementHandler], OneStatementHandler]:
+    def on_batch_in_one_statement(
+        self, event_type: str
+    ) -> Callable[[OneStatementHandler], OneStatementHandler]:
         """A first try for a batch made only of `event_type`, before its `on_batch` handler (the
         fallback, registered first): the handler reads outside any transaction, then writes the
         batch's effects, its inbox rows and its events in one statement that checks what it
@@ -163,8 +164,13 @@ class EventConsumer:
 
     async def start(self) -> None:
         # nats-py's JetStreamContext keeps its connection and API prefix private
-        self._feed = PullFeed(self.js._nc, self.definition.stream, self.definition.durable,
-                              window=2 * self.batch_size, api_prefix=self.js._prefix)
+        self._feed = PullFeed(
+            self.js._nc,
+            self.definition.stream,
+            self.definition.durable,
+            window=2 * self.batch_size,
+            api_prefix=self.js._prefix,
+        )
         await self._feed.start()
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.name}")
 
@@ -194,8 +200,9 @@ class EventConsumer:
                 if not parsed:
                     continue
                 keys = frozenset(item.event.envelope.subject for item in parsed if item.event is not None)
-                while handling and (len(handling) >= self.concurrency
-                                    or any(keys & held for held in handling.values())):
+                while handling and (
+                    len(handling) >= self.concurrency or any(keys & held for held in handling.values())
+                ):
                     done, _ = await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         del handling[task]
@@ -213,7 +220,7 @@ class EventConsumer:
             await self._handle_parsed(parsed)
         except asyncio.CancelledError:
             raise
-        except Exception as error:  # noqa: BLE001  (unacked messages come back after ack_wait)
+        except Exception as error:
             log.error("batch_failed", consumer=self.name, error=f"{type(error).__name__}: {error}"[:300])
             await asyncio.sleep(1.0)
 
@@ -225,7 +232,7 @@ class EventConsumer:
             return await self._feed.take(self.batch_size, self.fetch_timeout)
         except asyncio.CancelledError:
             raise
-        except Exception as error:  # noqa: BLE001  (reconnects are nats-py's job; keep polling)
+        except Exception as error:
             log.warning("fetch_failed", consumer=self.name, error=type(error).__name__)
             await asyncio.sleep(1.0)
             return []
@@ -248,7 +255,7 @@ class EventConsumer:
             return
         try:
             await self._handle_in_one_transaction(good)
-        except Exception:  # noqa: BLE001  (find the culprit: one transaction per message)
+        except Exception:
             for item in good:
                 await self._handle_alone(item)
             return
@@ -267,8 +274,11 @@ class EventConsumer:
         async with self.sessions() as session, session.begin():
             if leases is not None:
                 session.info[LEASES] = leases
-            new = await claim_many_raw(await driver_connection(session), self.name,
-                                       [(i.event.envelope.id, i.event.envelope.type) for i in items])
+            new = await claim_many_raw(
+                await driver_connection(session),
+                self.name,
+                [(i.event.envelope.id, i.event.envelope.type) for i in items],
+            )
             run: list[Event[Any]] = []  # consecutive new events of one batch-handled type
             for item in items:
                 event = item.event
@@ -305,9 +315,13 @@ class EventConsumer:
                         await connection.invalidate()
         except asyncio.CancelledError:
             raise
-        except Exception as error:  # noqa: BLE001  (the transactional handler has the last word)
-            log.warning("one_statement_handler_failed", consumer=self.name, event_type=kind,
-                        error=f"{type(error).__name__}: {error}"[:300])
+        except Exception as error:
+            log.warning(
+                "one_statement_handler_failed",
+                consumer=self.name,
+                event_type=kind,
+                error=f"{type(error).__name__}: {error}"[:300],
+            )
             done = False
         metrics.ONE_STATEMENT.labels(self.name, "handled" if done else "left").inc()
         if done:
@@ -338,9 +352,13 @@ class EventConsumer:
     async def _publish(self, rows: list[tuple]) -> None:
         try:
             await self.relay.publish_leased(rows)
-        except Exception as error:  # noqa: BLE001  (committed: the relay publishes them once the lease runs out)
-            log.warning("leased_events_left_to_the_relay", consumer=self.name, rows=len(rows),
-                        error=type(error).__name__)
+        except Exception as error:
+            log.warning(
+                "leased_events_left_to_the_relay",
+                consumer=self.name,
+                rows=len(rows),
+                error=type(error).__name__,
+            )
 
     async def _handle_alone(self, item: _Parsed) -> None:
         event = item.event
@@ -349,16 +367,22 @@ class EventConsumer:
         except PermanentError as error:
             await self._dead_letter(item.msg, f"rejected by handler: {error}")
             return
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             reason = f"handler failed: {type(error).__name__}: {error}"[:500]
             metrics.FAILED.labels(self.name, "handler").inc()
             if event.delivered >= self.definition.max_deliver:
                 await self._dead_letter(item.msg, f"{reason} (after {event.delivered} deliveries)")
             else:
                 delay = self.definition.backoff_for(event.delivered)
-                log.warning("handler_failed_will_retry", consumer=self.name, event_id=str(event.envelope.id),
-                            event_type=event.envelope.type, delivered=event.delivered, retry_in=delay,
-                            error=type(error).__name__)
+                log.warning(
+                    "handler_failed_will_retry",
+                    consumer=self.name,
+                    event_id=str(event.envelope.id),
+                    event_type=event.envelope.type,
+                    delivered=event.delivered,
+                    retry_in=delay,
+                    error=type(error).__name__,
+                )
                 await item.msg.nak(delay=delay)
             return
         await item.msg.ack()
@@ -384,8 +408,11 @@ class EventConsumer:
                 envelope = reader.model_validate_json(msg.data, extra="ignore")
             except ValueError:  # ValidationError included
                 envelope = None
-            if envelope is not None and envelope.type == event_type and (
-                    partner_id is None or envelope.source == f"partner/{partner_id}"):
+            if (
+                envelope is not None
+                and envelope.type == event_type
+                and (partner_id is None or envelope.source == f"partner/{partner_id}")
+            ):
                 return _Parsed(msg, delivered, Event(envelope, envelope.data, partner_id, delivered))
         return self._explain(msg, delivered)
 
@@ -400,10 +427,15 @@ class EventConsumer:
             return _Parsed(msg, delivered, reason="invalid envelope: not a JSON object")
         event_type, partner_id = type_from_subject(msg.subject)
         if envelope.type != event_type:
-            return _Parsed(msg, delivered, reason=f"envelope type {envelope.type} does not match subject {msg.subject}")
+            return _Parsed(
+                msg, delivered, reason=f"envelope type {envelope.type} does not match subject {msg.subject}"
+            )
         if partner_id is not None and envelope.source != f"partner/{partner_id}":
-            return _Parsed(msg, delivered,
-                           reason=f"source {envelope.source} does not match the partner of subject {msg.subject}")
+            return _Parsed(
+                msg,
+                delivered,
+                reason=f"source {envelope.source} does not match the partner of subject {msg.subject}",
+            )
         try:
             model = self.registry.model(envelope.type)
         except UnknownEventType as error:
@@ -420,5 +452,10 @@ class EventConsumer:
         await dead_letter(self.js, msg, consumer=self.name, reason=reason)
         await msg.term()
         metrics.DEADLETTERED.labels(self.name).inc()
-        log.warning("dead_lettered", consumer=self.name, subject=msg.subject,
-                    stream_seq=msg.metadata.sequence.stream, reason=reason[:300])
+        log.warning(
+            "dead_lettered",
+            consumer=self.name,
+            subject=msg.subject,
+            stream_seq=msg.metadata.sequence.stream,
+            reason=reason[:300],
+        )

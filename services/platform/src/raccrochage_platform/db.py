@@ -93,8 +93,16 @@ def array_literal(values: Sequence[str | int]) -> str:
     except TypeError:  # integers
         text = ",".join(map(str, values))
     raw = text.encode()  # a non-ASCII character leaves bytes that translate does not delete
-    if values and (not raw or raw.translate(None, _PLAIN_BYTES) or b",," in raw  # empty: ",," or an end
-                   or raw.startswith(b",") or raw.endswith(b",") or raw.count(b",") != len(values) - 1
-                   or ((b"l" in raw or b"L" in raw) and _NULL_ELEMENT(raw))):  # no l, no NULL: skip the search
-        raise ValueError("array_literal: an element needs quoting (empty, NULL, or not letters, digits and '-')")
+    if values and (
+        not raw
+        or raw.translate(None, _PLAIN_BYTES)
+        or b",," in raw  # empty: ",," or an end
+        or raw.startswith(b",")
+        or raw.endswith(b",")
+        or raw.count(b",") != len(values) - 1
+        or ((b"l" in raw or b"L" in raw) and _NULL_ELEMENT(raw))
+    ):  # no l, no NULL: skip the search
+        raise ValueError(
+            "array_literal: an element needs quoting (empty, NULL, or not letters, digits and '-')"
+        )
     return "{" + text + "}"

@@ -90,7 +90,9 @@ def _from_raw(seq: int, headers: dict[str, str] | None, data: bytes) -> DeadLett
     )
 
 
-async def list_dead_letters(js: JetStreamContext, *, consumer: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+async def list_dead_letters(
+    js: JetStreamContext, *, consumer: str | None = None, limit: int = 1000
+) -> list[DeadLetter]:
     info = await js.stream_info(DEADLETTER_STREAM)
     letters: list[DeadLetter] = []
     if info.state.messages == 0:
@@ -98,8 +100,12 @@ async def list_dead_letters(js: JetStreamContext, *, consumer: str | None = None
     seq = info.state.first_seq
     while seq <= info.state.last_seq and len(letters) < limit:
         try:
-            raw = await js.get_msg(DEADLETTER_STREAM, seq=seq, next=True,
-                                   subject=f"deadletter.{consumer}" if consumer else "deadletter.>")
+            raw = await js.get_msg(
+                DEADLETTER_STREAM,
+                seq=seq,
+                next=True,
+                subject=f"deadletter.{consumer}" if consumer else "deadletter.>",
+            )
         except NotFoundError:
             break
         letters.append(_from_raw(raw.seq, raw.headers, raw.data))

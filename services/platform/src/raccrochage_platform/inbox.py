@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from .tables import inbox
 
 
-async def claim(session: AsyncSession | AsyncConnection, consumer: str, event_id: uuid.UUID, event_type: str) -> bool:
+async def claim(
+    session: AsyncSession | AsyncConnection, consumer: str, event_id: uuid.UUID, event_type: str
+) -> bool:
     """True when this consumer sees the event for the first time (in this transaction)."""
     return bool(await claim_many(session, consumer, [(event_id, event_type)]))
 
@@ -44,8 +46,9 @@ async def claim_many(
     events = list(events)
     if not events:
         return set()
-    found = await session.execute(_CLAIM_MANY, {"consumer": consumer, "ids": [e[0] for e in events],
-                                                "kinds": [e[1] for e in events]})
+    found = await session.execute(
+        _CLAIM_MANY, {"consumer": consumer, "ids": [e[0] for e in events], "kinds": [e[1] for e in events]}
+    )
     return set(found.scalars().all())
 
 
@@ -76,11 +79,14 @@ CLAIM_MANY_SQL = (
 )
 
 
-async def claim_many_raw(conn: asyncpg.Connection, consumer: str,
-                         events: Iterable[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+async def claim_many_raw(
+    conn: asyncpg.Connection, consumer: str, events: Iterable[tuple[uuid.UUID, str]]
+) -> set[uuid.UUID]:
     """`claim_many` on an asyncpg connection, inside the caller's transaction (the consumers')."""
     events = list(events)
     if not events:
         return set()
-    return {row[0] for row in await conn.fetch(CLAIM_MANY_SQL, consumer, [e[0] for e in events],
-                                               [e[1] for e in events])}
+    return {
+        row[0]
+        for row in await conn.fetch(CLAIM_MANY_SQL, consumer, [e[0] for e in events], [e[1] for e in events])
+    }

@@ -30,14 +30,15 @@ def run_env(target_metadata: MetaData) -> None:
     """Body of every service's migrations/env.py (online mode, asyncpg)."""
     config = context.config
 
-    def do_run(connection) -> None:  # noqa: ANN001
+    def do_run(connection) -> None:
         context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
         with context.begin_transaction():
             context.run_migrations()
 
     async def run_async() -> None:
-        engine = async_engine_from_config(config.get_section(config.config_ini_section, {}),
-                                          prefix="sqlalchemy.", poolclass=pool.NullPool)
+        engine = async_engine_from_config(
+            config.get_section(config.config_ini_section, {}), prefix="sqlalchemy.", poolclass=pool.NullPool
+        )
         async with engine.connect() as connection:
             await connection.run_sync(do_run)
         await engine.dispose()
@@ -45,7 +46,7 @@ def run_env(target_metadata: MetaData) -> None:
     asyncio.run(run_async())
 
 
-def create_platform_tables(op) -> None:  # noqa: ANN001 (alembic.op)
+def create_platform_tables(op) -> None:
     """Call from a service's first migration: the outbox, the inbox and the relay's wake-up."""
     bind = op.get_bind()
     outbox.create(bind)
@@ -53,31 +54,31 @@ def create_platform_tables(op) -> None:  # noqa: ANN001 (alembic.op)
     notify_only_unleased_rows(op)
 
 
-def notify_only_unleased_rows(op) -> None:  # noqa: ANN001
+def notify_only_unleased_rows(op) -> None:
     """A service migration's upgrade: the outbox trigger wakes relays only for rows no writer
     holds (tables.OUTBOX_NOTIFY_DDL)."""
     for statement in OUTBOX_NOTIFY_DDL:
         op.execute(statement)
 
 
-def notify_every_insert(op) -> None:  # noqa: ANN001
+def notify_every_insert(op) -> None:
     """Its downgrade: a NOTIFY for every inserting statement, as before."""
     for statement in OUTBOX_NOTIFY_EVERY_INSERT_DDL:
         op.execute(statement)
 
 
-def outbox_pages_half_free(op) -> None:  # noqa: ANN001
+def outbox_pages_half_free(op) -> None:
     """A service migration's upgrade: new outbox pages keep room for in-place lease updates
     (tables.OUTBOX_FILLFACTOR)."""
     op.execute(f"ALTER TABLE outbox SET (fillfactor = {OUTBOX_FILLFACTOR})")
 
 
-def outbox_pages_full(op) -> None:  # noqa: ANN001
+def outbox_pages_full(op) -> None:
     """Its downgrade."""
     op.execute("ALTER TABLE outbox RESET (fillfactor)")
 
 
-def drop_platform_tables(op) -> None:  # noqa: ANN001
+def drop_platform_tables(op) -> None:
     op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
     op.execute("DROP FUNCTION IF EXISTS raccrochage_outbox_notify()")
     op.drop_table("inbox")

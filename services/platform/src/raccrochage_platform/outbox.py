@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from nats.js import JetStreamContext
+from raccrochage_contracts import CloudEvent, Payload, nats_subject, new_event
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-
-from raccrochage_contracts import CloudEvent, Payload, new_event, nats_subject
 
 from .db import array_literal, libpq_dsn, server_settings
 from .logging import get_logger
@@ -81,7 +80,9 @@ class OutboxWriter:
         event_id: uuid.UUID | None = None,
     ) -> CloudEvent:
         """Record one event to publish when (and only if) the caller's transaction commits."""
-        event = self.envelope(payload, subject=subject, cause=cause, correlationid=correlationid, event_id=event_id)
+        event = self.envelope(
+            payload, subject=subject, cause=cause, correlationid=correlationid, event_id=event_id
+        )
         await session.execute(insert(outbox), [self.row(event)])
         return event
 
@@ -97,12 +98,19 @@ class OutboxWriter:
         arrays, whatever the number of events: compiled and prepared once."""
         if events:
             rows = [self.row(e) for e in events]
-            await session.execute(_ADD_MANY, {column: [row[column] for row in rows] for column in RAW_COLUMNS})
+            await session.execute(
+                _ADD_MANY, {column: [row[column] for row in rows] for column in RAW_COLUMNS}
+            )
 
-
-    async def add_many_raw(self, conn: asyncpg.Connection, events: Sequence[CloudEvent],
-                           leases: Leases | None = None, *, along: tuple[str, Sequence] | None = None,
-                           guard: str | None = None) -> None:
+    async def add_many_raw(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[CloudEvent],
+        leases: Leases | None = None,
+        *,
+        along: tuple[str, Sequence] | None = None,
+        guard: str | None = None,
+    ) -> None:
         """`add_many` on a plain asyncpg connection, inside the caller's transaction. With
         `leases`, the rows are inserted leased to the caller, who publishes them once committed
         (`Leases`), except those whose aggregate still has an older pending row. `along` is a
@@ -119,16 +127,23 @@ class OutboxWriter:
             raise ValueError("add_many_raw: a guard is a condition over the CTEs `along` names")
         if events:
             rows = [self.row(e) for e in events]
-            await self._insert_raw(conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases, along,
-                                   guard)
+            await self._insert_raw(
+                conn, [[row[column] for row in rows] for column in RAW_COLUMNS], leases, along, guard
+            )
         elif along is not None:
             if guard is not None:
                 raise ValueError("add_many_raw: a guard needs events to guard")
             await conn.execute(along[0], *along[1])
 
-    async def add_json_raw(self, conn: asyncpg.Connection, event_type: str,
-                           events: Sequence[tuple[str, str, bytes]], leases: Leases | None = None, *,
-                           new_aggregates: bool = False) -> None:
+    async def add_json_raw(
+        self,
+        conn: asyncpg.Connection,
+        event_type: str,
+        events: Sequence[tuple[str, str, bytes]],
+        leases: Leases | None = None,
+        *,
+        new_aggregates: bool = False,
+    ) -> None:
         """`add_many_raw` for envelopes of one type already written as JSON (a batch handler
         that builds thousands from a template): (event id, aggregate key, envelope JSON). The
         ids and keys must be uuids or plain ids (`db.array_literal`); the type, subject and
@@ -148,13 +163,21 @@ class OutboxWriter:
             await conn.execute(_insert_sql(False, one_type=True, new_aggregates=new_aggregates), *arguments)
             return
         leases.add_returned(
-            await conn.fetch(_insert_sql(True, one_type=True, new_aggregates=new_aggregates), *arguments,
-                             leases.seconds),
-            ids, lambda n: (subject, self.stream, keys[n], bodies[n]))
+            await conn.fetch(
+                _insert_sql(True, one_type=True, new_aggregates=new_aggregates), *arguments, leases.seconds
+            ),
+            ids,
+            lambda n: (subject, self.stream, keys[n], bodies[n]),
+        )
 
     @staticmethod
-    async def _insert_raw(conn: asyncpg.Connection, arrays: list[list], leases: Leases | None,
-                          along: tuple[str, Sequence] | None = None, guard: str | None = None) -> None:
+    async def _insert_raw(
+        conn: asyncpg.Connection,
+        arrays: list[list],
+        leases: Leases | None,
+        along: tuple[str, Sequence] | None = None,
+        guard: str | None = None,
+    ) -> None:
         """One statement for rows given as arrays in RAW_COLUMNS order. Leased rows come back as
         (outbox id, event id) only: the rest of what the writer publishes is already here."""
         before: Sequence = along[1] if along else ()
@@ -164,8 +187,11 @@ class OutboxWriter:
             await conn.execute(sql, *before, *arrays)
             return
         ids, _, subjects, streams, keys, bodies = arrays
-        leases.add_returned(await conn.fetch(sql, *before, *arrays, leases.seconds), ids,
-                            lambda n: (subjects[n], streams[n], keys[n], bodies[n]))
+        leases.add_returned(
+            await conn.fetch(sql, *before, *arrays, leases.seconds),
+            ids,
+            lambda n: (subjects[n], streams[n], keys[n], bodies[n]),
+        )
 
 
 @dataclass
@@ -181,8 +207,16 @@ class Leases:
 
     def add(self, row_id: int, row: dict) -> None:
         """A row written leased by the caller's own statement: its outbox id and `OutboxWriter.row`."""
-        self.rows.append((row_id, str(row["event_id"]), row["nats_subject"], row["stream"], row["aggregate_key"],
-                          row["envelope"]))
+        self.rows.append(
+            (
+                row_id,
+                str(row["event_id"]),
+                row["nats_subject"],
+                row["stream"],
+                row["aggregate_key"],
+                row["envelope"],
+            )
+        )
 
     def add_returned(self, returned: Sequence[Sequence], ids: Sequence, row: Callable[[int], tuple]) -> None:
         """The (outbox id, event id, leased) rows a leased insert returned, for events `ids` in
@@ -214,8 +248,10 @@ def lease_unless_pending(aggregate_key: str, seconds: str) -> str:
     aggregate's index per row: without it PostgreSQL hashed every pending row once per
     statement of many rows, a seq scan that grows with a backlog (50,000 pending: 14 ms for a
     500-row insert, against 2 ms probing)."""
-    return (f"CASE WHEN {seconds} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_key = "
-            f"{aggregate_key} AND p.published_at IS NULL OFFSET 0) THEN now() + make_interval(secs => {seconds}) END")
+    return (
+        f"CASE WHEN {seconds} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.aggregate_key = "
+        f"{aggregate_key} AND p.published_at IS NULL OFFSET 0) THEN now() + make_interval(secs => {seconds}) END"
+    )
 
 
 _KINDS = ("uuid", "text", "text", "text", "text", "bytea")  # of RAW_COLUMNS
@@ -226,8 +262,14 @@ _AS_LITERAL = ("event_id", "aggregate_key")
 
 
 @functools.cache
-def _insert_sql(leased: bool, ctes: str | None = None, cte_arguments: int = 0, one_type: bool = False,
-                new_aggregates: bool = False, guard: str | None = None) -> str:
+def _insert_sql(
+    leased: bool,
+    ctes: str | None = None,
+    cte_arguments: int = 0,
+    one_type: bool = False,
+    new_aggregates: bool = False,
+    guard: str | None = None,
+) -> str:
     """The outbox insert of `add_many_raw` and `add_json_raw`. Its six arguments are the
     RAW_COLUMNS in order, each an array with a value per row; with `one_type`, the type, subject
     and stream are one value each, and the ids and keys array literals. Leased (the lease in
@@ -242,23 +284,35 @@ def _insert_sql(leased: bool, ctes: str | None = None, cte_arguments: int = 0, o
         if one_type and column in _ONE_TYPE_SCALARS:
             values.append(f"${first + n}::{kind}")
             continue
-        arrays.append((column, f"${first + n}::text::{kind}[]" if one_type and column in _AS_LITERAL
-                       else f"${first + n}::{kind}[]"))
-        values.append(f"CASE WHEN {guard} THEN e.{column} END" if guard and column == "event_type"
-                      else f"e.{column}")
+        arrays.append(
+            (
+                column,
+                f"${first + n}::text::{kind}[]"
+                if one_type and column in _AS_LITERAL
+                else f"${first + n}::{kind}[]",
+            )
+        )
+        values.append(
+            f"CASE WHEN {guard} THEN e.{column} END" if guard and column == "event_type" else f"e.{column}"
+        )
     if guard and one_type:
         raise ValueError("_insert_sql: a guard is for rows of several types (add_many_raw)")
     if leased:
         seconds = f"${first + 6}::float8"
-        values.append(f"now() + make_interval(secs => {seconds})" if new_aggregates
-                      else lease_unless_pending("e.aggregate_key", seconds))
-    sql = (f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}{', leased_until' if leased else ''}) "
-           f"SELECT {', '.join(values)} FROM unnest({', '.join(a for _, a in arrays)}) "
-           f"AS e({', '.join(c for c, _ in arrays)})"
-           # A guarded insert does all or nothing: a known id fails it too, instead of being
-           # skipped while the rest of the statement goes through.
-           + ("" if new_aggregates or guard else " ON CONFLICT (event_id) DO NOTHING")
-           + (" RETURNING id, event_id::text, leased_until IS NOT NULL" if leased else ""))
+        values.append(
+            f"now() + make_interval(secs => {seconds})"
+            if new_aggregates
+            else lease_unless_pending("e.aggregate_key", seconds)
+        )
+    sql = (
+        f"INSERT INTO outbox ({', '.join(RAW_COLUMNS)}{', leased_until' if leased else ''}) "
+        f"SELECT {', '.join(values)} FROM unnest({', '.join(a for _, a in arrays)}) "
+        f"AS e({', '.join(c for c, _ in arrays)})"
+        # A guarded insert does all or nothing: a known id fails it too, instead of being
+        # skipped while the rest of the statement goes through.
+        + ("" if new_aggregates or guard else " ON CONFLICT (event_id) DO NOTHING")
+        + (" RETURNING id, event_id::text, leased_until IS NOT NULL" if leased else "")
+    )
     return f"WITH {ctes} {sql}" if ctes else sql
 
 
@@ -299,14 +353,14 @@ CLAIM_SQL = """
     RETURNING o.id, o.event_id::text, o.nats_subject, o.stream, o.aggregate_key, o.envelope
 """
 # $1: the ids as an array literal (db.array_literal).
-MARK_PUBLISHED_SQL = "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::text::bigint[])"
+MARK_PUBLISHED_SQL = (
+    "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::text::bigint[])"
+)
 # With no retention: the row is gone once JetStream holds the event. The mark above is not a HOT
 # update (`published_at` is in the pending indexes' predicates): 10 µs per row in PostgreSQL,
 # where this costs 2 (PSAD's bulk hand-over: 116 -> 89 µs of PostgreSQL CPU per opened case).
 DELETE_PUBLISHED_SQL = "DELETE FROM outbox WHERE id = ANY($1::text::bigint[])"
-MARK_FAILED_SQL = (
-    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL WHERE id = ANY($1::bigint[])"
-)
+MARK_FAILED_SQL = "UPDATE outbox SET attempts = attempts + 1, last_error = $2, leased_until = NULL WHERE id = ANY($1::bigint[])"
 _PRUNE = text(
     "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < now() - make_interval(secs => :age) LIMIT 10000)"
 )
@@ -332,7 +386,9 @@ class _RelayConnection:
         # commits) only republishes its rows, which JetStream's duplicate window and the
         # consumers' inboxes drop, as after a relay killed before marking; a lost claim only
         # frees its rows early. Waiting for the WAL flush would only slow every batch.
-        conn = await asyncpg.connect(dsn, server_settings=server_settings("outbox-relay", synchronous_commit="off"))
+        conn = await asyncpg.connect(
+            dsn, server_settings=server_settings("outbox-relay", synchronous_commit="off")
+        )
         try:
             self = cls(conn)
             self.claim = await conn.prepare(CLAIM_SQL)
@@ -447,7 +503,7 @@ class OutboxRelay:
                     last_prune = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001  (the relay must outlive any one failure)
+            except Exception as error:
                 self._failures += 1
                 log.error("outbox_relay_error", error=f"{type(error).__name__}: {error}"[:300])
             delay = self.sweep_seconds if self._failures == 0 else self._backoff()
@@ -469,7 +525,8 @@ class OutboxRelay:
         if self._idle:
             return self._idle.pop()
         return await _RelayConnection.open(
-            self._dsn, MARK_PUBLISHED_SQL if self.retention_seconds else DELETE_PUBLISHED_SQL)
+            self._dsn, MARK_PUBLISHED_SQL if self.retention_seconds else DELETE_PUBLISHED_SQL
+        )
 
     def _release(self, connection: _RelayConnection) -> None:
         if not connection.conn.is_closed():
@@ -563,7 +620,7 @@ class OutboxRelay:
         await asyncio.sleep(self.mark_delay)
         try:
             await self.flush_marks()
-        except Exception as error:  # noqa: BLE001  (unmarked rows are published again after their lease)
+        except Exception as error:
             log.warning("outbox_mark_failed", error=f"{type(error).__name__}: {error}"[:300])
 
     async def flush_marks(self) -> None:
@@ -595,9 +652,13 @@ class OutboxRelay:
         return len(published), len(failed)
 
     async def _claim(self, connection: _RelayConnection) -> list:
-        return sorted(await connection.claim.fetch(self.batch_size, self.lease_seconds), key=lambda row: row[_ID])
+        return sorted(
+            await connection.claim.fetch(self.batch_size, self.lease_seconds), key=lambda row: row[_ID]
+        )
 
-    async def _mark(self, connection: _RelayConnection, published: list[int], failed: list[int], error: str) -> None:
+    async def _mark(
+        self, connection: _RelayConnection, published: list[int], failed: list[int], error: str
+    ) -> None:
         """One UPDATE for the acked rows, one for the failed ones (attempts and last_error)."""
         if published:
             await connection.mark_published.fetch(array_literal(published))
@@ -621,10 +682,20 @@ class OutboxRelay:
         wave = 0
         while groups:
             outcomes = await self._publisher.publish(
-                [(group[wave][_SUBJECT], group[wave][_ENVELOPE],
-                  {"Nats-Msg-Id": group[wave][_EVENT_ID], "Nats-Expected-Stream": group[wave][_STREAM],
-                   "Content-Type": CONTENT_TYPE}) for group in groups],
-                self.publish_timeout)
+                [
+                    (
+                        group[wave][_SUBJECT],
+                        group[wave][_ENVELOPE],
+                        {
+                            "Nats-Msg-Id": group[wave][_EVENT_ID],
+                            "Nats-Expected-Stream": group[wave][_STREAM],
+                            "Content-Type": CONTENT_TYPE,
+                        },
+                    )
+                    for group in groups
+                ],
+                self.publish_timeout,
+            )
             next_groups = []
             for group, outcome in zip(groups, outcomes, strict=True):
                 if outcome:

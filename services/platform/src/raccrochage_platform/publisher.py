@@ -50,7 +50,7 @@ class _Wave:
 
 
 def _outcome(msg: Msg) -> str:
-    """"" for a stored message, else JetStream's reason (a 503 status: no stream listens)."""
+    """ "" for a stored message, else JetStream's reason (a 503 status: no stream listens)."""
     if msg.headers and msg.headers.get("Status") == "503":
         return "NoRespondersError: no stream for this subject"
     if b'"error"' not in msg.data:
@@ -64,9 +64,17 @@ def _outcome(msg: Msg) -> str:
 
 def hpub(subject: str, reply: str, headers: dict[str, str], payload: bytes) -> bytes:
     """The HPUB command nats-py's `publish` sends for these arguments (NATS protocol)."""
-    head = "".join(("NATS/1.0\r\n", *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n")).encode()
-    return b"".join((f"HPUB {subject} {reply} {len(head)} {len(head) + len(payload)}\r\n".encode(), head, payload,
-                     b"\r\n"))
+    head = "".join(
+        ("NATS/1.0\r\n", *(f"{key}: {value}\r\n" for key, value in headers.items()), "\r\n")
+    ).encode()
+    return b"".join(
+        (
+            f"HPUB {subject} {reply} {len(head)} {len(head) + len(payload)}\r\n".encode(),
+            head,
+            payload,
+            b"\r\n",
+        )
+    )
 
 
 class JetStreamPublisher:
@@ -79,7 +87,9 @@ class JetStreamPublisher:
         self._tokens = itertools.count()
         self._waiting: dict[str, tuple[_Wave, int]] = {}  # reply token -> (wave, index)
 
-    async def publish(self, messages: Sequence[tuple[str, bytes, dict[str, str]]], timeout: float) -> list[str]:
+    async def publish(
+        self, messages: Sequence[tuple[str, bytes, dict[str, str]]], timeout: float
+    ) -> list[str]:
         """Publish (subject, payload, headers) messages at once and wait for their PubAcks, at
         most `timeout` seconds. Per message: "" once JetStream stored it (a duplicate within its
         window included), else why not (a refusal, a send that failed, no PubAck in time)."""
@@ -98,8 +108,14 @@ class JetStreamPublisher:
             try:
                 # Checked per message, as `publish` does: a connection lost or draining mid-wave,
                 # an oversized payload or a bad subject go through `publish` and its errors.
-                if (direct and nc.is_connected and not nc.is_draining and len(payload) <= nc.max_payload
-                        and subject and " " not in subject):
+                if (
+                    direct
+                    and nc.is_connected
+                    and not nc.is_draining
+                    and len(payload) <= nc.max_payload
+                    and subject
+                    and " " not in subject
+                ):
                     queued = True
                     nc.stats["out_msgs"] += 1  # as `publish` counts them (the client's /varz-like figures)
                     nc.stats["out_bytes"] += len(payload)
@@ -123,7 +139,7 @@ class JetStreamPublisher:
         return wave.outcomes  # type: ignore[return-value]  (all settled)
 
     async def _on_puback(self, msg: Msg) -> None:
-        waiting = self._waiting.pop(msg.subject[len(self._prefix) + 1:], None)
+        waiting = self._waiting.pop(msg.subject[len(self._prefix) + 1 :], None)
         if waiting is not None:
             wave, index = waiting
             wave.settle(index, _outcome(msg))

@@ -42,8 +42,17 @@ ERROR_PAUSE = 1.0  # seconds without asking after a request refused (a 409 "exce
 class PullFeed:
     """Messages of one durable pull consumer (`stream`, `durable`) on connection `nc`."""
 
-    def __init__(self, nc: Client, stream: str, durable: str, *, window: int, expires: float = 30.0,
-                 heartbeat: float = 2.0, api_prefix: str = "$JS.API") -> None:
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        durable: str,
+        *,
+        window: int,
+        expires: float = 30.0,
+        heartbeat: float = 2.0,
+        api_prefix: str = "$JS.API",
+    ) -> None:
         if window < 1:
             raise ValueError("PullFeed: window must be at least 1")
         if not 0 < heartbeat <= expires / 2:
@@ -121,7 +130,9 @@ class PullFeed:
             await nc._flush_pending()  # what `publish` does after queueing its command
 
     def _dequeued(self, msg: Msg) -> Msg:
-        self._subscription._pending_size -= len(msg.data)  # nats-py's slow-consumer count, as its fetch keeps it
+        self._subscription._pending_size -= len(
+            msg.data
+        )  # nats-py's slow-consumer count, as its fetch keeps it
         return msg
 
     async def _ask(self) -> None:
@@ -136,8 +147,14 @@ class PullFeed:
             return
         self._numbers += 1
         token = str(self._numbers)
-        request = {"batch": free, "expires": int(self.expires * 1e9), "idle_heartbeat": int(self.heartbeat * 1e9)}
-        await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=f"{self._prefix}.{token}")
+        request = {
+            "batch": free,
+            "expires": int(self.expires * 1e9),
+            "idle_heartbeat": int(self.heartbeat * 1e9),
+        }
+        await self._nc.publish(
+            self._next_subject, json.dumps(request).encode(), reply=f"{self._prefix}.{token}"
+        )
         if not self.pending:
             self._last_heard = now  # the silence is counted from the first request
         self.pending += free
@@ -159,7 +176,7 @@ class PullFeed:
         elif status == HEARTBEAT:
             return
         else:  # this request delivers no more
-            size, _ = self._sizes.pop(msg.subject[len(self._prefix) + 1:], (0, 0.0))
+            size, _ = self._sizes.pop(msg.subject[len(self._prefix) + 1 :], (0, 0.0))
             try:
                 undelivered = int(headers[PENDING_MESSAGES])
             except (KeyError, ValueError):
@@ -167,5 +184,9 @@ class PullFeed:
             self.pending = max(0, self.pending - undelivered)
             if status != EXPIRED:
                 self._paused_until = time.monotonic() + ERROR_PAUSE
-                log.warning("pull_request_ended", subject=self._next_subject, status=status,
-                            description=headers.get("Description", ""))
+                log.warning(
+                    "pull_request_ended",
+                    subject=self._next_subject,
+                    status=status,
+                    description=headers.get("Description", ""),
+                )

@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from faststream.nats import NatsBroker
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
+from faststream.nats import NatsBroker
 from raccrochage_contracts.registry import Registry, load_all
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import loop as event_loop
 from .broker import jetstream, make_broker
@@ -59,8 +58,13 @@ class ServiceContext:
         definition = self.topology.consumers[durable]
         if definition.service != self.settings.service_name:
             raise ValueError(f"consumer {durable} belongs to {definition.service}")
-        consumer = EventConsumer(definition, self.registry, self.sessions, jetstream(self.broker),
-                                 **{"relay": self.relay, **options})
+        consumer = EventConsumer(
+            definition,
+            self.registry,
+            self.sessions,
+            jetstream(self.broker),
+            **{"relay": self.relay, **options},
+        )
         self.consumers.append(consumer)
         return consumer
 
@@ -103,11 +107,20 @@ async def run_service(spec: ServiceSpec) -> None:
     app = FastAPI(title=f"raccrochage {spec.name}")
     service_def = topology.services[spec.name]
     outbox = OutboxWriter(service_def.source, service_def.stream) if service_def.stream else None
-    relay = OutboxRelay(engine, jetstream(broker), batch_size=settings.relay_batch_size,
-                        sweep_seconds=settings.relay_sweep_seconds,
-                        retention_seconds=settings.outbox_retention_seconds) if outbox else None
-    context = ServiceContext(settings, topology, engine, make_session_factory(engine), broker, registry, app, outbox,
-                             relay)
+    relay = (
+        OutboxRelay(
+            engine,
+            jetstream(broker),
+            batch_size=settings.relay_batch_size,
+            sweep_seconds=settings.relay_sweep_seconds,
+            retention_seconds=settings.outbox_retention_seconds,
+        )
+        if outbox
+        else None
+    )
+    context = ServiceContext(
+        settings, topology, engine, make_session_factory(engine), broker, registry, app, outbox, relay
+    )
     app.include_router(health_router(context, relay))
     await spec.build(context)
     await broker.start()
@@ -117,8 +130,16 @@ async def run_service(spec: ServiceSpec) -> None:
         await consumer.start()
     tasks = [asyncio.create_task(job()) for job in context.background]
 
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                                           log_config=None, lifespan="on", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+        )
+    )
     server.install_signal_handlers = lambda: None  # we handle signals below
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -128,8 +149,12 @@ async def run_service(spec: ServiceSpec) -> None:
     while not server.started and not serving.done():
         await asyncio.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1] if server.servers else settings.http_port
-    log.info("service_started", http=f"http://{settings.http_host}:{port}",
-             consumers=[c.name for c in context.consumers], event_loop=event_loop.running())
+    log.info(
+        "service_started",
+        http=f"http://{settings.http_host}:{port}",
+        consumers=[c.name for c in context.consumers],
+        event_loop=event_loop.running(),
+    )
     await _announce_port(port)
     # Everything built so far lives as long as the process: move it out of the collector's
     # generations, so that full collections under load do not walk it (p99 latency).

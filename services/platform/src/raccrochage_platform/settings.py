@@ -28,8 +28,11 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(500, validation_alias="RACCROCHAGE_RELAY_BATCH", ge=1, le=10_000)
     relay_sweep_seconds: float = Field(1.0, validation_alias="RACCROCHAGE_RELAY_SWEEP_SECONDS", gt=0)
     outbox_retention_seconds: float = Field(
-        7 * 24 * 3600, validation_alias="RACCROCHAGE_OUTBOX_RETENTION_SECONDS", ge=0,
-        description="how long published outbox rows are kept; 0 deletes each once published")
+        7 * 24 * 3600,
+        validation_alias="RACCROCHAGE_OUTBOX_RETENTION_SECONDS",
+        ge=0,
+        description="how long published outbox rows are kept; 0 deletes each once published",
+    )
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:
@@ -41,6 +44,8 @@ def load_settings(cls: type[S], **overrides: object) -> S:
         for problem in error.errors(include_input=False, include_url=False):
             field = problem["loc"][0] if problem["loc"] else "?"
             info = cls.model_fields.get(str(field))
-            variable = info.validation_alias if info is not None and info.validation_alias else str(field).upper()
+            variable = (
+                info.validation_alias if info is not None and info.validation_alias else str(field).upper()
+            )
             lines.append(f"  {variable}: {problem['msg']}")
         raise ConfigError(f"{cls.__name__}: invalid environment\n" + "\n".join(lines)) from None

@@ -46,7 +46,9 @@ outbox = _Table(
     # Held by a relay publishing it until then (outbox.py CLAIM_SQL); free again after.
     Column("leased_until", DateTime(timezone=True)),
     Index("outbox_pending", "id", postgresql_where=text("published_at IS NULL")),
-    Index("outbox_pending_by_aggregate", "aggregate_key", "id", postgresql_where=text("published_at IS NULL")),
+    Index(
+        "outbox_pending_by_aggregate", "aggregate_key", "id", postgresql_where=text("published_at IS NULL")
+    ),
 )
 
 inbox = _Table(
@@ -64,6 +66,7 @@ OUTBOX_LEASE_UPGRADE = "ALTER TABLE outbox ADD COLUMN IF NOT EXISTS leased_until
 OUTBOX_LEASE_DOWNGRADE = "ALTER TABLE outbox DROP COLUMN IF EXISTS leased_until"
 
 OUTBOX_CHANNEL = "raccrochage_outbox"
+
 
 def _notify_ddl(condition: str, referencing: str) -> tuple[str, ...]:
     return (
@@ -89,13 +92,14 @@ def _notify_ddl(condition: str, referencing: str) -> tuple[str, ...]:
 # holds (`leased_until` NULL): the relay only needs a wake-up for rows it must claim, and a writer
 # that leased its rows publishes them itself (outbox.Leases). Without the condition, every
 # partner enrolment woke repérage's relay for a claim that found nothing.
-OUTBOX_NOTIFY_DDL = _notify_ddl("EXISTS (SELECT 1 FROM added WHERE added.leased_until IS NULL)",
-                                "REFERENCING NEW TABLE AS added")
+OUTBOX_NOTIFY_DDL = _notify_ddl(
+    "EXISTS (SELECT 1 FROM added WHERE added.leased_until IS NULL)", "REFERENCING NEW TABLE AS added"
+)
 # What services' migrations before the condition installed (their downgrades go back to it).
 OUTBOX_NOTIFY_EVERY_INSERT_DDL = _notify_ddl("true", "")
 
 
-async def create_platform_tables(conn) -> None:  # noqa: ANN001 (AsyncConnection)
+async def create_platform_tables(conn) -> None:
     """For tests and tools: what the services' first migration does with Alembic."""
     await conn.run_sync(platform_metadata.create_all)
     for statement in OUTBOX_NOTIFY_DDL:

@@ -8,16 +8,20 @@ import uuid
 
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-
 from raccrochage_contracts import new_event
 from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
 from raccrochage_platform.db import make_engine, make_session_factory
 from raccrochage_platform.outbox import LEASES, OutboxRelay, OutboxWriter
-from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported, CounterReset
+from raccrochage_platform.testing.sample import (
+    SAMPLE_REGISTRY,
+    CounterIncremented,
+    CounterReported,
+    CounterReset,
+)
 from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SUBJECT = "sample.counter.incremented.v1"
@@ -26,7 +30,9 @@ SUBJECT = "sample.counter.incremented.v1"
 @pytest.fixture
 async def counters(service_engine: AsyncEngine) -> AsyncEngine:
     async with service_engine.begin() as conn:
-        await conn.execute(text("CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value int NOT NULL)"))
+        await conn.execute(
+            text("CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value int NOT NULL)")
+        )
         await conn.execute(text("TRUNCATE counters"))
     return service_engine
 
@@ -37,7 +43,9 @@ async def increment(session: AsyncSession, event: Event[CounterIncremented]) -> 
     if event.data.counter == "refused":
         raise PermanentError("counter refused: it is closed")
     await session.execute(
-        text("INSERT INTO counters VALUES (:n, :v) ON CONFLICT (name) DO UPDATE SET value = counters.value + :v"),
+        text(
+            "INSERT INTO counters VALUES (:n, :v) ON CONFLICT (name) DO UPDATE SET value = counters.value + :v"
+        ),
         {"n": event.data.counter, "v": event.data.by},
     )
 
@@ -54,19 +62,36 @@ async def started() -> list[EventConsumer]:
 async def make_consumer(
     nc: Client, engine: AsyncEngine, stream: str, unique: str, started: list, **options
 ) -> EventConsumer:
-    definition = ConsumerDef(f"sample_{unique}", "psad", stream, ("sample.>",), ack_wait_seconds=5,
-                             max_deliver=3, backoff_seconds=(0.1, 0.2))
+    definition = ConsumerDef(
+        f"sample_{unique}",
+        "psad",
+        stream,
+        ("sample.>",),
+        ack_wait_seconds=5,
+        max_deliver=3,
+        backoff_seconds=(0.1, 0.2),
+    )
     await declare_consumer(nc.jetstream(), definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(engine), nc.jetstream(),
-                             fetch_timeout=0.2, **options)
+    consumer = EventConsumer(
+        definition,
+        SAMPLE_REGISTRY,
+        make_session_factory(engine),
+        nc.jetstream(),
+        fetch_timeout=0.2,
+        **options,
+    )
     consumer.on(SUBJECT)(increment)
     started.append(consumer)
     return consumer
 
 
 def envelope(counter: str, by: int = 1, event_id: uuid.UUID | None = None) -> bytes:
-    return new_event(CounterIncremented(counter=counter, by=by), source="raccrochage/psad", subject=counter,
-                     event_id=event_id).to_json()
+    return new_event(
+        CounterIncremented(counter=counter, by=by),
+        source="raccrochage/psad",
+        subject=counter,
+        event_id=event_id,
+    ).to_json()
 
 
 async def publish(nc: Client, payload: bytes, msg_id: str | None = None, subject: str = SUBJECT) -> None:
@@ -78,7 +103,7 @@ async def value(engine: AsyncEngine, name: str) -> int | None:
         return (await conn.execute(text("SELECT value FROM counters WHERE name = :n"), {"n": name})).scalar()
 
 
-async def eventually(probe, expected, timeout: float = 10.0):  # noqa: ANN001, ANN201
+async def eventually(probe, expected, timeout: float = 10.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         got = await probe()
@@ -125,8 +150,11 @@ async def test_poison_messages_reach_dead_letters_while_the_rest_is_handled(
     await publish(nc, b"{not json")
     await publish(nc, json.dumps({"specversion": "1.0", "id": str(uuid.uuid4())}).encode())
     unknown = new_event(CounterIncremented(counter="x"), source="raccrochage/psad", subject="x")
-    await publish(nc, unknown.model_copy(update={"type": "sample.counter.incremented.v9"}).to_json(),
-                  subject="sample.counter.incremented.v9")
+    await publish(
+        nc,
+        unknown.model_copy(update={"type": "sample.counter.incremented.v9"}).to_json(),
+        subject="sample.counter.incremented.v9",
+    )
     bad_data = json.loads(envelope("bad"))
     bad_data["data"]["by"] = "CANARY-NOT-A-NUMBER"
     await publish(nc, json.dumps(bad_data).encode())
@@ -143,7 +171,10 @@ async def test_poison_messages_reach_dead_letters_while_the_rest_is_handled(
     text_all = "\n".join(sorted(found))
     assert "invalid envelope" in text_all
     assert "envelope.type: Field required" in text_all
-    assert "unknown event type 'sample.counter.incremented.v9'; known versions: sample.counter.incremented.v1" in text_all
+    assert (
+        "unknown event type 'sample.counter.incremented.v9'; known versions: sample.counter.incremented.v1"
+        in text_all
+    )
     assert "data.by: Input should be a valid integer" in text_all
     assert "CANARY" not in text_all  # reasons never copy input values
     assert "handler failed: RuntimeError: the handler's dependency is down (after 3 deliveries)" in text_all
@@ -202,16 +233,26 @@ async def test_partner_events_take_their_source_from_the_subject(
     js = nc.jetstream()
     partner = f"cfa-{unique}"
     await declare_stream(js, load_topology().streams["PARTNER"])
-    definition = ConsumerDef(f"partners_{unique}", "reperage", "PARTNER", (f"partner.{partner}.>",),
-                             max_deliver=2, backoff_seconds=(0.1,))
+    definition = ConsumerDef(
+        f"partners_{unique}",
+        "reperage",
+        "PARTNER",
+        (f"partner.{partner}.>",),
+        max_deliver=2,
+        backoff_seconds=(0.1,),
+    )
     await declare_consumer(js, definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2)
+    consumer = EventConsumer(
+        definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2
+    )
     seen: list[str | None] = []
 
     @consumer.on("partner.seats.reported.v1")
     async def record(session: AsyncSession, event: Event[CounterReported]) -> None:
         seen.append(event.partner_id)
-        await increment(session, Event(event.envelope, CounterIncremented(counter=event.data.counter), None, 1))
+        await increment(
+            session, Event(event.envelope, CounterIncremented(counter=event.data.counter), None, 1)
+        )
 
     started.append(consumer)
     await consumer.start()
@@ -228,19 +269,31 @@ async def test_partner_events_take_their_source_from_the_subject(
     ]
 
 
-async def _count(probe) -> int:  # noqa: ANN001
+async def _count(probe) -> int:
     return len(await probe())
-
 
 
 async def test_a_batch_handler_takes_runs_of_its_type_and_order_is_kept(
     nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
 ) -> None:
-    definition = ConsumerDef(f"batch_{unique}", "psad", sample_stream, ("sample.>",), ack_wait_seconds=5,
-                             max_deliver=3, backoff_seconds=(0.1,))
+    definition = ConsumerDef(
+        f"batch_{unique}",
+        "psad",
+        sample_stream,
+        ("sample.>",),
+        ack_wait_seconds=5,
+        max_deliver=3,
+        backoff_seconds=(0.1,),
+    )
     await declare_consumer(nc.jetstream(), definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), nc.jetstream(),
-                             fetch_timeout=0.2, batch_size=100)
+    consumer = EventConsumer(
+        definition,
+        SAMPLE_REGISTRY,
+        make_session_factory(counters),
+        nc.jetstream(),
+        fetch_timeout=0.2,
+        batch_size=100,
+    )
     started.append(consumer)
     calls: list[object] = []
 
@@ -270,11 +323,19 @@ async def test_a_consumer_publishes_the_events_its_handler_leased_right_after_co
     js = nc.jetstream()
     writer = OutboxWriter("raccrochage/psad", sample_stream)
     relay = OutboxRelay(counters, js)  # not started: no NOTIFY listener, no sweep, no claim
-    definition = ConsumerDef(f"leases_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
-                             max_deliver=3, backoff_seconds=(0.1,))
+    definition = ConsumerDef(
+        f"leases_{unique}",
+        "psad",
+        sample_stream,
+        (SUBJECT,),
+        ack_wait_seconds=5,
+        max_deliver=3,
+        backoff_seconds=(0.1,),
+    )
     await declare_consumer(js, definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2,
-                             relay=relay)
+    consumer = EventConsumer(
+        definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2, relay=relay
+    )
     counter = f"c{unique}"
 
     @consumer.on(SUBJECT)
@@ -282,13 +343,18 @@ async def test_a_consumer_publishes_the_events_its_handler_leased_right_after_co
         await increment(session, event)
         conn = (await (await session.connection()).get_raw_connection()).driver_connection
         key = f"{counter}-{event.data.counter}"
-        await writer.add_many_raw(conn, [writer.envelope(CounterReset(counter=event.data.counter), subject=key)
-                                         for _ in range(2)], session.info[LEASES])
+        await writer.add_many_raw(
+            conn,
+            [writer.envelope(CounterReset(counter=event.data.counter), subject=key) for _ in range(2)],
+            session.info[LEASES],
+        )
 
     async def resets() -> list[str]:
         info = await js.stream_info(sample_stream)
-        messages = [json.loads((await js.get_msg(sample_stream, seq)).data)
-                    for seq in range(1, info.state.last_seq + 1)]
+        messages = [
+            json.loads((await js.get_msg(sample_stream, seq)).data)
+            for seq in range(1, info.state.last_seq + 1)
+        ]
         return [m["subject"] for m in messages if m["type"] == "sample.counter.reset.v1"]
 
     started.append(consumer)
@@ -312,11 +378,25 @@ async def test_batches_of_other_aggregates_run_at_once_and_an_aggregates_events_
 ) -> None:
     """concurrency=2, one event a batch: "b" does not wait behind the slow "a1", while "a2" (same
     aggregate as "a1", envelope subject "a") waits until "a1" is committed."""
-    definition = ConsumerDef(f"concurrent_{unique}", "psad", sample_stream, (SUBJECT,), ack_wait_seconds=5,
-                             max_deliver=3, backoff_seconds=(0.1,))
+    definition = ConsumerDef(
+        f"concurrent_{unique}",
+        "psad",
+        sample_stream,
+        (SUBJECT,),
+        ack_wait_seconds=5,
+        max_deliver=3,
+        backoff_seconds=(0.1,),
+    )
     await declare_consumer(nc.jetstream(), definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(counters), nc.jetstream(),
-                             batch_size=1, fetch_timeout=0.2, concurrency=2)
+    consumer = EventConsumer(
+        definition,
+        SAMPLE_REGISTRY,
+        make_session_factory(counters),
+        nc.jetstream(),
+        batch_size=1,
+        fetch_timeout=0.2,
+        concurrency=2,
+    )
     journal: list[str] = []
     a1_may_end = asyncio.Event()
 
@@ -333,8 +413,9 @@ async def test_batches_of_other_aggregates_run_at_once_and_an_aggregates_events_
     await consumer.start()
 
     def sent(name: str, aggregate: str) -> bytes:
-        return new_event(CounterIncremented(counter=f"{unique}-{name}"), source="raccrochage/psad",
-                         subject=aggregate).to_json()
+        return new_event(
+            CounterIncremented(counter=f"{unique}-{name}"), source="raccrochage/psad", subject=aggregate
+        ).to_json()
 
     await publish(nc, sent("a1", "a"))
     await publish(nc, sent("b", "b"))
@@ -353,15 +434,23 @@ async def test_a_consumer_never_started_stops_quietly(
     await consumer.stop()  # a service stopping after another consumer's start failed
 
 
-async def _relayed_consumer(nc: Client, engine: AsyncEngine, stream: str, durable: str,
-                            started: list) -> EventConsumer:
+async def _relayed_consumer(
+    nc: Client, engine: AsyncEngine, stream: str, durable: str, started: list
+) -> EventConsumer:
     """A consumer of SUBJECT that publishes its leased events (a relay of its own, not started)."""
     js = nc.jetstream()
-    definition = ConsumerDef(durable, "psad", stream, (SUBJECT,), ack_wait_seconds=5, max_deliver=3,
-                             backoff_seconds=(0.1,))
+    definition = ConsumerDef(
+        durable, "psad", stream, (SUBJECT,), ack_wait_seconds=5, max_deliver=3, backoff_seconds=(0.1,)
+    )
     await declare_consumer(js, definition)
-    consumer = EventConsumer(definition, SAMPLE_REGISTRY, make_session_factory(engine), js, fetch_timeout=0.2,
-                             relay=OutboxRelay(engine, js))
+    consumer = EventConsumer(
+        definition,
+        SAMPLE_REGISTRY,
+        make_session_factory(engine),
+        js,
+        fetch_timeout=0.2,
+        relay=OutboxRelay(engine, js),
+    )
     started.append(consumer)
     return consumer
 
@@ -383,7 +472,7 @@ async def test_a_one_statement_handler_goes_first_and_leaves_what_it_cannot_do_t
             await increment(session, event)
 
     @consumer.on_batch_in_one_statement(SUBJECT)
-    async def at_once(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:  # noqa: ANN001
+    async def at_once(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:
         if any(e.data.counter.startswith("slow") for e in events):
             return False
         if any(e.data.counter.startswith("broken") for e in events):
@@ -393,7 +482,11 @@ async def test_a_one_statement_handler_goes_first_and_leaves_what_it_cannot_do_t
             "SELECT $1, unnest($2::uuid[]), $3 RETURNING 1) "
             "INSERT INTO counters SELECT unnest($4::text[]), 1 FROM claimed LIMIT cardinality($4::text[]) "
             "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
-            name, [e.envelope.id for e in events], SUBJECT, [e.data.counter for e in events])
+            name,
+            [e.envelope.id for e in events],
+            SUBJECT,
+            [e.data.counter for e in events],
+        )
         return True
 
     await consumer.start()
@@ -403,8 +496,9 @@ async def test_a_one_statement_handler_goes_first_and_leaves_what_it_cannot_do_t
     # the first in one statement, the others by the batch handler (the third after its error)
     assert in_transaction == [f"slow{unique}", f"broken{unique}"]
     deadline = asyncio.get_running_loop().time() + 5
-    while (info := await js.consumer_info(sample_stream, definition.durable)).num_ack_pending and \
-            asyncio.get_running_loop().time() < deadline:
+    while (
+        info := await js.consumer_info(sample_stream, definition.durable)
+    ).num_ack_pending and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
     assert info.num_ack_pending == 0 and info.num_redelivered == 0
 
@@ -423,7 +517,7 @@ async def test_a_one_statement_handler_that_leaves_a_transaction_open_does_not_s
             await increment(session, event)
 
     @consumer.on_batch_in_one_statement(SUBJECT)
-    async def begins(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:  # noqa: ANN001
+    async def begins(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:
         await conn.execute("BEGIN")
         return False
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import _RelayConnection
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -8,16 +8,14 @@ import json
 import asyncpg
 import pytest
 from nats.aio.client import Client
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from raccrochage_contracts import nats_subject
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
 from raccrochage_platform.publisher import JetStreamPublisher
 from raccrochage_platform.tables import OUTBOX_CHANNEL
-
 from raccrochage_platform.testing.sample import CounterIncremented
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -51,7 +49,9 @@ async def test_committed_row_is_published_once_rolled_back_never(
     assert await relay.backlog() == 0
 
 
-async def test_published_once_across_a_relay_restart(nc: Client, service_engine: AsyncEngine, stream: str) -> None:
+async def test_published_once_across_a_relay_restart(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
     writer = OutboxWriter("raccrochage/psad", stream)
     first = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.05)
     await first.start()
@@ -71,7 +71,9 @@ async def test_published_once_across_a_relay_restart(nc: Client, service_engine:
     assert len(ids) == 80 == len(set(ids))
 
 
-async def test_notify_wakes_the_relay_before_its_sweep(nc: Client, service_engine: AsyncEngine, stream: str) -> None:
+async def test_notify_wakes_the_relay_before_its_sweep(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
     writer = OutboxWriter("raccrochage/psad", stream)
     relay = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=3600)
     await relay.start()
@@ -82,7 +84,9 @@ async def test_notify_wakes_the_relay_before_its_sweep(nc: Client, service_engin
     await relay.stop()
 
 
-async def test_per_aggregate_order_with_two_relays(nc: Client, service_engine: AsyncEngine, stream: str) -> None:
+async def test_per_aggregate_order_with_two_relays(
+    nc: Client, service_engine: AsyncEngine, stream: str
+) -> None:
     writer = OutboxWriter("raccrochage/psad", stream)
     async with service_engine.begin() as conn:
         for n in range(300):
@@ -104,19 +108,24 @@ async def test_unpublishable_row_stays_pending_with_its_error(
     writer = OutboxWriter("raccrochage/psad", f"NO_SUCH_STREAM_{unique}")
     async with service_engine.begin() as conn:
         await writer.add(conn, CounterIncremented(counter="lost"), subject="lost")
-    relay = OutboxRelay(service_engine, nc.jetstream(), publish_timeout=30)  # JetStream's refusal comes at once
+    relay = OutboxRelay(
+        service_engine, nc.jetstream(), publish_timeout=30
+    )  # JetStream's refusal comes at once
     await relay.drain()
     await relay.stop()
     async with service_engine.connect() as conn:
-        row = (await conn.execute(text("SELECT attempts, last_error, published_at FROM outbox "
-                                       "WHERE aggregate_key = 'lost'"))).one()
+        row = (
+            await conn.execute(
+                text("SELECT attempts, last_error, published_at FROM outbox WHERE aggregate_key = 'lost'")
+            )
+        ).one()
     assert row.published_at is None and row.attempts == 1
     assert row.last_error.startswith(("APIError: expected stream does not match", "NoRespondersError"))
     async with service_engine.begin() as conn:
         await conn.execute(text("DELETE FROM outbox WHERE aggregate_key = 'lost'"))
 
 
-async def _wait(probe, expected, timeout: float = 10.0) -> None:  # noqa: ANN001
+async def _wait(probe, expected, timeout: float = 10.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = await probe()
@@ -140,14 +149,16 @@ async def test_a_small_drain_claims_once_and_a_backlog_uses_every_lane(
 ) -> None:
     writer = OutboxWriter("raccrochage/psad", stream)
     async with service_engine.begin() as conn:
-        await writer.add_many(conn, [writer.envelope(CounterIncremented(counter="s"), subject=f"s{n}")
-                                     for n in range(2)])
+        await writer.add_many(
+            conn, [writer.envelope(CounterIncremented(counter="s"), subject=f"s{n}") for n in range(2)]
+        )
     relay = CountingRelay(service_engine, nc.jetstream(), batch_size=8, lanes=2)
     assert await relay.drain() == 2
     assert relay.claims == 1 and relay.stats.empty_claims == 0  # not one per lane: the second finds nothing
     async with service_engine.begin() as conn:
-        await writer.add_many(conn, [writer.envelope(CounterIncremented(counter="b"), subject=f"b{n}")
-                                     for n in range(40)])
+        await writer.add_many(
+            conn, [writer.envelope(CounterIncremented(counter="b"), subject=f"b{n}") for n in range(40)]
+        )
     relay.claims = 0
     assert await relay.drain() == 40
     assert relay.claims >= 1 + 2  # a full first batch: then both lanes claim until one comes back short
@@ -166,9 +177,14 @@ async def test_relay_survives_its_connection_being_killed(
             await writer.add(conn, CounterIncremented(counter="k1"), subject="k1")
         await _wait(lambda: relay.backlog(), 0)
         async with service_engine.begin() as conn:
-            killed = (await conn.execute(text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'outbox-relay' AND datname = current_database()"))).scalar_one()
+            killed = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'outbox-relay' AND datname = current_database()"
+                    )
+                )
+            ).scalar_one()
         assert killed >= 1
         async with service_engine.begin() as conn:
             await writer.add(conn, CounterIncremented(counter="k2"), subject="k2")
@@ -215,15 +231,19 @@ async def test_add_json_raw_writes_one_types_envelopes_leased_or_not(
         leases = Leases(60)
         async with conn.transaction():
             await writer.add_json_raw(conn, CounterIncremented.event_type, rows, leases)  # 2 known
-        stored = await conn.fetch("SELECT event_id::text, event_type, nats_subject, stream, aggregate_key, "
-                                  "leased_until IS NOT NULL AS leased FROM outbox WHERE aggregate_key LIKE 'json-%' "
-                                  "ORDER BY id")
+        stored = await conn.fetch(
+            "SELECT event_id::text, event_type, nats_subject, stream, aggregate_key, "
+            "leased_until IS NOT NULL AS leased FROM outbox WHERE aggregate_key LIKE 'json-%' "
+            "ORDER BY id"
+        )
     finally:
         await conn.close()
     assert [(r["event_id"], r["aggregate_key"], r["leased"]) for r in stored] == [
-        (str(e.id), e.subject, n >= 2) for n, e in enumerate(events)]
+        (str(e.id), e.subject, n >= 2) for n, e in enumerate(events)
+    ]
     assert {(r["event_type"], r["nats_subject"], r["stream"]) for r in stored} == {
-        (CounterIncremented.event_type, nats_subject(CounterIncremented.event_type), stream)}
+        (CounterIncremented.event_type, nats_subject(CounterIncremented.event_type), stream)
+    }
     assert [row[1] for row in leases.rows] == [str(e.id) for e in events[2:]]
     relay = OutboxRelay(service_engine, nc.jetstream())
     assert await relay.publish_leased(leases.take()) == 2
@@ -249,15 +269,19 @@ async def test_add_json_raw_for_new_aggregates_leases_every_row_and_refuses_a_kn
             await writer.add_json_raw(conn, CounterIncremented.event_type, rows, leases, new_aggregates=True)
         with pytest.raises(asyncpg.UniqueViolationError):
             async with conn.transaction():
-                await writer.add_json_raw(conn, CounterIncremented.event_type, rows[:1], Leases(60),
-                                          new_aggregates=True)
-        stored = await conn.fetch("SELECT event_id::text, leased_until IS NOT NULL AS leased FROM outbox "
-                                  "WHERE aggregate_key LIKE 'new-%' ORDER BY id")
+                await writer.add_json_raw(
+                    conn, CounterIncremented.event_type, rows[:1], Leases(60), new_aggregates=True
+                )
+        stored = await conn.fetch(
+            "SELECT event_id::text, leased_until IS NOT NULL AS leased FROM outbox "
+            "WHERE aggregate_key LIKE 'new-%' ORDER BY id"
+        )
         await conn.execute("DELETE FROM outbox WHERE event_id = $1", older.id)
     finally:
         await conn.close()
     assert [(r["event_id"], r["leased"]) for r in stored] == [(str(older.id), False)] + [
-        (str(e.id), True) for e in events]
+        (str(e.id), True) for e in events
+    ]
     assert [row[1] for row in leases.rows] == [str(e.id) for e in events]
     relay = OutboxRelay(service_engine, nc.jetstream())
     assert await relay.publish_leased(leases.take()) == 3
@@ -273,6 +297,7 @@ async def test_only_rows_no_writer_holds_wake_the_relays(service_engine: AsyncEn
     woken: list[str] = []
     await listener.add_listener(OUTBOX_CHANNEL, lambda *args: woken.append(args[2]))
     try:
+
         async def insert(events: list, leases: Leases | None) -> int:
             before = len(woken)
             async with conn.transaction():
@@ -307,8 +332,9 @@ async def test_writers_published_rows_are_marked_together_a_moment_later(
         for key in ("marks-1", "marks-2"):
             leases = Leases(60)
             async with conn.transaction():
-                await writer.add_many_raw(conn, [writer.envelope(CounterIncremented(counter="m"), subject=key)],
-                                          leases)
+                await writer.add_many_raw(
+                    conn, [writer.envelope(CounterIncremented(counter="m"), subject=key)], leases
+                )
             assert await relay.publish_leased(leases.take()) == 1
         assert await relay.backlog() == 2
         assert await relay.drain() == 0  # leased: not claimed while waiting for their mark
@@ -326,12 +352,15 @@ async def test_the_publisher_reads_every_pubacks_outcome(nc: Client, stream: str
     before = (await nc.jetstream().stream_info(stream)).state.messages
     sent = nc.stats["out_msgs"], nc.stats["out_bytes"]
     try:
-        outcomes = await publisher.publish([
-            (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),
-            (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),  # a duplicate: stored once, acked both times
-            (subject, b"{}", {"Nats-Msg-Id": "pubacks-2", "Nats-Expected-Stream": "ANOTHER"}),
-            ("nowhere.at.all", b"{}", {"Nats-Msg-Id": "pubacks-3"}),
-        ], timeout=30)
+        outcomes = await publisher.publish(
+            [
+                (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),
+                (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),  # a duplicate: stored once, acked both times
+                (subject, b"{}", {"Nats-Msg-Id": "pubacks-2", "Nats-Expected-Stream": "ANOTHER"}),
+                ("nowhere.at.all", b"{}", {"Nats-Msg-Id": "pubacks-3"}),
+            ],
+            timeout=30,
+        )
     finally:
         await publisher.close()
     assert outcomes[:2] == ["", ""]
@@ -351,11 +380,19 @@ async def test_add_many_raw_runs_the_aggregates_statement_along_in_one_statement
         await conn.execute("CREATE TABLE IF NOT EXISTS along_check (key text PRIMARY KEY, n int NOT NULL)")
         along = "INSERT INTO along_check VALUES ($1, $2)"
         leases = Leases(60)
-        await writer.add_many_raw(conn, [writer.envelope(CounterIncremented(counter="a"), subject="along-1")],
-                                  leases, along=(along, ["along-1", 1]))
+        await writer.add_many_raw(
+            conn,
+            [writer.envelope(CounterIncremented(counter="a"), subject="along-1")],
+            leases,
+            along=(along, ["along-1", 1]),
+        )
         with pytest.raises(asyncpg.DivisionByZeroError):  # the aggregates' statement fails: no event either
-            await writer.add_many_raw(conn, [writer.envelope(CounterIncremented(counter="a"), subject="along-2")],
-                                      None, along=("INSERT INTO along_check VALUES ($1, 1 / $2)", ["along-2", 0]))
+            await writer.add_many_raw(
+                conn,
+                [writer.envelope(CounterIncremented(counter="a"), subject="along-2")],
+                None,
+                along=("INSERT INTO along_check VALUES ($1, 1 / $2)", ["along-2", 0]),
+            )
         assert await conn.fetchval("SELECT n FROM along_check WHERE key = 'along-1'") == 1
         assert [row[4] for row in leases.rows] == ["along-1"]
         assert await conn.fetchval("SELECT count(*) FROM outbox WHERE aggregate_key LIKE 'along-%'") == 1
@@ -370,14 +407,17 @@ async def test_without_retention_published_rows_are_deleted_and_failed_ones_kept
     claimed it or its writer published it leased; a row JetStream refused stays, with its error."""
     writer = OutboxWriter("raccrochage/psad", stream)
     refused = OutboxWriter("raccrochage/psad", f"NO_SUCH_STREAM_{unique}")
-    relay = OutboxRelay(service_engine, nc.jetstream(), retention_seconds=0, mark_delay=0.01, publish_timeout=30)
+    relay = OutboxRelay(
+        service_engine, nc.jetstream(), retention_seconds=0, mark_delay=0.01, publish_timeout=30
+    )
     conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
     try:
         async with conn.transaction():
             claimed = writer.envelope(CounterIncremented(counter="d"), subject=f"deleted-claimed-{unique}")
             await writer.add_many_raw(conn, [claimed])
-            await refused.add_many_raw(conn, [refused.envelope(CounterIncremented(counter="d"),
-                                                               subject=f"deleted-refused-{unique}")])
+            await refused.add_many_raw(
+                conn, [refused.envelope(CounterIncremented(counter="d"), subject=f"deleted-refused-{unique}")]
+            )
         leases = Leases(60)
         async with conn.transaction():
             leased = writer.envelope(CounterIncremented(counter="d"), subject=f"deleted-leased-{unique}")
@@ -386,13 +426,19 @@ async def test_without_retention_published_rows_are_deleted_and_failed_ones_kept
         await relay.drain()
 
         async def rows_left() -> int:  # the leased row's mark runs a moment later (mark_delay)
-            return await conn.fetchval("SELECT count(*) FROM outbox WHERE aggregate_key LIKE $1", f"deleted-%-{unique}")
+            return await conn.fetchval(
+                "SELECT count(*) FROM outbox WHERE aggregate_key LIKE $1", f"deleted-%-{unique}"
+            )
 
         await _wait(rows_left, 1)
-        left = await conn.fetch("SELECT aggregate_key, published_at, attempts, last_error FROM outbox "
-                                "WHERE aggregate_key LIKE $1", f"deleted-%-{unique}")
+        left = await conn.fetch(
+            "SELECT aggregate_key, published_at, attempts, last_error FROM outbox "
+            "WHERE aggregate_key LIKE $1",
+            f"deleted-%-{unique}",
+        )
         assert [(r["aggregate_key"], r["published_at"], r["attempts"]) for r in left] == [
-            (f"deleted-refused-{unique}", None, 1)]
+            (f"deleted-refused-{unique}", None, 1)
+        ]
         assert left[0]["last_error"]
         published = {e["id"] for e in await _published(nc, stream)}
         assert {str(claimed.id), str(leased.id)} <= published

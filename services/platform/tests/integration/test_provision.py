@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-
 from raccrochage_platform.rig.provision import provision
 from raccrochage_platform.testing.servers import Servers
 from raccrochage_platform.topology import load_topology

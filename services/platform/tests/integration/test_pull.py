@@ -10,7 +10,6 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
-
 from raccrochage_platform.pull import PullFeed
 from raccrochage_platform.testing.servers import Servers
 
@@ -19,8 +18,9 @@ SUBJECT = "sample.counter.incremented.v1"
 
 
 async def durable(nc: Client, stream: str, name: str, **config) -> str:
-    await nc.jetstream().add_consumer(stream, ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT,
-                                                             **config))
+    await nc.jetstream().add_consumer(
+        stream, ConsumerConfig(durable_name=name, ack_policy=AckPolicy.EXPLICIT, **config)
+    )
     return name
 
 
@@ -31,7 +31,9 @@ async def take_one(feed: PullFeed, timeout: float = 5.0) -> bytes:
     return taken[0].data
 
 
-async def test_a_trickle_is_taken_as_it_comes_without_a_pull_request_per_batch(nc: Client, sample_stream: str) -> None:
+async def test_a_trickle_is_taken_as_it_comes_without_a_pull_request_per_batch(
+    nc: Client, sample_stream: str
+) -> None:
     feed = PullFeed(nc, sample_stream, await durable(nc, sample_stream, "trickle"), window=100)
     await feed.start()
     try:
@@ -42,7 +44,7 @@ async def test_a_trickle_is_taken_as_it_comes_without_a_pull_request_per_batch(n
             assert await take_one(feed) == str(n).encode()
             assert time.monotonic() - started < 2.0  # not a fetch timeout's worth
         assert feed.requests_sent == 1 and feed.pending == 95
-        for n in range(60):  # what is here is taken at once, up to `most`
+        for _ in range(60):  # what is here is taken at once, up to `most`
             await nc.jetstream().publish(SUBJECT, b"x")
         taken: list = []
         while len(taken) < 60:
@@ -55,8 +57,9 @@ async def test_a_trickle_is_taken_as_it_comes_without_a_pull_request_per_batch(n
 
 
 async def test_an_expired_request_is_renewed(nc: Client, sample_stream: str) -> None:
-    feed = PullFeed(nc, sample_stream, await durable(nc, sample_stream, "renewed"), window=10, expires=0.6,
-                    heartbeat=0.2)
+    feed = PullFeed(
+        nc, sample_stream, await durable(nc, sample_stream, "renewed"), window=10, expires=0.6, heartbeat=0.2
+    )
     await feed.start()
     try:
         deadline = time.monotonic() + 2.0
@@ -69,9 +72,13 @@ async def test_an_expired_request_is_renewed(nc: Client, sample_stream: str) -> 
         await feed.stop()
 
 
-async def test_requests_lost_with_the_connection_are_asked_again(servers: Servers, sample_stream: str) -> None:
+async def test_requests_lost_with_the_connection_are_asked_again(
+    servers: Servers, sample_stream: str
+) -> None:
     client = await nats.connect(servers.nats_url, reconnect_time_wait=0.1, max_reconnect_attempts=-1)
-    feed = PullFeed(client, sample_stream, await durable(client, sample_stream, "lost"), window=10, heartbeat=0.2)
+    feed = PullFeed(
+        client, sample_stream, await durable(client, sample_stream, "lost"), window=10, heartbeat=0.2
+    )
     await feed.start()
     try:
         assert await feed.take(10, 0.2) == [] and feed.requests_sent == 1
@@ -128,12 +135,15 @@ async def test_a_crowded_consumer_is_not_asked_in_a_loop(nc: Client, sample_stre
         await second.stop()
 
 
-@pytest.mark.parametrize(("headers", "pending_after"), [
-    ({"Status": "408", "Description": "Request Timeout", "Nats-Pending-Messages": "7"}, 3),
-    ({"Status": "409", "Description": "Exceeded MaxWaiting"}, 6),  # no count: the whole request (4)
-    ({"Status": "409", "Description": "Consumer Deleted", "Nats-Pending-Messages": "40"}, 0),
-    ({"Status": "100", "Description": "Idle Heartbeat"}, 10),
-])
+@pytest.mark.parametrize(
+    ("headers", "pending_after"),
+    [
+        ({"Status": "408", "Description": "Request Timeout", "Nats-Pending-Messages": "7"}, 3),
+        ({"Status": "409", "Description": "Exceeded MaxWaiting"}, 6),  # no count: the whole request (4)
+        ({"Status": "409", "Description": "Consumer Deleted", "Nats-Pending-Messages": "40"}, 0),
+        ({"Status": "100", "Description": "Idle Heartbeat"}, 10),
+    ],
+)
 async def test_a_status_ends_its_request_and_frees_what_it_left(headers: dict, pending_after: int) -> None:
     feed = PullFeed(Client(), "S", "d", window=100)
     feed._prefix, feed.pending, feed._sizes = "_INBOX.x", 10, {"2": (4, time.monotonic())}
@@ -150,7 +160,9 @@ async def test_a_window_and_heartbeat_that_cannot_work_are_refused() -> None:
         PullFeed(Client(), "S", "d", window=10, expires=1.0, heartbeat=0.8)
 
 
-async def test_a_batch_is_acked_in_one_command_and_jetstream_counts_every_ack(nc: Client, sample_stream: str) -> None:
+async def test_a_batch_is_acked_in_one_command_and_jetstream_counts_every_ack(
+    nc: Client, sample_stream: str
+) -> None:
     name = await durable(nc, sample_stream, "acked_together", ack_wait=30)
     feed = PullFeed(nc, sample_stream, name, window=100)
     await feed.start()
@@ -178,15 +190,18 @@ async def test_a_batch_is_acked_in_one_command_and_jetstream_counts_every_ack(nc
             await feed.ack(taken[10:20])
         await feed.ack(taken[15:])
         deadline = time.monotonic() + 5
-        while (info := await nc.jetstream().consumer_info(sample_stream, name)).num_ack_pending and \
-                time.monotonic() < deadline:
+        while (
+            info := await nc.jetstream().consumer_info(sample_stream, name)
+        ).num_ack_pending and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert info.num_ack_pending == 0 and info.num_redelivered == 0
     finally:
         await feed.stop()
 
 
-async def test_acks_on_a_closed_connection_fail_as_msg_ack_fails(servers: Servers, sample_stream: str) -> None:
+async def test_acks_on_a_closed_connection_fail_as_msg_ack_fails(
+    servers: Servers, sample_stream: str
+) -> None:
     client = await nats.connect(servers.nats_url)
     feed = PullFeed(client, sample_stream, await durable(client, sample_stream, "acked_closed"), window=10)
     await feed.start()

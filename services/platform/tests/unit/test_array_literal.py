@@ -6,7 +6,6 @@ import uuid
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from raccrochage_platform.db import array_literal
 
 
@@ -18,7 +17,7 @@ def test_plain_values_are_joined() -> None:
 
 
 @pytest.mark.parametrize("bad", [None, "", "NULL", "null", "a b", 'a"b', "a,b", "{a}", "a\\b", "é"])
-def test_a_value_that_needs_quoting_is_refused(bad) -> None:  # noqa: ANN001
+def test_a_value_that_needs_quoting_is_refused(bad) -> None:
     with pytest.raises(ValueError, match="array_literal"):
         array_literal(["fine", bad, "fine-too"])
 
@@ -29,7 +28,7 @@ def test_a_single_empty_value_is_refused_not_read_as_an_empty_array() -> None:
 
 
 @pytest.mark.parametrize("bad", [["a", ""], ["", "a"], ["a", "", "b"], ["nULl"], [1, "a b"], ["a\u00a0b"]])
-def test_empty_elements_anywhere_and_odd_characters_are_refused(bad) -> None:  # noqa: ANN001
+def test_empty_elements_anywhere_and_odd_characters_are_refused(bad) -> None:
     with pytest.raises(ValueError, match="array_literal"):
         array_literal(bad)
 
@@ -43,12 +42,22 @@ _RULE = re.compile(r"[0-9A-Za-z-]+(?:,[0-9A-Za-z-]+)*")
 _NULL = re.compile(r"(?:^|,)(?i:null)(?:,|$)")
 
 
-@given(st.lists(st.one_of(st.integers(), st.text(alphabet="aZ0-,lLuUnN é\"{}\\", max_size=6),
-                          st.sampled_from(["null", "NULL", "Null", "nul", "nulls"]))))
-def test_the_fast_check_agrees_with_the_rule(values) -> None:  # noqa: ANN001
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(),
+            st.text(alphabet='aZ0-,lLuUnN é"{}\\', max_size=6),
+            st.sampled_from(["null", "NULL", "Null", "nul", "nulls"]),
+        )
+    )
+)
+def test_the_fast_check_agrees_with_the_rule(values) -> None:
     text = ",".join(map(str, values))
-    plain = (not values or (_RULE.fullmatch(text) is not None and text.count(",") == len(values) - 1
-                            and _NULL.search(text) is None))
+    plain = not values or (
+        _RULE.fullmatch(text) is not None
+        and text.count(",") == len(values) - 1
+        and _NULL.search(text) is None
+    )
     if plain:
         assert array_literal(values) == "{" + text + "}"
     else:

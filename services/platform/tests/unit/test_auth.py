@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from raccrochage_platform.auth import InvalidToken, Principal, Role, mint, verify
 
 KEY = "s" * 64
@@ -20,11 +19,14 @@ def test_an_ops_token_sees_no_case() -> None:
     assert principal.territory is None and not principal.may_see("33")
 
 
-@pytest.mark.parametrize(("token", "message"), [
-    ("abc", "three dot-separated parts"),
-    (mint("other" * 10, role="ops", sub="x"), "bad signature"),
-    (mint(KEY, role="ops", sub="x", now=0, ttl_seconds=60), "expired"),
-])
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("abc", "three dot-separated parts"),
+        (mint("other" * 10, role="ops", sub="x"), "bad signature"),
+        (mint(KEY, role="ops", sub="x", now=0, ttl_seconds=60), "expired"),
+    ],
+)
 def test_refused_tokens_say_why(token: str, message: str) -> None:
     with pytest.raises(InvalidToken, match=message):
         verify(KEY, token)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from nats.aio.msg import Msg
-
 from raccrochage_contracts import new_event
 from raccrochage_platform.consumer import EventConsumer
 from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported
@@ -16,7 +15,7 @@ V1_REPLY = "$JS.ACK.SAMPLE.parse_test.3.41.40.1700000000000000000.0"  # delivere
 V2_REPLY = "$JS.ACK._.ACCOUNTHASH.SAMPLE.parse_test.2.41.40.1700000000000000000.0.token"
 
 
-async def _nothing(*_args) -> None:  # noqa: ANN002
+async def _nothing(*_args) -> None:
     return None
 
 
@@ -33,9 +32,10 @@ def message(body: bytes | dict, subject: str = SUBJECT, reply: str = V1_REPLY) -
     return Msg(_client=None, subject=subject, reply=reply, data=data)  # type: ignore[arg-type]
 
 
-def envelope(**changes) -> dict:  # noqa: ANN003
-    event = json.loads(new_event(CounterIncremented(counter="c", by=2), source="raccrochage/psad",
-                                 subject="c").to_json())
+def envelope(**changes) -> dict:
+    event = json.loads(
+        new_event(CounterIncremented(counter="c", by=2), source="raccrochage/psad", subject="c").to_json()
+    )
     event.update(changes)
     return event
 
@@ -53,8 +53,9 @@ def test_batch_handled_and_partner_types_are_read_too() -> None:
     parsed = consumer()._parse(message(event, subject="partner.acme.seats.reported.v1"))
     assert parsed.reason is None and parsed.event.partner_id == "acme"
     parsed = consumer()._parse(message(event, subject="partner.other.seats.reported.v1"))
-    assert parsed.reason == ("source partner/acme does not match the partner of subject "
-                             "partner.other.seats.reported.v1")
+    assert parsed.reason == (
+        "source partner/acme does not match the partner of subject partner.other.seats.reported.v1"
+    )
 
 
 def test_what_is_wrong_is_named_without_the_values() -> None:

@@ -6,15 +6,34 @@ import logging
 
 import pytest
 import structlog
-
 from raccrochage_platform.logging import configure_logging, get_logger, is_personal_key
 
 
 @pytest.mark.parametrize(
     "key",
-    ["nom", "NOM", "prenom", "prénom", "Prenom", "ine", "INE", "telephone", "téléphone", "courriel",
-     "adresse", "date_naissance", "dateNaissance", "Date-Naissance", "date naissance", "birth_date",
-     "email", "e-mail", "phone", "first_name", "last_name"],
+    [
+        "nom",
+        "NOM",
+        "prenom",
+        "prénom",
+        "Prenom",
+        "ine",
+        "INE",
+        "telephone",
+        "téléphone",
+        "courriel",
+        "adresse",
+        "date_naissance",
+        "dateNaissance",
+        "Date-Naissance",
+        "date naissance",
+        "birth_date",
+        "email",
+        "e-mail",
+        "phone",
+        "first_name",
+        "last_name",
+    ],
 )
 def test_personal_keys_are_recognised(key: str) -> None:
     assert is_personal_key(key)
@@ -29,9 +48,15 @@ def test_no_personal_value_reaches_the_output() -> None:
     out = io.StringIO()
     configure_logging("test", "DEBUG", stream=out)
     log = get_logger("t")
-    canary = {"nom": "CANARYNOM", "prenom": "CANARYPRENOM", "ine": "CANARY12345",
-              "date_naissance": "2008-02-29", "telephone": "0600000000", "courriel": "canary@example.org",
-              "adresse": "1 rue du Canari"}
+    canary = {
+        "nom": "CANARYNOM",
+        "prenom": "CANARYPRENOM",
+        "ine": "CANARY12345",
+        "date_naissance": "2008-02-29",
+        "telephone": "0600000000",
+        "courriel": "canary@example.org",
+        "adresse": "1 rue du Canari",
+    }
     log.info("youth_seen", youth_id="y-1", **canary)
     log.info("nested", row={"line": 3, "identity": canary}, rows=[canary])
     structlog.contextvars.bind_contextvars(nom="CANARYNOM")

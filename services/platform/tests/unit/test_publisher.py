@@ -3,17 +3,20 @@
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.protocol import command
-
 from raccrochage_platform.publisher import hpub
 
 
 def test_hpub_is_what_nats_py_sends() -> None:
-    headers = {"Nats-Msg-Id": "0b9f3a6e-8d1c-5f7e-9a2b-4c6d8e0f1a2b", "Nats-Expected-Stream": "PSAD",
-               "Content-Type": "application/cloudevents+json"}
+    headers = {
+        "Nats-Msg-Id": "0b9f3a6e-8d1c-5f7e-9a2b-4c6d8e0f1a2b",
+        "Nats-Expected-Stream": "PSAD",
+        "Content-Type": "application/cloudevents+json",
+    }
     head = b"NATS/1.0\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n"
     payload = '{"data":{"zap":"bordeaux-rive-droite","é":1}}'.encode()
     assert hpub("psad.case.opened.v1", "_INBOX.abc.17", headers, payload) == command.hpub_cmd(
-        "psad.case.opened.v1", "_INBOX.abc.17", head, payload)
+        "psad.case.opened.v1", "_INBOX.abc.17", head, payload
+    )
 
 
 def test_the_nats_py_internals_the_publisher_queues_through_still_exist() -> None:
@@ -22,7 +25,9 @@ def test_the_nats_py_internals_the_publisher_queues_through_still_exist() -> Non
     from nats.aio.client import Client
 
     client = Client()
-    assert callable(client._send_command) and callable(client._flush_pending) and hasattr(client, "_flush_queue")
+    assert (
+        callable(client._send_command) and callable(client._flush_pending) and hasattr(client, "_flush_queue")
+    )
     assert hasattr(client, "is_draining") and hasattr(client, "max_payload")
 
 

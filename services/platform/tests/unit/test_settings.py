@@ -1,7 +1,6 @@
 """A wrong or missing environment variable stops start-up with its name."""
 
 import pytest
-
 from raccrochage_platform.settings import ConfigError, ServiceSettings, load_settings
 
 
@@ -32,7 +31,6 @@ def test_valid_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HTTP_PORT", raising=False)
     settings = load_settings(ServiceSettings)
     assert settings.service_name == "psad" and settings.http_port == 0
-
 
 
 def test_outbox_retention_is_a_week_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,6 +37,9 @@ def test_no_stream_stores_identities_or_requests() -> None:
         return fnmatch(subject, glob)
 
     subjects = [s for stream in load_topology().streams.values() for s in stream.subjects]
-    for forbidden in ("partner.cfa-33.enrolment.started.v1", "partner.ml-1.enrolment.ended.v1",
-                      "rpc.reperage.contact_card.psad"):
+    for forbidden in (
+        "partner.cfa-33.enrolment.started.v1",
+        "partner.ml-1.enrolment.ended.v1",
+        "rpc.reperage.contact_card.psad",
+    ):
         assert not [s for s in subjects if nats_match(s, forbidden)], forbidden

@@ -45,16 +45,24 @@ async def psad_topology(nc: Client, deadletter_stream: str) -> None:
 @pytest.fixture
 def psad_env(servers: Servers, psad_db: str, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
-    env.update(RACCROCHAGE_SERVICE="psad", NATS_URL=servers.nats_url, DATABASE_URL=psad_db,
-               RACCROCHAGE_TOKEN_KEY=TOKEN_KEY, RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
-               RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2")
+    env.update(
+        RACCROCHAGE_SERVICE="psad",
+        NATS_URL=servers.nats_url,
+        DATABASE_URL=psad_db,
+        RACCROCHAGE_TOKEN_KEY=TOKEN_KEY,
+        RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
+        RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2",
+    )
     return env
 
 
 @pytest.fixture
-def start_psad(psad_env: dict[str, str], psad_topology: None, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+def start_psad(
+    psad_env: dict[str, str], psad_topology: None, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
     """Start PSAD processes (`start_psad(tag="b", PSAD_TIMER_SECONDS="0.2")`); all stop after the test."""
     with contextlib.ExitStack() as stack:
+
         def start(tag: str = "", **extra_env: str) -> ServiceProcess:
             return stack.enter_context(service_process("psad", {**psad_env, **extra_env}, tmp_path, tag=tag))
 

@@ -26,27 +26,53 @@ def youth_id(n: int | str) -> str:
     return hashlib.sha256(f"youth-{n}".encode()).hexdigest()
 
 
-def identified(n: int | str, *, departement: str = "33", age: int = 17, psad_id: str | None = None) -> YouthIdentified:
-    return YouthIdentified(youth_id=youth_id(n), campaign_id="2026-11", psad_id=psad_id or f"psad-{departement.lower()}-test",
-                           departement=departement, age=age, months_since_leaving=4, as_of=date(2026, 11, 1),
-                           last_diploma="DNB", last_training="2nde GT")
+def identified(
+    n: int | str, *, departement: str = "33", age: int = 17, psad_id: str | None = None
+) -> YouthIdentified:
+    return YouthIdentified(
+        youth_id=youth_id(n),
+        campaign_id="2026-11",
+        psad_id=psad_id or f"psad-{departement.lower()}-test",
+        departement=departement,
+        age=age,
+        months_since_leaving=4,
+        as_of=date(2026, 11, 1),
+        last_diploma="DNB",
+        last_training="2nde GT",
+    )
 
 
 def found(n: int | str, *, departement: str = "33") -> YouthFound:
-    return YouthFound(youth_id=youth_id(n), psad_id=f"psad-{departement.lower()}-test", base="cfa",
-                      partner_id="cfa-gironde", enrolled_since=date(2026, 11, 20))
+    return YouthFound(
+        youth_id=youth_id(n),
+        psad_id=f"psad-{departement.lower()}-test",
+        base="cfa",
+        partner_id="cfa-gironde",
+        enrolled_since=date(2026, 11, 20),
+    )
 
 
-async def publish(nc: Client, payload: Payload, *, source: str | None = None, event_id: uuid.UUID | None = None,
-                  subject: str | None = None) -> CloudEvent:
+async def publish(
+    nc: Client,
+    payload: Payload,
+    *,
+    source: str | None = None,
+    event_id: uuid.UUID | None = None,
+    subject: str | None = None,
+) -> CloudEvent:
     service = payload.event_type.split(".")[0]
-    event = new_event(payload, source=source or f"raccrochage/{service}", subject=subject or "test",
-                      event_id=event_id)
-    await nc.jetstream().publish(nats_subject(event.type), event.to_json(), headers={"Nats-Msg-Id": str(event.id)})
+    event = new_event(
+        payload, source=source or f"raccrochage/{service}", subject=subject or "test", event_id=event_id
+    )
+    await nc.jetstream().publish(
+        nats_subject(event.type), event.to_json(), headers={"Nats-Msg-Id": str(event.id)}
+    )
     return event
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition") -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 30, what: str = "condition"
+) -> Any:
     """Poll `check` until it returns something truthy (no timing assertion: a deadline for hangs)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -66,7 +92,9 @@ async def fetch(db_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
         await conn.close()
 
 
-def token(role: str = "counsellor", territory: str | None = "33", sub: str = "conseillere-1") -> dict[str, str]:
+def token(
+    role: str = "counsellor", territory: str | None = "33", sub: str = "conseillere-1"
+) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint(TOKEN_KEY, role=role, territory=territory, sub=sub)}"}
 
 
@@ -83,7 +111,7 @@ async def stream_events(nc: Client, stream: str, subject: str) -> list[dict]:
         while True:
             try:
                 msg = await sub.next_msg(timeout=0.5)
-            except Exception:  # noqa: BLE001  (nothing more)
+            except Exception:
                 break
             out.append(json.loads(msg.data))
     finally:

@@ -13,13 +13,16 @@ from .helpers import api, eventually, fetch, identified, publish, stream_events,
 
 
 async def _case_id(db: str, n: int) -> str:
-    rows = await eventually(lambda: fetch(db, "SELECT case_id FROM case_file WHERE youth_id = $1", youth_id(n)),
-                            what=f"case of youth {n}")
+    rows = await eventually(
+        lambda: fetch(db, "SELECT case_id FROM case_file WHERE youth_id = $1", youth_id(n)),
+        what=f"case of youth {n}",
+    )
     return str(rows[0]["case_id"])
 
 
 async def test_a_counsellor_sees_their_territory_only_and_ops_sees_counts_only(
-        nc: Client, psad_db: str, psad_service) -> None:
+    nc: Client, psad_db: str, psad_service
+) -> None:
     await publish(nc, identified(1, departement="33"))
     await publish(nc, identified(2, departement="40"))
     case_33, case_40 = await _case_id(psad_db, 1), await _case_id(psad_db, 2)
@@ -33,8 +36,9 @@ async def test_a_counsellor_sees_their_territory_only_and_ops_sees_counts_only(
         other = await client.get(f"/cases/{case_40}")
         assert other.status_code == 403
         assert "territory 40" in other.json()["detail"]
-        assert (await client.post(f"/cases/{case_40}/attempts",
-                                  json={"channel": "phone", "outcome": "reached"})).status_code == 403
+        assert (
+            await client.post(f"/cases/{case_40}/attempts", json={"channel": "phone", "outcome": "reached"})
+        ).status_code == 403
         assert (await client.get("/cases", params={"territory": "40"})).status_code == 403
         assert (await client.get("/stats")).json()["territories"].keys() == {"33"}
     async with api(psad_service.url, token("ops", None, "tableau-de-bord")) as ops:
@@ -57,33 +61,72 @@ async def test_from_first_call_to_a_foquale_seat(nc: Client, psad_db: str, psad_
     await publish(nc, identified(5))
     case_id = await _case_id(psad_db, 5)
     async with api(psad_service.url) as client:
-        tried = await client.post(f"/cases/{case_id}/attempts", json={"channel": "phone", "outcome": "no_answer"})
+        tried = await client.post(
+            f"/cases/{case_id}/attempts", json={"channel": "phone", "outcome": "no_answer"}
+        )
         assert tried.json()["status"] == "contact_in_progress"
-        reached = (await client.post(f"/cases/{case_id}/attempts", json={"channel": "sms", "outcome": "reached"})).json()
+        reached = (
+            await client.post(f"/cases/{case_id}/attempts", json={"channel": "sms", "outcome": "reached"})
+        ).json()
         assert reached["status"] == "reached"
         assert reached["interview_deadline"] == (datetime.now(UTC).date() + timedelta(days=15)).isoformat()
         refused = await client.post(f"/cases/{case_id}/solutions", json={"kind": "foquale_seat"})
         assert refused.status_code == 409
         assert refused.json()["detail"] == f"case {case_id} is reached: cannot propose_solution"
         when = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-        scheduled = await client.post(f"/cases/{case_id}/interviews", json={"scheduled_for": when, "with_role": "psy_en"})
+        scheduled = await client.post(
+            f"/cases/{case_id}/interviews", json={"scheduled_for": when, "with_role": "psy_en"}
+        )
         assert scheduled.json()["next_action"]["actor"] == "psy_en"
-        assert (await client.post(f"/cases/{case_id}/interviews/outcome", json={"outcome": "seen"})).status_code == 200
-        proposed = (await client.post(f"/cases/{case_id}/solutions",
-                                      json={"kind": "foquale_seat", "wishes": ["bac-pro-commerce"]})).json()
-        assert proposed["next_action"] == {**proposed["next_action"], "what": "await_provider", "owner": "foquale"}
-        bad = await client.post(f"/cases/{case_id}/attempts", json={"channel": "pigeon", "outcome": "reached"})
+        assert (
+            await client.post(f"/cases/{case_id}/interviews/outcome", json={"outcome": "seen"})
+        ).status_code == 200
+        proposed = (
+            await client.post(
+                f"/cases/{case_id}/solutions", json={"kind": "foquale_seat", "wishes": ["bac-pro-commerce"]}
+            )
+        ).json()
+        assert proposed["next_action"] == {
+            **proposed["next_action"],
+            "what": "await_provider",
+            "owner": "foquale",
+        }
+        bad = await client.post(
+            f"/cases/{case_id}/attempts", json={"channel": "pigeon", "outcome": "reached"}
+        )
         assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "channel"]
 
-    requests = await eventually(lambda: stream_events(nc, "PSAD", "psad.solution.requested.v1"), what="request")
+    requests = await eventually(
+        lambda: stream_events(nc, "PSAD", "psad.solution.requested.v1"), what="request"
+    )
     request = requests[0]["data"]
-    assert request["kind"] == "foquale_seat" and request["age"] == 17 and request["wishes"] == ["bac-pro-commerce"]
+    assert (
+        request["kind"] == "foquale_seat"
+        and request["age"] == 17
+        and request["wishes"] == ["bac-pro-commerce"]
+    )
     assert set(request) >= {"request_id", "departement", "last_training", "months_since_leaving"}
     # A stale answer (unknown request) changes nothing; a refusal sends the case back; a confirmation places it.
-    await publish(nc, PlacementRefused(request_id=uuid.uuid4(), case_id=case_id, youth_id=youth_id(5),
-                                       decided_at=datetime.now(UTC), reason="no_seat"))
-    await publish(nc, PlacementRefused(request_id=request["request_id"], case_id=case_id, youth_id=youth_id(5),
-                                       decided_at=datetime.now(UTC), reason="no_seat"))
+    await publish(
+        nc,
+        PlacementRefused(
+            request_id=uuid.uuid4(),
+            case_id=case_id,
+            youth_id=youth_id(5),
+            decided_at=datetime.now(UTC),
+            reason="no_seat",
+        ),
+    )
+    await publish(
+        nc,
+        PlacementRefused(
+            request_id=request["request_id"],
+            case_id=case_id,
+            youth_id=youth_id(5),
+            decided_at=datetime.now(UTC),
+            reason="no_seat",
+        ),
+    )
 
     async def status(expected: str):
         rows = await fetch(psad_db, "SELECT status FROM case_file WHERE case_id = $1", uuid.UUID(case_id))
@@ -95,8 +138,17 @@ async def test_from_first_call_to_a_foquale_seat(nc: Client, psad_db: str, psad_
     requests = await eventually(lambda: _n_events(nc, "psad.solution.requested.v1", 2), what="second request")
     second = requests[-1]["data"]
     assert second["provider"] == "mlds"
-    await publish(nc, EnrolmentAccepted(request_id=second["request_id"], case_id=case_id, youth_id=youth_id(5),
-                                        decided_at=datetime.now(UTC), dispositif="paps", starts_on=date(2026, 12, 14)))
+    await publish(
+        nc,
+        EnrolmentAccepted(
+            request_id=second["request_id"],
+            case_id=case_id,
+            youth_id=youth_id(5),
+            decided_at=datetime.now(UTC),
+            dispositif="paps",
+            starts_on=date(2026, 12, 14),
+        ),
+    )
     await eventually(lambda: status("in_solution"), what="in solution")
     async with api(psad_service.url) as client:
         detail = (await client.get(f"/cases/{case_id}")).json()
@@ -104,9 +156,18 @@ async def test_from_first_call_to_a_foquale_seat(nc: Client, psad_db: str, psad_
     assert detail["review_date"] is not None
     assert [s["state"] for s in detail["solutions"]] == ["refused", "confirmed"]
     # A late FOQUALE confirmation of the first request is stale: nothing moves.
-    await publish(nc, PlacementConfirmed(request_id=request["request_id"], case_id=case_id, youth_id=youth_id(5),
-                                         decided_at=datetime.now(UTC), seat_id="s1", uai="0331234A",
-                                         starts_on=date(2027, 1, 4)))
+    await publish(
+        nc,
+        PlacementConfirmed(
+            request_id=request["request_id"],
+            case_id=case_id,
+            youth_id=youth_id(5),
+            decided_at=datetime.now(UTC),
+            seat_id="s1",
+            uai="0331234A",
+            starts_on=date(2027, 1, 4),
+        ),
+    )
     changes = await stream_events(nc, "PSAD", "psad.case.status_changed.v1")
     assert [c["data"]["to_status"] for c in changes][-1] == "in_solution"
 
@@ -116,7 +177,9 @@ async def _n_events(nc: Client, subject: str, n: int) -> list:
     return events if len(events) >= n else []
 
 
-async def test_transfer_closes_here_and_opens_at_the_destination(nc: Client, psad_db: str, psad_service) -> None:
+async def test_transfer_closes_here_and_opens_at_the_destination(
+    nc: Client, psad_db: str, psad_service
+) -> None:
     await publish(nc, identified(7))
     case_id = await _case_id(psad_db, 7)
     async with api(psad_service.url) as client:
@@ -126,8 +189,13 @@ async def test_transfer_closes_here_and_opens_at_the_destination(nc: Client, psa
         assert (await client.post(f"/cases/{case_id}/reopen")).status_code == 409
 
     async def destination() -> list:
-        return await fetch(psad_db, "SELECT departement, psad_id, status FROM case_file "
-                                    "WHERE youth_id = $1 AND status <> 'closed'", youth_id(7))
+        return await fetch(
+            psad_db,
+            "SELECT departement, psad_id, status FROM case_file WHERE youth_id = $1 AND status <> 'closed'",
+            youth_id(7),
+        )
 
     rows = await eventually(destination, what="the destination's case")
-    assert [(r["departement"], r["psad_id"], r["status"]) for r in rows] == [("40", "psad-40-test", "to_contact")]
+    assert [(r["departement"], r["psad_id"], r["status"]) for r in rows] == [
+        ("40", "psad-40-test", "to_contact")
+    ]

@@ -11,19 +11,29 @@ from .helpers import eventually, fetch, found, identified, publish, stream_event
 
 
 async def _open_cases(db: str) -> list:
-    return await fetch(db, "SELECT youth_id, psad_id, departement, status FROM case_file WHERE status <> 'closed'")
+    return await fetch(
+        db, "SELECT youth_id, psad_id, departement, status FROM case_file WHERE status <> 'closed'"
+    )
 
 
-async def test_identified_opens_one_case_and_publishes_case_opened(nc: Client, psad_db: str, psad_service) -> None:
+async def test_identified_opens_one_case_and_publishes_case_opened(
+    nc: Client, psad_db: str, psad_service
+) -> None:
     await publish(nc, identified(1))
     rows = await eventually(lambda: _open_cases(psad_db), what="a case")
-    assert [(r["youth_id"], r["departement"], r["status"]) for r in rows] == [(youth_id(1), "33", "to_contact")]
-    opened = await eventually(lambda: stream_events(nc, "PSAD", "psad.case.opened.v1"), what="psad.case.opened.v1")
+    assert [(r["youth_id"], r["departement"], r["status"]) for r in rows] == [
+        (youth_id(1), "33", "to_contact")
+    ]
+    opened = await eventually(
+        lambda: stream_events(nc, "PSAD", "psad.case.opened.v1"), what="psad.case.opened.v1"
+    )
     assert opened[0]["data"]["youth_id"] == youth_id(1)
     assert opened[0]["data"]["age"] == 17
 
 
-async def test_a_redelivered_or_repeated_identified_opens_one_case(nc: Client, psad_db: str, psad_service) -> None:
+async def test_a_redelivered_or_repeated_identified_opens_one_case(
+    nc: Client, psad_db: str, psad_service
+) -> None:
     first = await publish(nc, identified(2))
     # The same event again after JetStream's duplicate window would drop it: a new message id,
     # same envelope id (what a replay from the dead-letter stream does) ...
@@ -53,13 +63,19 @@ async def test_two_processes_open_one_case_per_youth(nc: Client, psad_db: str, s
 
     await eventually(all_opened, timeout=60, what="300 open cases")
     await asyncio.sleep(1.5)
-    rows = await fetch(psad_db, "SELECT youth_id, count(*) AS n FROM case_file GROUP BY youth_id HAVING count(*) > 1")
+    rows = await fetch(
+        psad_db, "SELECT youth_id, count(*) AS n FROM case_file GROUP BY youth_id HAVING count(*) > 1"
+    )
     assert rows == []
-    per_territory = await fetch(psad_db, "SELECT departement, count(*) AS n FROM case_file GROUP BY 1 ORDER BY 1")
+    per_territory = await fetch(
+        psad_db, "SELECT departement, count(*) AS n FROM case_file GROUP BY 1 ORDER BY 1"
+    )
     assert [(r["departement"], r["n"]) for r in per_territory] == [("33", 150), ("40", 150)]
 
 
-async def test_found_closes_the_open_case_as_found_in_partner_base(nc: Client, psad_db: str, psad_service) -> None:
+async def test_found_closes_the_open_case_as_found_in_partner_base(
+    nc: Client, psad_db: str, psad_service
+) -> None:
     await publish(nc, identified(3))
     await eventually(lambda: _open_cases(psad_db), what="a case")
     await publish(nc, found(3))
@@ -71,8 +87,12 @@ async def test_found_closes_the_open_case_as_found_in_partner_base(nc: Client, p
     assert [(r["close_reason"], r["found_base"]) for r in rows] == [("found_in_partner_base", "cfa")]
     # closed by the one-statement path (handover.found_in_one_statement), not its fallback
     metrics = httpx.get(f"{psad_service.url}/metrics").text
-    assert 'raccrochage_batches_one_statement_total{consumer="psad_reperage",outcome="handled"} 1.0' in metrics
-    events = await eventually(lambda: stream_events(nc, "PSAD", "psad.case.closed.v1"), what="psad.case.closed.v1")
+    assert (
+        'raccrochage_batches_one_statement_total{consumer="psad_reperage",outcome="handled"} 1.0' in metrics
+    )
+    events = await eventually(
+        lambda: stream_events(nc, "PSAD", "psad.case.closed.v1"), what="psad.case.closed.v1"
+    )
     assert events[0]["data"]["reason"] == "found_in_partner_base"
     # Found again (another partner): the case is closed already, nothing to do, nothing dead-lettered.
     await publish(nc, found(3))

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-
 from raccrochage_platform.db import make_engine, make_session_factory
 from raccrochage_platform.outbox import OutboxWriter
 from raccrochage_psad.adapters.repository import CaseRepository
@@ -33,8 +32,15 @@ TODAY = (T0 + timedelta(days=40)).date()
 
 def _story(n: int, rng: random.Random) -> Case:
     """A case somewhere in its life: opened, tried, reached, interviewed, in a solution, closed."""
-    case = Case.open(str(uuid.UUID(int=rng.getrandbits(128))), youth_id(f"list-{n}"), rng.choice(["psad-a", "psad-b"]),
-                     "40" if n % 10 == 0 else "33", rng.randint(16, 22), T0 + timedelta(hours=n), level="2nde GT")
+    case = Case.open(
+        str(uuid.UUID(int=rng.getrandbits(128))),
+        youth_id(f"list-{n}"),
+        rng.choice(["psad-a", "psad-b"]),
+        "40" if n % 10 == 0 else "33",
+        rng.randint(16, 22),
+        T0 + timedelta(hours=n),
+        level="2nde GT",
+    )
     now = case.opened_at
     steps = rng.randint(0, 7)
 
@@ -70,22 +76,29 @@ def _story(n: int, rng: random.Random) -> Case:
     return case
 
 
-def _expected(cases: list[Case], **filters) -> list[str]:  # noqa: ANN003
+def _expected(cases: list[Case], **filters) -> list[str]:
     """The list as the rules define it, from every case loaded."""
+
     def keeps(case: Case) -> bool:
         deadline = case._interview_still_owed(DEFAULT_POLICY)
-        return (case.departement == "33"
-                and filters.get("status") in (None, case.status.value)
-                and filters.get("psad_id") in (None, case.psad_id)
-                and filters.get("owner") in (None, case.owner)
-                and filters.get("work_list") in (None, worklist(case, TODAY))
-                and (filters.get("deadline") != "overdue" or (deadline is not None and deadline < TODAY))
-                and (filters.get("deadline") != "due" or case.is_overdue(TODAY) or case.interview_due_soon(TODAY)))
-    return [case.case_id for case in sorted(filter(keeps, cases), key=lambda case: _urgency(case, TODAY, DEFAULT_POLICY))]
+        return (
+            case.departement == "33"
+            and filters.get("status") in (None, case.status.value)
+            and filters.get("psad_id") in (None, case.psad_id)
+            and filters.get("owner") in (None, case.owner)
+            and filters.get("work_list") in (None, worklist(case, TODAY))
+            and (filters.get("deadline") != "overdue" or (deadline is not None and deadline < TODAY))
+            and (filters.get("deadline") != "due" or case.is_overdue(TODAY) or case.interview_due_soon(TODAY))
+        )
+
+    return [
+        case.case_id
+        for case in sorted(filter(keeps, cases), key=lambda case: _urgency(case, TODAY, DEFAULT_POLICY))
+    ]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def territory(psad_db: str):  # noqa: ANN201
+async def territory(psad_db: str):
     rng = random.Random(7)
     cases = [_story(n, rng) for n in range(160)]
     engine = make_engine(psad_db, pool_size=2)
@@ -96,25 +109,38 @@ async def territory(psad_db: str):  # noqa: ANN201
     await engine.dispose()
 
 
-FILTERS = [{}, {"status": "closed"}, {"status": "to_contact"}, {"psad_id": "psad-a"}, {"owner": "c1"},
-           {"deadline": "overdue"}, {"deadline": "due"}, *({"work_list": w} for w in WorkList),
-           {"work_list": WorkList.CLOSED, "psad_id": "psad-b"}, {"status": "closed", "work_list": WorkList.TO_HANDLE}]
+FILTERS = [
+    {},
+    {"status": "closed"},
+    {"status": "to_contact"},
+    {"psad_id": "psad-a"},
+    {"owner": "c1"},
+    {"deadline": "overdue"},
+    {"deadline": "due"},
+    *({"work_list": w} for w in WorkList),
+    {"work_list": WorkList.CLOSED, "psad_id": "psad-b"},
+    {"status": "closed", "work_list": WorkList.TO_HANDLE},
+]
 
 
-@pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "all")
-async def test_every_page_of_every_filter_follows_the_rules(territory, filters) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    "filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "all"
+)
+async def test_every_page_of_every_filter_follows_the_rules(territory, filters) -> None:
     cases, stored = territory
     expected = _expected(stored, **filters)
     for limit in (7, 50, 1000):
         pages = []
         for offset in range(0, len(expected) + limit, limit):
-            total, page = await cases.search(departement="33", today=TODAY, limit=limit, offset=offset, **filters)
+            total, page = await cases.search(
+                departement="33", today=TODAY, limit=limit, offset=offset, **filters
+            )
             assert total == len(expected)
             pages.extend(case.case_id for case in page)
         assert pages == expected
 
 
-async def test_the_stories_cover_every_list(territory) -> None:  # noqa: ANN001
+async def test_the_stories_cover_every_list(territory) -> None:
     _, stored = territory
     lists = {worklist(case, TODAY) for case in stored if case.departement == "33"}
     assert lists == set(WorkList)
@@ -124,10 +150,9 @@ async def test_a_case_closed_while_a_page_is_read_is_listed_once(psad_db: str) -
     """The open cases, the closed count and the closed page are read in one snapshot: a case
     closed between the first query and the next is neither counted twice nor listed twice."""
     import asyncpg
+    from raccrochage_platform.db import libpq_dsn
     from sqlalchemy import event
     from sqlalchemy.util import await_only
-
-    from raccrochage_platform.db import libpq_dsn
 
     case = Case.open(str(uuid.uuid4()), youth_id("race-1"), "psad-a", "47", 17, T0)
     case.events.clear()
@@ -139,17 +164,20 @@ async def test_a_case_closed_while_a_page_is_read_is_listed_once(psad_db: str) -
     async def close_it() -> None:
         conn = await asyncpg.connect(libpq_dsn(psad_db))
         try:
-            await conn.execute("UPDATE case_file SET status = 'closed', close_reason = 'refuses_support', "
-                               "status_since = now() WHERE case_id = $1", uuid.UUID(case.case_id))
+            await conn.execute(
+                "UPDATE case_file SET status = 'closed', close_reason = 'refuses_support', "
+                "status_since = now() WHERE case_id = $1",
+                uuid.UUID(case.case_id),
+            )
         finally:
             await conn.close()
 
-    def racing():  # noqa: ANN202
+    def racing():
         session = sessions()
         statements = 0
 
         @event.listens_for(session.sync_session, "do_orm_execute")
-        def close_before_the_second_query(_state) -> None:  # noqa: ANN001
+        def close_before_the_second_query(_state) -> None:
             nonlocal statements
             statements += 1
             if statements == 2:  # the open cases are read: the case closes now, elsewhere
@@ -159,10 +187,12 @@ async def test_a_case_closed_while_a_page_is_read_is_listed_once(psad_db: str) -
 
     try:
         total, page = await Cases(racing, OutboxWriter("raccrochage/psad", "PSAD"), DEFAULT_POLICY).search(
-            departement="47", today=TODAY)
+            departement="47", today=TODAY
+        )
         assert (total, [c.case_id for c in page]) == (1, [case.case_id])
         total, page = await Cases(sessions, OutboxWriter("raccrochage/psad", "PSAD"), DEFAULT_POLICY).search(
-            departement="47", today=TODAY)
+            departement="47", today=TODAY
+        )
         assert (total, [c.status.value for c in page]) == (1, ["closed"])  # and the next read sees it closed
     finally:
         await engine.dispose()

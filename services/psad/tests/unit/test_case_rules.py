@@ -21,7 +21,7 @@ from raccrochage_psad.domain.states import (
 )
 
 S = CaseStatus
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)   # a Monday
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 D0 = T0.date()
 
 
@@ -30,8 +30,18 @@ def days(n: float) -> datetime:
 
 
 def new_case(age: int = 17) -> Case:
-    return Case.open("42", "youth-1", "psad-33-bordeaux-nord", "33", age, T0, zap="bordeaux-nord",
-                     level="2nde GT", last_diploma="DNB", months_since_leaving=5)
+    return Case.open(
+        "42",
+        "youth-1",
+        "psad-33-bordeaux-nord",
+        "33",
+        age,
+        T0,
+        zap="bordeaux-nord",
+        level="2nde GT",
+        last_diploma="DNB",
+        months_since_leaving=5,
+    )
 
 
 def reached_case(age: int = 17, on: float = 0) -> Case:
@@ -58,6 +68,7 @@ def of_type(case: Case, kind: type) -> list:
 
 # -- opening ---------------------------------------------------------------------------------
 
+
 def test_open_records_case_opened_and_starts_to_contact():
     case = new_case()
     assert case.events == [events.CaseOpened("42", "youth-1", "psad-33-bordeaux-nord", "33", 17, T0)]
@@ -78,6 +89,7 @@ def test_open_refuses_a_negative_age_or_a_time_without_zone(age, at):
 
 # -- contact outcomes ------------------------------------------------------------------------
 
+
 def test_reached_starts_the_interview_clock():
     case = new_case()
     fail(case, 0, 1)
@@ -86,21 +98,26 @@ def test_reached_starts_the_interview_clock():
     assert case.status is S.REACHED and case.first_contact_at == days(2)
     assert (attempt.number, attempt.by) == (3, "c-1")
     assert of_type(case, events.ContactRecorded)[-1] == events.ContactRecorded(
-        "42", 3, Channel.SMS, ContactOutcome.REACHED, days(2))
+        "42", 3, Channel.SMS, ContactOutcome.REACHED, days(2)
+    )
 
 
-@pytest.mark.parametrize(("outcome", "reason"), [
-    (ContactOutcome.REFUSED, CloseReason.REFUSES_SUPPORT),
-    (ContactOutcome.ALREADY_SUPPORTED, CloseReason.ALREADY_SUPPORTED),
-    (ContactOutcome.NEW_CONTRACT_OR_TRAINING, CloseReason.REACHED_SOLUTION),
-])
+@pytest.mark.parametrize(
+    ("outcome", "reason"),
+    [
+        (ContactOutcome.REFUSED, CloseReason.REFUSES_SUPPORT),
+        (ContactOutcome.ALREADY_SUPPORTED, CloseReason.ALREADY_SUPPORTED),
+        (ContactOutcome.NEW_CONTRACT_OR_TRAINING, CloseReason.REACHED_SOLUTION),
+    ],
+)
 @pytest.mark.parametrize("make", [new_case, reached_case, interviewed_case])
 def test_closing_outcomes_close_with_their_reason_at_any_open_stage(make, outcome, reason):
     case = make()
     case.record_contact_attempt(Channel.PHONE, outcome, days(9))
     assert (case.status, case.close_reason) == (S.CLOSED, reason)
     assert of_type(case, events.CaseClosed) == [
-        events.CaseClosed("42", "youth-1", "psad-33-bordeaux-nord", reason, days(9))]
+        events.CaseClosed("42", "youth-1", "psad-33-bordeaux-nord", reason, days(9))
+    ]
 
 
 def test_wrong_details_is_a_failed_attempt_that_leaves_other_channels_open():
@@ -128,7 +145,8 @@ def test_moved_waits_for_a_transfer_which_closes_the_case_here():
     case.transfer("psad-40", days(1))
     assert (case.status, case.close_reason, case.transferred_to) == (S.CLOSED, CloseReason.MOVED, "psad-40")
     assert of_type(case, events.CaseTransferred) == [
-        events.CaseTransferred("42", "youth-1", "psad-33-bordeaux-nord", "psad-40", days(1))]
+        events.CaseTransferred("42", "youth-1", "psad-33-bordeaux-nord", "psad-40", days(1))
+    ]
     assert not case.transfer_needed
 
 
@@ -141,13 +159,17 @@ def test_a_later_attempt_clears_the_move():
 
 # -- unreachable after reminders -------------------------------------------------------------
 
-@pytest.mark.parametrize(("offsets", "now", "unreachable"), [
-    ((0, 7, 14), 21, True),             # 3 attempts, 21 days since the first
-    ((0, 7, 14), 20.99, False),         # not yet 21 days
-    ((0, 20), 40, False),               # only 2 attempts
-    ((0, 1, 2), 21, True),              # attempts close together, but the time has passed
-    ((0, 1, 2, 3, 4, 5), 10, False),    # many attempts, too soon
-])
+
+@pytest.mark.parametrize(
+    ("offsets", "now", "unreachable"),
+    [
+        ((0, 7, 14), 21, True),  # 3 attempts, 21 days since the first
+        ((0, 7, 14), 20.99, False),  # not yet 21 days
+        ((0, 20), 40, False),  # only 2 attempts
+        ((0, 1, 2), 21, True),  # attempts close together, but the time has passed
+        ((0, 1, 2, 3, 4, 5), 10, False),  # many attempts, too soon
+    ],
+)
 def test_unreachable_needs_both_the_attempts_and_the_time(offsets, now, unreachable):
     case = new_case()
     fail(case, *offsets)
@@ -155,7 +177,8 @@ def test_unreachable_needs_both_the_attempts_and_the_time(offsets, now, unreacha
     assert case.status is (S.UNREACHABLE if unreachable else S.CONTACT_IN_PROGRESS)
     if unreachable:
         assert case.events[-1] == events.StatusChanged(
-            "42", S.CONTACT_IN_PROGRESS, S.UNREACHABLE, "mark_unreachable", days(now))
+            "42", S.CONTACT_IN_PROGRESS, S.UNREACHABLE, "mark_unreachable", days(now)
+        )
 
 
 def test_unreachable_rule_follows_the_policy():
@@ -172,7 +195,7 @@ def test_wrong_details_and_other_count_moved_does_not():
     fail(case, 2)
     assert case.failed_attempts == 3
     fail(case, 3, outcome=ContactOutcome.MOVED)
-    assert not case.check_unreachable(days(30))   # moved: to transfer, not unreachable
+    assert not case.check_unreachable(days(30))  # moved: to transfer, not unreachable
 
 
 @pytest.mark.parametrize("make", [new_case, reached_case, interviewed_case])
@@ -205,6 +228,7 @@ def test_a_reopened_case_counts_attempts_afresh():
 
 # -- droit au retour en formation: the interview within 15 days of the first contact -----------
 
+
 def test_interview_deadline_is_15_days_after_the_first_successful_contact():
     assert new_case().interview_deadline() is None
     case = new_case()
@@ -235,35 +259,65 @@ def test_due_soon_means_three_days_or_less_and_nothing_booked_in_time():
     case = reached_case()
     assert not case.interview_due_soon(date(2026, 11, 13))
     assert case.interview_due_soon(date(2026, 11, 14)) and case.interview_due_soon(date(2026, 11, 17))
-    assert not case.interview_due_soon(date(2026, 11, 18))          # overdue, not due
-    case.schedule_interview(days(14), InterviewerRole.PSY_EN, days(1))   # 16 Nov, in time
+    assert not case.interview_due_soon(date(2026, 11, 18))  # overdue, not due
+    case.schedule_interview(days(14), InterviewerRole.PSY_EN, days(1))  # 16 Nov, in time
     assert not case.interview_due_soon(date(2026, 11, 15))
     late = reached_case()
-    late.schedule_interview(days(20), InterviewerRole.PSY_EN, days(1))   # 22 Nov, too late
+    late.schedule_interview(days(20), InterviewerRole.PSY_EN, days(1))  # 22 Nov, too late
     assert late.interview_due_soon(date(2026, 11, 15))
 
 
 # -- solutions and the review date ------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "provider"), [
-    (SolutionKind.FOQUALE_SEAT, Provider.FOQUALE),
-    (SolutionKind.MLDS_PAPS, Provider.MLDS),
-    (SolutionKind.MLDS_DIPA, Provider.MLDS),
-    (SolutionKind.MLDS_MICRO_LYCEE, Provider.MLDS),
-    (SolutionKind.CLAUSE_SOCIALE_VIA_MLDS, Provider.MLDS),
-])
+
+@pytest.mark.parametrize(
+    ("kind", "provider"),
+    [
+        (SolutionKind.FOQUALE_SEAT, Provider.FOQUALE),
+        (SolutionKind.MLDS_PAPS, Provider.MLDS),
+        (SolutionKind.MLDS_DIPA, Provider.MLDS),
+        (SolutionKind.MLDS_MICRO_LYCEE, Provider.MLDS),
+        (SolutionKind.CLAUSE_SOCIALE_VIA_MLDS, Provider.MLDS),
+    ],
+)
 def test_a_solution_another_service_provides_is_requested_from_it_without_identity(kind, provider):
     case = interviewed_case()
     case.propose_solution(kind, days(8), ("CAP cuisine", "Bordeaux"))
-    assert of_type(case, events.SolutionRequested) == [events.SolutionRequested(
-        "42", "youth-1", 1, kind, provider, 17, "2nde GT", "DNB", 5, "psad-33-bordeaux-nord", "33",
-        "bordeaux-nord", ("CAP cuisine", "Bordeaux"), days(8))]
+    assert of_type(case, events.SolutionRequested) == [
+        events.SolutionRequested(
+            "42",
+            "youth-1",
+            1,
+            kind,
+            provider,
+            17,
+            "2nde GT",
+            "DNB",
+            5,
+            "psad-33-bordeaux-nord",
+            "33",
+            "bordeaux-nord",
+            ("CAP cuisine", "Bordeaux"),
+            days(8),
+        )
+    ]
     names = {f.name for f in dataclasses.fields(events.SolutionRequested)}
-    assert not names & {"nom", "prenom", "name", "first_name", "phone", "email", "address", "ine", "birth_date"}
+    assert not names & {
+        "nom",
+        "prenom",
+        "name",
+        "first_name",
+        "phone",
+        "email",
+        "address",
+        "ine",
+        "birth_date",
+    }
 
 
-@pytest.mark.parametrize("kind", [SolutionKind.APPRENTICESHIP, SolutionKind.JOB,
-                                  SolutionKind.SERVICE_CIVIQUE, SolutionKind.OTHER])
+@pytest.mark.parametrize(
+    "kind", [SolutionKind.APPRENTICESHIP, SolutionKind.JOB, SolutionKind.SERVICE_CIVIQUE, SolutionKind.OTHER]
+)
 def test_a_solution_outside_the_system_is_proposed_but_requested_from_nobody(kind):
     case = interviewed_case()
     solution = case.propose_solution(kind, days(8))
@@ -287,8 +341,9 @@ def test_confirmation_sets_the_review_date_and_review_brings_the_case_back():
     assert case.status is S.IN_SOLUTION and case.review_date == date(2027, 2, 28)
     assert case.current_solution.state is SolutionState.CONFIRMED
     assert not case.due_for_review(date(2027, 2, 27)) and case.due_for_review(date(2027, 2, 28))
-    case.review_solution(ReviewOutcome.STILL_IN_SOLUTION, datetime(2027, 3, 1, tzinfo=UTC),
-                         Policy(review_months=6))
+    case.review_solution(
+        ReviewOutcome.STILL_IN_SOLUTION, datetime(2027, 3, 1, tzinfo=UTC), Policy(review_months=6)
+    )
     assert case.status is S.IN_SOLUTION and case.review_date == date(2027, 9, 1)
     case.review_solution(ReviewOutcome.SOLUTION_ENDED, datetime(2027, 9, 2, tzinfo=UTC))
     assert (case.status, case.review_date) == (S.INTERVIEW_HELD, None)
@@ -307,6 +362,7 @@ def test_a_refusal_goes_back_to_the_solution_stage_for_another_proposal():
 
 # -- obligation de formation: escalation two months after the first contact --------------------
 
+
 @pytest.mark.parametrize(("age", "raised"), [(15, False), (16, True), (17, True), (18, False), (24, False)])
 def test_escalation_is_for_16_and_17_year_olds(age, raised):
     case = new_case(age)
@@ -316,15 +372,16 @@ def test_escalation_is_for_16_and_17_year_olds(age, raised):
 
 def test_escalation_two_months_after_the_first_attempt_once():
     case = new_case(16)
-    assert not case.check_escalation(date(2027, 6, 1))      # never tried: no clock yet
+    assert not case.check_escalation(date(2027, 6, 1))  # never tried: no clock yet
     fail(case, 0)
     case.record_contact_attempt(Channel.PHONE, ContactOutcome.REACHED, days(10))
     assert case.escalation_due_on() == date(2027, 1, 2)
     assert not case.check_escalation(date(2027, 1, 1))
     assert case.check_escalation(date(2027, 1, 2))
     assert not case.check_escalation(date(2027, 1, 3))
-    assert of_type(case, events.EscalationRaised) == [events.EscalationRaised(
-        "42", "youth-1", "psad-33-bordeaux-nord", "33", 16, D0, date(2027, 1, 2))]
+    assert of_type(case, events.EscalationRaised) == [
+        events.EscalationRaised("42", "youth-1", "psad-33-bordeaux-nord", "33", 16, D0, date(2027, 1, 2))
+    ]
     assert case.escalation_raised_on == date(2027, 1, 2)
 
 
@@ -350,7 +407,7 @@ def test_no_escalation_in_a_solution_or_closed_but_a_proposal_is_no_solution():
 
 def test_no_escalation_once_the_youth_has_come_of_age():
     case = new_case(17)
-    fail(case, 300)                                            # late August 2027
+    fail(case, 300)  # late August 2027
     assert case.age_on(date(2027, 11, 1)) == 17 and case.age_on(date(2027, 11, 2)) == 18
     assert not case.check_escalation(date(2027, 11, 2))
 
@@ -369,10 +426,15 @@ def test_a_new_episode_may_escalate_again():
 
 # -- closing, finding, reopening, assigning -----------------------------------------------------
 
+
 def test_mark_found_closes_with_the_partner_base():
     case = reached_case()
     case.mark_found("cfa", days(2))
-    assert (case.status, case.close_reason, case.found_base) == (S.CLOSED, CloseReason.FOUND_IN_PARTNER_BASE, "cfa")
+    assert (case.status, case.close_reason, case.found_base) == (
+        S.CLOSED,
+        CloseReason.FOUND_IN_PARTNER_BASE,
+        "cfa",
+    )
     assert of_type(case, events.CaseClosed)[0].found_base == "cfa"
 
 
@@ -404,14 +466,18 @@ def test_assign_sets_the_owner_on_an_open_case_only():
 
 # -- calendar ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("day", "months", "expected"), [
-    (date(2026, 11, 2), 2, date(2027, 1, 2)),
-    (date(2027, 1, 31), 1, date(2027, 2, 28)),
-    (date(2028, 1, 31), 1, date(2028, 2, 29)),
-    (date(2026, 11, 30), 3, date(2027, 2, 28)),
-    (date(2027, 3, 31), -1, date(2027, 2, 28)),
-    (date(2026, 12, 15), 12, date(2027, 12, 15)),
-])
+
+@pytest.mark.parametrize(
+    ("day", "months", "expected"),
+    [
+        (date(2026, 11, 2), 2, date(2027, 1, 2)),
+        (date(2027, 1, 31), 1, date(2027, 2, 28)),
+        (date(2028, 1, 31), 1, date(2028, 2, 29)),
+        (date(2026, 11, 30), 3, date(2027, 2, 28)),
+        (date(2027, 3, 31), -1, date(2027, 2, 28)),
+        (date(2026, 12, 15), 12, date(2027, 12, 15)),
+    ],
+)
 def test_add_months(day, months, expected):
     assert add_months(day, months) == expected
 
@@ -419,11 +485,19 @@ def test_add_months(day, months, expected):
 def test_age_on_adds_whole_years_since_opening():
     assert age_on(17, D0, date(2027, 11, 1)) == 17
     assert age_on(17, D0, date(2027, 11, 2)) == 18
-    assert age_on(17, D0, date(2026, 1, 1)) == 17     # a day before opening: never younger
+    assert age_on(17, D0, date(2026, 1, 1)) == 17  # a day before opening: never younger
 
 
-@pytest.mark.parametrize("field", ["max_attempts", "unreachable_after_days", "interview_deadline_days",
-                                   "review_months", "escalation_months"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "max_attempts",
+        "unreachable_after_days",
+        "interview_deadline_days",
+        "review_months",
+        "escalation_months",
+    ],
+)
 def test_policy_refuses_a_clock_under_one(field):
     with pytest.raises(ValueError, match=field):
         Policy(**{field: 0})

@@ -1,12 +1,13 @@
 """PSAD's settings: what differs from the platform's defaults."""
 
 import pytest
-
 from raccrochage_platform.settings import load_settings
 from raccrochage_psad.config import PsadSettings
 
 
-def test_psad_deletes_its_published_outbox_rows_unless_told_to_keep_them(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_psad_deletes_its_published_outbox_rows_unless_told_to_keep_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("RACCROCHAGE_SERVICE", "psad")
     monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@h/db")

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.reperage_v1 import YouthFound
 from raccrochage_platform.outbox import OutboxWriter
@@ -22,8 +21,18 @@ OUTBOX = OutboxWriter("raccrochage/psad", "PSAD")
 
 
 def _case(zap: str | None = "bordeaux-nord", departement: str = "33") -> Case:
-    return Case.open(str(uuid.uuid4()), YOUTH, "psad-33-bordeaux-nord", departement, 17, T0, zap=zap,
-                     level="2nde GT", last_diploma="DNB", months_since_leaving=4)
+    return Case.open(
+        str(uuid.uuid4()),
+        YOUTH,
+        "psad-33-bordeaux-nord",
+        departement,
+        17,
+        T0,
+        zap=zap,
+        level="2nde GT",
+        last_diploma="DNB",
+        months_since_leaving=4,
+    )
 
 
 def test_a_case_life_maps_to_the_contract_events_in_order() -> None:
@@ -36,10 +45,14 @@ def test_a_case_life_maps_to_the_contract_events_in_order() -> None:
     types = [p.event_type for p in payloads(case)]
     assert types == [
         "psad.case.opened.v1",
-        "psad.contact.recorded.v1", "psad.case.status_changed.v1",
-        "psad.interview.scheduled.v1", "psad.case.status_changed.v1",
-        "psad.interview.recorded.v1", "psad.case.status_changed.v1",
-        "psad.solution.requested.v1", "psad.case.status_changed.v1",
+        "psad.contact.recorded.v1",
+        "psad.case.status_changed.v1",
+        "psad.interview.scheduled.v1",
+        "psad.case.status_changed.v1",
+        "psad.interview.recorded.v1",
+        "psad.case.status_changed.v1",
+        "psad.solution.requested.v1",
+        "psad.case.status_changed.v1",
     ]  # the owner assignment and the proposal itself stay inside PSAD
     requested = next(p for p in payloads(case) if p.event_type == "psad.solution.requested.v1")
     assert requested.request_id == request_id(case.case_id, 1)
@@ -60,8 +73,11 @@ def test_no_contract_event_carries_a_field_that_could_identify_the_youth() -> No
 
 
 def test_ids_derive_from_the_cause_so_handling_it_again_makes_the_same_events() -> None:
-    cause = new_event(YouthFound(youth_id=YOUTH, psad_id="psad-33-bordeaux-nord", base="cfa",
-                                 enrolled_since=T0.date()), source="raccrochage/reperage", subject=YOUTH)
+    cause = new_event(
+        YouthFound(youth_id=YOUTH, psad_id="psad-33-bordeaux-nord", base="cfa", enrolled_since=T0.date()),
+        source="raccrochage/reperage",
+        subject=YOUTH,
+    )
     first, second = _case(), _case()
     second.case_id = first.case_id
     for case in (first, second):
@@ -70,10 +86,12 @@ def test_ids_derive_from_the_cause_so_handling_it_again_makes_the_same_events() 
     assert ids[0] == ids[1] and len(set(ids[0])) == len(ids[0])
     assert first.events == []  # drained
     fresh = _case()
-    assert all(e.causationid == cause.id and e.subject == fresh.case_id for e in envelopes(OUTBOX, fresh, cause))
+    assert all(
+        e.causationid == cause.id and e.subject == fresh.case_id for e in envelopes(OUTBOX, fresh, cause)
+    )
 
 
-@pytest.mark.parametrize("zap", [None, "bordeaux-rive-droite", 'l\'île "d\'oléron"\\'])
+@pytest.mark.parametrize("zap", [None, "bordeaux-rive-droite", "l'île \"d'oléron\"\\"])
 @pytest.mark.parametrize("chained", [False, True])
 def test_opened_envelopes_are_what_envelopes_gives(zap: str | None, chained: bool) -> None:
     import json
@@ -82,10 +100,20 @@ def test_opened_envelopes_are_what_envelopes_gives(zap: str | None, chained: boo
     from raccrochage_contracts.events.reperage_v1 import YouthIdentified
     from raccrochage_psad.service_layer.messages import opened_envelopes
 
-    cause = new_event(YouthIdentified(youth_id=YOUTH, campaign_id="c", psad_id="psad-33-bordeaux-nord",
-                                      departement="2A", age=17, months_since_leaving=4, as_of=T0.date()),
-                      source="raccrochage/reperage", subject=YOUTH,
-                      correlationid=uuid.uuid4() if chained else None)
+    cause = new_event(
+        YouthIdentified(
+            youth_id=YOUTH,
+            campaign_id="c",
+            psad_id="psad-33-bordeaux-nord",
+            departement="2A",
+            age=17,
+            months_since_leaving=4,
+            as_of=T0.date(),
+        ),
+        source="raccrochage/reperage",
+        subject=YOUTH,
+        correlationid=uuid.uuid4() if chained else None,
+    )
     slow, fast = _case(zap=zap, departement="2A"), _case(zap=zap, departement="2A")
     fast.case_id = slow.case_id
     (expected,) = envelopes(OUTBOX, slow, cause)
@@ -105,9 +133,19 @@ def test_opened_envelopes_refuse_an_id_they_would_have_to_escape() -> None:
     from raccrochage_contracts.events.reperage_v1 import YouthIdentified
     from raccrochage_psad.service_layer.messages import opened_envelopes
 
-    cause = new_event(YouthIdentified(youth_id=YOUTH, campaign_id="c", psad_id="psad-33", departement="33", age=17,
-                                      months_since_leaving=4, as_of=T0.date()),
-                      source="raccrochage/reperage", subject=YOUTH)
+    cause = new_event(
+        YouthIdentified(
+            youth_id=YOUTH,
+            campaign_id="c",
+            psad_id="psad-33",
+            departement="33",
+            age=17,
+            months_since_leaving=4,
+            as_of=T0.date(),
+        ),
+        source="raccrochage/reperage",
+        subject=YOUTH,
+    )
     case = _case()
     case.psad_id = 'psad-33","x":"y'
     with pytest.raises(ValueError, match="outside the contract's patterns"):

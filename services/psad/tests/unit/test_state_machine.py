@@ -85,10 +85,15 @@ LATER = T0 + timedelta(days=200)
 
 # One call per (action, outcome): what a user or a partner service would send.
 CALLS: list[tuple[Action, object, Callable[[Case, datetime], object]]] = [
-    *[(A.RECORD_CONTACT_ATTEMPT, o, lambda c, t, o=o: c.record_contact_attempt(Channel.SMS, o, t))
-      for o in ContactOutcome],
-    (A.SCHEDULE_INTERVIEW, None,
-     lambda c, t: c.schedule_interview(t + timedelta(days=2), InterviewerRole.COUNSELLOR, t)),
+    *[
+        (A.RECORD_CONTACT_ATTEMPT, o, lambda c, t, o=o: c.record_contact_attempt(Channel.SMS, o, t))
+        for o in ContactOutcome
+    ],
+    (
+        A.SCHEDULE_INTERVIEW,
+        None,
+        lambda c, t: c.schedule_interview(t + timedelta(days=2), InterviewerRole.COUNSELLOR, t),
+    ),
     *[(A.RECORD_INTERVIEW, o, lambda c, t, o=o: c.record_interview(o, t)) for o in InterviewOutcome],
     (A.PROPOSE_SOLUTION, None, lambda c, t: c.propose_solution(SolutionKind.MLDS_PAPS, t)),
     (A.CONFIRM_SOLUTION, None, lambda c, t: c.confirm_solution(t)),
@@ -125,8 +130,11 @@ def test_the_table_allows_exactly_what_the_spec_says():
 
 
 def test_every_allowed_outcome_action_has_a_row_for_each_outcome():
-    by_outcome = {A.RECORD_CONTACT_ATTEMPT: ContactOutcome, A.RECORD_INTERVIEW: InterviewOutcome,
-                  A.REVIEW_SOLUTION: ReviewOutcome}
+    by_outcome = {
+        A.RECORD_CONTACT_ATTEMPT: ContactOutcome,
+        A.RECORD_INTERVIEW: InterviewOutcome,
+        A.REVIEW_SOLUTION: ReviewOutcome,
+    }
     for status, action in ALLOWED:
         outcomes = list(by_outcome.get(action, [None]))
         assert all((status, action, o) in TRANSITIONS for o in outcomes), (status, action)
@@ -177,8 +185,11 @@ def test_an_outcome_the_action_does_not_have_is_an_invalid_command():
 def test_guards_refuse_with_the_reason_and_change_nothing():
     case = walk_to(S.SOLUTION_PROPOSED)  # foquale_seat
     before = snapshot(case)
-    with pytest.raises(TransitionRefused, match=r"case 42 is solution_proposed: cannot confirm_solution "
-                                                r"\(foquale_seat is proposed, not mlds_paps\)"):
+    with pytest.raises(
+        TransitionRefused,
+        match=r"case 42 is solution_proposed: cannot confirm_solution "
+        r"\(foquale_seat is proposed, not mlds_paps\)",
+    ):
         case.confirm_solution(LATER, kind=SolutionKind.MLDS_PAPS)
     with pytest.raises(InvalidCommand, match="before the case's last change"):
         case.confirm_solution(T0)
@@ -195,7 +206,9 @@ def test_guards_refuse_with_the_reason_and_change_nothing():
     assert snapshot(case) == before
 
     case.transfer("psad-40", LATER)
-    with pytest.raises(TransitionRefused, match=r"case 42 is closed: cannot reopen \(transferred to psad-40\)"):
+    with pytest.raises(
+        TransitionRefused, match=r"case 42 is closed: cannot reopen \(transferred to psad-40\)"
+    ):
         case.reopen(LATER)
 
 
@@ -204,11 +217,18 @@ def test_guards_refuse_with_the_reason_and_change_nothing():
 POLICY = Policy(max_attempts=2, unreachable_after_days=2, escalation_months=1, review_months=1)
 ages = st.sampled_from([15, 16, 17, 17, 18, 24])
 # Closing outcomes are rarer in life than failed calls; weighted so that random lives go on.
-contact_outcomes = st.sampled_from([
-    *[ContactOutcome.NO_ANSWER] * 4, *[ContactOutcome.REACHED] * 2, ContactOutcome.WRONG_DETAILS,
-    ContactOutcome.OTHER, ContactOutcome.MOVED, ContactOutcome.REFUSED, ContactOutcome.ALREADY_SUPPORTED,
-    ContactOutcome.NEW_CONTRACT_OR_TRAINING,
-])
+contact_outcomes = st.sampled_from(
+    [
+        *[ContactOutcome.NO_ANSWER] * 4,
+        *[ContactOutcome.REACHED] * 2,
+        ContactOutcome.WRONG_DETAILS,
+        ContactOutcome.OTHER,
+        ContactOutcome.MOVED,
+        ContactOutcome.REFUSED,
+        ContactOutcome.ALREADY_SUPPORTED,
+        ContactOutcome.NEW_CONTRACT_OR_TRAINING,
+    ]
+)
 
 
 class CaseLife(RuleBasedStateMachine):
@@ -262,19 +282,28 @@ class CaseLife(RuleBasedStateMachine):
 
     @rule(channel=st.sampled_from(Channel), outcome=contact_outcomes)
     def record_contact_attempt(self, channel, outcome):
-        self.attempt(A.RECORD_CONTACT_ATTEMPT, outcome,
-                     lambda: self.case.record_contact_attempt(channel, outcome, self.now, "c-1"))
+        self.attempt(
+            A.RECORD_CONTACT_ATTEMPT,
+            outcome,
+            lambda: self.case.record_contact_attempt(channel, outcome, self.now, "c-1"),
+        )
 
     @rule(channel=st.sampled_from(Channel))
     def a_call_goes_unanswered(self, channel):
         """The commonest attempt of all, so that random lives meet the unreachable rule."""
-        self.attempt(A.RECORD_CONTACT_ATTEMPT, ContactOutcome.NO_ANSWER,
-                     lambda: self.case.record_contact_attempt(channel, ContactOutcome.NO_ANSWER, self.now))
+        self.attempt(
+            A.RECORD_CONTACT_ATTEMPT,
+            ContactOutcome.NO_ANSWER,
+            lambda: self.case.record_contact_attempt(channel, ContactOutcome.NO_ANSWER, self.now),
+        )
 
     @rule(role=st.sampled_from(InterviewerRole), days=st.integers(-2, 30))
     def schedule_interview(self, role, days):
-        self.attempt(A.SCHEDULE_INTERVIEW, None, lambda: self.case.schedule_interview(
-            self.now + timedelta(days=days), role, self.now, "psy-1"))
+        self.attempt(
+            A.SCHEDULE_INTERVIEW,
+            None,
+            lambda: self.case.schedule_interview(self.now + timedelta(days=days), role, self.now, "psy-1"),
+        )
 
     @rule(outcome=st.sampled_from(InterviewOutcome))
     def record_interview(self, outcome):
@@ -283,7 +312,9 @@ class CaseLife(RuleBasedStateMachine):
     @rule(kind=st.sampled_from(SolutionKind))
     def propose_solution(self, kind):
         before = len(self.case.events)
-        self.attempt(A.PROPOSE_SOLUTION, None, lambda: self.case.propose_solution(kind, self.now, ("cuisine",)))
+        self.attempt(
+            A.PROPOSE_SOLUTION, None, lambda: self.case.propose_solution(kind, self.now, ("cuisine",))
+        )
         requested = [e for e in self.case.events[before:] if isinstance(e, events.SolutionRequested)]
         assert len(requested) <= 1
         for event in requested:
@@ -302,8 +333,12 @@ class CaseLife(RuleBasedStateMachine):
         self.attempt(A.REVIEW_SOLUTION, outcome, lambda: self.case.review_solution(outcome, self.now, POLICY))
 
     # One rule for the three ways to close, so that closing does not crowd out the rest of a life.
-    @rule(how=st.sampled_from(["close", "transfer", "mark_found"]), reason=st.sampled_from(CloseReason),
-          to=st.sampled_from(["psad-40", "psad-33", ""]), base=st.sampled_from(["cfa", ""]))
+    @rule(
+        how=st.sampled_from(["close", "transfer", "mark_found"]),
+        reason=st.sampled_from(CloseReason),
+        to=st.sampled_from(["psad-40", "psad-33", ""]),
+        base=st.sampled_from(["cfa", ""]),
+    )
     def close_one_way_or_another(self, how, reason, to, base):
         commands = {
             "close": (A.CLOSE, lambda: self.case.close(reason, self.now)),
@@ -322,21 +357,42 @@ class CaseLife(RuleBasedStateMachine):
         """The next step of a good life, so that random lives reach the solution stages."""
         case, now = self.case, self.now
         steps = {
-            S.TO_CONTACT: (A.RECORD_CONTACT_ATTEMPT, ContactOutcome.REACHED,
-                           lambda: case.record_contact_attempt(Channel.PHONE, ContactOutcome.REACHED, now)),
-            S.CONTACT_IN_PROGRESS: (A.RECORD_CONTACT_ATTEMPT, ContactOutcome.REACHED,
-                                    lambda: case.record_contact_attempt(Channel.SMS, ContactOutcome.REACHED, now)),
-            S.UNREACHABLE: (A.RECORD_CONTACT_ATTEMPT, ContactOutcome.REACHED,
-                            lambda: case.record_contact_attempt(Channel.HOME_VISIT, ContactOutcome.REACHED, now)),
-            S.REACHED: (A.SCHEDULE_INTERVIEW, None,
-                        lambda: case.schedule_interview(now + timedelta(days=5), InterviewerRole.PSY_EN, now)),
-            S.INTERVIEW_SCHEDULED: (A.RECORD_INTERVIEW, InterviewOutcome.SEEN,
-                                    lambda: case.record_interview(InterviewOutcome.SEEN, now)),
-            S.INTERVIEW_HELD: (A.PROPOSE_SOLUTION, None,
-                               lambda: case.propose_solution(SolutionKind.MLDS_MICRO_LYCEE, now)),
+            S.TO_CONTACT: (
+                A.RECORD_CONTACT_ATTEMPT,
+                ContactOutcome.REACHED,
+                lambda: case.record_contact_attempt(Channel.PHONE, ContactOutcome.REACHED, now),
+            ),
+            S.CONTACT_IN_PROGRESS: (
+                A.RECORD_CONTACT_ATTEMPT,
+                ContactOutcome.REACHED,
+                lambda: case.record_contact_attempt(Channel.SMS, ContactOutcome.REACHED, now),
+            ),
+            S.UNREACHABLE: (
+                A.RECORD_CONTACT_ATTEMPT,
+                ContactOutcome.REACHED,
+                lambda: case.record_contact_attempt(Channel.HOME_VISIT, ContactOutcome.REACHED, now),
+            ),
+            S.REACHED: (
+                A.SCHEDULE_INTERVIEW,
+                None,
+                lambda: case.schedule_interview(now + timedelta(days=5), InterviewerRole.PSY_EN, now),
+            ),
+            S.INTERVIEW_SCHEDULED: (
+                A.RECORD_INTERVIEW,
+                InterviewOutcome.SEEN,
+                lambda: case.record_interview(InterviewOutcome.SEEN, now),
+            ),
+            S.INTERVIEW_HELD: (
+                A.PROPOSE_SOLUTION,
+                None,
+                lambda: case.propose_solution(SolutionKind.MLDS_MICRO_LYCEE, now),
+            ),
             S.SOLUTION_PROPOSED: (A.CONFIRM_SOLUTION, None, lambda: case.confirm_solution(now, POLICY)),
-            S.IN_SOLUTION: (A.REVIEW_SOLUTION, ReviewOutcome.STILL_IN_SOLUTION,
-                            lambda: case.review_solution(ReviewOutcome.STILL_IN_SOLUTION, now, POLICY)),
+            S.IN_SOLUTION: (
+                A.REVIEW_SOLUTION,
+                ReviewOutcome.STILL_IN_SOLUTION,
+                lambda: case.review_solution(ReviewOutcome.STILL_IN_SOLUTION, now, POLICY),
+            ),
             S.CLOSED: (A.REOPEN, None, lambda: case.reopen(now)),
         }
         action, outcome, command = steps[case.status]
@@ -349,8 +405,11 @@ class CaseLife(RuleBasedStateMachine):
     @rule(days_back=st.integers(1, 30), outcome=st.sampled_from(ContactOutcome))
     def command_from_the_past(self, days_back, outcome):
         past = self.case.updated_at - timedelta(days=days_back)
-        self.attempt(A.RECORD_CONTACT_ATTEMPT, outcome,
-                     lambda: self.case.record_contact_attempt(Channel.PHONE, outcome, past))
+        self.attempt(
+            A.RECORD_CONTACT_ATTEMPT,
+            outcome,
+            lambda: self.case.record_contact_attempt(Channel.PHONE, outcome, past),
+        )
 
     @invariant()
     def a_closed_case_has_a_close_reason_and_an_open_one_none(self):
@@ -390,5 +449,6 @@ class CaseLife(RuleBasedStateMachine):
 
 
 TestCaseLife = CaseLife.TestCase
-TestCaseLife.settings = settings(max_examples=150, stateful_step_count=60, deadline=None,
-                                 suppress_health_check=[HealthCheck.too_slow])
+TestCaseLife.settings = settings(
+    max_examples=150, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)

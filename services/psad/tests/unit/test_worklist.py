@@ -57,21 +57,24 @@ def case_in(status: CaseStatus, age: int = 19, kind: SolutionKind = SolutionKind
     return case
 
 
-QUIET_DAY = date(2026, 11, 4)   # two days in: no deadline near
+QUIET_DAY = date(2026, 11, 4)  # two days in: no deadline near
 
 
 # An adult (19) with no deadline near: the list follows the status.
-@pytest.mark.parametrize(("status", "today", "expected"), [
-    (S.TO_CONTACT, QUIET_DAY, WorkList.TO_HANDLE),
-    (S.CONTACT_IN_PROGRESS, date(2026, 11, 16), WorkList.TO_HANDLE),
-    (S.UNREACHABLE, date(2026, 11, 23), WorkList.UNREACHABLE),
-    (S.REACHED, QUIET_DAY, WorkList.TO_HANDLE),
-    (S.INTERVIEW_SCHEDULED, QUIET_DAY, WorkList.TO_HANDLE),
-    (S.INTERVIEW_HELD, date(2026, 11, 30), WorkList.TO_HANDLE),
-    (S.SOLUTION_PROPOSED, date(2026, 11, 30), WorkList.TO_HANDLE),
-    (S.IN_SOLUTION, date(2026, 11, 30), WorkList.IN_SOLUTION),
-    (S.CLOSED, QUIET_DAY, WorkList.CLOSED),
-])
+@pytest.mark.parametrize(
+    ("status", "today", "expected"),
+    [
+        (S.TO_CONTACT, QUIET_DAY, WorkList.TO_HANDLE),
+        (S.CONTACT_IN_PROGRESS, date(2026, 11, 16), WorkList.TO_HANDLE),
+        (S.UNREACHABLE, date(2026, 11, 23), WorkList.UNREACHABLE),
+        (S.REACHED, QUIET_DAY, WorkList.TO_HANDLE),
+        (S.INTERVIEW_SCHEDULED, QUIET_DAY, WorkList.TO_HANDLE),
+        (S.INTERVIEW_HELD, date(2026, 11, 30), WorkList.TO_HANDLE),
+        (S.SOLUTION_PROPOSED, date(2026, 11, 30), WorkList.TO_HANDLE),
+        (S.IN_SOLUTION, date(2026, 11, 30), WorkList.IN_SOLUTION),
+        (S.CLOSED, QUIET_DAY, WorkList.CLOSED),
+    ],
+)
 def test_an_adults_list_follows_the_status(status, today, expected):
     case = case_in(status)
     assert worklist(case, today) is expected
@@ -91,12 +94,15 @@ def test_a_minor_in_solution_is_in_solution_and_a_closed_minor_closed():
     assert worklist(case_in(S.CLOSED, 17), date(2026, 11, 30)) is WorkList.CLOSED
 
 
-@pytest.mark.parametrize(("today", "reasons"), [
-    (date(2026, 11, 13), ()),
-    (date(2026, 11, 14), (PriorityReason.INTERVIEW_DUE,)),        # 3 days before the deadline
-    (date(2026, 11, 17), (PriorityReason.INTERVIEW_DUE,)),        # the deadline itself
-    (date(2026, 11, 18), (PriorityReason.INTERVIEW_OVERDUE,)),
-])
+@pytest.mark.parametrize(
+    ("today", "reasons"),
+    [
+        (date(2026, 11, 13), ()),
+        (date(2026, 11, 14), (PriorityReason.INTERVIEW_DUE,)),  # 3 days before the deadline
+        (date(2026, 11, 17), (PriorityReason.INTERVIEW_DUE,)),  # the deadline itself
+        (date(2026, 11, 18), (PriorityReason.INTERVIEW_OVERDUE,)),
+    ],
+)
 def test_an_interview_deadline_due_or_overdue_is_priority(today, reasons):
     case = case_in(S.REACHED)
     assert priority_reasons(case, today) == reasons
@@ -105,11 +111,13 @@ def test_an_interview_deadline_due_or_overdue_is_priority(today, reasons):
 
 def test_due_soon_follows_the_policy():
     case = case_in(S.REACHED)
-    assert priority_reasons(case, date(2026, 11, 10), Policy(due_soon_days=7)) == (PriorityReason.INTERVIEW_DUE,)
+    assert priority_reasons(case, date(2026, 11, 10), Policy(due_soon_days=7)) == (
+        PriorityReason.INTERVIEW_DUE,
+    )
 
 
 def test_a_solution_past_its_review_date_is_priority():
-    case = case_in(S.IN_SOLUTION)            # confirmed on 9 Nov 2026: review on 9 Feb 2027
+    case = case_in(S.IN_SOLUTION)  # confirmed on 9 Nov 2026: review on 9 Feb 2027
     assert case.review_date == date(2027, 2, 9)
     assert worklist(case, date(2027, 2, 8)) is WorkList.IN_SOLUTION
     assert priority_reasons(case, date(2027, 2, 9)) == (PriorityReason.REVIEW_DUE,)
@@ -121,27 +129,36 @@ def test_next_action_for_each_status():
 
     assert na(S.TO_CONTACT) == NextAction(NextStep.CONTACT_YOUTH, Actor.COUNSELLOR, None, T0)
     assert na(S.CONTACT_IN_PROGRESS, date(2026, 11, 16)) == NextAction(
-        NextStep.CONTACT_YOUTH, Actor.COUNSELLOR, None, days(14))
+        NextStep.CONTACT_YOUTH, Actor.COUNSELLOR, None, days(14)
+    )
     assert na(S.UNREACHABLE, date(2026, 11, 23)) == NextAction(
-        NextStep.CLOSE_OR_RETRY, Actor.COUNSELLOR, None, days(21))
+        NextStep.CLOSE_OR_RETRY, Actor.COUNSELLOR, None, days(21)
+    )
     assert na(S.REACHED) == NextAction(
-        NextStep.SCHEDULE_INTERVIEW, Actor.COUNSELLOR, None, T0, date(2026, 11, 17))
+        NextStep.SCHEDULE_INTERVIEW, Actor.COUNSELLOR, None, T0, date(2026, 11, 17)
+    )
     assert na(S.INTERVIEW_SCHEDULED) == NextAction(
-        NextStep.HOLD_INTERVIEW, Actor.PSY_EN, "psy-7", days(1), date(2026, 11, 7))
+        NextStep.HOLD_INTERVIEW, Actor.PSY_EN, "psy-7", days(1), date(2026, 11, 7)
+    )
     assert na(S.INTERVIEW_SCHEDULED, date(2026, 11, 8)) == NextAction(
-        NextStep.RECORD_INTERVIEW, Actor.PSY_EN, "psy-7", days(5))
+        NextStep.RECORD_INTERVIEW, Actor.PSY_EN, "psy-7", days(5)
+    )
     assert na(S.INTERVIEW_HELD, date(2026, 11, 8)) == NextAction(
-        NextStep.PROPOSE_SOLUTION, Actor.COUNSELLOR, None, days(5))
+        NextStep.PROPOSE_SOLUTION, Actor.COUNSELLOR, None, days(5)
+    )
     assert na(S.SOLUTION_PROPOSED, date(2026, 11, 8)) == NextAction(
-        NextStep.AWAIT_PROVIDER, Actor.PROVIDER, "foquale", days(6))
+        NextStep.AWAIT_PROVIDER, Actor.PROVIDER, "foquale", days(6)
+    )
     assert na(S.SOLUTION_PROPOSED, date(2026, 11, 8), kind=SolutionKind.MLDS_DIPA).owner == "mlds"
     assert na(S.SOLUTION_PROPOSED, date(2026, 11, 8), kind=SolutionKind.JOB) == NextAction(
-        NextStep.CONFIRM_SOLUTION, Actor.COUNSELLOR, None, days(6))
+        NextStep.CONFIRM_SOLUTION, Actor.COUNSELLOR, None, days(6)
+    )
     assert na(S.IN_SOLUTION, date(2026, 12, 1)) == NextAction(
-        NextStep.REVIEW_SOLUTION, Actor.COUNSELLOR, None, days(7), date(2027, 2, 9))
+        NextStep.REVIEW_SOLUTION, Actor.COUNSELLOR, None, days(7), date(2027, 2, 9)
+    )
     assert na(S.IN_SOLUTION, date(2027, 3, 1)) == NextAction(
-        NextStep.REVIEW_SOLUTION, Actor.COUNSELLOR, None, datetime(2027, 2, 9, tzinfo=UTC),
-        date(2027, 2, 9))
+        NextStep.REVIEW_SOLUTION, Actor.COUNSELLOR, None, datetime(2027, 2, 9, tzinfo=UTC), date(2027, 2, 9)
+    )
     assert na(S.CLOSED) == NextAction(NextStep.NOTHING, Actor.NOBODY, None, days(1))
 
 

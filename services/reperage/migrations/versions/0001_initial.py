@@ -1,7 +1,6 @@
 """Campaigns, the identity vault, cross-check results, partner bases, handovers, audit; outbox and inbox."""
 
 from alembic import op
-
 from raccrochage_platform.migrations import create_platform_tables, drop_platform_tables
 from raccrochage_reperage.adapters.tables import metadata
 

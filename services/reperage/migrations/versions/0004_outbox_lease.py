@@ -5,7 +5,6 @@ statement that commits on its own instead of a transaction held while publishing
 """
 
 from alembic import op
-
 from raccrochage_platform.tables import OUTBOX_LEASE_DOWNGRADE, OUTBOX_LEASE_UPGRADE
 
 revision = "0004"

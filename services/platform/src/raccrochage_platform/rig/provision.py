@@ -13,7 +13,9 @@ def role_name(service: str) -> str:
 
 
 def service_database_url(admin_url: str, database: str, role: str, password: str) -> str:
-    url = make_url(admin_url).set(database=database, username=role, password=password, drivername="postgresql")
+    url = make_url(admin_url).set(
+        database=database, username=role, password=password, drivername="postgresql"
+    )
     return url.render_as_string(hide_password=False)
 
 

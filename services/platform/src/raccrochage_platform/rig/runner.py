@@ -57,11 +57,13 @@ class ServiceProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", self.name],
-                stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         self.http = None
 
-    def poll(self, say) -> None:  # noqa: ANN001
+    def poll(self, say) -> None:
         if self.process is None:
             return
         if self.http is None and self.port_file.exists():
@@ -124,8 +126,9 @@ class Rig:
         asyncio.run(_declare(nats_url, self.topology, set(specs)))
         self.say(f"streams declared: {', '.join(self.topology.streams)}")
         for name, spec in specs.items():
-            self.services[name] = ServiceProcess(name, self._service_env(spec, nats_url, database_urls[name], secrets),
-                                                 self.folder)
+            self.services[name] = ServiceProcess(
+                name, self._service_env(spec, nats_url, database_urls[name], secrets), self.folder
+            )
             self.services[name].start()
         self._wait_services()
         self.state.status = "up"
@@ -154,20 +157,29 @@ class Rig:
         external = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
         if external:
             url = urlsplit(external)
-            self.state.pg_host, self.state.pg_port, self.state.pg_external = url.hostname, url.port or 5432, True
+            self.state.pg_host, self.state.pg_port, self.state.pg_external = (
+                url.hostname,
+                url.port or 5432,
+                True,
+            )
             self.say(f"using PostgreSQL at {url.hostname}:{url.port or 5432} (RACCROCHAGE_PG_ADMIN_URL)")
             return external
         previous = RigState.load(self.folder)
-        self.pg_server = PostgresServer(self.folder / "postgres", port=previous.pg_port or 0,
-                                        admin_password=secrets["pg_admin_password"], say=self.say)
+        self.pg_server = PostgresServer(
+            self.folder / "postgres",
+            port=previous.pg_port or 0,
+            admin_password=secrets["pg_admin_password"],
+            say=self.say,
+        )
         self.pg_server.start()
         self.state.pg_host, self.state.pg_port = self.pg_server.host, self.pg_server.port
         self._save()
-        self.say(f"PostgreSQL on {self.pg_server.host}:{self.pg_server.port} (data in {self.pg_server.cluster})")
+        self.say(
+            f"PostgreSQL on {self.pg_server.host}:{self.pg_server.port} (data in {self.pg_server.cluster})"
+        )
         return self.pg_server.admin_url
 
-    def _service_env(self, spec,  # noqa: ANN001 (a ServiceSpec)
-                      nats_url: str, database_url: str, secrets: dict) -> dict[str, str]:
+    def _service_env(self, spec, nats_url: str, database_url: str, secrets: dict) -> dict[str, str]:
         return {
             "RACCROCHAGE_SERVICE": spec.name,
             "NATS_URL": nats_url,
@@ -187,12 +199,18 @@ class Rig:
                 return
             time.sleep(0.2)
         missing = [n for n, s in self.services.items() if not s.http]
-        raise RigError(f"services not listening after {timeout}s: {', '.join(missing)} (see {self.folder}/logs)")
+        raise RigError(
+            f"services not listening after {timeout}s: {', '.join(missing)} (see {self.folder}/logs)"
+        )
 
     def _save(self) -> None:
         self.state.services = {
-            n: ServiceState(pid=s.process.pid if s.process else None, http=s.http, restarts=s.restarts,
-                            log=str(s.log_path))
+            n: ServiceState(
+                pid=s.process.pid if s.process else None,
+                http=s.http,
+                restarts=s.restarts,
+                log=str(s.log_path),
+            )
             for n, s in self.services.items()
         }
         self.state.save(self.folder)
@@ -204,7 +222,9 @@ class Rig:
         while not stop[0]:
             for service in self.services.values():
                 service.poll(self.say)
-            snapshot = [(s.process.pid if s.process else None, s.http, s.restarts) for s in self.services.values()]
+            snapshot = [
+                (s.process.pid if s.process else None, s.http, s.restarts) for s in self.services.values()
+            ]
             if snapshot != last:
                 self._save()
                 last = snapshot
@@ -233,18 +253,23 @@ class Rig:
     def clean_stale(self) -> None:
         """After a crash: stop what the dead supervisor left, forget its pids."""
         previous = RigState.load(self.folder)
-        if previous.supervisor_pid and pid_alive(previous.supervisor_pid) and previous.supervisor_pid != os.getpid():
-            raise RigAlreadyRunning(f"a rig already runs from {self.folder} (pid {previous.supervisor_pid}); "
-                           "`raccrochage down` first")
+        if (
+            previous.supervisor_pid
+            and pid_alive(previous.supervisor_pid)
+            and previous.supervisor_pid != os.getpid()
+        ):
+            raise RigAlreadyRunning(
+                f"a rig already runs from {self.folder} (pid {previous.supervisor_pid}); "
+                "`raccrochage down` first"
+            )
         leftovers = [s.pid for s in previous.services.values() if s.pid] + [previous.nats_pid]
         stopped = [pid for pid in leftovers if pid and _terminate_if_ours(pid)]
         pg = PostgresServer(self.folder / "postgres", say=self.say)
         if pg.initialised() and pg.running_pid():
             pg.stop()
             stopped.append(-1)
-        if stopped or previous.status not in ("down",):
-            if previous.supervisor_pid:
-                self.say(f"cleaned up after a rig that did not stop cleanly ({len(stopped)} processes stopped)")
+        if (stopped or previous.status not in ("down",)) and previous.supervisor_pid:
+            self.say(f"cleaned up after a rig that did not stop cleanly ({len(stopped)} processes stopped)")
 
 
 def _terminate_if_ours(pid: int) -> bool:
@@ -274,7 +299,7 @@ async def _declare(nats_url: str, topology: Topology, services: set[str]) -> Non
         await nc.close()
 
 
-def down(folder: Path, say=print, timeout: float = 60.0) -> bool:  # noqa: ANN001
+def down(folder: Path, say=print, timeout: float = 60.0) -> bool:
     """Stop a detached rig: signal its supervisor, or clean up after it if it died."""
     state = RigState.load(folder)
     if state.supervisor_pid and pid_alive(state.supervisor_pid):
@@ -292,5 +317,3 @@ def down(folder: Path, say=print, timeout: float = 60.0) -> bool:  # noqa: ANN00
         service.pid = None
     final.save(folder)
     return True
-
-

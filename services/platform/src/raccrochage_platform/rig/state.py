@@ -103,8 +103,12 @@ def service_environment(folder: Path, service: str) -> dict[str, str]:
     if state.nats_url or os.environ.get("NATS_URL"):
         env["NATS_URL"] = os.environ.get("NATS_URL") or state.nats_url
     admin = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
-    host, port = (urlsplit(admin).hostname, urlsplit(admin).port or 5432) if admin else (state.pg_host, state.pg_port)
+    host, port = (
+        (urlsplit(admin).hostname, urlsplit(admin).port or 5432) if admin else (state.pg_host, state.pg_port)
+    )
     if host and port:
         role, password = f"svc_{service}", quote(secrets["pg_roles"][service], safe="")
-        env["DATABASE_URL"] = f"postgresql://{role}:{password}@{host}:{port}/{topology.services[service].database}"
+        env["DATABASE_URL"] = (
+            f"postgresql://{role}:{password}@{host}:{port}/{topology.services[service].database}"
+        )
     return {**env, **{k: os.environ[k] for k in env if k in os.environ}}

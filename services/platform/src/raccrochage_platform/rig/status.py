@@ -26,7 +26,9 @@ def admin_url(folder: Path, state: RigState | None = None) -> str | None:
     if not state.pg_port:
         return None
     secrets = load_secrets(folder, load_topology())
-    return f"postgresql://{ADMIN_ROLE}:{secrets['pg_admin_password']}@{state.pg_host}:{state.pg_port}/postgres"
+    return (
+        f"postgresql://{ADMIN_ROLE}:{secrets['pg_admin_password']}@{state.pg_host}:{state.pg_port}/postgres"
+    )
 
 
 def nats_url(folder: Path, state: RigState | None = None) -> str | None:
@@ -46,18 +48,19 @@ async def collect(folder: Path) -> dict[str, Any]:
         "streams": {},
         "dead_letters": None,
     }
-    await asyncio.gather(_nats(report, topology), _postgres(report, folder, state, topology),
-                         _services(report, state))
+    await asyncio.gather(
+        _nats(report, topology), _postgres(report, folder, state, topology), _services(report, state)
+    )
     return report
 
 
-async def _nats(report: dict, topology) -> None:  # noqa: ANN001
+async def _nats(report: dict, topology) -> None:
     url = report["nats"]["url"]
     if not url:
         return
     try:
         nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         report["nats"]["error"] = type(error).__name__
         return
     try:
@@ -87,13 +90,13 @@ async def _nats(report: dict, topology) -> None:  # noqa: ANN001
         await nc.close()
 
 
-async def _postgres(report: dict, folder: Path, state: RigState, topology) -> None:  # noqa: ANN001
+async def _postgres(report: dict, folder: Path, state: RigState, topology) -> None:
     url = admin_url(folder, state)
     if not url:
         return
     try:
         conn = await asyncpg.connect(url, timeout=3)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         report["postgres"]["error"] = type(error).__name__
         return
     report["postgres"]["healthy"] = True
@@ -102,11 +105,13 @@ async def _postgres(report: dict, folder: Path, state: RigState, topology) -> No
     for service in topology.services.values():
         try:
             db = await asyncpg.connect(url, database=service.database, timeout=3)
-        except Exception:  # noqa: BLE001
+        except Exception:
             continue
         try:
             if await db.fetchval("SELECT to_regclass('outbox') IS NOT NULL"):
-                backlogs[service.name] = await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                backlogs[service.name] = await db.fetchval(
+                    "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+                )
         finally:
             await db.close()
     report["outbox_backlog"] = backlogs

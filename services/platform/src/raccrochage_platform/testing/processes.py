@@ -32,7 +32,9 @@ class ServiceProcess:
 
 
 @contextlib.contextmanager
-def service_process(name: str, env: dict[str, str], folder: Path, *, tag: str = "") -> Iterator[ServiceProcess]:
+def service_process(
+    name: str, env: dict[str, str], folder: Path, *, tag: str = ""
+) -> Iterator[ServiceProcess]:
     """Start `raccrochage serve NAME` with `env` (HTTP_PORT=0 is set for it); yields once its HTTP
     server listens, and stops it after. Its log is `folder/NAME[-tag].log`."""
     label = f"{name}-{tag}" if tag else name
@@ -41,8 +43,12 @@ def service_process(name: str, env: dict[str, str], folder: Path, *, tag: str = 
     log_path = folder / f"{label}.log"
     env = {**env, "HTTP_PORT": "0", "RACCROCHAGE_PORT_FILE": str(port_file)}
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", name],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         running = ServiceProcess(name, process, "", log_path)
         try:
             deadline = time.monotonic() + 60

@@ -19,14 +19,18 @@ from ..service import ServiceContext, ServiceSpec
 from .sample import SAMPLE_REGISTRY, CounterIncremented
 
 metadata = MetaData()
-counters = Table("counters", metadata, Column("name", Text, primary_key=True),
-                 Column("value", Integer, nullable=False))
+counters = Table(
+    "counters", metadata, Column("name", Text, primary_key=True), Column("value", Integer, nullable=False)
+)
 
 
 async def apply_increment(session: AsyncSession, event: Event[CounterIncremented]) -> None:
     statement = insert(counters).values(name=event.data.counter, value=event.data.by)
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=["name"], set_={"value": counters.c.value + statement.excluded.value}))
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["name"], set_={"value": counters.c.value + statement.excluded.value}
+        )
+    )
 
 
 async def build(context: ServiceContext) -> None:

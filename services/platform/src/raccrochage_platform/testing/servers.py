@@ -23,8 +23,10 @@ class Servers:
     backend: str
 
     def database_url(self, database: str) -> str:
-        return make_url(self.pg_admin_url).set(database=database, drivername="postgresql").render_as_string(
-            hide_password=False
+        return (
+            make_url(self.pg_admin_url)
+            .set(database=database, drivername="postgresql")
+            .render_as_string(hide_password=False)
         )
 
     async def create_database(self, prefix: str = "t") -> str:
@@ -73,8 +75,10 @@ def _docker() -> Iterator[Servers]:
     from testcontainers.core.waiting_utils import wait_for_logs
     from testcontainers.postgres import PostgresContainer
 
-    with PostgresContainer("postgres:18-alpine", driver=None) as pg, \
-            DockerContainer("nats:2.12-alpine").with_command("-js").with_exposed_ports(4222) as nats_container:
+    with (
+        PostgresContainer("postgres:18-alpine", driver=None) as pg,
+        DockerContainer("nats:2.12-alpine").with_command("-js").with_exposed_ports(4222) as nats_container,
+    ):
         wait_for_logs(nats_container, "Server is ready")
         nats_url = f"nats://{nats_container.get_container_host_ip()}:{nats_container.get_exposed_port(4222)}"
         yield Servers(nats_url=nats_url, pg_admin_url=pg.get_connection_url(), backend="docker")

@@ -9,7 +9,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 metadata = MetaData()
 
 case = Table(
-    "case_file", metadata,
+    "case_file",
+    metadata,
     Column("case_id", Uuid, primary_key=True),
     Column("youth_id", Text, nullable=False),
     Column("psad_id", Text, nullable=False),
@@ -30,13 +31,13 @@ case = Table(
     Column("found_base", Text),
     Column("transferred_to", Text),
     Column("escalation_raised_on", Date),
-    Column("last_reported_on", Date),        # the last campaign that still listed the youth
+    Column("last_reported_on", Date),  # the last campaign that still listed the youth
     # attempts, interviews and solutions: the aggregate's history, loaded and saved with the row
     Column("history", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     # Derived from the aggregate at each save, for the timers and the work-list filters:
     Column("first_attempt_at", DateTime(timezone=True)),
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
-    Column("interview_deadline", Date),      # set while an interview is still owed
+    Column("interview_deadline", Date),  # set while an interview is still owed
     Column("escalation_due_on", Date),
     Column("version", Integer, nullable=False, server_default="1"),
     # Exactly one open case per youth, whatever the number of consumer processes: the database

@@ -43,14 +43,14 @@ class Case:
     age_at_opening: int
     opened_at: datetime
     zap: str | None = None
-    level: str | None = None               # last training followed, e.g. "2nde GT"
+    level: str | None = None  # last training followed, e.g. "2nde GT"
     last_diploma: str | None = None
     months_since_leaving: int | None = None
     status: CaseStatus = CaseStatus.TO_CONTACT
     status_since: datetime | None = None
-    updated_at: datetime | None = None     # time of the last command; commands may not go back
-    owner: str | None = None               # counsellor id; None: in the PSAD's shared queue
-    episode: int = 1                       # a reopen starts a new episode; the history stays
+    updated_at: datetime | None = None  # time of the last command; commands may not go back
+    owner: str | None = None  # counsellor id; None: in the PSAD's shared queue
+    episode: int = 1  # a reopen starts a new episode; the history stays
     attempts: list[ContactAttempt] = field(default_factory=list)
     interviews: list[Interview] = field(default_factory=list)
     solutions: list[Solution] = field(default_factory=list)
@@ -85,8 +85,18 @@ class Case:
     ) -> Case:
         if age < 0:
             raise InvalidCommand(f"case {case_id}: age {age} is negative")
-        case = cls(case_id, youth_id, psad_id, departement, age, now, zap=zap, level=level,
-                   last_diploma=last_diploma, months_since_leaving=months_since_leaving)
+        case = cls(
+            case_id,
+            youth_id,
+            psad_id,
+            departement,
+            age,
+            now,
+            zap=zap,
+            level=level,
+            last_diploma=last_diploma,
+            months_since_leaving=months_since_leaving,
+        )
         case.events.append(events.CaseOpened(case_id, youth_id, psad_id, departement, age, now))
         return case
 
@@ -140,8 +150,14 @@ class Case:
     @property
     def interview_held_at(self) -> datetime | None:
         """When the first interview of this episode took place (its scheduled time), if one did."""
-        return next((i.scheduled_for for i in self.interviews
-                     if i.episode == self.episode and i.outcome is InterviewOutcome.SEEN), None)
+        return next(
+            (
+                i.scheduled_for
+                for i in self.interviews
+                if i.episode == self.episode and i.outcome is InterviewOutcome.SEEN
+            ),
+            None,
+        )
 
     @property
     def current_solution(self) -> Solution | None:
@@ -179,7 +195,11 @@ class Case:
         return pending is None or pending.scheduled_for.date() > deadline
 
     def due_for_review(self, today: date) -> bool:
-        return self.status is CaseStatus.IN_SOLUTION and self.review_date is not None and today >= self.review_date
+        return (
+            self.status is CaseStatus.IN_SOLUTION
+            and self.review_date is not None
+            and today >= self.review_date
+        )
 
     def escalation_due_on(self, policy: Policy = DEFAULT_POLICY) -> date | None:
         """When a minor still without solution must be escalated: `escalation_months` after the
@@ -205,7 +225,9 @@ class Case:
         self._check_time(now)
         attempt = ContactAttempt(len(self.attempts) + 1, self.episode, Channel(channel), outcome, now, by)
         self.attempts.append(attempt)
-        self.events.append(events.ContactRecorded(self.case_id, attempt.number, attempt.channel, outcome, now))
+        self.events.append(
+            events.ContactRecorded(self.case_id, attempt.number, attempt.channel, outcome, now)
+        )
         self._move(new_status, Action.RECORD_CONTACT_ATTEMPT, now, CLOSING_CONTACT_OUTCOMES.get(outcome))
         return attempt
 
@@ -219,11 +241,18 @@ class Case:
         new_status = self._target(Action.SCHEDULE_INTERVIEW)
         self._check_time(now)
         _require_aware(scheduled_for, "scheduled_for")
-        interview = Interview(len(self.interviews) + 1, self.episode, scheduled_for,
-                              InterviewerRole(with_role), interviewer_id, now)
+        interview = Interview(
+            len(self.interviews) + 1,
+            self.episode,
+            scheduled_for,
+            InterviewerRole(with_role),
+            interviewer_id,
+            now,
+        )
         self.interviews.append(interview)
-        self.events.append(events.InterviewScheduled(
-            self.case_id, interview.number, scheduled_for, interview.with_role, now))
+        self.events.append(
+            events.InterviewScheduled(self.case_id, interview.number, scheduled_for, interview.with_role, now)
+        )
         self._move(new_status, Action.SCHEDULE_INTERVIEW, now)
         return interview
 
@@ -245,11 +274,24 @@ class Case:
         self.solutions.append(solution)
         self.events.append(events.SolutionProposed(self.case_id, solution.number, solution.kind, now))
         if solution.provider is not None:
-            self.events.append(events.SolutionRequested(
-                self.case_id, self.youth_id, solution.number, solution.kind, solution.provider,
-                self.age_on(now.date()), self.level, self.last_diploma, self.months_since_leaving,
-                self.psad_id, self.departement, self.zap, solution.wishes, now,
-            ))
+            self.events.append(
+                events.SolutionRequested(
+                    self.case_id,
+                    self.youth_id,
+                    solution.number,
+                    solution.kind,
+                    solution.provider,
+                    self.age_on(now.date()),
+                    self.level,
+                    self.last_diploma,
+                    self.months_since_leaving,
+                    self.psad_id,
+                    self.departement,
+                    self.zap,
+                    solution.wishes,
+                    now,
+                )
+            )
         self._move(new_status, Action.PROPOSE_SOLUTION, now)
         return solution
 
@@ -264,8 +306,9 @@ class Case:
         solution = self.solutions[-1].decided(SolutionState.CONFIRMED, now)
         self.solutions[-1] = solution
         self.review_date = add_months(now.date(), policy.review_months)
-        self.events.append(events.SolutionConfirmed(
-            self.case_id, solution.number, solution.kind, self.review_date, now))
+        self.events.append(
+            events.SolutionConfirmed(self.case_id, solution.number, solution.kind, self.review_date, now)
+        )
         self._move(new_status, Action.CONFIRM_SOLUTION, now)
         return solution
 
@@ -302,8 +345,9 @@ class Case:
         new_status = self._target(Action.CLOSE)
         reason = CloseReason(reason)
         if reason is CloseReason.FOUND_IN_PARTNER_BASE:
-            raise InvalidCommand(f"case {self.case_id}: close as found_in_partner_base with mark_found, "
-                                 "which records the base")
+            raise InvalidCommand(
+                f"case {self.case_id}: close as found_in_partner_base with mark_found, which records the base"
+            )
         self._check_time(now)
         self._move(new_status, Action.CLOSE, now, reason)
 
@@ -322,7 +366,9 @@ class Case:
         if not to_psad_id or not to_psad_id.strip():
             raise InvalidCommand(f"case {self.case_id}: transfer needs the destination PSAD")
         if to_psad_id == self.psad_id:
-            raise InvalidCommand(f"case {self.case_id}: cannot transfer to {to_psad_id}, the case is there already")
+            raise InvalidCommand(
+                f"case {self.case_id}: cannot transfer to {to_psad_id}, the case is there already"
+            )
         self._check_time(now)
         self.transferred_to = to_psad_id
         self.events.append(events.CaseTransferred(self.case_id, self.youth_id, self.psad_id, to_psad_id, now))
@@ -333,8 +379,9 @@ class Case:
         A transferred case stays closed: the youth's case is now the other territory's."""
         new_status = self._target(Action.REOPEN)
         if self.transferred_to is not None:
-            raise TransitionRefused(self.case_id, self.status, Action.REOPEN,
-                                    f"transferred to {self.transferred_to}")
+            raise TransitionRefused(
+                self.case_id, self.status, Action.REOPEN, f"transferred to {self.transferred_to}"
+            )
         self._check_time(now)
         self.episode += 1
         self.close_reason = None
@@ -376,10 +423,17 @@ class Case:
         ):
             return False
         self.escalation_raised_on = today
-        self.events.append(events.EscalationRaised(
-            self.case_id, self.youth_id, self.psad_id, self.departement, self.age_on(today),
-            self.first_attempt_at.date(), today,
-        ))
+        self.events.append(
+            events.EscalationRaised(
+                self.case_id,
+                self.youth_id,
+                self.psad_id,
+                self.departement,
+                self.age_on(today),
+                self.first_attempt_at.date(),
+                today,
+            )
+        )
         return True
 
     # -- the machinery ----------------------------------------------------------------------
@@ -390,17 +444,24 @@ class Case:
     def _check_time(self, now: datetime) -> None:
         _require_aware(now, "now")
         if now < self.updated_at:
-            raise InvalidCommand(f"case {self.case_id}: {now.isoformat()} is before the case's last "
-                                 f"change at {self.updated_at.isoformat()}")
+            raise InvalidCommand(
+                f"case {self.case_id}: {now.isoformat()} is before the case's last "
+                f"change at {self.updated_at.isoformat()}"
+            )
 
     def _check_solution_kind(self, action: Action, kind: SolutionKind | None) -> None:
         proposed = self.solutions[-1].kind
         if kind is not None and SolutionKind(kind) is not proposed:
-            raise TransitionRefused(self.case_id, self.status, action,
-                                    f"{proposed.value} is proposed, not {SolutionKind(kind).value}")
+            raise TransitionRefused(
+                self.case_id,
+                self.status,
+                action,
+                f"{proposed.value} is proposed, not {SolutionKind(kind).value}",
+            )
 
-    def _move(self, new_status: CaseStatus, action: Action, now: datetime,
-              close_reason: CloseReason | None = None) -> None:
+    def _move(
+        self, new_status: CaseStatus, action: Action, now: datetime, close_reason: CloseReason | None = None
+    ) -> None:
         self.updated_at = now
         if new_status is self.status:
             return
@@ -410,8 +471,11 @@ class Case:
         if new_status is CaseStatus.CLOSED:
             assert close_reason is not None, f"{action} closes a case without a reason"
             self.close_reason = close_reason
-            self.events.append(events.CaseClosed(
-                self.case_id, self.youth_id, self.psad_id, close_reason, now, self.found_base))
+            self.events.append(
+                events.CaseClosed(
+                    self.case_id, self.youth_id, self.psad_id, close_reason, now, self.found_base
+                )
+            )
 
 
 def _require_aware(moment: datetime, name: str) -> None:

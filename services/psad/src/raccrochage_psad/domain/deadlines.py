@@ -23,8 +23,13 @@ class Policy:
     escalation_months: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("max_attempts", "unreachable_after_days", "interview_deadline_days",
-                     "review_months", "escalation_months"):
+        for name in (
+            "max_attempts",
+            "unreachable_after_days",
+            "interview_deadline_days",
+            "review_months",
+            "escalation_months",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"policy {name} must be at least 1, got {getattr(self, name)}")
         if self.due_soon_days < 0:

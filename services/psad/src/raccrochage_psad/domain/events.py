@@ -158,7 +158,19 @@ class EscalationRaised:
 
 
 DomainEvent = (
-    CaseOpened | CaseReopened | StatusChanged | CaseClosed | CaseTransferred | OwnerAssigned
-    | ContactRecorded | InterviewScheduled | InterviewRecorded | SolutionProposed
-    | SolutionRequested | SolutionConfirmed | SolutionRefused | SolutionReviewed | EscalationRaised
+    CaseOpened
+    | CaseReopened
+    | StatusChanged
+    | CaseClosed
+    | CaseTransferred
+    | OwnerAssigned
+    | ContactRecorded
+    | InterviewScheduled
+    | InterviewRecorded
+    | SolutionProposed
+    | SolutionRequested
+    | SolutionConfirmed
+    | SolutionRefused
+    | SolutionReviewed
+    | EscalationRaised
 )

@@ -10,14 +10,14 @@ from .interview import InterviewOutcome
 
 
 class CaseStatus(StrEnum):
-    TO_CONTACT = "to_contact"                    # opened (or reopened), nobody has tried yet
+    TO_CONTACT = "to_contact"  # opened (or reopened), nobody has tried yet
     CONTACT_IN_PROGRESS = "contact_in_progress"  # tried, not reached yet
-    REACHED = "reached"                          # reached; the interview is to be booked
+    REACHED = "reached"  # reached; the interview is to be booked
     INTERVIEW_SCHEDULED = "interview_scheduled"
-    INTERVIEW_HELD = "interview_held"            # seen; a solution is to be proposed
-    SOLUTION_PROPOSED = "solution_proposed"      # waiting for the provider or the youth
-    IN_SOLUTION = "in_solution"                  # until the review date
-    UNREACHABLE = "unreachable"                  # not reached after reminders
+    INTERVIEW_HELD = "interview_held"  # seen; a solution is to be proposed
+    SOLUTION_PROPOSED = "solution_proposed"  # waiting for the provider or the youth
+    IN_SOLUTION = "in_solution"  # until the review date
+    UNREACHABLE = "unreachable"  # not reached after reminders
     CLOSED = "closed"
 
 
@@ -46,8 +46,8 @@ class CloseReason(StrEnum):
     UNREACHABLE_AFTER_REMINDERS = "unreachable_after_reminders"
     REFUSES_SUPPORT = "refuses_support"
     ALREADY_SUPPORTED = "already_supported"
-    MOVED = "moved"          # transferred to another territory's PSAD
-    EXEMPT = "exempt"        # no detail stored, by design
+    MOVED = "moved"  # transferred to another territory's PSAD
+    EXEMPT = "exempt"  # no detail stored, by design
     OUT_OF_AGE = "out_of_age"
 
 
@@ -69,11 +69,16 @@ CLOSING_CONTACT_OUTCOMES: Mapping[ContactOutcome, CloseReason] = {
 
 OPEN_STATUSES: frozenset[CaseStatus] = frozenset(CaseStatus) - {CaseStatus.CLOSED}
 BEFORE_CONTACT: tuple[CaseStatus, ...] = (
-    CaseStatus.TO_CONTACT, CaseStatus.CONTACT_IN_PROGRESS, CaseStatus.UNREACHABLE,
+    CaseStatus.TO_CONTACT,
+    CaseStatus.CONTACT_IN_PROGRESS,
+    CaseStatus.UNREACHABLE,
 )
 AFTER_CONTACT: tuple[CaseStatus, ...] = (
-    CaseStatus.REACHED, CaseStatus.INTERVIEW_SCHEDULED, CaseStatus.INTERVIEW_HELD,
-    CaseStatus.SOLUTION_PROPOSED, CaseStatus.IN_SOLUTION,
+    CaseStatus.REACHED,
+    CaseStatus.INTERVIEW_SCHEDULED,
+    CaseStatus.INTERVIEW_HELD,
+    CaseStatus.SOLUTION_PROPOSED,
+    CaseStatus.IN_SOLUTION,
 )
 
 
@@ -104,7 +109,11 @@ TRANSITIONS: Mapping[tuple[CaseStatus, Action, Outcome | None], CaseStatus] = {
     **_contact_attempts(),
     (CaseStatus.CONTACT_IN_PROGRESS, Action.MARK_UNREACHABLE, None): CaseStatus.UNREACHABLE,
     (CaseStatus.REACHED, Action.SCHEDULE_INTERVIEW, None): CaseStatus.INTERVIEW_SCHEDULED,
-    (CaseStatus.INTERVIEW_SCHEDULED, Action.RECORD_INTERVIEW, InterviewOutcome.SEEN): CaseStatus.INTERVIEW_HELD,
+    (
+        CaseStatus.INTERVIEW_SCHEDULED,
+        Action.RECORD_INTERVIEW,
+        InterviewOutcome.SEEN,
+    ): CaseStatus.INTERVIEW_HELD,
     # Not seen: the youth is still reached, and a new interview is to be booked.
     (CaseStatus.INTERVIEW_SCHEDULED, Action.RECORD_INTERVIEW, InterviewOutcome.NO_SHOW): CaseStatus.REACHED,
     (CaseStatus.INTERVIEW_SCHEDULED, Action.RECORD_INTERVIEW, InterviewOutcome.EXCUSED): CaseStatus.REACHED,

@@ -20,9 +20,9 @@ class WorkList(StrEnum):
 
 
 class PriorityReason(StrEnum):
-    MINOR_UNDER_OBLIGATION = "minor_under_obligation"   # 16-17 and not in a solution
+    MINOR_UNDER_OBLIGATION = "minor_under_obligation"  # 16-17 and not in a solution
     INTERVIEW_OVERDUE = "interview_overdue"
-    INTERVIEW_DUE = "interview_due"                     # due soon, no interview booked in time
+    INTERVIEW_DUE = "interview_due"  # due soon, no interview booked in time
     REVIEW_DUE = "review_due"
 
 
@@ -33,10 +33,10 @@ class NextStep(StrEnum):
     HOLD_INTERVIEW = "hold_interview"
     RECORD_INTERVIEW = "record_interview"
     PROPOSE_SOLUTION = "propose_solution"
-    AWAIT_PROVIDER = "await_provider"         # FOQUALE or MLDS is to confirm or refuse
-    CONFIRM_SOLUTION = "confirm_solution"     # a solution outside the system: did the youth start?
+    AWAIT_PROVIDER = "await_provider"  # FOQUALE or MLDS is to confirm or refuse
+    CONFIRM_SOLUTION = "confirm_solution"  # a solution outside the system: did the youth start?
     REVIEW_SOLUTION = "review_solution"
-    CLOSE_OR_RETRY = "close_or_retry"         # unreachable: close, or try another channel
+    CLOSE_OR_RETRY = "close_or_retry"  # unreachable: close, or try another channel
     NOTHING = "nothing"
 
 
@@ -103,22 +103,29 @@ def next_action(case: Case, today: date, policy: Policy = DEFAULT_POLICY) -> Nex
     if status is CaseStatus.UNREACHABLE:
         return NextAction(NextStep.CLOSE_OR_RETRY, *counsellor, case.status_since)
     if status is CaseStatus.REACHED:
-        return NextAction(NextStep.SCHEDULE_INTERVIEW, *counsellor, case.status_since,
-                          case.interview_deadline(policy) if case.interview_held_at is None else None)
+        return NextAction(
+            NextStep.SCHEDULE_INTERVIEW,
+            *counsellor,
+            case.status_since,
+            case.interview_deadline(policy) if case.interview_held_at is None else None,
+        )
     if status is CaseStatus.INTERVIEW_SCHEDULED:
         interview = case.pending_interview
         actor = Actor(interview.with_role.value)
         owner = interview.interviewer_id or case.owner
         if today <= interview.scheduled_for.date():
-            return NextAction(NextStep.HOLD_INTERVIEW, actor, owner, interview.scheduled_at,
-                              interview.scheduled_for.date())
+            return NextAction(
+                NextStep.HOLD_INTERVIEW, actor, owner, interview.scheduled_at, interview.scheduled_for.date()
+            )
         return NextAction(NextStep.RECORD_INTERVIEW, actor, owner, interview.scheduled_for)
     if status is CaseStatus.INTERVIEW_HELD:
         return NextAction(NextStep.PROPOSE_SOLUTION, *counsellor, case.status_since)
     if status is CaseStatus.SOLUTION_PROPOSED:
         solution = case.current_solution
         if solution.provider is not None:
-            return NextAction(NextStep.AWAIT_PROVIDER, Actor.PROVIDER, solution.provider.value, solution.proposed_at)
+            return NextAction(
+                NextStep.AWAIT_PROVIDER, Actor.PROVIDER, solution.provider.value, solution.proposed_at
+            )
         return NextAction(NextStep.CONFIRM_SOLUTION, *counsellor, solution.proposed_at)
     # IN_SOLUTION: the review is the next step; it has been waiting since the review date.
     review = case.review_date

@@ -49,8 +49,11 @@ class InterviewOutcomeIn(BaseModel):
 
 class SolutionIn(BaseModel):
     kind: SolutionKind
-    wishes: list[str] = Field(default_factory=list, max_length=10,
-                              description="coded wishes (trades, fields, places); no free text about the youth")
+    wishes: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="coded wishes (trades, fields, places); no free text about the youth",
+    )
 
 
 class RefusalIn(BaseModel):
@@ -70,7 +73,9 @@ class TransferIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    owner: str | None = Field(None, max_length=80, description="counsellor id; null puts the case back in the queue")
+    owner: str | None = Field(
+        None, max_length=80, description="counsellor id; null puts the case back in the queue"
+    )
 
 
 # --- views ----------------------------------------------------------------------------------------
@@ -87,8 +92,13 @@ def summary(case: Case, today: date, policy: Policy) -> dict[str, Any]:
         "status_since": case.status_since.isoformat(),
         "work_list": worklist(case, today, policy).value,
         "priority_reasons": [r.value for r in priority_reasons(case, today, policy)],
-        "next_action": {"what": action.what.value, "actor": action.actor.value, "owner": action.owner,
-                        "since": action.since.isoformat(), "due": action.due.isoformat() if action.due else None},
+        "next_action": {
+            "what": action.what.value,
+            "actor": action.actor.value,
+            "owner": action.owner,
+            "since": action.since.isoformat(),
+            "due": action.due.isoformat() if action.due else None,
+        },
         "owner": case.owner,
         "interview_deadline": _iso(case.interview_deadline(policy)),
         "interview_overdue": case.is_overdue(today, policy),
@@ -100,12 +110,20 @@ def summary(case: Case, today: date, policy: Policy) -> dict[str, Any]:
 def detail(case: Case, today: date, policy: Policy) -> dict[str, Any]:
     from ..adapters.repository import history_of
 
-    return {**summary(case, today, policy), "episode": case.episode, "opened_at": case.opened_at.isoformat(),
-            "last_training": case.level, "last_diploma": case.last_diploma,
-            "months_since_leaving": case.months_since_leaving, "found_base": case.found_base,
-            "transferred_to": case.transferred_to, "transfer_needed": case.transfer_needed,
-            "escalation_due_on": _iso(case.escalation_due_on(policy)),
-            "escalation_raised_on": _iso(case.escalation_raised_on), **history_of(case)}
+    return {
+        **summary(case, today, policy),
+        "episode": case.episode,
+        "opened_at": case.opened_at.isoformat(),
+        "last_training": case.level,
+        "last_diploma": case.last_diploma,
+        "months_since_leaving": case.months_since_leaving,
+        "found_base": case.found_base,
+        "transferred_to": case.transferred_to,
+        "transfer_needed": case.transfer_needed,
+        "escalation_due_on": _iso(case.escalation_due_on(policy)),
+        "escalation_raised_on": _iso(case.escalation_raised_on),
+        **history_of(case),
+    }
 
 
 def _iso(day: date | None) -> str | None:
@@ -114,7 +132,10 @@ def _iso(day: date | None) -> str | None:
 
 # What the service layer raises, as HTTP answers that say what and where.
 _HTTP_STATUS: tuple[tuple[type[Exception], int], ...] = (
-    (CaseNotFound, 404), (NotYourTerritory, 403), (TransitionRefused, 409), (InvalidCommand, 422),
+    (CaseNotFound, 404),
+    (NotYourTerritory, 403),
+    (TransitionRefused, 409),
+    (InvalidCommand, 422),
 )
 
 
@@ -136,7 +157,7 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
             raise HTTPException(403, "an ops token reads /stats only; case data needs a counsellor token")
         return principal
 
-    async def command(principal: Principal, case_id: uuid.UUID, do) -> dict:  # noqa: ANN001
+    async def command(principal: Principal, case_id: uuid.UUID, do) -> dict:
         counsellor(principal)
         with http_errors():
             case = await cases.command(principal, str(case_id), do)
@@ -151,11 +172,18 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
     async def list_cases(
         principal: Principal = caller,
         status: Annotated[str | None, Query(description="a case status, e.g. to_contact")] = None,
-        work_list: Annotated[WorkList | None, Query(description="to_handle, priority, unreachable, in_solution, closed")] = None,
-        deadline: Annotated[Literal["overdue", "due"] | None, Query(description="interview deadline overdue, or due soon/overdue")] = None,
+        work_list: Annotated[
+            WorkList | None, Query(description="to_handle, priority, unreachable, in_solution, closed")
+        ] = None,
+        deadline: Annotated[
+            Literal["overdue", "due"] | None,
+            Query(description="interview deadline overdue, or due soon/overdue"),
+        ] = None,
         psad_id: str | None = None,
         owner: str | None = None,
-        territory: Annotated[str | None, Query(description="must be the token's territory when given")] = None,
+        territory: Annotated[
+            str | None, Query(description="must be the token's territory when given")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict:
@@ -163,53 +191,90 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
         if territory and territory != principal.territory:
             raise HTTPException(403, f"territory {territory} is not the token's ({principal.territory})")
         today = datetime.now(UTC).date()
-        total, page = await cases.search(departement=principal.territory, status=status, psad_id=psad_id,
-                                         work_list=work_list, deadline=deadline, owner=owner, today=today,
-                                         limit=limit, offset=offset)
-        return {"total": total, "limit": limit, "offset": offset,
-                "cases": [summary(case, today, cases.policy) for case in page]}
+        total, page = await cases.search(
+            departement=principal.territory,
+            status=status,
+            psad_id=psad_id,
+            work_list=work_list,
+            deadline=deadline,
+            owner=owner,
+            today=today,
+            limit=limit,
+            offset=offset,
+        )
+        return {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "cases": [summary(case, today, cases.policy) for case in page],
+        }
 
     @router.get("/cases/{case_id}", summary="A case, its next action and its history")
     async def get_case(case_id: uuid.UUID, principal: Principal = caller) -> dict:
         return detail(await readable(principal, case_id), datetime.now(UTC).date(), cases.policy)
 
-    @router.get("/cases/{case_id}/contact", summary="The youth's contact card, from the repérage vault (audited there)")
+    @router.get(
+        "/cases/{case_id}/contact",
+        summary="The youth's contact card, from the repérage vault (audited there)",
+    )
     async def contact(case_id: uuid.UUID, principal: Principal = caller) -> dict:
         case = await readable(principal, case_id)
         try:
-            card = await fetch_contact_card(broker, case.youth_id, purpose=f"case {case.case_id} opened by {principal.sub}")
+            card = await fetch_contact_card(
+                broker, case.youth_id, purpose=f"case {case.case_id} opened by {principal.sub}"
+            )
         except ContactCardError as error:
             raise HTTPException(error.http_status, str(error)) from None
         return {"case_id": case.case_id, "card": card}
 
     @router.post("/cases/{case_id}/attempts", summary="Record a contact attempt")
     async def attempt(case_id: uuid.UUID, body: AttemptIn, principal: Principal = caller) -> dict:
-        return await command(principal, case_id,
-                             lambda case, now: case.record_contact_attempt(body.channel, body.outcome, now, principal.sub))
+        return await command(
+            principal,
+            case_id,
+            lambda case, now: case.record_contact_attempt(body.channel, body.outcome, now, principal.sub),
+        )
 
     @router.post("/cases/{case_id}/interviews", summary="Schedule the entretien de situation")
     async def schedule(case_id: uuid.UUID, body: InterviewIn, principal: Principal = caller) -> dict:
-        return await command(principal, case_id, lambda case, now: case.schedule_interview(
-            body.scheduled_for, body.with_role, now, body.interviewer_id))
+        return await command(
+            principal,
+            case_id,
+            lambda case, now: case.schedule_interview(
+                body.scheduled_for, body.with_role, now, body.interviewer_id
+            ),
+        )
 
     @router.post("/cases/{case_id}/interviews/outcome", summary="Record whether the interview took place")
-    async def interview_outcome(case_id: uuid.UUID, body: InterviewOutcomeIn,
-                                principal: Principal = caller) -> dict:
+    async def interview_outcome(
+        case_id: uuid.UUID, body: InterviewOutcomeIn, principal: Principal = caller
+    ) -> dict:
         return await command(principal, case_id, lambda case, now: case.record_interview(body.outcome, now))
 
-    @router.post("/cases/{case_id}/solutions", summary="Propose a solution (FOQUALE and MLDS ones are requested from them)")
+    @router.post(
+        "/cases/{case_id}/solutions",
+        summary="Propose a solution (FOQUALE and MLDS ones are requested from them)",
+    )
     async def propose(case_id: uuid.UUID, body: SolutionIn, principal: Principal = caller) -> dict:
-        return await command(principal, case_id,
-                             lambda case, now: case.propose_solution(body.kind, now, tuple(body.wishes)))
+        return await command(
+            principal, case_id, lambda case, now: case.propose_solution(body.kind, now, tuple(body.wishes))
+        )
 
-    @router.post("/cases/{case_id}/solutions/confirm", summary="Confirm a solution arranged outside the system")
+    @router.post(
+        "/cases/{case_id}/solutions/confirm", summary="Confirm a solution arranged outside the system"
+    )
     async def confirm(case_id: uuid.UUID, principal: Principal = caller) -> dict:
         def do(case: Case, now: datetime) -> None:
             solution = case.current_solution
             if solution is not None and solution.provider is not None:
-                raise TransitionRefused(case.case_id, case.status, Action.CONFIRM_SOLUTION,
-                                        f"{solution.provider.value} confirms {solution.kind.value} itself")
+                raise TransitionRefused(
+                    case.case_id,
+                    case.status,
+                    Action.CONFIRM_SOLUTION,
+                    f"{solution.provider.value} confirms {solution.kind.value} itself",
+                )
             case.confirm_solution(now, cases.policy)
+
         return await command(principal, case_id, do)
 
     @router.post("/cases/{case_id}/solutions/refuse", summary="The youth declines the proposed solution")
@@ -218,7 +283,9 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
 
     @router.post("/cases/{case_id}/review", summary="Review a solution at its review date")
     async def review(case_id: uuid.UUID, body: ReviewIn, principal: Principal = caller) -> dict:
-        return await command(principal, case_id, lambda case, now: case.review_solution(body.outcome, now, cases.policy))
+        return await command(
+            principal, case_id, lambda case, now: case.review_solution(body.outcome, now, cases.policy)
+        )
 
     @router.post("/cases/{case_id}/close", summary="Close with a coded reason")
     async def close(case_id: uuid.UUID, body: CloseIn, principal: Principal = caller) -> dict:
@@ -228,11 +295,15 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
     async def reopen(case_id: uuid.UUID, principal: Principal = caller) -> dict:
         return await command(principal, case_id, lambda case, now: case.reopen(now))
 
-    @router.post("/cases/{case_id}/transfer", summary="The youth moved: close here, the other PSAD opens a case")
+    @router.post(
+        "/cases/{case_id}/transfer", summary="The youth moved: close here, the other PSAD opens a case"
+    )
     async def transfer(case_id: uuid.UUID, body: TransferIn, principal: Principal = caller) -> dict:
         return await command(principal, case_id, lambda case, now: case.transfer(body.to_psad_id, now))
 
-    @router.post("/cases/{case_id}/assign", summary="Take a case, give it to a colleague, or put it back in the queue")
+    @router.post(
+        "/cases/{case_id}/assign", summary="Take a case, give it to a colleague, or put it back in the queue"
+    )
     async def assign(case_id: uuid.UUID, body: AssignIn, principal: Principal = caller) -> dict:
         return await command(principal, case_id, lambda case, now: case.assign(body.owner, now))
 

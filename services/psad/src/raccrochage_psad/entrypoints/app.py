@@ -60,8 +60,9 @@ async def build(context: ServiceContext) -> None:
         (log.debug if closed == len(events) else log.info)("cases_found", received=len(events), closed=closed)
 
     @reperage.on_batch_in_one_statement("reperage.youth.found.v1")
-    async def found_in_one_statement(conn: asyncpg.Connection, consumer: str, events: list[Event],
-                                     leases: Leases | None) -> bool:
+    async def found_in_one_statement(
+        conn: asyncpg.Connection, consumer: str, events: list[Event], leases: Leases | None
+    ) -> bool:
         return await handover.found_in_one_statement(conn, outbox, policy, consumer, events, leases)
 
     transfers = context.consumer(FROM_PSAD)
@@ -86,7 +87,7 @@ async def build(context: ServiceContext) -> None:
             try:
                 async with context.sessions() as session, session.begin():
                     await apply_timers(repo(session), outbox, datetime.now(UTC))
-            except Exception as error:  # noqa: BLE001  (next pass retries)
+            except Exception as error:
                 log.error("timers_failed", **error_fields(error))
 
     context.background.append(timers)

@@ -22,7 +22,9 @@ class ContactCardError(Exception):
         self.http_status = http_status
 
 
-async def fetch_contact_card(broker: NatsBroker, youth_id: str, *, purpose: str, timeout: float = 5.0) -> dict[str, Any]:
+async def fetch_contact_card(
+    broker: NatsBroker, youth_id: str, *, purpose: str, timeout: float = 5.0
+) -> dict[str, Any]:
     request = json.dumps({"youth_id": youth_id, "purpose": purpose}).encode()
     try:
         reply = await connection(broker).request(SUBJECT, request, timeout=timeout)

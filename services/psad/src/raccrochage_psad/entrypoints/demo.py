@@ -29,8 +29,12 @@ async def demo_main_job() -> None:
                 break
             previous = opened
             await asyncio.sleep(1.0)
-    console.print(f"[cyan]psad[/] open cases by territory: " + ", ".join(
-        f"{dep}: {t['open']}" for dep, t in stats.get("territories", {}).items()))
-    console.print(f"[cyan]psad[/] a counsellor's work list (API docs at {http}/docs):\n"
-                  f"  TOKEN=$(.venv/bin/raccrochage token --role counsellor --territory 33)\n"
-                  f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{http}/cases?work_list=priority&limit=3'")
+    console.print(
+        "[cyan]psad[/] open cases by territory: "
+        + ", ".join(f"{dep}: {t['open']}" for dep, t in stats.get("territories", {}).items())
+    )
+    console.print(
+        f"[cyan]psad[/] a counsellor's work list (API docs at {http}/docs):\n"
+        f"  TOKEN=$(.venv/bin/raccrochage token --role counsellor --territory 33)\n"
+        f"  curl -s -H \"Authorization: Bearer $TOKEN\" '{http}/cases?work_list=priority&limit=3'"
+    )

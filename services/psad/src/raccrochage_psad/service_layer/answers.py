@@ -35,7 +35,9 @@ async def apply_answer(repo: CaseRepository, outbox: OutboxWriter, event: Event[
         return False
     solution = case.current_solution
     if solution is None or request_id(case.case_id, solution.number) != data.request_id:
-        log.warning("stale_answer", case_id=case.case_id, status=case.status.value, event_type=event.envelope.type)
+        log.warning(
+            "stale_answer", case_id=case.case_id, status=case.status.value, event_type=event.envelope.type
+        )
         return False
     now = max(datetime.now(UTC), case.updated_at)
     try:

@@ -30,8 +30,10 @@ class NotYourTerritory(PermissionError):
 
 def check_territory(principal: Principal, case: Case) -> None:
     if not principal.may_see(case.departement):
-        raise NotYourTerritory(f"case {case.case_id} belongs to territory {case.departement}, "
-                               f"not to {principal.territory or 'an ops token (counts only)'}")
+        raise NotYourTerritory(
+            f"case {case.case_id} belongs to territory {case.departement}, "
+            f"not to {principal.territory or 'an ops token (counts only)'}"
+        )
 
 
 @dataclass
@@ -57,9 +59,19 @@ class Cases:
         check_territory(principal, case)
         return case
 
-    async def search(self, *, departement: str, status: str | None = None, psad_id: str | None = None,
-                     work_list: WorkList | None = None, deadline: str | None = None, owner: str | None = None,
-                     today: date, limit: int = 100, offset: int = 0) -> tuple[int, list[Case]]:
+    async def search(
+        self,
+        *,
+        departement: str,
+        status: str | None = None,
+        psad_id: str | None = None,
+        work_list: WorkList | None = None,
+        deadline: str | None = None,
+        owner: str | None = None,
+        today: date,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[Case]]:
         """Cases of one territory matching every filter given, most urgent first: the open ones
         ranked by the work-list rules, then the closed ones, longest closed first.
 
@@ -80,29 +92,42 @@ class Cases:
             statement = statement.where(c.interview_deadline.is_not(None))
         wants_open = work_list is not WorkList.CLOSED and status != "closed"
         # a closed case owes no interview: no deadline filter keeps it
-        wants_closed = work_list in (None, WorkList.CLOSED) and status in (None, "closed") and deadline is None
+        wants_closed = (
+            work_list in (None, WorkList.CLOSED) and status in (None, "closed") and deadline is None
+        )
         ranked: list[Case] = []
         closed_count = 0
         async with self.sessions() as session:
             # One snapshot for the three queries: a case closed between them would otherwise be
             # counted or shown twice (open, then closed) or not at all on a page boundary.
-            await session.connection(execution_options={"isolation_level": "REPEATABLE READ",
-                                                         "postgresql_readonly": True})
+            await session.connection(
+                execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+            )
             if wants_open:
-                ranked = [case_of(row) for row in await session.execute(statement.where(c.status != "closed"))]
+                ranked = [
+                    case_of(row) for row in await session.execute(statement.where(c.status != "closed"))
+                ]
                 if work_list is not None:
                     ranked = [case for case in ranked if worklist(case, today, self.policy) is work_list]
                 if deadline == "due":
-                    ranked = [case for case in ranked
-                              if case.is_overdue(today, self.policy) or case.interview_due_soon(today, self.policy)]
+                    ranked = [
+                        case
+                        for case in ranked
+                        if case.is_overdue(today, self.policy) or case.interview_due_soon(today, self.policy)
+                    ]
                 ranked.sort(key=lambda case: _urgency(case, today, self.policy))
-            page = ranked[offset: offset + limit]
+            page = ranked[offset : offset + limit]
             if wants_closed:
                 closed = statement.where(c.status == "closed")
-                closed_count = (await session.execute(select(func.count()).select_from(closed.subquery()))).scalar_one()
+                closed_count = (
+                    await session.execute(select(func.count()).select_from(closed.subquery()))
+                ).scalar_one()
                 if len(page) < limit and closed_count:
-                    rows = await session.execute(closed.order_by(c.status_since, c.case_id)
-                                                 .offset(max(0, offset - len(ranked))).limit(limit - len(page)))
+                    rows = await session.execute(
+                        closed.order_by(c.status_since, c.case_id)
+                        .offset(max(0, offset - len(ranked)))
+                        .limit(limit - len(page))
+                    )
                     page.extend(case_of(row) for row in rows)
         return len(ranked) + closed_count, page
 
@@ -110,8 +135,11 @@ class Cases:
         """Counts by territory and status (and overdue interviews): nothing personal."""
         c = case_table.c
         statement = select(c.departement, c.status, func.count()).group_by(c.departement, c.status)
-        overdue = (select(c.departement, func.count()).where(c.status != "closed", c.interview_deadline < today)
-                   .group_by(c.departement))
+        overdue = (
+            select(c.departement, func.count())
+            .where(c.status != "closed", c.interview_deadline < today)
+            .group_by(c.departement)
+        )
         if departement:
             statement = statement.where(c.departement == departement)
             overdue = overdue.where(c.departement == departement)
@@ -120,7 +148,9 @@ class Cases:
             late = dict((await session.execute(overdue)).all())
         territories: dict[str, dict[str, Any]] = {}
         for dep, status, count in rows:
-            entry = territories.setdefault(dep, {"by_status": {}, "open": 0, "interview_overdue": late.get(dep, 0)})
+            entry = territories.setdefault(
+                dep, {"by_status": {}, "open": 0, "interview_overdue": late.get(dep, 0)}
+            )
             entry["by_status"][status] = count
             if status != "closed":
                 entry["open"] += count
@@ -128,12 +158,21 @@ class Cases:
         for entry in territories.values():
             for status, count in entry["by_status"].items():
                 by_status[status] = by_status.get(status, 0) + count
-        return {"as_of": today.isoformat(), "by_status": by_status, "territories": dict(sorted(territories.items()))}
+        return {
+            "as_of": today.isoformat(),
+            "by_status": by_status,
+            "territories": dict(sorted(territories.items())),
+        }
 
 
 def _urgency(case: Case, today: date, policy: Policy) -> tuple:
     """Priority first, then the oldest waiting next action; the case id settles ties, so that
     pages do not overlap."""
     action = next_action(case, today, policy)
-    return (not priority_reasons(case, today, policy), not case.is_open, action.due or date.max, action.since,
-            case.case_id)
+    return (
+        not priority_reasons(case, today, policy),
+        not case.is_open,
+        action.due or date.max,
+        action.since,
+        case.case_id,
+    )

@@ -41,7 +41,9 @@ def _case_id(cause: CloudEvent, youth_id: str, psad_id: str) -> str:
     return uuid5_str(cause.id, f"{youth_id}/{psad_id}")
 
 
-async def open_cases(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Event[YouthIdentified]]) -> int:
+async def open_cases(
+    repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Event[YouthIdentified]]
+) -> int:
     """Open a case per handed-over youth; returns how many were opened (new or reopened).
 
     One statement looks up the youths' cases and inserts the new ones (`open_new`), one inserts
@@ -54,9 +56,18 @@ async def open_cases(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence
         if data.youth_id in new_cases:
             log.info("youth_already_has_open_case", youth_id=data.youth_id)
             continue
-        case = Case.open(_case_id(event.envelope, data.youth_id, data.psad_id), data.youth_id, data.psad_id,
-                         data.departement, data.age, now, zap=data.zap, level=data.last_training,
-                         last_diploma=data.last_diploma, months_since_leaving=data.months_since_leaving)
+        case = Case.open(
+            _case_id(event.envelope, data.youth_id, data.psad_id),
+            data.youth_id,
+            data.psad_id,
+            data.departement,
+            data.age,
+            now,
+            zap=data.zap,
+            level=data.last_training,
+            last_diploma=data.last_diploma,
+            months_since_leaving=data.months_since_leaving,
+        )
         new_cases[data.youth_id] = (case, event)
     if not new_cases:
         return 0
@@ -81,7 +92,9 @@ async def open_cases(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence
     return count
 
 
-async def _reopen(repo: CaseRepository, outbox: OutboxWriter, event: Event[YouthIdentified], now: datetime) -> int:
+async def _reopen(
+    repo: CaseRepository, outbox: OutboxWriter, event: Event[YouthIdentified], now: datetime
+) -> int:
     """Handed over again after its case was closed: a new episode of the same case."""
     if await repo.open_case_of(event.data.youth_id, lock=False) is not None:
         return 0
@@ -125,15 +138,22 @@ async def found(repo: CaseRepository, outbox: OutboxWriter, batch: Sequence[Even
     return len(closed)
 
 
-def _mark_found(outbox: OutboxWriter, policy: Policy, case: Case, event: Event[YouthFound],
-                now: datetime) -> list[CloudEvent]:
+def _mark_found(
+    outbox: OutboxWriter, policy: Policy, case: Case, event: Event[YouthFound], now: datetime
+) -> list[CloudEvent]:
     """The open case closes as found in the partner's base; its events, caused by `event`."""
     case.mark_found(event.data.base, max(now, case.updated_at))
     return envelopes(outbox, case, event.envelope, policy)
 
 
-async def found_in_one_statement(conn: asyncpg.Connection, outbox: OutboxWriter, policy: Policy, consumer: str,
-                                 batch: Sequence[Event[YouthFound]], leases: Leases | None) -> bool:
+async def found_in_one_statement(
+    conn: asyncpg.Connection,
+    outbox: OutboxWriter,
+    policy: Policy,
+    consumer: str,
+    batch: Sequence[Event[YouthFound]],
+    leases: Leases | None,
+) -> bool:
     """`found` without a transaction (`EventConsumer.on_batch_in_one_statement`): the open cases
     read without a lock and closed in memory, then saved with their events and the batch's inbox
     rows in one statement that checks their versions. Two round trips instead of five. Anything
@@ -148,8 +168,16 @@ async def found_in_one_statement(conn: asyncpg.Connection, outbox: OutboxWriter,
     now, out = _now(), []
     for event in batch:
         out.extend(_mark_found(outbox, policy, read[event.data.youth_id][0], event, now))
-    return await save_in_one_statement(conn, outbox, consumer, [(e.envelope.id, e.envelope.type) for e in batch],
-                                       [read[youth_id] for youth_id in youth_ids], out, leases, policy)
+    return await save_in_one_statement(
+        conn,
+        outbox,
+        consumer,
+        [(e.envelope.id, e.envelope.type) for e in batch],
+        [read[youth_id] for youth_id in youth_ids],
+        out,
+        leases,
+        policy,
+    )
 
 
 async def _found_without_open_case(repo: CaseRepository, event: Event[YouthFound]) -> None:
@@ -165,7 +193,13 @@ async def transferred_in(repo: CaseRepository, outbox: OutboxWriter, event: Even
     if await repo.open_case_of(data.youth_id, lock=False) is not None:
         log.info("transfer_target_has_open_case", youth_id=data.youth_id)
         return
-    case = Case.open(_case_id(event.envelope, data.youth_id, data.to_psad_id), data.youth_id, data.to_psad_id,
-                     data.departement, data.age, _now())
+    case = Case.open(
+        _case_id(event.envelope, data.youth_id, data.to_psad_id),
+        data.youth_id,
+        data.to_psad_id,
+        data.departement,
+        data.age,
+        _now(),
+    )
     if await repo.insert_new([case]):
         await outbox.add_many(repo.session, envelopes(outbox, case, event.envelope, repo.policy))

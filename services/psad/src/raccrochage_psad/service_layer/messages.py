@@ -38,42 +38,88 @@ def payloads(case: Case, policy: Policy = DEFAULT_POLICY) -> Iterator[Payload]:
     for event in case.events:
         match event:
             case events.CaseOpened():
-                yield contract.CaseOpened(**ids, departement=case.departement, zap=case.zap, age=event.age,
-                                          episode=1, opened_at=event.at)
+                yield contract.CaseOpened(
+                    **ids,
+                    departement=case.departement,
+                    zap=case.zap,
+                    age=event.age,
+                    episode=1,
+                    opened_at=event.at,
+                )
             case events.CaseReopened():
-                yield contract.CaseOpened(**ids, departement=case.departement, zap=case.zap,
-                                          age=case.age_on(event.at.date()), episode=event.episode, opened_at=event.at)
+                yield contract.CaseOpened(
+                    **ids,
+                    departement=case.departement,
+                    zap=case.zap,
+                    age=case.age_on(event.at.date()),
+                    episode=event.episode,
+                    opened_at=event.at,
+                )
             case events.StatusChanged():
-                yield contract.CaseStatusChanged(**ids, from_status=event.from_status.value,
-                                                 to_status=event.to_status.value, action=event.action.value,
-                                                 at=event.at)
+                yield contract.CaseStatusChanged(
+                    **ids,
+                    from_status=event.from_status.value,
+                    to_status=event.to_status.value,
+                    action=event.action.value,
+                    at=event.at,
+                )
             case events.CaseClosed():
-                yield contract.CaseClosed(**ids, reason=event.reason.value, found_base=event.found_base,
-                                          closed_at=event.at)
+                yield contract.CaseClosed(
+                    **ids, reason=event.reason.value, found_base=event.found_base, closed_at=event.at
+                )
             case events.CaseTransferred():
-                yield contract.CaseTransferred(**ids, to_psad_id=event.to_psad_id,
-                                               departement=_departement_of(event.to_psad_id, case.departement),
-                                               age=case.age_on(event.at.date()), transferred_at=event.at)
+                yield contract.CaseTransferred(
+                    **ids,
+                    to_psad_id=event.to_psad_id,
+                    departement=_departement_of(event.to_psad_id, case.departement),
+                    age=case.age_on(event.at.date()),
+                    transferred_at=event.at,
+                )
             case events.ContactRecorded():
-                yield contract.ContactRecorded(**ids, attempt_number=event.attempt_number,
-                                               channel=event.channel.value, outcome=event.outcome.value, at=event.at)
+                yield contract.ContactRecorded(
+                    **ids,
+                    attempt_number=event.attempt_number,
+                    channel=event.channel.value,
+                    outcome=event.outcome.value,
+                    at=event.at,
+                )
             case events.InterviewScheduled():
-                yield contract.InterviewScheduled(**ids, interview_number=event.interview_number,
-                                                  scheduled_for=event.scheduled_for, with_role=event.with_role.value,
-                                                  deadline=case.interview_deadline(policy), at=event.at)
+                yield contract.InterviewScheduled(
+                    **ids,
+                    interview_number=event.interview_number,
+                    scheduled_for=event.scheduled_for,
+                    with_role=event.with_role.value,
+                    deadline=case.interview_deadline(policy),
+                    at=event.at,
+                )
             case events.InterviewRecorded():
-                yield contract.InterviewRecorded(**ids, interview_number=event.interview_number,
-                                                 outcome=event.outcome.value, at=event.at)
+                yield contract.InterviewRecorded(
+                    **ids, interview_number=event.interview_number, outcome=event.outcome.value, at=event.at
+                )
             case events.SolutionRequested():
                 yield contract.SolutionRequested(
-                    **ids, request_id=request_id(case.case_id, event.solution_number),
-                    solution_number=event.solution_number, kind=event.kind.value, provider=event.provider.value,
-                    age=event.age, last_training=event.level, last_diploma=event.last_diploma,
-                    months_since_leaving=event.months_since_leaving, departement=event.departement,
-                    zap=event.zap, wishes=list(event.wishes), requested_at=event.at)
+                    **ids,
+                    request_id=request_id(case.case_id, event.solution_number),
+                    solution_number=event.solution_number,
+                    kind=event.kind.value,
+                    provider=event.provider.value,
+                    age=event.age,
+                    last_training=event.level,
+                    last_diploma=event.last_diploma,
+                    months_since_leaving=event.months_since_leaving,
+                    departement=event.departement,
+                    zap=event.zap,
+                    wishes=list(event.wishes),
+                    requested_at=event.at,
+                )
             case events.EscalationRaised():
-                yield contract.EscalationRaised(**ids, departement=event.departement, age=event.age,
-                                                first_contact_on=event.first_contact_on, raised_on=event.raised_on)
+                yield contract.EscalationRaised(
+                    **ids,
+                    departement=event.departement,
+                    age=event.age,
+                    first_contact_on=event.first_contact_on,
+                    raised_on=event.raised_on,
+                )
             case _:
                 continue  # internal to PSAD
 
@@ -84,8 +130,9 @@ def _departement_of(psad_id: str, fallback: str) -> str:
     return parts[1].upper() if len(parts) > 1 and parts[1] else fallback
 
 
-def envelopes(outbox: OutboxWriter, case: Case, cause: CloudEvent | None = None,
-              policy: Policy = DEFAULT_POLICY) -> list[CloudEvent]:
+def envelopes(
+    outbox: OutboxWriter, case: Case, cause: CloudEvent | None = None, policy: Policy = DEFAULT_POLICY
+) -> list[CloudEvent]:
     """Envelopes for the case's new events, and the case's event list emptied. With a cause, the
     ids derive from it: handling the same event again produces the same events, not new ones."""
     out = []
@@ -109,8 +156,9 @@ _OPENED_TYPE = contract.CaseOpened.event_type
 _NOTHING_TO_ESCAPE = re.compile(r"[0-9A-Za-z-]*").fullmatch
 
 
-def opened_envelopes(outbox: OutboxWriter, opened: Sequence[tuple[Case, CloudEvent]],
-                     at: datetime) -> list[tuple[str, str, bytes]]:
+def opened_envelopes(
+    outbox: OutboxWriter, opened: Sequence[tuple[Case, CloudEvent]], at: datetime
+) -> list[tuple[str, str, bytes]]:
     """`envelopes` for a batch of cases just opened at `at`, each by its cause, as (event id,
     case id, envelope JSON): the same ids and fields `envelopes` gives, written from one JSON
     template instead of two models per case (a third of PSAD's CPU per opened case went there).
@@ -118,14 +166,22 @@ def opened_envelopes(outbox: OutboxWriter, opened: Sequence[tuple[Case, CloudEve
     constraints (its ids and département match patterns that need no JSON escaping), and the first envelope of the batch is read back by the contract models
     (strictly: no unknown field), so a template that went wrong fails the batch instead of
     publishing. Tested equal to `envelopes` (test_messages.py)."""
-    template = "".join((
-        '{"specversion":"1.0","id":"%s","source":', json.dumps(outbox.source), ',"type":"', _OPENED_TYPE,
-        '","time":', pydantic_core.to_json(at).decode(), ',"subject":"%s","dataschema":',
-        json.dumps(schema_uri(_OPENED_TYPE)),
-        ',"datacontenttype":"application/json","data":{"case_id":"%s","youth_id":"%s","psad_id":"%s",',
-        '"departement":"%s",%s"age":%d,"episode":1,"opened_at":', pydantic_core.to_json(at).decode(),
-        '},"correlationid":"%s","causationid":"%s"}',
-    ))
+    template = "".join(
+        (
+            '{"specversion":"1.0","id":"%s","source":',
+            json.dumps(outbox.source),
+            ',"type":"',
+            _OPENED_TYPE,
+            '","time":',
+            pydantic_core.to_json(at).decode(),
+            ',"subject":"%s","dataschema":',
+            json.dumps(schema_uri(_OPENED_TYPE)),
+            ',"datacontenttype":"application/json","data":{"case_id":"%s","youth_id":"%s","psad_id":"%s",',
+            '"departement":"%s",%s"age":%d,"episode":1,"opened_at":',
+            pydantic_core.to_json(at).decode(),
+            '},"correlationid":"%s","causationid":"%s"}',
+        )
+    )
     dumps = json.dumps
     out = []
     for case, cause in opened:
@@ -139,9 +195,18 @@ def opened_envelopes(outbox: OutboxWriter, opened: Sequence[tuple[Case, CloudEve
         # nothing to escape (json.dumps cost 1.2 µs each), checked at once; the ZAP is free text.
         if not _NOTHING_TO_ESCAPE(case.youth_id + case.psad_id + case.departement):
             raise ValueError(f"case {case.case_id}: an id or département outside the contract's patterns")
-        body = template % (event_id, case.case_id, case.case_id, case.youth_id, case.psad_id,
-                           case.departement, zap, opening.age,
-                           cause_id if cause.correlationid == cause.id else str(cause.correlationid), cause_id)
+        body = template % (
+            event_id,
+            case.case_id,
+            case.case_id,
+            case.youth_id,
+            case.psad_id,
+            case.departement,
+            zap,
+            opening.age,
+            cause_id if cause.correlationid == cause.id else str(cause.correlationid),
+            cause_id,
+        )
         out.append((event_id, case.case_id, body.encode()))
         case.events.clear()
     if out:

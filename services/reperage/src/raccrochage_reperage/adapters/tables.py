@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from raccrochage_platform.tables import platform_metadata
 from sqlalchemy import (
-    BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Identity, Index, Integer, MetaData,
-    PrimaryKeyConstraint, Table, Text, Uuid, func,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    Uuid,
+    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-
-from raccrochage_platform.tables import platform_metadata
 
 metadata = MetaData()
 
 campaign = Table(
-    "campaign", metadata,
+    "campaign",
+    metadata,
     Column("campaign_id", Text, primary_key=True),
     Column("as_of", Date, nullable=False),
     Column("file_sha256", Text, nullable=False),
@@ -25,7 +38,8 @@ campaign = Table(
 
 # Why a line was rejected: line, field and reason, never the value.
 rejection = Table(
-    "rejection", metadata,
+    "rejection",
+    metadata,
     Column("campaign_id", Text, ForeignKey("campaign.campaign_id", ondelete="CASCADE"), nullable=False),
     Column("line", Integer, nullable=False),
     Column("field", Text, nullable=False),
@@ -35,10 +49,13 @@ rejection = Table(
 
 # The identity vault: the only place where clear identities live.
 youth = Table(
-    "youth", metadata,
+    "youth",
+    metadata,
     Column("youth_id", Text, primary_key=True),
     Column("ine", Text, nullable=False, unique=True),
-    Column("identity_key", Text, nullable=False),  # normalised nom|prenom|birth date, for partners without INE
+    Column(
+        "identity_key", Text, nullable=False
+    ),  # normalised nom|prenom|birth date, for partners without INE
     Column("nom", Text, nullable=False),
     Column("prenom", Text, nullable=False),
     Column("date_naissance", Date, nullable=False),
@@ -59,7 +76,8 @@ youth = Table(
 # Outcome of each youth in each campaign. No foreign key to campaign (migration 0002): checking
 # it for each of a million rows cost a third of the ingest's writes.
 campaign_youth = Table(
-    "campaign_youth", metadata,
+    "campaign_youth",
+    metadata,
     Column("campaign_id", Text, nullable=False),
     Column("youth_id", Text, nullable=False),
     Column("line", Integer, nullable=False),
@@ -71,7 +89,8 @@ campaign_youth = Table(
 
 # A youth handed to a PSAD: open until found in a partner base or closed by the PSAD.
 handover = Table(
-    "handover", metadata,
+    "handover",
+    metadata,
     Column("youth_id", Text, primary_key=True),
     Column("psad_id", Text, nullable=False),
     Column("campaign_id", Text, nullable=False),
@@ -79,12 +98,13 @@ handover = Table(
     Column("open", Boolean, nullable=False, server_default="true"),
     Column("found_at", DateTime(timezone=True)),
     Column("found_base", Text),
-    Column("closed_at", DateTime(timezone=True)),   # closed by the PSAD (psad.case.closed.v1)
+    Column("closed_at", DateTime(timezone=True)),  # closed by the PSAD (psad.case.closed.v1)
     Column("close_reason", Text),
 )
 
 partner_enrolment = Table(
-    "partner_enrolment", metadata,
+    "partner_enrolment",
+    metadata,
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("base", Text, nullable=False),  # cfa | agri | ml | mlds | en
     Column("partner_id", Text),  # the live partner, None for files
@@ -101,7 +121,8 @@ partner_enrolment = Table(
 
 # Who asked for a contact card, when, for which youth and why.
 contact_card_audit = Table(
-    "contact_card_audit", metadata,
+    "contact_card_audit",
+    metadata,
     Column("id", BigInteger, Identity(always=True), primary_key=True),
     Column("caller", Text, nullable=False),
     Column("youth_id", Text, nullable=False),

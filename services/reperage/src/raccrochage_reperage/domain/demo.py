@@ -25,71 +25,274 @@ from .siei import (
 from .territory import zap_communes
 
 NOMS = (
-    "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy", "Moreau",
-    "Simon", "Laurent", "Lefèvre", "Michel", "Garcia", "David", "Bertrand", "Roux", "Vincent", "Fournier",
-    "Morel", "Girard", "André", "Mercier", "Dupont", "Lambert", "Bonnet", "François", "Martinez", "Legrand",
-    "Garnier", "Faure", "Rousseau", "Blanc", "Guérin", "Muller", "Henry", "Perrin", "Morin", "Mathieu",
-    "Clément", "Gauthier", "Dumont", "Lopez", "Fontaine", "Chevalier", "Nguyen", "Boyer", "Lemaire", "Joly",
-    "D'Arcy", "D'Abbadie", "N'Diaye", "Le Goff", "Le Gall", "Saint-Martin", "Dupré", "Béranger", "Bégué",
-    "Ducasse", "Hourcade", "Laborde", "Etcheverry", "Etchegaray", "Lacoste", "Lasserre", "Labat", "Lafargue",
-    "Larrieu", "Cazenave", "Lagarde", "Lalanne", "Barthe", "Castaing", "Iribarne", "Elissalde", "Harriet",
-    "Mendiboure", "Pédeboscq", "Lahitte", "Ospital", "Darrigrand",
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Lefèvre",
+    "Michel",
+    "Garcia",
+    "David",
+    "Bertrand",
+    "Roux",
+    "Vincent",
+    "Fournier",
+    "Morel",
+    "Girard",
+    "André",
+    "Mercier",
+    "Dupont",
+    "Lambert",
+    "Bonnet",
+    "François",
+    "Martinez",
+    "Legrand",
+    "Garnier",
+    "Faure",
+    "Rousseau",
+    "Blanc",
+    "Guérin",
+    "Muller",
+    "Henry",
+    "Perrin",
+    "Morin",
+    "Mathieu",
+    "Clément",
+    "Gauthier",
+    "Dumont",
+    "Lopez",
+    "Fontaine",
+    "Chevalier",
+    "Nguyen",
+    "Boyer",
+    "Lemaire",
+    "Joly",
+    "D'Arcy",
+    "D'Abbadie",
+    "N'Diaye",
+    "Le Goff",
+    "Le Gall",
+    "Saint-Martin",
+    "Dupré",
+    "Béranger",
+    "Bégué",
+    "Ducasse",
+    "Hourcade",
+    "Laborde",
+    "Etcheverry",
+    "Etchegaray",
+    "Lacoste",
+    "Lasserre",
+    "Labat",
+    "Lafargue",
+    "Larrieu",
+    "Cazenave",
+    "Lagarde",
+    "Lalanne",
+    "Barthe",
+    "Castaing",
+    "Iribarne",
+    "Elissalde",
+    "Harriet",
+    "Mendiboure",
+    "Pédeboscq",
+    "Lahitte",
+    "Ospital",
+    "Darrigrand",
 )
 PRENOMS = (
-    ("Emma", "F"), ("Léa", "F"), ("Chloé", "F"), ("Manon", "F"), ("Inès", "F"), ("Camille", "F"),
-    ("Sarah", "F"), ("Jade", "F"), ("Louise", "F"), ("Zoé", "F"), ("Lina", "F"), ("Éloïse", "F"),
-    ("Anaïs", "F"), ("Maëlys", "F"), ("Océane", "F"), ("Clémence", "F"), ("Noémie", "F"), ("Héloïse", "F"),
-    ("Maëlle", "F"), ("Marie-Ève", "F"), ("Anne-Sophie", "F"), ("Marie-Lou", "F"), ("Lucie", "F"),
-    ("Julie", "F"), ("Yasmine", "F"), ("Aïcha", "F"), ("Fatoumata", "F"), ("Maïwenn", "F"), ("Solène", "F"),
-    ("Gwenaëlle", "F"), ("Amélie", "F"), ("Céline", "F"), ("Maïa", "F"), ("Nahia", "F"), ("Ainhoa", "F"),
-    ("Lou-Anne", "F"), ("Eléa", "F"), ("Romane", "F"), ("Agathe", "F"), ("Cléa", "F"),
-    ("Lucas", "M"), ("Hugo", "M"), ("Louis", "M"), ("Nathan", "M"), ("Gabriel", "M"), ("Jules", "M"),
-    ("Enzo", "M"), ("Théo", "M"), ("Mathéo", "M"), ("Raphaël", "M"), ("Arthur", "M"), ("Noé", "M"),
-    ("Léo", "M"), ("Tom", "M"), ("Ethan", "M"), ("Timéo", "M"), ("Maël", "M"), ("Axel", "M"),
-    ("Baptiste", "M"), ("Maxime", "M"), ("Kévin", "M"), ("Jérémy", "M"), ("Jean-Pierre", "M"),
-    ("Jean-Baptiste", "M"), ("Pierre-Louis", "M"), ("Loïc", "M"), ("Dylan", "M"), ("Yanis", "M"),
-    ("Rayan", "M"), ("Mohamed", "M"), ("Ibrahim", "M"), ("Florian", "M"), ("Thibault", "M"),
-    ("Benoît", "M"), ("Joël", "M"), ("Aurélien", "M"), ("Jérôme", "M"), ("Iñaki", "M"), ("Peio", "M"),
-    ("Xabi", "M"), ("Ander", "M"),
+    ("Emma", "F"),
+    ("Léa", "F"),
+    ("Chloé", "F"),
+    ("Manon", "F"),
+    ("Inès", "F"),
+    ("Camille", "F"),
+    ("Sarah", "F"),
+    ("Jade", "F"),
+    ("Louise", "F"),
+    ("Zoé", "F"),
+    ("Lina", "F"),
+    ("Éloïse", "F"),
+    ("Anaïs", "F"),
+    ("Maëlys", "F"),
+    ("Océane", "F"),
+    ("Clémence", "F"),
+    ("Noémie", "F"),
+    ("Héloïse", "F"),
+    ("Maëlle", "F"),
+    ("Marie-Ève", "F"),
+    ("Anne-Sophie", "F"),
+    ("Marie-Lou", "F"),
+    ("Lucie", "F"),
+    ("Julie", "F"),
+    ("Yasmine", "F"),
+    ("Aïcha", "F"),
+    ("Fatoumata", "F"),
+    ("Maïwenn", "F"),
+    ("Solène", "F"),
+    ("Gwenaëlle", "F"),
+    ("Amélie", "F"),
+    ("Céline", "F"),
+    ("Maïa", "F"),
+    ("Nahia", "F"),
+    ("Ainhoa", "F"),
+    ("Lou-Anne", "F"),
+    ("Eléa", "F"),
+    ("Romane", "F"),
+    ("Agathe", "F"),
+    ("Cléa", "F"),
+    ("Lucas", "M"),
+    ("Hugo", "M"),
+    ("Louis", "M"),
+    ("Nathan", "M"),
+    ("Gabriel", "M"),
+    ("Jules", "M"),
+    ("Enzo", "M"),
+    ("Théo", "M"),
+    ("Mathéo", "M"),
+    ("Raphaël", "M"),
+    ("Arthur", "M"),
+    ("Noé", "M"),
+    ("Léo", "M"),
+    ("Tom", "M"),
+    ("Ethan", "M"),
+    ("Timéo", "M"),
+    ("Maël", "M"),
+    ("Axel", "M"),
+    ("Baptiste", "M"),
+    ("Maxime", "M"),
+    ("Kévin", "M"),
+    ("Jérémy", "M"),
+    ("Jean-Pierre", "M"),
+    ("Jean-Baptiste", "M"),
+    ("Pierre-Louis", "M"),
+    ("Loïc", "M"),
+    ("Dylan", "M"),
+    ("Yanis", "M"),
+    ("Rayan", "M"),
+    ("Mohamed", "M"),
+    ("Ibrahim", "M"),
+    ("Florian", "M"),
+    ("Thibault", "M"),
+    ("Benoît", "M"),
+    ("Joël", "M"),
+    ("Aurélien", "M"),
+    ("Jérôme", "M"),
+    ("Iñaki", "M"),
+    ("Peio", "M"),
+    ("Xabi", "M"),
+    ("Ander", "M"),
 )
 STREETS = (
-    "rue Victor Hugo", "avenue Jean Jaurès", "allée des Pins", "place de la République", "chemin de l'Église",
-    "rue du 8 Mai 1945", "impasse des Chênes", "cours de la Marne", "rue Pasteur", "avenue de la Libération",
-    "rue des Écoles", "route de Bayonne", "lotissement Les Bruyères", "rue Émile Zola", "quai des Chartrons",
+    "rue Victor Hugo",
+    "avenue Jean Jaurès",
+    "allée des Pins",
+    "place de la République",
+    "chemin de l'Église",
+    "rue du 8 Mai 1945",
+    "impasse des Chênes",
+    "cours de la Marne",
+    "rue Pasteur",
+    "avenue de la Libération",
+    "rue des Écoles",
+    "route de Bayonne",
+    "lotissement Les Bruyères",
+    "rue Émile Zola",
+    "quai des Chartrons",
 )
 FORMATIONS = (
-    "3e", "2nde GT", "1re générale", "1re STMG", "Terminale générale", "Terminale STI2D", "2nde pro Commerce",
-    "1re pro MELEC", "Terminale pro ASSP", "CAP Cuisine", "CAP Maçon", "CAP Coiffure", "CAP Petite enfance",
-    "BTS NDRC", "Licence 1 Droit", "MLDS PAPS",
+    "3e",
+    "2nde GT",
+    "1re générale",
+    "1re STMG",
+    "Terminale générale",
+    "Terminale STI2D",
+    "2nde pro Commerce",
+    "1re pro MELEC",
+    "Terminale pro ASSP",
+    "CAP Cuisine",
+    "CAP Maçon",
+    "CAP Coiffure",
+    "CAP Petite enfance",
+    "BTS NDRC",
+    "Licence 1 Droit",
+    "MLDS PAPS",
 )
 # Communes of the académie the ZAP table does not hold (département PSAD), and a few outside it.
 UNZONED_COMMUNES = (
-    ("33830", "Belin-Béliet"), ("33990", "Hourtin"), ("24380", "Vergt"), ("40630", "Sabres"),
-    ("47140", "Penne-d'Agenais"), ("64350", "Lembeye"),
+    ("33830", "Belin-Béliet"),
+    ("33990", "Hourtin"),
+    ("24380", "Vergt"),
+    ("40630", "Sabres"),
+    ("47140", "Penne-d'Agenais"),
+    ("64350", "Lembeye"),
 )
 OUTSIDE_COMMUNES = (("31000", "Toulouse"), ("16000", "Angoulême"), ("17000", "La Rochelle"))
 
 _QUALIFYING_MIX = (
-    ("CAP", 25), ("BAC_PRO", 25), ("BAC_GENERAL", 15), ("BAC_TECHNO", 10), ("BEP", 4), ("BP", 4),
-    ("BTS", 8), ("DUT", 2), ("BUT", 2), ("LICENCE", 3), ("MASTER", 1), ("DOCTORAT", 1),
+    ("CAP", 25),
+    ("BAC_PRO", 25),
+    ("BAC_GENERAL", 15),
+    ("BAC_TECHNO", 10),
+    ("BEP", 4),
+    ("BP", 4),
+    ("BTS", 8),
+    ("DUT", 2),
+    ("BUT", 2),
+    ("LICENCE", 3),
+    ("MASTER", 1),
+    ("DOCTORAT", 1),
 )
 _UNQUALIFIED_MIX = (("", 40), ("AUCUN", 25), ("DNB", 35))
 # Age in years at the reference date: most leavers are 16-19, a few are under or over the band.
 _AGE_MIX = (
-    (14, 1), (15, 4), (16, 18), (17, 18), (18, 16), (19, 12), (20, 9), (21, 6), (22, 5), (23, 3),
-    (24, 2), (25, 2), (26, 3), (27, 1),
+    (14, 1),
+    (15, 4),
+    (16, 18),
+    (17, 18),
+    (18, 16),
+    (19, 12),
+    (20, 9),
+    (21, 6),
+    (22, 5),
+    (23, 3),
+    (24, 2),
+    (25, 2),
+    (26, 3),
+    (27, 1),
 )
-_SOURCE_MIX = ((PartnerSource.CFA, 35), (PartnerSource.ML, 30), (PartnerSource.EN, 20),
-               (PartnerSource.AGRI, 8), (PartnerSource.MLDS, 7))
+_SOURCE_MIX = (
+    (PartnerSource.CFA, 35),
+    (PartnerSource.ML, 30),
+    (PartnerSource.EN, 20),
+    (PartnerSource.AGRI, 8),
+    (PartnerSource.MLDS, 7),
+)
 
 FAULTY_SHARE = 0.03
 DUPLICATE_SHARE = 0.01
 FOUND_SHARE_OF_ELIGIBLE = 0.3  # of youths in the band without a qualifying diploma: ~15% of rows
 _FAULTS = (
-    ("ine", MISSING), ("nom", MISSING), ("prenom", MISSING), ("date_naissance", MISSING),
-    ("date_sortie", MISSING), ("code_postal", MISSING), ("ine", INVALID_INE),
-    ("date_naissance", INVALID_DATE), ("code_postal", INVALID_POSTCODE), ("diplome", UNKNOWN_DIPLOMA),
-    ("date_sortie", SORTIE_AFTER_AS_OF), ("*", WRONG_FIELD_COUNT),
+    ("ine", MISSING),
+    ("nom", MISSING),
+    ("prenom", MISSING),
+    ("date_naissance", MISSING),
+    ("date_sortie", MISSING),
+    ("code_postal", MISSING),
+    ("ine", INVALID_INE),
+    ("date_naissance", INVALID_DATE),
+    ("code_postal", INVALID_POSTCODE),
+    ("diplome", UNKNOWN_DIPLOMA),
+    ("date_sortie", SORTIE_AFTER_AS_OF),
+    ("*", WRONG_FIELD_COUNT),
 )
 _COLUMN = {name: index for index, name in enumerate(SIEI_COLUMNS)}
 _CAMPAIGN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
@@ -113,9 +316,11 @@ class DemoFiles:
 
     def __str__(self) -> str:
         p = self.planned
-        return (f"{self.siei} ({p.rows} rows: {p.rejected} faulty, {p.duplicates} duplicates, "
-                f"{p.excluded} excluded, {p.identified} identified) and {len(self.partners)} partner files "
-                f"in {self.siei.parent}")
+        return (
+            f"{self.siei} ({p.rows} rows: {p.rejected} faulty, {p.duplicates} duplicates, "
+            f"{p.excluded} excluded, {p.identified} identified) and {len(self.partners)} partner files "
+            f"in {self.siei.parent}"
+        )
 
 
 def _strip_accents(text: str) -> str:
@@ -214,10 +419,17 @@ class _Generator:
     def _edge_births(self) -> list[int]:
         """Birthdays on and around the band's ends, and 29 February births."""
         low, high = self.policy.min_age, self.policy.max_age + 1
-        edges = [_anniversary(self.as_of, low), _anniversary(self.as_of, low) + timedelta(days=1),
-                 _anniversary(self.as_of, high), _anniversary(self.as_of, high) + timedelta(days=1)]
-        edges += [date(y, 2, 29) for y in range(self.as_of.year - high, self.as_of.year - low + 1)
-                  if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)]
+        edges = [
+            _anniversary(self.as_of, low),
+            _anniversary(self.as_of, low) + timedelta(days=1),
+            _anniversary(self.as_of, high),
+            _anniversary(self.as_of, high) + timedelta(days=1),
+        ]
+        edges += [
+            date(y, 2, 29)
+            for y in range(self.as_of.year - high, self.as_of.year - low + 1)
+            if y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+        ]
         return [d.toordinal() for d in edges]
 
     # -- small helpers: each called per row, so kept cheap ----------------------------------------
@@ -271,8 +483,15 @@ class _Generator:
         finally:
             for handle in handles:
                 handle.close()
-        return DemoFiles(siei_path, partner_paths, self.campaign, self.as_of, self.plan,
-                         self.partner_rows, self.partner_rejected)
+        return DemoFiles(
+            siei_path,
+            partner_paths,
+            self.campaign,
+            self.as_of,
+            self.plan,
+            self.partner_rows,
+            self.partner_rejected,
+        )
 
     def write_rows(self, siei: csv.writer) -> None:
         rng, plan = self.rng, self.plan
@@ -350,13 +569,22 @@ class _Generator:
         dates = self.fr if rng.random() < 0.85 else self.iso
         uais = self.uai.get(dep) or self.uai["33"]
         row = [
-            ine, nom, prenom, dates(birth), sexe, code_postal, commune,
+            ine,
+            nom,
+            prenom,
+            dates(birth),
+            sexe,
+            code_postal,
+            commune,
             f"{1 + int(rng.random() * 120)} {STREETS[int(rng.random() * len(STREETS))]}",
             f"06 00 {int(rng.random() * 100):02d} {int(rng.random() * 100):02d} {int(rng.random() * 100):02d}",
-            f"{self.prenom_slugs[n_prenom]}.{nom_slug}{number % 1000}@example.org" if rng.random() < 0.7 else "",
+            f"{self.prenom_slugs[n_prenom]}.{nom_slug}{number % 1000}@example.org"
+            if rng.random() < 0.7
+            else "",
             uais[int(rng.random() * len(uais))],
             FORMATIONS[int(rng.random() * len(FORMATIONS))],
-            dates(left), code,
+            dates(left),
+            code,
         ]
 
         if fate is ExclusionReason.FOUND_IN_PARTNER_BASE:
@@ -374,9 +602,20 @@ class _Generator:
         rng = self.rng
         prenom, sexe = PRENOMS[int(rng.random() * len(PRENOMS))]
         row = [
-            self.ine(number), NOMS[int(rng.random() * len(NOMS))], prenom,
-            self.fr(self.today - int((17 + rng.random()) * 365.2425)), sexe, "33000", "Bordeaux", "",
-            "", "", "", "", self.fr(self.today - 30), "",
+            self.ine(number),
+            NOMS[int(rng.random() * len(NOMS))],
+            prenom,
+            self.fr(self.today - int((17 + rng.random()) * 365.2425)),
+            sexe,
+            "33000",
+            "Bordeaux",
+            "",
+            "",
+            "",
+            "",
+            "",
+            self.fr(self.today - 30),
+            "",
         ]
         if reason == MISSING:
             row[_COLUMN[field_name]] = ""
@@ -403,7 +642,9 @@ class _Generator:
         row[0] = f"{ine[:4]} {ine[4:8]} {ine[8:].lower()}"
         return row
 
-    def enrol(self, ine: str, nom: str, n_prenom: int, birth: int, *, active: bool, by_identity: bool) -> None:
+    def enrol(
+        self, ine: str, nom: str, n_prenom: int, birth: int, *, active: bool, by_identity: bool
+    ) -> None:
         """A partner enrolment of this youth, active on the reference date or not."""
         rng = self.rng
         source = self.sources[int(rng.random() * len(self.sources))]
@@ -411,7 +652,9 @@ class _Generator:
         if active:
             start = today - int(rng.random() * 400)
             end_draw = rng.random()
-            end = None if end_draw < 0.6 else today if end_draw < 0.65 else today + 1 + int(rng.random() * 300)
+            end = (
+                None if end_draw < 0.6 else today if end_draw < 0.65 else today + 1 + int(rng.random() * 300)
+            )
         elif rng.random() < 0.5:  # ended before the reference date
             end = today - 1 - int(rng.random() * 200)
             start = end - int(rng.random() * 300)
@@ -425,10 +668,16 @@ class _Generator:
         else:
             spelled_nom, spelled_prenom = nom.upper(), PRENOMS[n_prenom][0]
             ine_field = ine if rng.random() < 0.8 else f"{ine[:5]} {ine[5:]}"
-        self.partners[source].writerow((
-            ine_field, spelled_nom, spelled_prenom, self.iso(birth), self.iso(start),
-            "" if end is None else self.iso(end),
-        ))
+        self.partners[source].writerow(
+            (
+                ine_field,
+                spelled_nom,
+                spelled_prenom,
+                self.iso(birth),
+                self.iso(start),
+                "" if end is None else self.iso(end),
+            )
+        )
         self.partner_rows[source] += 1
 
     def outsider(self) -> None:
@@ -443,11 +692,20 @@ class _Generator:
             ine, nom = self.ine(self.youths + self.outsiders), NOMS[int(rng.random() * len(NOMS))]
         else:
             first = int(rng.random() * len(NOMS))
-            ine, nom = "", f"{NOMS[first]}-{NOMS[(first + 1 + int(rng.random() * (len(NOMS) - 1))) % len(NOMS)]}"
-        row = [ine, nom, PRENOMS[n_prenom][0], self.iso(birth), self.iso(self.today - int(rng.random() * 300)), ""]
+            ine, nom = (
+                "",
+                f"{NOMS[first]}-{NOMS[(first + 1 + int(rng.random() * (len(NOMS) - 1))) % len(NOMS)]}",
+            )
+        row = [
+            ine,
+            nom,
+            PRENOMS[n_prenom][0],
+            self.iso(birth),
+            self.iso(self.today - int(rng.random() * 300)),
+            "",
+        ]
         if rng.random() < 0.1:
             row[4] = f"{self.as_of.year}-13-01"
             self.partner_rejected[source] += 1
         self.partners[source].writerow(row)
         self.partner_rows[source] += 1
-

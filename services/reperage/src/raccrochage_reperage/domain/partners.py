@@ -82,8 +82,9 @@ def _partner_record_builder() -> Callable[[int, tuple[str, ...]], PartnerEnrolme
         ine, nom, prenom, naissance, debut, fin = (value.strip() for value in values)
         if not (nom and prenom and naissance and debut):
             missing = (nom, prenom, naissance, debut)
-            return Rejection(line, next(n for v, n in zip(missing, PARTNER_REQUIRED_FIELDS, strict=True) if not v),
-                             MISSING)
+            return Rejection(
+                line, next(n for v, n in zip(missing, PARTNER_REQUIRED_FIELDS, strict=True) if not v), MISSING
+            )
         if ine:
             ine = normalise_ine(ine)
             if not is_valid_ine(ine):
@@ -122,7 +123,9 @@ class PartnerIndex:
         self._identities: set[int] = set()
 
     @classmethod
-    def build(cls, enrolments: Iterable[tuple[str | None, str, date, date | None]], as_of: date) -> PartnerIndex:
+    def build(
+        cls, enrolments: Iterable[tuple[str | None, str, date, date | None]], as_of: date
+    ) -> PartnerIndex:
         """From (ine or None, identity_key, date_debut, date_fin or None), keeping those active on as_of."""
         index = cls(as_of)
         for ine, identity, date_debut, date_fin in enrolments:
@@ -133,7 +136,10 @@ class PartnerIndex:
     def from_enrolments(cls, enrolments: Iterable[PartnerEnrolment], as_of: date) -> PartnerIndex:
         """From parsed partner files (leave their rejections out)."""
         return cls.build(
-            ((e.ine, identity_key(e.nom, e.prenom, e.date_naissance), e.date_debut, e.date_fin) for e in enrolments),
+            (
+                (e.ine, identity_key(e.nom, e.prenom, e.date_naissance), e.date_debut, e.date_fin)
+                for e in enrolments
+            ),
             as_of,
         )
 
@@ -156,7 +162,9 @@ class PartnerIndex:
         """`matches`, building the identity key only when it can make a difference."""
         if hash(ine) in self._ines:  # digest(), inlined: once per youth of a campaign
             return True
-        return bool(self._identities) and digest(identity_key(nom, prenom, date_naissance)) in self._identities
+        return (
+            bool(self._identities) and digest(identity_key(nom, prenom, date_naissance)) in self._identities
+        )
 
     def __len__(self) -> int:
         return len(self._ines) + len(self._identities)

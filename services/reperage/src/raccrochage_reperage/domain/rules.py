@@ -150,7 +150,9 @@ class SeenFilter:
         return bool(seen)
 
 
-def exclusion_reason(youth: SieiRow, as_of: date, policy: Policy, partners: PartnerIndex) -> ExclusionReason | None:
+def exclusion_reason(
+    youth: SieiRow, as_of: date, policy: Policy, partners: PartnerIndex
+) -> ExclusionReason | None:
     """The first reason that keeps this youth from a PSAD, or None when the youth is found nowhere."""
     age = age_on(youth.date_naissance, as_of)
     if age < policy.min_age or age > policy.max_age:
@@ -202,7 +204,9 @@ class CampaignTally:
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
             "duplicates": self.duplicates,
             "excluded": self.excluded,
-            "excluded_by_reason": {reason.value: self.excluded_by_reason[reason.value] for reason in ExclusionReason},
+            "excluded_by_reason": {
+                reason.value: self.excluded_by_reason[reason.value] for reason in ExclusionReason
+            },
             "identified": self.identified,
         }
 

@@ -30,8 +30,20 @@ LINE_TOO_LONG = "line too long"
 WHOLE_ROW = "*"
 
 SIEI_COLUMNS = (
-    "ine", "nom", "prenom", "date_naissance", "sexe", "code_postal", "commune", "adresse",
-    "telephone", "courriel", "uai_origine", "formation_origine", "date_sortie", "diplome",
+    "ine",
+    "nom",
+    "prenom",
+    "date_naissance",
+    "sexe",
+    "code_postal",
+    "commune",
+    "adresse",
+    "telephone",
+    "courriel",
+    "uai_origine",
+    "formation_origine",
+    "date_sortie",
+    "diplome",
 )
 SIEI_REQUIRED_FIELDS = ("ine", "nom", "prenom", "date_naissance", "date_sortie", "code_postal")
 # `diplome` may be empty in a row, but a file without the column would make every youth look
@@ -163,7 +175,7 @@ def date_reader() -> Callable[[str], date | None]:
 def _detect_encoding(sample: bytes) -> tuple[str, str, bytes]:
     """(codec, name to report, sample without BOM)."""
     if sample.startswith(_UTF8_BOM):
-        return "utf-8", "utf-8-sig", sample[len(_UTF8_BOM):]
+        return "utf-8", "utf-8-sig", sample[len(_UTF8_BOM) :]
     if sample.startswith(_UTF16_BOMS):
         raise FileFormatError("the file is UTF-16: save it as CSV in UTF-8 or Windows-1252")
     try:
@@ -303,7 +315,9 @@ def open_table(
             position[key] = index
     missing = [name for name in required if name not in position]
     if missing:
-        raise FileFormatError(f"line {header_line}: required columns missing from the header: {', '.join(missing)}")
+        raise FileFormatError(
+            f"line {header_line}: required columns missing from the header: {', '.join(missing)}"
+        )
     extra = [name for name, key in zip(columns, keys, strict=True) if key not in known]
 
     width = len(columns)
@@ -368,7 +382,7 @@ def _slot_setter_constructor(cls: type) -> Callable[..., object]:
     scope = {"new": object.__new__, "cls": cls}
     scope.update({f"set_{name}": getattr(cls, name).__set__ for name in names})
     body = "".join(f"    set_{name}(row, {name})\n" for name in names)
-    exec(f"def construct({', '.join(names)}):\n    row = new(cls)\n{body}    return row\n", scope)  # noqa: S102
+    exec(f"def construct({', '.join(names)}):\n    row = new(cls)\n{body}    return row\n", scope)
     return scope["construct"]  # type: ignore[return-value]
 
 
@@ -384,8 +398,22 @@ def _siei_record_builder(as_of: date) -> Callable[[int, tuple[str, ...]], SieiRo
     new_row = _new_siei_row
 
     def build(line: int, values: tuple[str, ...]) -> SieiRow | Rejection:
-        (ine, nom, prenom, naissance, sexe, code_postal, commune, adresse, telephone, courriel,
-         uai, formation, sortie, diplome) = map(strip, values)
+        (
+            ine,
+            nom,
+            prenom,
+            naissance,
+            sexe,
+            code_postal,
+            commune,
+            adresse,
+            telephone,
+            courriel,
+            uai,
+            formation,
+            sortie,
+            diplome,
+        ) = map(strip, values)
 
         # Rule order: a missing field first, then each format in column order, then the date check.
         if not (ine and nom and prenom and naissance and sortie and code_postal):
@@ -420,9 +448,21 @@ def _siei_record_builder(as_of: date) -> Callable[[int, tuple[str, ...]], SieiRo
         if date_sortie > as_of:  # type: ignore[operator]
             return Rejection(line, "date_sortie", SORTIE_AFTER_AS_OF)
         return new_row(  # type: ignore[return-value]
-            line, ine, nom, prenom, date_naissance, sexe or None, postcode, commune or None,
-            adresse or None, telephone or None, courriel or None, uai or None, formation or None,
-            date_sortie, diploma,
+            line,
+            ine,
+            nom,
+            prenom,
+            date_naissance,
+            sexe or None,
+            postcode,
+            commune or None,
+            adresse or None,
+            telephone or None,
+            courriel or None,
+            uai or None,
+            formation or None,
+            date_sortie,
+            diploma,
         )
 
     return build

@@ -6,14 +6,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from faststream.nats.annotations import NatsMessage
-
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext, ServiceSpec
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..config import ReperageSettings
 from ..service_layer import handovers
@@ -32,7 +30,9 @@ async def build(context: ServiceContext) -> None:
     allowed_callers = {c.strip() for c in settings.contact_card_callers.split(",") if c.strip()}
 
     # Partners' enrolments: plain nats-py and asyncpg, the hot path (see enrolments.py).
-    enrolments = await EnrolmentResponder.connect(libpq_dsn(settings.database_url), context.outbox, context.relay)
+    enrolments = await EnrolmentResponder.connect(
+        libpq_dsn(settings.database_url), context.outbox, context.relay
+    )
     await enrolments.subscribe(connection(broker))
     context.background.append(enrolments.run_until_cancelled)
 
@@ -43,8 +43,9 @@ async def build(context: ServiceContext) -> None:
         caller = msg.raw_message.subject.rsplit(".", 1)[-1]
         youth_id, purpose = str(body.get("youth_id", "")), str(body.get("purpose", ""))
         async with context.sessions() as session, session.begin():
-            answer = await give_contact_card(session, caller=caller, youth_id=youth_id, purpose=purpose,
-                                             allowed=allowed_callers)
+            answer = await give_contact_card(
+                session, caller=caller, youth_id=youth_id, purpose=purpose, allowed=allowed_callers
+            )
         if answer.card is None:
             log.warning("contact_card_not_given", caller=caller, status=answer.status)
             return {"status": answer.status, "error": answer.reason}

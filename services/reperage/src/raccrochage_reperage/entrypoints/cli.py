@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from raccrochage_platform import loop as event_loop
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 ingest_app = typer.Typer(help="Ingest SIEI campaign files and partner bases.", no_args_is_help=True)
@@ -30,11 +30,10 @@ def _iso_date(value: str) -> date:
 
 
 @asynccontextmanager
-async def reperage_runtime():  # noqa: ANN201
+async def reperage_runtime():
     """Act as the repérage service from the command line: its settings, database and a relay
     that publishes what this command writes (the service's own relay may help)."""
     import nats
-
     from raccrochage_platform.db import make_engine
     from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
     from raccrochage_platform.rig.state import rig_dir, service_environment
@@ -46,7 +45,9 @@ async def reperage_runtime():  # noqa: ANN201
     for name, value in service_environment(rig_dir(), "reperage").items():
         os.environ.setdefault(name, value)
     if "NATS_URL" not in os.environ or "DATABASE_URL" not in os.environ:
-        raise typer.BadParameter("no rig found: run `raccrochage up --detach` first, or set NATS_URL and DATABASE_URL")
+        raise typer.BadParameter(
+            "no rig found: run `raccrochage up --detach` first, or set NATS_URL and DATABASE_URL"
+        )
     settings = load_settings(ReperageSettings)
     service = load_topology().services["reperage"]
     engine = make_engine(settings.database_url, application_name="reperage-cli")
@@ -61,7 +62,7 @@ async def reperage_runtime():  # noqa: ANN201
         await engine.dispose()
 
 
-async def wait_published(relay, timeout: float = 600) -> None:  # noqa: ANN001
+async def wait_published(relay, timeout: float = 600) -> None:
     """Until the outbox has no pending row. Asks whether one exists, not how many: counting a
     backlog of 100,000 rows every 50 ms slowed the relay it was waiting for."""
     from sqlalchemy import text
@@ -78,7 +79,7 @@ async def wait_published(relay, timeout: float = 600) -> None:  # noqa: ANN001
         await asyncio.sleep(0.05)
 
 
-async def run_siei(path: Path, campaign: str, as_of: date, progress=None) -> dict:  # noqa: ANN001
+async def run_siei(path: Path, campaign: str, as_of: date, progress=None) -> dict:
     from raccrochage_platform.db import libpq_dsn
 
     from ..adapters.campaign_store import CampaignStore
@@ -87,15 +88,23 @@ async def run_siei(path: Path, campaign: str, as_of: date, progress=None) -> dic
     async with reperage_runtime() as (settings, _engine, relay, outbox):
         store = await CampaignStore.connect(libpq_dsn(settings.database_url))
         try:
-            summary = await ingest_campaign(path, campaign_id=campaign, as_of=as_of, store=store, outbox=outbox,
-                                            key=settings.key, policy=settings.policy(), progress=progress)
+            summary = await ingest_campaign(
+                path,
+                campaign_id=campaign,
+                as_of=as_of,
+                store=store,
+                outbox=outbox,
+                key=settings.key,
+                policy=settings.policy(),
+                progress=progress,
+            )
         finally:
             await store.close()
         await wait_published(relay)
     return summary.as_dict()
 
 
-async def run_partner(path: Path, source, today: date) -> dict:  # noqa: ANN001
+async def run_partner(path: Path, source, today: date) -> dict:
     from ..service_layer.partner_file import ingest_partner_file
 
     async with reperage_runtime() as (_settings, engine, relay, outbox):
@@ -132,11 +141,18 @@ def ingest_siei(
     size = file.stat().st_size
     with _refusals(file):
         if console.is_terminal and not as_json:
-            with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                          TransferSpeedColumn(), TimeRemainingColumn(), console=console) as bar:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            ) as bar:
                 task = bar.add_task(f"ingesting {file.name}", total=size)
-                summary = event_loop.run(run_siei(file, campaign, reference,
-                                               lambda done: bar.update(task, completed=done)))
+                summary = event_loop.run(
+                    run_siei(file, campaign, reference, lambda done: bar.update(task, completed=done))
+                )
         else:
             summary = event_loop.run(run_siei(file, campaign, reference))
     if as_json:
@@ -149,12 +165,16 @@ def _print_summary(summary: dict) -> None:
     out = Console()
     if summary["already_ingested"]:
         out.print(f"campaign {summary['campaign_id']}: already ingested, nothing changed")
-    out.print(f"campaign {summary['campaign_id']} (reference date {summary['as_of']}): {summary['rows']} rows")
+    out.print(
+        f"campaign {summary['campaign_id']} (reference date {summary['as_of']}): {summary['rows']} rows"
+    )
     out.print(f"  rejected    {summary['rejected']:>8}  {summary['rejected_by_reason']}")
     out.print(f"  duplicates  {summary['duplicates']:>8}")
     out.print(f"  excluded    {summary['excluded']:>8}  {summary['excluded_by_reason']}")
-    out.print(f"  identified  {summary['identified']:>8}  (of whom {summary['reported_again']} already "
-              "handed over, reported again)")
+    out.print(
+        f"  identified  {summary['identified']:>8}  (of whom {summary['reported_again']} already "
+        "handed over, reported again)"
+    )
     out.print(f"  events published {summary['events_published']}")
     if summary["extra_columns"]:
         out.print(f"  extra columns ignored: {', '.join(summary['extra_columns'])}")
@@ -172,14 +192,18 @@ def ingest_partner(
     try:
         kind = PartnerSource(source)
     except ValueError:
-        raise typer.BadParameter(f"--source must be one of {', '.join(s.value for s in PartnerSource)}") from None
+        raise typer.BadParameter(
+            f"--source must be one of {', '.join(s.value for s in PartnerSource)}"
+        ) from None
     with _refusals(file):
         summary = event_loop.run(run_partner(file, kind, date.today()))
     if as_json:
         print(json.dumps(summary))
         return
-    Console().print(f"{file.name} ({source}): {summary['rows']} rows, {summary['rejected']} rejected, "
-                    f"{summary['enrolments']} new enrolments, {summary['found']} handed-over youths found")
+    Console().print(
+        f"{file.name} ({source}): {summary['rows']} rows, {summary['rejected']} rejected, "
+        f"{summary['enrolments']} new enrolments, {summary['found']} handed-over youths found"
+    )
 
 
 @demo_app.command("generate")
@@ -213,5 +237,7 @@ async def demo_main_job() -> None:
         console.print(f"[cyan]demo[/] partner base {path.name}: {summary['enrolments']} enrolments")
     started = datetime.now()
     summary = await run_siei(files.siei, "demo-2026-11", as_of)
-    console.print(f"[cyan]demo[/] campaign demo-2026-11 in {(datetime.now() - started).total_seconds():.1f}s:")
+    console.print(
+        f"[cyan]demo[/] campaign demo-2026-11 in {(datetime.now() - started).total_seconds():.1f}s:"
+    )
     _print_summary(summary)

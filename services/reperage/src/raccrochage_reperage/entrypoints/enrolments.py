@@ -20,7 +20,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
-
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentStarted
 from raccrochage_contracts.naming import type_from_subject
@@ -33,9 +32,9 @@ from ..service_layer.partners import (
     Duplicate,
     UnknownPartner,
     enrolment_started,
-    warm_up,
     partner,
     record_enrolment_ended,
+    warm_up,
 )
 
 log = get_logger(__name__)
@@ -47,8 +46,10 @@ WORKERS = 8
 
 
 def _errors(error: ValidationError, where: str) -> list[dict]:
-    return [{"field": ".".join([where, *map(str, e["loc"])]), "message": e["msg"]}
-            for e in error.errors(include_input=False, include_url=False)]
+    return [
+        {"field": ".".join([where, *map(str, e["loc"])]), "message": e["msg"]}
+        for e in error.errors(include_input=False, include_url=False)
+    ]
 
 
 def _rejected(field: str, message: str) -> dict:
@@ -74,12 +75,19 @@ class EnrolmentResponder:
         self._subscriptions: list[Subscription] = []
 
     @classmethod
-    async def connect(cls, database_dsn: str, outbox: OutboxWriter,
-                      relay: OutboxRelay | None = None) -> EnrolmentResponder:
+    async def connect(
+        cls, database_dsn: str, outbox: OutboxWriter, relay: OutboxRelay | None = None
+    ) -> EnrolmentResponder:
         # Every connection opened and warmed up front: a partner's burst would otherwise wait for
         # new connections, and for their backends' first reads of the catalog.
-        pool = await asyncpg.create_pool(database_dsn, min_size=WORKERS, max_size=WORKERS, reset=_no_reset,
-                                         init=warm_up, server_settings=server_settings("reperage-enrolments"))
+        pool = await asyncpg.create_pool(
+            database_dsn,
+            min_size=WORKERS,
+            max_size=WORKERS,
+            reset=_no_reset,
+            init=warm_up,
+            server_settings=server_settings("reperage-enrolments"),
+        )
         return cls(pool, outbox, relay)
 
     async def subscribe(self, nc: Client) -> None:
@@ -116,7 +124,7 @@ class EnrolmentResponder:
                 answer, leased = await self._answer(msg.subject, msg.data)
                 if msg.reply:
                     await msg.respond(json.dumps(answer).encode())
-            except Exception as error:  # noqa: BLE001  (no reply: the partner's request times out and it retries)
+            except Exception as error:
                 log.error("partner_enrolment_reply_failed", **error_fields(error))
             if leased:  # after the reply: the partner waits for the commit, not for the event
                 await self._publish(leased)
@@ -126,7 +134,7 @@ class EnrolmentResponder:
     async def _publish(self, leased: list[tuple]) -> None:
         try:
             await self.relay.publish_leased(leased)
-        except Exception as error:  # noqa: BLE001  (committed: the relay publishes it once the lease runs out)
+        except Exception as error:
             log.warning("found_event_left_to_the_relay", **error_fields(error))
 
     async def answer(self, subject: str, body: bytes) -> dict:
@@ -159,8 +167,9 @@ class EnrolmentResponder:
             try:
                 async with self.pool.acquire() as conn:
                     if isinstance(data, EnrolmentStarted):
-                        found = await enrolment_started(conn, self.outbox, PARTNER_INBOX, who, envelope, data,
-                                                        date.today(), leases)
+                        found = await enrolment_started(
+                            conn, self.outbox, PARTNER_INBOX, who, envelope, data, date.today(), leases
+                        )
                         log.info("partner_enrolment_started", found=len(found))
                     else:
                         async with conn.transaction():
@@ -173,8 +182,11 @@ class EnrolmentResponder:
             except ValueError as error:  # a field the model accepts but the domain does not (INE)
                 field, _, message = str(error).partition(": ")
                 return _rejected(field, message or str(error)), []
-            except Exception as error:  # noqa: BLE001  (answer, so that the partner retries)
+            except Exception as error:
                 log.error("partner_enrolment_failed", **error_fields(error))
                 return {"status": "error", "error": "not recorded, please retry"}, []
-        return {"status": "accepted", "event_id": str(envelope.id), "duplicate": False}, \
-            leases.take() if leases else []
+        return {
+            "status": "accepted",
+            "event_id": str(envelope.id),
+            "duplicate": False,
+        }, leases.take() if leases else []

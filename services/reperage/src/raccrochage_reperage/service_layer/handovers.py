@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
+from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
 
 _CLOSE = text(
     "UPDATE handover SET open = false, closed_at = :at, close_reason = :reason "
@@ -24,8 +23,10 @@ async def case_closed(session: AsyncSession, event: CaseClosed) -> bool:
     """True when it ended an open handover (found ones are closed already by the partner path)."""
     if event.reason == "moved":
         return False
-    done = await session.execute(_CLOSE, {"at": event.closed_at, "reason": event.reason,
-                                          "youth_id": event.youth_id, "psad_id": event.psad_id})
+    done = await session.execute(
+        _CLOSE,
+        {"at": event.closed_at, "reason": event.reason, "youth_id": event.youth_id, "psad_id": event.psad_id},
+    )
     return done.rowcount == 1
 
 

@@ -107,7 +107,8 @@ async def ingest_campaign(
     if existing is not None:
         if existing.file_sha256 != sha:
             raise CampaignConflict(
-                f"campaign {campaign_id} was ingested from another file; give this file a new campaign id")
+                f"campaign {campaign_id} was ingested from another file; give this file a new campaign id"
+            )
         if existing.as_of != as_of:
             raise CampaignConflict(f"campaign {campaign_id} has reference date {existing.as_of}, not {as_of}")
         if existing.status == "done" and existing.summary:
@@ -126,7 +127,11 @@ async def ingest_campaign(
     try:
         with open(path, "rb") as handle:
             siei = open_siei(handle, as_of)
-            summary.extra_columns, summary.encoding, summary.delimiter = siei.extra_columns, siei.encoding, siei.delimiter
+            summary.extra_columns, summary.encoding, summary.delimiter = (
+                siei.extra_columns,
+                siei.encoding,
+                siei.delimiter,
+            )
             # Duplicates: `classify` knows the INEs of the chunk being read; for earlier chunks a
             # fixed-size filter says "maybe", and the writer asks the database about those.
             # Memory does not grow with the file.
@@ -134,7 +139,9 @@ async def ingest_campaign(
             earlier = SeenFilter()
             chunk = _Chunk()
             rejections: list[Rejection] = []
-            for row, reason in classify(_capture(siei.records, rejections), as_of, policy, partners, tally, seen):
+            for row, reason in classify(
+                _capture(siei.records, rejections), as_of, policy, partners, tally, seen
+            ):
                 for rejected in rejections:
                     chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
                 rejections.clear()
@@ -162,17 +169,25 @@ async def ingest_campaign(
     # campaign (`reported_again`, a subset) got a reported_again event instead of a second case.
     summary.events_published = tally.identified
     final = CampaignIngested(
-        campaign_id=campaign_id, as_of=as_of, rows=tally.rows, rejected=tally.rejected,
-        duplicates=tally.duplicates, excluded=tally.excluded, identified=tally.identified,
+        campaign_id=campaign_id,
+        as_of=as_of,
+        rows=tally.rows,
+        rejected=tally.rejected,
+        duplicates=tally.duplicates,
+        excluded=tally.excluded,
+        identified=tally.identified,
         reported_again=summary.reported_again,
     )
-    envelope = outbox.envelope(final, subject=campaign_id,
-                               event_id=event_id(campaign_id, campaign_id, final.event_type))
+    envelope = outbox.envelope(
+        final, subject=campaign_id, event_id=event_id(campaign_id, campaign_id, final.event_type)
+    )
     await store.finish_campaign(campaign_id, summary.as_dict(), [_outbox_record(outbox, envelope)])
     return summary
 
 
-async def _hand_over(chunks: asyncio.Queue[_Chunk | None], chunk: _Chunk | None, writer: asyncio.Task) -> None:
+async def _hand_over(
+    chunks: asyncio.Queue[_Chunk | None], chunk: _Chunk | None, writer: asyncio.Task
+) -> None:
     """Queue a chunk for the writer; if the writer failed, raise its error rather than wait."""
     put = asyncio.ensure_future(chunks.put(chunk))
     await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
@@ -183,8 +198,13 @@ async def _hand_over(chunks: asyncio.Queue[_Chunk | None], chunk: _Chunk | None,
 
 
 async def _write_chunks(
-    chunks: asyncio.Queue[_Chunk | None], store: CampaignStore, outbox: OutboxWriter, campaign_id: str,
-    as_of: date, tally: CampaignTally, progress: Callable[[int], None] | None,
+    chunks: asyncio.Queue[_Chunk | None],
+    store: CampaignStore,
+    outbox: OutboxWriter,
+    campaign_id: str,
+    as_of: date,
+    tally: CampaignTally,
+    progress: Callable[[int], None] | None,
 ) -> int:
     """Write chunks in order until None; returns how many youths were reported again."""
     reported_again = 0
@@ -196,8 +216,15 @@ async def _write_chunks(
 
 
 def _summary_fields(stored: dict) -> dict:
-    tally_keys = ("rows", "rejected", "rejected_by_reason", "duplicates", "excluded", "excluded_by_reason",
-                  "identified")
+    tally_keys = (
+        "rows",
+        "rejected",
+        "rejected_by_reason",
+        "duplicates",
+        "excluded",
+        "excluded_by_reason",
+        "identified",
+    )
     return {
         "campaign_id": stored["campaign_id"],
         "as_of": date.fromisoformat(stored["as_of"]),
@@ -210,7 +237,9 @@ def _summary_fields(stored: dict) -> dict:
     }
 
 
-def _capture(records: Iterator[SieiRow | Rejection], rejections: list[Rejection]) -> Iterator[SieiRow | Rejection]:
+def _capture(
+    records: Iterator[SieiRow | Rejection], rejections: list[Rejection]
+) -> Iterator[SieiRow | Rejection]:
     """Pass records to `classify` and keep the rejections aside for the rejection report."""
     for record in records:
         if isinstance(record, Rejection):
@@ -219,7 +248,12 @@ def _capture(records: Iterator[SieiRow | Rejection], rejections: list[Rejection]
 
 
 async def _flush(
-    chunk: _Chunk, store: CampaignStore, outbox: OutboxWriter, campaign_id: str, as_of: date, tally: CampaignTally,
+    chunk: _Chunk,
+    store: CampaignStore,
+    outbox: OutboxWriter,
+    campaign_id: str,
+    as_of: date,
+    tally: CampaignTally,
 ) -> int:
     """Write one chunk in one transaction; returns how many youths were reported again rather
     than identified.
@@ -254,21 +288,36 @@ async def _flush(
         months = months_between(row.date_sortie, as_of)
         if yid in already:
             payload = YouthReportedAgain(
-                youth_id=yid, campaign_id=campaign_id, psad_id=territory.psad_id, departement=territory.departement,
-                zap=territory.zap, age=age, months_since_leaving=months, as_of=as_of)
+                youth_id=yid,
+                campaign_id=campaign_id,
+                psad_id=territory.psad_id,
+                departement=territory.departement,
+                zap=territory.zap,
+                age=age,
+                months_since_leaving=months,
+                as_of=as_of,
+            )
             outcome = "reported_again"
         else:
             payload = YouthIdentified(
-                youth_id=yid, campaign_id=campaign_id, psad_id=territory.psad_id, departement=territory.departement,
-                zap=territory.zap, age=age,
+                youth_id=yid,
+                campaign_id=campaign_id,
+                psad_id=territory.psad_id,
+                departement=territory.departement,
+                zap=territory.zap,
+                age=age,
                 last_diploma=Diploma.DNB.value if row.diplome == Diploma.DNB else Diploma.AUCUN.value,
                 last_training=(row.formation_origine or None) and row.formation_origine[:120],
                 uai_origine=row.uai_origine if _is_uai(row.uai_origine) else None,
-                months_since_leaving=months, as_of=as_of)
+                months_since_leaving=months,
+                as_of=as_of,
+            )
             handovers.append((yid, territory.psad_id, campaign_id))
             outcome = "identified"
         outcomes.append((campaign_id, yid, row.line, outcome, None, territory.psad_id))
-        envelope = outbox.envelope(payload, subject=yid, event_id=event_id(campaign_id, yid, payload.event_type))
+        envelope = outbox.envelope(
+            payload, subject=yid, event_id=event_id(campaign_id, yid, payload.event_type)
+        )
         events.append(_outbox_record(outbox, envelope))
     await store.write_chunk(vault, outcomes, handovers, events, chunk.rejections)
     return len(already)
@@ -276,15 +325,30 @@ async def _flush(
 
 def _vault_record(row: SieiRow, yid: str) -> tuple:
     return (
-        yid, row.ine, identity_key(row.nom, row.prenom, row.date_naissance), row.nom, row.prenom,
-        row.date_naissance, row.sexe, row.code_postal, row.commune, row.adresse, row.telephone, row.courriel,
-        row.uai_origine, row.formation_origine, row.date_sortie, row.diplome.value if row.diplome else None,
+        yid,
+        row.ine,
+        identity_key(row.nom, row.prenom, row.date_naissance),
+        row.nom,
+        row.prenom,
+        row.date_naissance,
+        row.sexe,
+        row.code_postal,
+        row.commune,
+        row.adresse,
+        row.telephone,
+        row.courriel,
+        row.uai_origine,
+        row.formation_origine,
+        row.date_sortie,
+        row.diplome.value if row.diplome else None,
     )
 
 
-def _outbox_record(outbox: OutboxWriter, envelope) -> tuple:  # noqa: ANN001
+def _outbox_record(outbox: OutboxWriter, envelope) -> tuple:
     row = outbox.row(envelope)
-    return tuple(row[c] for c in ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope"))
+    return tuple(
+        row[c] for c in ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
+    )
 
 
 def _is_uai(value: str | None) -> bool:

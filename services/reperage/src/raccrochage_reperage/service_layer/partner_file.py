@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from raccrochage_contracts.events.reperage_v1 import YouthFound
+from raccrochage_platform.outbox import OutboxWriter
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from raccrochage_contracts.events.reperage_v1 import YouthFound
-from raccrochage_platform.outbox import OutboxWriter
 
 from ..adapters.tables import partner_enrolment
 from ..domain.partners import PartnerEnrolment, PartnerSource, identity_key, open_partner_file
@@ -55,9 +54,14 @@ class PartnerFileSummary:
 
     def as_dict(self) -> dict:
         return {
-            "source": self.source, "rows": self.rows, "rejected": self.rejected,
-            "rejected_by_reason": dict(self.rejected_by_reason), "enrolments": self.enrolments,
-            "found": self.found, "extra_columns": self.extra_columns, "rejections": self.rejections[:1000],
+            "source": self.source,
+            "rows": self.rows,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
+            "enrolments": self.enrolments,
+            "found": self.found,
+            "extra_columns": self.extra_columns,
+            "rejections": self.rejections[:1000],
         }
 
 
@@ -75,7 +79,9 @@ async def ingest_partner_file(
             if isinstance(record, Rejection):
                 summary.rejected += 1
                 summary.rejected_by_reason[record.reason] += 1
-                summary.rejections.append({"line": record.line, "field": record.field, "reason": record.reason})
+                summary.rejections.append(
+                    {"line": record.line, "field": record.field, "reason": record.reason}
+                )
                 continue
             batch.append(_row(record, source))
             if len(batch) >= CHUNK:
@@ -84,13 +90,19 @@ async def ingest_partner_file(
         summary.enrolments += await _insert(engine, batch)
     async with engine.begin() as conn:
         found = (await conn.execute(_FIND_ENROLLED, {"base": source.value, "today": today})).all()
-        for youth_id, psad_id, since in found:
-            await conn.execute(text("UPDATE handover SET open = false, found_at = now(), found_base = :base "
-                                    "WHERE youth_id = :youth_id"), {"base": source.value, "youth_id": youth_id})
+        for youth_id, _psad_id, _since in found:
+            await conn.execute(
+                text(
+                    "UPDATE handover SET open = false, found_at = now(), found_base = :base "
+                    "WHERE youth_id = :youth_id"
+                ),
+                {"base": source.value, "youth_id": youth_id},
+            )
         events = [
             outbox.envelope(
                 YouthFound(youth_id=youth_id, psad_id=psad_id, base=source.value, enrolled_since=since),
-                subject=youth_id, event_id=uuid.uuid5(FILE_NAMESPACE, f"{sha}|{youth_id}"),
+                subject=youth_id,
+                event_id=uuid.uuid5(FILE_NAMESPACE, f"{sha}|{youth_id}"),
             )
             for youth_id, psad_id, since in found
         ]
@@ -101,9 +113,12 @@ async def ingest_partner_file(
 
 def _row(record: PartnerEnrolment, source: PartnerSource) -> dict:
     return {
-        "base": source.value, "partner_id": None, "ine": record.ine,
+        "base": source.value,
+        "partner_id": None,
+        "ine": record.ine,
         "identity_key": identity_key(record.nom, record.prenom, record.date_naissance),
-        "date_debut": record.date_debut, "date_fin": record.date_fin,
+        "date_debut": record.date_debut,
+        "date_fin": record.date_fin,
     }
 
 

@@ -11,7 +11,6 @@ from functools import cache
 from pathlib import Path
 
 import asyncpg
-
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.partner_v1 import EnrolmentEnded, EnrolmentStarted
 from raccrochage_contracts.events.reperage_v1 import YouthFound
@@ -114,7 +113,9 @@ _RECORD = _CLAIM_AND_RECORD + "SELECT count(*) FROM claimed"
 # With a lease ($17 seconds), the `found` row is inserted leased, for the caller to publish as
 # soon as the statement returns (`Leases`), unless an older row of the youth is still pending:
 # that one must go first, so the relay takes both in order.
-_RECORD_AND_CLOSE = _CLAIM_AND_RECORD + f"""
+_RECORD_AND_CLOSE = (
+    _CLAIM_AND_RECORD
+    + f"""
     , closed AS (
         UPDATE handover h SET open = false, found_at = now(), found_base = $4
         FROM claimed WHERE h.youth_id = $10 AND h.open
@@ -129,6 +130,7 @@ _RECORD_AND_CLOSE = _CLAIM_AND_RECORD + f"""
     SELECT (SELECT count(*) FROM claimed), (SELECT count(*) FROM closed),
            (SELECT id FROM announced WHERE leased)
 """
+)
 
 
 async def warm_up(conn: asyncpg.Connection) -> None:
@@ -143,18 +145,38 @@ class Duplicate(Exception):
     """The partner's event was already recorded (its inbox row exists)."""
 
 
-def _found_event(outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data: EnrolmentStarted, youth_id: str,
-                 psad_id: str) -> CloudEvent:
+def _found_event(
+    outbox: OutboxWriter,
+    who: Partner,
+    envelope: CloudEvent,
+    data: EnrolmentStarted,
+    youth_id: str,
+    psad_id: str,
+) -> CloudEvent:
     return outbox.envelope(
-        YouthFound(youth_id=youth_id, psad_id=psad_id, base=who.base, partner_id=who.partner_id,
-                   enrolled_since=data.date_debut, cause_event_id=envelope.id),
-        subject=youth_id, cause=envelope, event_id=uuid.uuid5(FOUND_NAMESPACE, f"{envelope.id}|{youth_id}"),
+        YouthFound(
+            youth_id=youth_id,
+            psad_id=psad_id,
+            base=who.base,
+            partner_id=who.partner_id,
+            enrolled_since=data.date_debut,
+            cause_event_id=envelope.id,
+        ),
+        subject=youth_id,
+        cause=envelope,
+        event_id=uuid.uuid5(FOUND_NAMESPACE, f"{envelope.id}|{youth_id}"),
     )
 
 
 async def enrolment_started(
-    conn: asyncpg.Connection, outbox: OutboxWriter, inbox: str, who: Partner, envelope: CloudEvent,
-    data: EnrolmentStarted, today: date, leases: Leases | None = None,
+    conn: asyncpg.Connection,
+    outbox: OutboxWriter,
+    inbox: str,
+    who: Partner,
+    envelope: CloudEvent,
+    data: EnrolmentStarted,
+    today: date,
+    leases: Leases | None = None,
 ) -> list[str]:
     """Record a live enrolment once (inbox `inbox`); if it is current and its youth was handed
     over, the youth is found. Not in a transaction: each statement is one. Returns the youth_ids
@@ -162,24 +184,44 @@ async def enrolment_started(
     one-statement path is written leased to the caller and added there, to publish at once."""
     ine = _clean_ine(data.ine)
     identity = identity_key(data.nom, data.prenom, data.date_naissance)
-    enrolment = (inbox, envelope.id, envelope.type, who.base, who.partner_id, ine, identity, data.date_debut,
-                 data.date_fin)
+    enrolment = (
+        inbox,
+        envelope.id,
+        envelope.type,
+        who.base,
+        who.partner_id,
+        ine,
+        identity,
+        data.date_debut,
+        data.date_fin,
+    )
     current = data.date_debut <= today and (data.date_fin is None or data.date_fin >= today)
     handed = []
     if current:
-        handed = await conn.fetch(_OPEN_HANDOVERS_BY_INE if ine is not None else _OPEN_HANDOVERS_BY_IDENTITY,
-                                  ine if ine is not None else identity)
+        handed = await conn.fetch(
+            _OPEN_HANDOVERS_BY_INE if ine is not None else _OPEN_HANDOVERS_BY_IDENTITY,
+            ine if ine is not None else identity,
+        )
     if not handed:
         if not await conn.fetchval(_RECORD, *enrolment):
             raise Duplicate
         return []
     if len(handed) == 1:
-        (youth_id, psad_id), = handed
+        ((youth_id, psad_id),) = handed
         row = outbox.row(_found_event(outbox, who, envelope, data, youth_id, psad_id))
         try:
             claimed, closed, leased_id = await conn.fetchrow(
-                _RECORD_AND_CLOSE, *enrolment, youth_id, row["event_id"], row["event_type"], row["nats_subject"],
-                row["stream"], psad_id, row["envelope"], leases.seconds if leases else None)
+                _RECORD_AND_CLOSE,
+                *enrolment,
+                youth_id,
+                row["event_id"],
+                row["event_type"],
+                row["nats_subject"],
+                row["stream"],
+                psad_id,
+                row["envelope"],
+                leases.seconds if leases else None,
+            )
         except asyncpg.NotNullViolationError:  # moved to another PSAD since the lookup
             pass
         else:
@@ -197,13 +239,26 @@ async def enrolment_started(
 
 
 async def _record_enrolment_started(
-    conn: asyncpg.Connection, outbox: OutboxWriter, who: Partner, envelope: CloudEvent, data: EnrolmentStarted,
-    ine: str | None, identity: str,
+    conn: asyncpg.Connection,
+    outbox: OutboxWriter,
+    who: Partner,
+    envelope: CloudEvent,
+    data: EnrolmentStarted,
+    ine: str | None,
+    identity: str,
 ) -> list[str]:
     """The locking path, in the caller's transaction: the UPDATE closes every matching open
     handover and locks it, and each one's `found` event is written beside it."""
-    await conn.execute(_RECORD_ENROLMENT, who.base, who.partner_id, ine, identity, data.date_debut, data.date_fin,
-                       envelope.id)
+    await conn.execute(
+        _RECORD_ENROLMENT,
+        who.base,
+        who.partner_id,
+        ine,
+        identity,
+        data.date_debut,
+        data.date_fin,
+        envelope.id,
+    )
     if ine is not None:
         found = await conn.fetch(_CLOSE_OPEN_HANDOVER_BY_INE, ine, who.base)
     else:
@@ -218,7 +273,10 @@ async def record_enrolment_ended(
 ) -> int:
     """Set the end date of the partner's matching enrolments. Returns how many were updated."""
     ine = _clean_ine(data.ine)
-    statement, match = ((_END_ENROLMENT_BY_INE, ine) if ine is not None
-                        else (_END_ENROLMENT_BY_IDENTITY, identity_key(data.nom, data.prenom, data.date_naissance)))
+    statement, match = (
+        (_END_ENROLMENT_BY_INE, ine)
+        if ine is not None
+        else (_END_ENROLMENT_BY_IDENTITY, identity_key(data.nom, data.prenom, data.date_naissance))
+    )
     status = await conn.execute(statement, data.date_fin, who.base, who.partner_id, match, data.date_debut)
     return int(status.rsplit(" ", 1)[-1])  # "UPDATE n"

@@ -40,11 +40,27 @@ async def give_contact_card(
         answer = ContactCardAnswer("refused", reason="a purpose is required")
     else:
         row = (await session.execute(select(youth).where(youth.c.youth_id == youth_id))).first()
-        answer = ContactCardAnswer("not_found", reason=f"no youth {youth_id} in the vault") if row is None else \
-            ContactCardAnswer("ok", card=ContactCard(
-                youth_id=row.youth_id, nom=row.nom, prenom=row.prenom,
-                date_naissance=row.date_naissance.isoformat(), telephone=row.telephone, courriel=row.courriel,
-                adresse=row.adresse, code_postal=row.code_postal, commune=row.commune))
-    await session.execute(insert(contact_card_audit).values(
-        caller=caller, youth_id=youth_id[:64], purpose=purpose[:200] or "-", granted=answer.status == "ok"))
+        answer = (
+            ContactCardAnswer("not_found", reason=f"no youth {youth_id} in the vault")
+            if row is None
+            else ContactCardAnswer(
+                "ok",
+                card=ContactCard(
+                    youth_id=row.youth_id,
+                    nom=row.nom,
+                    prenom=row.prenom,
+                    date_naissance=row.date_naissance.isoformat(),
+                    telephone=row.telephone,
+                    courriel=row.courriel,
+                    adresse=row.adresse,
+                    code_postal=row.code_postal,
+                    commune=row.commune,
+                ),
+            )
+        )
+    await session.execute(
+        insert(contact_card_audit).values(
+            caller=caller, youth_id=youth_id[:64], purpose=purpose[:200] or "-", granted=answer.status == "ok"
+        )
+    )
     return answer
