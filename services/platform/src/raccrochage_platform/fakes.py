@@ -1,0 +1,50 @@
+"""An in-memory unit of work for service-layer unit tests (no database, no broker).
+
+A service's tests subclass it and add fake repositories in `_begin`, as cosmicpython's
+`FakeUnitOfWork` does; what was committed is then read from `published` and `commits`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from raccrochage_contracts import CloudEvent
+
+from .uow import AbstractUnitOfWork
+
+
+class FakeUnitOfWork(AbstractUnitOfWork):
+    """Commits count and keep their events in `published`; the inbox is a set per consumer."""
+
+    def __init__(self, source: str = "raccrochage/test") -> None:
+        super().__init__()
+        self.source = source
+        self.commits = 0
+        self.published: list[CloudEvent] = []
+        self.inbox: dict[str, set[uuid.UUID]] = {}
+        self._claimed: dict[str, set[uuid.UUID]] = {}
+
+    async def claim(self, consumer: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+        seen = self.inbox.setdefault(consumer, set())
+        claimed = self._claimed.setdefault(consumer, set())
+        new = {event_id for event_id, _ in events if event_id not in seen and event_id not in claimed}
+        claimed.update(new)
+        return new
+
+    async def _begin(self) -> None:
+        self._claimed = {}
+
+    async def _commit(self, events: list[CloudEvent]) -> None:
+        known = {event.id for event in self.published}
+        self.published.extend(event for event in events if event.id not in known)
+        for consumer, ids in self._claimed.items():
+            self.inbox.setdefault(consumer, set()).update(ids)
+        self._claimed = {}
+        self.commits += 1
+
+    async def _rollback(self) -> None:
+        self._claimed = {}
+
+    def published_types(self) -> list[str]:
+        return [event.type for event in self.published]
