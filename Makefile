@@ -5,7 +5,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install run test test-fast contracts contracts-check lock bench down status clean
+.PHONY: install run lint test test-fast contracts contracts-check lock bench down status clean
 
 # .venv with every package of the repository (editable) and the locked dependencies.
 install: $(VENV)/.installed
@@ -18,7 +18,12 @@ $(VENV)/.installed: uv.lock pyproject.toml contracts/pyproject.toml $(wildcard s
 run: install
 	$(VENV)/bin/raccrochage up --main-jobs
 
-test: install
+# ruff's checks (SLF001 among them: no private name of a library) and its formatting, unchanged.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(VENV)/bin/python -m pytest
 
 test-fast: install

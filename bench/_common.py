@@ -144,8 +144,7 @@ def emit(result: dict) -> None:
 
 # --- shared by relay.py and ingest.py: raw JetStream publishing, the relay timed ---------------------
 CONTENT_TYPE = "application/cloudevents+json"
-# publish_async futures never time out on their own, and an error PubAck leaves them pending
-# (nats-py issue #985): a bench must fail rather than hang.
+# publish_async futures never time out on their own: a bench must fail rather than hang.
 ACK_TIMEOUT = 120.0
 
 
@@ -158,53 +157,6 @@ async def fresh_stream(js: JetStreamContext, name: str, subjects: list[str]) -> 
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_stream(name)
     await js.add_stream(StreamConfig(name=name, subjects=subjects, duplicate_window=120))
-
-
-async def publish_lean(
-    nc: Client, stream: str, messages: Iterable[tuple[str, bytes, str]], window: int
-) -> float:
-    """The other raw limit: the same messages through the relay's own `JetStreamPublisher`
-    (plain publish, one PubAck subscription), `window` in flight as two halves that take turns.
-    It beats `publish_async` on CPU, so a relay built on it is compared with it too. Seconds from
-    the first send to the last PubAck; raises if any failed."""
-    import asyncio
-    import itertools
-
-    from raccrochage_platform.publisher import JetStreamPublisher
-
-    publisher = JetStreamPublisher(nc)
-    source = iter(messages)
-    lock = asyncio.Lock()
-    refused: list[str] = []
-
-    async def lane() -> None:
-        while True:
-            async with lock:
-                chunk = list(itertools.islice(source, max(1, window // 2)))
-            if not chunk:
-                return
-            outcomes = await publisher.publish(
-                [
-                    (
-                        subject,
-                        payload,
-                        {"Nats-Msg-Id": msg_id, "Nats-Expected-Stream": stream, "Content-Type": CONTENT_TYPE},
-                    )
-                    for subject, payload, msg_id in chunk
-                ],
-                ACK_TIMEOUT,
-            )
-            refused.extend(outcome for outcome in outcomes if outcome)
-
-    watch = Stopwatch()
-    try:
-        with watch:
-            await asyncio.gather(lane(), lane())
-    finally:
-        await publisher.close()
-    if refused:
-        raise RuntimeError(f"raw lean publish: {len(refused)} failed, first {refused[0]}")
-    return watch.seconds
 
 
 async def publish_windowed(
@@ -238,12 +190,12 @@ async def publish_windowed(
 
 
 class TimedRelay(OutboxRelay):
-    """OutboxRelay with each batch and its publishing step timed; no logic changed. Timings are
-    summed per call, not kept in one Stopwatch: lanes run batches concurrently."""
+    """OutboxRelay with each batch and its publish-and-mark step timed; no logic changed. Timings
+    are summed per call, not kept in one Stopwatch: lanes run batches concurrently."""
 
     batch_seconds = 0.0
     publish_seconds = 0.0
-    last_ack = 0.0  # perf_counter when the last batch's PubAcks were all in
+    last_ack = 0.0  # perf_counter when the last batch's rows were all acked and marked
 
     async def publish_batch(self) -> tuple[int, int, int]:
         started = time.perf_counter()
@@ -252,10 +204,10 @@ class TimedRelay(OutboxRelay):
         finally:
             self.batch_seconds += time.perf_counter() - started
 
-    async def _publish(self, rows):
+    async def _publish_and_mark(self, rows):
         started = time.perf_counter()
         try:
-            return await super()._publish(rows)
+            return await super()._publish_and_mark(rows)
         finally:
             self.last_ack = time.perf_counter()
             self.publish_seconds += self.last_ack - started
@@ -289,22 +241,19 @@ async def stream_messages(client: Client, name: str) -> int:
 
 
 async def load_partner_files(url: str, files) -> dict:  # files: raccrochage_reperage.domain.demo.DemoFiles
-    """The demo's partner base files, loaded as `raccrochage ingest partner` does; summed counts."""
-    from raccrochage_platform.outbox import OutboxWriter
-    from raccrochage_platform.topology import load_topology
+    """The demo's partner base files, loaded as `raccrochage ingest partner` does (repérage's
+    units of work); summed counts. No relay here: the found events wait in the outbox for the
+    next relay on this database."""
+    from raccrochage_reperage.entrypoints.cli import unit_of_work_factory
     from raccrochage_reperage.service_layer.partner_file import ingest_partner_file
 
-    service = load_topology().services["reperage"]
     engine = make_engine(url, application_name="bench-partners")
+    unit_of_work = unit_of_work_factory(engine)
     totals = {"rows": 0, "enrolments": 0, "found": 0}
     try:
         for source, path in sorted(files.partners.items(), key=lambda item: item[0].value):
             summary = await ingest_partner_file(
-                path,
-                source=source,
-                engine=engine,
-                outbox=OutboxWriter(service.source, service.stream),
-                today=files.as_of,
+                path, source=source, unit_of_work=unit_of_work, today=files.as_of
             )
             for k in totals:
                 totals[k] += getattr(summary, k)

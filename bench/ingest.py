@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import resource
 import sys
@@ -32,7 +33,6 @@ from _common import (
     migrated_database,
     nats_client,
     per_second,
-    publish_lean,
     publish_windowed,
     say,
     stream_messages,
@@ -61,71 +61,71 @@ def max_rss_mb() -> float:
 
 # --- the child: the ingest, as `raccrochage ingest siei --json` runs it --------------------------
 async def child(spec: dict) -> dict:
-    """ingest_campaign with a CampaignStore and an OutboxRelay publishing concurrently (the
-    settings of `reperage_runtime`), then wait until the outbox backlog is 0 (`wait_published`).
-    The relay's and the store's methods are timed by subclassing; no logic is changed."""
+    """ingest_campaign with repérage's units of work and an OutboxRelay (the settings of
+    `reperage_runtime`: each committed chunk's events are published by their writer, the rest by
+    the relay), then wait until the outbox backlog is 0 (`wait_published`). Timed through public
+    methods only: the relay's (`TimedRelay`), the unit of work's `commit` and its repositories'
+    calls (a subclass of `ReperageUnitOfWork` wrapping them); no logic is changed."""
+    import functools
+
     import nats
-    from raccrochage_platform.db import libpq_dsn, make_engine
-    from raccrochage_platform.outbox import OutboxWriter
+    from raccrochage_platform.db import make_engine
     from raccrochage_platform.topology import load_topology
-    from raccrochage_reperage.adapters.campaign_store import CampaignStore
+    from raccrochage_reperage.adapters.unit_of_work import ReperageUnitOfWork
     from raccrochage_reperage.domain.rules import Policy
     from raccrochage_reperage.entrypoints.cli import wait_published
     from raccrochage_reperage.service_layer.ingest import ingest_campaign
 
-    class TimedConn:
-        """The store's asyncpg connection, each statement's wall time summed by kind."""
+    seconds: dict[str, float] = {}  # "repository.method" or "commit" -> wall seconds, summed
 
-        def __init__(self, conn) -> None:
-            self._conn = conn
-            self.seconds: dict[str, float] = {}
+    def add(kind: str, started: float) -> None:
+        seconds[kind] = seconds.get(kind, 0.0) + time.perf_counter() - started
 
-        def __getattr__(self, name: str):
-            return getattr(self._conn, name)
+    class TimedRepository:
+        """A repository whose coroutine methods are timed; anything else passes through."""
 
-        async def _timed(self, kind: str, call):
+        def __init__(self, name: str, repository) -> None:
+            self.name = name
+            self.repository = repository
+
+        def __getattr__(self, attribute: str):
+            value = getattr(self.repository, attribute)
+            if not inspect.iscoroutinefunction(value):
+                return value
+
+            async def timed(*args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return await value(*args, **kwargs)
+                finally:
+                    add(f"{self.name}.{attribute}", started)
+
+            return timed
+
+    class TimedUnitOfWork(ReperageUnitOfWork):
+        units = 0
+
+        def open_repositories(self, connection) -> None:
+            super().open_repositories(connection)
+            TimedUnitOfWork.units += 1
+            for name in ("campaigns", "handovers", "enrolments", "vault"):
+                setattr(self, name, TimedRepository(name, getattr(self, name)))
+
+        async def commit(self) -> None:  # the outbox statement, COMMIT, then the leased rows published
             started = time.perf_counter()
             try:
-                return await call
+                await super().commit()
             finally:
-                self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - started
-
-        @staticmethod
-        def _kind(verb: str, query: str) -> str:
-            words = query.split()
-            return f"{verb} {' '.join(words[:3])}"[:60]
-
-        def copy_records_to_table(self, table: str, **kwargs):
-            return self._timed(f"copy {table}", self._conn.copy_records_to_table(table, **kwargs))
-
-        def execute(self, query: str, *args):
-            return self._timed(self._kind("execute", query), self._conn.execute(query, *args))
-
-        def executemany(self, query: str, args):
-            return self._timed(self._kind("executemany", query), self._conn.executemany(query, args))
-
-        def fetch(self, query: str, *args):
-            return self._timed(self._kind("fetch", query), self._conn.fetch(query, *args))
-
-    class TimedStore(CampaignStore):
-        write_seconds = 0.0
-        chunks = 0
-
-        async def write_chunk(self, *args, **kwargs) -> None:
-            started = time.perf_counter()
-            try:
-                await super().write_chunk(*args, **kwargs)
-            finally:
-                self.write_seconds += time.perf_counter() - started
-                self.chunks += 1
+                add("commit", started)
 
     service = load_topology().services["reperage"]
     engine = make_engine(spec["database_url"], application_name="bench-ingest")
     nc = await nats.connect(spec["nats_url"], connect_timeout=5)
     relay = TimedRelay(engine, nc.jetstream(), sweep_seconds=0.2)
     await relay.start()
-    store = await TimedStore.connect(libpq_dsn(spec["database_url"]))
-    store.conn = statements = TimedConn(store.conn)
+    unit_of_work = functools.partial(
+        TimedUnitOfWork, engine, source=service.source, stream=service.stream, relay=relay
+    )
     rss_before = max_rss_mb()
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     try:
@@ -134,8 +134,7 @@ async def child(spec: dict) -> dict:
             Path(spec["file"]),
             campaign_id=spec["campaign"],
             as_of=date.fromisoformat(spec["as_of"]),
-            store=store,
-            outbox=OutboxWriter(service.source, service.stream),
+            unit_of_work=unit_of_work,
             key=spec["key"].encode(),
             policy=Policy(),
         )
@@ -144,7 +143,6 @@ async def child(spec: dict) -> dict:
         await wait_published(relay)
         marked = time.perf_counter()
     finally:
-        await store.close()
         await relay.stop()
         await nc.drain()
         await engine.dispose()
@@ -160,9 +158,8 @@ async def child(spec: dict) -> dict:
         "relay_batches": relay.stats.batches,
         "relay_publish_seconds": relay.publish_seconds,
         "relay_batch_seconds": relay.batch_seconds,
-        "store_write_seconds": store.write_seconds,
-        "store_chunks": store.chunks,
-        "store_statement_seconds": dict(sorted(statements.seconds.items(), key=lambda kv: -kv[1])),
+        "units_of_work": TimedUnitOfWork.units,
+        "uow_seconds": dict(sorted(seconds.items(), key=lambda kv: -kv[1])),
         "cpu_seconds": (cpu_after.ru_utime - cpu_before.ru_utime)
         + (cpu_after.ru_stime - cpu_before.ru_stime),
         "rss_before_ingest_mb": rss_before,
@@ -191,12 +188,11 @@ async def run_child(spec: dict) -> dict:
 # --- raw publish ---------------------------------------------------------------------------------
 def sample_envelope() -> tuple[str, bytes]:
     """A youth.identified envelope as the ingest writes it: its subject and bytes."""
+    from raccrochage_contracts import nats_subject, new_event
     from raccrochage_contracts.events.reperage_v1 import YouthIdentified
-    from raccrochage_platform.outbox import OutboxWriter
     from raccrochage_platform.topology import load_topology
 
     service = load_topology().services["reperage"]
-    writer = OutboxWriter(service.source, service.stream)
     yid = "f" * 64
     payload = YouthIdentified(
         youth_id=yid,
@@ -211,8 +207,8 @@ def sample_envelope() -> tuple[str, bytes]:
         months_since_leaving=7,
         as_of=AS_OF,
     )
-    row = writer.row(writer.envelope(payload, subject=yid, event_id=uuid.uuid4()))
-    return row["nats_subject"], row["envelope"]
+    event = new_event(payload, source=service.source, subject=yid, event_id=uuid.uuid4())
+    return nats_subject(event.type), event.to_json()
 
 
 async def raw_publish(nc, count: int, window: int, subject: str, envelope: bytes) -> float:
@@ -229,22 +225,6 @@ async def raw_publish(nc, count: int, window: int, subject: str, envelope: bytes
     await js.delete_stream(RAW_STREAM)  # a million envelopes on disk otherwise
     if stored != count:
         raise RuntimeError(f"raw publish: stream held {stored}, expected {count}")
-    return seconds
-
-
-async def raw_lean_publish(nc, count: int, window: int, subject: str, envelope: bytes) -> float:
-    """The same through the relay's own publisher (`publish_lean`); returns seconds."""
-    js = nc.jetstream()
-    await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
-    prefix = uuid.uuid4().hex[:24]
-    target = RAW_PREFIX + subject
-    seconds = await publish_lean(
-        nc, RAW_STREAM, ((target, envelope, f"{prefix}{i:012d}") for i in range(count)), window
-    )
-    stored = await stream_messages(nc, RAW_STREAM)
-    await js.delete_stream(RAW_STREAM)
-    if stored != count:
-        raise RuntimeError(f"raw lean publish: stream held {stored}, expected {count}")
     return seconds
 
 
@@ -290,21 +270,16 @@ async def main(args: argparse.Namespace) -> None:
             say(f"partner files: {partners['enrolments']} enrolments in {watch.seconds:.1f} s (not timed)")
 
             subject, envelope = sample_envelope()
-            # Two raw limits: nats-py's publish_async, and the relay's own publisher (plain
-            # publish, one PubAck subscription, half the CPU); the faster is the reference.
+            # The raw limit: nats-py's publish_async, windowed, with Nats-Msg-Id (as the relay
+            # publishes); before and after the ingest, the rate over both runs.
             raw_runs = [await raw_publish(nc, args.rows, args.window, subject, envelope)]
-            lean_runs = [await raw_lean_publish(nc, args.rows, args.window, subject, envelope)]
             say(
                 f"raw JetStream publish_async, window {args.window}, Nats-Msg-Id, {len(envelope)}-byte envelopes: "
                 f"{raw_runs[0]:6.2f} s {per_second(args.rows, raw_runs[0]):8.0f} msg/s"
             )
-            say(
-                f"raw JetStreamPublisher (the relay's), window {args.window}: "
-                f"{lean_runs[0]:6.2f} s {per_second(args.rows, lean_runs[0]):8.0f} msg/s"
-            )
 
             before = await stream_messages(nc, "REPERAGE")
-            say("ingest (child process: CampaignStore + OutboxRelay, as `raccrochage ingest siei`) ...")
+            say("ingest (child process: units of work + OutboxRelay, as `raccrochage ingest siei`) ...")
             meter = CpuMeter(running.folder)
             meter.start()
             result = await run_child(
@@ -321,11 +296,7 @@ async def main(args: argparse.Namespace) -> None:
             stored = await stream_messages(nc, "REPERAGE") - before
 
             raw_runs.append(await raw_publish(nc, args.rows, args.window, subject, envelope))
-            lean_runs.append(await raw_lean_publish(nc, args.rows, args.window, subject, envelope))
-            say(
-                f"raw again after the ingest: publish_async {per_second(args.rows, raw_runs[1]):8.0f} msg/s, "
-                f"JetStreamPublisher {per_second(args.rows, lean_runs[1]):8.0f} msg/s"
-            )
+            say(f"raw again after the ingest: publish_async {per_second(args.rows, raw_runs[1]):8.0f} msg/s")
         counts = await database_counts(url, campaign)
 
     summary = result["summary"]
@@ -355,14 +326,10 @@ async def main(args: argparse.Namespace) -> None:
 
     elapsed = result["seconds_to_last_puback"]
     rows_per_s = per_second(args.rows, elapsed)
-    async_rate = per_second(args.rows, sum(raw_runs) / len(raw_runs))
-    raw_rate = max(async_rate, per_second(args.rows, sum(lean_runs) / len(lean_runs)))
+    raw_rate = per_second(args.rows, sum(raw_runs) / len(raw_runs))
     ratio = rows_per_s / raw_rate
     rss = result["peak_rss_mb"]
-    say(
-        f"raw over both runs, the faster of the two ways: {raw_rate:.0f} msg/s "
-        f"(publish_async alone: {async_rate:.0f} msg/s, ratio {rows_per_s / async_rate:.2f})"
-    )
+    say(f"raw publish_async over both runs: {raw_rate:.0f} msg/s")
     say(
         f"ingest: {args.rows} rows, {identified} identified -> {result['published']} events published; "
         f"file read -> last PubAck {elapsed:.2f} s = {rows_per_s:.0f} rows/s "
@@ -374,13 +341,13 @@ async def main(args: argparse.Namespace) -> None:
         f"{result['seconds_to_backlog_zero']:.2f} s"
     )
     say(
-        f"  child CPU {result['cpu_seconds']:.1f} s over {elapsed:.1f} s; store.write_chunk "
-        f"{result['store_write_seconds']:.1f} s in {result['store_chunks']} chunks; relay publish "
+        f"  child CPU {result['cpu_seconds']:.1f} s over {elapsed:.1f} s; {result['units_of_work']} units "
+        f"of work; relay publish "
         f"{result['relay_publish_seconds']:.1f} s, batches {result['relay_batch_seconds']:.1f} s "
         f"({result['relay_batches']} batches, summed over lanes)"
     )
-    statements = result["store_statement_seconds"]
-    say("  store statements (s): " + ", ".join(f"{k} {v:.1f}" for k, v in statements.items() if v >= 0.05))
+    uow_seconds = result["uow_seconds"]  # summed over the units of work, which overlap (WRITERS)
+    say("  unit of work calls (s): " + ", ".join(f"{k} {v:.1f}" for k, v in uow_seconds.items() if v >= 0.05))
     # The child's CPU is its own from the start of reading; the servers' and the machine's run
     # over the whole child (start-up included), a second or two longer.
     others = cpu["machine_busy"] - cpu["postgres"] - cpu["nats"] - result["cpu_seconds"]
@@ -406,8 +373,6 @@ async def main(args: argparse.Namespace) -> None:
             "seconds": round(elapsed, 3),
             "rows_per_s": round(rows_per_s, 1),
             "raw_publish_per_s": round(raw_rate, 1),
-            "raw_publish_async_per_s": round(async_rate, 1),
-            "ratio_to_publish_async": round(rows_per_s / async_rate, 3),
             "ratio": round(ratio, 3),
             "target_ratio": TARGET_RATIO,
             "peak_rss_mb": round(rss, 1),
@@ -419,10 +384,10 @@ async def main(args: argparse.Namespace) -> None:
             "ingest_call_seconds": round(result["seconds_ingest_call"], 3),
             "backlog_zero_seconds": round(result["seconds_to_backlog_zero"], 3),
             "child_cpu_seconds": round(result["cpu_seconds"], 2),
-            "store_write_seconds": round(result["store_write_seconds"], 2),
+            "units_of_work": result["units_of_work"],
             "relay_publish_seconds": round(result["relay_publish_seconds"], 2),
             "rss_before_ingest_mb": round(result["rss_before_ingest_mb"], 1),
-            "store_statement_seconds": {k: round(v, 2) for k, v in statements.items()},
+            "uow_seconds": {k: round(v, 2) for k, v in uow_seconds.items()},
             "cpu_seconds": {
                 "ingest": round(result["cpu_seconds"], 1),
                 "postgres": round(cpu["postgres"], 1),

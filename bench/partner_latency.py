@@ -9,9 +9,12 @@ NEW: the event is seen once stored in the stream, i.e. published), and through a
 subscription on the same subject for comparison.
 
 Where the time goes is read afterwards, without touching the service: the outbox row of each
-found event holds the start of the handler's writing statement (created_at = now()) and the
-relay's mark once PubAcked (published_at), and the service log stamps
-`partner_enrolment_started` once the handler has committed.
+found event holds the start of the handler's transaction (created_at = now()) and the mark
+once PubAcked (published_at: by the unit of work itself, which publishes the rows leased to it
+right after its commit, or by the relay), and the service log stamps
+`partner_enrolment_started` once the handler's unit of work is done: committed, and its leased
+events published (so "unit of work done -> found received" is negative: the event was there
+first).
 """
 
 from __future__ import annotations
@@ -57,17 +60,13 @@ REQUEST_TIMEOUT = 10.0
 async def ingest_demo(url: str, nats_url: str, youths: int, seed: int, folder: Path) -> dict:
     """A demo campaign and its partner files, ingested as `raccrochage ingest` does; its summary."""
     import nats
-    from raccrochage_platform.db import libpq_dsn, make_engine
-    from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
-    from raccrochage_platform.topology import load_topology
-    from raccrochage_reperage.adapters.campaign_store import CampaignStore
+    from raccrochage_platform.db import make_engine
+    from raccrochage_platform.outbox import OutboxRelay
     from raccrochage_reperage.domain.demo import generate
     from raccrochage_reperage.domain.rules import Policy
-    from raccrochage_reperage.entrypoints.cli import wait_published
+    from raccrochage_reperage.entrypoints.cli import unit_of_work_factory, wait_published
     from raccrochage_reperage.service_layer.ingest import ingest_campaign
 
-    service = load_topology().services["reperage"]
-    outbox = OutboxWriter(service.source, service.stream)
     files = generate(youths, seed, folder, campaign="latency", as_of=AS_OF)
     engine = make_engine(url, application_name="bench-setup")
     nc = await nats.connect(nats_url)
@@ -75,19 +74,14 @@ async def ingest_demo(url: str, nats_url: str, youths: int, seed: int, folder: P
     await relay.start()
     try:
         await load_partner_files(url, files)
-        store = await CampaignStore.connect(libpq_dsn(url))
-        try:
-            summary = await ingest_campaign(
-                files.siei,
-                campaign_id="latency-2026-11",
-                as_of=AS_OF,
-                store=store,
-                outbox=outbox,
-                key=KEY.encode(),
-                policy=Policy(),
-            )
-        finally:
-            await store.close()
+        summary = await ingest_campaign(
+            files.siei,
+            campaign_id="latency-2026-11",
+            as_of=AS_OF,
+            unit_of_work=unit_of_work_factory(engine, relay),
+            key=KEY.encode(),
+            policy=Policy(),
+        )
         await wait_published(relay)
     finally:
         await relay.stop()
@@ -293,11 +287,11 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
     parts: dict[str, list[float]] = {
         k: []
         for k in (
-            "send -> handler statement starts",
-            "handler statement start -> committed",
-            "committed -> reply received",
-            "committed -> found received (js)",
-            "found received -> relay marks it published",
+            "send -> handler transaction starts",
+            "handler transaction start -> unit of work done",
+            "unit of work done -> reply received",
+            "unit of work done -> found received (js)",
+            "found received -> outbox row marked published",
         )
     }
     batches: dict[float, int] = {}
@@ -308,12 +302,12 @@ async def stages(url: str, sent: list[Sent], log_path: Path, wall_offset: float)
         batches[published] = batches.get(published, 0) + 1
         send, reply, found = (t + wall_offset for t in (item.sent, item.replied, item.found_js))
         done = logged.get(item.event_id)
-        parts["send -> handler statement starts"].append(created - send)
-        parts["found received -> relay marks it published"].append(published - found)
+        parts["send -> handler transaction starts"].append(created - send)
+        parts["found received -> outbox row marked published"].append(published - found)
         if done is not None:
-            parts["handler statement start -> committed"].append(done - created)
-            parts["committed -> reply received"].append(reply - done)
-            parts["committed -> found received (js)"].append(found - done)
+            parts["handler transaction start -> unit of work done"].append(done - created)
+            parts["unit of work done -> reply received"].append(reply - done)
+            parts["unit of work done -> found received (js)"].append(found - done)
     sizes = sorted(batches.values())
     return {
         "stages": {k: stats_ms(v) for k, v in parts.items()},
@@ -444,7 +438,7 @@ async def main(args: argparse.Namespace) -> None:
     for label, s in breakdown["stages"].items():
         say(line(label, s))
     say(
-        f"  relay: {breakdown['relay_batches']} batches for {len(found)} events, rows per batch "
+        f"  outbox marks: {breakdown['relay_batches']} distinct published_at (mark statements) for {len(found)} events, rows per batch "
         f"{breakdown['rows_per_relay_batch']}"
     )
     say(

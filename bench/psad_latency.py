@@ -11,9 +11,9 @@ Then enrolments for distinct open youths are sent by NATS request on a fixed clo
 awaited in its own task); the time from each send to the arrival of its `psad.case.closed.v1` in
 the PSAD stream is the headline (a JetStream ordered consumer, DeliverPolicy NEW, correlated by
 youth_id). `reperage.youth.found.v1` is watched the same way on REPERAGE to split the time between
-the two services, and PSAD's outbox rows (created_at = the start of the handler's transaction,
-or of its one statement after an unlocked read; published_at = the relay's mark, after its
-PubAck) split PSAD's part further.
+the two services, and PSAD's outbox rows (created_at = the start of the consumer's unit of work
+transaction; published_at = the mark after the PubAck, by the unit of work that publishes the
+rows leased to it once committed, or by the relay) split PSAD's part further.
 """
 
 from __future__ import annotations
@@ -122,9 +122,9 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
     parts: dict[str, list[float]] = {
         k: []
         for k in (
-            "found received -> PSAD writes (statement or transaction start)",
-            "PSAD write start -> closed received (js)",
-            "closed received -> relay marks it published",
+            "found received -> PSAD transaction starts",
+            "PSAD transaction start -> closed received (js)",
+            "closed received -> outbox row marked published",
         )
     }
     batches: dict[float, int] = {}
@@ -134,9 +134,9 @@ async def psad_stages(dsn: str, sent: list[Sent], wall_offset: float) -> dict:
         created, published = outbox[item.youth_id]
         batches[published] = batches.get(published, 0) + 1
         found, closed = item.found + wall_offset, item.closed + wall_offset
-        parts["found received -> PSAD writes (statement or transaction start)"].append(created - found)
-        parts["PSAD write start -> closed received (js)"].append(closed - created)
-        parts["closed received -> relay marks it published"].append(published - closed)
+        parts["found received -> PSAD transaction starts"].append(created - found)
+        parts["PSAD transaction start -> closed received (js)"].append(closed - created)
+        parts["closed received -> outbox row marked published"].append(published - closed)
     sizes = sorted(batches.values())
     return {
         "stages": {k: stats_ms(v) for k, v in parts.items()},
@@ -323,7 +323,7 @@ async def main(args: argparse.Namespace) -> None:
     for label, s in breakdown["stages"].items():
         say(line(label, s))
     say(
-        f"  relay: {breakdown['relay_batches']} batches for {len(closed)} events, rows per batch "
+        f"  outbox marks: {breakdown['relay_batches']} distinct published_at (mark statements) for {len(closed)} events, rows per batch "
         f"{breakdown['rows_per_relay_batch']}"
     )
     per_batch = handled["events"] / handled["batches"] if handled["batches"] else 0.0

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 
-import asyncpg
 from _common import (
     Stopwatch,
     TimedRelay,
@@ -16,54 +14,51 @@ from _common import (
     nats_client,
     per_second,
     platform_database,
-    publish_lean,
     publish_windowed,
     say,
 )
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from raccrochage_platform.db import libpq_dsn
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_contracts import CloudEvent, nats_subject, new_event
+from raccrochage_platform.outbox import write_events
 from raccrochage_platform.tables import OUTBOX_FILLFACTOR
 from raccrochage_platform.testing.sample import CounterIncremented
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 TARGET = 0.6
-RELAY_STREAM = "BENCH_SAMPLE"  # OutboxWriter routes by event type: the relay publishes on sample.>
+RELAY_STREAM = "BENCH_SAMPLE"  # the events are sample.counter.incremented.v1: on sample.>
 RAW_STREAM = "BENCH_RAW"
 RAW_PREFIX = "bench.raw."
-COLUMNS = ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
 CHUNK = 5000
 
 
 # --- data ----------------------------------------------------------------------------------------
-def build_records(rows: int, aggregates: int) -> list[tuple]:
-    """The outbox rows as the writer makes them, as COPY records in COLUMNS order."""
-    writer = OutboxWriter("raccrochage/bench", RELAY_STREAM)
-    records = []
+def build_events(rows: int, aggregates: int) -> list[CloudEvent]:
+    """The envelopes as a service's unit of work makes them."""
+    events = []
     for i in range(rows):
         key = f"youth-{i % aggregates}"
-        row = writer.row(writer.envelope(CounterIncremented(counter=key, by=i), subject=key))
-        records.append(tuple(row[c] for c in COLUMNS))
-    return records
+        events.append(
+            new_event(CounterIncremented(counter=key, by=i), source="raccrochage/bench", subject=key)
+        )
+    return events
 
 
-async def fill_outbox(url: str, records: list[tuple]) -> None:
-    """COPY in chunks, each its own committed transaction (as many writers would leave them),
-    then VACUUM ANALYZE: a live outbox has statistics; a just-filled one would mislead the
-    planner."""
-    conn = await asyncpg.connect(libpq_dsn(url))
-    try:
-        await conn.execute("TRUNCATE outbox")
+async def fill_outbox(engine: AsyncEngine, events: list[CloudEvent]) -> None:
+    """The platform's outbox statement in chunks, each its own committed transaction (as many
+    writers would leave them), then VACUUM ANALYZE: a live outbox has statistics; a just-filled
+    one would mislead the planner."""
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE outbox"))
         # As repérage's migration 0006 sets it, for the outbox its relay claims from.
-        await conn.execute(f"ALTER TABLE outbox SET (fillfactor = {OUTBOX_FILLFACTOR})")
-        for start in range(0, len(records), CHUNK):
-            await conn.copy_records_to_table(
-                "outbox", records=records[start : start + CHUNK], columns=COLUMNS
-            )
-        await conn.execute("VACUUM ANALYZE outbox")
-    finally:
-        await conn.close()
+        await conn.execute(text(f"ALTER TABLE outbox SET (fillfactor = {OUTBOX_FILLFACTOR})"))
+    for start in range(0, len(events), CHUNK):
+        async with engine.begin() as conn:
+            await write_events(conn, RELAY_STREAM, events[start : start + CHUNK])
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("VACUUM ANALYZE outbox"))
 
 
 async def stream_count(js: JetStreamContext, name: str) -> int:
@@ -71,64 +66,19 @@ async def stream_count(js: JetStreamContext, name: str) -> int:
 
 
 # --- raw publish ---------------------------------------------------------------------------------
-async def raw_publish(nc: Client, records: list[tuple], window: int) -> float:
+async def raw_publish(nc: Client, events: list[CloudEvent], window: int) -> float:
     """Same payloads and headers as the relay sends, windowed publish_async; returns seconds."""
     js = nc.jetstream(publish_async_max_pending=window)
     await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
     seconds = await publish_windowed(
         js,
         RAW_STREAM,
-        (
-            (RAW_PREFIX + subject, envelope, str(event_id))
-            for event_id, _type, subject, _stream, _key, envelope in records
-        ),
+        ((RAW_PREFIX + nats_subject(event.type), event.to_json(), str(event.id)) for event in events),
     )
     stored = await stream_count(js, RAW_STREAM)
-    if stored != len(records):
-        raise RuntimeError(f"raw publish: stream holds {stored}, expected {len(records)}")
+    if stored != len(events):
+        raise RuntimeError(f"raw publish: stream holds {stored}, expected {len(events)}")
     return seconds
-
-
-async def raw_lean_publish(nc: Client, records: list[tuple], window: int) -> float:
-    """The same through the relay's own publisher (`publish_lean`); returns seconds."""
-    js = nc.jetstream()
-    await fresh_stream(js, RAW_STREAM, [f"{RAW_PREFIX}>"])
-    seconds = await publish_lean(
-        nc,
-        RAW_STREAM,
-        (
-            (RAW_PREFIX + subject, envelope, str(event_id))
-            for event_id, _type, subject, _stream, _key, envelope in records
-        ),
-        window,
-    )
-    stored = await stream_count(js, RAW_STREAM)
-    if stored != len(records):
-        raise RuntimeError(f"raw lean publish: stream holds {stored}, expected {len(records)}")
-    return seconds
-
-
-# --- timing the relay without changing it --------------------------------------------------------
-class StepTimedRelay(TimedRelay):
-    """TimedRelay with the claim and mark statements timed too (the relay runs them on its own
-    asyncpg connections, so the wrappers time its methods); no logic changed."""
-
-    claim_seconds = 0.0
-    mark_seconds = 0.0
-
-    async def _claim(self, connection):
-        started = time.perf_counter()
-        try:
-            return await super()._claim(connection)
-        finally:
-            self.claim_seconds += time.perf_counter() - started
-
-    async def _mark(self, *args):
-        started = time.perf_counter()
-        try:
-            return await super()._mark(*args)
-        finally:
-            self.mark_seconds += time.perf_counter() - started
 
 
 @dataclass
@@ -139,12 +89,12 @@ class Outcome:
     parts: dict[str, float]  # seconds by step, summed over all batches
 
 
-async def run_relay(relay: StepTimedRelay, nc: Client, url: str, records: list[tuple]) -> Outcome:
+async def run_relay(relay: TimedRelay, nc: Client, events: list[CloudEvent]) -> Outcome:
     """Fresh outbox and stream, then drain until the backlog is 0 (the last check inside the
     timing); checks that the stream holds every row and every row is marked."""
-    rows = len(records)
+    rows = len(events)
     engine = relay.engine
-    await fill_outbox(url, records)
+    await fill_outbox(engine, events)
     await fresh_stream(nc.jetstream(), RELAY_STREAM, ["sample.>"])
     watch = Stopwatch()
     with watch:
@@ -164,12 +114,9 @@ async def run_relay(relay: StepTimedRelay, nc: Client, url: str, records: list[t
             f"relay: stream holds {stored}, {marked} rows marked, "
             f"{relay.stats.failed} failures, expected {rows} and 0"
         )
-    claim, mark = relay.claim_seconds, relay.mark_seconds
     parts = {  # summed over concurrent lanes: then they overlap, and exceed the wall time
-        "claim": claim,
-        "publish": relay.publish_seconds,  # first send to last PubAck of the batch
-        "mark": mark,
-        "begin_commit_conn": relay.batch_seconds - claim - relay.publish_seconds - mark,
+        "publish_and_mark": relay.publish_seconds,  # first send to the rows marked
+        "claim": relay.batch_seconds - relay.publish_seconds,
         "between_batches": max(0.0, watch.seconds * relay.lanes - relay.batch_seconds),
     }
     return Outcome(watch.seconds, per_second(rows, watch.seconds), relay.stats.batches, parts)
@@ -186,48 +133,32 @@ async def main(args: argparse.Namespace) -> None:
             platform_database(running.servers, "bench_relay") as (engine, url),
             nats_client(running.servers.nats_url) as nc,
         ):
-            relay = StepTimedRelay(engine, nc.jetstream(), batch_size=args.batch_size, lanes=args.lanes)
+            relay = TimedRelay(engine, nc.jetstream(), batch_size=args.batch_size, lanes=args.lanes)
             watch = Stopwatch()
             with watch:
-                records = build_records(args.rows, args.aggregates)
+                events = build_events(args.rows, args.aggregates)
             say(
-                f"built {len(records)} envelopes ({len(records[0][-1])} bytes each, "
+                f"built {len(events)} envelopes ({len(events[0].to_json())} bytes each, "
                 f"{args.aggregates} aggregates) in {watch.seconds:.1f} s (not timed)"
             )
 
             # Raw publish before and after the relay, the rate over both: the ratio then
             # resists a machine that speeds up or slows down during the run (shared CPUs).
-            # Two raw limits: nats-py's publish_async, and the relay's own publisher (plain
-            # publish, one PubAck subscription), which costs half the CPU; the faster is the
-            # reference (the conservative ratio).
-            raw_runs = [await raw_publish(nc, records, args.window)]
-            lean_runs = [await raw_lean_publish(nc, records, args.window)]
+            raw_runs = [await raw_publish(nc, events, args.window)]
             say(
                 f"raw JetStream publish_async, window {args.window}, Nats-Msg-Id: "
                 f"{raw_runs[0]:6.2f} s {per_second(args.rows, raw_runs[0]):8.0f} msg/s"
             )
-            say(
-                f"raw JetStreamPublisher (the relay's), window {args.window}: "
-                f"{lean_runs[0]:6.2f} s {per_second(args.rows, lean_runs[0]):8.0f} msg/s"
-            )
-            outcome = await run_relay(relay, nc, url, records)
-            raw_runs.append(await raw_publish(nc, records, args.window))
-            lean_runs.append(await raw_lean_publish(nc, records, args.window))
-            say(
-                f"raw again after the relay: publish_async {per_second(args.rows, raw_runs[1]):8.0f} msg/s, "
-                f"JetStreamPublisher {per_second(args.rows, lean_runs[1]):8.0f} msg/s"
-            )
-            async_rate = per_second(args.rows, sum(raw_runs) / len(raw_runs))
-            raw_rate = max(async_rate, per_second(args.rows, sum(lean_runs) / len(lean_runs)))
-            say(
-                f"raw over both runs, the faster of the two ways: {raw_rate:.0f} msg/s "
-                f"(publish_async alone: {async_rate:.0f} msg/s)"
-            )
+            outcome = await run_relay(relay, nc, events)
+            raw_runs.append(await raw_publish(nc, events, args.window))
+            say(f"raw again after the relay: {per_second(args.rows, raw_runs[1]):8.0f} msg/s")
+            raw_rate = per_second(args.rows, sum(raw_runs) / len(raw_runs))
+            say(f"raw over both runs: {raw_rate:.0f} msg/s")
 
             ratio = outcome.rate / raw_rate
             batches = max(outcome.batches, 1)
             per_batch_ms = {k: 1000 * v / batches for k, v in outcome.parts.items()}
-            say("relay (outbox filled by COPY and committed beforehand, not timed):")
+            say("relay (outbox filled and committed beforehand, not timed):")
             say(
                 f"  OutboxRelay.drain, batch {args.batch_size}, {args.lanes} lanes: "
                 f"{outcome.seconds:6.2f} s {outcome.rate:8.0f} rows/s"
@@ -246,9 +177,7 @@ async def main(args: argparse.Namespace) -> None:
         {
             "bench": "relay",
             "rows": args.rows,
-            "raw_publish_per_s": round(raw_rate, 1),
-            "raw_publish_async_per_s": round(async_rate, 1),
-            "ratio_to_publish_async": round(outcome.rate / async_rate, 3),
+            "raw_publish_async_per_s": round(raw_rate, 1),
             "relay_per_s": round(outcome.rate, 1),
             "ratio": round(ratio, 3),
             "target": TARGET,
@@ -258,7 +187,6 @@ async def main(args: argparse.Namespace) -> None:
             "window": args.window,
             "aggregates": args.aggregates,
             "raw_seconds": [round(r, 3) for r in raw_runs],
-            "raw_lean_seconds": [round(r, 3) for r in lean_runs],
             "relay_seconds": round(outcome.seconds, 3),
             "relay_batches": outcome.batches,
             "relay_per_batch_ms": {k: round(ms, 2) for k, ms in per_batch_ms.items()},

@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
-from raccrochage_platform.consumer import Event, EventConsumer
-from raccrochage_platform.db import make_session_factory
-from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+from raccrochage_platform.consumer import EventConsumer
+from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented
+from raccrochage_platform.testing.sample_service import SampleUnitOfWork, apply_increment, metadata, read
 from raccrochage_platform.topology import ConsumerDef, declare_consumer
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 ROWS = 40
@@ -37,12 +36,15 @@ async def test_relay_killed_after_puback_has_no_duplicate_effect(
     stream = f"CRASH_{unique}"
     await js.add_stream(StreamConfig(name=stream, subjects=["sample.>"], duplicate_window=duplicate_window))
     async with service_engine.begin() as conn:
-        await conn.execute(
-            text("CREATE TABLE IF NOT EXISTS totals (name text PRIMARY KEY, value int NOT NULL)")
-        )
-        writer = OutboxWriter("raccrochage/psad", stream)
+        await conn.run_sync(metadata.create_all)
+
+    def unit_of_work() -> SampleUnitOfWork:  # no relay: the rows wait for one to claim them
+        return SampleUnitOfWork(service_engine, source="raccrochage/sample", stream=stream)
+
+    async with unit_of_work() as uow:
         for n in range(ROWS):
-            await writer.add(conn, CounterIncremented(counter=unique, by=1), subject=f"agg-{n}")
+            uow.add_event(CounterIncremented(counter=unique, by=1), subject=f"agg-{n}")
+        await uow.commit()
 
     marker = tmp_path / "pubacked"
     url = service_engine.url.render_as_string(hide_password=False)
@@ -79,19 +81,8 @@ async def test_relay_killed_after_puback_has_no_duplicate_effect(
         f"totals_{unique}", "psad", stream, ("sample.>",), max_deliver=3, backoff_seconds=(0.1,)
     )
     await declare_consumer(js, definition)
-    consumer = EventConsumer(
-        definition, SAMPLE_REGISTRY, make_session_factory(service_engine), js, fetch_timeout=0.2
-    )
-
-    @consumer.on("sample.counter.incremented.v1")
-    async def add(session: AsyncSession, event: Event[CounterIncremented]) -> None:
-        await session.execute(
-            text(
-                "INSERT INTO totals VALUES (:n, :v) ON CONFLICT (name) "
-                "DO UPDATE SET value = totals.value + :v"
-            ),
-            {"n": event.data.counter, "v": 1},
-        )
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, unit_of_work, js, idle_timeout=0.2)
+    consumer.on("sample.counter.incremented.v1")(apply_increment)
 
     await consumer.start()
     try:
@@ -102,7 +93,6 @@ async def test_relay_killed_after_puback_has_no_duplicate_effect(
             await asyncio.sleep(0.05)
     finally:
         await consumer.stop()
-    async with service_engine.connect() as conn:
-        total = (await conn.execute(text("SELECT value FROM totals WHERE name = :n"), {"n": unique})).scalar()
+    total = await read(unit_of_work(), unique)
     assert total == ROWS  # each event had its effect once, however often it was published
     await js.delete_stream(stream)

@@ -14,7 +14,7 @@ def make_broker(nats_url: str, *, name: str) -> NatsBroker:
 
 def jetstream(broker: NatsBroker) -> JetStreamContext:
     """The nats-py JetStream context of a connected broker (for the relay and consumers)."""
-    return broker.config.connection_state.stream
+    return broker.connection.jetstream()
 
 
 def connection(broker: NatsBroker) -> Client:

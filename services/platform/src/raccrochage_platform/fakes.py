@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
 
 from raccrochage_contracts import CloudEvent
 
@@ -15,7 +17,11 @@ from .uow import AbstractUnitOfWork
 
 
 class FakeUnitOfWork(AbstractUnitOfWork):
-    """Commits count and keep their events in `published`; the inbox is a set per consumer."""
+    """Commits count and keep their events in `published`; the inbox is a set per consumer.
+
+    As the real one: claims and commits only inside the `async with` block, an event id
+    already published (or twice in one commit) is published once, a claim is undone by a
+    rollback."""
 
     def __init__(self, source: str = "raccrochage/test") -> None:
         super().__init__()
@@ -24,8 +30,30 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.published: list[CloudEvent] = []
         self.inbox: dict[str, set[uuid.UUID]] = {}
         self._claimed: dict[str, set[uuid.UUID]] = {}
+        self._inside = False
+
+    async def __aenter__(self) -> Self:
+        entered = await super().__aenter__()
+        self._inside = True
+        return entered
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(kind, error, traceback)
+        finally:
+            self._inside = False
+
+    def _check_inside(self) -> None:
+        if not self._inside:
+            raise RuntimeError("the unit of work is used outside its `async with` block")
 
     async def claim(self, consumer: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+        self._check_inside()
         seen = self.inbox.setdefault(consumer, set())
         claimed = self._claimed.setdefault(consumer, set())
         new = {event_id for event_id, _ in events if event_id not in seen and event_id not in claimed}
@@ -36,8 +64,12 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._claimed = {}
 
     async def _commit(self, events: list[CloudEvent]) -> None:
+        self._check_inside()
         known = {event.id for event in self.published}
-        self.published.extend(event for event in events if event.id not in known)
+        for event in events:
+            if event.id not in known:
+                known.add(event.id)
+                self.published.append(event)
         for consumer, ids in self._claimed.items():
             self.inbox.setdefault(consumer, set()).update(ids)
         self._claimed = {}

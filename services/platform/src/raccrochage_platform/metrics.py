@@ -10,11 +10,6 @@ FAILED = Counter(
 )
 REDELIVERED = Counter("raccrochage_events_redelivered_total", "deliveries after the first", ["consumer"])
 DEADLETTERED = Counter("raccrochage_events_deadlettered_total", "messages sent to DEADLETTER", ["consumer"])
-ONE_STATEMENT = Counter(
-    "raccrochage_batches_one_statement_total",
-    "batches tried in one statement: handled, or left to the transactional handler",
-    ["consumer", "outcome"],
-)
 BATCH_SECONDS = Histogram("raccrochage_batch_seconds", "time to handle one fetched batch", ["consumer"])
 CONSUMER_PENDING = Gauge("raccrochage_consumer_pending", "messages not yet delivered (lag)", ["consumer"])
 CONSUMER_ACK_PENDING = Gauge("raccrochage_consumer_ack_pending", "delivered, not yet acked", ["consumer"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import importlib
 import os
@@ -16,25 +17,29 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
 from faststream.nats import NatsBroker
 from raccrochage_contracts.registry import Registry, load_all
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import loop as event_loop
 from .broker import jetstream, make_broker
 from .consumer import EventConsumer
-from .db import make_engine, make_session_factory
+from .db import make_engine
 from .http import health_router
 from .logging import configure_logging, get_logger
-from .outbox import OutboxRelay, OutboxWriter
+from .outbox import OutboxRelay
 from .settings import ServiceSettings, load_settings
 from .topology import Topology, load_topology
+from .uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
 
 log = get_logger(__name__)
+
+
+U = TypeVar("U", bound=SqlAlchemyUnitOfWork)
 
 
 @dataclass
@@ -44,27 +49,30 @@ class ServiceContext:
     settings: ServiceSettings
     topology: Topology
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
     broker: NatsBroker
     registry: Registry
     app: FastAPI
-    outbox: OutboxWriter | None
-    relay: OutboxRelay | None = None  # publishes `outbox`'s rows (None without a stream)
+    source: str  # raccrochage/<service>, the producer named in its envelopes
+    stream: str | None  # where its events go (None: it publishes nothing)
+    relay: OutboxRelay | None = None  # publishes its outbox (None without a stream)
     consumers: list[EventConsumer] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
-    def consumer(self, durable: str, **options: Any) -> EventConsumer:
+    def unit_of_work(self, kind: type[U] = SqlAlchemyUnitOfWork, **options: Any) -> Callable[[], U]:
+        """A factory of this service's units of work: `kind` (a SqlAlchemyUnitOfWork that opens
+        the service's repositories) on its engine, outbox stream and relay."""
+        return functools.partial(
+            kind, self.engine, source=self.source, stream=self.stream, relay=self.relay, **options
+        )
+
+    def consumer(
+        self, durable: str, unit_of_work: Callable[[], AbstractUnitOfWork], **options: Any
+    ) -> EventConsumer:
         """The EventConsumer for a durable consumer declared in topology.toml."""
         definition = self.topology.consumers[durable]
         if definition.service != self.settings.service_name:
             raise ValueError(f"consumer {durable} belongs to {definition.service}")
-        consumer = EventConsumer(
-            definition,
-            self.registry,
-            self.sessions,
-            jetstream(self.broker),
-            **{"relay": self.relay, **options},
-        )
+        consumer = EventConsumer(definition, self.registry, unit_of_work, jetstream(self.broker), **options)
         self.consumers.append(consumer)
         return consumer
 
@@ -106,7 +114,6 @@ async def run_service(spec: ServiceSpec) -> None:
     await broker.connect()
     app = FastAPI(title=f"raccrochage {spec.name}")
     service_def = topology.services[spec.name]
-    outbox = OutboxWriter(service_def.source, service_def.stream) if service_def.stream else None
     relay = (
         OutboxRelay(
             engine,
@@ -115,11 +122,11 @@ async def run_service(spec: ServiceSpec) -> None:
             sweep_seconds=settings.relay_sweep_seconds,
             retention_seconds=settings.outbox_retention_seconds,
         )
-        if outbox
+        if service_def.stream
         else None
     )
     context = ServiceContext(
-        settings, topology, engine, make_session_factory(engine), broker, registry, app, outbox, relay
+        settings, topology, engine, broker, registry, app, service_def.source, service_def.stream, relay
     )
     app.include_router(health_router(context, relay))
     await spec.build(context)
@@ -178,9 +185,7 @@ async def run_service(spec: ServiceSpec) -> None:
 
 # The cyclic collector's first threshold, from 700 allocations to 50,000: a batch of 500
 # events allocates tens of thousands of objects that reference counting frees anyway, and the
-# default collected the young generation every few events. bench/psad.py, three rounds: service
-# CPU 52-67 -> 52-54 µs per case, ratio 0.511-0.529 -> 0.550-0.560 (the collector off entirely:
-# 0.542-0.551). Cyclic garbage still goes, every 50,000 net allocations.
+# default collected the young generation every few events. Cyclic garbage still goes.
 GC_THRESHOLDS = (50_000, 20, 10)
 
 

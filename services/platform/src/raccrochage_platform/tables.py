@@ -90,7 +90,7 @@ def _notify_ddl(condition: str, referencing: str) -> tuple[str, ...]:
 
 # One NOTIFY per inserting statement (not per row), and only if it inserted a row that no writer
 # holds (`leased_until` NULL): the relay only needs a wake-up for rows it must claim, and a writer
-# that leased its rows publishes them itself (outbox.Leases). Without the condition, every
+# that leased its rows publishes them itself (outbox.write_events). Without the condition, every
 # partner enrolment woke repérage's relay for a claim that found nothing.
 OUTBOX_NOTIFY_DDL = _notify_ddl(
     "EXISTS (SELECT 1 FROM added WHERE added.leased_until IS NULL)", "REFERENCING NEW TABLE AS added"

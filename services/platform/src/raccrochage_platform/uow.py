@@ -27,6 +27,13 @@ from types import TracebackType
 from typing import Self
 
 from raccrochage_contracts import CloudEvent, Payload, new_event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from . import inbox, outbox
+from .logging import get_logger
+from .outbox import OutboxRelay, OutboxRow
+
+log = get_logger(__name__)
 
 
 class AbstractUnitOfWork(abc.ABC):
@@ -123,3 +130,81 @@ class AbstractUnitOfWork(abc.ABC):
     async def _after_commit(self) -> None:
         """Publish what the commit leased to this writer (nothing by default)."""
         return None
+
+
+class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
+    """A transaction on one connection of `engine`. Subclasses open their repositories on
+    `self.connection` in `open_repositories`.
+
+    `stream`: where this service's events go (None: a service that publishes nothing).
+    `relay`: when given, the events a commit writes are leased to this writer and published
+    right after the commit, instead of waiting for the relay's wake-up and claim."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        source: str,
+        stream: str | None = None,
+        relay: OutboxRelay | None = None,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.source = source
+        self.stream = stream
+        self.relay = relay
+        self.connection: AsyncConnection | None = None  # while inside the block
+        self._leased: list[OutboxRow] = []
+
+    def open_repositories(self, connection: AsyncConnection) -> None:
+        """Build the service's repositories on the transaction's connection."""
+
+    async def claim(self, consumer: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+        return await inbox.claim(self._conn, consumer, events)
+
+    @property
+    def _conn(self) -> AsyncConnection:
+        if self.connection is None:
+            raise RuntimeError("the unit of work is used outside its `async with` block")
+        return self.connection
+
+    async def _begin(self) -> None:
+        self.connection = await self.engine.connect()
+        try:
+            await self.connection.begin()
+            self.open_repositories(self.connection)
+        except BaseException:
+            await self.connection.close()
+            self.connection = None
+            raise
+
+    async def _commit(self, events: list[CloudEvent]) -> None:
+        leased: list[OutboxRow] = []
+        if events:
+            if self.stream is None:
+                raise RuntimeError(f"{self.source} has no stream to publish {events[0].type} to")
+            lease = self.relay.lease_seconds if self.relay is not None else None
+            leased = await outbox.write_events(self._conn, self.stream, events, lease)
+        await self._conn.commit()
+        # Only once committed: the rows of a transaction that failed to commit do not exist.
+        self._leased = leased
+
+    async def _rollback(self) -> None:
+        if self.connection is not None and self.connection.in_transaction():
+            await self.connection.rollback()
+
+    async def _end(self) -> None:
+        try:
+            await self.rollback()
+        finally:
+            if self.connection is not None:
+                connection, self.connection = self.connection, None
+                await connection.close()
+
+    async def _after_commit(self) -> None:
+        leased, self._leased = self._leased, []
+        if leased and self.relay is not None:
+            try:
+                await self.relay.publish_leased(leased)
+            except Exception as error:  # committed: the relay publishes them once the lease runs out
+                log.warning("leased_events_left_to_the_relay", rows=len(leased), error=type(error).__name__)

@@ -3,51 +3,72 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import time
 import uuid
+from collections.abc import Callable
 
 import pytest
 from nats.aio.client import Client
 from raccrochage_contracts import new_event
 from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
-from raccrochage_platform.db import make_engine, make_session_factory
-from raccrochage_platform.outbox import LEASES, OutboxRelay, OutboxWriter
+from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_platform.testing.sample import (
     SAMPLE_REGISTRY,
     CounterIncremented,
     CounterReported,
     CounterReset,
 )
+from raccrochage_platform.testing.sample_service import SampleUnitOfWork
 from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-SUBJECT = "sample.counter.incremented.v1"
+SUBJECT = CounterIncremented.event_type
+RESET = CounterReset.event_type
+SOURCE = "raccrochage/sample"
 
 
-@pytest.fixture
-async def counters(service_engine: AsyncEngine) -> AsyncEngine:
-    async with service_engine.begin() as conn:
-        await conn.execute(
-            text("CREATE TABLE IF NOT EXISTS counters (name text PRIMARY KEY, value int NOT NULL)")
-        )
-        await conn.execute(text("TRUNCATE counters"))
-    return service_engine
+class JournaledUnitOfWork(SampleUnitOfWork):
+    """The sample service's unit of work, noting the size of each batch it claims."""
+
+    def __init__(self, *args, journal: list[int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.journal = journal
+
+    async def claim(self, consumer, events):
+        self.journal.append(len(events))
+        return await super().claim(consumer, events)
 
 
-async def increment(session: AsyncSession, event: Event[CounterIncremented]) -> None:
-    if event.data.counter == "explode":
-        raise RuntimeError("the handler's dependency is down")
-    if event.data.counter == "refused":
-        raise PermanentError("counter refused: it is closed")
-    await session.execute(
-        text(
-            "INSERT INTO counters VALUES (:n, :v) ON CONFLICT (name) DO UPDATE SET value = counters.value + :v"
-        ),
-        {"n": event.data.counter, "v": event.data.by},
+def unit_of_work(
+    engine: AsyncEngine,
+    stream: str | None = None,
+    relay: OutboxRelay | None = None,
+    journal: list[int] | None = None,
+) -> Callable[[], SampleUnitOfWork]:
+    return functools.partial(
+        JournaledUnitOfWork,
+        engine,
+        source=SOURCE,
+        stream=stream,
+        relay=relay,
+        journal=[] if journal is None else journal,
     )
+
+
+async def increment(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+    counter = event.data.counter
+    if counter == "explode":
+        raise RuntimeError("the handler's dependency is down")
+    if counter == "refused":
+        raise PermanentError("counter refused: it is closed")
+    if counter.startswith("CANARY"):  # a database error, whose text quotes the parameters
+        await uow.connection.execute(text("INSERT INTO counters VALUES (:n, NULL)"), {"n": counter})
+    await uow.counters.add(counter, event.data.by)
 
 
 @pytest.fixture
@@ -60,96 +81,145 @@ async def started() -> list[EventConsumer]:
 
 
 async def make_consumer(
-    nc: Client, engine: AsyncEngine, stream: str, unique: str, started: list, **options
+    nc: Client,
+    started: list,
+    durable: str,
+    stream: str,
+    unit_of_work: Callable[[], SampleUnitOfWork],
+    *,
+    subjects: tuple[str, ...] = ("sample.>",),
+    backoff: tuple[float, ...] = (0.1, 0.2),
+    handler=increment,
+    **options,
 ) -> EventConsumer:
     definition = ConsumerDef(
-        f"sample_{unique}",
-        "psad",
-        stream,
-        ("sample.>",),
-        ack_wait_seconds=5,
-        max_deliver=3,
-        backoff_seconds=(0.1, 0.2),
+        durable, "sample", stream, subjects, ack_wait_seconds=5, max_deliver=3, backoff_seconds=backoff
     )
     await declare_consumer(nc.jetstream(), definition)
-    consumer = EventConsumer(
-        definition,
-        SAMPLE_REGISTRY,
-        make_session_factory(engine),
-        nc.jetstream(),
-        fetch_timeout=0.2,
-        **options,
-    )
-    consumer.on(SUBJECT)(increment)
+    options.setdefault("idle_timeout", 1.0)
+    consumer = EventConsumer(definition, SAMPLE_REGISTRY, unit_of_work, nc.jetstream(), **options)
+    if handler is not None:
+        consumer.on(SUBJECT)(handler)
     started.append(consumer)
     return consumer
 
 
-def envelope(counter: str, by: int = 1, event_id: uuid.UUID | None = None) -> bytes:
+def envelope(
+    counter: str, by: int = 1, event_id: uuid.UUID | None = None, subject: str | None = None
+) -> bytes:
     return new_event(
         CounterIncremented(counter=counter, by=by),
-        source="raccrochage/psad",
-        subject=counter,
+        source=SOURCE,
+        subject=subject or counter,
         event_id=event_id,
     ).to_json()
 
 
-async def publish(nc: Client, payload: bytes, msg_id: str | None = None, subject: str = SUBJECT) -> None:
-    await nc.jetstream().publish(subject, payload, headers={"Nats-Msg-Id": msg_id or str(uuid.uuid4())})
+async def publish(nc: Client, payload: bytes, subject: str = SUBJECT) -> None:
+    await nc.jetstream().publish(subject, payload, headers={"Nats-Msg-Id": str(uuid.uuid4())})
 
 
-async def value(engine: AsyncEngine, name: str) -> int | None:
-    async with engine.connect() as conn:
-        return (await conn.execute(text("SELECT value FROM counters WHERE name = :n"), {"n": name})).scalar()
+async def value(engine: AsyncEngine, name: str) -> int:
+    async with SampleUnitOfWork(engine, source=SOURCE) as uow:
+        return await uow.counters.value(name)
 
 
-async def eventually(probe, expected, timeout: float = 10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await probe()
-        if got == expected:
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"got {got!r}, expected {expected!r} after {timeout}s")
-        await asyncio.sleep(0.05)
+def settled(nc: Client, stream: str, durable: str):
+    """A probe: every delivered message acked and nothing left to deliver."""
+
+    async def probe() -> bool:
+        info = await nc.jetstream().consumer_info(stream, durable)
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    return probe
 
 
-async def test_a_duplicate_delivery_has_its_effect_once(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+def letters_of(nc: Client, consumer: EventConsumer):
+    async def letters() -> list[deadletter.DeadLetter]:
+        return await deadletter.list_dead_letters(nc.jetstream(), consumer=consumer.name)
+
+    return letters
+
+
+def counted(probe):
+    async def count() -> int:
+        return len(await probe())
+
+    return count
+
+
+async def test_a_duplicate_delivery_is_acked_and_has_its_effect_once(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
 ) -> None:
-    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    consumer = await make_consumer(nc, started, f"dup_{unique}", sample_stream, unit_of_work(counters))
     await consumer.start()
     event_id = uuid.uuid4()
     # Two copies with distinct Nats-Msg-Id get past the broker's dedup: only the inbox stops them.
     await publish(nc, envelope("dup", 5, event_id))
+    await eventually(lambda: value(counters, "dup"), 5)
     await publish(nc, envelope("dup", 5, event_id))
     await publish(nc, envelope("other", 1))
     await eventually(lambda: value(counters, "other"), 1)
-    await asyncio.sleep(0.3)
+    await eventually(settled(nc, sample_stream, consumer.name), True)
     assert await value(counters, "dup") == 5
-    info = await nc.jetstream().consumer_info(sample_stream, consumer.name)
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    async with counters.connect() as conn:
+        inbox = await conn.execute(
+            text("SELECT event_type FROM inbox WHERE consumer = :c"), {"c": consumer.name}
+        )
+        assert list(inbox.scalars()) == [SUBJECT, SUBJECT]
 
 
-async def test_one_batch_one_transaction_with_duplicates_inside(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+async def test_a_backlog_is_handled_in_few_batches_with_duplicates_inside_once(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
 ) -> None:
-    consumer = await make_consumer(nc, counters, sample_stream, unique, started, batch_size=100)
-    event_id = uuid.uuid4()
-    for n in range(60):
-        await publish(nc, envelope("batch", 1, event_id if n % 2 else None))
-    await consumer.start()  # all 60 wait in the stream: the first fetch takes them in one batch
-    await eventually(lambda: value(counters, "batch"), 31)
+    journal: list[int] = []
+    consumer = await make_consumer(
+        nc,
+        started,
+        f"backlog_{unique}",
+        sample_stream,
+        unit_of_work(counters, journal=journal),
+        batch_size=100,
+    )
+    repeated = uuid.uuid4()
+    for n in range(300):
+        await publish(nc, envelope("backlog", 1, repeated if n % 2 else None))
+    await consumer.start()  # all 300 wait in the stream
+    await eventually(lambda: value(counters, "backlog"), 151)
+    await eventually(settled(nc, sample_stream, consumer.name), True)
+    assert sum(journal) == 300 and max(journal) <= 100
+    assert len(journal) <= 15  # batches, not one transaction per message
 
 
-async def test_poison_messages_reach_dead_letters_while_the_rest_is_handled(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+async def test_at_a_trickle_each_message_is_handled_at_once_without_waiting_for_a_batch(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
 ) -> None:
-    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    journal: list[int] = []
+    consumer = await make_consumer(
+        nc,
+        started,
+        f"trickle_{unique}",
+        sample_stream,
+        unit_of_work(counters, journal=journal),
+        batch_size=100,
+        idle_timeout=60,
+    )
     await consumer.start()
-    await publish(nc, b"{not json")
-    await publish(nc, json.dumps({"specversion": "1.0", "id": str(uuid.uuid4())}).encode())
-    unknown = new_event(CounterIncremented(counter="x"), source="raccrochage/psad", subject="x")
+    for n in range(1, 4):
+        await publish(nc, envelope("trickle"))
+        # far sooner than the 60 s a fetch waits on an idle stream
+        await eventually(lambda: value(counters, "trickle"), n, timeout=15)
+    assert journal == [1, 1, 1]
+
+
+async def test_poison_messages_in_a_batch_are_dead_lettered_alone_with_reasons_that_quote_no_input(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
+) -> None:
+    consumer = await make_consumer(nc, started, f"poison_{unique}", sample_stream, unit_of_work(counters))
+    await publish(nc, envelope("before", 1))
+    await publish(nc, b"{not json CANARY")
+    await publish(nc, json.dumps({"specversion": "1.0", "id": str(uuid.uuid4()), "data": "CANARY"}).encode())
+    unknown = new_event(CounterIncremented(counter="x"), source=SOURCE, subject="x")
     await publish(
         nc,
         unknown.model_copy(update={"type": "sample.counter.incremented.v9"}).to_json(),
@@ -160,38 +230,72 @@ async def test_poison_messages_reach_dead_letters_while_the_rest_is_handled(
     await publish(nc, json.dumps(bad_data).encode())
     await publish(nc, envelope("explode"))
     await publish(nc, envelope("refused"))
+    await publish(nc, envelope("CANARY-IN-A-DATABASE-ERROR"))
     await publish(nc, envelope("after", 2))
-    await eventually(lambda: value(counters, "after"), 2)
-
-    async def letters() -> list[deadletter.DeadLetter]:
-        return await deadletter.list_dead_letters(nc.jetstream(), consumer=consumer.name)
-
-    await eventually(lambda: _count(letters), 6, timeout=15)
-    found = {letter.subject + " | " + letter.reason for letter in await letters()}
-    text_all = "\n".join(sorted(found))
-    assert "invalid envelope" in text_all
-    assert "envelope.type: Field required" in text_all
+    await consumer.start()  # all in the stream: they come in one batch
+    letters = letters_of(nc, consumer)
+    await eventually(counted(letters), 7)
+    await eventually(settled(nc, sample_stream, consumer.name), True)
+    assert await value(counters, "before") == 1 and await value(counters, "after") == 2  # once each
+    reasons = sorted(letter.reason for letter in await letters())
+    everything = "\n".join(reasons)
+    assert "CANARY" not in everything  # reasons never copy input values
+    assert sum(reason.startswith("invalid envelope") for reason in reasons) == 2
+    assert "envelope.type: Field required" in everything
     assert (
         "unknown event type 'sample.counter.incremented.v9'; known versions: sample.counter.incremented.v1"
-        in text_all
+        in reasons
     )
-    assert "data.by: Input should be a valid integer" in text_all
-    assert "CANARY" not in text_all  # reasons never copy input values
-    assert "handler failed: RuntimeError: the handler's dependency is down (after 3 deliveries)" in text_all
-    assert "rejected by handler: counter refused: it is closed" in text_all
-    exploded = next(x for x in await letters() if "explode" in x.reason or b"explode" in x.payload)
-    assert exploded.delivered == 3 and exploded.stream == sample_stream
+    assert any(reason.startswith("invalid data.by: Input should be a valid integer") for reason in reasons)
+    assert "handler failed: RuntimeError: the handler's dependency is down (after 3 deliveries)" in reasons
+    assert "rejected by handler: counter refused: it is closed" in reasons
+    assert (
+        "handler failed: IntegrityError: NotNullViolationError (SQLSTATE 23502) (after 3 deliveries)"
+        in reasons
+    )
+    exploded = next(x for x in await letters() if "dependency is down" in x.reason)
+    assert exploded.delivered == 3 and exploded.stream == sample_stream and exploded.subject == SUBJECT
     assert json.loads(exploded.payload)["data"]["counter"] == "explode"
-    info = await nc.jetstream().consumer_info(sample_stream, consumer.name)
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    refused = next(x for x in await letters() if x.reason.startswith("rejected"))
+    assert refused.delivered == 1  # not retried
+
+
+async def test_a_transient_failure_is_retried_with_backoff_and_then_handled_once(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
+) -> None:
+    deliveries: list[tuple[int, float]] = []
+
+    async def flaky(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+        deliveries.append((event.delivered, time.monotonic()))
+        await uow.counters.add(event.data.counter, 1)  # rolled back with the failure
+        if event.delivered < 3:
+            raise RuntimeError("not yet")
+
+    consumer = await make_consumer(
+        nc,
+        started,
+        f"flaky_{unique}",
+        sample_stream,
+        unit_of_work(counters),
+        handler=flaky,
+        backoff=(0.3, 0.6),
+    )
+    await consumer.start()
+    await publish(nc, envelope("flaky"))
+    await eventually(lambda: value(counters, "flaky"), 1)
+    await eventually(settled(nc, sample_stream, consumer.name), True)
+    assert [delivered for delivered, _ in deliveries] == [1, 2, 3]  # once per delivery
+    waits = [later - earlier for (_, earlier), (_, later) in zip(deliveries, deliveries[1:], strict=False)]
+    assert waits[0] >= 0.3 and waits[1] >= 0.6  # JetStream redelivered after each backoff, not before
+    assert await letters_of(nc, consumer)() == []
 
 
 async def test_fields_a_consumer_does_not_know_yet_are_ignored(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
 ) -> None:
     """A producer may add an optional field (and an envelope extension) before its consumers
     are upgraded: the event is handled, the known fields still checked."""
-    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    consumer = await make_consumer(nc, started, f"newer_{unique}", sample_stream, unit_of_work(counters))
     await consumer.start()
     newer = json.loads(envelope("newer", 3))
     newer["data"]["added_later"] = {"any": "thing"}
@@ -201,25 +305,23 @@ async def test_fields_a_consumer_does_not_know_yet_are_ignored(
 
 
 async def test_a_replayed_dead_letter_is_handled_once_fixed(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
 ) -> None:
-    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
     broken = {"on": True}
 
-    async def flaky(session: AsyncSession, event: Event[CounterIncremented]) -> None:
+    async def fragile(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
         if broken["on"]:
             raise RuntimeError("still broken")
-        await increment(session, event)
+        await increment(uow, event)
 
-    consumer.on(SUBJECT)(flaky)
+    consumer = await make_consumer(
+        nc, started, f"replayed_{unique}", sample_stream, unit_of_work(counters), handler=fragile
+    )
     await consumer.start()
     await publish(nc, envelope("replayed", 7))
     js = nc.jetstream()
-
-    async def mine() -> list[deadletter.DeadLetter]:
-        return await deadletter.list_dead_letters(js, consumer=consumer.name)
-
-    await eventually(lambda: _count(mine), 1, timeout=15)
+    mine = letters_of(nc, consumer)
+    await eventually(counted(mine), 1)
     broken["on"] = False
     for letter in await mine():
         await deadletter.replay(js, letter)
@@ -228,33 +330,27 @@ async def test_a_replayed_dead_letter_is_handled_once_fixed(
 
 
 async def test_partner_events_take_their_source_from_the_subject(
-    nc: Client, counters: AsyncEngine, unique: str, started: list, deadletter_stream: str
+    nc: Client, counters: AsyncEngine, unique: str, started: list, deadletter_stream: str, eventually
 ) -> None:
     js = nc.jetstream()
     partner = f"cfa-{unique}"
     await declare_stream(js, load_topology().streams["PARTNER"])
-    definition = ConsumerDef(
-        f"partners_{unique}",
-        "reperage",
-        "PARTNER",
-        (f"partner.{partner}.>",),
-        max_deliver=2,
-        backoff_seconds=(0.1,),
-    )
-    await declare_consumer(js, definition)
-    consumer = EventConsumer(
-        definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2
-    )
     seen: list[str | None] = []
 
-    @consumer.on("partner.seats.reported.v1")
-    async def record(session: AsyncSession, event: Event[CounterReported]) -> None:
+    async def record(uow: SampleUnitOfWork, event: Event[CounterReported]) -> None:
         seen.append(event.partner_id)
-        await increment(
-            session, Event(event.envelope, CounterIncremented(counter=event.data.counter), None, 1)
-        )
+        await uow.counters.add(event.data.counter, 1)
 
-    started.append(consumer)
+    consumer = await make_consumer(
+        nc,
+        started,
+        f"partners_{unique}",
+        "PARTNER",
+        unit_of_work(counters),
+        subjects=(f"partner.{partner}.>",),
+        handler=None,
+    )
+    consumer.on(CounterReported.event_type)(record)
     await consumer.start()
     honest = new_event(CounterReported(counter=partner), source=f"partner/{partner}", subject="c")
     forged = new_event(CounterReported(counter=partner), source="partner/someone-else", subject="c")
@@ -269,47 +365,27 @@ async def test_partner_events_take_their_source_from_the_subject(
     ]
 
 
-async def _count(probe) -> int:
-    return len(await probe())
-
-
 async def test_a_batch_handler_takes_runs_of_its_type_and_order_is_kept(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
 ) -> None:
-    definition = ConsumerDef(
-        f"batch_{unique}",
-        "psad",
-        sample_stream,
-        ("sample.>",),
-        ack_wait_seconds=5,
-        max_deliver=3,
-        backoff_seconds=(0.1,),
+    consumer = await make_consumer(
+        nc, started, f"runs_{unique}", sample_stream, unit_of_work(counters), handler=None, batch_size=100
     )
-    await declare_consumer(nc.jetstream(), definition)
-    consumer = EventConsumer(
-        definition,
-        SAMPLE_REGISTRY,
-        make_session_factory(counters),
-        nc.jetstream(),
-        fetch_timeout=0.2,
-        batch_size=100,
-    )
-    started.append(consumer)
     calls: list[object] = []
 
     @consumer.on_batch(SUBJECT)
-    async def many(session: AsyncSession, events: list[Event[CounterIncremented]]) -> None:
+    async def many(uow: SampleUnitOfWork, events: list[Event[CounterIncremented]]) -> None:
         calls.append(tuple(e.data.counter for e in events))
 
-    @consumer.on("sample.counter.reset.v1")
-    async def one(session: AsyncSession, event: Event[CounterReset]) -> None:
+    @consumer.on(RESET)
+    async def one(uow: SampleUnitOfWork, event: Event[CounterReset]) -> None:
         calls.append(f"reset {event.data.counter}")
 
     repeated = uuid.uuid4()
     for name, event_id in (("a", None), ("b", repeated), ("b", repeated)):
         await publish(nc, envelope(name, event_id=event_id))
-    reset = new_event(CounterReset(counter="a"), source="raccrochage/psad", subject="a")
-    await publish(nc, reset.to_json(), subject="sample.counter.reset.v1")
+    reset = new_event(CounterReset(counter="a"), source=SOURCE, subject="a")
+    await publish(nc, reset.to_json(), subject=RESET)
     await publish(nc, envelope("c"))
     await consumer.start()  # all wait in the stream: one fetch, one transaction
     await eventually(lambda: asyncio.sleep(0, len(calls)), 3)
@@ -317,215 +393,113 @@ async def test_a_batch_handler_takes_runs_of_its_type_and_order_is_kept(
     assert calls == [("a", "b"), "reset a", ("c",)]
 
 
-async def test_a_consumer_publishes_the_events_its_handler_leased_right_after_commit(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+async def test_a_handlers_events_are_published_right_after_its_commit_unless_older_ones_wait(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, stored, eventually
 ) -> None:
-    js = nc.jetstream()
-    writer = OutboxWriter("raccrochage/psad", sample_stream)
-    relay = OutboxRelay(counters, js)  # not started: no NOTIFY listener, no sweep, no claim
-    definition = ConsumerDef(
-        f"leases_{unique}",
-        "psad",
-        sample_stream,
-        (SUBJECT,),
-        ack_wait_seconds=5,
-        max_deliver=3,
-        backoff_seconds=(0.1,),
-    )
-    await declare_consumer(js, definition)
-    consumer = EventConsumer(
-        definition, SAMPLE_REGISTRY, make_session_factory(counters), js, fetch_timeout=0.2, relay=relay
-    )
-    counter = f"c{unique}"
+    relay = OutboxRelay(counters, nc.jetstream())  # not started: no NOTIFY listener, no sweep, no claim
 
-    @consumer.on(SUBJECT)
-    async def increment_and_reset(session: AsyncSession, event: Event[CounterIncremented]) -> None:
-        await increment(session, event)
-        conn = (await (await session.connection()).get_raw_connection()).driver_connection
-        key = f"{counter}-{event.data.counter}"
-        await writer.add_many_raw(
-            conn,
-            [writer.envelope(CounterReset(counter=event.data.counter), subject=key) for _ in range(2)],
-            session.info[LEASES],
-        )
+    async def increment_and_reset(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+        await increment(uow, event)
+        for _ in range(2):
+            uow.add_event(CounterReset(counter=event.data.counter), subject=f"{unique}-{event.data.counter}")
+
+    consumer = await make_consumer(
+        nc,
+        started,
+        f"leases_{unique}",
+        sample_stream,
+        unit_of_work(counters, sample_stream, relay),
+        subjects=(SUBJECT,),
+        handler=increment_and_reset,
+    )
 
     async def resets() -> list[str]:
-        info = await js.stream_info(sample_stream)
-        messages = [
-            json.loads((await js.get_msg(sample_stream, seq)).data)
-            for seq in range(1, info.state.last_seq + 1)
-        ]
-        return [m["subject"] for m in messages if m["type"] == "sample.counter.reset.v1"]
+        return [m.event["subject"] for m in await stored(sample_stream) if m.event["type"] == RESET]
 
-    started.append(consumer)
-    async with counters.begin() as conn:  # an older event of "late" waits for the relay
-        await writer.add(conn, CounterReset(counter="late"), subject=f"{counter}-late")
+    async with SampleUnitOfWork(counters, source=SOURCE, stream=sample_stream) as uow:  # for the relay
+        uow.add_event(CounterReset(counter="late"), subject=f"{unique}-late")
+        await uow.commit()
     await consumer.start()
-    await publish(nc, envelope("soon", 1))
-    await eventually(lambda: value(counters, "soon"), 1)
-    await eventually(resets, [f"{counter}-soon"] * 2)  # by the consumer itself, right after its commit
-    await publish(nc, envelope("late", 1))
+    await publish(nc, envelope("soon"))
+    await eventually(resets, [f"{unique}-soon"] * 2)  # by the consumer itself, right after its commit
+    await publish(nc, envelope("late"))
     await eventually(lambda: value(counters, "late"), 1)
-    await asyncio.sleep(0.3)
-    assert await resets() == [f"{counter}-soon"] * 2  # "late" has an older pending event: left to the relay
+    await eventually(settled(nc, sample_stream, consumer.name), True)
+    assert await resets() == [f"{unique}-soon"] * 2  # "late" has an older pending event: left to the relay
     assert relay.stats.batches == 0 and await relay.backlog() == 3
     assert await relay.drain() == 3
-    assert await resets() == [f"{counter}-soon"] * 2 + [f"{counter}-late"] * 3
+    assert await resets() == [f"{unique}-soon"] * 2 + [f"{unique}-late"] * 3
+
+
+async def test_a_failed_batch_publishes_nothing_and_its_good_events_go_through_alone_once(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, stored, eventually
+) -> None:
+    relay = OutboxRelay(counters, nc.jetstream())
+
+    async def increment_and_reset(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+        uow.add_event(CounterReset(counter=event.data.counter), subject=f"{unique}-{event.data.counter}")
+        await increment(uow, event)  # "refused" raises after its event was added
+
+    consumer = await make_consumer(
+        nc,
+        started,
+        f"failed_batch_{unique}",
+        sample_stream,
+        unit_of_work(counters, sample_stream, relay),
+        subjects=(SUBJECT,),
+        handler=increment_and_reset,
+    )
+    for name in ("a", "refused", "b"):
+        await publish(nc, envelope(name))
+    await consumer.start()
+    await eventually(counted(letters_of(nc, consumer)), 1)
+    await eventually(settled(nc, sample_stream, consumer.name), True)
+    assert await value(counters, "a") == 1 and await value(counters, "b") == 1
+    published = sorted(m.event["subject"] for m in await stored(sample_stream) if m.event["type"] == RESET)
+    assert published == [f"{unique}-a", f"{unique}-b"]
+    assert await relay.backlog() == 0
 
 
 async def test_batches_of_other_aggregates_run_at_once_and_an_aggregates_events_keep_their_order(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
 ) -> None:
     """concurrency=2, one event a batch: "b" does not wait behind the slow "a1", while "a2" (same
     aggregate as "a1", envelope subject "a") waits until "a1" is committed."""
-    definition = ConsumerDef(
-        f"concurrent_{unique}",
-        "psad",
-        sample_stream,
-        (SUBJECT,),
-        ack_wait_seconds=5,
-        max_deliver=3,
-        backoff_seconds=(0.1,),
-    )
-    await declare_consumer(nc.jetstream(), definition)
-    consumer = EventConsumer(
-        definition,
-        SAMPLE_REGISTRY,
-        make_session_factory(counters),
-        nc.jetstream(),
-        batch_size=1,
-        fetch_timeout=0.2,
-        concurrency=2,
-    )
     journal: list[str] = []
     a1_may_end = asyncio.Event()
 
-    @consumer.on(SUBJECT)
-    async def record(session: AsyncSession, event: Event[CounterIncremented]) -> None:
+    async def record(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
         name = event.data.counter
         journal.append(f"start {name}")
-        if name == f"{unique}-a1":
+        if name == "a1":
             await a1_may_end.wait()
-        await increment(session, event)
+        await increment(uow, event)
         journal.append(f"end {name}")
 
-    started.append(consumer)
+    consumer = await make_consumer(
+        nc,
+        started,
+        f"concurrent_{unique}",
+        sample_stream,
+        unit_of_work(counters),
+        subjects=(SUBJECT,),
+        handler=record,
+        batch_size=1,
+        concurrency=2,
+    )
     await consumer.start()
-
-    def sent(name: str, aggregate: str) -> bytes:
-        return new_event(
-            CounterIncremented(counter=f"{unique}-{name}"), source="raccrochage/psad", subject=aggregate
-        ).to_json()
-
-    await publish(nc, sent("a1", "a"))
-    await publish(nc, sent("b", "b"))
-    await publish(nc, sent("a2", "a"))
-    await eventually(lambda: value(counters, f"{unique}-b"), 1)  # b is done while a1 still waits
-    assert f"end {unique}-a1" not in journal and f"start {unique}-a2" not in journal
+    await publish(nc, envelope("a1", subject="a"))
+    await publish(nc, envelope("b", subject="b"))
+    await publish(nc, envelope("a2", subject="a"))
+    await eventually(lambda: value(counters, "b"), 1)  # b is done while a1 still waits
+    assert "end a1" not in journal and "start a2" not in journal
     a1_may_end.set()
-    await eventually(lambda: value(counters, f"{unique}-a2"), 1)
-    assert journal.index(f"end {unique}-a1") < journal.index(f"start {unique}-a2")
+    await eventually(lambda: value(counters, "a2"), 1)
+    assert journal.index("end a1") < journal.index("start a2")
 
 
 async def test_a_consumer_never_started_stops_quietly(
     nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
 ) -> None:
-    consumer = await make_consumer(nc, counters, sample_stream, unique, started)
+    consumer = await make_consumer(nc, started, f"idle_{unique}", sample_stream, unit_of_work(counters))
     await consumer.stop()  # a service stopping after another consumer's start failed
-
-
-async def _relayed_consumer(
-    nc: Client, engine: AsyncEngine, stream: str, durable: str, started: list
-) -> EventConsumer:
-    """A consumer of SUBJECT that publishes its leased events (a relay of its own, not started)."""
-    js = nc.jetstream()
-    definition = ConsumerDef(
-        durable, "psad", stream, (SUBJECT,), ack_wait_seconds=5, max_deliver=3, backoff_seconds=(0.1,)
-    )
-    await declare_consumer(js, definition)
-    consumer = EventConsumer(
-        definition,
-        SAMPLE_REGISTRY,
-        make_session_factory(engine),
-        js,
-        fetch_timeout=0.2,
-        relay=OutboxRelay(engine, js),
-    )
-    started.append(consumer)
-    return consumer
-
-
-async def test_a_one_statement_handler_goes_first_and_leaves_what_it_cannot_do_to_the_batch_handler(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
-) -> None:
-    js = nc.jetstream()
-    consumer = await _relayed_consumer(nc, counters, sample_stream, f"one_statement_{unique}", started)
-    definition = consumer.definition
-    with pytest.raises(ValueError, match="on_batch handler first"):
-        consumer.on_batch_in_one_statement(SUBJECT)
-    in_transaction: list[str] = []
-
-    @consumer.on_batch(SUBJECT)
-    async def many(session: AsyncSession, events: list[Event[CounterIncremented]]) -> None:
-        in_transaction.extend(e.data.counter for e in events)
-        for event in events:
-            await increment(session, event)
-
-    @consumer.on_batch_in_one_statement(SUBJECT)
-    async def at_once(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:
-        if any(e.data.counter.startswith("slow") for e in events):
-            return False
-        if any(e.data.counter.startswith("broken") for e in events):
-            raise RuntimeError("the statement failed")
-        await conn.execute(
-            "WITH claimed AS (INSERT INTO inbox (consumer, event_id, event_type) "
-            "SELECT $1, unnest($2::uuid[]), $3 RETURNING 1) "
-            "INSERT INTO counters SELECT unnest($4::text[]), 1 FROM claimed LIMIT cardinality($4::text[]) "
-            "ON CONFLICT (name) DO UPDATE SET value = counters.value + 1",
-            name,
-            [e.envelope.id for e in events],
-            SUBJECT,
-            [e.data.counter for e in events],
-        )
-        return True
-
-    await consumer.start()
-    for name in (f"fast{unique}", f"slow{unique}", f"broken{unique}"):
-        await publish(nc, envelope(name))
-        await eventually(lambda name=name: value(counters, name), 1)
-    # the first in one statement, the others by the batch handler (the third after its error)
-    assert in_transaction == [f"slow{unique}", f"broken{unique}"]
-    deadline = asyncio.get_running_loop().time() + 5
-    while (
-        info := await js.consumer_info(sample_stream, definition.durable)
-    ).num_ack_pending and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
-    assert info.num_ack_pending == 0 and info.num_redelivered == 0
-
-
-async def test_a_one_statement_handler_that_leaves_a_transaction_open_does_not_spoil_the_pool(
-    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list
-) -> None:
-    """Its connection is thrown away instead of going back to the pool mid-transaction: the
-    fallback and the batches after it get a clean one (the pool holds one connection)."""
-    engine = make_engine(counters.url.render_as_string(hide_password=False), pool_size=1)
-    consumer = await _relayed_consumer(nc, engine, sample_stream, f"left_open_{unique}", started)
-
-    @consumer.on_batch(SUBJECT)
-    async def many(session: AsyncSession, events: list[Event[CounterIncremented]]) -> None:
-        for event in events:
-            await increment(session, event)
-
-    @consumer.on_batch_in_one_statement(SUBJECT)
-    async def begins(conn, name: str, events: list[Event[CounterIncremented]], leases) -> bool:
-        await conn.execute("BEGIN")
-        return False
-
-    try:
-        await consumer.start()
-        for name in (f"open{unique}", f"after{unique}"):
-            await publish(nc, envelope(name))
-            await eventually(lambda name=name: value(counters, name), 1)
-    finally:
-        await consumer.stop()
-        await engine.dispose()

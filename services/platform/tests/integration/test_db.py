@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-import pytest
-from raccrochage_platform.db import libpq_dsn
-from raccrochage_platform.outbox import _RelayConnection
+from raccrochage_platform.db import asyncpg_url, libpq_dsn, make_engine
+from raccrochage_platform.testing.servers import Servers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-
-async def test_engine_and_relay_connections_run_without_jit(service_engine: AsyncEngine) -> None:
+async def test_engine_connections_run_without_jit(service_engine: AsyncEngine) -> None:
     """JIT compiles every execution whose estimated cost is high, which a growing table's stale
     statistics make of a 500-row insert: a quarter of a second each (`db.server_settings`)."""
     async with service_engine.connect() as conn:
         assert (await conn.execute(text("SHOW jit"))).scalar_one() == "off"
-    relay = await _RelayConnection.open(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+        assert (await conn.execute(text("SHOW application_name"))).scalar_one() == "raccrochage"
+
+
+async def test_an_engine_from_any_url_form_names_its_service(servers: Servers) -> None:
+    url = await servers.create_database("db")
+    assert url.startswith("postgresql://")
+    engine = make_engine(url, application_name="psad")
     try:
-        assert await relay.conn.fetchval("SHOW jit") == "off"
-        assert await relay.conn.fetchval("SHOW synchronous_commit") == "off"
-        assert await relay.conn.fetchval("SHOW application_name") == "outbox-relay"
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SHOW application_name"))).scalar_one() == "psad"
+            assert (await conn.execute(text("SHOW jit"))).scalar_one() == "off"
     finally:
-        await relay.conn.close()
+        await engine.dispose()
+
+
+def test_url_forms() -> None:
+    url = "postgresql+psycopg://svc:p%40ss@db:5432/psad"
+    assert asyncpg_url(url) == "postgresql+asyncpg://svc:p%40ss@db:5432/psad"
+    assert libpq_dsn(asyncpg_url(url)) == "postgresql://svc:p%40ss@db:5432/psad"
+    assert asyncpg_url("postgresql://svc@db/psad") == "postgresql+asyncpg://svc@db/psad"

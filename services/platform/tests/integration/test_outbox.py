@@ -3,459 +3,346 @@
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
 from nats.aio.client import Client
-from raccrochage_contracts import nats_subject
+from nats.js.api import StreamConfig
+from raccrochage_contracts import CloudEvent, new_event
 from raccrochage_platform.db import libpq_dsn
-from raccrochage_platform.outbox import Leases, OutboxRelay, OutboxWriter
-from raccrochage_platform.publisher import JetStreamPublisher
+from raccrochage_platform.outbox import OutboxRelay, write_events
 from raccrochage_platform.tables import OUTBOX_CHANNEL
 from raccrochage_platform.testing.sample import CounterIncremented
+from raccrochage_platform.uow import SqlAlchemyUnitOfWork
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+SOURCE = "raccrochage/sample"
 
 
-@pytest.fixture
-def stream(sample_stream: str) -> str:
-    return sample_stream
+def events(*aggregates: str, by: int = 1) -> list[CloudEvent]:
+    return [
+        new_event(CounterIncremented(counter=key, by=by), source=SOURCE, subject=key) for key in aggregates
+    ]
 
 
-async def _published(nc: Client, stream: str) -> list[dict]:
-    js = nc.jetstream()
-    info = await js.stream_info(stream)
-    return [json.loads((await js.get_msg(stream, seq)).data) for seq in range(1, info.state.last_seq + 1)]
+async def commit(
+    engine: AsyncEngine, stream: str, added: Sequence[CloudEvent], relay: OutboxRelay | None = None
+) -> list[CloudEvent]:
+    """One unit of work that commits `added` (with `relay`: leased to it and published after)."""
+    async with SqlAlchemyUnitOfWork(engine, source=SOURCE, stream=stream, relay=relay) as uow:
+        uow.add_events(added)
+        await uow.commit()
+    return list(added)
 
 
-async def test_committed_row_is_published_once_rolled_back_never(
-    nc: Client, service_engine: AsyncEngine, stream: str
+async def rows(engine: AsyncEngine, where: str = "true") -> list:
+    async with engine.connect() as conn:
+        found = await conn.execute(
+            text(
+                "SELECT id, event_id, aggregate_key, published_at, leased_until > now() AS leased, "
+                f"attempts, last_error FROM outbox WHERE {where} ORDER BY id"
+            )
+        )
+        return list(found)
+
+
+async def execute(engine: AsyncEngine, statement: str) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(statement))
+
+
+async def test_the_relay_publishes_committed_rows_with_their_id_and_marks_them(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, stored
 ) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
-    async with service_engine.begin() as conn:
-        kept = await writer.add(conn, CounterIncremented(counter="a"), subject="a")
+    [kept] = await commit(service_engine, sample_stream, events("a"))
     with pytest.raises(RuntimeError):
-        async with service_engine.begin() as conn:
-            await writer.add(conn, CounterIncremented(counter="b"), subject="b")
+        async with SqlAlchemyUnitOfWork(service_engine, source=SOURCE, stream=sample_stream) as uow:
+            uow.add_events(events("b"))
             raise RuntimeError("the state change failed")
     relay = OutboxRelay(service_engine, nc.jetstream())
+    assert await relay.backlog() == 1
     assert await relay.drain() == 1
     assert await relay.drain() == 0
-    events = await _published(nc, stream)
-    assert [e["id"] for e in events] == [str(kept.id)]
+    [message] = await stored(sample_stream)
+    assert message.subject == CounterIncremented.event_type
+    assert message.headers["Nats-Msg-Id"] == message.event["id"] == str(kept.id)
+    assert message.headers["Nats-Expected-Stream"] == sample_stream
+    [row] = await rows(service_engine)
+    assert row.event_id == kept.id and row.published_at is not None and row.attempts == 1
     assert await relay.backlog() == 0
+    assert (relay.stats.published, relay.stats.failed, relay.stats.batches) == (1, 0, 1)
 
 
 async def test_published_once_across_a_relay_restart(
-    nc: Client, service_engine: AsyncEngine, stream: str
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, stored, eventually
 ) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
     first = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.05)
     await first.start()
-    async with service_engine.begin() as conn:
-        for n in range(50):
-            await writer.add(conn, CounterIncremented(counter=f"c{n}"), subject=f"c{n}")
-    await _wait(lambda: first.backlog(), 0)
-    await first.stop()
-    async with service_engine.begin() as conn:
-        for n in range(50, 80):
-            await writer.add(conn, CounterIncremented(counter=f"c{n}"), subject=f"c{n}")
+    try:
+        await commit(service_engine, sample_stream, events(*(f"c{n}" for n in range(50))))
+        await eventually(first.backlog, 0)
+    finally:
+        await first.stop()
+    await commit(service_engine, sample_stream, events(*(f"c{n}" for n in range(50, 80))))
     second = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.05)
     await second.start()
-    await _wait(lambda: second.backlog(), 0)
-    await second.stop()
-    ids = [e["id"] for e in await _published(nc, stream)]
+    try:
+        await eventually(second.backlog, 0)
+    finally:
+        await second.stop()
+    ids = [m.event["id"] for m in await stored(sample_stream)]
     assert len(ids) == 80 == len(set(ids))
 
 
-async def test_notify_wakes_the_relay_before_its_sweep(
-    nc: Client, service_engine: AsyncEngine, stream: str
+async def test_notify_wakes_the_relay_long_before_its_sweep(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, eventually
 ) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
     relay = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=3600)
     await relay.start()
-    await asyncio.sleep(0.2)  # the relay's first drain is over; it now waits for NOTIFY
-    async with service_engine.begin() as conn:
-        await writer.add(conn, CounterIncremented(counter="wake"), subject="wake")
-    await _wait(lambda: relay.backlog(), 0, timeout=5)
-    await relay.stop()
-
-
-async def test_per_aggregate_order_with_two_relays(
-    nc: Client, service_engine: AsyncEngine, stream: str
-) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
-    async with service_engine.begin() as conn:
-        for n in range(300):
-            await writer.add(conn, CounterIncremented(counter=f"k{n % 7}", by=n), subject=f"k{n % 7}")
-    relays = [OutboxRelay(service_engine, nc.jetstream(), batch_size=16) for _ in range(2)]
-    await asyncio.gather(*(r.drain() for r in relays), *(r.drain() for r in relays))
-    while await relays[0].drain():
-        pass
-    events = await _published(nc, stream)
-    assert len(events) == 300 == len({e["id"] for e in events})
-    for key in range(7):
-        values = [e["data"]["by"] for e in events if e["subject"] == f"k{key}"]
-        assert values == sorted(values)
-
-
-async def test_unpublishable_row_stays_pending_with_its_error(
-    nc: Client, service_engine: AsyncEngine, unique: str
-) -> None:
-    writer = OutboxWriter("raccrochage/psad", f"NO_SUCH_STREAM_{unique}")
-    async with service_engine.begin() as conn:
-        await writer.add(conn, CounterIncremented(counter="lost"), subject="lost")
-    relay = OutboxRelay(
-        service_engine, nc.jetstream(), publish_timeout=30
-    )  # JetStream's refusal comes at once
-    await relay.drain()
-    await relay.stop()
-    async with service_engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT attempts, last_error, published_at FROM outbox WHERE aggregate_key = 'lost'")
-            )
-        ).one()
-    assert row.published_at is None and row.attempts == 1
-    assert row.last_error.startswith(("APIError: expected stream does not match", "NoRespondersError"))
-    async with service_engine.begin() as conn:
-        await conn.execute(text("DELETE FROM outbox WHERE aggregate_key = 'lost'"))
-
-
-async def _wait(probe, expected, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value == expected:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {value!r} after {timeout}s, expected {expected!r}")
-        await asyncio.sleep(0.05)
-
-
-class CountingRelay(OutboxRelay):
-    claims = 0
-
-    async def _claim(self, connection):
-        self.claims += 1
-        return await super()._claim(connection)
-
-
-async def test_a_small_drain_claims_once_and_a_backlog_uses_every_lane(
-    nc: Client, service_engine: AsyncEngine, stream: str
-) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
-    async with service_engine.begin() as conn:
-        await writer.add_many(
-            conn, [writer.envelope(CounterIncremented(counter="s"), subject=f"s{n}") for n in range(2)]
-        )
-    relay = CountingRelay(service_engine, nc.jetstream(), batch_size=8, lanes=2)
-    assert await relay.drain() == 2
-    assert relay.claims == 1 and relay.stats.empty_claims == 0  # not one per lane: the second finds nothing
-    async with service_engine.begin() as conn:
-        await writer.add_many(
-            conn, [writer.envelope(CounterIncremented(counter="b"), subject=f"b{n}") for n in range(40)]
-        )
-    relay.claims = 0
-    assert await relay.drain() == 40
-    assert relay.claims >= 1 + 2  # a full first batch: then both lanes claim until one comes back short
-    assert await relay.backlog() == 0
-    assert relay._idle == []  # a drain without start() leaves no connection open
-
-
-async def test_relay_survives_its_connection_being_killed(
-    nc: Client, service_engine: AsyncEngine, stream: str
-) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
-    relay = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.05)
-    await relay.start()
     try:
-        async with service_engine.begin() as conn:
-            await writer.add(conn, CounterIncremented(counter="k1"), subject="k1")
-        await _wait(lambda: relay.backlog(), 0)
-        async with service_engine.begin() as conn:
-            killed = (
-                await conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE application_name = 'outbox-relay' AND datname = current_database()"
-                    )
-                )
-            ).scalar_one()
-        assert killed >= 1
-        async with service_engine.begin() as conn:
-            await writer.add(conn, CounterIncremented(counter="k2"), subject="k2")
-        await _wait(lambda: relay.backlog(), 0)  # the broken connection is dropped, a new one opened
+        await eventually(lambda: asyncio.sleep(0, relay.stats.empty_claims), 1)  # its first drain is over
+        await commit(service_engine, sample_stream, events("wake"))
+        await eventually(relay.backlog, 0)
     finally:
         await relay.stop()
-    assert relay._idle == []
 
 
-async def test_add_many_raw_writes_in_the_callers_transaction_and_skips_known_events(
-    nc: Client, service_engine: AsyncEngine, stream: str
+async def test_several_relays_publish_each_row_once_in_each_aggregates_order(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, stored
 ) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
-    events = [writer.envelope(CounterIncremented(counter="r"), subject=f"r{n}") for n in range(3)]
-    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
-    try:
-        with pytest.raises(RuntimeError):
-            async with conn.transaction():
-                await writer.add_many_raw(conn, events)
-                raise RuntimeError("the state change failed")
-        async with conn.transaction():
-            await writer.add_many_raw(conn, events[:2])
-        async with conn.transaction():
-            await writer.add_many_raw(conn, events)  # a re-run: the first two are there already
-    finally:
-        await conn.close()
-    relay = OutboxRelay(service_engine, nc.jetstream())
-    assert await relay.drain() == 3
-    assert [e["id"] for e in await _published(nc, stream)] == [str(e.id) for e in events]
-
-
-async def test_add_json_raw_writes_one_types_envelopes_leased_or_not(
-    nc: Client, service_engine: AsyncEngine, stream: str
-) -> None:
-    """Envelopes already JSON, of one type: the type, subject and stream go once; leased rows
-    come back for their writer to publish; a re-run skips the events already there."""
-    writer = OutboxWriter("raccrochage/psad", stream)
-    events = [writer.envelope(CounterIncremented(counter="j"), subject=f"json-{n}") for n in range(4)]
-    rows = [(str(e.id), e.subject, e.to_json()) for e in events]
-    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
-    try:
-        async with conn.transaction():
-            await writer.add_json_raw(conn, CounterIncremented.event_type, rows[:2])
-        leases = Leases(60)
-        async with conn.transaction():
-            await writer.add_json_raw(conn, CounterIncremented.event_type, rows, leases)  # 2 known
-        stored = await conn.fetch(
-            "SELECT event_id::text, event_type, nats_subject, stream, aggregate_key, "
-            "leased_until IS NOT NULL AS leased FROM outbox WHERE aggregate_key LIKE 'json-%' "
-            "ORDER BY id"
+    """SKIP LOCKED shares the rows out; a row whose aggregate has an older row held by another
+    relay waits for it."""
+    for start in range(0, 300, 50):  # six transactions; runs of five rows of 13 aggregates in turn
+        await commit(
+            service_engine,
+            sample_stream,
+            [events(f"k{n // 5 % 13}", by=n)[0] for n in range(start, start + 50)],
         )
-    finally:
-        await conn.close()
-    assert [(r["event_id"], r["aggregate_key"], r["leased"]) for r in stored] == [
-        (str(e.id), e.subject, n >= 2) for n, e in enumerate(events)
-    ]
-    assert {(r["event_type"], r["nats_subject"], r["stream"]) for r in stored} == {
-        (CounterIncremented.event_type, nats_subject(CounterIncremented.event_type), stream)
-    }
-    assert [row[1] for row in leases.rows] == [str(e.id) for e in events[2:]]
-    relay = OutboxRelay(service_engine, nc.jetstream())
-    assert await relay.publish_leased(leases.take()) == 2
-    assert await relay.drain() == 2  # the two written without a lease
-    assert sorted(e["id"] for e in await _published(nc, stream)) == sorted(str(e.id) for e in events)
+    relays = [OutboxRelay(service_engine, nc.jetstream(), batch_size=16) for _ in range(3)]
+    for _ in range(100):
+        await asyncio.gather(*(relay.drain() for relay in relays))
+        if await relays[0].backlog() == 0:
+            break
+    assert await relays[0].backlog() == 0
+    assert sum(relay.stats.published for relay in relays) == 300
+    assert sum(1 for relay in relays if relay.stats.published) > 1  # they did share the work
+    published = await stored(sample_stream)
+    assert len(published) == 300 == len({m.event["id"] for m in published})
+    for key in range(13):
+        values = [m.event["data"]["by"] for m in published if m.event["subject"] == f"k{key}"]
+        assert values == sorted(values) and len(values) >= 20
 
 
-async def test_add_json_raw_for_new_aggregates_leases_every_row_and_refuses_a_known_id(
-    nc: Client, service_engine: AsyncEngine, stream: str
+class StuckJetStream:
+    """A JetStream context whose publishes never come back, or fail with an unexpected error:
+    a relay that dies between its claim and its publish."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.publishing = asyncio.Event()
+
+    async def publish_async(self, *args, **kwargs):
+        self.publishing.set()
+        if self.fail:
+            raise RuntimeError("the relay's process dies")
+        await asyncio.Event().wait()
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["killed", "failing"])
+async def test_a_relay_that_dies_after_its_claim_leaves_its_rows_leased_until_the_lease_runs_out(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, stored, fail: bool
 ) -> None:
-    """Aggregates the transaction created: a plain INSERT, every row leased to its writer (no
-    look for an older pending row, which the caller says cannot exist: one planted here shows
-    that none is looked for); an id already in the outbox is an error, not a skip."""
-    writer = OutboxWriter("raccrochage/psad", stream)
-    events = [writer.envelope(CounterIncremented(counter="n"), subject=f"new-{n}") for n in range(3)]
-    rows = [(str(e.id), e.subject, e.to_json()) for e in events]
-    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
-    try:
-        older = writer.envelope(CounterIncremented(counter="n"), subject="new-0")
-        await writer.add_many_raw(conn, [older])  # pending, no writer holds it
-        leases = Leases(60)
-        async with conn.transaction():
-            await writer.add_json_raw(conn, CounterIncremented.event_type, rows, leases, new_aggregates=True)
-        with pytest.raises(asyncpg.UniqueViolationError):
-            async with conn.transaction():
-                await writer.add_json_raw(
-                    conn, CounterIncremented.event_type, rows[:1], Leases(60), new_aggregates=True
-                )
-        stored = await conn.fetch(
-            "SELECT event_id::text, leased_until IS NOT NULL AS leased FROM outbox "
-            "WHERE aggregate_key LIKE 'new-%' ORDER BY id"
-        )
-        await conn.execute("DELETE FROM outbox WHERE event_id = $1", older.id)
-    finally:
-        await conn.close()
-    assert [(r["event_id"], r["leased"]) for r in stored] == [(str(older.id), False)] + [
-        (str(e.id), True) for e in events
+    written = await commit(service_engine, sample_stream, events("d1", "d1", "d2"))
+    stuck = StuckJetStream(fail)
+    dying = OutboxRelay(service_engine, stuck, lease_seconds=600)  # type: ignore[arg-type]
+    draining = asyncio.create_task(dying.drain())
+    await asyncio.wait_for(stuck.publishing.wait(), 30)
+    if fail:
+        with pytest.raises(RuntimeError, match="dies"):
+            await draining
+    else:
+        draining.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await draining
+    assert [(r.leased, r.published_at, r.attempts) for r in await rows(service_engine)] == [
+        (True, None, 0)
+    ] * 3
+    other = OutboxRelay(service_engine, nc.jetstream())
+    assert await other.drain() == 0  # held by the dead relay's lease
+    assert await stored(sample_stream) == []
+    await execute(service_engine, "UPDATE outbox SET leased_until = now() - interval '1 second'")
+    assert await other.drain() == 3  # the lease ran out
+    published = [m.event["id"] for m in await stored(sample_stream)]
+    assert sorted(published) == sorted(str(e.id) for e in written)
+    assert published.index(str(written[0].id)) < published.index(str(written[1].id))  # d1's order
+    assert all(r.published_at is not None for r in await rows(service_engine))
+
+
+async def test_a_writers_rows_behind_an_older_pending_row_are_left_to_the_relay_in_order(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, stored
+) -> None:
+    relay = OutboxRelay(service_engine, nc.jetstream())  # not started: publishes when told
+    [older] = await commit(service_engine, sample_stream, events("late"))  # no relay: pending
+    late, soon = await commit(service_engine, sample_stream, events("late", "soon"), relay)
+    # "soon" was leased to its writer and published at commit; "late" waits behind its older row
+    assert [m.event["id"] for m in await stored(sample_stream)] == [str(soon.id)]
+    assert [(r.event_id, r.leased) for r in await rows(service_engine, "published_at IS NULL")] == [
+        (older.id, None),
+        (late.id, None),
     ]
-    assert [row[1] for row in leases.rows] == [str(e.id) for e in events]
-    relay = OutboxRelay(service_engine, nc.jetstream())
-    assert await relay.publish_leased(leases.take()) == 3
-    assert sorted(e["id"] for e in await _published(nc, stream)) == sorted(str(e.id) for e in events)
+    assert await relay.drain() == 2
+    assert [m.event["id"] for m in await stored(sample_stream)] == [
+        str(soon.id),
+        str(older.id),
+        str(late.id),
+    ]
 
 
-async def test_only_rows_no_writer_holds_wake_the_relays(service_engine: AsyncEngine, stream: str) -> None:
+async def test_write_events_returns_the_rows_it_leased_and_wakes_the_relays_for_the_others(
+    service_engine: AsyncEngine, sample_stream: str
+) -> None:
     """A statement whose rows are all leased to their writer (it publishes them itself) sends no
     NOTIFY; one with a row left to the relays does, once per statement."""
-    writer = OutboxWriter("raccrochage/psad", stream)
-    dsn = libpq_dsn(service_engine.url.render_as_string(hide_password=False))
-    listener, conn = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    listener = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
     woken: list[str] = []
     await listener.add_listener(OUTBOX_CHANNEL, lambda *args: woken.append(args[2]))
+
+    async def write(added: list[CloudEvent], lease: float | None) -> tuple[list, int]:
+        before = len(woken)
+        async with service_engine.begin() as conn:
+            leased = await write_events(conn, sample_stream, added, lease)
+        await listener.execute("SELECT 1")  # notifications sent by then have reached the listener
+        return leased, len(woken) - before
+
     try:
-
-        async def insert(events: list, leases: Leases | None) -> int:
-            before = len(woken)
-            async with conn.transaction():
-                await writer.add_many_raw(conn, events, leases)
-            await listener.execute("SELECT 1")  # notifications sent by then have reached the listener
-            return len(woken) - before
-
-        def events(key: str, count: int = 2) -> list:
-            return [writer.envelope(CounterIncremented(counter="n"), subject=key) for _ in range(count)]
-
-        leases = Leases(60)
-        assert await insert(events("notify-leased"), leases) == 0 and len(leases.rows) == 2
-        assert await insert(events("notify-relay"), None) == 1
-        # the older rows of "notify-relay" are pending: these are left to the relays, which are woken
-        mixed = Leases(60)
-        assert await insert(events("notify-relay", 1) + events("notify-other", 1), mixed) == 1
-        assert [row[4] for row in mixed.rows] == ["notify-other"]
+        assert await write([], 60) == ([], 0)
+        first = events("n1", "n1", "n2")
+        leased, wakes = await write(first, 60)
+        assert wakes == 0
+        assert [(row.event_id, row.aggregate_key, row.stream) for row in leased] == [
+            (str(e.id), e.subject, sample_stream) for e in first
+        ]
+        assert [row.envelope for row in leased] == [e.to_json() for e in first]
+        assert await write(events("n3"), None) == ([], 1)  # no lease asked: the relays publish it
+        # n1 still has pending rows: its new row is left to the relays; n4's is leased
+        mixed = events("n1", "n4")
+        leased, wakes = await write(mixed, 60)
+        assert [row.event_id for row in leased] == [str(mixed[1].id)] and wakes == 1
+        assert await write(mixed, 60) == ([], 0)  # known ids: nothing written
     finally:
         await listener.close()
-        await conn.close()
 
 
-async def test_writers_published_rows_are_marked_together_a_moment_later(
-    nc: Client, service_engine: AsyncEngine, stream: str
-) -> None:
-    """`publish_leased` marks off the writer's path: rows of several writers in one UPDATE, a
-    moment later; until then they stay leased, so no relay publishes them again."""
-    writer = OutboxWriter("raccrochage/psad", stream)
-    relay = OutboxRelay(service_engine, nc.jetstream(), mark_delay=2.0)
-    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
-    try:
-        for key in ("marks-1", "marks-2"):
-            leases = Leases(60)
-            async with conn.transaction():
-                await writer.add_many_raw(
-                    conn, [writer.envelope(CounterIncremented(counter="m"), subject=key)], leases
-                )
-            assert await relay.publish_leased(leases.take()) == 1
-        assert await relay.backlog() == 2
-        assert await relay.drain() == 0  # leased: not claimed while waiting for their mark
-        await _wait(lambda: relay.backlog(), 0, timeout=15)
-        published = [e["subject"] for e in await _published(nc, stream)]
-        assert published.count("marks-1") == 1 and published.count("marks-2") == 1
-    finally:
-        await conn.close()
-        await relay.stop()
-
-
-async def test_the_publisher_reads_every_pubacks_outcome(nc: Client, stream: str) -> None:
-    publisher = JetStreamPublisher(nc)
-    subject = "sample.counter.incremented.v1"
-    before = (await nc.jetstream().stream_info(stream)).state.messages
-    sent = nc.stats["out_msgs"], nc.stats["out_bytes"]
-    try:
-        outcomes = await publisher.publish(
-            [
-                (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),
-                (subject, b"{}", {"Nats-Msg-Id": "pubacks-1"}),  # a duplicate: stored once, acked both times
-                (subject, b"{}", {"Nats-Msg-Id": "pubacks-2", "Nats-Expected-Stream": "ANOTHER"}),
-                ("nowhere.at.all", b"{}", {"Nats-Msg-Id": "pubacks-3"}),
-            ],
-            timeout=30,
-        )
-    finally:
-        await publisher.close()
-    assert outcomes[:2] == ["", ""]
-    assert outcomes[2].startswith("APIError: expected stream does not match") and "10060" in outcomes[2]
-    assert outcomes[3] == "NoRespondersError: no stream for this subject"
-    assert (await nc.jetstream().stream_info(stream)).state.messages == before + 1
-    # the client's counters count the messages written directly, as nats-py's publish would
-    assert nc.stats["out_msgs"] - sent[0] >= 4 and nc.stats["out_bytes"] - sent[1] >= 4 * len(b"{}")
-
-
-async def test_add_many_raw_runs_the_aggregates_statement_along_in_one_statement(
-    service_engine: AsyncEngine, stream: str
-) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
-    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
-    try:
-        await conn.execute("CREATE TABLE IF NOT EXISTS along_check (key text PRIMARY KEY, n int NOT NULL)")
-        along = "INSERT INTO along_check VALUES ($1, $2)"
-        leases = Leases(60)
-        await writer.add_many_raw(
-            conn,
-            [writer.envelope(CounterIncremented(counter="a"), subject="along-1")],
-            leases,
-            along=(along, ["along-1", 1]),
-        )
-        with pytest.raises(asyncpg.DivisionByZeroError):  # the aggregates' statement fails: no event either
-            await writer.add_many_raw(
-                conn,
-                [writer.envelope(CounterIncremented(counter="a"), subject="along-2")],
-                None,
-                along=("INSERT INTO along_check VALUES ($1, 1 / $2)", ["along-2", 0]),
-            )
-        assert await conn.fetchval("SELECT n FROM along_check WHERE key = 'along-1'") == 1
-        assert [row[4] for row in leases.rows] == ["along-1"]
-        assert await conn.fetchval("SELECT count(*) FROM outbox WHERE aggregate_key LIKE 'along-%'") == 1
-    finally:
-        await conn.close()
-
-
-async def test_without_retention_published_rows_are_deleted_and_failed_ones_kept(
-    nc: Client, service_engine: AsyncEngine, stream: str, unique: str
+async def test_without_retention_published_rows_are_deleted_and_refused_ones_kept(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, unique: str, stored
 ) -> None:
     """`retention_seconds=0`: a row is deleted once JetStream holds its event, whether the relay
     claimed it or its writer published it leased; a row JetStream refused stays, with its error."""
-    writer = OutboxWriter("raccrochage/psad", stream)
-    refused = OutboxWriter("raccrochage/psad", f"NO_SUCH_STREAM_{unique}")
-    relay = OutboxRelay(
-        service_engine, nc.jetstream(), retention_seconds=0, mark_delay=0.01, publish_timeout=30
+    relay = OutboxRelay(service_engine, nc.jetstream(), retention_seconds=0, publish_timeout=60)
+    [claimed] = await commit(service_engine, sample_stream, events("deleted-claimed"))
+    await commit(service_engine, f"OTHER_{unique}", events("kept-refused"))
+    [leased] = await commit(service_engine, sample_stream, events("deleted-leased"), relay)
+    await relay.drain()
+    assert [(r.aggregate_key, r.published_at, r.attempts) for r in await rows(service_engine)] == [
+        ("kept-refused", None, 1)
+    ]
+    assert {m.event["id"] for m in await stored(sample_stream)} == {str(claimed.id), str(leased.id)}
+
+
+async def test_prune_deletes_the_rows_published_before_the_retention_only(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str
+) -> None:
+    relay = OutboxRelay(service_engine, nc.jetstream(), retention_seconds=3600)
+    await commit(service_engine, sample_stream, events("old", "recent"))
+    assert await relay.drain() == 2
+    await commit(service_engine, sample_stream, events("pending"))
+    await execute(service_engine, "UPDATE outbox SET created_at = now() - interval '2 hours'")
+    await execute(
+        service_engine,
+        "UPDATE outbox SET published_at = now() - interval '2 hours' WHERE aggregate_key = 'old'",
     )
-    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    await relay.prune()
+    assert [r.aggregate_key for r in await rows(service_engine)] == ["recent", "pending"]
+
+
+async def test_a_refused_publish_fails_at_once_with_jetstreams_reason_and_stops_its_aggregate(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, unique: str, stored
+) -> None:
+    """The stream holding `sample.>` is not the one the row expects: JetStream says so at once
+    (no wait for the publish timeout). The row is freed with the reason and claimed again by the
+    next drain; its aggregate's later rows wait behind it, other aggregates go on."""
+    [refused] = await commit(service_engine, f"OTHER_{unique}", events("x"))
+    behind, other = await commit(service_engine, sample_stream, events("x", "y"))
+    relay = OutboxRelay(service_engine, nc.jetstream(), publish_timeout=60)
+    assert await asyncio.wait_for(relay.drain(), 20) == 1  # a guard against waiting out the timeout
+    assert [m.event["id"] for m in await stored(sample_stream)] == [str(other.id)]
+    pending = await rows(service_engine, "published_at IS NULL")
+    assert [(r.event_id, r.leased, r.attempts) for r in pending] == [
+        (refused.id, None, 1),
+        (behind.id, None, 1),
+    ]
+    assert pending[0].last_error == (
+        "BadRequestError: expected stream does not match (JetStream error 10060)"
+    )
+    assert relay.stats.failed == 2
+    assert await asyncio.wait_for(relay.drain(), 20) == 0  # retried: refused again
+    assert [r.attempts for r in await rows(service_engine, "published_at IS NULL")] == [2, 2]
+
+
+async def test_a_row_without_a_stream_fails_at_once_and_a_running_relay_retries_it(
+    nc: Client, service_engine: AsyncEngine, unique: str, stored, eventually
+) -> None:
+    js = nc.jetstream()
+    stream = f"LATE_{unique}"
+    [event] = await commit(service_engine, stream, events("later"))
+    relay = OutboxRelay(service_engine, js, publish_timeout=60, sweep_seconds=0.1)
+    assert await asyncio.wait_for(relay.drain(), 20) == 0
+    [row] = await rows(service_engine)
+    assert row.attempts == 1 and row.last_error.startswith("NoStreamResponseError")
+    await relay.start()
     try:
-        async with conn.transaction():
-            claimed = writer.envelope(CounterIncremented(counter="d"), subject=f"deleted-claimed-{unique}")
-            await writer.add_many_raw(conn, [claimed])
-            await refused.add_many_raw(
-                conn, [refused.envelope(CounterIncremented(counter="d"), subject=f"deleted-refused-{unique}")]
-            )
-        leases = Leases(60)
-        async with conn.transaction():
-            leased = writer.envelope(CounterIncremented(counter="d"), subject=f"deleted-leased-{unique}")
-            await writer.add_many_raw(conn, [leased], leases)
-        assert await relay.publish_leased(leases.take()) == 1
-        await relay.drain()
-
-        async def rows_left() -> int:  # the leased row's mark runs a moment later (mark_delay)
-            return await conn.fetchval(
-                "SELECT count(*) FROM outbox WHERE aggregate_key LIKE $1", f"deleted-%-{unique}"
-            )
-
-        await _wait(rows_left, 1)
-        left = await conn.fetch(
-            "SELECT aggregate_key, published_at, attempts, last_error FROM outbox "
-            "WHERE aggregate_key LIKE $1",
-            f"deleted-%-{unique}",
-        )
-        assert [(r["aggregate_key"], r["published_at"], r["attempts"]) for r in left] == [
-            (f"deleted-refused-{unique}", None, 1)
-        ]
-        assert left[0]["last_error"]
-        published = {e["id"] for e in await _published(nc, stream)}
-        assert {str(claimed.id), str(leased.id)} <= published
+        await eventually(lambda: asyncio.sleep(0, relay.stats.failed > 1), True)  # retrying, backing off
+        await js.add_stream(StreamConfig(name=stream, subjects=["sample.>"], duplicate_window=120))
+        await eventually(relay.backlog, 0, timeout=60)
+        assert [m.event["id"] for m in await stored(stream)] == [str(event.id)]
     finally:
-        await conn.execute("DELETE FROM outbox WHERE aggregate_key LIKE $1", f"deleted-%-{unique}")
-        await conn.close()
         await relay.stop()
+        await js.delete_stream(stream)
 
 
-async def test_a_guard_without_the_ctes_it_reads_is_refused(service_engine: AsyncEngine, stream: str) -> None:
-    writer = OutboxWriter("raccrochage/psad", stream)
-    event = writer.envelope(CounterIncremented(counter="g"), subject="guarded")
-    conn = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+async def test_the_relay_outlives_its_connections_being_killed(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, eventually
+) -> None:
+    relay = OutboxRelay(service_engine, nc.jetstream(), sweep_seconds=0.1)
+
+    async def listening() -> int:
+        async with service_engine.connect() as conn:
+            found = await conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()"
+                )
+            )
+            return found.scalar_one()
+
+    await relay.start()
     try:
-        with pytest.raises(ValueError, match="guard"):
-            await writer.add_many_raw(conn, [event], Leases(60), guard="true")
-        with pytest.raises(ValueError, match="guard"):
-            await writer.add_many_raw(conn, [], Leases(60), along=("claimed AS (SELECT 1)", []), guard="true")
+        await commit(service_engine, sample_stream, events("k1"))
+        await eventually(relay.backlog, 0)
+        await eventually(listening, 1)
+        async with service_engine.connect() as conn:
+            killed = await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            assert killed.scalar_one() >= 1
+        await commit(service_engine, sample_stream, events("k2"))
+        await eventually(relay.backlog, 0)  # broken connections dropped, new ones opened
+        await eventually(listening, 1)  # and it listens again
     finally:
-        await conn.close()
+        await relay.stop()

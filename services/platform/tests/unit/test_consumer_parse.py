@@ -7,7 +7,12 @@ import json
 from nats.aio.msg import Msg
 from raccrochage_contracts import new_event
 from raccrochage_platform.consumer import EventConsumer
-from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented, CounterReported
+from raccrochage_platform.testing.sample import (
+    SAMPLE_REGISTRY,
+    CounterIncremented,
+    CounterReported,
+    CounterReset,
+)
 from raccrochage_platform.topology import ConsumerDef
 
 SUBJECT = "sample.counter.incremented.v1"
@@ -21,7 +26,7 @@ async def _nothing(*_args) -> None:
 
 def consumer() -> EventConsumer:
     definition = ConsumerDef("parse_test", "psad", "SAMPLE", ("sample.>", "partner.>"))
-    made = EventConsumer(definition, SAMPLE_REGISTRY, sessions=None, js=None)  # type: ignore[arg-type]
+    made = EventConsumer(definition, SAMPLE_REGISTRY, unit_of_work=None, js=None)  # type: ignore[arg-type]
     made.on(SUBJECT)(_nothing)
     made.on_batch("partner.seats.reported.v1")(_nothing)
     return made
@@ -70,3 +75,45 @@ def test_what_is_wrong_is_named_without_the_values() -> None:
     assert reasons["data"].startswith("invalid data.by: Input should be a valid integer")
     assert reasons["envelope"].startswith("invalid envelope.time:")
     assert not any("SECRET" in reason for reason in reasons.values())
+
+
+def test_a_type_nobody_registered_or_handles_is_named() -> None:
+    unknown = envelope(type="sample.counter.incremented.v9")
+    reason = consumer()._parse(message(unknown, subject="sample.counter.incremented.v9")).reason
+    assert reason == (
+        "unknown event type 'sample.counter.incremented.v9'; known versions: sample.counter.incremented.v1"
+    )
+    reset = json.loads(new_event(CounterReset(counter="c"), source="raccrochage/psad", subject="c").to_json())
+    reason = consumer()._parse(message(reset, subject="sample.counter.reset.v1")).reason
+    assert reason == "consumer parse_test has no handler for sample.counter.reset.v1"
+
+
+def test_a_body_that_is_not_an_envelope_is_refused_without_its_content() -> None:
+    for body in (b"[1, 2]", b'"SECRET"', b"", b'{"id": "SECRET"}'):
+        reason = consumer()._parse(message(body)).reason
+        assert reason.startswith("invalid envelope") and "SECRET" not in reason
+
+
+def test_a_handlers_failure_is_described_without_the_input() -> None:
+    """A database error's text quotes the statement's parameters, a validation error the values:
+    neither reaches a dead letter's reason or the logs."""
+    from pydantic import ValidationError
+    from raccrochage_platform.consumer import _failure
+    from sqlalchemy.exc import IntegrityError, StatementError
+
+    class UniqueViolationError(Exception):
+        sqlstate = "23505"
+
+    database = IntegrityError(
+        "INSERT INTO t VALUES ($1)", ("SECRET",), UniqueViolationError("Key (n)=(SECRET)")
+    )
+    assert "SECRET" in str(database)
+    assert _failure(database) == "IntegrityError: UniqueViolationError (SQLSTATE 23505)"
+    assert _failure(StatementError("bind failed", "SELECT $1", ("SECRET",), None)) == "StatementError"
+    try:
+        CounterIncremented(counter="c", by="SECRET")
+    except ValidationError as error:
+        validation = error
+    assert _failure(validation).startswith("ValidationError: invalid CounterIncremented.by: Input should")
+    assert "SECRET" not in _failure(validation)
+    assert _failure(RuntimeError("the dependency is down")) == "RuntimeError: the dependency is down"

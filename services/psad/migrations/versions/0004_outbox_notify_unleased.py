@@ -1,5 +1,5 @@
 """The outbox trigger wakes relays only for rows no writer holds: a row inserted leased is
-published by its writer (outbox.Leases), and waking a relay for it only cost a claim that found
+published by its writer right after its commit (outbox.write_events), and waking a relay for it only cost a claim that found
 nothing (raccrochage_platform.tables.OUTBOX_NOTIFY_DDL).
 """
 

@@ -1,6 +1,6 @@
 """Drop `case_by_psad (psad_id, status)`: every list is bound to a territory, which
 `case_by_territory (departement, status)` serves, and a territory holds a handful of PSADs; the
-index only cost every case insert and status change an entry (bulk hand-over: ~3 µs per case).
+index only cost every case insert and status change an entry to maintain.
 """
 
 from alembic import op

@@ -29,7 +29,7 @@ class PsadSettings(ServiceSettings):
     consumer_batch: int = Field(500, validation_alias="PSAD_CONSUMER_BATCH", ge=1, le=5000)
     # PSAD's inbox drops a redelivered hand-over, so its published events need not be kept to
     # skip a re-run's (repérage keeps its own a week for that): deleting each once published
-    # costs PostgreSQL 2 µs instead of the mark's 10 (bench/psad.py, docs/psad.md).
+    # is less work for PostgreSQL than marking it and pruning it later.
     outbox_retention_seconds: float = Field(
         0,
         validation_alias="RACCROCHAGE_OUTBOX_RETENTION_SECONDS",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 from nats.aio.client import Client
 
 from .helpers import eventually, fetch, found, identified, publish, stream_events, youth_id
@@ -85,11 +84,6 @@ async def test_found_closes_the_open_case_as_found_in_partner_base(
 
     rows = await eventually(closed, what="the case closed")
     assert [(r["close_reason"], r["found_base"]) for r in rows] == [("found_in_partner_base", "cfa")]
-    # closed by the one-statement path (handover.found_in_one_statement), not its fallback
-    metrics = httpx.get(f"{psad_service.url}/metrics").text
-    assert (
-        'raccrochage_batches_one_statement_total{consumer="psad_reperage",outcome="handled"} 1.0' in metrics
-    )
     events = await eventually(
         lambda: stream_events(nc, "PSAD", "psad.case.closed.v1"), what="psad.case.closed.v1"
     )

@@ -10,9 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
-from raccrochage_platform.db import make_engine, make_session_factory
-from raccrochage_platform.outbox import OutboxWriter
-from raccrochage_psad.adapters.repository import CaseRepository
+from raccrochage_platform.db import make_engine
 from raccrochage_psad.domain.case import Case
 from raccrochage_psad.domain.contact import Channel, ContactOutcome
 from raccrochage_psad.domain.deadlines import DEFAULT_POLICY
@@ -20,7 +18,9 @@ from raccrochage_psad.domain.interview import InterviewerRole, InterviewOutcome
 from raccrochage_psad.domain.solution import SolutionKind
 from raccrochage_psad.domain.states import CaseError, CloseReason
 from raccrochage_psad.domain.worklist import WorkList, worklist
-from raccrochage_psad.service_layer.cases import Cases, _urgency
+from raccrochage_psad.service_layer import cases as service
+from raccrochage_psad.service_layer.cases import urgency
+from raccrochage_psad.service_layer.unit_of_work import SqlPsadUnitOfWork
 
 from .helpers import youth_id
 
@@ -80,7 +80,7 @@ def _expected(cases: list[Case], **filters) -> list[str]:
     """The list as the rules define it, from every case loaded."""
 
     def keeps(case: Case) -> bool:
-        deadline = case._interview_still_owed(DEFAULT_POLICY)
+        deadline = case.interview_still_owed(DEFAULT_POLICY)
         return (
             case.departement == "33"
             and filters.get("status") in (None, case.status.value)
@@ -93,7 +93,7 @@ def _expected(cases: list[Case], **filters) -> list[str]:
 
     return [
         case.case_id
-        for case in sorted(filter(keeps, cases), key=lambda case: _urgency(case, TODAY, DEFAULT_POLICY))
+        for case in sorted(filter(keeps, cases), key=lambda case: urgency(case, TODAY, DEFAULT_POLICY))
     ]
 
 
@@ -102,10 +102,14 @@ async def territory(psad_db: str):
     rng = random.Random(7)
     cases = [_story(n, rng) for n in range(160)]
     engine = make_engine(psad_db, pool_size=2)
-    sessions = make_session_factory(engine)
-    async with sessions() as session, session.begin():
-        await CaseRepository(session).insert_new(cases)
-    yield Cases(sessions, OutboxWriter("raccrochage/psad", "PSAD"), DEFAULT_POLICY), cases
+
+    def unit_of_work() -> SqlPsadUnitOfWork:
+        return SqlPsadUnitOfWork(engine, source="raccrochage/psad", stream="PSAD")
+
+    async with unit_of_work() as uow:
+        await uow.cases.insert_new(cases)
+        await uow.commit()
+    yield unit_of_work, cases
     await engine.dispose()
 
 
@@ -127,13 +131,13 @@ FILTERS = [
     "filters", FILTERS, ids=lambda f: ",".join(f"{k}={v}" for k, v in f.items()) or "all"
 )
 async def test_every_page_of_every_filter_follows_the_rules(territory, filters) -> None:
-    cases, stored = territory
+    unit_of_work, stored = territory
     expected = _expected(stored, **filters)
     for limit in (7, 50, 1000):
         pages = []
         for offset in range(0, len(expected) + limit, limit):
-            total, page = await cases.search(
-                departement="33", today=TODAY, limit=limit, offset=offset, **filters
+            total, page = await service.search(
+                unit_of_work(), departement="33", today=TODAY, limit=limit, offset=offset, **filters
             )
             assert total == len(expected)
             pages.extend(case.case_id for case in page)
@@ -149,50 +153,47 @@ async def test_the_stories_cover_every_list(territory) -> None:
 async def test_a_case_closed_while_a_page_is_read_is_listed_once(psad_db: str) -> None:
     """The open cases, the closed count and the closed page are read in one snapshot: a case
     closed between the first query and the next is neither counted twice nor listed twice."""
-    import asyncpg
-    from raccrochage_platform.db import libpq_dsn
-    from sqlalchemy import event
+    from sqlalchemy import event, text
     from sqlalchemy.util import await_only
 
     case = Case.open(str(uuid.uuid4()), youth_id("race-1"), "psad-a", "47", 17, T0)
     case.events.clear()
     engine = make_engine(psad_db, pool_size=2)
-    sessions = make_session_factory(engine)
-    async with sessions() as session, session.begin():
-        await CaseRepository(session).insert_new([case])
+    closer = make_engine(psad_db, pool_size=1)
+
+    def unit_of_work() -> SqlPsadUnitOfWork:
+        return SqlPsadUnitOfWork(engine, source="raccrochage/psad", stream="PSAD")
+
+    async with unit_of_work() as uow:
+        await uow.cases.insert_new([case])
+        await uow.commit()
 
     async def close_it() -> None:
-        conn = await asyncpg.connect(libpq_dsn(psad_db))
-        try:
+        async with closer.begin() as conn:
             await conn.execute(
-                "UPDATE case_file SET status = 'closed', close_reason = 'refuses_support', "
-                "status_since = now() WHERE case_id = $1",
-                uuid.UUID(case.case_id),
+                text(
+                    "UPDATE case_file SET status = 'closed', close_reason = 'refuses_support', "
+                    "status_since = now() WHERE case_id = :id"
+                ),
+                {"id": uuid.UUID(case.case_id)},
             )
-        finally:
-            await conn.close()
 
-    def racing():
-        session = sessions()
-        statements = 0
+    closed_meanwhile = False
 
-        @event.listens_for(session.sync_session, "do_orm_execute")
-        def close_before_the_second_query(_state) -> None:
-            nonlocal statements
-            statements += 1
-            if statements == 2:  # the open cases are read: the case closes now, elsewhere
-                await_only(close_it())
+    def close_before_counting(conn, cursor, statement, parameters, context, executemany) -> None:
+        nonlocal closed_meanwhile
+        if "count(" in statement and not closed_meanwhile:  # the open cases are read: close it now
+            closed_meanwhile = True
+            await_only(close_it())
 
-        return session
-
+    event.listen(engine.sync_engine, "before_cursor_execute", close_before_counting)
     try:
-        total, page = await Cases(racing, OutboxWriter("raccrochage/psad", "PSAD"), DEFAULT_POLICY).search(
-            departement="47", today=TODAY
-        )
+        total, page = await service.search(unit_of_work(), departement="47", today=TODAY)
+        assert closed_meanwhile
         assert (total, [c.case_id for c in page]) == (1, [case.case_id])
-        total, page = await Cases(sessions, OutboxWriter("raccrochage/psad", "PSAD"), DEFAULT_POLICY).search(
-            departement="47", today=TODAY
-        )
+        total, page = await service.search(unit_of_work(), departement="47", today=TODAY)
         assert (total, [c.status.value for c in page]) == (1, ["closed"])  # and the next read sees it closed
     finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", close_before_counting)
         await engine.dispose()
+        await closer.dispose()

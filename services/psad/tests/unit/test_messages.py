@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from raccrochage_contracts import new_event
-from raccrochage_contracts.events.reperage_v1 import YouthFound
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_contracts import CloudEvent, new_event
+from raccrochage_contracts.events.reperage_v1 import YouthFound, YouthIdentified
+from raccrochage_platform.fakes import FakeUnitOfWork
 from raccrochage_psad.domain.case import Case
 from raccrochage_psad.domain.contact import Channel, ContactOutcome
 from raccrochage_psad.domain.interview import InterviewerRole, InterviewOutcome
 from raccrochage_psad.domain.solution import SolutionKind
-from raccrochage_psad.service_layer.messages import envelopes, payloads, request_id
+from raccrochage_psad.service_layer.messages import envelopes, opened_envelopes, payloads, request_id
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 YOUTH = "ab" * 32
-OUTBOX = OutboxWriter("raccrochage/psad", "PSAD")
+OUTBOX = FakeUnitOfWork(source="raccrochage/psad")  # builds the envelopes
 
 
 def _case(zap: str | None = "bordeaux-nord", departement: str = "33") -> Case:
@@ -94,12 +95,6 @@ def test_ids_derive_from_the_cause_so_handling_it_again_makes_the_same_events() 
 @pytest.mark.parametrize("zap", [None, "bordeaux-rive-droite", "l'île \"d'oléron\"\\"])
 @pytest.mark.parametrize("chained", [False, True])
 def test_opened_envelopes_are_what_envelopes_gives(zap: str | None, chained: bool) -> None:
-    import json
-
-    from raccrochage_contracts import CloudEvent
-    from raccrochage_contracts.events.reperage_v1 import YouthIdentified
-    from raccrochage_psad.service_layer.messages import opened_envelopes
-
     cause = new_event(
         YouthIdentified(
             youth_id=YOUTH,
@@ -117,22 +112,18 @@ def test_opened_envelopes_are_what_envelopes_gives(zap: str | None, chained: boo
     slow, fast = _case(zap=zap, departement="2A"), _case(zap=zap, departement="2A")
     fast.case_id = slow.case_id
     (expected,) = envelopes(OUTBOX, slow, cause)
-    ((event_id, key, body),) = opened_envelopes(OUTBOX, [(fast, cause)], T0)
+    (built,) = opened_envelopes(OUTBOX, [(fast, cause)])
     assert fast.events == []
-    parsed = CloudEvent.from_json(body)
-    assert (event_id, key) == (str(expected.id), slow.case_id)
-    got, want = json.loads(body), json.loads(expected.to_json())
+    got, want = json.loads(built.to_json()), json.loads(expected.to_json())
     assert got.pop("time") == "2026-11-02T09:00:00Z"
     want.pop("time")
-    assert got == want and parsed.data == expected.data
+    assert got == want
+    assert CloudEvent.from_json(built.to_json()) == built  # the model it says it is
 
 
-def test_opened_envelopes_refuse_an_id_they_would_have_to_escape() -> None:
-    """The template writes ids and the département unescaped, as their patterns allow: a value
-    outside them (never from a validated youth.identified) fails the batch, no broken JSON."""
-    from raccrochage_contracts.events.reperage_v1 import YouthIdentified
-    from raccrochage_psad.service_layer.messages import opened_envelopes
-
+def test_opened_envelopes_refuse_a_batch_whose_first_payload_breaks_the_contract() -> None:
+    """Built without validation, so the first of each batch is checked: a value the contract
+    refuses (never from a validated youth.identified) fails the batch instead of publishing."""
     cause = new_event(
         YouthIdentified(
             youth_id=YOUTH,
@@ -147,6 +138,6 @@ def test_opened_envelopes_refuse_an_id_they_would_have_to_escape() -> None:
         subject=YOUTH,
     )
     case = _case()
-    case.psad_id = 'psad-33","x":"y'
-    with pytest.raises(ValueError, match="outside the contract's patterns"):
-        opened_envelopes(OUTBOX, [(case, cause)], T0)
+    case.psad_id = "not a psad id"
+    with pytest.raises(ValueError, match="psad_id"):
+        opened_envelopes(OUTBOX, [(case, cause)])

@@ -14,18 +14,17 @@ import asyncpg
 import pytest
 from nats.aio.client import Client
 from raccrochage_platform.db import libpq_dsn, make_engine
-from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
-from raccrochage_reperage.adapters.campaign_store import CampaignStore
+from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_reperage.config import ReperageSettings
 from raccrochage_reperage.domain.demo import generate
 from raccrochage_reperage.domain.partners import PartnerSource
+from raccrochage_reperage.entrypoints.cli import unit_of_work_factory
 from raccrochage_reperage.service_layer.ingest import CampaignConflict, ingest_campaign
 from raccrochage_reperage.service_layer.partner_file import ingest_partner_file
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 AS_OF = date(2026, 11, 2)
 KEY = b"k" * 64
-OUTBOX = OutboxWriter("raccrochage/reperage", "REPERAGE")
 
 
 def policy():
@@ -37,20 +36,29 @@ def policy():
 
 
 async def ingest(url: str, path: Path, campaign: str = "c1", as_of: date = AS_OF):
-    store = await CampaignStore.connect(libpq_dsn(url))
+    """As `raccrochage ingest siei` runs it, without a relay: the events stay in the outbox."""
+    engine = make_engine(url)
     try:
         return await ingest_campaign(
-            path, campaign_id=campaign, as_of=as_of, store=store, outbox=OUTBOX, key=KEY, policy=policy()
+            path,
+            campaign_id=campaign,
+            as_of=as_of,
+            unit_of_work=unit_of_work_factory(engine),
+            key=KEY,
+            policy=policy(),
         )
     finally:
-        await store.close()
+        await engine.dispose()
 
 
 async def load_partners(url: str, folder: Path) -> None:
     engine = make_engine(url)
     for path in sorted(folder.glob("partner_*.csv")):
         await ingest_partner_file(
-            path, source=PartnerSource(path.stem.split("_", 1)[1]), engine=engine, outbox=OUTBOX, today=AS_OF
+            path,
+            source=PartnerSource(path.stem.split("_", 1)[1]),
+            unit_of_work=unit_of_work_factory(engine),
+            today=AS_OF,
         )
     await engine.dispose()
 
@@ -127,7 +135,10 @@ async def test_a_youth_in_a_later_campaign_is_reported_again_not_identified_twic
 ) -> None:
     files = generate(300, 5, tmp_path, campaign="c1", as_of=AS_OF)
     first = (await ingest(reperage_db, files.siei, "c1")).as_dict()
+    versions = "SELECT string_agg(youth_id || xmin::text, ',' ORDER BY youth_id) FROM youth"
+    vault = await scalar(reperage_db, versions)
     second = (await ingest(reperage_db, files.siei, "c2")).as_dict()
+    assert await scalar(reperage_db, versions) == vault  # the same details: no vault row rewritten
     assert second["identified"] == first["identified"] and second["reported_again"] == first["identified"]
     assert (
         await scalar(

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter
+from raccrochage_contracts import CloudEvent
 from sqlalchemy import Column, Integer, MetaData, Table, Text, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..consumer import Event
 from ..service import ServiceContext, ServiceSpec
+from ..uow import SqlAlchemyUnitOfWork
 from .sample import SAMPLE_REGISTRY, CounterIncremented
 
 metadata = MetaData()
@@ -24,30 +26,61 @@ counters = Table(
 )
 
 
-async def apply_increment(session: AsyncSession, event: Event[CounterIncremented]) -> None:
-    statement = insert(counters).values(name=event.data.counter, value=event.data.by)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["name"], set_={"value": counters.c.value + statement.excluded.value}
+class Counters:
+    """The counters repository, on a unit of work's connection."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, name: str, by: int) -> None:
+        statement = insert(counters).values(name=name, value=by)
+        await self.connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["name"], set_={"value": counters.c.value + statement.excluded.value}
+            )
         )
-    )
+
+    async def value(self, name: str) -> int:
+        found = await self.connection.execute(select(counters.c.value).where(counters.c.name == name))
+        return found.scalar() or 0
+
+
+class SampleUnitOfWork(SqlAlchemyUnitOfWork):
+    counters: Counters
+
+    def open_repositories(self, connection: AsyncConnection) -> None:
+        self.counters = Counters(connection)
+
+
+async def apply_increment(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+    await uow.counters.add(event.data.counter, event.data.by)
+
+
+async def increment(uow: SampleUnitOfWork, name: str, by: int) -> CloudEvent:
+    async with uow:
+        event = uow.add_event(CounterIncremented(counter=name, by=by), subject=name)
+        await uow.commit()
+    return event
+
+
+async def read(uow: SampleUnitOfWork, name: str) -> int:
+    async with uow:
+        return await uow.counters.value(name)
 
 
 async def build(context: ServiceContext) -> None:
-    context.consumer("sample_counter").on("sample.counter.incremented.v1")(apply_increment)
+    unit_of_work = context.unit_of_work(SampleUnitOfWork)
+    context.consumer("sample_counter", unit_of_work).on("sample.counter.incremented.v1")(apply_increment)
     router = APIRouter()
 
     @router.post("/counters/{name}", status_code=202)
-    async def increment(name: str, by: int = 1) -> dict:
-        async with context.sessions() as session, session.begin():
-            event = await context.outbox.add(session, CounterIncremented(counter=name, by=by), subject=name)
+    async def post_increment(name: str, by: int = 1) -> dict:
+        event = await increment(unit_of_work(), name, by)
         return {"event_id": str(event.id)}
 
     @router.get("/counters/{name}")
-    async def read(name: str) -> dict:
-        async with context.sessions() as session:
-            found = (await session.execute(select(counters.c.value).where(counters.c.name == name))).scalar()
-        return {"name": name, "value": found or 0}
+    async def get_counter(name: str) -> dict:
+        return {"name": name, "value": await read(unit_of_work(), name)}
 
     context.app.include_router(router)
 

@@ -1,24 +1,31 @@
-"""Cases in PostgreSQL: load a case (locked for the transaction), save it, find them.
+"""Cases in PostgreSQL, on a unit of work's connection: load a case (locked for the
+transaction), save it, find them.
 
 The aggregate is one row: the columns that lists filter on, and the history (attempts,
 interviews, solutions) as JSON. Saving bumps `version`; a case is loaded `FOR UPDATE`, so two
-commands on the same case queue instead of overwriting each other.
+commands on the same case queue instead of overwriting each other. Batches (a campaign's
+hand-over, a day of partners' enrolments) are read and written by one statement over arrays,
+the same statement whatever their size, so that it is prepared once per connection.
+
+`AbstractCaseRepository` is what the service layer uses; `CaseRepository` runs it on the
+SQLAlchemy `AsyncConnection` of a `SqlPsadUnitOfWork`, the unit tests on an in-memory fake.
 """
 
 from __future__ import annotations
 
+import abc
 import json
 import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-import asyncpg
-from raccrochage_contracts import CloudEvent
-from raccrochage_platform.db import array_literal, driver_connection
-from raccrochage_platform.outbox import LEASES, Leases, OutboxWriter
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import Select, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Text
 
 from ..domain.case import Case
 from ..domain.contact import Channel, ContactAttempt, ContactOutcome
@@ -49,6 +56,40 @@ _SCALARS = (
 )
 
 
+class CaseNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class LatestCase:
+    """A youth's open case if they have one, else their latest closed one: what a hand-over
+    decides on (open nothing, reopen it, or open a new one)."""
+
+    case_id: str
+    youth_id: str
+    psad_id: str
+    status: CaseStatus
+    transferred_to: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is not CaseStatus.CLOSED
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """The filters of a territory's case list that the database applies (the work-list rules
+    are applied to the loaded cases by the service layer)."""
+
+    departement: str
+    today: date
+    status: str | None = None
+    psad_id: str | None = None
+    owner: str | None = None
+    deadline: Literal["overdue", "due"] | None = None
+
+
+# --- rows and aggregates --------------------------------------------------------------------------
 def _iso(moment: datetime | date | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
@@ -100,25 +141,25 @@ def history_of(case: Case) -> dict[str, list[dict[str, Any]]]:
 
 
 def row_of(case: Case, policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
+    """The row of a case: its fields, its history, and the columns derived for lists and timers."""
     row = {name: getattr(case, name) for name in _SCALARS}
     row.update(
-        case_id=uuid.UUID(case.case_id),
+        case_id=case.case_id,
         status=case.status.value,
         close_reason=case.close_reason.value if case.close_reason else None,
         history=history_of(case),
         first_attempt_at=case.first_attempt_at,
         failed_attempts=case.failed_attempts,
-        interview_deadline=case._interview_still_owed(policy),
+        interview_deadline=case.interview_still_owed(policy),
         escalation_due_on=case.escalation_due_on(policy),
     )
     return row
 
 
-def case_of(row: Any) -> Case:
-    """Rebuild a stored case; it records no event (only new commands do)."""
-    values = row._mapping if hasattr(row, "_mapping") else row
+def case_of(values: Mapping[str, Any]) -> Case:
+    """Rebuild a stored case from its row; it records no event (only new commands do)."""
     history = values["history"] or {}
-    if isinstance(history, str):  # read as text by the asyncpg statements below
+    if isinstance(history, str):
         history = json.loads(history)
     case = Case(
         case_id=str(values["case_id"]),
@@ -166,188 +207,7 @@ def case_of(row: Any) -> Case:
     return case
 
 
-# Fixed statements (compiled once, prepared once per connection) for the hot paths.
-_WRITTEN = [column for column in case_table.columns if column.name not in ("version", "last_reported_on")]
-_PG = postgresql.dialect()
-
-
-def _cast(column: Any, array: bool) -> str:
-    if column.name == "history":  # JSON text in, jsonb stored
-        return (
-            "CAST(CAST(:history AS text[]) AS jsonb[])" if array else "CAST(CAST(:history AS text) AS jsonb)"
-        )
-    kind = column.type.compile(dialect=_PG)
-    return f"CAST(:{column.name} AS {kind}[])" if array else f"CAST(:{column.name} AS {kind})"
-
-
-_INSERT_CASES = text(
-    f"INSERT INTO case_file ({', '.join(c.name for c in _WRITTEN)}) "
-    f"SELECT * FROM unnest({', '.join(_cast(c, True) for c in _WRITTEN)}) "
-    "ON CONFLICT (youth_id) WHERE status <> 'closed' DO NOTHING RETURNING case_id"
-)
-# Loading and saving batches of cases (partners' enrolments close cases all day long) on the
-# session's asyncpg connection: prepared once per connection, no SQLAlchemy compile or result
-# proxy per batch. The load probes the youth index once per youth (see _OPEN_NEW_SQL) and reads
-# the history as text (the codec SQLAlchemy installs on its connections is not relied upon).
-_OPEN_CASES_SELECT = f"""
-    SELECT {", ".join("c." + c.name for c in case_table.columns if c.name != "history")}, c.history::text AS history
-    FROM unnest($1::text[]) AS y(youth_id) JOIN case_file c ON c.youth_id = y.youth_id
-    WHERE c.status <> 'closed'
-"""
-_OPEN_CASES_OF_SQL = _OPEN_CASES_SELECT + "FOR UPDATE OF c"
-_SAVED = [c for c in _WRITTEN if c.name != "case_id"]
-
-
-def _save_many_sql(first: int = 1, checked: bool = False) -> str:
-    """One UPDATE from arrays ($first: case ids, then the _SAVED columns). `checked`: one more
-    array, the version each case was read at; a case saved since is not updated."""
-    arrays = [f"${first}::uuid[]"] + [
-        f"${n}::{'text' if c.name == 'history' else c.type.compile(dialect=_PG)}[]"
-        for n, c in enumerate(_SAVED, start=first + 1)
-    ]
-    names = ["case_id"] + [c.name for c in _SAVED]
-    if checked:
-        arrays.append(f"${first + len(_SAVED) + 1}::int[]")
-        names.append("version")
-    return (
-        "UPDATE case_file c SET "
-        + ", ".join(f"{c.name} = u.{c.name}" + ("::jsonb" if c.name == "history" else "") for c in _SAVED)
-        + f", version = c.version + 1 FROM unnest({', '.join(arrays)}) AS u({', '.join(names)}) "
-        + "WHERE c.case_id = u.case_id"
-        + (" AND c.version = u.version" if checked else "")
-    )
-
-
-_SAVE_MANY_SQL = _save_many_sql()
-
-
-def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Rows to one array per column, for the unnest insert."""
-    return {
-        c.name: [json.dumps(row[c.name]) if c.name == "history" else row[c.name] for row in rows]
-        for c in _WRITTEN
-    }
-
-
-# Opening a batch of brand-new cases (the hand-over of a campaign: thousands at once), on the
-# session's asyncpg connection inside its transaction. One statement looks up the youths' cases
-# and inserts the ones to open: a youth with an open case, or with a closed case of the same PSAD
-# (to reopen, see handover), gets no new row; the partial unique index still stops a youth whose
-# case another process opened meanwhile. Only the columns a new case fills are sent (nine
-# arrays); the derived ones are what `row_of` gives a case without history.
-_NEW_COLUMNS = (
-    "case_id",
-    "youth_id",
-    "psad_id",
-    "departement",
-    "zap",
-    "age_at_opening",
-    "level",
-    "last_diploma",
-    "months_since_leaving",
-)
-_OPEN_NEW_SQL = f"""
-WITH input AS (
-    -- case ids, youth ids, PSADs, départements and ages as array literals (db.array_literal);
-    -- ZAP, level and last diploma are free text, months may be unknown: arrays
-    SELECT * FROM unnest($1::text::uuid[], $2::text::text[], $3::text::text[], $4::text::text[], $5::text[],
-                         $6::text::int[], $7::text[], $8::text[], $9::int[]) AS i({", ".join(_NEW_COLUMNS)})
-), known AS (
-    -- one index probe per youth (a generic plan of `youth_id = ANY($2)` scanned the table)
-    SELECT c.case_id, c.youth_id, c.psad_id, c.status, c.transferred_to
-    FROM input i CROSS JOIN LATERAL (
-        SELECT * FROM case_file c WHERE c.youth_id = i.youth_id
-        ORDER BY (c.status <> 'closed') DESC, c.updated_at DESC LIMIT 1
-    ) c
-), inserted AS (
-    INSERT INTO case_file ({", ".join(_NEW_COLUMNS)}, opened_at, status, status_since, updated_at, episode, history,
-                           failed_attempts)
-    SELECT {", ".join("i." + c for c in _NEW_COLUMNS)}, $10::timestamptz, $11::text, $10::timestamptz,
-           $10::timestamptz, 1, CAST($12::text AS jsonb), 0
-    FROM input i
-    WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.youth_id = i.youth_id
-                      AND (k.status <> 'closed' OR (k.psad_id = i.psad_id AND k.transferred_to IS NULL)))
-    ON CONFLICT (youth_id) WHERE status <> 'closed' DO NOTHING
-    RETURNING case_id
-)
-SELECT true AS inserted, case_id::text, NULL::text AS youth_id, NULL::text AS psad_id, NULL::text AS status,
-       NULL::text AS transferred_to FROM inserted
-UNION ALL
-SELECT false, case_id::text, youth_id, psad_id, status, transferred_to FROM known
-"""
-
-
-# The one-statement path for partners' enrolments (`handover.found_in_one_statement`): the open
-# cases read without a lock, with their versions; then, in one statement outside any
-# transaction, the inbox rows, the cases saved if still at the version read, and their events,
-# guarded: unless every event was new to the inbox and every case saved, the outbox rows fail
-# their NOT NULL type and nothing of it is written.
-_CLAIM_AND_SAVE = f"""
-    claimed AS (
-        INSERT INTO inbox (consumer, event_id, event_type)
-        SELECT $1::text, e.id, e.kind FROM unnest($2::uuid[], $3::text[]) AS e(id, kind)
-        ON CONFLICT (consumer, event_id) DO NOTHING RETURNING 1
-    ), saved AS (
-        {_save_many_sql(4, checked=True)} RETURNING 1
-    )
-"""
-_ALL_CLAIMED_AND_SAVED = (
-    "((SELECT count(*) FROM claimed) = cardinality($2::uuid[]) "
-    "AND (SELECT count(*) FROM saved) = cardinality($4::uuid[]))"
-)
-
-
-async def open_cases_unlocked(conn: asyncpg.Connection, youth_ids: list[str]) -> list[tuple[Case, int]]:
-    """The open cases of these youths and the version each was read at, outside any transaction."""
-    return [(case_of(row), row["version"]) for row in await conn.fetch(_OPEN_CASES_SELECT, youth_ids)]
-
-
-async def save_in_one_statement(
-    conn: asyncpg.Connection,
-    outbox: OutboxWriter,
-    consumer: str,
-    claims: list[tuple[uuid.UUID, str]],
-    read: list[tuple[Case, int]],
-    events: list[CloudEvent],
-    leases: Leases,
-    policy: Policy = DEFAULT_POLICY,
-) -> bool:
-    """Claim `claims` (event id, type) in `consumer`'s inbox, save the cases `read` (each at the
-    version it was read at) and add `events` leased, in one statement that commits on its own;
-    False, with nothing written, if an event was not new or a case was saved meanwhile."""
-    if not events or leases is None:
-        raise ValueError("save_in_one_statement: events to guard and leases to hold them are needed")
-    cases = [case for case, _ in read]
-    arguments = [
-        consumer,
-        [c[0] for c in claims],
-        [c[1] for c in claims],
-        *_save_arguments(cases, policy),
-        [version for _, version in read],
-    ]
-    try:
-        await outbox.add_many_raw(
-            conn, events, leases, along=(_CLAIM_AND_SAVE, arguments), guard=_ALL_CLAIMED_AND_SAVED
-        )
-    except (asyncpg.NotNullViolationError, asyncpg.UniqueViolationError):  # the statement wrote nothing
-        return False
-    return True
-
-
-def _save_arguments(cases: list[Case], policy: Policy) -> list[list[Any]]:
-    rows = [row_of(case, policy) for case in cases]
-    return [
-        [row["case_id"] for row in rows],
-        *(
-            [json.dumps(row["history"]) for row in rows]
-            if c.name == "history"
-            else [row[c.name] for row in rows]
-            for c in _SAVED
-        ),
-    ]
-
-
-def _is_fresh(case: Case) -> bool:
+def is_fresh(case: Case) -> bool:
     """A case as `Case.open` makes it: nothing derived from a history to store."""
     return (
         case.status is CaseStatus.TO_CONTACT
@@ -366,180 +226,291 @@ def _is_fresh(case: Case) -> bool:
     )
 
 
-_EMPTY_HISTORY = json.dumps({"attempts": [], "interviews": [], "solutions": []})
+# --- the port ------------------------------------------------------------------------------------
+class AbstractCaseRepository(abc.ABC):
+    """The cases of one unit of work. `policy` derives the stored deadline columns."""
 
+    policy: Policy
 
-class CaseNotFound(LookupError):
-    pass
-
-
-class CaseRepository:
-    """Within one transaction (the session's)."""
-
-    def __init__(self, session: AsyncSession, policy: Policy = DEFAULT_POLICY):
-        self.session = session
-        self.policy = policy
-
+    @abc.abstractmethod
     async def get(self, case_id: str | uuid.UUID, *, lock: bool = True) -> Case:
-        statement = select(case_table).where(case_table.c.case_id == uuid.UUID(str(case_id)))
-        row = (await self.session.execute(statement.with_for_update() if lock else statement)).first()
-        if row is None:
-            raise CaseNotFound(f"no case {case_id}")
-        return case_of(row)
+        """The case, locked for the transaction unless `lock` is False; CaseNotFound if none."""
 
+    @abc.abstractmethod
     async def open_case_of(self, youth_id: str, *, lock: bool = True) -> Case | None:
-        statement = select(case_table).where(
-            case_table.c.youth_id == youth_id, case_table.c.status != "closed"
-        )
-        row = (await self.session.execute(statement.with_for_update() if lock else statement)).first()
-        return case_of(row) if row else None
+        """The youth's open case, if any."""
 
-    async def latest_cases(self, youth_ids: list[str]) -> dict[str, Any]:
-        """Per youth, its open case if any, else its latest closed one (rows, not aggregates)."""
-        if not youth_ids:
-            return {}
-        statement = (
-            select(
-                case_table.c.case_id,
-                case_table.c.youth_id,
-                case_table.c.psad_id,
-                case_table.c.status,
-                case_table.c.transferred_to,
-            )
-            .where(case_table.c.youth_id.in_(youth_ids))
-            .order_by(
-                case_table.c.youth_id,
-                (case_table.c.status != "closed").desc(),
-                case_table.c.updated_at.desc(),
-            )
-            .distinct(case_table.c.youth_id)
-        )
-        return {row.youth_id: row for row in await self.session.execute(statement)}
+    @abc.abstractmethod
+    async def open_cases_of(self, youth_ids: Sequence[str]) -> list[Case]:
+        """The open cases of these youths, locked for the transaction."""
 
-    async def insert_new(self, cases: list[Case]) -> set[str]:
+    @abc.abstractmethod
+    async def latest_cases(self, youth_ids: Sequence[str]) -> dict[str, LatestCase]:
+        """Per youth who has a case: the open one if any, else the latest closed one."""
+
+    @abc.abstractmethod
+    async def insert_new(self, cases: Sequence[Case]) -> set[str]:
         """Insert new open cases; a youth who already has an open case (another process won) is
         skipped. Returns the case ids inserted."""
-        if not cases:
-            return set()
-        inserted = await self.session.execute(
-            _INSERT_CASES, _columns([row_of(c, self.policy) for c in cases])
-        )
-        return {str(case_id) for case_id in inserted.scalars()}
 
-    async def open_new(self, cases: list[Case]) -> tuple[set[str], dict[str, Any]]:
-        """Insert cases just opened (`Case.open`, one per youth, all opened at the same time),
-        except for youths who already have a case; returns (case ids inserted, the latest case of
-        each youth who had one: open if any, else the latest closed one, as `latest_cases`)."""
-        if not cases:
-            return set(), {}
-        opened_at = cases[0].opened_at
-        if not all(_is_fresh(c) and c.opened_at == opened_at for c in cases):
-            raise ValueError("open_new takes cases just opened, all at the same time")
-        conn = await driver_connection(self.session)
-        rows = await conn.fetch(
-            _OPEN_NEW_SQL,
-            array_literal([c.case_id for c in cases]),
-            array_literal([c.youth_id for c in cases]),
-            array_literal([c.psad_id for c in cases]),
-            array_literal([c.departement for c in cases]),
-            [c.zap for c in cases],
-            array_literal([c.age_at_opening for c in cases]),
-            [c.level for c in cases],
-            [c.last_diploma for c in cases],
-            [c.months_since_leaving for c in cases],
-            opened_at,
-            CaseStatus.TO_CONTACT.value,
-            _EMPTY_HISTORY,
-        )
-        inserted = {row[1] for row in rows if row[0]}
-        known = {row[2]: row for row in rows if not row[0]}
-        return inserted, known
+    @abc.abstractmethod
+    async def open_new(self, cases: Sequence[Case]) -> tuple[set[str], dict[str, LatestCase]]:
+        """Insert cases just opened (`Case.open`, one per youth, all at the same time), except
+        for a youth with an open case, or with a closed case of the same PSAD not transferred
+        (reopened instead). Returns (case ids inserted, `latest_cases` of the youths who had
+        one)."""
 
-    async def add_json(
-        self,
-        outbox: OutboxWriter,
-        event_type: str,
-        events: list[tuple[str, str, bytes]],
-        *,
-        new_cases: bool = False,
-    ) -> None:
-        """Envelopes of one type already written as JSON: (event id, case id, JSON), into the
-        outbox of this transaction, leased as in `add_envelopes`. An event already there (same
-        id: a re-run) is skipped, unless `new_cases` says that this transaction inserted every
-        case named (`open_new`): none of their events can be there yet, and the insert need not
-        look (`OutboxWriter.add_json_raw`)."""
-        await outbox.add_json_raw(
-            await driver_connection(self.session),
-            event_type,
-            events,
-            self.session.info.get(LEASES),
-            new_aggregates=new_cases,
-        )
-
-    async def add_envelopes(self, outbox: OutboxWriter, events: list[CloudEvent]) -> None:
-        """Events built by `outbox`, into the outbox of this transaction (one statement); leased
-        to the consumer that runs this transaction, when it publishes its own (`Leases`)."""
-        await outbox.add_many_raw(
-            await driver_connection(self.session), events, self.session.info.get(LEASES)
-        )
-
-    async def open_cases_of(self, youth_ids: list[str]) -> list[Case]:
-        """The open cases of these youths, locked for the transaction."""
-        if not youth_ids:
-            return []
-        conn = await driver_connection(self.session)
-        return [case_of(row) for row in await conn.fetch(_OPEN_CASES_OF_SQL, youth_ids)]
+    @abc.abstractmethod
+    async def save_many(self, cases: Sequence[Case]) -> None:
+        """Write loaded cases back (their version bumped)."""
 
     async def save(self, case: Case) -> None:
         await self.save_many([case])
 
-    async def save_many(self, cases: list[Case]) -> None:
-        """Write loaded cases back: one UPDATE from arrays, whatever their number."""
-        if cases:
-            conn = await driver_connection(self.session)
-            await conn.execute(_SAVE_MANY_SQL, *_save_arguments(cases, self.policy))
+    @abc.abstractmethod
+    async def touch_reported(self, case_id: str, on: date) -> None:
+        """A later campaign listed the youth again on `on`."""
 
-    async def save_many_with_events(
-        self, outbox: OutboxWriter, cases: list[Case], events: list[CloudEvent]
-    ) -> None:
-        """`save_many` and `add_envelopes` in one statement (one round trip to PostgreSQL)."""
-        if not cases:
-            await self.add_envelopes(outbox, events)
-            return
-        await outbox.add_many_raw(
-            await driver_connection(self.session),
-            events,
-            self.session.info.get(LEASES),
-            along=(_SAVE_MANY_SQL, _save_arguments(cases, self.policy)),
+    @abc.abstractmethod
+    async def due_for_timers(self, today: date, now: datetime, limit: int = 500) -> list[Case]:
+        """Cases a timer may change (possibly unreachable, or a minor's escalation due), oldest
+        update first, locked; the ones another transaction holds are skipped."""
+
+    @abc.abstractmethod
+    async def read_in_one_snapshot(self) -> None:
+        """Every later read of this unit of work sees the same snapshot, and nothing is written.
+        First thing in the unit of work."""
+
+    @abc.abstractmethod
+    async def open_cases_in(self, filters: CaseFilter) -> list[Case]:
+        """The open cases that match `filters`, in no order."""
+
+    @abc.abstractmethod
+    async def count_closed_in(self, filters: CaseFilter) -> int:
+        """How many closed cases match `filters`."""
+
+    @abc.abstractmethod
+    async def closed_cases_in(self, filters: CaseFilter, offset: int, limit: int) -> list[Case]:
+        """A page of the closed cases that match `filters`, longest closed first."""
+
+    @abc.abstractmethod
+    async def counts_by_status(self, departement: str | None) -> list[tuple[str, str, int]]:
+        """(département, status, cases), for one territory or every one."""
+
+    @abc.abstractmethod
+    async def interview_overdue_counts(self, departement: str | None, today: date) -> dict[str, int]:
+        """Per département, the open cases whose interview deadline has passed."""
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------------
+_PG = postgresql.dialect()
+# What a save writes: every column but the ones the database keeps (version, last campaign).
+_WRITTEN = [column for column in case_table.columns if column.name not in ("version", "last_reported_on")]
+_SELECTED = ", ".join("c." + column.name for column in case_table.columns)
+
+
+def _array_of(column: Any) -> str:
+    """`column`'s array parameter, cast to its type (the history goes as JSON text)."""
+    kind = "text" if column.name == "history" else column.type.compile(dialect=_PG)
+    return f"CAST(:{column.name} AS {kind}[])"
+
+
+def _arrays(cases: Sequence[Case], policy: Policy) -> dict[str, list[Any]]:
+    """The `_WRITTEN` columns of `cases`, one array per column."""
+    rows = [row_of(case, policy) for case in cases]
+    return {
+        column.name: [json.dumps(row["history"]) for row in rows]
+        if column.name == "history"
+        else [row[column.name] for row in rows]
+        for column in _WRITTEN
+    }
+
+
+_UNNEST_WRITTEN = (
+    f"unnest({', '.join(_array_of(c) for c in _WRITTEN)}) AS u({', '.join(c.name for c in _WRITTEN)})"
+)
+_INSERT_CASES = text(
+    f"INSERT INTO case_file ({', '.join(c.name for c in _WRITTEN)}) "
+    f"SELECT {', '.join('CAST(u.history AS jsonb)' if c.name == 'history' else 'u.' + c.name for c in _WRITTEN)} "
+    f"FROM {_UNNEST_WRITTEN} "
+    # the partial unique index's predicate, written out: a bound value would not match it in a
+    # generic plan
+    "ON CONFLICT (youth_id) WHERE status <> 'closed' DO NOTHING RETURNING case_id"
+)
+_SAVE_CASES = text(
+    "UPDATE case_file c SET "
+    + ", ".join(
+        f"{c.name} = CAST(u.history AS jsonb)" if c.name == "history" else f"{c.name} = u.{c.name}"
+        for c in _WRITTEN
+        if c.name != "case_id"
+    )
+    + f", version = c.version + 1 FROM {_UNNEST_WRITTEN} WHERE c.case_id = u.case_id"
+)
+# The youths' open cases, locked: one index probe per youth (a generic plan of
+# `youth_id = ANY(...)` scanned the table).
+_OPEN_CASES_OF = (
+    text(
+        f"SELECT {_SELECTED} FROM unnest(:youth_ids) AS y(youth_id) "
+        "JOIN case_file c ON c.youth_id = y.youth_id WHERE c.status <> 'closed' FOR UPDATE OF c"
+    )
+    .bindparams(bindparam("youth_ids", type_=ARRAY(Text)))
+    .columns(*case_table.columns)
+)
+# Per youth, the open case if any, else the latest closed one: one index probe per youth.
+_LATEST = """
+    SELECT c.case_id, c.youth_id, c.psad_id, c.status, c.transferred_to FROM case_file c
+    WHERE c.youth_id = {youth} ORDER BY (c.status <> 'closed') DESC, c.updated_at DESC LIMIT 1
+"""
+_LATEST_CASES = text(
+    f"SELECT c.* FROM unnest(:youth_ids) AS y(youth_id) CROSS JOIN LATERAL ({_LATEST.format(youth='y.youth_id')}) c"
+).bindparams(bindparam("youth_ids", type_=ARRAY(Text)))
+# Opening a batch of brand-new cases (a campaign's hand-over: thousands at once) in one
+# statement: it looks the youths' cases up and inserts the ones to open. A youth with an open
+# case, or with a closed case of the same PSAD not transferred (reopened, see handover), gets no
+# new row; the partial unique index still stops a youth whose case another process opened
+# meanwhile. Only the columns a new case fills are sent; the others are what `row_of` gives a
+# case without history.
+_NEW_COLUMNS = (
+    ("case_id", "uuid"),
+    ("youth_id", "text"),
+    ("psad_id", "text"),
+    ("departement", "text"),
+    ("zap", "text"),
+    ("age_at_opening", "int"),
+    ("level", "text"),
+    ("last_diploma", "text"),
+    ("months_since_leaving", "int"),
+)
+_NEW = ", ".join(name for name, _ in _NEW_COLUMNS)
+_OPEN_NEW = text(
+    f"""
+    WITH input AS (
+        SELECT * FROM unnest({", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _NEW_COLUMNS)})
+                 AS i({_NEW})
+    ), known AS (
+        SELECT c.* FROM input i CROSS JOIN LATERAL ({_LATEST.format(youth="i.youth_id")}) c
+    ), inserted AS (
+        INSERT INTO case_file ({_NEW}, opened_at, status, status_since, updated_at, episode, history,
+                               failed_attempts)
+        SELECT {", ".join("i." + name for name, _ in _NEW_COLUMNS)}, :opened_at, :status, :opened_at,
+               :opened_at, 1, CAST(:history AS jsonb), 0
+        FROM input i
+        WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.youth_id = i.youth_id
+                          AND (k.status <> 'closed' OR (k.psad_id = i.psad_id AND k.transferred_to IS NULL)))
+        ON CONFLICT (youth_id) WHERE status <> 'closed' DO NOTHING
+        RETURNING case_id
+    )
+    SELECT true AS inserted, case_id::text, NULL::text AS youth_id, NULL::text AS psad_id,
+           NULL::text AS status, NULL::text AS transferred_to FROM inserted
+    UNION ALL
+    SELECT false, case_id::text, youth_id, psad_id, status, transferred_to FROM known
+    """
+).bindparams(
+    bindparam("opened_at", type_=case_table.c.opened_at.type),
+    bindparam("status", type_=Text),
+    bindparam("history", type_=Text),
+)
+_EMPTY_HISTORY = json.dumps({"attempts": [], "interviews": [], "solutions": []})
+_SNAPSHOT = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def _latest(row: Mapping[str, Any]) -> LatestCase:
+    return LatestCase(
+        str(row["case_id"]), row["youth_id"], row["psad_id"], CaseStatus(row["status"]), row["transferred_to"]
+    )
+
+
+class CaseRepository(AbstractCaseRepository):
+    """On the connection of one unit of work, inside its transaction."""
+
+    def __init__(self, connection: AsyncConnection, policy: Policy = DEFAULT_POLICY) -> None:
+        self.connection = connection
+        self.policy = policy
+
+    async def _cases(self, statement: Any, parameters: dict[str, Any] | None = None) -> list[Case]:
+        result = await self.connection.execute(statement, parameters)
+        return [case_of(row) for row in result.mappings()]
+
+    async def get(self, case_id: str | uuid.UUID, *, lock: bool = True) -> Case:
+        statement = select(case_table).where(case_table.c.case_id == uuid.UUID(str(case_id)))
+        found = await self._cases(statement.with_for_update() if lock else statement)
+        if not found:
+            raise CaseNotFound(f"no case {case_id}")
+        return found[0]
+
+    async def open_case_of(self, youth_id: str, *, lock: bool = True) -> Case | None:
+        statement = select(case_table).where(
+            case_table.c.youth_id == youth_id, case_table.c.status != CaseStatus.CLOSED.value
         )
+        found = await self._cases(statement.with_for_update() if lock else statement)
+        return found[0] if found else None
+
+    async def open_cases_of(self, youth_ids: Sequence[str]) -> list[Case]:
+        if not youth_ids:
+            return []
+        return await self._cases(_OPEN_CASES_OF, {"youth_ids": list(youth_ids)})
+
+    async def latest_cases(self, youth_ids: Sequence[str]) -> dict[str, LatestCase]:
+        if not youth_ids:
+            return {}
+        result = await self.connection.execute(_LATEST_CASES, {"youth_ids": list(youth_ids)})
+        return {row["youth_id"]: _latest(row) for row in result.mappings()}
+
+    async def insert_new(self, cases: Sequence[Case]) -> set[str]:
+        if not cases:
+            return set()
+        inserted = await self.connection.execute(_INSERT_CASES, _arrays(cases, self.policy))
+        return {str(case_id) for case_id in inserted.scalars()}
+
+    async def open_new(self, cases: Sequence[Case]) -> tuple[set[str], dict[str, LatestCase]]:
+        if not cases:
+            return set(), {}
+        opened_at = cases[0].opened_at
+        if not all(is_fresh(c) and c.opened_at == opened_at for c in cases):
+            raise ValueError("open_new takes cases just opened, all at the same time")
+        parameters: dict[str, Any] = {
+            name: [getattr(case, name) for case in cases] for name, _ in _NEW_COLUMNS
+        }
+        parameters.update(opened_at=opened_at, status=CaseStatus.TO_CONTACT.value, history=_EMPTY_HISTORY)
+        inserted: set[str] = set()
+        known: dict[str, LatestCase] = {}
+        for row in (await self.connection.execute(_OPEN_NEW, parameters)).mappings():
+            if row["inserted"]:
+                inserted.add(row["case_id"])
+            else:
+                known[row["youth_id"]] = _latest(row)
+        return inserted, known
+
+    async def save_many(self, cases: Sequence[Case]) -> None:
+        if cases:
+            await self.connection.execute(_SAVE_CASES, _arrays(cases, self.policy))
 
     async def touch_reported(self, case_id: str, on: date) -> None:
-        await self.session.execute(
+        c = case_table.c
+        await self.connection.execute(
             update(case_table)
-            .where(case_table.c.case_id == uuid.UUID(case_id))
-            .values(last_reported_on=func.greatest(func.coalesce(case_table.c.last_reported_on, on), on))
+            .where(c.case_id == uuid.UUID(case_id))
+            .values(last_reported_on=func.greatest(func.coalesce(c.last_reported_on, on), on))
         )
 
     async def due_for_timers(self, today: date, now: datetime, limit: int = 500) -> list[Case]:
-        """Cases a timer may change: possibly unreachable, or a minor's escalation due. Locked with
-        SKIP LOCKED so that two processes share the work."""
         c = case_table.c
         statement = (
             select(case_table)
             .where(
                 and_(
-                    c.status == "contact_in_progress",
+                    c.status == CaseStatus.CONTACT_IN_PROGRESS.value,
                     c.failed_attempts >= self.policy.max_attempts,
                     c.first_attempt_at <= now - timedelta(days=self.policy.unreachable_after_days),
                     # not waiting for a transfer (`Case.transfer_needed`: the last attempt learnt
                     # that the youth moved), which the timer leaves alone: never updated, such
                     # cases would stay the oldest and fill every batch before the due ones
-                    c.history["attempts"][-1]["outcome"].astext.is_distinct_from("moved"),
+                    c.history["attempts"][-1]["outcome"].astext.is_distinct_from(ContactOutcome.MOVED.value),
                 )
                 | and_(
                     c.escalation_due_on <= today,
                     c.escalation_raised_on.is_(None),
-                    c.status.not_in(["in_solution", "closed"]),
+                    c.status.not_in([CaseStatus.IN_SOLUTION.value, CaseStatus.CLOSED.value]),
                     c.age_at_opening < 18,
                     # still a minor (the age the case can tell: at opening plus whole years)
                     c.opened_at + func.make_interval(18 - c.age_at_opening) > now,
@@ -549,4 +520,59 @@ class CaseRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [case_of(row) for row in await self.session.execute(statement)]
+        return await self._cases(statement)
+
+    async def read_in_one_snapshot(self) -> None:
+        # Allowed as the transaction's first statement: the unit of work's BEGIN has run no query.
+        await self.connection.execute(_SNAPSHOT)
+
+    def _in_territory(self, filters: CaseFilter) -> Select:
+        c = case_table.c
+        statement = select(case_table).where(c.departement == filters.departement)
+        if filters.status:
+            statement = statement.where(c.status == filters.status)
+        if filters.psad_id:
+            statement = statement.where(c.psad_id == filters.psad_id)
+        if filters.owner:
+            statement = statement.where(c.owner == filters.owner)
+        if filters.deadline == "overdue":
+            statement = statement.where(c.interview_deadline < filters.today)
+        elif filters.deadline == "due":  # due soon or overdue: every case whose interview clock runs
+            statement = statement.where(c.interview_deadline.is_not(None))
+        return statement
+
+    async def open_cases_in(self, filters: CaseFilter) -> list[Case]:
+        return await self._cases(
+            self._in_territory(filters).where(case_table.c.status != CaseStatus.CLOSED.value)
+        )
+
+    def _closed_in(self, filters: CaseFilter) -> Select:
+        return self._in_territory(filters).where(case_table.c.status == CaseStatus.CLOSED.value)
+
+    async def count_closed_in(self, filters: CaseFilter) -> int:
+        counted = select(func.count()).select_from(self._closed_in(filters).subquery())
+        return (await self.connection.execute(counted)).scalar_one()
+
+    async def closed_cases_in(self, filters: CaseFilter, offset: int, limit: int) -> list[Case]:
+        c = case_table.c
+        return await self._cases(
+            self._closed_in(filters).order_by(c.status_since, c.case_id).offset(offset).limit(limit)
+        )
+
+    async def counts_by_status(self, departement: str | None) -> list[tuple[str, str, int]]:
+        c = case_table.c
+        statement = select(c.departement, c.status, func.count()).group_by(c.departement, c.status)
+        if departement:
+            statement = statement.where(c.departement == departement)
+        return [(dep, status, count) for dep, status, count in await self.connection.execute(statement)]
+
+    async def interview_overdue_counts(self, departement: str | None, today: date) -> dict[str, int]:
+        c = case_table.c
+        statement = (
+            select(c.departement, func.count())
+            .where(c.status != CaseStatus.CLOSED.value, c.interview_deadline < today)
+            .group_by(c.departement)
+        )
+        if departement:
+            statement = statement.where(c.departement == departement)
+        return {dep: count for dep, count in await self.connection.execute(statement)}

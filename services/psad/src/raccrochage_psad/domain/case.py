@@ -175,7 +175,7 @@ class Case:
             return None
         return first_contact.date() + timedelta(days=policy.interview_deadline_days)
 
-    def _interview_still_owed(self, policy: Policy) -> date | None:
+    def interview_still_owed(self, policy: Policy) -> date | None:
         deadline = self.interview_deadline(policy)
         if deadline is None or not self.is_open or self.interview_held_at is not None:
             return None
@@ -183,12 +183,12 @@ class Case:
 
     def is_overdue(self, today: date, policy: Policy = DEFAULT_POLICY) -> bool:
         """Open, reached, no interview held, and the deadline has passed."""
-        deadline = self._interview_still_owed(policy)
+        deadline = self.interview_still_owed(policy)
         return deadline is not None and today > deadline
 
     def interview_due_soon(self, today: date, policy: Policy = DEFAULT_POLICY) -> bool:
         """The deadline is at most `due_soon_days` away and no interview is booked on or before it."""
-        deadline = self._interview_still_owed(policy)
+        deadline = self.interview_still_owed(policy)
         if deadline is None or today > deadline or (deadline - today).days > policy.due_soon_days:
             return False
         pending = self.pending_interview

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
@@ -25,7 +25,9 @@ from ..domain.interview import InterviewerRole, InterviewOutcome
 from ..domain.solution import SolutionKind
 from ..domain.states import Action, CloseReason, InvalidCommand, ReviewOutcome, TransitionRefused
 from ..domain.worklist import WorkList, next_action, priority_reasons, worklist
-from ..service_layer.cases import Cases, NotYourTerritory
+from ..service_layer import cases
+from ..service_layer.cases import NotYourTerritory
+from ..service_layer.unit_of_work import PsadUnitOfWork
 from .contact_card import ContactCardError, fetch_contact_card
 
 log = get_logger(__name__)
@@ -148,7 +150,10 @@ def http_errors() -> Iterator[None]:
         raise HTTPException(status, str(error)) from None
 
 
-def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
+def psad_router(
+    unit_of_work: Callable[[], PsadUnitOfWork], policy: Policy, token_key: str, broker: Any
+) -> APIRouter:
+    """The routes, each running the service layer in a new unit of work from `unit_of_work`."""
     router = APIRouter(tags=["psad"])
     caller = Depends(bearer(token_key))
 
@@ -160,13 +165,13 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
     async def command(principal: Principal, case_id: uuid.UUID, do) -> dict:
         counsellor(principal)
         with http_errors():
-            case = await cases.command(principal, str(case_id), do)
-        return detail(case, datetime.now(UTC).date(), cases.policy)
+            case = await cases.command(unit_of_work(), principal, str(case_id), do)
+        return detail(case, datetime.now(UTC).date(), policy)
 
     async def readable(principal: Principal, case_id: uuid.UUID) -> Case:
         counsellor(principal)
         with http_errors():
-            return await cases.get(principal, str(case_id))
+            return await cases.get(unit_of_work(), principal, str(case_id))
 
     @router.get("/cases", summary="List and filter the cases of the caller's territory")
     async def list_cases(
@@ -192,6 +197,7 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
             raise HTTPException(403, f"territory {territory} is not the token's ({principal.territory})")
         today = datetime.now(UTC).date()
         total, page = await cases.search(
+            unit_of_work(),
             departement=principal.territory,
             status=status,
             psad_id=psad_id,
@@ -206,12 +212,12 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
             "total": total,
             "limit": limit,
             "offset": offset,
-            "cases": [summary(case, today, cases.policy) for case in page],
+            "cases": [summary(case, today, policy) for case in page],
         }
 
     @router.get("/cases/{case_id}", summary="A case, its next action and its history")
     async def get_case(case_id: uuid.UUID, principal: Principal = caller) -> dict:
-        return detail(await readable(principal, case_id), datetime.now(UTC).date(), cases.policy)
+        return detail(await readable(principal, case_id), datetime.now(UTC).date(), policy)
 
     @router.get(
         "/cases/{case_id}/contact",
@@ -273,7 +279,7 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
                     Action.CONFIRM_SOLUTION,
                     f"{solution.provider.value} confirms {solution.kind.value} itself",
                 )
-            case.confirm_solution(now, cases.policy)
+            case.confirm_solution(now, policy)
 
         return await command(principal, case_id, do)
 
@@ -284,7 +290,7 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
     @router.post("/cases/{case_id}/review", summary="Review a solution at its review date")
     async def review(case_id: uuid.UUID, body: ReviewIn, principal: Principal = caller) -> dict:
         return await command(
-            principal, case_id, lambda case, now: case.review_solution(body.outcome, now, cases.policy)
+            principal, case_id, lambda case, now: case.review_solution(body.outcome, now, policy)
         )
 
     @router.post("/cases/{case_id}/close", summary="Close with a coded reason")
@@ -310,6 +316,6 @@ def psad_router(cases: Cases, token_key: str, broker: Any) -> APIRouter:
     @router.get("/stats", summary="Counts by status and territory (ops: every territory; counsellor: theirs)")
     async def stats(principal: Principal = caller) -> dict:
         departement = None if principal.role is Role.OPS else principal.territory
-        return await cases.stats(departement, datetime.now(UTC).date())
+        return await cases.stats(unit_of_work(), departement, datetime.now(UTC).date())
 
     return router

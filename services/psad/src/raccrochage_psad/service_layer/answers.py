@@ -13,23 +13,23 @@ from raccrochage_contracts.events.foquale_v1 import PlacementConfirmed, Placemen
 from raccrochage_contracts.events.mlds_v1 import EnrolmentAccepted, EnrolmentRefused
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import get_logger
-from raccrochage_platform.outbox import OutboxWriter
 
-from ..adapters.repository import CaseNotFound, CaseRepository
+from ..adapters.repository import CaseNotFound
 from ..domain.states import CaseError
-from .messages import envelopes, request_id
+from .messages import add_case_events, request_id
+from .unit_of_work import PsadUnitOfWork
 
 log = get_logger(__name__)
 
 Answer = PlacementConfirmed | PlacementRefused | EnrolmentAccepted | EnrolmentRefused
 
 
-async def apply_answer(repo: CaseRepository, outbox: OutboxWriter, event: Event[Answer]) -> bool:
-    """Move the case to in solution (confirmed) or back to the solution stage (refused).
-    False when the answer is stale and changed nothing."""
+async def apply_answer(uow: PsadUnitOfWork, event: Event[Answer]) -> bool:
+    """Move the case to in solution (confirmed) or back to the solution stage (refused), inside
+    the consumer's unit of work. False when the answer is stale and changed nothing."""
     data = event.data
     try:
-        case = await repo.get(data.case_id)
+        case = await uow.cases.get(data.case_id)
     except CaseNotFound:
         log.warning("answer_for_unknown_case", case_id=str(data.case_id), event_type=event.envelope.type)
         return False
@@ -42,12 +42,12 @@ async def apply_answer(repo: CaseRepository, outbox: OutboxWriter, event: Event[
     now = max(datetime.now(UTC), case.updated_at)
     try:
         if isinstance(data, PlacementConfirmed | EnrolmentAccepted):
-            case.confirm_solution(now, repo.policy, kind=solution.kind)
+            case.confirm_solution(now, uow.policy, kind=solution.kind)
         else:
             case.refuse_solution(data.reason, now, kind=solution.kind)
     except CaseError as error:
         log.warning("answer_refused_by_case", case_id=case.case_id, reason=str(error))
         return False
-    await repo.save(case)
-    await outbox.add_many(repo.session, envelopes(outbox, case, event.envelope, repo.policy))
+    await uow.cases.save(case)
+    add_case_events(uow, case, event.envelope)
     return True

@@ -8,8 +8,6 @@ the relay keeps a case's events in order.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -18,11 +16,12 @@ import pydantic_core
 from raccrochage_contracts import CloudEvent, Payload
 from raccrochage_contracts.envelope import schema_uri
 from raccrochage_contracts.events import psad_v1 as contract
-from raccrochage_platform.outbox import OutboxWriter
+from raccrochage_platform.uow import AbstractUnitOfWork
 
 from ..domain import events
 from ..domain.case import Case
 from ..domain.deadlines import DEFAULT_POLICY, Policy
+from .unit_of_work import PsadUnitOfWork
 
 REQUEST_NAMESPACE = uuid.UUID("5b8f0f1e-8d7c-4c55-9a37-7b3c1f6c2d10")
 
@@ -131,16 +130,84 @@ def _departement_of(psad_id: str, fallback: str) -> str:
 
 
 def envelopes(
-    outbox: OutboxWriter, case: Case, cause: CloudEvent | None = None, policy: Policy = DEFAULT_POLICY
+    uow: AbstractUnitOfWork, case: Case, cause: CloudEvent | None = None, policy: Policy = DEFAULT_POLICY
 ) -> list[CloudEvent]:
     """Envelopes for the case's new events, and the case's event list emptied. With a cause, the
     ids derive from it: handling the same event again produces the same events, not new ones."""
     out = []
     for index, payload in enumerate(payloads(case, policy)):
-        event_id = uuid.uuid5(cause.id, f"{payload.event_type}/{case.case_id}/{index}") if cause else None
-        out.append(outbox.envelope(payload, subject=case.case_id, cause=cause, event_id=event_id))
+        event_id = uuid5(cause.id, f"{payload.event_type}/{case.case_id}/{index}") if cause else None
+        out.append(uow.event(payload, subject=case.case_id, cause=cause, event_id=event_id))
     case.events.clear()
     return out
+
+
+def add_case_events(uow: PsadUnitOfWork, case: Case, cause: CloudEvent | None = None) -> None:
+    """The case's new events (`envelopes`), published if, and only if, `uow` commits."""
+    uow.add_events(envelopes(uow, case, cause, uow.policy))
+
+
+_OPENED_TYPE = contract.CaseOpened.event_type
+_OPENED_SCHEMA = schema_uri(_OPENED_TYPE)
+
+
+def opened_envelopes(uow: AbstractUnitOfWork, opened: Sequence[tuple[Case, CloudEvent]]) -> list[CloudEvent]:
+    """`envelopes` for a batch of cases just opened (`Case.open`), each by its cause: the same
+    ids and fields, the payload written as the dict the contract model would dump instead of
+    through the model (a campaign hands thousands of youths over at once, and building then
+    dumping a model per case was most of PSAD's work per case). Its fields are those of the
+    `youth.identified` each cause carried, validated on receipt against the same constraints;
+    the first payload of the batch is compared with what the contract model makes of it, so
+    that a builder gone wrong fails the batch instead of publishing. Tested equal to
+    `envelopes`."""
+    out = []
+    for case, cause in opened:
+        (opening,) = case.events
+        if not isinstance(opening, events.CaseOpened):
+            raise ValueError(f"case {case.case_id} was not just opened")
+        data = {
+            "case_id": case.case_id,
+            "youth_id": case.youth_id,
+            "psad_id": case.psad_id,
+            "departement": case.departement,
+            "age": opening.age,
+            "episode": 1,
+            "opened_at": _json_time(opening.at),
+        }
+        if case.zap is not None:
+            data["zap"] = case.zap
+        out.append(
+            CloudEvent(
+                id=uuid5_str(cause.id, f"{_OPENED_TYPE}/{case.case_id}/0"),  # read into a UUID
+                source=uow.source,
+                type=_OPENED_TYPE,
+                time=opening.at,
+                subject=case.case_id,
+                dataschema=_OPENED_SCHEMA,
+                data=data,
+                correlationid=cause.correlationid,
+                causationid=cause.id,
+            )
+        )
+        case.events.clear()
+    if out:
+        first = out[0].data
+        if contract.CaseOpened.model_validate(first).model_dump(mode="json", exclude_none=True) != first:
+            raise ValueError(f"case.opened of case {out[0].subject} differs from its contract's")
+    return out
+
+
+def _json_time(moment: datetime) -> str:
+    """A time as the contract models write it in JSON."""
+    return pydantic_core.to_jsonable_python(moment)
+
+
+def uuid5(namespace: uuid.UUID, name: str) -> uuid.UUID:
+    """`uuid.uuid5(namespace, name)`, with less work (hot paths)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return uuid.UUID(bytes=bytes(digest))
 
 
 def uuid5_str(namespace: uuid.UUID, name: str) -> str:
@@ -150,65 +217,3 @@ def uuid5_str(namespace: uuid.UUID, name: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     x = digest.hex()
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
-
-
-_OPENED_TYPE = contract.CaseOpened.event_type
-_NOTHING_TO_ESCAPE = re.compile(r"[0-9A-Za-z-]*").fullmatch
-
-
-def opened_envelopes(
-    outbox: OutboxWriter, opened: Sequence[tuple[Case, CloudEvent]], at: datetime
-) -> list[tuple[str, str, bytes]]:
-    """`envelopes` for a batch of cases just opened at `at`, each by its cause, as (event id,
-    case id, envelope JSON): the same ids and fields `envelopes` gives, written from one JSON
-    template instead of two models per case (a third of PSAD's CPU per opened case went there).
-    The payload's fields are those of the `youth.identified` just validated against the same
-    constraints (its ids and département match patterns that need no JSON escaping), and the first envelope of the batch is read back by the contract models
-    (strictly: no unknown field), so a template that went wrong fails the batch instead of
-    publishing. Tested equal to `envelopes` (test_messages.py)."""
-    template = "".join(
-        (
-            '{"specversion":"1.0","id":"%s","source":',
-            json.dumps(outbox.source),
-            ',"type":"',
-            _OPENED_TYPE,
-            '","time":',
-            pydantic_core.to_json(at).decode(),
-            ',"subject":"%s","dataschema":',
-            json.dumps(schema_uri(_OPENED_TYPE)),
-            ',"datacontenttype":"application/json","data":{"case_id":"%s","youth_id":"%s","psad_id":"%s",',
-            '"departement":"%s",%s"age":%d,"episode":1,"opened_at":',
-            pydantic_core.to_json(at).decode(),
-            '},"correlationid":"%s","causationid":"%s"}',
-        )
-    )
-    dumps = json.dumps
-    out = []
-    for case, cause in opened:
-        (opening,) = case.events
-        if not isinstance(opening, events.CaseOpened) or opening.at != at:
-            raise ValueError(f"case {case.case_id} was not just opened at {at}")
-        event_id = uuid5_str(cause.id, f"{_OPENED_TYPE}/{case.case_id}/0")
-        cause_id = str(cause.id)
-        zap = "" if case.zap is None else f'"zap":{dumps(case.zap)},'
-        # youth_id, psad_id and departement match the contract's patterns (letters, digits, "-"):
-        # nothing to escape (json.dumps cost 1.2 µs each), checked at once; the ZAP is free text.
-        if not _NOTHING_TO_ESCAPE(case.youth_id + case.psad_id + case.departement):
-            raise ValueError(f"case {case.case_id}: an id or département outside the contract's patterns")
-        body = template % (
-            event_id,
-            case.case_id,
-            case.case_id,
-            case.youth_id,
-            case.psad_id,
-            case.departement,
-            zap,
-            opening.age,
-            cause_id if cause.correlationid == cause.id else str(cause.correlationid),
-            cause_id,
-        )
-        out.append((event_id, case.case_id, body.encode()))
-        case.events.clear()
-    if out:
-        contract.CaseOpened.model_validate(CloudEvent.from_json(out[0][2]).data)
-    return out

@@ -47,12 +47,14 @@ rejection = Table(
     PrimaryKeyConstraint("campaign_id", "line"),
 )
 
-# The identity vault: the only place where clear identities live.
+# The identity vault: the only place where clear identities live. No index on `ine`: youth_id is
+# the keyed hash of the INE (domain/identity.py), so the primary key already finds a youth by INE
+# and keeps each INE once (migration 0007).
 youth = Table(
     "youth",
     metadata,
     Column("youth_id", Text, primary_key=True),
-    Column("ine", Text, nullable=False, unique=True),
+    Column("ine", Text, nullable=False),
     Column(
         "identity_key", Text, nullable=False
     ),  # normalised nom|prenom|birth date, for partners without INE

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, File, HTTPException, Query, UploadFile
-from raccrochage_platform.db import libpq_dsn
-from sqlalchemy import select
 
-from ..adapters.campaign_store import CampaignStore
-from ..adapters.tables import campaign, rejection
+from ..config import ReperageSettings
 from ..domain.siei import FileFormatError
+from ..service_layer import campaigns
 from ..service_layer.ingest import CampaignConflict, ingest_campaign
-
-if TYPE_CHECKING:
-    from raccrochage_platform.service import ServiceContext
-
-    from ..config import ReperageSettings
+from ..service_layer.unit_of_work import AbstractReperageUnitOfWork
 
 
-def campaign_router(context: ServiceContext, settings: ReperageSettings) -> APIRouter:
+def campaign_router(
+    unit_of_work: Callable[[], AbstractReperageUnitOfWork], settings: ReperageSettings
+) -> APIRouter:
     router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
     @router.post("/{campaign_id}/siei")
@@ -37,14 +33,12 @@ def campaign_router(context: ServiceContext, settings: ReperageSettings) -> APIR
             path = Path(folder) / "siei.csv"
             with open(path, "wb") as out:
                 shutil.copyfileobj(file.file, out, 1 << 20)
-            store = await CampaignStore.connect(libpq_dsn(settings.database_url))
             try:
                 summary = await ingest_campaign(
                     path,
                     campaign_id=campaign_id,
                     as_of=as_of,
-                    store=store,
-                    outbox=context.outbox,
+                    unit_of_work=unit_of_work,
                     key=settings.key,
                     policy=settings.policy(),
                 )
@@ -52,26 +46,21 @@ def campaign_router(context: ServiceContext, settings: ReperageSettings) -> APIR
                 raise HTTPException(422, detail=f"{file.filename}: {error}") from None
             except CampaignConflict as error:
                 raise HTTPException(409, detail=str(error)) from None
-            finally:
-                await store.close()
         return summary.as_dict()
 
     @router.get("/{campaign_id}")
     async def campaign_status(campaign_id: str) -> dict:
         """Status (ingesting, done) and summary of a campaign."""
-        async with context.sessions() as session:
-            row = (
-                await session.execute(select(campaign).where(campaign.c.campaign_id == campaign_id))
-            ).first()
-        if row is None:
+        found = await campaigns.status(unit_of_work(), campaign_id)
+        if found is None:
             raise HTTPException(404, detail=f"no campaign {campaign_id}")
         return {
-            "campaign_id": row.campaign_id,
-            "as_of": row.as_of.isoformat(),
-            "status": row.status,
-            "started_at": row.started_at.isoformat(),
-            "finished_at": row.finished_at.isoformat() if row.finished_at else None,
-            "summary": row.summary,
+            "campaign_id": found.campaign_id,
+            "as_of": found.as_of.isoformat(),
+            "status": found.status,
+            "started_at": found.started_at.isoformat() if found.started_at else None,
+            "finished_at": found.finished_at.isoformat() if found.finished_at else None,
+            "summary": found.summary,
         }
 
     @router.get("/{campaign_id}/rejections")
@@ -79,18 +68,10 @@ def campaign_router(context: ServiceContext, settings: ReperageSettings) -> APIR
         campaign_id: str, limit: int = Query(1000, le=100_000), after_line: int = 0
     ) -> dict:
         """Rejected lines: line number, field and reason, never the value."""
-        async with context.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(rejection.c.line, rejection.c.field, rejection.c.reason)
-                    .where(rejection.c.campaign_id == campaign_id, rejection.c.line > after_line)
-                    .order_by(rejection.c.line)
-                    .limit(limit)
-                )
-            ).all()
+        rejected = await campaigns.rejections(unit_of_work(), campaign_id, after_line=after_line, limit=limit)
         return {
             "campaign_id": campaign_id,
-            "rejections": [{"line": r.line, "field": r.field, "reason": r.reason} for r in rows],
+            "rejections": [{"line": r.line, "field": r.field, "reason": r.reason} for r in rejected],
         }
 
     return router

@@ -6,13 +6,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from faststream.nats.annotations import NatsMessage
+from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
 from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
-from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext, ServiceSpec
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..adapters.unit_of_work import ReperageUnitOfWork
 from ..config import ReperageSettings
 from ..service_layer import handovers
 from ..service_layer.vault import give_contact_card
@@ -28,11 +28,10 @@ async def build(context: ServiceContext) -> None:
     settings: ReperageSettings = context.settings  # type: ignore[assignment]
     broker = context.broker
     allowed_callers = {c.strip() for c in settings.contact_card_callers.split(",") if c.strip()}
+    unit_of_work = context.unit_of_work(ReperageUnitOfWork)
 
-    # Partners' enrolments: plain nats-py and asyncpg, the hot path (see enrolments.py).
-    enrolments = await EnrolmentResponder.connect(
-        libpq_dsn(settings.database_url), context.outbox, context.relay
-    )
+    # Partners' enrolments: a plain nats-py queue subscription (see enrolments.py).
+    enrolments = EnrolmentResponder(unit_of_work, key=settings.key)
     await enrolments.subscribe(connection(broker))
     context.background.append(enrolments.run_until_cancelled)
 
@@ -42,10 +41,9 @@ async def build(context: ServiceContext) -> None:
         token, which its NATS credentials restrict."""
         caller = msg.raw_message.subject.rsplit(".", 1)[-1]
         youth_id, purpose = str(body.get("youth_id", "")), str(body.get("purpose", ""))
-        async with context.sessions() as session, session.begin():
-            answer = await give_contact_card(
-                session, caller=caller, youth_id=youth_id, purpose=purpose, allowed=allowed_callers
-            )
+        answer = await give_contact_card(
+            unit_of_work(), caller=caller, youth_id=youth_id, purpose=purpose, allowed=allowed_callers
+        )
         if answer.card is None:
             log.warning("contact_card_not_given", caller=caller, status=answer.status)
             return {"status": answer.status, "error": answer.reason}
@@ -53,18 +51,18 @@ async def build(context: ServiceContext) -> None:
         return {"status": "ok", "card": asdict(answer.card)}
 
     # What the PSADs did with the youths handed over (deploy/topology.toml: reperage_psad).
-    from_psad = context.consumer("reperage_psad")
+    from_psad = context.consumer("reperage_psad", unit_of_work)
 
     @from_psad.on("psad.case.closed.v1")
-    async def case_closed(session: AsyncSession, event: Event) -> None:
-        if await handovers.case_closed(session, event.data):
+    async def case_closed(uow: ReperageUnitOfWork, event: Event[CaseClosed]) -> None:
+        if await handovers.case_closed(uow, event.data):
             log.info("handover_closed_by_psad", youth_id=event.data.youth_id, reason=event.data.reason)
 
     @from_psad.on("psad.case.transferred.v1")
-    async def case_transferred(session: AsyncSession, event: Event) -> None:
-        await handovers.case_transferred(session, event.data)
+    async def case_transferred(uow: ReperageUnitOfWork, event: Event[CaseTransferred]) -> None:
+        await handovers.case_transferred(uow, event.data)
 
-    context.app.include_router(campaign_router(context, settings))
+    context.app.include_router(campaign_router(unit_of_work, settings))
 
 
 spec = ServiceSpec(

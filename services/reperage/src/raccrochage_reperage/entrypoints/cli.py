@@ -31,14 +31,14 @@ def _iso_date(value: str) -> date:
 
 @asynccontextmanager
 async def reperage_runtime():
-    """Act as the repérage service from the command line: its settings, database and a relay
-    that publishes what this command writes (the service's own relay may help)."""
+    """Act as the repérage service from the command line: its settings, a factory of its units
+    of work, and a relay that publishes what this command writes (the service's own relay may
+    help). Yields (settings, unit_of_work, relay)."""
     import nats
     from raccrochage_platform.db import make_engine
-    from raccrochage_platform.outbox import OutboxRelay, OutboxWriter
+    from raccrochage_platform.outbox import OutboxRelay
     from raccrochage_platform.rig.state import rig_dir, service_environment
     from raccrochage_platform.settings import load_settings
-    from raccrochage_platform.topology import load_topology
 
     from ..config import ReperageSettings
 
@@ -49,17 +49,31 @@ async def reperage_runtime():
             "no rig found: run `raccrochage up --detach` first, or set NATS_URL and DATABASE_URL"
         )
     settings = load_settings(ReperageSettings)
-    service = load_topology().services["reperage"]
     engine = make_engine(settings.database_url, application_name="reperage-cli")
     nc = await nats.connect(settings.nats_url, connect_timeout=5)
     relay = OutboxRelay(engine, nc.jetstream(), sweep_seconds=0.2)
     await relay.start()
     try:
-        yield settings, engine, relay, OutboxWriter(service.source, service.stream)
+        yield settings, unit_of_work_factory(engine, relay), relay
     finally:
         await relay.stop()
         await nc.drain()
         await engine.dispose()
+
+
+def unit_of_work_factory(engine, relay=None):
+    """Repérage's units of work on `engine`, as the service makes them: its source and stream
+    from the topology; with `relay`, events are published by their writer once committed."""
+    import functools
+
+    from raccrochage_platform.topology import load_topology
+
+    from ..adapters.unit_of_work import ReperageUnitOfWork
+
+    service = load_topology().services["reperage"]
+    return functools.partial(
+        ReperageUnitOfWork, engine, source=service.source, stream=service.stream, relay=relay
+    )
 
 
 async def wait_published(relay, timeout: float = 600) -> None:
@@ -75,31 +89,23 @@ async def wait_published(relay, timeout: float = 600) -> None:
                 return
         if time.monotonic() > deadline:
             raise TimeoutError("events still unpublished: is NATS up? (`raccrochage status`)")
-        relay._wake.set()
+        relay.wake()
         await asyncio.sleep(0.05)
 
 
 async def run_siei(path: Path, campaign: str, as_of: date, progress=None) -> dict:
-    from raccrochage_platform.db import libpq_dsn
-
-    from ..adapters.campaign_store import CampaignStore
     from ..service_layer.ingest import ingest_campaign
 
-    async with reperage_runtime() as (settings, _engine, relay, outbox):
-        store = await CampaignStore.connect(libpq_dsn(settings.database_url))
-        try:
-            summary = await ingest_campaign(
-                path,
-                campaign_id=campaign,
-                as_of=as_of,
-                store=store,
-                outbox=outbox,
-                key=settings.key,
-                policy=settings.policy(),
-                progress=progress,
-            )
-        finally:
-            await store.close()
+    async with reperage_runtime() as (settings, unit_of_work, relay):
+        summary = await ingest_campaign(
+            path,
+            campaign_id=campaign,
+            as_of=as_of,
+            unit_of_work=unit_of_work,
+            key=settings.key,
+            policy=settings.policy(),
+            progress=progress,
+        )
         await wait_published(relay)
     return summary.as_dict()
 
@@ -107,8 +113,8 @@ async def run_siei(path: Path, campaign: str, as_of: date, progress=None) -> dic
 async def run_partner(path: Path, source, today: date) -> dict:
     from ..service_layer.partner_file import ingest_partner_file
 
-    async with reperage_runtime() as (_settings, engine, relay, outbox):
-        summary = await ingest_partner_file(path, source=source, engine=engine, outbox=outbox, today=today)
+    async with reperage_runtime() as (_settings, unit_of_work, relay):
+        summary = await ingest_partner_file(path, source=source, unit_of_work=unit_of_work, today=today)
         await wait_published(relay)
     return summary.as_dict()
 

@@ -1,7 +1,7 @@
 """Ingest a SIEI campaign file: parse, cross-check, keep identities in the vault, hand youths over.
 
-Streaming from file to database in chunks, one transaction per chunk holding the vault rows, the
-outcomes, the handovers and the outgoing events (outbox). Event ids are derived from
+Streaming from file to database in chunks, one unit of work per chunk holding the vault rows,
+the outcomes, the handovers and the outgoing events. Event ids are derived from
 (campaign, youth, type), so an ingest killed midway and run again converges to the same state
 and publishes nothing twice.
 """
@@ -9,6 +9,7 @@ and publishes nothing twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import uuid
@@ -17,18 +18,21 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.reperage_v1 import CampaignIngested, YouthIdentified, YouthReportedAgain
-from raccrochage_platform.outbox import OutboxWriter
 
-from ..adapters.campaign_store import CampaignStore
 from ..domain.identity import youth_id
 from ..domain.partners import PartnerIndex, identity_key
 from ..domain.rules import CampaignTally, Diploma, ExclusionReason, Policy, SeenFilter, age_on, classify
 from ..domain.siei import Rejection, SieiRow, open_siei
 from ..domain.territory import route
+from .unit_of_work import AbstractReperageUnitOfWork, Handover, Outcome, RejectedLine, VaultIdentity
 
 CHUNK = 5000
-WRITE_AHEAD = 2  # chunks read but not yet written: memory stays a few chunks, whatever the file
+WRITE_AHEAD = 3  # chunks read but not yet written: memory stays a few chunks, whatever the file
+# Chunks written at once, each in its own unit of work: one chunk's statements run while the
+# other's events are published, so neither PostgreSQL nor this process waits for the other.
+WRITERS = 2
 YIELD_EVERY = 50  # rows parsed between two turns of the event loop (the writer's replies)
 EVENT_NAMESPACE = uuid.UUID("6f0d3c1e-5a3b-4c59-9f64-3f1d2a7c0b11")
 
@@ -81,10 +85,10 @@ def months_between(earlier: date, later: date) -> int:
 
 
 @dataclass
-class _Chunk:
+class Chunk:
     # (row, youth_id, reason, maybe seen in an earlier chunk)
     youths: list[tuple[SieiRow, str, ExclusionReason | None, bool]] = field(default_factory=list)
-    rejections: list[tuple[str, int, str, str]] = field(default_factory=list)
+    rejections: list[RejectedLine] = field(default_factory=list)
     read_up_to: int = 0  # file offset once the chunk's rows are read, for the progress bar
 
     def __len__(self) -> int:
@@ -96,34 +100,40 @@ async def ingest_campaign(
     *,
     campaign_id: str,
     as_of: date,
-    store: CampaignStore,
-    outbox: OutboxWriter,
+    unit_of_work: Callable[[], AbstractReperageUnitOfWork],
     key: bytes,
     policy: Policy,
     progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
+    """Ingest a campaign file: a unit of work to start (or resume) the campaign, one per chunk
+    of the file, one to finish it with its `campaign.ingested` event."""
     sha = file_sha256(path)
-    existing = await store.campaign(campaign_id)
-    if existing is not None:
-        if existing.file_sha256 != sha:
-            raise CampaignConflict(
-                f"campaign {campaign_id} was ingested from another file; give this file a new campaign id"
-            )
-        if existing.as_of != as_of:
-            raise CampaignConflict(f"campaign {campaign_id} has reference date {existing.as_of}, not {as_of}")
-        if existing.status == "done" and existing.summary:
-            return IngestSummary(**{**_summary_fields(existing.summary), "already_ingested": True})
-    await store.start_campaign(campaign_id, as_of, sha)
+    async with unit_of_work() as uow:
+        existing = await uow.campaigns.get(campaign_id)
+        if existing is not None:
+            if existing.file_sha256 != sha:
+                raise CampaignConflict(
+                    f"campaign {campaign_id} was ingested from another file; give this file a new campaign id"
+                )
+            if existing.as_of != as_of:
+                raise CampaignConflict(
+                    f"campaign {campaign_id} has reference date {existing.as_of}, not {as_of}"
+                )
+            if existing.status == "done" and existing.summary:
+                return IngestSummary(**{**_summary_fields(existing.summary), "already_ingested": True})
+        await uow.campaigns.start(campaign_id, as_of, sha)
+        await uow.commit()
 
     partners = PartnerIndex(as_of)
-    async for ine, identity, date_debut, date_fin in store.partner_enrolments():  # not a list of them all
-        partners.add(ine, identity, date_debut, date_fin)
+    async with unit_of_work() as uow:
+        async for ine, identity, date_debut, date_fin in uow.enrolments.every():  # not a list of them all
+            partners.add(ine, identity, date_debut, date_fin)
     tally = CampaignTally()
     summary = IngestSummary(campaign_id, as_of, {})
     # Reading and writing overlap: a writer task takes the chunks the reader hands over (at most
     # WRITE_AHEAD waiting), so PostgreSQL merges one chunk while this process parses the next.
-    chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=WRITE_AHEAD)
-    writer = asyncio.create_task(_write_chunks(chunks, store, outbox, campaign_id, as_of, tally, progress))
+    chunks: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=WRITE_AHEAD)
+    writer = asyncio.create_task(_write_chunks(chunks, unit_of_work, campaign_id, as_of, tally, progress))
     try:
         with open(path, "rb") as handle:
             siei = open_siei(handle, as_of)
@@ -132,29 +142,35 @@ async def ingest_campaign(
                 siei.encoding,
                 siei.delimiter,
             )
-            # Duplicates: `classify` knows the INEs of the chunk being read; for earlier chunks a
-            # fixed-size filter says "maybe", and the writer asks the database about those.
-            # Memory does not grow with the file.
+            # Duplicates: `classify` knows the INEs of the chunk being read and of the one before
+            # (`seen`: WRITERS chunks, which may not be committed yet); for earlier chunks, all
+            # committed, a fixed-size filter says "maybe", and the writer asks the database
+            # about those. Memory does not grow with the file.
             seen: set[int] = set()
+            keys: list[int] = []  # INE digests of the chunk being read
+            previous_keys: list[int] = []
             earlier = SeenFilter()
-            chunk = _Chunk()
+            chunk = Chunk()
             rejections: list[Rejection] = []
             for row, reason in classify(
                 _capture(siei.records, rejections), as_of, policy, partners, tally, seen
             ):
                 for rejected in rejections:
-                    chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
+                    chunk.rejections.append(RejectedLine(rejected.line, rejected.field, rejected.reason))
                 rejections.clear()
-                chunk.youths.append((row, youth_id(row.ine, key), reason, earlier.add(hash(row.ine))))
+                digest = hash(row.ine)  # as classify's
+                keys.append(digest)
+                chunk.youths.append((row, youth_id(row.ine, key), reason, earlier.add(digest)))
                 if len(chunk) >= CHUNK:
                     chunk.read_up_to = handle.tell()
                     await _hand_over(chunks, chunk, writer)
-                    chunk = _Chunk()
-                    seen.clear()
+                    chunk = Chunk()
+                    seen.difference_update(previous_keys)  # `seen` keeps this chunk's and the next's
+                    previous_keys, keys = keys, []
                 elif len(chunk.youths) % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # let the writer's database replies in
             for rejected in rejections:
-                chunk.rejections.append((campaign_id, rejected.line, rejected.field, rejected.reason))
+                chunk.rejections.append(RejectedLine(rejected.line, rejected.field, rejected.reason))
             chunk.read_up_to = handle.tell()
             await _hand_over(chunks, chunk, writer)
             await _hand_over(chunks, None, writer)
@@ -178,16 +194,16 @@ async def ingest_campaign(
         identified=tally.identified,
         reported_again=summary.reported_again,
     )
-    envelope = outbox.envelope(
-        final, subject=campaign_id, event_id=event_id(campaign_id, campaign_id, final.event_type)
-    )
-    await store.finish_campaign(campaign_id, summary.as_dict(), [_outbox_record(outbox, envelope)])
+    async with unit_of_work() as uow:
+        await uow.campaigns.finish(campaign_id, summary.as_dict())
+        uow.add_event(
+            final, subject=campaign_id, event_id=event_id(campaign_id, campaign_id, final.event_type)
+        )
+        await uow.commit()
     return summary
 
 
-async def _hand_over(
-    chunks: asyncio.Queue[_Chunk | None], chunk: _Chunk | None, writer: asyncio.Task
-) -> None:
+async def _hand_over(chunks: asyncio.Queue[Chunk | None], chunk: Chunk | None, writer: asyncio.Task) -> None:
     """Queue a chunk for the writer; if the writer failed, raise its error rather than wait."""
     put = asyncio.ensure_future(chunks.put(chunk))
     await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
@@ -198,20 +214,51 @@ async def _hand_over(
 
 
 async def _write_chunks(
-    chunks: asyncio.Queue[_Chunk | None],
-    store: CampaignStore,
-    outbox: OutboxWriter,
+    chunks: asyncio.Queue[Chunk | None],
+    unit_of_work: Callable[[], AbstractReperageUnitOfWork],
     campaign_id: str,
     as_of: date,
     tally: CampaignTally,
     progress: Callable[[int], None] | None,
 ) -> int:
-    """Write chunks in order until None; returns how many youths were reported again."""
+    """Write chunks until None, each in its unit of work, WRITERS at once: chunk k starts once
+    chunk k - WRITERS is committed (its rows are what chunk k asks the database about). Returns
+    how many youths were reported again."""
     reported_again = 0
-    while (chunk := await chunks.get()) is not None:
-        reported_again += await _flush(chunk, store, outbox, campaign_id, as_of, tally)
-        if progress:
-            progress(chunk.read_up_to)
+    writing: collections.deque[tuple[asyncio.Task[int], int]] = collections.deque()
+    try:
+        while (chunk := await chunks.get()) is not None:
+            if len(writing) >= WRITERS:
+                reported_again += await _written(writing, progress)
+            task = asyncio.create_task(_write_one(unit_of_work(), chunk, campaign_id, as_of, tally))
+            writing.append((task, chunk.read_up_to))
+        while writing:
+            reported_again += await _written(writing, progress)
+    finally:
+        for task, _ in writing:  # a chunk failed: the others roll back
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in writing), return_exceptions=True)
+    return reported_again
+
+
+async def _write_one(
+    uow: AbstractReperageUnitOfWork, chunk: Chunk, campaign_id: str, as_of: date, tally: CampaignTally
+) -> int:
+    async with uow:
+        reported_again = await write_chunk(uow, chunk, campaign_id, as_of, tally)
+        await uow.commit()
+    return reported_again
+
+
+async def _written(
+    writing: collections.deque[tuple[asyncio.Task[int], int]], progress: Callable[[int], None] | None
+) -> int:
+    """Wait for the oldest chunk in writing; returns its reported_again."""
+    task, read_up_to = writing[0]
+    reported_again = await task
+    writing.popleft()
+    if progress:
+        progress(read_up_to)
     return reported_again
 
 
@@ -247,16 +294,15 @@ def _capture(
         yield record
 
 
-async def _flush(
-    chunk: _Chunk,
-    store: CampaignStore,
-    outbox: OutboxWriter,
+async def write_chunk(
+    uow: AbstractReperageUnitOfWork,
+    chunk: Chunk,
     campaign_id: str,
     as_of: date,
     tally: CampaignTally,
 ) -> int:
-    """Write one chunk in one transaction; returns how many youths were reported again rather
-    than identified.
+    """Record one chunk in `uow` (the caller commits): vault rows, outcomes, handovers, events,
+    rejections. Returns how many youths were reported again rather than identified.
 
     A youth the filter may have seen, whose INE already stands in the campaign under an earlier
     line (an earlier chunk), is a duplicate: `classify` only knew this chunk's INEs. Under its
@@ -264,25 +310,27 @@ async def _flush(
     to no effect.
     """
     maybe_seen = [yid for _, yid, _, maybe in chunk.youths if maybe]
-    first = await store.first_lines(campaign_id, maybe_seen) if maybe_seen else {}
+    first = await uow.campaigns.first_lines(campaign_id, maybe_seen) if maybe_seen else {}
     youths: list[tuple[SieiRow, str, ExclusionReason | None]] = []
     for row, yid, reason, _ in chunk.youths:
         if first.get(yid, row.line) < row.line:
             tally.count_as_duplicate(reason)
         else:
             youths.append((row, yid, reason))
-    already = await store.open_handovers([yid for _, yid, reason in youths if reason is None], campaign_id)
-    vault: list[tuple] = []
-    outcomes: list[tuple] = []
-    handovers: list[tuple[str, str, str]] = []
-    events: list[tuple] = []
+    already = await uow.handovers.open_elsewhere(
+        [yid for _, yid, reason in youths if reason is None], campaign_id
+    )
+    vault: list[VaultIdentity] = []
+    outcomes: list[Outcome] = []
+    handovers: list[Handover] = []
+    events: list[CloudEvent] = []
     for row, yid, reason in youths:
         if reason is not None:
-            outcomes.append((campaign_id, yid, row.line, "excluded", str(reason), None))
+            outcomes.append(Outcome(yid, row.line, "excluded", str(reason), None))
             continue
         # Only youths handed to a PSAD enter the vault: nobody outside ever learns the youth_id
         # of an excluded one, so their identity would be kept for nothing.
-        vault.append(_vault_record(row, yid))
+        vault.append(_vault_identity(row, yid))
         territory = route(row.code_postal)
         age = age_on(row.date_naissance, as_of)
         months = months_between(row.date_sortie, as_of)
@@ -312,19 +360,22 @@ async def _flush(
                 months_since_leaving=months,
                 as_of=as_of,
             )
-            handovers.append((yid, territory.psad_id, campaign_id))
+            handovers.append(Handover(yid, territory.psad_id))
             outcome = "identified"
-        outcomes.append((campaign_id, yid, row.line, outcome, None, territory.psad_id))
-        envelope = outbox.envelope(
-            payload, subject=yid, event_id=event_id(campaign_id, yid, payload.event_type)
+        outcomes.append(Outcome(yid, row.line, outcome, None, territory.psad_id))
+        events.append(
+            uow.event(payload, subject=yid, event_id=event_id(campaign_id, yid, payload.event_type))
         )
-        events.append(_outbox_record(outbox, envelope))
-    await store.write_chunk(vault, outcomes, handovers, events, chunk.rejections)
+    await uow.vault.keep(vault)
+    await uow.campaigns.add_outcomes(campaign_id, outcomes)
+    await uow.handovers.hand_over(campaign_id, handovers)
+    await uow.campaigns.add_rejections(campaign_id, chunk.rejections)
+    uow.add_events(events)
     return len(already)
 
 
-def _vault_record(row: SieiRow, yid: str) -> tuple:
-    return (
+def _vault_identity(row: SieiRow, yid: str) -> VaultIdentity:
+    return VaultIdentity(
         yid,
         row.ine,
         identity_key(row.nom, row.prenom, row.date_naissance),
@@ -341,13 +392,6 @@ def _vault_record(row: SieiRow, yid: str) -> tuple:
         row.formation_origine,
         row.date_sortie,
         row.diplome.value if row.diplome else None,
-    )
-
-
-def _outbox_record(outbox: OutboxWriter, envelope) -> tuple:
-    row = outbox.row(envelope)
-    return tuple(
-        row[c] for c in ("event_id", "event_type", "nats_subject", "stream", "aggregate_key", "envelope")
     )
 
 

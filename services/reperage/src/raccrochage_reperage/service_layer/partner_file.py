@@ -4,41 +4,20 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from raccrochage_contracts.events.reperage_v1 import YouthFound
-from raccrochage_platform.outbox import OutboxWriter
-from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..adapters.tables import partner_enrolment
 from ..domain.partners import PartnerEnrolment, PartnerSource, identity_key, open_partner_file
 from ..domain.siei import Rejection
 from .ingest import file_sha256
+from .unit_of_work import AbstractReperageUnitOfWork, Enrolment
 
 CHUNK = 5000
 FILE_NAMESPACE = uuid.UUID("9b1d0f64-2c7e-4a8b-b3f0-5e6d7c8a9b10")
-
-_FIND_ENROLLED = text(
-    """
-    SELECT youth_id, psad_id, min(date_debut) AS date_debut FROM (
-        SELECT h.youth_id, h.psad_id, e.date_debut
-        FROM handover h JOIN youth y USING (youth_id)
-        JOIN partner_enrolment e ON e.ine = y.ine
-        WHERE h.open AND e.base = :base AND e.partner_id IS NULL
-          AND e.date_debut <= :today AND (e.date_fin IS NULL OR e.date_fin >= :today)
-        UNION ALL
-        SELECT h.youth_id, h.psad_id, e.date_debut
-        FROM handover h JOIN youth y USING (youth_id)
-        JOIN partner_enrolment e ON e.ine IS NULL AND e.identity_key = y.identity_key
-        WHERE h.open AND e.base = :base AND e.partner_id IS NULL
-          AND e.date_debut <= :today AND (e.date_fin IS NULL OR e.date_fin >= :today)
-    ) matches GROUP BY youth_id, psad_id
-    """
-)
 
 
 @dataclass
@@ -66,14 +45,22 @@ class PartnerFileSummary:
 
 
 async def ingest_partner_file(
-    path: Path, *, source: PartnerSource, engine: AsyncEngine, outbox: OutboxWriter, today: date
+    path: Path,
+    *,
+    source: PartnerSource,
+    unit_of_work: Callable[[], AbstractReperageUnitOfWork],
+    today: date,
 ) -> PartnerFileSummary:
+    """Keep the file's enrolments (a unit of work per chunk), then, in one more, close the open
+    handovers of the youths it enrols today: each is found (`reperage.youth.found.v1`, its id
+    derived from the file and the youth, so that loading the same file again announces nobody
+    twice)."""
     summary = PartnerFileSummary(source=source.value)
     sha = file_sha256(path)
     with open(path, "rb") as handle:
         parsed = open_partner_file(handle)
         summary.extra_columns = parsed.extra_columns
-        batch: list[dict] = []
+        batch: list[Enrolment] = []
         for record in parsed.records:
             summary.rows += 1
             if isinstance(record, Rejection):
@@ -83,48 +70,48 @@ async def ingest_partner_file(
                     {"line": record.line, "field": record.field, "reason": record.reason}
                 )
                 continue
-            batch.append(_row(record, source))
+            batch.append(_enrolment(record, source))
             if len(batch) >= CHUNK:
-                summary.enrolments += await _insert(engine, batch)
+                summary.enrolments += await _keep(unit_of_work(), batch)
                 batch = []
-        summary.enrolments += await _insert(engine, batch)
-    async with engine.begin() as conn:
-        found = (await conn.execute(_FIND_ENROLLED, {"base": source.value, "today": today})).all()
-        for youth_id, _psad_id, _since in found:
-            await conn.execute(
-                text(
-                    "UPDATE handover SET open = false, found_at = now(), found_base = :base "
-                    "WHERE youth_id = :youth_id"
-                ),
-                {"base": source.value, "youth_id": youth_id},
-            )
-        events = [
-            outbox.envelope(
-                YouthFound(youth_id=youth_id, psad_id=psad_id, base=source.value, enrolled_since=since),
-                subject=youth_id,
-                event_id=uuid.uuid5(FILE_NAMESPACE, f"{sha}|{youth_id}"),
-            )
-            for youth_id, psad_id, since in found
-        ]
-        await outbox.add_many(conn, events)
+        summary.enrolments += await _keep(unit_of_work(), batch)
+    async with unit_of_work() as uow:
+        found = await uow.handovers.close_found_in_base(source.value, today)
+        uow.add_events(
+            [
+                uow.event(
+                    YouthFound(
+                        youth_id=youth.youth_id,
+                        psad_id=youth.psad_id,
+                        base=source.value,
+                        enrolled_since=youth.enrolled_since,
+                    ),
+                    subject=youth.youth_id,
+                    event_id=uuid.uuid5(FILE_NAMESPACE, f"{sha}|{youth.youth_id}"),
+                )
+                for youth in found
+            ]
+        )
+        await uow.commit()
     summary.found = len(found)
     return summary
 
 
-def _row(record: PartnerEnrolment, source: PartnerSource) -> dict:
-    return {
-        "base": source.value,
-        "partner_id": None,
-        "ine": record.ine,
-        "identity_key": identity_key(record.nom, record.prenom, record.date_naissance),
-        "date_debut": record.date_debut,
-        "date_fin": record.date_fin,
-    }
+def _enrolment(record: PartnerEnrolment, source: PartnerSource) -> Enrolment:
+    return Enrolment(
+        base=source.value,
+        partner_id=None,
+        ine=record.ine,
+        identity_key=identity_key(record.nom, record.prenom, record.date_naissance),
+        date_debut=record.date_debut,
+        date_fin=record.date_fin,
+    )
 
 
-async def _insert(engine: AsyncEngine, rows: list[dict]) -> int:
-    if not rows:
+async def _keep(uow: AbstractReperageUnitOfWork, enrolments: list[Enrolment]) -> int:
+    if not enrolments:
         return 0
-    async with engine.begin() as conn:
-        statement = insert(partner_enrolment).on_conflict_do_nothing().returning(partner_enrolment.c.id)
-        return len((await conn.execute(statement, rows)).all())
+    async with uow:
+        added = await uow.enrolments.add(enrolments)
+        await uow.commit()
+    return added

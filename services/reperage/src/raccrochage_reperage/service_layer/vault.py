@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from ..adapters.tables import contact_card_audit, youth
+from .unit_of_work import AbstractReperageUnitOfWork
 
 
 @dataclass(frozen=True)
@@ -31,36 +28,36 @@ class ContactCardAnswer:
 
 
 async def give_contact_card(
-    session: AsyncSession, *, caller: str, youth_id: str, purpose: str, allowed: set[str]
+    uow: AbstractReperageUnitOfWork, *, caller: str, youth_id: str, purpose: str, allowed: set[str]
 ) -> ContactCardAnswer:
-    """Check the caller's right, write the audit row (refusals too: the caller commits it), answer."""
-    if caller not in allowed:
-        answer = ContactCardAnswer("refused", reason=f"service {caller!r} may not read contact cards")
-    elif not purpose.strip():
-        answer = ContactCardAnswer("refused", reason="a purpose is required")
-    else:
-        row = (await session.execute(select(youth).where(youth.c.youth_id == youth_id))).first()
-        answer = (
-            ContactCardAnswer("not_found", reason=f"no youth {youth_id} in the vault")
-            if row is None
-            else ContactCardAnswer(
-                "ok",
-                card=ContactCard(
-                    youth_id=row.youth_id,
-                    nom=row.nom,
-                    prenom=row.prenom,
-                    date_naissance=row.date_naissance.isoformat(),
-                    telephone=row.telephone,
-                    courriel=row.courriel,
-                    adresse=row.adresse,
-                    code_postal=row.code_postal,
-                    commune=row.commune,
-                ),
+    """Check the caller's right, answer, and audit the request (refusals too) in one transaction."""
+    async with uow:
+        if caller not in allowed:
+            answer = ContactCardAnswer("refused", reason=f"service {caller!r} may not read contact cards")
+        elif not purpose.strip():
+            answer = ContactCardAnswer("refused", reason="a purpose is required")
+        else:
+            identity = await uow.vault.get(youth_id)
+            answer = (
+                ContactCardAnswer("not_found", reason=f"no youth {youth_id} in the vault")
+                if identity is None
+                else ContactCardAnswer(
+                    "ok",
+                    card=ContactCard(
+                        youth_id=identity.youth_id,
+                        nom=identity.nom,
+                        prenom=identity.prenom,
+                        date_naissance=identity.date_naissance.isoformat(),
+                        telephone=identity.telephone,
+                        courriel=identity.courriel,
+                        adresse=identity.adresse,
+                        code_postal=identity.code_postal,
+                        commune=identity.commune,
+                    ),
+                )
             )
-        )
-    await session.execute(
-        insert(contact_card_audit).values(
+        await uow.vault.audit(
             caller=caller, youth_id=youth_id[:64], purpose=purpose[:200] or "-", granted=answer.status == "ok"
         )
-    )
+        await uow.commit()
     return answer

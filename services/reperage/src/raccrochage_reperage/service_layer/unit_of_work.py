@@ -1,0 +1,194 @@
+"""What the service layer needs from storage: repérage's repositories and its unit of work.
+
+The service layer depends on these interfaces only. `adapters.unit_of_work.ReperageUnitOfWork`
+implements them on PostgreSQL (SQLAlchemy Core on the unit of work's connection); the unit tests
+implement them in memory (tests/unit/fakes.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import NamedTuple
+
+from raccrochage_platform.uow import AbstractUnitOfWork
+
+
+@dataclass(frozen=True)
+class CampaignRecord:
+    campaign_id: str
+    as_of: date
+    file_sha256: str
+    status: str  # ingesting | done
+    summary: dict | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Outcome(NamedTuple):
+    """What a campaign made of one youth (`campaign_youth`)."""
+
+    youth_id: str
+    line: int
+    outcome: str  # identified | reported_again | excluded
+    reason: str | None
+    psad_id: str | None
+
+
+class RejectedLine(NamedTuple):
+    line: int
+    field: str
+    reason: str
+
+
+class Handover(NamedTuple):
+    youth_id: str
+    psad_id: str
+
+
+class Found(NamedTuple):
+    """A handed-over youth found enrolled at a partner: the handover is closed."""
+
+    youth_id: str
+    psad_id: str
+    enrolled_since: date | None = None
+
+
+class Enrolment(NamedTuple):
+    """A youth enrolled at a partner base, from a file (`partner_id` None) or live."""
+
+    base: str
+    partner_id: str | None
+    ine: str | None
+    identity_key: str
+    date_debut: date
+    date_fin: date | None
+    event_id: uuid.UUID | None = None
+
+
+class VaultIdentity(NamedTuple):
+    """A handed-over youth's clear identity and contact details, as the vault keeps them."""
+
+    youth_id: str
+    ine: str
+    identity_key: str
+    nom: str
+    prenom: str
+    date_naissance: date
+    sexe: str | None
+    code_postal: str
+    commune: str | None
+    adresse: str | None
+    telephone: str | None
+    courriel: str | None
+    uai_origine: str | None
+    formation_origine: str | None
+    date_sortie: date
+    diplome: str | None
+
+
+class CampaignRepository(abc.ABC):
+    """Campaigns, the outcome of each youth in each, and their rejected lines."""
+
+    @abc.abstractmethod
+    async def get(self, campaign_id: str) -> CampaignRecord | None: ...
+
+    @abc.abstractmethod
+    async def start(self, campaign_id: str, as_of: date, file_sha256: str) -> bool:
+        """Record the campaign as ingesting; False when it exists already (a resumed ingest)."""
+
+    @abc.abstractmethod
+    async def finish(self, campaign_id: str, summary: dict) -> None: ...
+
+    @abc.abstractmethod
+    async def first_lines(self, campaign_id: str, youth_ids: Sequence[str]) -> dict[str, int]:
+        """youth_id -> line of the row that stands for this youth in the campaign already."""
+
+    @abc.abstractmethod
+    async def add_outcomes(self, campaign_id: str, outcomes: Sequence[Outcome]) -> None:
+        """Outcomes not recorded yet (a youth already in the campaign keeps its first)."""
+
+    @abc.abstractmethod
+    async def add_rejections(self, campaign_id: str, rejections: Sequence[RejectedLine]) -> None: ...
+
+    @abc.abstractmethod
+    async def rejections(self, campaign_id: str, after_line: int, limit: int) -> list[RejectedLine]: ...
+
+
+class HandoverRepository(abc.ABC):
+    """The youths handed to a PSAD: open until found at a partner or closed by the PSAD."""
+
+    @abc.abstractmethod
+    async def open_elsewhere(self, youth_ids: Sequence[str], campaign_id: str) -> dict[str, str]:
+        """youth_id -> psad_id of those handed over by another campaign, still open."""
+
+    @abc.abstractmethod
+    async def hand_over(self, campaign_id: str, handovers: Sequence[Handover]) -> None:
+        """Open handovers from this campaign; a youth already handed over gets a new one only once the earlier is closed."""
+
+    @abc.abstractmethod
+    async def close_found(self, *, youth_id: str | None, identity_key: str, base: str) -> list[Found]:
+        """Close the open handovers of the youth an enrolment names: by the youth_id of its INE,
+        else by identity (several youths may share one)."""
+
+    @abc.abstractmethod
+    async def close_found_in_base(self, base: str, today: date) -> list[Found]:
+        """Close every open handover whose youth a file of `base` enrols today."""
+
+    @abc.abstractmethod
+    async def close_by_psad(self, youth_id: str, psad_id: str, at: datetime, reason: str) -> bool:
+        """End the open handover of the youth at that PSAD; False when there is none."""
+
+    @abc.abstractmethod
+    async def transfer(self, youth_id: str, to_psad_id: str) -> None: ...
+
+
+class EnrolmentRepository(abc.ABC):
+    """Partner bases' enrolments, as a campaign is matched against them."""
+
+    @abc.abstractmethod
+    async def add(self, enrolments: Sequence[Enrolment]) -> int:
+        """Keep new enrolments (one already known is skipped); returns how many were new."""
+
+    @abc.abstractmethod
+    async def end(
+        self,
+        *,
+        base: str,
+        partner_id: str,
+        ine: str | None,
+        identity_key: str,
+        date_debut: date | None,
+        date_fin: date,
+    ) -> int:
+        """Set the end date of the partner's matching enrolments; returns how many."""
+
+    @abc.abstractmethod
+    def every(self) -> AsyncIterator[tuple[str | None, str, date, date | None]]:
+        """Every enrolment (ine, identity_key, date_debut, date_fin), streamed."""
+
+
+class VaultRepository(abc.ABC):
+    """The identity vault, and the audit of who read from it."""
+
+    @abc.abstractmethod
+    async def keep(self, identities: Sequence[VaultIdentity]) -> None:
+        """Store or refresh these identities."""
+
+    @abc.abstractmethod
+    async def get(self, youth_id: str) -> VaultIdentity | None: ...
+
+    @abc.abstractmethod
+    async def audit(self, *, caller: str, youth_id: str, purpose: str, granted: bool) -> None: ...
+
+
+class AbstractReperageUnitOfWork(AbstractUnitOfWork):
+    """A unit of work with repérage's repositories, open inside its `async with` block."""
+
+    campaigns: CampaignRepository
+    handovers: HandoverRepository
+    enrolments: EnrolmentRepository
+    vault: VaultRepository
