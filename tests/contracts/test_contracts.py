@@ -288,3 +288,34 @@ def test_an_envelope_whose_type_breaks_the_naming_rule_is_refused(name: str) -> 
     with pytest.raises(ValidationError) as error:
         CloudEvent.from_json(json.dumps(raw))
     assert [problem["loc"] for problem in error.value.errors()] == [("type",)]
+
+
+# --- FOQUALE seats from partners -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "partner.seats.published.v1",
+        "partner.seats.updated.v1",
+        "partner.seats.confirmed.v1",
+        "partner.seats.closed.v1",
+        "partner.seats.feedback.v1",
+    ],
+)
+def test_partner_seat_records_and_their_feedback_travel_under_the_partner(name: str) -> None:
+    """They match the PARTNER stream's `partner.*.seats.>` (deploy/topology.toml), whose replay
+    gives a partner its last feedback messages."""
+    subject = nats_subject(name, "cfa-gironde")
+    assert subject == name.replace("partner.", "partner.cfa-gironde.", 1)
+    parts = subject.split(".")
+    assert parts[0] == "partner" and parts[2] == "seats"
+    assert type_from_subject(subject) == (name, "cfa-gironde")
+
+
+def test_a_partner_seat_closing_before_it_opens_is_refused() -> None:
+    path = EXAMPLES_DIR / "partner.seats.published.v1" / "cap_in_apprenticeship.json"
+    data = json.loads(path.read_bytes())["data"]
+    data["closes_on"] = "2026-12-31"
+    with pytest.raises(ValidationError, match="closes_on is before opens_on"):
+        REGISTRY.model("partner.seats.published.v1").model_validate(data)
