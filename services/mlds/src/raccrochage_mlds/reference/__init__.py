@@ -1,0 +1,1 @@
+"""Reference data shipped with the service: the académie's directory of MLDS sites."""
