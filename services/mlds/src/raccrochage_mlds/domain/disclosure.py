@@ -6,7 +6,7 @@ is not enough when a total and the other parts are published: subtraction gives 
 withholding every small cell (primary suppression), cells are withheld one by one (secondary
 suppression, the smallest first) until no small cell is determined by the published ones, which is
 checked exactly: a withheld cell is determined iff its unit vector lies in the row space of the
-relations restricted to the withheld cells (Gaussian elimination over the rationals).
+relations restricted to the withheld cells (Gaussian elimination, exact).
 
 Cells may be hidden (never published, e.g. "not under the obligation de formation", the
 complement of a published share): a small hidden cell is protected like a published one.
@@ -14,9 +14,9 @@ complement of a published share): a small hidden cell is protected like a publis
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 Key = Hashable
 
@@ -26,6 +26,9 @@ class Cell:
     value: int  # what the table shows (a count of enrolments)
     youths: int  # distinct youths behind it: what secrecy is about
     published: bool = True
+    # Secondary suppression withholds the cheapest cell first (then the smallest): a share's
+    # numerator costs less to lose than a count of the main tables.
+    cost: int = 1
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,11 @@ def withheld_cells(
     withheld = {k for k, c in cells.items() if not c.published or c.youths < threshold}
     order = {key: i for i, key in enumerate(cells)}
     while True:
-        exposed = [k for k in determined(withheld, relations, order) if k in sensitive]
+        # Cheap first: a relation with a single withheld member gives it away by subtraction.
+        single = [members & withheld for members in (frozenset((r.total, *r.parts)) for r in relations)]
+        exposed = [next(iter(m)) for m in single if len(m) == 1 and next(iter(m)) in sensitive]
+        if not exposed:
+            exposed = [k for k in determined(withheld, relations, order) if k in sensitive]
         if not exposed:
             break
         candidate = _next_to_withhold(exposed[0], cells, relations, withheld, order)
@@ -64,7 +71,7 @@ def determined(withheld: set[Key], relations: Sequence[Relation], order: Mapping
     column = {key: i for i, key in enumerate(unknowns)}
     rows = []
     for relation in relations:
-        row = [Fraction(0)] * len(unknowns)
+        row = [0] * len(unknowns)
         for key, sign in ((relation.total, 1), *((part, -1) for part in relation.parts)):
             if key in column:
                 row[column[key]] += sign
@@ -82,8 +89,8 @@ def determined(withheld: set[Key], relations: Sequence[Relation], order: Mapping
 def _next_to_withhold(
     target: Key, cells: Mapping[Key, Cell], relations: Sequence[Relation], withheld: set[Key], order
 ) -> Key | None:
-    """The smallest published cell still shown in a relation of `target`, or failing that in any
-    relation that has a withheld cell."""
+    """The cheapest, then smallest, published cell still shown in a relation of `target`, or
+    failing that in any relation that has a withheld cell."""
     for pool in (
         [r for r in relations if target in (r.total, *r.parts)],
         [r for r in relations if withheld & {r.total, *r.parts}],
@@ -95,12 +102,13 @@ def _next_to_withhold(
             if key not in withheld and cells[key].published
         }
         if candidates:
-            return min(candidates, key=lambda k: (cells[k].value, order[k]))
+            return min(candidates, key=lambda k: (cells[k].cost, cells[k].value, order[k]))
     return None
 
 
-def _row_echelon(rows: list[list[Fraction]], width: int) -> list[list[Fraction]]:
-    """Reduced row echelon form."""
+def _row_echelon(rows: list[list[int]], width: int) -> list[list[int]]:
+    """Reduced row echelon form, in integers (each row divided by its gcd): exact, and faster
+    than fractions."""
     rows = [list(r) for r in rows]
     pivot_row = 0
     for col in range(width):
@@ -108,13 +116,18 @@ def _row_echelon(rows: list[list[Fraction]], width: int) -> list[list[Fraction]]
         if pivot is None:
             continue
         rows[pivot_row], rows[pivot] = rows[pivot], rows[pivot_row]
-        lead = rows[pivot_row][col]
-        rows[pivot_row] = [value / lead for value in rows[pivot_row]]
+        lead_row = rows[pivot_row]
+        lead = lead_row[col]
         for r in range(len(rows)):
-            if r != pivot_row and rows[r][col]:
-                factor = rows[r][col]
-                rows[r] = [a - factor * b for a, b in zip(rows[r], rows[pivot_row], strict=True)]
+            value = rows[r][col]
+            if r != pivot_row and value:
+                rows[r] = _normalised([lead * a - value * b for a, b in zip(rows[r], lead_row, strict=True)])
         pivot_row += 1
         if pivot_row == len(rows):
             break
     return rows[:pivot_row]
+
+
+def _normalised(row: list[int]) -> list[int]:
+    divisor = math.gcd(*row)
+    return [value // divisor for value in row] if divisor > 1 else row

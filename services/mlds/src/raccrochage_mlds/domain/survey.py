@@ -114,13 +114,10 @@ class _Counter:
         }
 
 
-def build_survey(
-    year: SchoolYear, starts: Iterable[Start], leaves: Iterable[Leave], threshold: int = 5
-) -> Survey:
-    """The survey of `year`: entries started in it, exits that happened in it. A start or exit
-    seen twice (a replayed event) counts once."""
-    if threshold < 1:
-        raise ValueError("threshold must be at least 1")
+def survey_cells(
+    year: SchoolYear, starts: Iterable[Start], leaves: Iterable[Leave]
+) -> tuple[dict[tuple, Cell], list[Relation]]:
+    """Every cell of the survey (published or hidden) and the sums that tie them."""
     entered = {s.candidacy_id: s for s in starts if s.started_on in year}
     left = {x.candidacy_id: x for x in leaves if x.exited_on in year}
     kinds = list(DispositifKind)
@@ -138,7 +135,8 @@ def build_survey(
         parts = tuple(parts)
         for key in (*parts, total):
             counter.declare(key)
-        relations.append(Relation(total, parts))
+        if parts:  # a kind with no site in the year's events has a total and nothing to add up
+            relations.append(Relation(total, parts))
 
     for section in ("entries", "exits"):
         for kind in kinds:
@@ -192,7 +190,19 @@ def build_survey(
     # The shares publish their numerators: in training, under the obligation de formation.
     for kind in [*(k.value for k in kinds), ALL]:
         for key in (("in_training", kind), ("under_of", kind)):
-            cells[key] = Cell(cells[key].value, cells[key].youths, published=True)
+            cells[key] = Cell(cells[key].value, cells[key].youths, published=True, cost=0)
+    return cells, relations
+
+
+def build_survey(
+    year: SchoolYear, starts: Iterable[Start], leaves: Iterable[Leave], threshold: int = 5
+) -> Survey:
+    """The survey of `year`: entries started in it, exits that happened in it. A start or exit
+    seen twice (a replayed event) counts once."""
+    if threshold < 1:
+        raise ValueError("threshold must be at least 1")
+    cells, relations = survey_cells(year, starts, leaves)
+    kinds = list(DispositifKind)
     withheld = withheld_cells(cells, relations, threshold)
 
     def shown(key: tuple) -> str:
