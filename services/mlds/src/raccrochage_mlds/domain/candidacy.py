@@ -39,6 +39,7 @@ class PsadRequest:
     request_id: uuid.UUID
     case_id: uuid.UUID
     psad_id: str
+    correlation_id: uuid.UUID | None = None  # the PSAD's causal chain, carried on to its answer
 
 
 @dataclass(frozen=True)
