@@ -79,9 +79,12 @@ class FakeCandidacyRepository(CandidacyRepository):
     def __init__(self, rows: dict[uuid.UUID, Candidacy]) -> None:
         self.rows = rows
 
-    async def add(self, candidacy: Candidacy) -> None:
+    async def add(self, candidacy: Candidacy) -> bool:
         assert candidacy.candidacy_id not in self.rows
+        if candidacy.request and await self.for_request(candidacy.request.request_id):
+            return False
         await self.save(candidacy)
+        return True
 
     async def get(self, candidacy_id: uuid.UUID) -> Candidacy:
         try:

@@ -62,8 +62,8 @@ async def handle_solution_requested(
             dispositif=site,
         )
         candidacy.decide(now)
-        await uow.candidacies.add(candidacy)
-        publish_candidacy(uow, candidacy, site, cause=envelope)
+        if await uow.candidacies.add(candidacy):
+            publish_candidacy(uow, candidacy, site, cause=envelope)
         await uow.commit()
         return candidacy.candidacy_id
 

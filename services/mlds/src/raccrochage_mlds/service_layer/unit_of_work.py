@@ -57,8 +57,9 @@ class DispositifRepository(abc.ABC):
 
 class CandidacyRepository(abc.ABC):
     @abc.abstractmethod
-    async def add(self, candidacy: Candidacy) -> None:
-        """Store a new candidacy."""
+    async def add(self, candidacy: Candidacy) -> bool:
+        """Store a new candidacy; False (and nothing stored) when one answers the same PSAD
+        request already (another consumer got there first)."""
 
     @abc.abstractmethod
     async def get(self, candidacy_id: uuid.UUID) -> Candidacy:
