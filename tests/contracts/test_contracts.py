@@ -90,10 +90,15 @@ def test_no_pattern_uses_backslash_d() -> None:
         ("reperage.youth.identified.v1", "uai_origine"),
         ("foquale.placement.confirmed.v1", "uai"),
         ("mlds.enrolment.accepted.v1", "structure_uai"),
+        ("mlds.enrolment.accepted.v1", "dispositif_id"),
+        ("mlds.dispositif.updated.v1", "departement"),
+        ("mlds.dispositif.updated.v1", "dispositif_id"),
+        ("mlds.enrolment.exited.v1", "departement"),
     ],
 )
 def test_codes_written_in_other_digits_are_refused(event_type: str, field: str) -> None:
-    data = json.loads((EXAMPLES_DIR / event_type).glob("*.json").__next__().read_bytes())["data"]
+    examples = sorted((EXAMPLES_DIR / event_type).glob("*.json"))
+    data = next(d for d in (json.loads(p.read_bytes())["data"] for p in examples) if field in d)
     assert any(c.isdigit() for c in data[field])
     data[field] = data[field].translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     with pytest.raises(ValidationError, match=field):
@@ -319,3 +324,21 @@ def test_a_partner_seat_closing_before_it_opens_is_refused() -> None:
     data["closes_on"] = "2026-12-31"
     with pytest.raises(ValidationError, match="closes_on is before opens_on"):
         REGISTRY.model("partner.seats.published.v1").model_validate(data)
+
+
+# --- MLDS: places add up, decisions carry rule codes and fact names, never fact values ----------
+
+
+def test_mlds_places_taken_and_left_must_add_up_to_the_capacity() -> None:
+    path = next((EXAMPLES_DIR / "mlds.dispositif.updated.v1").glob("*.json"))
+    data = json.loads(path.read_bytes())["data"]
+    data["places_left"] += 1
+    with pytest.raises(ValidationError, match="must equal capacity"):
+        REGISTRY.model("mlds.dispositif.updated.v1").model_validate(data)
+
+
+def test_mlds_decision_rules_name_their_facts_without_values() -> None:
+    schema = payload_schema("mlds.candidacy.decided.v1", REGISTRY)
+    rule = schema["$defs"]["RuleResult"]["properties"]
+    assert set(rule) == {"code", "outcome", "facts", "missing_facts", "applies_from"}
+    assert rule["facts"]["items"]["pattern"] == "^[a-z][a-z0-9_]{0,39}$"
