@@ -49,9 +49,9 @@ async def publish_clause(cmd: commands.PublishClause, uow: ClauseUnitOfWork) -> 
             cmd.ends_on,
             cmd.now,
         )
+        await uow.companies.ensure(clause.company_id)
         if not await uow.clauses.add(clause):
             raise AlreadyExists(f"clause {cmd.clause_id} exists already")
-        await uow.companies.ensure(clause.company_id)
         add_clause_events(uow, clause)
         await uow.commit()
     return clause
