@@ -94,6 +94,8 @@ def test_no_pattern_uses_backslash_d() -> None:
         ("mlds.dispositif.updated.v1", "departement"),
         ("mlds.dispositif.updated.v1", "dispositif_id"),
         ("mlds.enrolment.exited.v1", "departement"),
+        ("clause.convention.signed.v1", "mlds_structure_uai"),
+        ("clause.clause.published.v1", "departement"),
     ],
 )
 def test_codes_written_in_other_digits_are_refused(event_type: str, field: str) -> None:
@@ -103,6 +105,55 @@ def test_codes_written_in_other_digits_are_refused(event_type: str, field: str) 
     data[field] = data[field].translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     with pytest.raises(ValidationError, match=field):
         REGISTRY.model(event_type).read(data)
+
+
+def _strings(schema: object, defs: dict, path: str = "$") -> list[tuple[str, dict]]:
+    """Every string-typed node of a JSON Schema, with its path (references followed)."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _strings(defs[schema["$ref"].rsplit("/", 1)[1]], defs, path)
+        found = [(path, schema)] if schema.get("type") == "string" else []
+        for key, value in schema.items():
+            if key == "properties":
+                found += [p for name, sub in value.items() for p in _strings(sub, defs, f"{path}.{name}")]
+            elif key in ("items", "anyOf", "allOf", "oneOf"):
+                found += _strings(value, defs, f"{path}[]" if key == "items" else path)
+        return found
+    if isinstance(schema, list):
+        return [p for value in schema for p in _strings(value, defs, path)]
+    return []
+
+
+CLAUSE_TYPES = [name for name in REGISTRY if name.startswith("clause.")]
+
+
+@pytest.mark.parametrize("name", CLAUSE_TYPES)
+def test_every_string_of_a_clause_event_is_bounded(name: str) -> None:
+    """A string field is bounded by a length, a closed list, a format, or an anchored pattern of
+    bounded parts: a producer cannot ship a free-text essay about a youth."""
+    schema = payload_schema(name, REGISTRY)
+    unbounded = [
+        path
+        for path, node in _strings(schema, schema.get("$defs", {}))
+        if not (
+            "maxLength" in node
+            or "enum" in node
+            or "const" in node
+            or node.get("format") in ("date", "date-time", "uuid")
+        )
+    ]
+    assert unbounded == []
+
+
+PERSONAL_WORDS = ("name", "nom", "ine", "phone", "mail", "address", "adresse", "birth", "naissance")
+
+
+@pytest.mark.parametrize("name", CLAUSE_TYPES)
+def test_no_clause_event_carries_a_youth_identity(name: str) -> None:
+    schema = payload_schema(name, REGISTRY)
+    fields = [path.rsplit(".", 1)[-1] for path, _ in _strings(schema, schema.get("$defs", {}))]
+    fields += list(schema["properties"])
+    assert [f for f in fields if any(word in f.split("_") for word in PERSONAL_WORDS)] == []
 
 
 def test_every_event_type_has_an_example() -> None:
