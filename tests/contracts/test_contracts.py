@@ -90,14 +90,70 @@ def test_no_pattern_uses_backslash_d() -> None:
         ("reperage.youth.identified.v1", "uai_origine"),
         ("foquale.placement.confirmed.v1", "uai"),
         ("mlds.enrolment.accepted.v1", "structure_uai"),
+        ("mlds.enrolment.accepted.v1", "dispositif_id"),
+        ("mlds.dispositif.updated.v1", "departement"),
+        ("mlds.dispositif.updated.v1", "dispositif_id"),
+        ("mlds.enrolment.exited.v1", "departement"),
+        ("clause.convention.signed.v1", "mlds_structure_uai"),
+        ("clause.clause.published.v1", "departement"),
     ],
 )
 def test_codes_written_in_other_digits_are_refused(event_type: str, field: str) -> None:
-    data = json.loads((EXAMPLES_DIR / event_type).glob("*.json").__next__().read_bytes())["data"]
+    examples = sorted((EXAMPLES_DIR / event_type).glob("*.json"))
+    data = next(d for d in (json.loads(p.read_bytes())["data"] for p in examples) if field in d)
     assert any(c.isdigit() for c in data[field])
     data[field] = data[field].translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     with pytest.raises(ValidationError, match=field):
         REGISTRY.model(event_type).read(data)
+
+
+def _strings(schema: object, defs: dict, path: str = "$") -> list[tuple[str, dict]]:
+    """Every string-typed node of a JSON Schema, with its path (references followed)."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _strings(defs[schema["$ref"].rsplit("/", 1)[1]], defs, path)
+        found = [(path, schema)] if schema.get("type") == "string" else []
+        for key, value in schema.items():
+            if key == "properties":
+                found += [p for name, sub in value.items() for p in _strings(sub, defs, f"{path}.{name}")]
+            elif key in ("items", "anyOf", "allOf", "oneOf"):
+                found += _strings(value, defs, f"{path}[]" if key == "items" else path)
+        return found
+    if isinstance(schema, list):
+        return [p for value in schema for p in _strings(value, defs, path)]
+    return []
+
+
+CLAUSE_TYPES = [name for name in REGISTRY if name.startswith("clause.")]
+
+
+@pytest.mark.parametrize("name", CLAUSE_TYPES)
+def test_every_string_of_a_clause_event_is_bounded(name: str) -> None:
+    """A string field is bounded by a length, a closed list, a format, or an anchored pattern of
+    bounded parts: a producer cannot ship a free-text essay about a youth."""
+    schema = payload_schema(name, REGISTRY)
+    unbounded = [
+        path
+        for path, node in _strings(schema, schema.get("$defs", {}))
+        if not (
+            "maxLength" in node
+            or "enum" in node
+            or "const" in node
+            or node.get("format") in ("date", "date-time", "uuid")
+        )
+    ]
+    assert unbounded == []
+
+
+PERSONAL_WORDS = ("name", "nom", "ine", "phone", "mail", "address", "adresse", "birth", "naissance")
+
+
+@pytest.mark.parametrize("name", CLAUSE_TYPES)
+def test_no_clause_event_carries_a_youth_identity(name: str) -> None:
+    schema = payload_schema(name, REGISTRY)
+    fields = [path.rsplit(".", 1)[-1] for path, _ in _strings(schema, schema.get("$defs", {}))]
+    fields += list(schema["properties"])
+    assert [f for f in fields if any(word in f.split("_") for word in PERSONAL_WORDS)] == []
 
 
 def test_every_event_type_has_an_example() -> None:
@@ -288,3 +344,52 @@ def test_an_envelope_whose_type_breaks_the_naming_rule_is_refused(name: str) -> 
     with pytest.raises(ValidationError) as error:
         CloudEvent.from_json(json.dumps(raw))
     assert [problem["loc"] for problem in error.value.errors()] == [("type",)]
+
+
+# --- FOQUALE seats from partners -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "partner.seats.published.v1",
+        "partner.seats.updated.v1",
+        "partner.seats.confirmed.v1",
+        "partner.seats.closed.v1",
+        "partner.seats.feedback.v1",
+    ],
+)
+def test_partner_seat_records_and_their_feedback_travel_under_the_partner(name: str) -> None:
+    """They match the PARTNER stream's `partner.*.seats.>` (deploy/topology.toml), whose replay
+    gives a partner its last feedback messages."""
+    subject = nats_subject(name, "cfa-gironde")
+    assert subject == name.replace("partner.", "partner.cfa-gironde.", 1)
+    parts = subject.split(".")
+    assert parts[0] == "partner" and parts[2] == "seats"
+    assert type_from_subject(subject) == (name, "cfa-gironde")
+
+
+def test_a_partner_seat_closing_before_it_opens_is_refused() -> None:
+    path = EXAMPLES_DIR / "partner.seats.published.v1" / "cap_in_apprenticeship.json"
+    data = json.loads(path.read_bytes())["data"]
+    data["closes_on"] = "2026-12-31"
+    with pytest.raises(ValidationError, match="closes_on is before opens_on"):
+        REGISTRY.model("partner.seats.published.v1").model_validate(data)
+
+
+# --- MLDS: places add up, decisions carry rule codes and fact names, never fact values ----------
+
+
+def test_mlds_places_taken_and_left_must_add_up_to_the_capacity() -> None:
+    path = next((EXAMPLES_DIR / "mlds.dispositif.updated.v1").glob("*.json"))
+    data = json.loads(path.read_bytes())["data"]
+    data["places_left"] += 1
+    with pytest.raises(ValidationError, match="must equal capacity"):
+        REGISTRY.model("mlds.dispositif.updated.v1").model_validate(data)
+
+
+def test_mlds_decision_rules_name_their_facts_without_values() -> None:
+    schema = payload_schema("mlds.candidacy.decided.v1", REGISTRY)
+    rule = schema["$defs"]["RuleResult"]["properties"]
+    assert set(rule) == {"code", "outcome", "facts", "missing_facts", "applies_from"}
+    assert rule["facts"]["items"]["pattern"] == "^[a-z][a-z0-9_]{0,39}$"

@@ -1,0 +1,99 @@
+"""Seat offers partner systems publish, and FOQUALE's feedback on each record, version 1.
+
+A partner (a CFA network, a school information system, a regional platform) publishes on
+`partner.<partner_id>.seats.<verb>.v1`, into the PARTNER stream, with its own NATS user: the
+partner is taken from the subject, never from the payload. Each message is one record, named by
+the partner's own `partner_key`: the same record sent twice changes nothing.
+
+FOQUALE answers every record it refuses (and, to close the loop, every record it took) on
+`partner.<partner_id>.seats.feedback.v1`, with the key, the field and the reason. The PARTNER
+stream keeps the feedback, so a partner can read its last N answers again.
+
+No personal data: an offer names a contact role, never a person.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ..payload import Payload
+from ..registry import event_type
+from .foquale_v1 import DEPARTEMENT, UAI, ZAP, ContactRole, Formation, Keyword, Statut
+
+PARTNER_KEY = Field(
+    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$",
+    max_length=80,
+    description="the partner's own key for the offer; the same key names the same offer",
+)
+
+
+class _SeatRecord(Payload):
+    partner_key: str = PARTNER_KEY
+
+
+class _SeatDescription(_SeatRecord):
+    uai: str = UAI
+    formation: Formation
+    statut: Statut
+    departement: str = DEPARTEMENT
+    zap: str | None = ZAP
+    capacity: int = Field(ge=0, le=10_000)
+    opens_on: date
+    closes_on: date | None = None
+    contact_role: ContactRole
+    keywords: list[Keyword] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _closes_after_opening(self) -> _SeatDescription:
+        if self.closes_on is not None and self.closes_on < self.opens_on:
+            raise ValueError("closes_on is before opens_on")
+        return self
+
+
+@event_type("partner.seats.published.v1")
+class SeatsPublished(_SeatDescription):
+    """A new offer (or one sent again: the same key updates it, the same content changes nothing)."""
+
+
+@event_type("partner.seats.updated.v1")
+class SeatsUpdated(_SeatDescription):
+    """The offer as it is now, whole: a record replaces the previous one of the same key."""
+
+
+@event_type("partner.seats.confirmed.v1")
+class SeatsConfirmed(_SeatRecord):
+    """The offer is still valid as published: its freshness clock starts again."""
+
+
+@event_type("partner.seats.closed.v1")
+class SeatsClosed(_SeatRecord):
+    """The offer is withdrawn; seats already reserved are answered one by one."""
+
+
+class Problem(Payload):
+    field: str = Field(
+        min_length=1, max_length=200, description="the field, as a dotted path; '*' for the record"
+    )
+    reason: str = Field(min_length=1, max_length=300)
+
+
+@event_type("partner.seats.feedback.v1")
+class SeatsFeedback(Payload):
+    """FOQUALE's answer to one partner record."""
+
+    partner_key: str | None = Field(
+        None, max_length=80, description="the record's key; None when the record had none readable"
+    )
+    record_type: str = Field(
+        pattern=r"^partner\.seats\.[a-z_]+\.v[1-9][0-9]*$",
+        max_length=80,
+        description="the type of the record answered",
+    )
+    record_event_id: uuid.UUID | None = Field(None, description="the envelope id of the record answered")
+    outcome: Literal["accepted", "unchanged", "rejected"]
+    offer_id: uuid.UUID | None = Field(None, description="FOQUALE's offer for this key, once it exists")
+    problems: list[Problem] = Field(default_factory=list, max_length=50)

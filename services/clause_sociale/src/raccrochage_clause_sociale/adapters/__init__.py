@@ -1,0 +1,1 @@
+"""PostgreSQL tables and repositories, the bilan PDF."""

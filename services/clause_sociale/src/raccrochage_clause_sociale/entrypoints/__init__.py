@@ -1,0 +1,1 @@
+"""Entry points (FastStream app, HTTP API): not written yet (see docs/clause_sociale.md)."""

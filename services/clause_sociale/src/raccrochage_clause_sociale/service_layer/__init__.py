@@ -1,0 +1,1 @@
+"""What each command and each event does, in one unit of work."""

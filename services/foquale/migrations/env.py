@@ -1,0 +1,6 @@
+"""Alembic environment of FOQUALE."""
+
+from raccrochage_foquale.adapters.tables import ALL_METADATA
+from raccrochage_platform.migrations import run_env
+
+run_env(ALL_METADATA)

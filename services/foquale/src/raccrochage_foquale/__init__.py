@@ -1,0 +1,1 @@
+"""FOQUALE: the directory of seats a youth can return to, and reservations that become placements."""

@@ -1,0 +1,1 @@
+"""FOQUALE's tables and repositories on PostgreSQL (SQLAlchemy Core)."""

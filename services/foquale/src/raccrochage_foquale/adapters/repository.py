@@ -1,0 +1,300 @@
+"""Offers and reservations in PostgreSQL (SQLAlchemy Core on the unit of work's connection).
+
+An offer's seat counters move only through `take_seat`, `release_seat` and `fill_seat`, each one
+conditional UPDATE that PostgreSQL re-checks on the row's latest version: concurrent reservations
+queue on the row and the ones that find no seat left update nothing. `save` never writes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, RowMapping, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import Text
+
+from ..domain.matching import wish_codes
+from ..domain.offer import Offer
+from ..domain.offer_types import (
+    RESERVABLE_STATES,
+    CloseReason,
+    ContactRole,
+    Formation,
+    FormationCodeKind,
+    Level,
+    OfferDescription,
+    OfferState,
+    Owner,
+    OwnerKind,
+    Source,
+    Statut,
+)
+from ..domain.policy import Policy
+from ..domain.refusals import Refusal, RefusalReason
+from ..domain.reservation import Reservation, ReservationState
+from ..domain.uai import Uai
+from ..service_layer.unit_of_work import OfferRepository, ReservationRepository
+from .tables import offer as offer_table
+from .tables import reservation as reservation_table
+
+_o = offer_table.c
+_r = reservation_table.c
+SEATS_LEFT = (_o.capacity - _o.reserved - _o.placed).label("seats_left")
+_RESERVABLE = [state.value for state in RESERVABLE_STATES]
+
+
+def _reservable_on(today: date) -> ColumnElement[bool]:
+    """Published (stale included) and not past its close date: `Offer.is_reservable`."""
+    return and_(_o.state.in_(_RESERVABLE), or_(_o.closes_on.is_(None), _o.closes_on >= today))
+
+
+# --- offers ---------------------------------------------------------------------------------------
+
+
+def _described(offer: Offer) -> dict[str, Any]:
+    """The columns `save` writes: everything but the id, the counters and the first publication."""
+    d = offer.description
+    return {
+        "uai": str(d.uai),
+        "formation_code_kind": d.formation.code_kind.value,
+        "formation_code": d.formation.code,
+        "formation_label": d.formation.label,
+        "level": d.formation.level.value,
+        "statut": d.statut.value,
+        "departement": d.departement,
+        "zap": d.zap,
+        "capacity": d.capacity,
+        "opens_on": d.opens_on,
+        "closes_on": d.closes_on,
+        "contact_role": d.contact_role.value,
+        "keywords": list(d.keywords),
+        "wish_codes": sorted(wish_codes(offer)),
+        "source": offer.source.value,
+        "owner_kind": offer.owner.kind.value,
+        "owner_id": offer.owner.id,
+        "state": offer.state.value,
+        "last_confirmed_at": offer.last_confirmed_at,
+        "updated_at": offer.updated_at,
+        "stale_since": offer.stale_since,
+        "closed_at": offer.closed_at,
+        "close_reason": offer.close_reason.value if offer.close_reason else None,
+    }
+
+
+def offer_of(m: RowMapping) -> Offer:
+    """Rebuild a stored offer; it records no event (only new commands do)."""
+    description = OfferDescription(
+        uai=Uai(m["uai"]),
+        formation=Formation(
+            FormationCodeKind(m["formation_code_kind"]),
+            m["formation_code"],
+            m["formation_label"],
+            Level(m["level"]),
+        ),
+        statut=Statut(m["statut"]),
+        departement=m["departement"],
+        zap=m["zap"],
+        capacity=m["capacity"],
+        opens_on=m["opens_on"],
+        closes_on=m["closes_on"],
+        contact_role=ContactRole(m["contact_role"]),
+        keywords=tuple(m["keywords"]),
+    )
+    return Offer(
+        offer_id=m["offer_id"],
+        description=description,
+        source=Source(m["source"]),
+        owner=Owner(OwnerKind(m["owner_kind"]), m["owner_id"]),
+        published_at=m["published_at"],
+        last_confirmed_at=m["last_confirmed_at"],
+        updated_at=m["updated_at"],
+        state=OfferState(m["state"]),
+        reserved=m["reserved"],
+        placed=m["placed"],
+        stale_since=m["stale_since"],
+        closed_at=m["closed_at"],
+        close_reason=CloseReason(m["close_reason"]) if m["close_reason"] else None,
+    )
+
+
+class SqlOfferRepository(OfferRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, offer: Offer) -> None:
+        values = {**_described(offer), "offer_id": offer.offer_id, "published_at": offer.published_at}
+        await self.connection.execute(offer_table.insert().values(**values))
+
+    async def get(self, offer_id: uuid.UUID, *, lock: bool = True) -> Offer | None:
+        query = select(offer_table).where(_o.offer_id == offer_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.connection.execute(query)).mappings().first()
+        return None if row is None else offer_of(row)
+
+    async def save(self, offer: Offer) -> None:
+        await self.connection.execute(
+            update(offer_table).where(_o.offer_id == offer.offer_id).values(**_described(offer))
+        )
+
+    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
+        query = select(offer_table).where(
+            _o.departement == departement,
+            _o.level.in_([level.value for level in levels]),
+            _reservable_on(today),
+        )
+        return [offer_of(row) for row in (await self.connection.execute(query)).mappings()]
+
+    async def count_with_seats_elsewhere(
+        self, departement: str, levels: Collection[Level], wishes: Collection[str], today: date
+    ) -> int:
+        conditions = [
+            _o.departement != departement,
+            _o.level.in_([level.value for level in levels]),
+            _reservable_on(today),
+            SEATS_LEFT > 0,
+        ]
+        if wishes:
+            conditions.append(_o.wish_codes.overlap(bindparam("wishes", list(wishes), type_=ARRAY(Text))))
+        query = select(func.count()).select_from(offer_table).where(*conditions)
+        return (await self.connection.execute(query)).scalar_one()
+
+    async def take_seat(self, offer_id: uuid.UUID, today: date) -> int | None:
+        statement = (
+            update(offer_table)
+            .where(_o.offer_id == offer_id, _reservable_on(today), _o.capacity - _o.reserved - _o.placed > 0)
+            .values(reserved=_o.reserved + 1)
+            .returning(SEATS_LEFT)
+        )
+        return (await self.connection.execute(statement)).scalar_one_or_none()
+
+    async def _move_a_reserved_seat(self, offer_id: uuid.UUID, **values: Any) -> int:
+        statement = (
+            update(offer_table)
+            .where(_o.offer_id == offer_id, _o.reserved > 0)
+            .values(reserved=_o.reserved - 1, **values)
+            .returning(SEATS_LEFT)
+        )
+        seats_left = (await self.connection.execute(statement)).scalar_one_or_none()
+        if seats_left is None:  # a reservation in state `made` always holds one: a bug, not a race
+            raise RuntimeError(f"offer {offer_id} has no reserved seat to release")
+        return seats_left
+
+    async def release_seat(self, offer_id: uuid.UUID) -> int:
+        return await self._move_a_reserved_seat(offer_id)
+
+    async def fill_seat(self, offer_id: uuid.UUID) -> int:
+        return await self._move_a_reserved_seat(offer_id, placed=_o.placed + 1)
+
+    async def due_for_freshness(self, now: datetime, policy: Policy, limit: int) -> list[Offer]:
+        query = (
+            select(offer_table)
+            .where(
+                _o.state.in_(_RESERVABLE),
+                or_(
+                    _o.closes_on < now.date(),
+                    _o.last_confirmed_at <= now - policy.unpublish_after,
+                    and_(
+                        _o.state == OfferState.PUBLISHED.value,
+                        _o.last_confirmed_at <= now - policy.stale_after,
+                    ),
+                ),
+            )
+            .order_by(_o.last_confirmed_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [offer_of(row) for row in (await self.connection.execute(query)).mappings()]
+
+
+# --- reservations ---------------------------------------------------------------------------------
+
+
+def _decided(reservation: Reservation) -> dict[str, Any]:
+    refusal = reservation.refusal
+    return {
+        "state": reservation.state.value,
+        "decided_at": reservation.decided_at,
+        "starts_on": reservation.starts_on,
+        "refusal_reason": refusal.reason.value if refusal else None,
+        "refusal_comment": refusal.comment if refusal else None,
+    }
+
+
+def reservation_of(m: RowMapping) -> Reservation:
+    refusal = (
+        Refusal(RefusalReason(m["refusal_reason"]), m["refusal_comment"]) if m["refusal_reason"] else None
+    )
+    return Reservation(
+        reservation_id=m["reservation_id"],
+        request_id=m["request_id"],
+        case_id=m["case_id"],
+        youth_id=m["youth_id"],
+        offer_id=m["offer_id"],
+        uai=Uai(m["uai"]),
+        training=m["training"],
+        opens_on=m["opens_on"],
+        made_at=m["made_at"],
+        expires_at=m["expires_at"],
+        state=ReservationState(m["state"]),
+        decided_at=m["decided_at"],
+        starts_on=m["starts_on"],
+        refusal=refusal,
+    )
+
+
+class SqlReservationRepository(ReservationRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, reservation: Reservation) -> None:
+        r = reservation
+        await self.connection.execute(
+            reservation_table.insert().values(
+                reservation_id=r.reservation_id,
+                request_id=r.request_id,
+                case_id=r.case_id,
+                youth_id=r.youth_id,
+                offer_id=r.offer_id,
+                uai=str(r.uai),
+                training=r.training,
+                opens_on=r.opens_on,
+                made_at=r.made_at,
+                expires_at=r.expires_at,
+                **_decided(r),
+            )
+        )
+
+    async def _one(self, condition: ColumnElement[bool], lock: bool) -> Reservation | None:
+        query = select(reservation_table).where(condition)
+        if lock:
+            query = query.with_for_update()
+        row = (await self.connection.execute(query)).mappings().first()
+        return None if row is None else reservation_of(row)
+
+    async def get(self, reservation_id: uuid.UUID, *, lock: bool = True) -> Reservation | None:
+        return await self._one(_r.reservation_id == reservation_id, lock)
+
+    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
+        return await self._one(_r.request_id == request_id, lock=False)
+
+    async def save(self, reservation: Reservation) -> None:
+        await self.connection.execute(
+            update(reservation_table)
+            .where(_r.reservation_id == reservation.reservation_id)
+            .values(**_decided(reservation))
+        )
+
+    async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
+        query = (
+            select(reservation_table)
+            .where(_r.state == ReservationState.MADE.value, _r.expires_at <= now)
+            .order_by(_r.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [reservation_of(row) for row in (await self.connection.execute(query)).mappings()]

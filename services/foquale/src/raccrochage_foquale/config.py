@@ -1,0 +1,37 @@
+"""FOQUALE's settings, built at start-up from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from raccrochage_platform.settings import ServiceSettings
+
+from .domain.policy import Policy
+
+
+class FoqualeSettings(ServiceSettings):
+    stale_after_days: int = Field(60, validation_alias="FOQUALE_STALE_AFTER_DAYS", ge=1)
+    unpublish_after_days: int = Field(90, validation_alias="FOQUALE_UNPUBLISH_AFTER_DAYS", ge=2)
+    reservation_days: int = Field(15, validation_alias="FOQUALE_RESERVATION_DAYS", ge=1)
+    timer_seconds: float = Field(
+        60,
+        validation_alias="FOQUALE_TIMER_SECONDS",
+        gt=0,
+        description="how often reservations are expired and offers' freshness checked",
+    )
+    timer_batch: int = Field(500, validation_alias="FOQUALE_TIMER_BATCH", ge=1, le=5000)
+
+    @model_validator(mode="after")
+    def _unpublish_after_stale(self) -> FoqualeSettings:
+        if self.unpublish_after_days <= self.stale_after_days:
+            raise ValueError(
+                "FOQUALE_UNPUBLISH_AFTER_DAYS must be more than FOQUALE_STALE_AFTER_DAYS: "
+                "the owner is warned before the offer is unpublished"
+            )
+        return self
+
+    def policy(self) -> Policy:
+        return Policy(
+            stale_after_days=self.stale_after_days,
+            unpublish_after_days=self.unpublish_after_days,
+            reservation_days=self.reservation_days,
+        )

@@ -1,0 +1,1 @@
+"""Where messages and requests enter FOQUALE (FastStream app, HTTP API): not written yet."""

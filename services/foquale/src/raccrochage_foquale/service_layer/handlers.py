@@ -1,0 +1,260 @@
+"""FOQUALE's handlers: one per command, each one transaction of the unit of work it is given.
+
+A handler loads what it needs (locked), lets the domain decide, writes, adds the integration
+events and commits; a domain error leaves the block before `commit`, so nothing is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from raccrochage_contracts import Payload
+
+from ..domain.errors import NotFound
+from ..domain.matching import Alternatives, search
+from ..domain.offer import Offer
+from ..domain.offer_types import offer_id_for
+from ..domain.policy import DEFAULT_POLICY, Policy
+from ..domain.refusals import RefusalReason
+from ..domain.reservation import Reservation
+from .commands import (
+    CheckFreshness,
+    CloseOffer,
+    ConfirmOffer,
+    ConfirmReservation,
+    ExpireReservations,
+    PublishOffer,
+    RefuseReservation,
+    RequestSeat,
+    UpdateOffer,
+)
+from .messages import offer_payloads, request_refused, reservation_payloads
+from .unit_of_work import FoqualeUnitOfWork
+
+# The inbox name of FOQUALE's consumer of PSAD's requests.
+CONSUMER = "foquale.solution_requested"
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"  # the offer changed (or was confirmed)
+    UNCHANGED = "unchanged"  # the same record again
+
+
+@dataclass(frozen=True)
+class OfferOutcome:
+    offer_id: uuid.UUID
+    outcome: Outcome
+
+
+def _add_offer_events(uow: FoqualeUnitOfWork, offer: Offer) -> None:
+    for payload in offer_payloads(offer):
+        uow.add_event(payload, subject=str(offer.offer_id))
+
+
+def _add_reservation_events(uow: FoqualeUnitOfWork, reservation: Reservation, seats_left: int) -> None:
+    for payload in reservation_payloads(reservation, seats_left):
+        uow.add_event(payload, subject=str(reservation.request_id))
+
+
+async def _owned_offer(uow: FoqualeUnitOfWork, cmd: UpdateOffer | ConfirmOffer | CloseOffer) -> Offer:
+    offer = await uow.offers.get(cmd.offer_id)
+    if offer is None:
+        raise NotFound(f"no offer {cmd.offer_id}")
+    cmd.actor.check(offer.uai)
+    return offer
+
+
+# --- the owner's commands ------------------------------------------------------------------------
+
+
+async def publish_offer(cmd: PublishOffer, uow: FoqualeUnitOfWork) -> OfferOutcome:
+    """A new offer; an offer the owner published under the same key is updated instead (a record
+    sent twice changes nothing)."""
+    owner = cmd.actor.owner_for(cmd.description.uai)
+    offer_id = offer_id_for(owner, cmd.key)
+    async with uow:
+        offer = await uow.offers.get(offer_id)
+        if offer is None:
+            offer = Offer.publish(
+                offer_id, cmd.description, cmd.source or cmd.actor.default_source, owner, cmd.now
+            )
+            await uow.offers.add(offer)
+            changed = True
+        else:
+            cmd.actor.check(offer.uai)
+            changed = offer.update(cmd.description, cmd.now)
+            if changed:
+                await uow.offers.save(offer)
+        _add_offer_events(uow, offer)
+        await uow.commit()
+    return OfferOutcome(offer_id, Outcome.ACCEPTED if changed else Outcome.UNCHANGED)
+
+
+async def update_offer(cmd: UpdateOffer, uow: FoqualeUnitOfWork) -> OfferOutcome:
+    async with uow:
+        offer = await _owned_offer(uow, cmd)
+        cmd.actor.check(cmd.description.uai)
+        changed = offer.update(cmd.description, cmd.now)
+        if changed:
+            await uow.offers.save(offer)
+            _add_offer_events(uow, offer)
+        await uow.commit()
+    return OfferOutcome(offer.offer_id, Outcome.ACCEPTED if changed else Outcome.UNCHANGED)
+
+
+async def confirm_offer(cmd: ConfirmOffer, uow: FoqualeUnitOfWork) -> OfferOutcome:
+    async with uow:
+        offer = await _owned_offer(uow, cmd)
+        offer.confirm(cmd.now)
+        await uow.offers.save(offer)
+        _add_offer_events(uow, offer)
+        await uow.commit()
+    return OfferOutcome(offer.offer_id, Outcome.ACCEPTED)
+
+
+async def close_offer(cmd: CloseOffer, uow: FoqualeUnitOfWork) -> OfferOutcome:
+    async with uow:
+        offer = await _owned_offer(uow, cmd)
+        changed = offer.close(cmd.now)
+        if changed:
+            await uow.offers.save(offer)
+            _add_offer_events(uow, offer)
+        await uow.commit()
+    return OfferOutcome(offer.offer_id, Outcome.ACCEPTED if changed else Outcome.UNCHANGED)
+
+
+# --- a PSAD's request ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeatAnswer:
+    """What became of a request: a reservation, or a refusal with its code (and for no_seat,
+    what was near). Both None for a request handled before (inbox)."""
+
+    reservation: Reservation | None = None
+    refused: RefusalReason | None = None
+    alternatives: Alternatives | None = None
+
+
+def _answer_event_id(cmd: RequestSeat, payload: Payload) -> uuid.UUID:
+    """A re-run of the same request names the same answer events."""
+    return uuid.uuid5(cmd.cause.id, payload.event_type)
+
+
+async def request_seat(
+    cmd: RequestSeat, uow: FoqualeUnitOfWork, policy: Policy = DEFAULT_POLICY
+) -> SeatAnswer:
+    """Reserve the best seat for the request, or refuse it: not eligible (age), or no seat with
+    the nearest alternatives counted. Seats are taken by the repository's atomic `take_seat`, in
+    the search's order: a candidate another request filled meanwhile is skipped."""
+    request = cmd.request
+    today = cmd.now.date()
+    async with uow:
+        if not await uow.claim(CONSUMER, [(cmd.cause.id, cmd.cause.type)]):
+            return SeatAnswer()
+        existing = await uow.reservations.for_request(request.request_id)
+        if existing is not None:  # the same request under another envelope: answered already
+            await uow.commit()
+            return SeatAnswer(reservation=existing)
+
+        def answer(payload: Payload, subject: str) -> None:
+            uow.add_event(payload, subject=subject, cause=cmd.cause, event_id=_answer_event_id(cmd, payload))
+
+        if not request.is_eligible:
+            answer(request_refused(request, RefusalReason.AGE_OUT_OF_RANGE, cmd.now), str(request.request_id))
+            await uow.commit()
+            return SeatAnswer(refused=RefusalReason.AGE_OUT_OF_RANGE)
+        found = search(request, await uow.offers.search(request.departement, request.levels, today), today)
+        for offer in found.candidates:
+            seats_left = await uow.offers.take_seat(offer.offer_id, today)
+            if seats_left is None:
+                continue
+            reservation = Reservation.make(
+                request.request_id, request.case_id, request.youth_id, offer, seats_left, cmd.now, policy
+            )
+            await uow.reservations.add(reservation)
+            for payload in reservation_payloads(reservation, seats_left):
+                answer(payload, str(request.request_id))
+            await uow.commit()
+            return SeatAnswer(reservation=reservation)
+        elsewhere = await uow.offers.count_with_seats_elsewhere(
+            request.departement, request.levels, request.wishes, today
+        )
+        alternatives = found.alternatives(elsewhere)
+        answer(
+            request_refused(request, RefusalReason.NO_SEAT, cmd.now, alternatives), str(request.request_id)
+        )
+        await uow.commit()
+    return SeatAnswer(refused=RefusalReason.NO_SEAT, alternatives=alternatives)
+
+
+# --- the establishment's answer ------------------------------------------------------------------
+
+
+async def _pending_reservation(
+    uow: FoqualeUnitOfWork, cmd: ConfirmReservation | RefuseReservation
+) -> Reservation:
+    reservation = await uow.reservations.get(cmd.reservation_id)
+    if reservation is None:
+        raise NotFound(f"no reservation {cmd.reservation_id}")
+    cmd.actor.check(reservation.uai)
+    return reservation
+
+
+async def confirm_reservation(cmd: ConfirmReservation, uow: FoqualeUnitOfWork) -> Reservation:
+    """The reservation becomes a placement: its seat moves from reserved to placed."""
+    async with uow:
+        reservation = await _pending_reservation(uow, cmd)
+        reservation.confirm(cmd.now, cmd.starts_on)
+        seats_left = await uow.offers.fill_seat(reservation.offer_id)
+        await uow.reservations.save(reservation)
+        _add_reservation_events(uow, reservation, seats_left)
+        await uow.commit()
+    return reservation
+
+
+async def refuse_reservation(cmd: RefuseReservation, uow: FoqualeUnitOfWork) -> Reservation:
+    """Refused with a coded reason: the seat is free again."""
+    async with uow:
+        reservation = await _pending_reservation(uow, cmd)
+        reservation.refuse(cmd.refusal, cmd.now)
+        seats_left = await uow.offers.release_seat(reservation.offer_id)
+        await uow.reservations.save(reservation)
+        _add_reservation_events(uow, reservation, seats_left)
+        await uow.commit()
+    return reservation
+
+
+# --- the clocks ----------------------------------------------------------------------------------
+
+
+async def expire_reservations(cmd: ExpireReservations, uow: FoqualeUnitOfWork) -> int:
+    """Expire the unanswered reservations past their time, freeing their seats; how many."""
+    async with uow:
+        expired = 0
+        for reservation in await uow.reservations.due_to_expire(cmd.now, cmd.limit):
+            if not reservation.expire(cmd.now):
+                continue
+            seats_left = await uow.offers.release_seat(reservation.offer_id)
+            await uow.reservations.save(reservation)
+            _add_reservation_events(uow, reservation, seats_left)
+            expired += 1
+        await uow.commit()
+    return expired
+
+
+async def check_freshness(
+    cmd: CheckFreshness, uow: FoqualeUnitOfWork, policy: Policy = DEFAULT_POLICY
+) -> int:
+    """Flag stale, unpublish, or close past their date the offers that are due; how many changed."""
+    async with uow:
+        changed = 0
+        for offer in await uow.offers.due_for_freshness(cmd.now, policy, cmd.limit):
+            if offer.check_freshness(cmd.now, policy):
+                await uow.offers.save(offer)
+                _add_offer_events(uow, offer)
+                changed += 1
+        await uow.commit()
+    return changed

@@ -1,0 +1,121 @@
+"""A partner system's seat records: each one checked and applied on its own, and answered.
+
+The entrypoint reads `partner.<partner_id>.seats.<verb>.v1`, builds the Actor from the subject and
+the partner's registration (never from the payload), and sends back the feedback this returns on
+`partner.<partner_id>.seats.feedback.v1`. A bad record is refused alone: the records beside it in
+the same batch are separate messages, each with its own transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from raccrochage_contracts.events import partner_seats_v1 as partner
+
+from ..domain.errors import CommandRefused, InvalidCommand, NotFound, NotYourEstablishment
+from ..domain.offer_types import Formation, OfferDescription, Owner, offer_id_for
+from ..domain.owners import Actor
+from ..domain.uai import Uai
+from .commands import CloseOffer, ConfirmOffer, PublishOffer
+from .handlers import close_offer, confirm_offer, publish_offer
+from .unit_of_work import FoqualeUnitOfWork
+
+SeatRecord = partner.SeatsPublished | partner.SeatsUpdated | partner.SeatsConfirmed | partner.SeatsClosed
+
+
+@dataclass(frozen=True)
+class PartnerRecord:
+    actor: Actor  # a partner actor, from the subject and the partner's registration
+    record: SeatRecord
+    now: datetime
+    event_id: uuid.UUID | None = None  # the envelope's, quoted in the feedback
+
+
+def description_of(record: partner.SeatsPublished | partner.SeatsUpdated) -> OfferDescription:
+    """The domain's description of a valid record; InvalidCommand names the field (a UAI whose
+    check letter is wrong passes the contract's pattern and stops here)."""
+    f = record.formation
+    return OfferDescription(
+        uai=Uai.parse(record.uai),
+        formation=Formation(f.code_kind, f.code, f.label, f.level),
+        statut=record.statut,
+        departement=record.departement,
+        zap=record.zap,
+        capacity=record.capacity,
+        opens_on=record.opens_on,
+        closes_on=record.closes_on,
+        contact_role=record.contact_role,
+        keywords=tuple(record.keywords),
+    )
+
+
+def _feedback(
+    cmd: PartnerRecord,
+    outcome: str,
+    offer_id: uuid.UUID | None = None,
+    problems: list[partner.Problem] | None = None,
+) -> partner.SeatsFeedback:
+    return partner.SeatsFeedback(
+        partner_key=cmd.record.partner_key,
+        record_type=cmd.record.event_type,
+        record_event_id=cmd.event_id,
+        outcome=outcome,
+        offer_id=offer_id,
+        problems=problems or [],
+    )
+
+
+async def apply_partner_record(cmd: PartnerRecord, uow: FoqualeUnitOfWork) -> partner.SeatsFeedback:
+    """Apply one record (published and updated both put the offer as sent; confirmed and closed
+    act on the offer of that key) and say what became of it."""
+    record = cmd.record
+    offer_id = offer_id_for(Owner.partner(cmd.actor.id), record.partner_key)
+    try:
+        match record:
+            case partner.SeatsPublished() | partner.SeatsUpdated():
+                result = await publish_offer(
+                    PublishOffer(cmd.actor, record.partner_key, description_of(record), cmd.now), uow
+                )
+            case partner.SeatsConfirmed():
+                result = await confirm_offer(ConfirmOffer(cmd.actor, offer_id, cmd.now), uow)
+            case partner.SeatsClosed():
+                result = await close_offer(CloseOffer(cmd.actor, offer_id, cmd.now), uow)
+    except InvalidCommand as error:
+        return _feedback(
+            cmd, "rejected", problems=[partner.Problem(field=error.field, reason=error.reason[:300])]
+        )
+    except NotYourEstablishment as error:
+        return _feedback(cmd, "rejected", problems=[partner.Problem(field="uai", reason=str(error)[:300])])
+    except NotFound:
+        problem = partner.Problem(field="partner_key", reason="no offer was published under this key")
+        return _feedback(cmd, "rejected", problems=[problem])
+    except CommandRefused as error:
+        return _feedback(cmd, "rejected", offer_id, [partner.Problem(field="*", reason=str(error)[:300])])
+    return _feedback(cmd, result.outcome.value, result.offer_id)
+
+
+def feedback_for_invalid_record(
+    record_type: str, data: Any, error: ValidationError, event_id: uuid.UUID | None = None
+) -> partner.SeatsFeedback:
+    """The answer to a record that does not even fit its contract: every field at fault, and the
+    key if one can be read."""
+    key = data.get("partner_key") if isinstance(data, dict) else None
+    readable_key = key if isinstance(key, str) and 0 < len(key) <= 80 else None
+    problems = [
+        partner.Problem(
+            field=".".join(str(part) for part in problem["loc"])[:200] or "*",
+            reason=problem["msg"][:300],
+        )
+        for problem in error.errors()[:50]
+    ]
+    return partner.SeatsFeedback(
+        partner_key=readable_key,
+        record_type=record_type,
+        record_event_id=event_id,
+        outcome="rejected",
+        problems=problems,
+    )

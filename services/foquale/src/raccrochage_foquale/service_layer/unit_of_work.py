@@ -1,0 +1,96 @@
+"""FOQUALE's unit of work and the repositories it opens: the interface handlers are written against.
+
+The concrete one will subclass both this and the platform's SQLAlchemy unit of work, opening
+`adapters.repository.SqlOfferRepository` and `SqlReservationRepository` on its connection; unit
+tests subclass `raccrochage_platform.fakes.FakeUnitOfWork` with in-memory repositories.
+"""
+
+from __future__ import annotations
+
+import abc
+import uuid
+from collections.abc import Collection
+from datetime import date, datetime
+
+from raccrochage_platform.uow import AbstractUnitOfWork
+
+from ..domain.offer import Offer
+from ..domain.offer_types import Level
+from ..domain.policy import Policy
+from ..domain.reservation import Reservation
+
+
+class OfferRepository(abc.ABC):
+    """Offers, and the seat counters that only atomic conditional updates move."""
+
+    @abc.abstractmethod
+    async def add(self, offer: Offer) -> None:
+        """Insert a new offer (counters at zero)."""
+
+    @abc.abstractmethod
+    async def get(self, offer_id: uuid.UUID, *, lock: bool = True) -> Offer | None:
+        """The offer, locked for the transaction unless `lock=False`; None if unknown."""
+
+    @abc.abstractmethod
+    async def save(self, offer: Offer) -> None:
+        """Write what the owner and the clocks change (description, state, freshness); never
+        `reserved` or `placed`."""
+
+    @abc.abstractmethod
+    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
+        """Reservable offers of a département at these levels (full ones too, to count them),
+        not locked."""
+
+    @abc.abstractmethod
+    async def count_with_seats_elsewhere(
+        self, departement: str, levels: Collection[Level], wishes: Collection[str], today: date
+    ) -> int:
+        """Reservable offers with seats left outside the département, at these levels, meeting at
+        least one wish (any offer when there is none)."""
+
+    @abc.abstractmethod
+    async def take_seat(self, offer_id: uuid.UUID, today: date) -> int | None:
+        """Reserve one seat if the offer is reservable today and has one left, in one atomic
+        statement; the seats left after it, or None when there was none to take."""
+
+    @abc.abstractmethod
+    async def release_seat(self, offer_id: uuid.UUID) -> int:
+        """A reservation ends without a placement: its seat is free again. Seats left after it."""
+
+    @abc.abstractmethod
+    async def fill_seat(self, offer_id: uuid.UUID) -> int:
+        """A reservation becomes a placement: one seat moves from reserved to placed. Seats left."""
+
+    @abc.abstractmethod
+    async def due_for_freshness(self, now: datetime, policy: Policy, limit: int) -> list[Offer]:
+        """Published or stale offers a freshness check would change at `now` (past their close
+        date, due to be flagged stale or unpublished), locked; rows another transaction holds are
+        skipped, for the next run."""
+
+
+class ReservationRepository(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, reservation: Reservation) -> None: ...
+
+    @abc.abstractmethod
+    async def get(self, reservation_id: uuid.UUID, *, lock: bool = True) -> Reservation | None: ...
+
+    @abc.abstractmethod
+    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
+        """The reservation made for a PSAD request, if any (one per request)."""
+
+    @abc.abstractmethod
+    async def save(self, reservation: Reservation) -> None: ...
+
+    @abc.abstractmethod
+    async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
+        """Unanswered reservations past their expiry, locked; rows another transaction holds are
+        skipped, for the next run."""
+
+
+class FoqualeUnitOfWork(AbstractUnitOfWork):
+    """One FOQUALE transaction: its repositories, its inbox claim, the events it publishes."""
+
+    source = "raccrochage/foquale"
+    offers: OfferRepository
+    reservations: ReservationRepository

@@ -1,0 +1,290 @@
+"""FOQUALE's repositories on real PostgreSQL: round trips, seat counters, timers' selections,
+and no overbooking under concurrent reservations."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from raccrochage_foquale.adapters.repository import SqlOfferRepository, SqlReservationRepository
+from raccrochage_foquale.adapters.tables import offer as offer_table
+from raccrochage_foquale.domain.offer import Offer
+from raccrochage_foquale.domain.offer_types import (
+    ContactRole,
+    Formation,
+    FormationCodeKind,
+    Level,
+    OfferDescription,
+    OfferState,
+    Owner,
+    Source,
+    Statut,
+)
+from raccrochage_foquale.domain.policy import Policy
+from raccrochage_foquale.domain.refusals import Refusal
+from raccrochage_foquale.domain.reservation import Reservation, ReservationState
+from raccrochage_foquale.domain.uai import Uai
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+TODAY = T0.date()
+UAI = Uai("0331234M")
+
+
+def days(n: float) -> timedelta:
+    return timedelta(days=n)
+
+
+def make_offer(
+    n: int = 1,
+    *,
+    capacity: int = 3,
+    departement: str = "33",
+    keywords: tuple[str, ...] = ("metiers-relation-client",),
+    closes_on: date | None = date(2027, 6, 30),
+    at: datetime = T0,
+) -> Offer:
+    description = OfferDescription(
+        uai=UAI if departement == "33" else Uai("0400003L"),
+        formation=Formation(
+            FormationCodeKind.MEF, "24020020110", "Bac pro métiers de l'accueil (1re)", Level.NIVEAU_4
+        ),
+        statut=Statut.SCOLAIRE,
+        departement=departement,
+        zap="bordeaux-nord" if departement == "33" else None,
+        capacity=capacity,
+        opens_on=date(2026, 11, 2),
+        closes_on=closes_on,
+        contact_role=ContactRole.CPE,
+        keywords=keywords,
+    )
+    offer_id = uuid.uuid5(uuid.NAMESPACE_URL, f"offer/{n}/{uuid.uuid4()}")
+    return Offer.publish(offer_id, description, Source.PARTNER_FEED, Owner.partner("cfa-gironde"), at)
+
+
+def make_reservation(offer: Offer, n: int, seats_left: int = 0) -> Reservation:
+    return Reservation.make(
+        uuid.uuid5(uuid.NAMESPACE_URL, f"request/{offer.offer_id}/{n}"),
+        uuid.uuid5(uuid.NAMESPACE_URL, f"case/{n}"),
+        hashlib.sha256(f"youth-{n}".encode()).hexdigest(),
+        offer,
+        seats_left,
+        T0,
+    )
+
+
+async def add(engine: AsyncEngine, *offers: Offer) -> None:
+    async with engine.begin() as conn:
+        for offer in offers:
+            await SqlOfferRepository(conn).add(offer)
+
+
+async def load(engine: AsyncEngine, offer_id: uuid.UUID) -> Offer:
+    async with engine.connect() as conn:
+        offer = await SqlOfferRepository(conn).get(offer_id, lock=False)
+    assert offer is not None
+    return offer
+
+
+# --- offers ---------------------------------------------------------------------------------------
+
+
+async def test_an_offer_round_trips(engine: AsyncEngine) -> None:
+    offer = make_offer(keywords=("accueil", "metiers-relation-client"))
+    await add(engine, offer)
+    loaded = await load(engine, offer.offer_id)
+    assert loaded.description == offer.description
+    assert (loaded.source, loaded.owner, loaded.state) == (offer.source, offer.owner, OfferState.PUBLISHED)
+    assert (loaded.published_at, loaded.last_confirmed_at, loaded.reserved, loaded.placed) == (T0, T0, 0, 0)
+    assert loaded.events == []
+    async with engine.connect() as conn:
+        codes = (
+            await conn.execute(
+                select(offer_table.c.wish_codes).where(offer_table.c.offer_id == offer.offer_id)
+            )
+        ).scalar_one()
+    assert set(codes) == {"accueil", "metiers-relation-client", "24020020110", "niveau_4", "scolaire"}
+
+
+async def test_save_writes_the_owners_changes_never_the_counters(engine: AsyncEngine) -> None:
+    offer = make_offer(capacity=3)
+    await add(engine, offer)
+    async with engine.begin() as conn:
+        assert await SqlOfferRepository(conn).take_seat(offer.offer_id, TODAY) == 2
+    async with engine.begin() as conn:
+        repo = SqlOfferRepository(conn)
+        stale_copy = await repo.get(offer.offer_id)
+        assert stale_copy is not None and stale_copy.reserved == 1
+        stale_copy.update(replace(stale_copy.description, capacity=5), T0 + days(1))
+        stale_copy.reserved = 0  # what a careless caller might hold: save ignores it
+        await repo.save(stale_copy)
+    loaded = await load(engine, offer.offer_id)
+    assert (loaded.capacity, loaded.reserved, loaded.seats_left) == (5, 1, 4)
+    assert loaded.last_confirmed_at == T0 + days(1)
+
+
+async def test_seat_counters_move_by_conditional_updates(engine: AsyncEngine) -> None:
+    offer = make_offer(capacity=2)
+    await add(engine, offer)
+    async with engine.begin() as conn:
+        repo = SqlOfferRepository(conn)
+        assert await repo.take_seat(offer.offer_id, TODAY) == 1
+        assert await repo.take_seat(offer.offer_id, TODAY) == 0
+        assert await repo.take_seat(offer.offer_id, TODAY) is None  # full: nothing updated
+        assert await repo.fill_seat(offer.offer_id) == 0
+        assert await repo.release_seat(offer.offer_id) == 1
+        with pytest.raises(RuntimeError, match="no reserved seat"):
+            await repo.release_seat(offer.offer_id)
+    loaded = await load(engine, offer.offer_id)
+    assert (loaded.reserved, loaded.placed, loaded.seats_left) == (0, 1, 1)
+
+
+async def test_no_seat_is_taken_on_an_offer_not_reservable(engine: AsyncEngine) -> None:
+    closed, unpublished, past = make_offer(1), make_offer(2), make_offer(3, closes_on=date(2026, 11, 30))
+    closed.close(T0 + days(1))
+    unpublished.check_freshness(T0 + days(90), Policy())
+    await add(engine, closed, unpublished, past)
+    async with engine.begin() as conn:
+        repo = SqlOfferRepository(conn)
+        assert await repo.take_seat(closed.offer_id, TODAY) is None
+        assert await repo.take_seat(unpublished.offer_id, TODAY) is None
+        assert await repo.take_seat(past.offer_id, date(2026, 12, 1)) is None
+        assert await repo.take_seat(past.offer_id, date(2026, 11, 30)) == 2
+        assert await repo.take_seat(uuid.uuid4(), TODAY) is None
+
+
+async def test_the_database_itself_refuses_an_overbooked_offer(engine: AsyncEngine) -> None:
+    """The last guard, for code that would bypass the repository."""
+    offer = make_offer(capacity=1)
+    await add(engine, offer)
+    with pytest.raises(IntegrityError, match="offer_not_overbooked"):
+        async with engine.begin() as conn:
+            await conn.execute(
+                update(offer_table).where(offer_table.c.offer_id == offer.offer_id).values(reserved=2)
+            )
+
+
+async def test_search_and_alternatives_elsewhere(engine: AsyncEngine) -> None:
+    here = make_offer(1)
+    full_here = make_offer(2, capacity=0)
+    landes_wished = make_offer(3, departement="40")
+    landes_other = make_offer(4, departement="40", keywords=("commerce",))
+    landes_full = make_offer(5, departement="40", capacity=0)
+    landes_closed = make_offer(6, departement="40")
+    landes_closed.close(T0)
+    await add(engine, here, full_here, landes_wished, landes_other, landes_full, landes_closed)
+    levels = {Level.NIVEAU_3, Level.NIVEAU_4}
+    async with engine.connect() as conn:
+        repo = SqlOfferRepository(conn)
+        found = await repo.search("33", levels, TODAY)
+        assert {o.offer_id for o in found} == {here.offer_id, full_here.offer_id}
+        assert await repo.search("33", {Level.NIVEAU_5}, TODAY) == []
+        assert await repo.count_with_seats_elsewhere("33", levels, ("metiers-relation-client",), TODAY) == 1
+        assert await repo.count_with_seats_elsewhere("33", levels, ("commerce", "niveau_4"), TODAY) == 2
+        assert await repo.count_with_seats_elsewhere("33", levels, (), TODAY) == 2
+
+
+async def test_freshness_selects_what_is_due_and_skips_rows_another_transaction_holds(
+    engine: AsyncEngine,
+) -> None:
+    fresh = make_offer(1, closes_on=None, at=T0 + days(30))
+    stale_due = make_offer(2, closes_on=None)
+    held = make_offer(3, closes_on=None)
+    past = make_offer(4, closes_on=date(2026, 12, 1))
+    await add(engine, fresh, stale_due, held, past)
+    now = T0 + days(60)
+    async with engine.begin() as holder:
+        assert await SqlOfferRepository(holder).get(held.offer_id) is not None  # FOR UPDATE
+        async with engine.begin() as conn:
+            due = await SqlOfferRepository(conn).due_for_freshness(now, Policy(), 100)
+    assert {o.offer_id for o in due} == {stale_due.offer_id, past.offer_id}
+
+
+# --- reservations ---------------------------------------------------------------------------------
+
+
+async def test_a_reservation_round_trips_with_its_answer(engine: AsyncEngine) -> None:
+    offer = make_offer()
+    await add(engine, offer)
+    made, refused = make_reservation(offer, 1, 2), make_reservation(offer, 2, 1)
+    async with engine.begin() as conn:
+        repo = SqlReservationRepository(conn)
+        await repo.add(made)
+        await repo.add(refused)
+        refused.refuse(Refusal("other", "atelier plein jusqu'en mars"), T0 + days(1))
+        await repo.save(refused)
+    async with engine.connect() as conn:
+        repo = SqlReservationRepository(conn)
+        loaded = await repo.for_request(made.request_id)
+        assert loaded is not None and loaded.reservation_id == made.reservation_id
+        assert (loaded.expires_at, loaded.state, loaded.uai, loaded.training) == (
+            T0 + days(15),
+            ReservationState.MADE,
+            UAI,
+            "Bac pro métiers de l'accueil (1re)",
+        )
+        answered = await repo.get(refused.reservation_id, lock=False)
+        assert answered is not None and answered.refusal == Refusal("other", "atelier plein jusqu'en mars")
+        assert answered.state is ReservationState.REFUSED and answered.decided_at == T0 + days(1)
+        assert await repo.for_request(uuid.uuid4()) is None
+
+
+async def test_expiry_selects_unanswered_reservations_past_their_time(engine: AsyncEngine) -> None:
+    offer = make_offer(capacity=5)
+    await add(engine, offer)
+    due, confirmed, held = (make_reservation(offer, n) for n in range(3))
+    confirmed.confirm(T0 + days(1))
+    async with engine.begin() as conn:
+        repo = SqlReservationRepository(conn)
+        for r in (due, confirmed, held):
+            await repo.add(r)
+    async with engine.begin() as holder:
+        await SqlReservationRepository(holder).get(held.reservation_id)  # FOR UPDATE
+        async with engine.begin() as conn:
+            repo = SqlReservationRepository(conn)
+            assert await repo.due_to_expire(T0 + days(15) - days(0.001), 100) == []
+            assert [r.reservation_id for r in await repo.due_to_expire(T0 + days(15), 100)] == [
+                due.reservation_id
+            ]
+
+
+# --- no overbooking -------------------------------------------------------------------------------
+
+
+async def test_200_concurrent_reservations_on_20_seats_take_exactly_20(engine: AsyncEngine) -> None:
+    """Each attempt is its own connection and transaction, as replicas of the service would be:
+    the conditional UPDATE queues them on the offer's row, and those that find it full update
+    nothing and take no seat."""
+    offer = make_offer(capacity=20)
+    await add(engine, offer)
+    start = asyncio.Event()
+
+    async def reserve(n: int) -> bool:
+        async with engine.connect() as conn:
+            await start.wait()
+            async with conn.begin():
+                seats_left = await SqlOfferRepository(conn).take_seat(offer.offer_id, TODAY)
+                if seats_left is None:
+                    return False
+                await SqlReservationRepository(conn).add(make_reservation(offer, n, seats_left))
+                await asyncio.sleep(0)  # let others run while the row is held
+                return True
+
+    tasks = [asyncio.create_task(reserve(n)) for n in range(200)]
+    await asyncio.sleep(0.2)  # connections checked out, all waiting on the same start
+    start.set()
+    results = await asyncio.gather(*tasks)
+    assert sum(results) == 20
+    loaded = await load(engine, offer.offer_id)
+    assert (loaded.reserved, loaded.seats_left) == (20, 0)
+    async with engine.connect() as conn:
+        count = await conn.execute(
+            text("SELECT count(*) FROM reservation WHERE offer_id = :id"), {"id": offer.offer_id}
+        )
+        assert count.scalar_one() == 20

@@ -1,0 +1,157 @@
+"""In-memory repositories and unit of work for FOQUALE's service-layer tests.
+
+The repositories hand out copies, as a database would: an aggregate changed and not saved changes
+nothing, and a unit of work left without `commit` restores what its block wrote.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import replace
+from datetime import date, datetime
+
+from raccrochage_foquale.domain.matching import meets_wishes
+from raccrochage_foquale.domain.offer import Offer
+from raccrochage_foquale.domain.offer_types import RESERVABLE_STATES, Level
+from raccrochage_foquale.domain.policy import Policy
+from raccrochage_foquale.domain.reservation import Reservation, ReservationState
+from raccrochage_foquale.service_layer.unit_of_work import (
+    FoqualeUnitOfWork,
+    OfferRepository,
+    ReservationRepository,
+)
+from raccrochage_platform.fakes import FakeUnitOfWork
+
+
+class FakeOfferRepository(OfferRepository):
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, Offer] = {}
+
+    @staticmethod
+    def _copy(offer: Offer) -> Offer:
+        return replace(offer, events=[])
+
+    async def add(self, offer: Offer) -> None:
+        assert offer.offer_id not in self.rows, "add of an offer that exists"
+        self.rows[offer.offer_id] = replace(self._copy(offer), reserved=0, placed=0)
+
+    async def get(self, offer_id: uuid.UUID, *, lock: bool = True) -> Offer | None:
+        row = self.rows.get(offer_id)
+        return None if row is None else self._copy(row)
+
+    async def save(self, offer: Offer) -> None:
+        stored = self.rows[offer.offer_id]
+        self.rows[offer.offer_id] = replace(self._copy(offer), reserved=stored.reserved, placed=stored.placed)
+
+    def _reservable(self, today: date, levels: Collection[Level]) -> list[Offer]:
+        return [
+            o
+            for o in self.rows.values()
+            if o.is_reservable(today) and o.description.formation.level in levels
+        ]
+
+    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
+        return [
+            self._copy(o) for o in self._reservable(today, levels) if o.description.departement == departement
+        ]
+
+    async def count_with_seats_elsewhere(
+        self, departement: str, levels: Collection[Level], wishes: Collection[str], today: date
+    ) -> int:
+        return sum(
+            o.description.departement != departement and o.seats_left > 0 and meets_wishes(o, wishes)
+            for o in self._reservable(today, levels)
+        )
+
+    async def take_seat(self, offer_id: uuid.UUID, today: date) -> int | None:
+        row = self.rows.get(offer_id)
+        if row is None or not row.is_reservable(today) or row.seats_left == 0:
+            return None
+        row.reserved += 1
+        return row.seats_left
+
+    async def release_seat(self, offer_id: uuid.UUID) -> int:
+        row = self.rows[offer_id]
+        assert row.reserved > 0, "released a seat nobody held"
+        row.reserved -= 1
+        return row.seats_left
+
+    async def fill_seat(self, offer_id: uuid.UUID) -> int:
+        row = self.rows[offer_id]
+        assert row.reserved > 0, "filled a seat nobody held"
+        row.reserved -= 1
+        row.placed += 1
+        return row.seats_left
+
+    async def due_for_freshness(self, now: datetime, policy: Policy, limit: int) -> list[Offer]:
+        due = [
+            o
+            for o in self.rows.values()
+            if o.state in RESERVABLE_STATES
+            and (
+                not o.description.is_open_on(now.date())
+                or now - o.last_confirmed_at >= policy.unpublish_after
+                or (o.is_fresh() and now - o.last_confirmed_at >= policy.stale_after)
+            )
+        ]
+        return [self._copy(o) for o in sorted(due, key=lambda o: o.last_confirmed_at)[:limit]]
+
+
+class FakeReservationRepository(ReservationRepository):
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, Reservation] = {}
+
+    @staticmethod
+    def _copy(reservation: Reservation) -> Reservation:
+        return replace(reservation, events=[])
+
+    async def add(self, reservation: Reservation) -> None:
+        assert reservation.reservation_id not in self.rows, "add of a reservation that exists"
+        self.rows[reservation.reservation_id] = self._copy(reservation)
+
+    async def get(self, reservation_id: uuid.UUID, *, lock: bool = True) -> Reservation | None:
+        row = self.rows.get(reservation_id)
+        return None if row is None else self._copy(row)
+
+    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
+        return next((self._copy(r) for r in self.rows.values() if r.request_id == request_id), None)
+
+    async def save(self, reservation: Reservation) -> None:
+        assert reservation.reservation_id in self.rows
+        self.rows[reservation.reservation_id] = self._copy(reservation)
+
+    async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
+        due = [r for r in self.rows.values() if r.state is ReservationState.MADE and now >= r.expires_at]
+        return [self._copy(r) for r in sorted(due, key=lambda r: r.expires_at)[:limit]]
+
+
+class FakeFoqualeUnitOfWork(FoqualeUnitOfWork, FakeUnitOfWork):
+    def __init__(self) -> None:
+        FakeUnitOfWork.__init__(self, source="raccrochage/foquale")
+        self.offers = FakeOfferRepository()
+        self.reservations = FakeReservationRepository()
+        self._snapshot: tuple[dict, dict] | None = None
+
+    def _copy_rows(self) -> tuple[dict, dict]:
+        return (
+            {k: replace(v) for k, v in self.offers.rows.items()},
+            {k: replace(v) for k, v in self.reservations.rows.items()},
+        )
+
+    async def _begin(self) -> None:
+        await FakeUnitOfWork._begin(self)
+        self._snapshot = self._copy_rows()
+
+    async def _commit(self, events: list) -> None:
+        await FakeUnitOfWork._commit(self, events)
+        self._snapshot = None
+
+    async def _rollback(self) -> None:
+        await FakeUnitOfWork._rollback(self)
+        if self._snapshot is not None:
+            self.offers.rows, self.reservations.rows = self._snapshot
+            self._snapshot = None
+
+    def payloads(self, event_type: str) -> list[dict]:
+        return [event.data for event in self.published if event.type == event_type]

@@ -1,0 +1,1 @@
+"""PostgreSQL tables and repositories (SQLAlchemy Core on an AsyncConnection)."""

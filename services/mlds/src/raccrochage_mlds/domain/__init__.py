@@ -1,0 +1,1 @@
+"""The MLDS model, pure: catalogue, eligibility rules, candidacies from decision to exit, survey."""

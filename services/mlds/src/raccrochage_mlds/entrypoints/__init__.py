@@ -1,0 +1,1 @@
+"""Entry points (FastStream app, HTTP API, CLI): not written yet, see docs/mlds.md."""

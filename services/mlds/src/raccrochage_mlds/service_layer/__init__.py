@@ -1,0 +1,1 @@
+"""Handlers: one async function per command or event, each taking an MldsUnitOfWork."""
