@@ -118,6 +118,7 @@ _CLAIM = text(
             SELECT 1 FROM outbox p
             WHERE p.aggregate_key = b.aggregate_key AND p.published_at IS NULL
               AND p.id < b.id AND p.id NOT IN (SELECT id FROM batch)
+            OFFSET 0  -- a plan fence: one probe of the aggregate's index per row, never a scan
         )
     )
     UPDATE outbox o SET leased_until = now() + make_interval(secs => :lease)

@@ -188,6 +188,10 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         await self._conn.commit()
         # Only once committed: the rows of a transaction that failed to commit do not exist.
         self._leased = leased
+        # The connection goes back to the pool before the events are published: publishing and
+        # marking them must not hold a second connection per writer.
+        connection, self.connection = self.connection, None
+        await connection.close()
 
     async def _rollback(self) -> None:
         if self.connection is not None and self.connection.in_transaction():

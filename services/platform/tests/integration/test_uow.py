@@ -234,3 +234,25 @@ async def test_a_unit_of_work_used_outside_its_block_says_so(counters: AsyncEngi
         await uow.claim("first", [(uuid.uuid4(), INCREMENTED)])
     with pytest.raises(RuntimeError, match="outside its `async with` block"):
         await uow.commit()
+
+
+async def test_a_unit_of_work_gives_its_connection_back_before_publishing(
+    nc: Client, counters: AsyncEngine, sample_stream: str
+) -> None:
+    """Publishing and marking after commit must not hold the writer's connection as well: under
+    concurrent writers a pool would overflow into new connections."""
+    checked_out: list[int] = []
+
+    class WatchedRelay(OutboxRelay):
+        async def publish_leased(self, rows):
+            checked_out.append(counters.pool.checkedout())
+            return await super().publish_leased(rows)
+
+    before = counters.pool.checkedout()
+    relay = WatchedRelay(counters, nc.jetstream())
+    async with unit_of_work(counters, sample_stream, relay) as uow:
+        await uow.counters.add("held", 1)
+        uow.add_event(CounterIncremented(counter="held", by=1), subject="held")
+        await uow.commit()
+    assert checked_out == [before]
+    assert counters.pool.checkedout() == before
