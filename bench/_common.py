@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from raccrochage_platform.db import make_engine
 from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_platform.tables import create_platform_tables
-from raccrochage_platform.testing.servers import Servers, start_servers
+from raccrochage_rig.testing.servers import Servers, start_servers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Benches' --statements: the embedded PostgreSQL (rig/postgres.py) started with these options.

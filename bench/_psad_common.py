@@ -27,9 +27,9 @@ async def declare_psad_topology(nc) -> None:
 
 @contextlib.contextmanager
 def psad_process(servers, url: str, folder: Path, *, tag: str = "", **extra_env: str) -> Iterator:
-    """`raccrochage serve psad` as its own process (raccrochage_platform.testing.processes);
+    """`raccrochage serve psad` as its own process (raccrochage_rig.testing.processes);
     yields the ServiceProcess once its HTTP server listens (the port file is written)."""
-    from raccrochage_platform.testing.processes import service_process
+    from raccrochage_rig.testing.processes import service_process
 
     env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
     env.update(

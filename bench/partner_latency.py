@@ -168,7 +168,7 @@ def reperage_service(servers, url: str, folder: Path):
     log_path = folder / "reperage.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", "reperage"],
+            [sys.executable, "-m", "raccrochage_platform.cli", "serve", "reperage"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from raccrochage_contracts import CloudEvent, nats_subject, new_event
 from raccrochage_platform.outbox import write_events
 from raccrochage_platform.tables import OUTBOX_FILLFACTOR
-from raccrochage_platform.testing.sample import CounterIncremented
+from raccrochage_rig.testing.sample import CounterIncremented
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 from raccrochage_platform.db import libpq_dsn
-from raccrochage_platform.rig.state import service_environment
+from raccrochage_rig.state import service_environment
 
-CLI = [sys.executable, "-m", "raccrochage_platform.rig.cli"]
+CLI = [sys.executable, "-m", "raccrochage_platform.cli"]
 
 
 def _env(folder: Path) -> dict[str, str]:

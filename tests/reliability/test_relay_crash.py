@@ -13,9 +13,9 @@ from nats.aio.client import Client
 from nats.js.api import StreamConfig
 from raccrochage_platform.consumer import EventConsumer
 from raccrochage_platform.outbox import OutboxRelay
-from raccrochage_platform.testing.sample import SAMPLE_REGISTRY, CounterIncremented
-from raccrochage_platform.testing.sample_service import SampleUnitOfWork, apply_increment, metadata, read
 from raccrochage_platform.topology import ConsumerDef, declare_consumer
+from raccrochage_rig.testing.sample import SAMPLE_REGISTRY, CounterIncremented
+from raccrochage_rig.testing.sample_service import SampleUnitOfWork, apply_increment, metadata, read
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

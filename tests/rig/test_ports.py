@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from raccrochage_platform.rig import nats as rig_nats
-from raccrochage_platform.rig import postgres as rig_postgres
+from raccrochage_rig import nats as rig_nats
+from raccrochage_rig import postgres as rig_postgres
 
 
 @pytest.fixture
@@ -39,24 +39,24 @@ def hand_out_first(monkeypatch: pytest.MonkeyPatch, module, port: int) -> None:
 
 
 def test_nats_starts_on_another_port_when_its_port_was_taken(
-    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+    server_tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hand_out_first(monkeypatch, rig_nats, taken_port)
-    server = rig_nats.NatsServer(tmp_path / "nats")
+    server = rig_nats.NatsServer(server_tmp_path / "nats")
     server.start()
     try:
         assert server.port != taken_port
         assert rig_nats.healthy(server.monitor_url)
-        assert "address already in use" in (tmp_path / "nats" / "nats.log").read_text()
+        assert "address already in use" in (server_tmp_path / "nats" / "nats.log").read_text()
     finally:
         server.stop()
 
 
 def test_postgres_starts_on_another_port_when_its_port_was_taken(
-    tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
+    server_tmp_path: Path, taken_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hand_out_first(monkeypatch, rig_postgres, taken_port)
-    server = rig_postgres.PostgresServer(tmp_path / "pg", say=lambda *_: None)
+    server = rig_postgres.PostgresServer(server_tmp_path / "pg", say=lambda *_: None)
     server.start()
     try:
         assert server.port not in (0, taken_port)

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
-from raccrochage_platform.testing.servers import Servers
+from raccrochage_rig.testing.servers import Servers
 
-SAMPLE = Path(__import__("raccrochage_platform.testing", fromlist=["x"]).__file__).parent
-CLI = [sys.executable, "-m", "raccrochage_platform.rig.cli"]
+SAMPLE = Path(__import__("raccrochage_rig.testing", fromlist=["x"]).__file__).parent
+CLI = [sys.executable, "-m", "raccrochage_platform.cli"]
 
 
 def rig_env(folder: Path, **extra: str) -> dict[str, str]:
@@ -22,7 +22,7 @@ def rig_env(folder: Path, **extra: str) -> dict[str, str]:
     env.update(
         RACCROCHAGE_RIG_DIR=str(folder),
         RACCROCHAGE_TOPOLOGY=str(SAMPLE / "sample_topology.toml"),
-        RACCROCHAGE_EXTRA_SERVICES="raccrochage_platform.testing.sample_service:spec",
+        RACCROCHAGE_EXTRA_SERVICES="raccrochage_rig.testing.sample_service:spec",
         **extra,
     )
     return env
@@ -71,8 +71,8 @@ def counter(http: str, name: str) -> int:
     return httpx.get(f"{http}/counters/{name}", timeout=5).json()["value"]
 
 
-def test_rig_up_status_restart_down_and_up_again(tmp_path: Path) -> None:
-    folder = tmp_path / "rig"
+def test_rig_up_status_restart_down_and_up_again(server_tmp_path: Path) -> None:
+    folder = server_tmp_path / "rig"
     env = rig_env(folder)
     cli(env, "up", "--detach")
     try:
@@ -134,8 +134,8 @@ def test_rig_up_status_restart_down_and_up_again(tmp_path: Path) -> None:
     assert processes_under(folder) == []
 
 
-def test_rig_uses_external_servers_when_named(tmp_path: Path, servers: Servers) -> None:
-    folder = tmp_path / "rig-external"
+def test_rig_uses_external_servers_when_named(server_tmp_path: Path, servers: Servers) -> None:
+    folder = server_tmp_path / "rig-external"
     env = rig_env(folder, NATS_URL=servers.nats_url, RACCROCHAGE_PG_ADMIN_URL=servers.pg_admin_url)
     cli(env, "up", "--detach")
     try:

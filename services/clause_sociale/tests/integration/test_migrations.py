@@ -7,7 +7,7 @@ import asyncio
 from alembic import command
 from raccrochage_platform.db import make_engine
 from raccrochage_platform.migrations import alembic_config, upgrade
-from raccrochage_platform.testing.servers import Servers
+from raccrochage_rig.testing.servers import Servers
 from sqlalchemy import inspect
 
 from .conftest import MIGRATIONS

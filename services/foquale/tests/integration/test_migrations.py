@@ -8,7 +8,7 @@ import asyncpg
 from alembic import command
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.migrations import alembic_config, upgrade
-from raccrochage_platform.testing.servers import Servers
+from raccrochage_rig.testing.servers import Servers
 
 from .conftest import MIGRATIONS
 

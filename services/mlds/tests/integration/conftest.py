@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest_asyncio
 from raccrochage_platform.db import make_engine
 from raccrochage_platform.migrations import upgrade
-from raccrochage_platform.testing.servers import Servers
+from raccrochage_rig.testing.servers import Servers
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TypeVar
 
 from pydantic import Field, ValidationError
@@ -49,3 +50,14 @@ def load_settings(cls: type[S], **overrides: object) -> S:
             )
             lines.append(f"  {variable}: {problem['msg']}")
         raise ConfigError(f"{cls.__name__}: invalid environment\n" + "\n".join(lines)) from None
+
+
+def apply_local_environment(service: str | None = None) -> None:
+    """Fill what the environment leaves unset from the `raccrochage.environment` entry points:
+    beside a developer's local rig, its servers and keys. Service images install no such entry
+    point and are configured by their environment alone."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="raccrochage.environment"):
+        for name, value in entry.load()(service).items():
+            os.environ.setdefault(name, value)

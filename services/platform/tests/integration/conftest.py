@@ -1,4 +1,4 @@
-"""Fixtures of the platform's integration tests, beside those of raccrochage_platform.testing.fixtures."""
+"""Fixtures of the platform's integration tests, beside those of raccrochage_rig.testing.fixtures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
-from raccrochage_platform.testing import sample_service
+from raccrochage_rig.testing import sample_service
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 

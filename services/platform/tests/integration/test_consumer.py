@@ -15,14 +15,14 @@ from raccrochage_contracts import new_event
 from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
 from raccrochage_platform.outbox import OutboxRelay
-from raccrochage_platform.testing.sample import (
+from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
+from raccrochage_rig.testing.sample import (
     SAMPLE_REGISTRY,
     CounterIncremented,
     CounterReported,
     CounterReset,
 )
-from raccrochage_platform.testing.sample_service import SampleUnitOfWork
-from raccrochage_platform.topology import ConsumerDef, declare_consumer, declare_stream, load_topology
+from raccrochage_rig.testing.sample_service import SampleUnitOfWork
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 

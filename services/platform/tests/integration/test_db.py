@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raccrochage_platform.db import asyncpg_url, libpq_dsn, make_engine
-from raccrochage_platform.testing.servers import Servers
+from raccrochage_rig.testing.servers import Servers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -13,8 +13,8 @@ from raccrochage_contracts import CloudEvent, new_event
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.outbox import OutboxRelay, write_events
 from raccrochage_platform.tables import OUTBOX_CHANNEL
-from raccrochage_platform.testing.sample import CounterIncremented
 from raccrochage_platform.uow import SqlAlchemyUnitOfWork
+from raccrochage_rig.testing.sample import CounterIncremented
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 

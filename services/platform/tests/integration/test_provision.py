@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from raccrochage_platform.rig.provision import provision
-from raccrochage_platform.testing.servers import Servers
 from raccrochage_platform.topology import load_topology
+from raccrochage_rig.provision import provision
+from raccrochage_rig.testing.servers import Servers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -10,8 +10,8 @@ from nats.aio.client import Client
 from nats.js.api import StreamConfig
 from raccrochage_contracts import new_event
 from raccrochage_platform.outbox import OutboxRelay
-from raccrochage_platform.testing.sample import CounterIncremented, CounterReset
-from raccrochage_platform.testing.sample_service import SampleUnitOfWork
+from raccrochage_rig.testing.sample import CounterIncremented, CounterReset
+from raccrochage_rig.testing.sample_service import SampleUnitOfWork
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine

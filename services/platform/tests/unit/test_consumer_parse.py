@@ -7,13 +7,13 @@ import json
 from nats.aio.msg import Msg
 from raccrochage_contracts import new_event
 from raccrochage_platform.consumer import EventConsumer
-from raccrochage_platform.testing.sample import (
+from raccrochage_platform.topology import ConsumerDef
+from raccrochage_rig.testing.sample import (
     SAMPLE_REGISTRY,
     CounterIncremented,
     CounterReported,
     CounterReset,
 )
-from raccrochage_platform.topology import ConsumerDef
 
 SUBJECT = "sample.counter.incremented.v1"
 V1_REPLY = "$JS.ACK.SAMPLE.parse_test.3.41.40.1700000000000000000.0"  # delivered 3 times

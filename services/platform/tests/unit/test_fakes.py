@@ -7,7 +7,7 @@ import uuid
 import pytest
 from raccrochage_contracts import new_event
 from raccrochage_platform.fakes import FakeUnitOfWork
-from raccrochage_platform.testing.sample import CounterIncremented, CounterReset
+from raccrochage_rig.testing.sample import CounterIncremented, CounterReset
 
 INCREMENTED = CounterIncremented.event_type
 

@@ -13,9 +13,9 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 from raccrochage_platform.migrations import upgrade
-from raccrochage_platform.testing.processes import ServiceProcess, service_process
-from raccrochage_platform.testing.servers import Servers
 from raccrochage_platform.topology import declare, load_topology
+from raccrochage_rig.testing.processes import ServiceProcess, service_process
+from raccrochage_rig.testing.servers import Servers
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 TOKEN_KEY = "t" * 64

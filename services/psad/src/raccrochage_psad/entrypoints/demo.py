@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-from rich.console import Console
-
-console = Console(stderr=True)
-
 
 async def demo_main_job() -> None:
+    # The demo runs beside the local rig only: its tools are the rig's, not the service image's.
+    import httpx
     from raccrochage_platform.auth import mint
-    from raccrochage_platform.rig.state import RigState, load_secrets, rig_dir
     from raccrochage_platform.topology import load_topology
+    from raccrochage_rig.state import RigState, load_secrets, rig_dir
+    from rich.console import Console
 
+    console = Console(stderr=True)
     folder = rig_dir()
     http = RigState.load(folder).services["psad"].http
     key = load_secrets(folder, load_topology())["token_key"]

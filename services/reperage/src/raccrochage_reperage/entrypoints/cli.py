@@ -37,13 +37,11 @@ async def reperage_runtime():
     import nats
     from raccrochage_platform.db import make_engine
     from raccrochage_platform.outbox import OutboxRelay
-    from raccrochage_platform.rig.state import rig_dir, service_environment
-    from raccrochage_platform.settings import load_settings
+    from raccrochage_platform.settings import apply_local_environment, load_settings
 
     from ..config import ReperageSettings
 
-    for name, value in service_environment(rig_dir(), "reperage").items():
-        os.environ.setdefault(name, value)
+    apply_local_environment("reperage")
     if "NATS_URL" not in os.environ or "DATABASE_URL" not in os.environ:
         raise typer.BadParameter(
             "no rig found: run `raccrochage up --detach` first, or set NATS_URL and DATABASE_URL"
@@ -229,7 +227,7 @@ def demo_generate(
 
 async def demo_main_job() -> None:
     """`make run`: a 5,000-youth demo campaign and its partner files, ingested once the rig is up."""
-    from raccrochage_platform.rig.state import rig_dir
+    from raccrochage_rig.state import rig_dir
 
     from ..domain.demo import generate
     from ..domain.partners import PartnerSource

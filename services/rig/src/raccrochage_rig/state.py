@@ -8,7 +8,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..topology import Topology
+from raccrochage_platform.topology import Topology
 
 
 def rig_dir() -> Path:
@@ -90,7 +90,7 @@ def service_environment(folder: Path, service: str) -> dict[str, str]:
     (`raccrochage ingest` writes to repérage's database). Variables already set win."""
     from urllib.parse import quote, urlsplit
 
-    from ..topology import load_topology
+    from raccrochage_platform.topology import load_topology
 
     topology = load_topology()
     secrets = load_secrets(folder, topology)
@@ -112,3 +112,21 @@ def service_environment(folder: Path, service: str) -> dict[str, str]:
             f"postgresql://{role}:{password}@{host}:{port}/{topology.services[service].database}"
         )
     return {**env, **{k: os.environ[k] for k in env if k in os.environ}}
+
+
+def local_environment(service: str | None = None) -> dict[str, str]:
+    """The `raccrochage.environment` entry point: what a command run beside this rig needs and
+    the environment does not say. For a service, its whole environment (`raccrochage ingest`
+    acts as repérage); otherwise the rig's NATS URL while it runs, and its token key. A rig
+    that crashed gives no URL: `up` would take it for an external server."""
+    folder = rig_dir()
+    if service is not None:
+        return service_environment(folder, service)
+    env = {}
+    state = RigState.load(folder)
+    if state.status == "up" and state.nats_url and pid_alive(state.supervisor_pid):
+        env["NATS_URL"] = state.nats_url
+    path = folder / "secrets.json"
+    if path.exists():
+        env["RACCROCHAGE_TOKEN_KEY"] = json.loads(path.read_text(encoding="utf-8"))["token_key"]
+    return env

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncpg
+from raccrochage_platform.topology import Topology
 from sqlalchemy.engine import make_url
-
-from ..topology import Topology
 
 
 def role_name(service: str) -> str:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from fastapi import APIRouter
 from raccrochage_contracts import CloudEvent
+from raccrochage_platform.consumer import Event
+from raccrochage_platform.service import ServiceContext, ServiceSpec
+from raccrochage_platform.uow import SqlAlchemyUnitOfWork
 from sqlalchemy import Column, Integer, MetaData, Table, Text, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..consumer import Event
-from ..service import ServiceContext, ServiceSpec
-from ..uow import SqlAlchemyUnitOfWork
 from .sample import SAMPLE_REGISTRY, CounterIncremented
 
 metadata = MetaData()

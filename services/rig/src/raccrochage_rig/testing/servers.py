@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from ..rig.nats import NatsServer
-from ..rig.postgres import PostgresServer
+from ..nats import NatsServer
+from ..postgres import PostgresServer
 
 
 @dataclass(frozen=True)

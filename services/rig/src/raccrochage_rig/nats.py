@@ -11,7 +11,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..topology import REPO_ROOT
+from raccrochage_platform.topology import REPO_ROOT
+
 from .ports import free_port
 
 RIG_CONF = REPO_ROOT / "deploy" / "nats" / "rig.conf"

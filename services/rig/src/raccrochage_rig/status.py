@@ -11,9 +11,9 @@ import asyncpg
 import httpx
 import nats
 from nats.js.errors import NotFoundError
+from raccrochage_platform.deadletter import DEADLETTER_STREAM
+from raccrochage_platform.topology import load_topology
 
-from ..deadletter import DEADLETTER_STREAM
-from ..topology import load_topology
 from .postgres import ADMIN_ROLE
 from .state import RigState, load_secrets, pid_alive
 

@@ -2,24 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
+from raccrochage_platform.db import make_engine
+from raccrochage_platform.tables import create_platform_tables
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..db import make_engine
-from ..tables import create_platform_tables
 from .servers import Servers, start_servers
 
 
+@contextlib.contextmanager
+def _server_folder() -> Iterator[Path]:
+    # Not under pytest's tmp_path: every pytest session that starts resets that root to mode 700,
+    # which cuts the unprivileged PostgreSQL user of a concurrent session off its own files.
+    with tempfile.TemporaryDirectory(prefix="raccrochage-servers-") as folder:
+        yield Path(folder)
+
+
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    with start_servers(tmp_path_factory.mktemp("servers")) as running:
+def servers() -> Iterator[Servers]:
+    with _server_folder() as folder, start_servers(folder) as running:
         yield running
+
+
+@pytest.fixture
+def server_tmp_path() -> Iterator[Path]:
+    """A tmp_path for tests that start their own PostgreSQL (the rig's tests)."""
+    with _server_folder() as folder:
+        yield folder
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -48,7 +66,7 @@ def unique() -> str:
 @pytest_asyncio.fixture(loop_scope="session")
 async def deadletter_stream(nc: Client) -> str:
     """The DEADLETTER stream as topology.toml declares it."""
-    from ..topology import declare_stream, load_topology
+    from raccrochage_platform.topology import declare_stream, load_topology
 
     await declare_stream(nc.jetstream(), load_topology().streams["DEADLETTER"])
     return "DEADLETTER"

@@ -44,7 +44,7 @@ def service_process(
     env = {**env, "HTTP_PORT": "0", "RACCROCHAGE_PORT_FILE": str(port_file)}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", name],
+            [sys.executable, "-m", "raccrochage_platform.cli", "serve", name],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import nats
+from raccrochage_platform.topology import Topology, declare, load_topology
 
-from ..topology import Topology, declare, load_topology
 from .nats import NatsServer
 from .postgres import PostgresServer
 from .provision import provision
@@ -56,7 +56,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env, "RACCROCHAGE_PORT_FILE": str(self.port_file)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "raccrochage_platform.rig.cli", "serve", self.name],
+                [sys.executable, "-m", "raccrochage_platform.cli", "serve", self.name],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -116,8 +116,8 @@ class Rig:
         admin_url = self._start_postgres(secrets)
         database_urls = asyncio.run(provision(admin_url, self.topology, secrets["pg_roles"]))
         self.say(f"databases ready: {', '.join(sorted(database_urls))}")
-        from ..migrations import upgrade
-        from ..service import installed_services
+        from raccrochage_platform.migrations import upgrade
+        from raccrochage_platform.service import installed_services
 
         specs = {n: s for n, s in installed_services().items() if only is None or n in only}
         for name, spec in specs.items():

@@ -1,0 +1,179 @@
+"""`raccrochage`: the commands a service image runs (serve, migrate, declare, token, dlq).
+
+Other packages add theirs through the `raccrochage.cli` entry point group: a service its
+operator commands (repérage's `ingest`), the developer rig (raccrochage-rig) `up`, `down` and
+`status`. Everything here is configured by environment (NATS_URL, DATABASE_URL,
+RACCROCHAGE_TOKEN_KEY); beside a local rig, the rig fills in what the environment leaves unset
+through the `raccrochage.environment` entry point group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from importlib.metadata import entry_points
+from typing import Annotated
+
+import typer
+
+# Commands import what they need when they run: the CLI stays quick to start.
+
+app = typer.Typer(
+    help="Raccrochage: service and operator commands.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Dead letters: list and replay.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+
+
+def say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _setting(name: str, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise typer.BadParameter(f"{name} is not set: {what}")
+    return value
+
+
+def _nats_url() -> str:
+    return _setting("NATS_URL", "the NATS server to use (a local rig sets it once it is up)")
+
+
+@app.command()
+def serve(name: str) -> None:
+    """Run one service in this process (the rig and the containers call this)."""
+    from .service import main
+
+    main(name)
+
+
+@app.command("migrate")
+def migrate_command(name: str) -> None:
+    """Apply a service's migrations to DATABASE_URL (containers run this before `serve`)."""
+    from .migrations import upgrade
+    from .service import installed_services
+
+    specs = installed_services()
+    if name not in specs:
+        raise typer.BadParameter(f"unknown service {name!r}; installed: {', '.join(specs)}")
+    upgrade(specs[name].migrations, _setting("DATABASE_URL", "the service's database"))
+    say(f"{name} migrated")
+
+
+@app.command("declare")
+def declare_command() -> None:
+    """Create or update every stream and durable consumer of deploy/topology.toml."""
+    import nats
+
+    from .topology import declare, load_topology
+
+    url = _nats_url()
+
+    async def run() -> None:
+        nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False)
+        try:
+            await declare(nc.jetstream(), load_topology())
+        finally:
+            await nc.close()
+
+    asyncio.run(run())
+    say(f"declared on {url}")
+
+
+@app.command("token")
+def token_command(
+    role: Annotated[str, typer.Option(help="counsellor (one territory) or ops (counts, every territory)")],
+    territory: Annotated[str | None, typer.Option(help="the counsellor's département, e.g. 33")] = None,
+    sub: Annotated[str, typer.Option(help="who the token is for (a counsellor id)")] = "local",
+    hours: Annotated[float, typer.Option(help="validity")] = 12,
+) -> None:
+    """Print a bearer token for the services' HTTP APIs, signed with RACCROCHAGE_TOKEN_KEY."""
+    from .auth import Role, mint
+
+    key = _setting("RACCROCHAGE_TOKEN_KEY", "the key the services check tokens with")
+    try:
+        print(mint(key, role=Role(role), sub=sub, territory=territory, ttl_seconds=int(hours * 3600)))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+async def _js_call(fn):
+    import nats
+
+    nc = await nats.connect(_nats_url(), connect_timeout=5, allow_reconnect=False)
+    try:
+        return await fn(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="only this consumer's dead letters")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Dead letters with their origin and reason (payloads are not shown: they may be personal)."""
+    from . import deadletter
+
+    letters = asyncio.run(_js_call(lambda js: deadletter.list_dead_letters(js, consumer=consumer)))
+    if as_json:
+        print(json.dumps([letter.summary() for letter in letters], indent=2))
+        return
+    print(f"{'seq':>6}  {'consumer':<20} {'subject':<40} {'delivered':>9}  {'at':<25} reason")
+    for letter in letters:
+        print(
+            f"{letter.seq:>6}  {letter.consumer:<20} {letter.subject:<40} {letter.delivered:>9}  "
+            f"{letter.at:<25} {letter.reason}"
+        )
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    seqs: Annotated[list[int] | None, typer.Argument(help="dead-letter sequences (see `dlq list`)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="replay every dead letter (of --consumer)")] = False,
+    consumer: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Publish dead letters again on their original subject and remove them from DEADLETTER."""
+    from . import deadletter
+
+    if not seqs and not all_:
+        raise typer.BadParameter("give sequences or --all")
+
+    async def run(js) -> int:
+        letters = await deadletter.list_dead_letters(js, consumer=consumer)
+        chosen = [x for x in letters if all_ or x.seq in set(seqs or [])]
+        missing = set(seqs or []) - {x.seq for x in letters}
+        if missing:
+            say(f"no dead letter with sequence {', '.join(map(str, sorted(missing)))}")
+        for letter in chosen:
+            await deadletter.replay(js, letter)
+        return len(chosen)
+
+    count = asyncio.run(_js_call(run))
+    say(f"replayed {count} dead letter(s)")
+
+
+def _load_plugins() -> None:
+    """Other packages' commands, and the defaults a local rig gives the environment."""
+    from .settings import apply_local_environment
+
+    apply_local_environment()
+    for entry in entry_points(group="raccrochage.cli"):
+        plugin = entry.load()
+        if isinstance(plugin, typer.Typer):
+            app.add_typer(plugin, name=entry.name)
+        else:
+            app.command(entry.name)(plugin)
+
+
+def main() -> None:
+    _load_plugins()
+    app()
+
+
+if __name__ == "__main__":
+    main()
