@@ -68,11 +68,11 @@ def bar_chart(rows: list[tuple[str, Any]], *, label: str, width: int = 560) -> s
     bars = []
     for i, (name, value) in enumerate(rows):
         y = 22 * i + 2
-        length = max(1.0, (width - 260) * _number(value) / top) if _number(value) else 0
+        length = max(1.0, (width - 360) * _number(value) / top) if _number(value) else 0
         bars.append(
             f'<text x="0" y="{y + 15}" class="label">{esc(name)}</text>'
-            f'<rect x="220" y="{y}" width="{length:.1f}" height="18" class="bar"></rect>'
-            f'<text x="{224 + length:.1f}" y="{y + 15}" class="value">{esc(value)}</text>'
+            f'<rect x="300" y="{y}" width="{length:.1f}" height="18" class="bar"></rect>'
+            f'<text x="{304 + length:.1f}" y="{y + 15}" class="value">{esc(value)}</text>'
         )
     return (
         f'<svg role="img" aria-label="{esc(label)}" viewBox="0 0 {width} {height}" width="{width}" '
@@ -89,11 +89,22 @@ def weekly_chart(weekly: dict[str, dict[str, Any]], width: int = 560, height: in
     step = (width - 40) / max(1, len(weeks) - 1) if len(weeks) > 1 else 0
     lines = []
     for s in series:
-        points = " ".join(
-            f"{20 + i * step:.1f},{height - 20 - (height - 40) * _number(weekly[w][s]) / top:.1f}"
+        xy = [
+            (20 + i * step, height - 20 - (height - 40) * _number(weekly[w][s]) / top)
             for i, w in enumerate(weeks)
-        )
+        ]
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
         lines.append(f'<polyline points="{points}" class="line {s}"></polyline>')
+        # A dot per week, titled with its value: a single week still shows, "< 5" included.
+        lines.extend(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" class="dot {s}"><title>{esc(w)} {s}: {esc(weekly[w][s])}</title></circle>'
+            for (x, y), w in zip(xy, weeks, strict=True)
+        )
+    lines.append(f'<text x="20" y="{height - 4}" class="axis">{esc(weeks[0])}</text>')
+    if len(weeks) > 1:
+        lines.append(
+            f'<text x="{width - 20}" y="{height - 4}" class="axis" text-anchor="end">{esc(weeks[-1])}</text>'
+        )
     legend = "".join(
         f'<text x="{20 + 120 * i}" y="12" class="legend {s}">{s}</text>' for i, s in enumerate(series)
     )
