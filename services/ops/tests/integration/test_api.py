@@ -83,6 +83,9 @@ async def test_pipeline_health_from_jetstream_and_the_services_metrics(start_ops
         assert consumers["ops_psad"]["pending"] == 0 and consumers["ops_psad"]["oldest_unacked_seconds"] == 0
         outboxes = {o["service"]: o for o in health["outboxes"]}
         assert outboxes["psad"]["up"] is False  # OPS_SERVICE_URLS points psad at a closed port
+        # A producing service with no address is listed too, as down.
+        assert set(outboxes) == {"reperage", "psad", "foquale", "mlds", "clause_sociale"}
+        assert outboxes["mlds"]["error"] == "no address: not running"
         metrics = (await ops.get("/metrics")).text
     assert 'raccrochage_ops_consumer_pending{consumer="ops_psad",stream="PSAD"} 0.0' in metrics
     assert 'raccrochage_ops_relay_up{service="psad"} 0.0' in metrics

@@ -143,6 +143,8 @@ async def outboxes(urls: dict[str, str], timeout: float = 3.0) -> list[OutboxHea
     """Scrape each producing service's /metrics; a service that does not answer is down."""
 
     async def one(client: httpx.AsyncClient, service: str, url: str) -> OutboxHealth:
+        if not url:
+            return OutboxHealth(service, False, None, None, None, error="no address: not running")
         try:
             response = await client.get(f"{url.rstrip('/')}/metrics")
             response.raise_for_status()

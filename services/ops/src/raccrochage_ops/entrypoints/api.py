@@ -57,10 +57,11 @@ class OpsWeb:
     producing: list[str] = field(default_factory=list)
 
     async def health(self) -> dict[str, Any]:
-        urls = {name: url for name, url in self.service_urls().items() if name in self.producing}
-        for name in self.producing:
-            urls.setdefault(name, "")
-        return await health.snapshot(self.js, self.topology, {k: v for k, v in urls.items() if v})
+        # Every producing service is listed, one with no known address as down: a panel row
+        # does not vanish because its service is not running.
+        known = self.service_urls()
+        urls = {name: known.get(name, "") for name in self.producing}
+        return await health.snapshot(self.js, self.topology, urls)
 
 
 def _filters(
