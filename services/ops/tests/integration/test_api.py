@@ -31,7 +31,11 @@ async def test_tokens_roles_and_territories(start_ops, nc):
         assert mine["filters"]["departement"] == "33"
         assert (await academy.get("/api/figures", params={"departement": "40"})).status_code == 403
         assert (await academy.get("/api/pipeline")).status_code == 403
-        assert (await academy.get("/deadletters")).status_code == 403
+        refused = await academy.get("/deadletters")
+        assert refused.status_code == 403 and "need an ops token" in refused.text
+        assert refused.headers["content-type"].startswith("text/html")
+        other = await academy.get("/", params={"departement": "40"})
+        assert other.status_code == 403 and "is not the token&#x27;s territory" in other.text
     async with client(service.url, "counsellor", "40") as counsellor:
         assert (await counsellor.get("/api/figures")).json()["filters"]["departement"] == "40"
     async with client(service.url) as ops:

@@ -24,6 +24,13 @@ class FakeProjectionRepository(AbstractProjectionRepository):
                     store.put(copy.deepcopy(self.tables[kind][key]))
         return store
 
+    async def erase(self) -> None:
+        for rows in self.tables.values():
+            rows.clear()
+
+    async def forget_handled(self, consumers: list[str]) -> None:
+        self.forgotten = list(consumers)
+
     async def save(self, store: Store) -> None:
         for kind in ROW_KINDS:
             for row in store.changed_rows(kind):

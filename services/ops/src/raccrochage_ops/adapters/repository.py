@@ -49,6 +49,14 @@ class AbstractProjectionRepository(abc.ABC):
     @abc.abstractmethod
     async def save(self, store: Store) -> None: ...
 
+    @abc.abstractmethod
+    async def erase(self) -> None:
+        """Empty every read model (a rebuild replays the streams into them)."""
+
+    @abc.abstractmethod
+    async def forget_handled(self, consumers: list[str]) -> None:
+        """Drop these consumers' inbox rows, so that a replay is handled again."""
+
 
 class ProjectionRepository(AbstractProjectionRepository):
     def __init__(self, connection: AsyncConnection) -> None:

@@ -7,7 +7,7 @@ dead letters are for ops tokens only.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -55,6 +55,8 @@ class OpsWeb:
     token_key: str
     service_urls: Callable[[], dict[str, str]]
     producing: list[str] = field(default_factory=list)
+    # Rebuilds the read models from the streams (entrypoints/app.py); returns the consumers started.
+    rebuild: Callable[[str], Awaitable[list[str]]] | None = None
 
     async def health(self) -> dict[str, Any]:
         # Every producing service is listed, one with no known address as down: a panel row
@@ -106,6 +108,16 @@ def install(app: FastAPI, web: OpsWeb) -> None:
                 {"detail": error.why}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
         return HTMLResponse(pages.login(error.why), status_code=401)
+
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, error: HTTPException) -> Response:
+        """JSON for the API; for a page, the same message in a page (a 403 on a filter)."""
+        if request.url.path.startswith("/api/") or request.url.path in ("/login", "/logout"):
+            return JSONResponse(
+                {"detail": error.detail}, status_code=error.status_code, headers=error.headers
+            )
+        body = f'<p class="error">{pages.esc(error.detail)}</p><p><a href="/">Back to the dashboard</a></p>'
+        return HTMLResponse(pages.layout(f"error {error.status_code}", body), status_code=error.status_code)
 
     api = APIRouter(prefix="/api", tags=["ops"], dependencies=schemes, responses={**R401, **R403})
 
@@ -169,6 +181,18 @@ def install(app: FastAPI, web: OpsWeb) -> None:
             raise HTTPException(404, str(error)) from None
         return {"replayed": replayed}
 
+    @api.post(
+        "/rebuild",
+        status_code=202,
+        summary="Rebuild the read models from the streams (ops); figures fill up again as the replay runs",
+        responses={409: _error("a rebuild is not available in this process")},
+    )
+    async def rebuild_json(who: Caller = caller) -> dict:
+        who.require_ops()
+        if web.rebuild is None:
+            raise HTTPException(409, "this process cannot rebuild its projections")
+        return {"rebuilding": await web.rebuild(who.principal.sub)}
+
     @api.get("/replays", summary="Who replayed which dead letter (ops)")
     async def replays_json(who: Caller = caller) -> dict:
         who.require_ops()
@@ -218,9 +242,24 @@ def install(app: FastAPI, web: OpsWeb) -> None:
         return page(who, "dashboard", pages.dashboard(shown, territory=who.territory))
 
     @html.get("/pipeline", summary="Pipeline health (ops)")
-    async def pipeline_page(who: Caller = caller) -> HTMLResponse:
+    async def pipeline_page(who: Caller = caller, message: str | None = None) -> HTMLResponse:
         who.require_ops()
-        return page(who, "pipeline", pages.pipeline(await web.health()))
+        return page(who, "pipeline", pages.pipeline(await web.health()), message)
+
+    @html.post(
+        "/rebuild",
+        summary="Rebuild the read models (ops), back to the pipeline page",
+        responses={409: _error("not available")},
+    )
+    async def rebuild_page(who: Caller = caller) -> Response:
+        who.require_ops()
+        if web.rebuild is None:
+            raise HTTPException(409, "this process cannot rebuild its projections")
+        await web.rebuild(who.principal.sub)
+        return RedirectResponse(
+            "/pipeline?" + urlencode({"message": "rebuilding the read models from the streams"}),
+            status_code=303,
+        )
 
     @html.get("/deadletters", summary="Dead letters (ops)")
     async def dead_letters_page(

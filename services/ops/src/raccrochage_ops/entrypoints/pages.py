@@ -296,6 +296,9 @@ def pipeline(snapshot: dict[str, Any]) -> str:
         f"<section><h2>Consumers: lag</h2>{lag}{consumer_table}</section>"
         f"<section><h2>Outboxes (from each service's /metrics)</h2>{outbox}</section>"
         f'<section><h2>Dead letters per reason</h2>{letters}<p><a href="/deadletters">Dead letters</a></p></section>'
+        "<section><h2>Read models</h2><p>Rebuild them from the streams: they empty, then fill up again "
+        "as ops replays every stream (the figures are partial meanwhile).</p>"
+        '<form method="post" action="/rebuild"><button type="submit">Rebuild the read models</button></form></section>'
     )
 
 
