@@ -169,10 +169,22 @@ def dashboard(figures: dict[str, Any], *, territory: str | None) -> str:
         else NO_DATA
     )
     status = table(
-        ["case status", "youths"], [[k, v] for k, v in figures["by_status"].items()], test_id="by-status"
+        ["case status", "youths"],
+        [[k, v] for k, v in figures["by_status"]["parts"].items()],
+        test_id="by-status",
     )
     campaigns = table(
-        ["campaign", "as of", "rows", "rejected", "duplicates", "excluded", "identified", "reported again"],
+        [
+            "campaign",
+            "as of",
+            "rows",
+            "rejected",
+            "duplicates",
+            "excluded",
+            "identified",
+            "reported again",
+            "other",
+        ],
         [
             [
                 c["campaign_id"],
@@ -183,6 +195,7 @@ def dashboard(figures: dict[str, Any], *, territory: str | None) -> str:
                 c["excluded"],
                 c["identified"],
                 c["reported_again"],
+                c["other"],
             ]
             for c in figures["campaigns"]
         ],

@@ -32,6 +32,31 @@ def _shown(b: Breakdown) -> dict[str, Any]:
     return {"total": b.total, "parts": b.parts}
 
 
+CAMPAIGN_PARTS = ("rejected", "duplicates", "excluded", "identified", "reported_again")
+
+
+def _campaign(row: dict[str, Any]) -> dict[str, Any]:
+    """A campaign file's counts: its rows split into rejected, duplicates, excluded, identified,
+    reported again, and the rest (repérage's other valid rows), suppressed as one breakdown."""
+    parts = {name: row[name] for name in CAMPAIGN_PARTS}
+    parts["other"] = max(0, row["rows"] - sum(parts.values()))
+    shown = breakdown(sum(parts.values()), parts)
+    return {
+        "campaign_id": row["campaign_id"],
+        "as_of": row["as_of"].isoformat() if row["as_of"] else None,
+        "rows": shown.total,
+        **shown.parts,
+    }
+
+
+def _weeks(weekly: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    series: dict[str, dict[str, Any]] = {}
+    for name in ("opened", "contacted", "solution"):
+        counts = {week: row[name] for week, row in weekly.items()}
+        series[name] = breakdown(sum(counts.values()), counts).parts
+    return {week: {name: series[name][week] for name in series} for week in weekly}
+
+
 async def dashboard(uow: OpsUnitOfWork, filters: Filters, now: datetime) -> dict[str, Any]:
     """Every panel for these filters (the caller's territory already applied to `filters`)."""
     async with uow:
@@ -52,20 +77,14 @@ async def dashboard(uow: OpsUnitOfWork, filters: Filters, now: datetime) -> dict
         "interviews": _shown(breakdown(interviewed, {"within_15_days": interviewed - late, "late": late})),
         "in_solution_by_kind": _shown(breakdown(funnel["in_solution"], funnel["in_solution_by_kind"])),
         "closed_by_reason": _shown(breakdown(funnel["closed"], funnel["closed_by_reason"])),
-        "by_status": {status: cell(n) for status, n in sorted(funnel["by_status"].items())},
-        "weekly": {week: {k: cell(n) for k, n in row.items()} for week, row in weekly.items()},
+        # Statuses add up to the cases opened, shown in the funnel; each weekly series adds up
+        # to its total: both suppressed as breakdowns, so that no hidden cell is a difference.
+        "by_status": _shown(
+            breakdown(sum(funnel["by_status"].values()), dict(sorted(funnel["by_status"].items())))
+        ),
+        "weekly": _weeks(weekly),
         # Campaign files' counts are repérage's, national: not split by territory in its event.
-        "campaigns": [
-            {
-                "campaign_id": c["campaign_id"],
-                "as_of": c["as_of"].isoformat() if c["as_of"] else None,
-                **{
-                    k: cell(c[k])
-                    for k in ("rows", "rejected", "duplicates", "excluded", "identified", "reported_again")
-                },
-            }
-            for c in campaigns
-        ],
+        "campaigns": [_campaign(c) for c in campaigns],
         "seats": {
             dep: {**row, "reserved": cell(row["reserved"]), "placed": cell(row["placed"])}
             for dep, row in seats.items()
