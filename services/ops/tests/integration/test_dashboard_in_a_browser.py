@@ -122,6 +122,11 @@ async def test_the_dashboard_in_chromium(psad, start_ops, nc, tmp_path):
             funnel = await table("funnel")
             assert funnel["case opened by a PSAD"] == str(len(youths))
             assert funnel["handed over by repérage"] == str(len(youths))
+            per_departement = await page.locator("[data-testid=by-departement] tbody tr").all_inner_texts()
+            assert [row.split("\t")[:3] for row in per_departement] == [
+                ["33", "24", "24"],
+                ["40", "12", "12"],
+            ]
 
             await page.select_option("select[name=departement]", "40")
             await page.click("form.filters button[type=submit]")

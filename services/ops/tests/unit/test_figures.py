@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from raccrochage_ops.domain.suppression import HIDDEN
-from raccrochage_ops.service_layer.figures import _campaign, _weeks
+from raccrochage_ops.service_layer.figures import _by_departement, _campaign, _weeks
 
 
 def test_one_small_week_takes_another_with_it():
@@ -35,3 +35,28 @@ def test_a_campaign_file_small_exclusions_cannot_be_derived_from_its_rows():
     # hidden 3 rejected, and goes with it.
     assert shown["rows"] == 120
     assert (shown["rejected"], shown["other"], shown["duplicates"]) == (HIDDEN, HIDDEN, 10)
+
+
+def test_per_departement_each_column_is_suppressed_as_a_whole():
+    rows = {
+        "33": {
+            "handed_over": 50,
+            "case_opened": 50,
+            "contacted": 3,
+            "in_solution": 0,
+            "closed": 9,
+            "open_30": 0,
+        },
+        "40": {
+            "handed_over": 20,
+            "case_opened": 20,
+            "contacted": 12,
+            "in_solution": 0,
+            "closed": 2,
+            "open_30": 0,
+        },
+    }
+    shown = _by_departement(rows)
+    assert (shown["33"]["contacted"], shown["40"]["contacted"]) == (HIDDEN, HIDDEN)
+    assert (shown["33"]["closed"], shown["40"]["closed"]) == (HIDDEN, HIDDEN)
+    assert shown["33"]["handed_over"] == 50 and shown["40"]["in_solution"] == 0

@@ -172,6 +172,30 @@ class ProjectionRepository(AbstractProjectionRepository):
         figures["by_status"] = await self._grouped(y.status, [*where, y.status.is_not(None)])
         return figures
 
+    async def by_departement(self, filters: Filters, now: datetime) -> dict[str, dict[str, int]]:
+        """The main funnel steps per département (PSAD: the PSAD filter), one scan."""
+        y = READ_MODELS[Youth].c
+        still_open = and_(y.case_opened_at.is_not(None), y.status != "closed")
+        statement = (
+            select(
+                y.departement,
+                func.count().filter(y.campaign_id.is_not(None)),
+                func.count().filter(y.case_opened_at.is_not(None)),
+                func.count().filter(y.first_contact_at.is_not(None)),
+                func.count().filter(y.status == "in_solution"),
+                func.count().filter(y.status == "closed"),
+                func.count().filter(and_(still_open, y.case_opened_at <= now - timedelta(days=30))),
+            )
+            .where(*self._youths(filters), y.departement.is_not(None))
+            .group_by(y.departement)
+            .order_by(y.departement)
+        )
+        names = ("handed_over", "case_opened", "contacted", "in_solution", "closed", "open_30")
+        return {
+            dep: dict(zip(names, counts, strict=True))
+            for dep, *counts in await self.connection.execute(statement)
+        }
+
     async def _grouped(self, column: Any, where: list[Any]) -> dict[str, int]:
         statement = select(column, func.count()).where(*where).group_by(column)
         return {

@@ -168,6 +168,30 @@ def dashboard(figures: dict[str, Any], *, territory: str | None) -> str:
         if has_youths
         else NO_DATA
     )
+    territories = table(
+        [
+            "département",
+            "handed over",
+            "case opened",
+            "contacted",
+            "in solution",
+            "closed",
+            "open after 30 days",
+        ],
+        [
+            [
+                dep,
+                r["handed_over"],
+                r["case_opened"],
+                r["contacted"],
+                r["in_solution"],
+                r["closed"],
+                r["open_30"],
+            ]
+            for dep, r in figures["by_departement"].items()
+        ],
+        test_id="by-departement",
+    )
     status = table(
         ["case status", "youths"],
         [[k, v] for k, v in figures["by_status"]["parts"].items()],
@@ -234,7 +258,7 @@ def dashboard(figures: dict[str, Any], *, territory: str | None) -> str:
     body = (
         filters
         + f'<p class="as-of">Figures as of {esc(figures["as_of"])}. A cell of fewer than 5 youths shows "&lt; 5".</p>'
-        + f'<section id="funnel"><h2>Funnel</h2>{funnel}</section>'
+        + f'<section id="funnel"><h2>Funnel</h2>{funnel}<h3>By département</h3>{territories}</section>'
         + '<section id="interviews"><h2>Interviews</h2>'
         + table(
             ["interviewed", "within 15 days", "late"],

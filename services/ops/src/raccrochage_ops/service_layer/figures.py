@@ -32,6 +32,7 @@ def _shown(b: Breakdown) -> dict[str, Any]:
     return {"total": b.total, "parts": b.parts}
 
 
+BY_DEPARTEMENT = ("handed_over", "case_opened", "contacted", "in_solution", "closed", "open_30")
 CAMPAIGN_PARTS = ("rejected", "duplicates", "excluded", "identified", "reported_again")
 
 
@@ -49,6 +50,16 @@ def _campaign(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _by_departement(rows: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """Each column adds up to the funnel's figure for that step (a youth counted in these steps
+    has a département, from repérage or PSAD): suppressed column by column as breakdowns."""
+    columns: dict[str, dict[str, Any]] = {}
+    for name in BY_DEPARTEMENT:
+        counts = {dep: row[name] for dep, row in rows.items()}
+        columns[name] = breakdown(sum(counts.values()), counts).parts
+    return {dep: {name: columns[name][dep] for name in BY_DEPARTEMENT} for dep in rows}
+
+
 def _weeks(weekly: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
     series: dict[str, dict[str, Any]] = {}
     for name in ("opened", "contacted", "solution"):
@@ -62,6 +73,7 @@ async def dashboard(uow: OpsUnitOfWork, filters: Filters, now: datetime) -> dict
     async with uow:
         repo = uow.projections
         funnel = await repo.funnel(filters, now)
+        territories = await repo.by_departement(filters, now)
         weekly = await repo.weekly(filters)
         campaigns = await repo.campaigns(filters.campaign_id)
         seats = await repo.seats(filters.departement, filters)
@@ -74,6 +86,7 @@ async def dashboard(uow: OpsUnitOfWork, filters: Filters, now: datetime) -> dict
         "filters": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in vars(filters).items()},
         "choices": choices,
         "funnel": {name: cell(funnel[name]) for name, _ in FUNNEL_STEPS},
+        "by_departement": _by_departement(territories),
         "interviews": _shown(breakdown(interviewed, {"within_15_days": interviewed - late, "late": late})),
         "in_solution_by_kind": _shown(breakdown(funnel["in_solution"], funnel["in_solution_by_kind"])),
         "closed_by_reason": _shown(breakdown(funnel["closed"], funnel["closed_by_reason"])),
