@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, select, text
+from sqlalchemy import Select, and_, func, insert, literal_column, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -137,64 +137,85 @@ class ProjectionRepository(AbstractProjectionRepository):
         return where
 
     async def funnel(self, filters: Filters, now: datetime) -> dict[str, Any]:
+        """Every youth count of the dashboard in one scan of `youth`: counts per département,
+        PSAD, status, solution kind and closing reason (a few thousand groups at most), added up
+        here into the funnel, its breakdowns, the per-département steps and the placements.
+        One scan instead of one per figure: the dashboard's time is the table's size."""
         y = READ_MODELS[Youth].c
-        where = self._youths(filters)
         still_open = and_(y.case_opened_at.is_not(None), y.status != "closed")
 
         def count(condition: Any) -> Any:
             return func.count().filter(condition)
 
-        counts = select(
-            count(y.campaign_id.is_not(None)).label("handed_over"),
-            count(y.identified).label("identified"),
-            count(y.case_opened_at.is_not(None)).label("case_opened"),
-            count(y.first_contact_at.is_not(None)).label("contacted"),
-            count(y.interviewed_at.is_not(None)).label("interviewed"),
-            count(
-                and_(
-                    y.interviewed_at.is_not(None),
-                    y.interview_deadline.is_not(None),
-                    func.date(y.interviewed_at) > y.interview_deadline,
-                )
-            ).label("interviewed_late"),
-            count(y.status == "in_solution").label("in_solution"),
-            count(y.status == "closed").label("closed"),
-            count(and_(still_open, y.case_opened_at <= now - timedelta(days=30))).label("open_30"),
-            count(and_(still_open, y.case_opened_at <= now - timedelta(days=60))).label("open_60"),
-            count(and_(still_open, y.case_opened_at <= now - timedelta(days=90))).label("open_90"),
-            count(y.escalated_on.is_not(None)).label("escalated"),
-        ).where(*where)
-        figures = dict((await self.connection.execute(counts)).mappings().one())
-        figures["in_solution_by_kind"] = await self._grouped(
-            y.solution_kind, [*where, y.status == "in_solution"]
-        )
-        figures["closed_by_reason"] = await self._grouped(y.closed_reason, [*where, y.status == "closed"])
-        figures["by_status"] = await self._grouped(y.status, [*where, y.status.is_not(None)])
-        return figures
-
-    async def by_departement(self, filters: Filters, now: datetime) -> dict[str, dict[str, int]]:
-        """The main funnel steps per département (PSAD: the PSAD filter), one scan."""
-        y = READ_MODELS[Youth].c
-        still_open = and_(y.case_opened_at.is_not(None), y.status != "closed")
+        steps = {
+            "handed_over": y.campaign_id.is_not(None),
+            "identified": y.identified,
+            "case_opened": y.case_opened_at.is_not(None),
+            "contacted": y.first_contact_at.is_not(None),
+            "interviewed": y.interviewed_at.is_not(None),
+            "interviewed_late": and_(
+                y.interviewed_at.is_not(None),
+                y.interview_deadline.is_not(None),
+                func.date(y.interviewed_at) > y.interview_deadline,
+            ),
+            "open_30": and_(still_open, y.case_opened_at <= now - timedelta(days=30)),
+            "open_60": and_(still_open, y.case_opened_at <= now - timedelta(days=60)),
+            "open_90": and_(still_open, y.case_opened_at <= now - timedelta(days=90)),
+            "escalated": y.escalated_on.is_not(None),
+            "placed": y.placed_at.is_not(None),
+        }
+        groups = (y.departement, y.status, y.solution_kind, y.closed_reason)
         statement = (
             select(
-                y.departement,
-                func.count().filter(y.campaign_id.is_not(None)),
-                func.count().filter(y.case_opened_at.is_not(None)),
-                func.count().filter(y.first_contact_at.is_not(None)),
-                func.count().filter(y.status == "in_solution"),
-                func.count().filter(y.status == "closed"),
-                func.count().filter(and_(still_open, y.case_opened_at <= now - timedelta(days=30))),
+                *groups, func.count(), *(count(condition).label(name) for name, condition in steps.items())
             )
-            .where(*self._youths(filters), y.departement.is_not(None))
-            .group_by(y.departement)
-            .order_by(y.departement)
+            .where(*self._youths(filters))
+            .group_by(*groups)
         )
-        names = ("handed_over", "case_opened", "contacted", "in_solution", "closed", "open_30")
-        return {
-            dep: dict(zip(names, counts, strict=True))
-            for dep, *counts in await self.connection.execute(statement)
-        }
+        figures: dict[str, Any] = {name: 0 for name in steps}
+        figures.update(in_solution=0, closed=0, in_solution_by_kind={}, closed_by_reason={}, by_status={})
+        territories: dict[str, dict[str, int]] = {}
+
+        def add(table: dict[str, int], key: str | None, n: int) -> None:
+            if n:
+                name = key if key is not None else "unknown"
+                table[name] = table.get(name, 0) + n
+
+        for row in await self.connection.execute(statement):
+            departement, status, kind, reason, youths = row[:5]
+            counts = dict(zip(steps, row[5:], strict=True))
+            for name, n in counts.items():
+                figures[name] += n
+            in_solution = youths if status == "in_solution" else 0
+            closed = youths if status == "closed" else 0
+            figures["in_solution"] += in_solution
+            figures["closed"] += closed
+            add(figures["in_solution_by_kind"], kind, in_solution)
+            add(figures["closed_by_reason"], reason, closed)
+            if status is not None:
+                add(figures["by_status"], status, youths)
+            if departement is not None:
+                entry = territories.setdefault(
+                    departement,
+                    dict.fromkeys(
+                        (
+                            "handed_over",
+                            "case_opened",
+                            "contacted",
+                            "in_solution",
+                            "closed",
+                            "open_30",
+                            "placed",
+                        ),
+                        0,
+                    ),
+                )
+                for name in ("handed_over", "case_opened", "contacted", "open_30", "placed"):
+                    entry[name] += counts[name]
+                entry["in_solution"] += in_solution
+                entry["closed"] += closed
+        figures["by_departement"] = dict(sorted(territories.items()))
+        return figures
 
     async def _grouped(self, column: Any, where: list[Any]) -> dict[str, int]:
         statement = select(column, func.count()).where(*where).group_by(column)
@@ -204,19 +225,30 @@ class ProjectionRepository(AbstractProjectionRepository):
         }
 
     async def weekly(self, filters: Filters) -> dict[str, dict[str, int]]:
-        """Per ISO week (its Monday): cases opened, first contacts, solutions proposed."""
+        """Per ISO week (its Monday): cases opened, first contacts, solutions proposed; one scan
+        (grouping sets)."""
         y = READ_MODELS[Youth].c
-        where = self._youths(filters)
+        # 'week' written into the SQL, not bound: GROUPING() needs the very expressions grouped by.
+        week = literal_column("'week'")
+        series = {
+            "opened": func.date(func.date_trunc(week, y.case_opened_at)),
+            "contacted": func.date(func.date_trunc(week, y.first_contact_at)),
+            "solution": func.date(func.date_trunc(week, y.solution_at)),
+        }
+        labelled = [column.label(name) for name, column in series.items()]
+        statement = (
+            select(*labelled, func.count(), *(func.grouping(column) for column in series.values()))
+            .where(*self._youths(filters))
+            .group_by(func.grouping_sets(*series.values()))
+        )
         weeks: dict[str, dict[str, int]] = {}
-        for name, column in (
-            ("opened", y.case_opened_at),
-            ("contacted", y.first_contact_at),
-            ("solution", y.solution_at),
-        ):
-            week = func.date(func.date_trunc("week", column))
-            statement = select(week, func.count()).where(*where, column.is_not(None)).group_by(week)
-            for monday, n in await self.connection.execute(statement):
-                weeks.setdefault(monday.isoformat(), {"opened": 0, "contacted": 0, "solution": 0})[name] = n
+        for row in await self.connection.execute(statement):
+            mondays, n, grouped = row[:3], row[3], row[4:]
+            for (name, monday), rolled_up in zip(zip(series, mondays, strict=True), grouped, strict=True):
+                if not rolled_up and monday is not None:
+                    weeks.setdefault(monday.isoformat(), {"opened": 0, "contacted": 0, "solution": 0})[
+                        name
+                    ] = n
         return dict(sorted(weeks.items()))
 
     async def campaigns(self, campaign_id: str | None = None) -> list[dict[str, Any]]:
@@ -227,24 +259,23 @@ class ProjectionRepository(AbstractProjectionRepository):
         return [dict(row) for row in (await self.connection.execute(statement)).mappings()]
 
     async def territories(self) -> dict[str, list[str]]:
-        """The choices of the filters: campaigns, départements and PSADs seen."""
+        """The choices of the filters: campaigns, départements and PSADs seen (one scan)."""
         y = READ_MODELS[Youth].c
-        out = {}
-        for name, column in (
-            ("campaigns", y.campaign_id),
-            ("departements", y.departement),
-            ("psads", y.psad_id),
-        ):
-            result = await self.connection.execute(
-                select(column).where(column.is_not(None)).distinct().order_by(column)
-            )
-            out[name] = [value for (value,) in result]
-        return out
+        statement = select(y.campaign_id, y.departement, y.psad_id).group_by(
+            y.campaign_id, y.departement, y.psad_id
+        )
+        seen: dict[str, set[str]] = {"campaigns": set(), "departements": set(), "psads": set()}
+        for row in await self.connection.execute(statement):
+            for name, value in zip(seen, row, strict=True):
+                if value is not None:
+                    seen[name].add(value)
+        return {name: sorted(values) for name, values in seen.items()}
 
-    async def seats(self, departement: str | None, filters: Filters) -> dict[str, dict[str, int]]:
+    async def seats(self, departement: str | None, placed: dict[str, int]) -> dict[str, dict[str, int]]:
+        """Offers and active reservations per département; `placed`: youths placed per
+        département, from `funnel` (it counts them with the caller's filters)."""
         o = READ_MODELS[Offer].c
         r = READ_MODELS[Reservation].c
-        y = READ_MODELS[Youth].c
         open_offer = o.closed_at.is_(None)
         stale = and_(
             open_offer,
@@ -263,15 +294,9 @@ class ProjectionRepository(AbstractProjectionRepository):
             .where(r.made, ~r.expired, ~r.placed)
             .group_by(o.departement)
         )
-        placed = (
-            select(y.departement, func.count())
-            .where(*self._youths(filters), y.placed_at.is_not(None))
-            .group_by(y.departement)
-        )
         if departement:
             offers = offers.where(o.departement == departement)
             reserved = reserved.where(o.departement == departement)
-            placed = placed.where(y.departement == departement)
         out: dict[str, dict[str, int]] = {}
 
         def entry(dep: str | None) -> dict[str, int]:
@@ -283,8 +308,9 @@ class ProjectionRepository(AbstractProjectionRepository):
             entry(dep).update(offered=int(offered), left=int(left), stale=n_stale)
         for dep, n in await self.connection.execute(reserved):
             entry(dep)["reserved"] = n
-        for dep, n in await self.connection.execute(placed):
-            entry(dep)["placed"] = n
+        for dep, n in placed.items():
+            if n and (not departement or dep == departement):
+                entry(dep)["placed"] = n
         return dict(sorted(out.items()))
 
     async def mlds(self, departement: str | None) -> dict[str, Any]:

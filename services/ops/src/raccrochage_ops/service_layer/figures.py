@@ -73,10 +73,12 @@ async def dashboard(uow: OpsUnitOfWork, filters: Filters, now: datetime) -> dict
     async with uow:
         repo = uow.projections
         funnel = await repo.funnel(filters, now)
-        territories = await repo.by_departement(filters, now)
+        territories = funnel["by_departement"]
         weekly = await repo.weekly(filters)
         campaigns = await repo.campaigns(filters.campaign_id)
-        seats = await repo.seats(filters.departement, filters)
+        seats = await repo.seats(
+            filters.departement, {dep: row["placed"] for dep, row in territories.items()}
+        )
         mlds = await repo.mlds(filters.departement)
         clauses = await repo.clauses(filters.departement, now.date())
         choices = await repo.territories()
