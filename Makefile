@@ -5,7 +5,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install run lint test test-fast contracts contracts-check lock bench down status clean
+.PHONY: install run lint test browser test-fast contracts contracts-check lock bench down status clean
 
 # .venv with every package of the repository (editable) and the locked dependencies.
 install: $(VENV)/.installed
@@ -23,8 +23,16 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint browser
 	$(VENV)/bin/python -m pytest
+
+# Debian's chromium for ops' dashboard test (Playwright drives it; no browser download). Installed
+# when missing if we are root and apt-get exists; otherwise that test skips and says how.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y chromium >/dev/null || { apt-get update >/dev/null && apt-get install -y chromium >/dev/null; }; \
+	  else echo "no /usr/bin/chromium: ops' browser test will skip (as root: apt-get install -y chromium)"; fi; }
 
 test-fast: install
 	$(VENV)/bin/python -m pytest -m "not slow"
@@ -40,7 +48,7 @@ lock:
 	$(UV) lock
 
 # Every benchmark, one after the other (several minutes); `make bench BENCH=psad` runs one.
-BENCHES ?= relay ingest partner_latency psad psad_latency
+BENCHES ?= relay ingest partner_latency psad psad_latency ops
 bench: install
 	@for b in $(if $(BENCH),$(BENCH),$(BENCHES)); do echo "== bench/$$b.py"; $(VENV)/bin/python bench/$$b.py || exit 1; done
 

@@ -221,8 +221,16 @@ def test_a_service_publishes_on_its_own_subjects_only(users, name):
 
 def test_ops_reads_and_changes_no_stream(users):
     publish = users["ops"]["permissions"]["publish"]
-    assert set(publish["allow"]) == {"$JS.API.>", "$JS.ACK.>"}
+    # Beside the API and acks: its own dead letters, and the service streams' subjects to
+    # replay dead letters on them (partner subjects never: they carry a partner's identity).
+    streams = {subject for s in SERVICES.values() for subject in s.get("subjects", [])}
+    assert set(publish["allow"]) == {"$JS.API.>", "$JS.ACK.>", "deadletter.>"} | streams
     assert {"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"} <= set(publish["deny"])
+    # Message deletion only in DEADLETTER (a replayed dead letter), never in a service stream.
+    stream_names = {s["stream"] for s in SERVICES.values() if s.get("stream")}
+    assert {f"$JS.API.STREAM.MSG.DELETE.{name}" for name in stream_names | {"PARTNER"}} <= set(
+        publish["deny"]
+    )
 
 
 def test_partner_template_publishes_only_on_its_own_subjects(tmp_path):
@@ -269,3 +277,22 @@ def test_compose_runs_each_built_service_on_its_own_database_after_migrating(com
     assert environment["DATABASE_URL"].endswith(f"@postgres:5432/{SERVICES[name]['database']}")
     assert environment["DATABASE_URL"].startswith(f"postgresql://{name}:dev_{name}@")
     assert service["depends_on"]["rig-init"]["condition"] == "service_completed_successfully"
+
+
+def test_grafana_dashboard_plots_only_metrics_ops_exports():
+    """Each panel's series exist: ops' gauges (adapters/health.py) or the platform's counters."""
+    import json
+
+    from prometheus_client import REGISTRY
+    from raccrochage_ops.adapters import health  # noqa: F401  (registers ops' gauges)
+    from raccrochage_platform import metrics  # noqa: F401
+
+    known = {sample_family.name for sample_family in REGISTRY.collect()}
+    known |= {name + "_total" for name in known}
+    dashboard = json.loads(
+        (ROOT / "deploy" / "grafana" / "raccrochage-pipeline.json").read_text(encoding="utf-8")
+    )
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"raccrochage_[a-z_]+", target["expr"]):
+                assert name in known, (panel["title"], name)

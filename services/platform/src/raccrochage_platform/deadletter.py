@@ -113,6 +113,15 @@ async def list_dead_letters(
     return letters
 
 
+async def get_dead_letter(js: JetStreamContext, seq: int) -> DeadLetter | None:
+    """The dead letter at `seq` in the DEADLETTER stream, or None (replayed or expired)."""
+    try:
+        raw = await js.get_msg(DEADLETTER_STREAM, seq=seq)
+    except NotFoundError:
+        return None
+    return _from_raw(raw.seq, raw.headers, raw.data)
+
+
 async def replay(js: JetStreamContext, letter: DeadLetter) -> None:
     """Publish the original message again on its subject, then drop the dead letter.
 

@@ -54,6 +54,7 @@ def health_router(context: ServiceContext, relay: OutboxRelay | None) -> APIRout
         if relay is not None:
             with contextlib.suppress(Exception):  # a scrape shows what it can read
                 metrics.OUTBOX_BACKLOG.labels(name).set(await relay.backlog())
+                metrics.OUTBOX_OLDEST_AGE.labels(name).set(await relay.oldest_pending_age())
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -14,3 +14,8 @@ BATCH_SECONDS = Histogram("raccrochage_batch_seconds", "time to handle one fetch
 CONSUMER_PENDING = Gauge("raccrochage_consumer_pending", "messages not yet delivered (lag)", ["consumer"])
 CONSUMER_ACK_PENDING = Gauge("raccrochage_consumer_ack_pending", "delivered, not yet acked", ["consumer"])
 OUTBOX_BACKLOG = Gauge("raccrochage_outbox_backlog", "committed events not yet published", ["service"])
+OUTBOX_OLDEST_AGE = Gauge(
+    "raccrochage_outbox_oldest_age_seconds",
+    "age of the oldest committed event not yet published",
+    ["service"],
+)

@@ -140,6 +140,9 @@ _PRUNE = text(
     "WHERE published_at < now() - make_interval(secs => :age) LIMIT 10000)"
 )
 BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+OLDEST_PENDING_AGE = text(
+    "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) FROM outbox WHERE published_at IS NULL"
+)
 
 
 @dataclass
@@ -361,3 +364,8 @@ class OutboxRelay:
     async def backlog(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(BACKLOG)).scalar_one())
+
+    async def oldest_pending_age(self) -> float:
+        """Seconds since the oldest unpublished row was committed (0 when none waits)."""
+        async with self.engine.connect() as conn:
+            return float((await conn.execute(OLDEST_PENDING_AGE)).scalar_one())

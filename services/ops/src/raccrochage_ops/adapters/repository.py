@@ -1,0 +1,377 @@
+"""Ops' read models in PostgreSQL: load the rows a batch touches, upsert the changed ones, count.
+
+Counting happens here, in SQL (one aggregate query per panel over indexed columns), because a
+national campaign holds hundreds of thousands of youths; the domain suppresses what is shown.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, func, insert, literal_column, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..domain.projection import (
+    ROW_KINDS,
+    Candidacy,
+    Clause,
+    Dispositif,
+    Mission,
+    Offer,
+    Reservation,
+    Row,
+    Store,
+    Youth,
+)
+from .tables import READ_MODELS, replay_audit
+
+# Clauses whose contract ends within this many days and whose hours are not all done.
+ENDING_SOON_DAYS = 90
+
+
+@dataclass(frozen=True)
+class Filters:
+    campaign_id: str | None = None
+    departement: str | None = None
+    psad_id: str | None = None
+    opened_from: date | None = None
+    opened_to: date | None = None
+
+
+class AbstractProjectionRepository(abc.ABC):
+    @abc.abstractmethod
+    async def load(self, keys: dict[type[Row], set[str]]) -> Store: ...
+
+    @abc.abstractmethod
+    async def save(self, store: Store) -> None: ...
+
+    @abc.abstractmethod
+    async def erase(self) -> None:
+        """Empty every read model (a rebuild replays the streams into them)."""
+
+    @abc.abstractmethod
+    async def forget_handled(self, consumers: list[str]) -> None:
+        """Drop these consumers' inbox rows, so that a replay is handled again."""
+
+
+class ProjectionRepository(AbstractProjectionRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def load(self, keys: dict[type[Row], set[str]]) -> Store:
+        """The rows of `keys`, locked until the transaction ends.
+
+        Consumers of different streams touch the same rows (a youth's case from PSAD, its
+        placement from FOQUALE): a row is read and written back whole, so two batches must not
+        read it at once. A missing row is first inserted empty (its defaults), so that a second
+        batch waits for it too instead of inserting its own; rows are taken kind by kind in key
+        order, the same order in every batch, so two batches cannot deadlock."""
+        store = Store()
+        for kind in ROW_KINDS:
+            wanted = sorted(keys.get(kind, ()))
+            if not wanted:
+                continue
+            table = READ_MODELS[kind]
+            key = table.c[kind.KEY]
+            await self.connection.execute(
+                pg_insert(table).on_conflict_do_nothing(index_elements=[kind.KEY]),
+                [kind(name).values() for name in wanted],  # type: ignore[call-arg]
+            )
+            result = await self.connection.execute(
+                select(table).where(key.in_(wanted)).order_by(key).with_for_update()
+            )
+            for row in result.mappings():
+                store.put(kind(**row))
+        return store
+
+    async def save(self, store: Store) -> None:
+        for kind in ROW_KINDS:
+            rows = store.changed_rows(kind)
+            if not rows:
+                continue
+            table = READ_MODELS[kind]
+            statement = pg_insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=[kind.KEY],
+                set_={name: statement.excluded[name] for name in kind.columns() if name != kind.KEY},
+            )
+            await self.connection.execute(statement, [row.values() for row in rows])
+
+    async def erase(self) -> None:
+        """Empty every read model (a rebuild replays the streams into them)."""
+        names = ", ".join(READ_MODELS[kind].name for kind in ROW_KINDS)
+        await self.connection.execute(text(f"TRUNCATE {names}"))
+
+    async def forget_handled(self, consumers: list[str]) -> None:
+        await self.connection.execute(
+            text("DELETE FROM inbox WHERE consumer = ANY(:consumers)"), {"consumers": consumers}
+        )
+
+    async def audit_replay(self, **row: Any) -> None:
+        await self.connection.execute(insert(replay_audit).values(**row))
+
+    async def replays(self, limit: int = 50) -> list[dict[str, Any]]:
+        result = await self.connection.execute(
+            select(replay_audit).order_by(replay_audit.c.id.desc()).limit(limit)
+        )
+        return [dict(row) for row in result.mappings()]
+
+    # --- figures ---------------------------------------------------------------------------------
+    def _youths(self, filters: Filters) -> list[Any]:
+        y = READ_MODELS[Youth].c
+        where = []
+        if filters.campaign_id:
+            where.append(y.campaign_id == filters.campaign_id)
+        if filters.departement:
+            where.append(y.departement == filters.departement)
+        if filters.psad_id:
+            where.append(y.psad_id == filters.psad_id)
+        if filters.opened_from:
+            where.append(func.date(y.case_opened_at) >= filters.opened_from)
+        if filters.opened_to:
+            where.append(func.date(y.case_opened_at) <= filters.opened_to)
+        return where
+
+    async def funnel(self, filters: Filters, now: datetime) -> dict[str, Any]:
+        """Every youth count of the dashboard in one scan of `youth`: counts per département,
+        PSAD, status, solution kind and closing reason (a few thousand groups at most), added up
+        here into the funnel, its breakdowns, the per-département steps and the placements.
+        One scan instead of one per figure: the dashboard's time is the table's size."""
+        y = READ_MODELS[Youth].c
+        still_open = and_(y.case_opened_at.is_not(None), y.status != "closed")
+
+        def count(condition: Any) -> Any:
+            return func.count().filter(condition)
+
+        steps = {
+            "handed_over": y.campaign_id.is_not(None),
+            "identified": y.identified,
+            "case_opened": y.case_opened_at.is_not(None),
+            "contacted": y.first_contact_at.is_not(None),
+            "interviewed": y.interviewed_at.is_not(None),
+            "interviewed_late": and_(
+                y.interviewed_at.is_not(None),
+                y.interview_deadline.is_not(None),
+                func.date(y.interviewed_at) > y.interview_deadline,
+            ),
+            "open_30": and_(still_open, y.case_opened_at <= now - timedelta(days=30)),
+            "open_60": and_(still_open, y.case_opened_at <= now - timedelta(days=60)),
+            "open_90": and_(still_open, y.case_opened_at <= now - timedelta(days=90)),
+            "escalated": y.escalated_on.is_not(None),
+            "placed": y.placed_at.is_not(None),
+        }
+        groups = (y.departement, y.status, y.solution_kind, y.closed_reason)
+        statement = (
+            select(
+                *groups, func.count(), *(count(condition).label(name) for name, condition in steps.items())
+            )
+            .where(*self._youths(filters))
+            .group_by(*groups)
+        )
+        figures: dict[str, Any] = {name: 0 for name in steps}
+        figures.update(in_solution=0, closed=0, in_solution_by_kind={}, closed_by_reason={}, by_status={})
+        territories: dict[str, dict[str, int]] = {}
+
+        def add(table: dict[str, int], key: str | None, n: int) -> None:
+            if n:
+                name = key if key is not None else "unknown"
+                table[name] = table.get(name, 0) + n
+
+        for row in await self.connection.execute(statement):
+            departement, status, kind, reason, youths = row[:5]
+            counts = dict(zip(steps, row[5:], strict=True))
+            for name, n in counts.items():
+                figures[name] += n
+            in_solution = youths if status == "in_solution" else 0
+            closed = youths if status == "closed" else 0
+            figures["in_solution"] += in_solution
+            figures["closed"] += closed
+            add(figures["in_solution_by_kind"], kind, in_solution)
+            add(figures["closed_by_reason"], reason, closed)
+            if status is not None:
+                add(figures["by_status"], status, youths)
+            if departement is not None:
+                entry = territories.setdefault(
+                    departement,
+                    dict.fromkeys(
+                        (
+                            "handed_over",
+                            "case_opened",
+                            "contacted",
+                            "in_solution",
+                            "closed",
+                            "open_30",
+                            "placed",
+                        ),
+                        0,
+                    ),
+                )
+                for name in ("handed_over", "case_opened", "contacted", "open_30", "placed"):
+                    entry[name] += counts[name]
+                entry["in_solution"] += in_solution
+                entry["closed"] += closed
+        figures["by_departement"] = dict(sorted(territories.items()))
+        return figures
+
+    async def _grouped(self, column: Any, where: list[Any]) -> dict[str, int]:
+        statement = select(column, func.count()).where(*where).group_by(column)
+        return {
+            str(key) if key is not None else "unknown": n
+            for key, n in await self.connection.execute(statement)
+        }
+
+    async def weekly(self, filters: Filters) -> dict[str, dict[str, int]]:
+        """Per ISO week (its Monday): cases opened, first contacts, solutions proposed; one scan
+        (grouping sets)."""
+        y = READ_MODELS[Youth].c
+        # 'week' written into the SQL, not bound: GROUPING() needs the very expressions grouped by.
+        week = literal_column("'week'")
+        series = {
+            "opened": func.date(func.date_trunc(week, y.case_opened_at)),
+            "contacted": func.date(func.date_trunc(week, y.first_contact_at)),
+            "solution": func.date(func.date_trunc(week, y.solution_at)),
+        }
+        labelled = [column.label(name) for name, column in series.items()]
+        statement = (
+            select(*labelled, func.count(), *(func.grouping(column) for column in series.values()))
+            .where(*self._youths(filters))
+            .group_by(func.grouping_sets(*series.values()))
+        )
+        weeks: dict[str, dict[str, int]] = {}
+        for row in await self.connection.execute(statement):
+            mondays, n, grouped = row[:3], row[3], row[4:]
+            for (name, monday), rolled_up in zip(zip(series, mondays, strict=True), grouped, strict=True):
+                if not rolled_up and monday is not None:
+                    weeks.setdefault(monday.isoformat(), {"opened": 0, "contacted": 0, "solution": 0})[
+                        name
+                    ] = n
+        return dict(sorted(weeks.items()))
+
+    async def campaigns(self, campaign_id: str | None = None) -> list[dict[str, Any]]:
+        table = READ_MODELS[ROW_KINDS[1]]
+        statement: Select = select(table).order_by(table.c.as_of.desc(), table.c.campaign_id)
+        if campaign_id:
+            statement = statement.where(table.c.campaign_id == campaign_id)
+        return [dict(row) for row in (await self.connection.execute(statement)).mappings()]
+
+    async def territories(self) -> dict[str, list[str]]:
+        """The choices of the filters: campaigns, départements and PSADs seen (one scan)."""
+        y = READ_MODELS[Youth].c
+        statement = select(y.campaign_id, y.departement, y.psad_id).group_by(
+            y.campaign_id, y.departement, y.psad_id
+        )
+        seen: dict[str, set[str]] = {"campaigns": set(), "departements": set(), "psads": set()}
+        for row in await self.connection.execute(statement):
+            for name, value in zip(seen, row, strict=True):
+                if value is not None:
+                    seen[name].add(value)
+        return {name: sorted(values) for name, values in seen.items()}
+
+    async def seats(self, departement: str | None, placed: dict[str, int]) -> dict[str, dict[str, int]]:
+        """Offers and active reservations per département; `placed`: youths placed per
+        département, from `funnel` (it counts them with the caller's filters)."""
+        o = READ_MODELS[Offer].c
+        r = READ_MODELS[Reservation].c
+        open_offer = o.closed_at.is_(None)
+        stale = and_(
+            open_offer,
+            o.stale_confirmed_at.is_not(None),
+            func.coalesce(o.confirmed_at <= o.stale_confirmed_at, True),
+        )
+        offers = select(
+            o.departement,
+            func.coalesce(func.sum(o.capacity).filter(open_offer), 0),
+            func.coalesce(func.sum(o.seats_left).filter(open_offer), 0),
+            func.count().filter(stale),
+        ).group_by(o.departement)
+        reserved = (
+            select(o.departement, func.count())
+            .select_from(READ_MODELS[Reservation].join(READ_MODELS[Offer], r.offer_id == o.offer_id))
+            .where(r.made, ~r.expired, ~r.placed)
+            .group_by(o.departement)
+        )
+        if departement:
+            offers = offers.where(o.departement == departement)
+            reserved = reserved.where(o.departement == departement)
+        out: dict[str, dict[str, int]] = {}
+
+        def entry(dep: str | None) -> dict[str, int]:
+            return out.setdefault(
+                dep or "?", {"offered": 0, "left": 0, "stale": 0, "reserved": 0, "placed": 0}
+            )
+
+        for dep, offered, left, n_stale in await self.connection.execute(offers):
+            entry(dep).update(offered=int(offered), left=int(left), stale=n_stale)
+        for dep, n in await self.connection.execute(reserved):
+            entry(dep)["reserved"] = n
+        for dep, n in placed.items():
+            if n and (not departement or dep == departement):
+                entry(dep)["placed"] = n
+        return dict(sorted(out.items()))
+
+    async def mlds(self, departement: str | None) -> dict[str, Any]:
+        c = READ_MODELS[Candidacy].c
+        d = READ_MODELS[Dispositif].c
+        where = [c.departement == departement] if departement else []
+        totals = select(
+            func.count().label("candidacies"),
+            func.count().filter(c.decision.is_not(None)).label("decided"),
+            func.count().filter(c.enrolled_on.is_not(None)).label("enrolled"),
+            func.count().filter(c.exited_on.is_not(None)).label("exited"),
+        ).where(*where)
+        figures = dict((await self.connection.execute(totals)).mappings().one())
+        figures["decisions"] = await self._grouped(c.decision, [*where, c.decision.is_not(None)])
+        figures["exits_by_destination"] = await self._grouped(
+            c.destination, [*where, c.exited_on.is_not(None)]
+        )
+        places = select(func.coalesce(func.sum(d.capacity), 0), func.coalesce(func.sum(d.places_left), 0))
+        if departement:
+            places = places.where(d.departement == departement)
+        capacity, left = (await self.connection.execute(places)).one()
+        figures["places"] = {"capacity": int(capacity), "left": int(left)}
+        return figures
+
+    async def clauses(self, departement: str | None, today: date) -> dict[str, dict[str, int]]:
+        cl = READ_MODELS[Clause].c
+        m = READ_MODELS[Mission].c
+        done = (
+            select(
+                m.clause_id, func.sum(m.hours_planned).label("planned"), func.sum(m.hours_done).label("done")
+            )
+            .group_by(m.clause_id)
+            .subquery()
+        )
+        planned, hours_done = func.coalesce(done.c.planned, 0), func.coalesce(done.c.done, 0)
+        ending = and_(
+            cl.ends_on >= today,
+            cl.ends_on <= today + timedelta(days=ENDING_SOON_DAYS),
+            hours_done < cl.hours_required,
+        )
+        statement = (
+            select(
+                cl.departement,
+                func.count(),
+                func.sum(cl.hours_required),
+                func.sum(planned),
+                func.sum(hours_done),
+                func.count().filter(ending),
+            )
+            .select_from(READ_MODELS[Clause].outerjoin(done, done.c.clause_id == cl.clause_id))
+            .group_by(cl.departement)
+        )
+        if departement:
+            statement = statement.where(cl.departement == departement)
+        out = {}
+        for dep, n, required, n_planned, n_done, n_ending in await self.connection.execute(statement):
+            out[dep or "?"] = {
+                "clauses": n,
+                "hours_required": int(required or 0),
+                "hours_planned": int(n_planned or 0),
+                "hours_done": int(n_done or 0),
+                "ending_soon": n_ending,
+            }
+        return dict(sorted(out.items()))

@@ -1,0 +1,64 @@
+"""Ops' tables: one per read model of domain/projection.py (same names, same columns), and the
+audit of dead-letter replays."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from raccrochage_platform.tables import platform_metadata
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+)
+
+from ..domain.projection import ROW_KINDS, Row
+
+metadata = MetaData()
+
+_TYPES = {"str": Text, "bool": Boolean, "int": Integer, "datetime": DateTime(timezone=True), "date": Date}
+
+
+def _table(kind: type[Row]) -> Table:
+    """The table of a read model, its columns from the dataclass: one definition of a row."""
+    columns = []
+    for f in fields(kind):
+        spelled = str(f.type)
+        base = spelled.split("|")[0].strip()
+        columns.append(
+            Column(f.name, _TYPES[base], primary_key=f.name == kind.KEY, nullable="None" in spelled)
+        )
+    return Table(kind.TABLE, metadata, *columns)
+
+
+READ_MODELS: dict[type[Row], Table] = {kind: _table(kind) for kind in ROW_KINDS}
+youth = READ_MODELS[ROW_KINDS[0]]
+Index("youth_by_campaign", youth.c.campaign_id)
+Index("youth_by_departement", youth.c.departement)
+
+# Who replayed which dead letter, when: replays re-run events in every consumer of a stream.
+replay_audit = Table(
+    "replay_audit",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("replayed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("replayed_by", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("deadletter_seq", BigInteger, nullable=False),
+    Column("consumer", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("stream", Text, nullable=False),
+    Column("stream_seq", BigInteger, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+ALL_METADATA = [platform_metadata, metadata]

@@ -1,0 +1,483 @@
+"""The read models ops keeps, and how each event moves them: pure, order-independent rules.
+
+Events of different streams reach ops in any order (a replay of REPERAGE may finish before
+PSAD's), so every rule here commutes: a fact with a time keeps the latest (status, territory,
+hours) or the earliest (first contact, first interview) by the event's own time, never by
+arrival. Replaying the streams in another interleaving gives the same rows, which is what makes
+a rebuild comparable with the live projection.
+
+A rule reads the payload by attribute (the contract models), and never keeps anything personal:
+the youth is the pseudonymous `youth_id`, which stays in ops' database and never reaches a page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime, time
+from typing import Any, ClassVar
+
+
+def at_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _later(current: datetime | None, candidate: datetime | None) -> bool:
+    """Whether a fact at `candidate` replaces one at `current` (ties keep the current one)."""
+    return candidate is not None and (current is None or candidate > current)
+
+
+def _earliest(current: Any, candidate: Any) -> Any:
+    if candidate is None:
+        return current
+    return candidate if current is None or candidate < current else current
+
+
+# --- rows ---------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    TABLE: ClassVar[str]
+    KEY: ClassVar[str]
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.columns()}
+
+
+@dataclass
+class Youth(Row):
+    """Where one youth is in the funnel: from repérage's hand-over to the case's last status."""
+
+    TABLE: ClassVar[str] = "youth"
+    KEY: ClassVar[str] = "youth_id"
+    youth_id: str
+    campaign_id: str | None = None
+    campaign_at: datetime | None = None  # the campaign's reference date: the latest one wins
+    identified: bool = False
+    departement: str | None = None
+    psad_id: str | None = None
+    territory_at: datetime | None = None
+    age: int | None = None
+    case_opened_at: datetime | None = None
+    first_contact_at: datetime | None = None
+    interview_deadline: date | None = None
+    interviewed_at: datetime | None = None
+    status: str | None = None
+    status_at: datetime | None = None
+    closed_reason: str | None = None
+    closed_at: datetime | None = None
+    solution_kind: str | None = None
+    solution_at: datetime | None = None
+    placed_at: datetime | None = None
+    escalated_on: date | None = None
+    found_base: str | None = None
+
+
+@dataclass
+class Campaign(Row):
+    TABLE: ClassVar[str] = "campaign"
+    KEY: ClassVar[str] = "campaign_id"
+    campaign_id: str
+    as_of: date | None = None
+    rows: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    excluded: int = 0
+    identified: int = 0
+    reported_again: int = 0
+
+
+@dataclass
+class Offer(Row):
+    TABLE: ClassVar[str] = "offer"
+    KEY: ClassVar[str] = "offer_id"
+    offer_id: str
+    departement: str | None = None
+    capacity: int = 0
+    seats_left: int = 0
+    changed_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    stale_confirmed_at: datetime | None = None  # last_confirmed_at quoted by the latest stale flag
+    closed_at: datetime | None = None
+
+
+@dataclass
+class Reservation(Row):
+    TABLE: ClassVar[str] = "reservation"
+    KEY: ClassVar[str] = "reservation_id"
+    reservation_id: str
+    offer_id: str | None = None
+    made: bool = False
+    expired: bool = False
+    placed: bool = False
+
+
+@dataclass
+class Dispositif(Row):
+    TABLE: ClassVar[str] = "dispositif"
+    KEY: ClassVar[str] = "dispositif_id"
+    dispositif_id: str
+    kind: str | None = None
+    departement: str | None = None
+    capacity: int = 0
+    places_left: int = 0
+    revision: int = 0
+
+
+@dataclass
+class Candidacy(Row):
+    TABLE: ClassVar[str] = "candidacy"
+    KEY: ClassVar[str] = "candidacy_id"
+    candidacy_id: str
+    youth_id: str | None = None
+    departement: str | None = None
+    dispositif: str | None = None
+    received_at: datetime | None = None
+    decision: str | None = None
+    decision_number: int = 0
+    enrolled_on: date | None = None
+    exited_on: date | None = None
+    destination: str | None = None
+
+
+@dataclass
+class Clause(Row):
+    TABLE: ClassVar[str] = "clause"
+    KEY: ClassVar[str] = "clause_id"
+    clause_id: str
+    departement: str | None = None
+    hours_required: int = 0
+    ends_on: date | None = None
+    published_at: datetime | None = None
+
+
+@dataclass
+class Mission(Row):
+    TABLE: ClassVar[str] = "mission"
+    KEY: ClassVar[str] = "mission_id"
+    mission_id: str
+    clause_id: str | None = None
+    departement: str | None = None
+    hours_planned: int = 0
+    hours_done: int = 0
+    hours_at: datetime | None = None
+    status: str | None = None
+    status_at: datetime | None = None
+    outcome: str | None = None
+
+
+ROW_KINDS: tuple[type[Row], ...] = (
+    Youth,
+    Campaign,
+    Offer,
+    Reservation,
+    Dispositif,
+    Candidacy,
+    Clause,
+    Mission,
+)
+
+
+@dataclass
+class Store:
+    """The rows one batch touches, by kind and key: loaded before `apply`, saved after."""
+
+    rows: dict[type[Row], dict[str, Row]] = field(default_factory=lambda: {kind: {} for kind in ROW_KINDS})
+    changed: dict[type[Row], set[str]] = field(default_factory=lambda: {kind: set() for kind in ROW_KINDS})
+
+    def get(self, kind: type[Row], key: str) -> Any:
+        """The row (a new one if absent), marked changed: every caller of `get` writes to it."""
+        table = self.rows[kind]
+        row = table.get(key)
+        if row is None:
+            row = table[key] = kind(key)  # type: ignore[call-arg]
+        self.changed[kind].add(key)
+        return row
+
+    def put(self, row: Row) -> None:
+        self.rows[type(row)][getattr(row, row.KEY)] = row
+
+    def changed_rows(self, kind: type[Row]) -> list[Row]:
+        return [self.rows[kind][key] for key in sorted(self.changed[kind])]
+
+
+# --- which rows an event touches (loaded in one query per kind before applying) ------------------
+def keys_of(event_type: str, data: Any) -> dict[type[Row], str]:
+    keys: dict[type[Row], str] = {}
+    if hasattr(data, "youth_id") and (
+        event_type.startswith(("reperage.youth.", "psad.")) or event_type == "foquale.placement.confirmed.v1"
+    ):
+        keys[Youth] = data.youth_id
+    if event_type == "reperage.campaign.ingested.v1":
+        keys[Campaign] = data.campaign_id
+    if event_type.startswith("foquale.seat."):
+        keys[Offer] = str(data.offer_id)
+    if event_type.startswith("foquale.reservation."):
+        keys[Reservation] = str(data.reservation_id)
+    if event_type == "foquale.placement.confirmed.v1" and data.reservation_id is not None:
+        keys[Reservation] = str(data.reservation_id)
+    if event_type == "mlds.dispositif.updated.v1":
+        keys[Dispositif] = data.dispositif_id
+    if event_type.startswith(("mlds.candidacy.", "mlds.enrolment.started", "mlds.enrolment.exited")):
+        keys[Candidacy] = str(data.candidacy_id)
+    if event_type == "clause.clause.published.v1":
+        keys[Clause] = str(data.clause_id)
+    if event_type in ("clause.mission.declared.v1", "clause.mission.status_changed.v1") or event_type in (
+        "clause.hours.recorded.v1",
+        "clause.mission.completed.v1",
+    ):
+        keys[Mission] = str(data.mission_id)
+    return keys
+
+
+# --- the rules -----------------------------------------------------------------------------------
+def _handed_over(store: Store, data: Any, *, identified: bool) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    youth.identified = youth.identified or identified
+    at = at_midnight(data.as_of)
+    if _later(youth.campaign_at, at) or (
+        youth.campaign_at == at and data.campaign_id > (youth.campaign_id or "")
+    ):
+        youth.campaign_id, youth.campaign_at = data.campaign_id, at
+    _territory(youth, data.departement, data.psad_id, at)
+    if youth.age is None:
+        youth.age = data.age
+
+
+def _territory(youth: Youth, departement: str, psad_id: str, at: datetime) -> None:
+    if _later(youth.territory_at, at) or (youth.territory_at == at and psad_id > (youth.psad_id or "")):
+        youth.departement, youth.psad_id, youth.territory_at = departement, psad_id, at
+
+
+def _status(youth: Youth, status: str, at: datetime) -> None:
+    # On a tie, "closed" wins: a case closed and its status change share one instant.
+    if _later(youth.status_at, at) or (youth.status_at == at and status == "closed"):
+        youth.status, youth.status_at = status, at
+
+
+def identified(store: Store, data: Any) -> None:
+    _handed_over(store, data, identified=True)
+
+
+def reported_again(store: Store, data: Any) -> None:
+    _handed_over(store, data, identified=False)
+
+
+def found(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    youth.found_base = youth.found_base or data.base
+
+
+def campaign_ingested(store: Store, data: Any) -> None:
+    campaign: Campaign = store.get(Campaign, data.campaign_id)
+    if campaign.as_of is None or data.as_of >= campaign.as_of:
+        campaign.as_of = data.as_of
+        for name in ("rows", "rejected", "duplicates", "excluded", "identified", "reported_again"):
+            setattr(campaign, name, getattr(data, name))
+
+
+def case_opened(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    youth.case_opened_at = _earliest(youth.case_opened_at, data.opened_at)
+    _territory(youth, data.departement, data.psad_id, data.opened_at)
+    _status(youth, "to_contact", data.opened_at)
+    youth.age = data.age if youth.age is None else youth.age
+
+
+def case_status_changed(store: Store, data: Any) -> None:
+    _status(store.get(Youth, data.youth_id), data.to_status, data.at)
+
+
+def case_closed(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    _status(youth, "closed", data.closed_at)
+    if _later(youth.closed_at, data.closed_at):
+        youth.closed_reason, youth.closed_at = data.reason, data.closed_at
+
+
+def contact_recorded(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    youth.first_contact_at = _earliest(youth.first_contact_at, data.at)
+
+
+def interview_scheduled(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    youth.interview_deadline = _earliest(youth.interview_deadline, data.deadline)
+
+
+def interview_recorded(store: Store, data: Any) -> None:
+    if data.outcome == "seen":
+        youth: Youth = store.get(Youth, data.youth_id)
+        youth.interviewed_at = _earliest(youth.interviewed_at, data.at)
+
+
+def solution_requested(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    if _later(youth.solution_at, data.requested_at):
+        youth.solution_kind, youth.solution_at = data.kind, data.requested_at
+
+
+def escalation_raised(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    youth.escalated_on = _earliest(youth.escalated_on, data.raised_on)
+
+
+def placement_confirmed(store: Store, data: Any) -> None:
+    youth: Youth = store.get(Youth, data.youth_id)
+    youth.placed_at = _earliest(youth.placed_at, data.decided_at)
+    if data.reservation_id is not None:
+        store.get(Reservation, str(data.reservation_id)).placed = True
+
+
+def seat_changed(store: Store, data: Any, at: datetime) -> None:
+    offer: Offer = store.get(Offer, str(data.offer_id))
+    if _later(offer.changed_at, at):
+        offer.departement, offer.capacity, offer.seats_left = data.departement, data.capacity, data.seats_left
+        offer.changed_at = at
+    if _later(offer.confirmed_at, data.last_confirmed_at):
+        offer.confirmed_at = data.last_confirmed_at
+
+
+def seat_stale(store: Store, data: Any) -> None:
+    offer: Offer = store.get(Offer, str(data.offer_id))
+    if _later(offer.stale_confirmed_at, data.last_confirmed_at):
+        offer.stale_confirmed_at = data.last_confirmed_at
+
+
+def seat_closed(store: Store, data: Any) -> None:
+    offer: Offer = store.get(Offer, str(data.offer_id))
+    offer.closed_at = _earliest(offer.closed_at, data.closed_at)
+
+
+def reservation_made(store: Store, data: Any) -> None:
+    reservation: Reservation = store.get(Reservation, str(data.reservation_id))
+    reservation.offer_id, reservation.made = str(data.offer_id), True
+
+
+def reservation_expired(store: Store, data: Any) -> None:
+    reservation: Reservation = store.get(Reservation, str(data.reservation_id))
+    reservation.offer_id, reservation.expired = str(data.offer_id), True
+
+
+def dispositif_updated(store: Store, data: Any) -> None:
+    site: Dispositif = store.get(Dispositif, data.dispositif_id)
+    if data.revision > site.revision:
+        site.kind, site.departement, site.revision = data.dispositif, data.departement, data.revision
+        site.capacity, site.places_left = data.capacity, data.places_left
+
+
+def candidacy_received(store: Store, data: Any) -> None:
+    candidacy: Candidacy = store.get(Candidacy, str(data.candidacy_id))
+    candidacy.youth_id, candidacy.departement, candidacy.dispositif = (
+        data.youth_id,
+        data.departement,
+        data.dispositif,
+    )
+    candidacy.received_at = _earliest(candidacy.received_at, data.received_at)
+
+
+def candidacy_decided(store: Store, data: Any) -> None:
+    candidacy: Candidacy = store.get(Candidacy, str(data.candidacy_id))
+    candidacy.youth_id = candidacy.youth_id or data.youth_id
+    candidacy.dispositif = candidacy.dispositif or data.dispositif
+    if data.decision_number > candidacy.decision_number:
+        candidacy.decision, candidacy.decision_number = data.outcome, data.decision_number
+
+
+def enrolment_started(store: Store, data: Any) -> None:
+    candidacy: Candidacy = store.get(Candidacy, str(data.candidacy_id))
+    candidacy.departement = candidacy.departement or data.departement
+    candidacy.enrolled_on = _earliest(candidacy.enrolled_on, data.started_on)
+
+
+def enrolment_exited(store: Store, data: Any) -> None:
+    candidacy: Candidacy = store.get(Candidacy, str(data.candidacy_id))
+    candidacy.departement = candidacy.departement or data.departement
+    candidacy.enrolled_on = _earliest(candidacy.enrolled_on, data.started_on)
+    if candidacy.exited_on is None or data.exited_on >= candidacy.exited_on:
+        candidacy.exited_on, candidacy.destination = data.exited_on, data.destination
+
+
+def clause_published(store: Store, data: Any) -> None:
+    clause: Clause = store.get(Clause, str(data.clause_id))
+    if _later(clause.published_at, data.published_at):
+        clause.departement, clause.hours_required = data.departement, data.hours_required
+        clause.ends_on, clause.published_at = data.ends_on, data.published_at
+
+
+def mission_declared(store: Store, data: Any) -> None:
+    mission: Mission = store.get(Mission, str(data.mission_id))
+    mission.clause_id, mission.departement, mission.hours_planned = (
+        str(data.clause_id),
+        data.departement,
+        data.hours,
+    )
+
+
+def mission_status_changed(store: Store, data: Any) -> None:
+    mission: Mission = store.get(Mission, str(data.mission_id))
+    mission.clause_id = mission.clause_id or str(data.clause_id)
+    if _later(mission.status_at, data.at):
+        mission.status, mission.status_at = data.to_status, data.at
+
+
+def hours_recorded(store: Store, data: Any) -> None:
+    mission: Mission = store.get(Mission, str(data.mission_id))
+    if _later(mission.hours_at, data.recorded_at):
+        mission.hours_done, mission.hours_at = data.mission_hours_done, data.recorded_at
+
+
+def mission_completed(store: Store, data: Any) -> None:
+    mission: Mission = store.get(Mission, str(data.mission_id))
+    mission.outcome = data.outcome
+    if _later(mission.hours_at, data.completed_at):
+        mission.hours_done, mission.hours_at = data.hours_done, data.completed_at
+
+
+RULES: dict[str, Callable[[Store, Any], None]] = {
+    "reperage.youth.identified.v1": identified,
+    "reperage.youth.reported_again.v1": reported_again,
+    "reperage.youth.found.v1": found,
+    "reperage.campaign.ingested.v1": campaign_ingested,
+    "psad.case.opened.v1": case_opened,
+    "psad.case.status_changed.v1": case_status_changed,
+    "psad.case.closed.v1": case_closed,
+    "psad.contact.recorded.v1": contact_recorded,
+    "psad.interview.scheduled.v1": interview_scheduled,
+    "psad.interview.recorded.v1": interview_recorded,
+    "psad.solution.requested.v1": solution_requested,
+    "psad.escalation.raised.v1": escalation_raised,
+    "foquale.placement.confirmed.v1": placement_confirmed,
+    "foquale.seat.published.v1": lambda store, data: seat_changed(store, data, data.published_at),
+    "foquale.seat.updated.v1": lambda store, data: seat_changed(store, data, data.updated_at),
+    "foquale.seat.stale.v1": seat_stale,
+    "foquale.seat.closed.v1": seat_closed,
+    "foquale.reservation.made.v1": reservation_made,
+    "foquale.reservation.expired.v1": reservation_expired,
+    "mlds.dispositif.updated.v1": dispositif_updated,
+    "mlds.candidacy.received.v1": candidacy_received,
+    "mlds.candidacy.decided.v1": candidacy_decided,
+    "mlds.enrolment.started.v1": enrolment_started,
+    "mlds.enrolment.exited.v1": enrolment_exited,
+    "clause.clause.published.v1": clause_published,
+    "clause.mission.declared.v1": mission_declared,
+    "clause.mission.status_changed.v1": mission_status_changed,
+    "clause.hours.recorded.v1": hours_recorded,
+    "clause.mission.completed.v1": mission_completed,
+}
+
+
+def projects(event_type: str) -> bool:
+    """Whether an event moves a read model (the others are acknowledged and counted only)."""
+    return event_type in RULES
+
+
+def apply(store: Store, events: Iterable[tuple[str, Any]]) -> None:
+    """Apply (event type, payload) pairs to the rows in `store` (which holds every key they touch)."""
+    for event_type, data in events:
+        rule = RULES.get(event_type)
+        if rule is not None:
+            rule(store, data)
