@@ -237,14 +237,16 @@ def serve(name: str) -> None:
 
 
 async def _js_call(fn):
-    import nats
-
-    from .status import nats_url
+    from .status import connect_once, nats_url
 
     url = nats_url(rig_dir())
     if not url:
         raise typer.BadParameter("no NATS: start the rig or set NATS_URL")
-    nc = await nats.connect(url, connect_timeout=5)
+    try:
+        nc = await connect_once(url, timeout=5)
+    except Exception as error:
+        say(f"NATS at {url} is down ({type(error).__name__}): start the rig (raccrochage up)")
+        raise typer.Exit(1) from None
     try:
         return await fn(nc.jetstream())
     finally:

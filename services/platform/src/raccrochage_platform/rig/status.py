@@ -18,6 +18,25 @@ from .postgres import ADMIN_ROLE
 from .state import RigState, load_secrets, pid_alive
 
 
+async def _quiet(error: Exception) -> None:
+    """The caller reports the failure; nats-py's default callback would log each try's traceback."""
+
+
+async def connect_once(url: str, timeout: float = 2) -> nats.NATS:
+    """A connection for a one-shot command, or the error at once when NATS is down.
+
+    nats-py reads `max_reconnect_attempts=0` as "no limit" (it retried forever here), so the
+    limit is 1 with reconnection off: one try, then NoServersError or the connect error."""
+    return await nats.connect(
+        url,
+        connect_timeout=timeout,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.1,
+        error_cb=_quiet,
+    )
+
+
 def admin_url(folder: Path, state: RigState | None = None) -> str | None:
     external = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
     if external:
@@ -59,7 +78,7 @@ async def _nats(report: dict, topology) -> None:
     if not url:
         return
     try:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await connect_once(url)
     except Exception as error:
         report["nats"]["error"] = type(error).__name__
         return
