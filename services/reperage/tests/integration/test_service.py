@@ -299,3 +299,19 @@ async def test_the_campaign_api_takes_a_campaign_managers_token_and_bounded_page
     limit = next(p for p in document["paths"]["/campaigns/{campaign_id}/rejections"]["get"]["parameters"])
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert limit["name"] == "campaign_id" and limit["schema"]["maxLength"] == 64
+
+
+async def test_a_refused_upload_leaves_the_campaign_id_for_the_corrected_file(
+    reperage_service: str, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    async with httpx.AsyncClient(base_url=reperage_service, headers=bearer(), timeout=60) as client:
+        refused = await client.post(
+            "/campaigns/c-retry/siei",
+            params={"as_of": AS_OF.isoformat()},
+            files={"file": ("empty.csv", b"", "text/csv")},
+        )
+    assert refused.status_code == 422, refused.text
+    files = generate(100, 5, tmp_path, campaign="c-retry", as_of=AS_OF)
+    assert (await upload(reperage_service, files.siei, "c-retry"))["rows"] > 0
