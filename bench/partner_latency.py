@@ -161,6 +161,7 @@ def reperage_service(servers, url: str, folder: Path):
         NATS_URL=servers.nats_url,
         DATABASE_URL=url,
         RACCROCHAGE_YOUTH_ID_KEY=KEY,
+        RACCROCHAGE_TOKEN_KEY="t" * 64,  # the HTTP API is not called here
         HTTP_PORT="0",
         RACCROCHAGE_RIG_DIR=str(folder / "rig"),
         RACCROCHAGE_PORT_FILE=str(port_file),

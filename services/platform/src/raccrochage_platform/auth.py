@@ -2,8 +2,12 @@
 
 A token says who calls (`sub`), in which role, and for a counsellor which territory (the
 département) it is bound to. Services check the signature and the expiry, then apply their own
-rules (PSAD: a counsellor sees only their territory's cases; ops sees counts, nothing personal).
+rules (PSAD: a counsellor sees only their territory's cases; ops sees counts, nothing personal;
+repérage: a campaign manager uploads campaign files, which span every territory).
 Kept to the few lines HS256 needs rather than a dependency.
+
+Routes take the caller with `Depends(caller(key, Role.X, ...))`: OpenAPI then declares the bearer
+scheme, and the route's documented answers come from `error_responses(...)`.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import json
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict
 
 ISSUER = "raccrochage"
 
@@ -25,6 +32,13 @@ class Role(StrEnum):
     COUNSELLOR = "counsellor"  # a PSAD counsellor: cases of one territory, contact details included
     OPS = "ops"  # dashboards: counts for every territory, nothing personal
     ACADEMY = "academy"  # an académie's steering team: the ops dashboard's counts of one territory
+    # repérage (SAIO): uploads campaign files and reads their reports; a campaign spans every
+    # territory of the académie, so the token has none
+    CAMPAIGN_MANAGER = "campaign_manager"
+
+
+# The roles whose token is bound to one territory; the others act for every territory.
+TERRITORIAL_ROLES = frozenset({Role.COUNSELLOR, Role.ACADEMY})
 
 
 @dataclass(frozen=True)
@@ -63,10 +77,10 @@ def mint(
     now: float | None = None,
 ) -> str:
     role = Role(role)
-    if role in (Role.COUNSELLOR, Role.ACADEMY) and not territory:
+    if role in TERRITORIAL_ROLES and not territory:
         raise ValueError(f"a {role.value} token needs a territory (département, e.g. 33)")
-    if role is Role.OPS and territory:
-        raise ValueError("an ops token is for every territory: give no territory")
+    if role not in TERRITORIAL_ROLES and territory:
+        raise ValueError(f"an {role.value} token is for every territory: give no territory")
     issued = int(now if now is not None else time.time())
     claims = {"iss": ISSUER, "sub": sub, "role": role.value, "iat": issued, "exp": issued + ttl_seconds}
     if territory:
@@ -98,18 +112,30 @@ def verify(key: str, token: str, now: float | None = None) -> Principal:
     if (now if now is not None else time.time()) >= expiry:
         raise InvalidToken("expired")
     territory = claims.get("territory")
-    if role in (Role.COUNSELLOR, Role.ACADEMY) and not territory:
+    if role in TERRITORIAL_ROLES and not territory:
         raise InvalidToken(f"{role.value} token without territory")
+    if role not in TERRITORIAL_ROLES and territory:
+        raise InvalidToken(f"{role.value} token bound to a territory")
     return Principal(sub=sub, role=role, territory=territory)
+
+
+# The scheme OpenAPI declares; it only reads the header: `caller` answers 401 with our message.
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="a token from `raccrochage token --role ...` (HS256, the rig's token key)",
+    auto_error=False,
+)
+_SCHEME = Security(BEARER_SCHEME)
 
 
 def bearer(key: str):
     """A FastAPI dependency that returns the caller's Principal or answers 401."""
 
-    def principal(request: Request) -> Principal:
+    def principal(request: Request, _scheme: Any = _SCHEME) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(
                 401,
                 "missing bearer token (raccrochage token --role ...)",
@@ -123,3 +149,50 @@ def bearer(key: str):
             ) from None
 
     return principal
+
+
+def caller(key: str, *roles: Role):
+    """A FastAPI dependency: the caller's Principal when their token is valid (else 401) and has
+    one of `roles` (else 403 naming the roles that may)."""
+    authenticated = bearer(key)
+    allowed = ", ".join(role.value for role in roles)
+
+    def principal(found: Principal = Depends(authenticated)) -> Principal:
+        if found.role not in roles:
+            raise HTTPException(403, f"a {found.role.value} token may not do this; it needs: {allowed}")
+        return found
+
+    return principal
+
+
+class ValidationIssue(BaseModel):
+    """One of FastAPI's validation errors: where (`loc`), what (`msg`) and the rule (`type`)."""
+
+    model_config = ConfigDict(extra="allow")
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a sentence saying what is wrong, or FastAPI's list of invalid fields."""
+
+    detail: str | list[ValidationIssue]
+
+
+_MEANING = {
+    400: "malformed request (e.g. a multipart body that cannot be read)",
+    401: "no bearer token, or an invalid or expired one",
+    403: "the token's role or territory does not allow this",
+    404: "not found",
+    409: "conflicts with the current state",
+    413: "too large",
+    422: "invalid parameters or body: says which field and what rule",
+    502: "a service this one asks did not answer usably",
+    503: "a service this one asks is unreachable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route gives, each with the ErrorBody schema."""
+    return {code: {"model": ErrorBody, "description": _MEANING[code]} for code in codes}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import nats
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -19,3 +20,22 @@ def jetstream(broker: NatsBroker) -> JetStreamContext:
 
 def connection(broker: NatsBroker) -> Client:
     return broker.connection
+
+
+async def _quiet(error: Exception) -> None:
+    """The caller reports the failure; nats-py's default callback would log each try's traceback."""
+
+
+async def connect_once(url: str, timeout: float = 2) -> Client:
+    """A connection for a one-shot command, or the error at once when NATS is down.
+
+    nats-py reads `max_reconnect_attempts=0` as "no limit" (it retried forever here), so the
+    limit is 1 with reconnection off: one try, then NoServersError or the connect error."""
+    return await nats.connect(
+        url,
+        connect_timeout=timeout,
+        allow_reconnect=False,
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0.1,
+        error_cb=_quiet,
+    )

@@ -67,14 +67,12 @@ def migrate_command(name: str) -> None:
 @app.command("declare")
 def declare_command() -> None:
     """Create or update every stream and durable consumer of deploy/topology.toml."""
-    import nats
-
     from .topology import declare, load_topology
 
     url = _nats_url()
 
     async def run() -> None:
-        nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False)
+        nc = await _connect(url)
         try:
             await declare(nc.jetstream(), load_topology())
         finally:
@@ -101,10 +99,18 @@ def token_command(
         raise typer.BadParameter(str(error)) from None
 
 
-async def _js_call(fn):
-    import nats
+async def _connect(url: str):
+    from .broker import connect_once
 
-    nc = await nats.connect(_nats_url(), connect_timeout=5, allow_reconnect=False)
+    try:
+        return await connect_once(url, timeout=5)
+    except Exception as error:
+        say(f"NATS at {url} is down ({type(error).__name__})")
+        raise typer.Exit(1) from None
+
+
+async def _js_call(fn):
+    nc = await _connect(_nats_url())
     try:
         return await fn(nc.jetstream())
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 from raccrochage_contracts import CloudEvent, Payload, Registry, UnknownEventType, typed_envelope
 from raccrochage_contracts.naming import type_from_subject
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from . import metrics
 from .deadletter import dead_letter
@@ -65,20 +66,93 @@ def _validation_reason(error: ValidationError, where: str) -> str:
     return "invalid " + "; ".join(parts)
 
 
+# asyncpg's "invalid input for query argument $9: [10000000000] (value out of int32 range)":
+# the argument and the rule are kept, the value between them never.
+_ARGUMENT_ERROR = re.compile(r"^(invalid input for query argument \$\d+)(?::.*?)?(\([^()]*\))?$", re.S)
+
+
+def _database_error(error: BaseException) -> BaseException | None:
+    """The driver's error under SQLAlchemy's wrapping (asyncpg's, when there is one)."""
+    seen = error
+    while seen is not None:
+        if type(seen).__module__.startswith("asyncpg"):
+            return seen
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
+def _sqlstate(error: BaseException) -> str:
+    driver = _database_error(error)
+    return str(
+        getattr(driver, "sqlstate", None) or getattr(getattr(error, "orig", None), "sqlstate", "") or ""
+    )
+
+
 def _failure(error: Exception) -> str:
     """What went wrong in a handler, for a dead letter's reason and the logs, without the input:
     a database error's text quotes the statement's parameters (and often the values in its
-    message), and a validation error's the input values."""
-    if isinstance(error, StatementError):
-        if error.orig is None:
-            return type(error).__name__
-        code = getattr(error.orig, "sqlstate", None)
-        return f"{type(error).__name__}: {type(error.orig).__name__}" + (
-            f" (SQLSTATE {code})" if code else ""
-        )
+    message), and a validation error's the input values. A database error is named by its
+    class and SQLSTATE, and for a bad argument by the argument and the rule."""
     if isinstance(error, ValidationError):
         return f"{type(error).__name__}: " + _validation_reason(error, error.title)
+    driver = _database_error(error)
+    if isinstance(error, StatementError) or driver is not None:
+        name = type(error).__name__
+        if driver is not None and driver is not error:
+            name += f": {type(driver).__name__}"
+        elif isinstance(error, StatementError) and error.orig is not None:
+            name += f": {type(error.orig).__name__}"
+        code = _sqlstate(error)
+        argument = _ARGUMENT_ERROR.match(str(driver).strip()) if driver is not None else None
+        detail = (
+            f" ({argument.group(1)}{' ' + argument.group(2) if argument.group(2) else ''})"
+            if argument
+            else ""
+        )
+        return name + (f" (SQLSTATE {code})" if code else "") + detail
     return f"{type(error).__name__}: {error}"
+
+
+# SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57 operator intervention
+# (a server shutting down or starting); 22 data exception (a value the column cannot take).
+_TRANSIENT_SQLSTATE = ("08", "53", "57")
+_PERMANENT_SQLSTATE = ("22",)
+
+
+def is_transient(error: BaseException) -> bool:
+    """The database or the broker is unreachable: the same message will succeed once it is back."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    code = _sqlstate(error)
+    if code:
+        return code.startswith(_TRANSIENT_SQLSTATE)
+    driver = _database_error(error)
+    if driver is not None and type(driver).__name__ in (
+        "ConnectionDoesNotExistError",
+        "ConnectionFailureError",
+        "InterfaceError",
+        "TooManyConnectionsError",
+    ):
+        return True
+    chain = error
+    while chain is not None:
+        if isinstance(chain, (OSError, TimeoutError)):  # ConnectionRefusedError, a timed-out connect
+            return True
+        if type(chain).__module__.startswith("nats") and "Connection" in type(chain).__name__:
+            return True
+        chain = getattr(chain, "orig", None) or chain.__cause__
+    return False
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Retrying cannot help: the message itself is wrong for us (our validation, a value out of
+    its column's range)."""
+    if isinstance(error, PermanentError | ValidationError):
+        return True
+    if _sqlstate(error).startswith(_PERMANENT_SQLSTATE):
+        return True
+    driver = _database_error(error)
+    return driver is not None and type(driver).__name__ == "DataError"
 
 
 @dataclass
@@ -113,6 +187,12 @@ class EventConsumer:
     _task: asyncio.Task | None = None
     _subscription: JetStreamContext.PullSubscription | None = None
     _stopping: bool = False
+    _paused_batches: int = 0
+
+    @property
+    def paused(self) -> bool:
+        """A batch waits out an outage of the database or the broker (readiness is down)."""
+        return self._paused_batches > 0
 
     @property
     def name(self) -> str:
@@ -229,7 +309,7 @@ class EventConsumer:
             await self._handle_alone(good[0])
             return
         try:
-            await self._handle_in_one_transaction(good)
+            await self._waiting_out_outages(good)
         except Exception:  # find the culprit: one transaction per message
             for item in good:
                 await self._handle_alone(item)
@@ -265,14 +345,48 @@ class EventConsumer:
             metrics.HANDLED.labels(self.name, kind).inc(count)
         metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
 
+    async def _waiting_out_outages(self, items: list[_Parsed]) -> None:
+        """The batch's transaction; while it fails because the database or the broker is
+        unreachable, the consumer is paused (readiness down) and tries again with backoff, with
+        no limit: the messages stay ours (`in_progress`), so no delivery is used up and no good
+        event reaches the dead letters because of an outage."""
+        wait, paused = 0.5, False
+        # a pause is renewed well within ack_wait, so the server does not deliver them again
+        longest = max(1.0, min(10.0, self.definition.ack_wait_seconds / 3))
+        try:
+            while True:
+                try:
+                    await self._handle_in_one_transaction(items)
+                    return
+                except Exception as error:
+                    if not is_transient(error):
+                        raise
+                    if not paused:
+                        paused = True
+                        self._paused_batches += 1
+                        log.warning("consumer_paused", consumer=self.name, error=_failure(error)[:300])
+                    for item in items:
+                        with contextlib.suppress(Exception):  # the broker may be the one down
+                            await item.msg.in_progress()
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, longest)
+        finally:
+            if paused:
+                self._paused_batches -= 1
+                log.info("consumer_resumed", consumer=self.name)
+
     async def _handle_alone(self, item: _Parsed) -> None:
         event = item.event
         try:
-            await self._handle_in_one_transaction([item])
+            await self._waiting_out_outages([item])
         except PermanentError as error:
             await self._dead_letter(item.msg, f"rejected by handler: {error}")
             return
         except Exception as error:
+            if is_permanent(error):  # retrying cannot help: no need to wait for max_deliver
+                metrics.FAILED.labels(self.name, "handler").inc()
+                await self._dead_letter(item.msg, f"handler failed: {_failure(error)}"[:500])
+                return
             reason = f"handler failed: {_failure(error)}"[:500]
             metrics.FAILED.labels(self.name, "handler").inc()
             if event.delivered >= self.definition.max_deliver:

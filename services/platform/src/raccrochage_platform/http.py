@@ -29,16 +29,20 @@ def health_router(context: ServiceContext, relay: OutboxRelay | None) -> APIRout
 
     @router.get("/ready")
     async def ready() -> JSONResponse:
-        """Ready when NATS and the service's database answer."""
+        """Ready when NATS and the service's database answer and no consumer is paused waiting
+        out an outage."""
         checks = {"nats": connection(context.broker).is_connected}
+        paused = [consumer.name for consumer in context.consumers if consumer.paused]
         try:
             async with context.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
             checks["database"] = True
         except Exception:
             checks["database"] = False
+        checks["consumers"] = not paused
         ok = all(checks.values())
-        return JSONResponse({"service": name, "ready": ok, **checks}, status_code=200 if ok else 503)
+        body = {"service": name, "ready": ok, **checks, "paused_consumers": paused}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @router.get("/metrics")
     async def metrics_endpoint() -> Response:

@@ -503,3 +503,50 @@ async def test_a_consumer_never_started_stops_quietly(
 ) -> None:
     consumer = await make_consumer(nc, started, f"idle_{unique}", sample_stream, unit_of_work(counters))
     await consumer.stop()  # a service stopping after another consumer's start failed
+
+
+async def test_an_outage_pauses_the_consumer_and_retries_beyond_max_deliver_until_handled_once(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
+) -> None:
+    calls: list[int] = []
+    seen_paused: list[bool] = []
+
+    async def during_an_outage(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+        calls.append(event.delivered)
+        await uow.counters.add(event.data.counter, 1)  # rolled back with the failure
+        if len(calls) <= 5:  # more failures than max_deliver (3)
+            seen_paused.append(consumer.paused)
+            raise ConnectionRefusedError(111, "Connect call failed ('127.0.0.1', 5432)")
+
+    consumer = await make_consumer(
+        nc, started, f"outage_{unique}", sample_stream, unit_of_work(counters), handler=during_an_outage
+    )
+    await consumer.start()
+    await publish(nc, envelope("outage"))
+    await eventually(lambda: value(counters, "outage"), 1, timeout=60)
+    await eventually(settled(nc, sample_stream, consumer.name), True)
+    assert len(calls) == 6 and seen_paused[1:] == [True] * 4  # paused from the first failure on
+    assert set(calls) == {1}  # waited out in place: no delivery used up
+    assert not consumer.paused
+    assert await letters_of(nc, consumer)() == []
+
+
+async def test_a_data_error_is_dead_lettered_at_once_naming_the_argument_and_rule_not_the_value(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
+) -> None:
+    async def out_of_range(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+        await uow.connection.execute(
+            text("INSERT INTO counters VALUES (:n, :v)"), {"n": event.data.counter, "v": 98765432101}
+        )
+
+    consumer = await make_consumer(
+        nc, started, f"data_{unique}", sample_stream, unit_of_work(counters), handler=out_of_range
+    )
+    await consumer.start()
+    await publish(nc, envelope("too-big"))
+    letters = letters_of(nc, consumer)
+    await eventually(counted(letters), 1)
+    (letter,) = await letters()
+    assert letter.delivered == 1  # not retried for minutes first
+    assert "98765432101" not in letter.reason
+    assert "query argument $2" in letter.reason and "int32" in letter.reason, letter.reason

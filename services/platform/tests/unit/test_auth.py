@@ -44,7 +44,15 @@ def test_a_tampered_territory_breaks_the_signature() -> None:
         verify(KEY, f"{header}.{forged}.{signature}")
 
 
-@pytest.mark.parametrize(("role", "territory"), [("counsellor", None), ("ops", "33")])
+@pytest.mark.parametrize(
+    ("role", "territory"), [("counsellor", None), ("ops", "33"), ("campaign_manager", "33")]
+)
 def test_minting_refuses_inconsistent_claims(role: str, territory: str | None) -> None:
     with pytest.raises(ValueError, match="territory"):
         mint(KEY, role=role, sub="x", territory=territory)
+
+
+def test_a_campaign_manager_acts_for_every_territory_and_sees_no_case() -> None:
+    principal = verify(KEY, mint(KEY, role="campaign_manager", sub="saio"))
+    assert principal == Principal("saio", Role.CAMPAIGN_MANAGER, None)
+    assert not principal.may_see("33")

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from nats.aio.client import Client
 from raccrochage_contracts.events.foquale_v1 import PlacementConfirmed, PlacementRefused
 from raccrochage_contracts.events.mlds_v1 import EnrolmentAccepted
+from raccrochage_psad.domain.states import CloseReason
 
 from .helpers import api, eventually, fetch, identified, publish, stream_events, token, youth_id
 
@@ -184,7 +185,7 @@ async def test_transfer_closes_here_and_opens_at_the_destination(
     case_id = await _case_id(psad_db, 7)
     async with api(psad_service.url) as client:
         await client.post(f"/cases/{case_id}/attempts", json={"channel": "phone", "outcome": "moved"})
-        moved = (await client.post(f"/cases/{case_id}/transfer", json={"to_psad_id": "psad-40-test"})).json()
+        moved = (await client.post(f"/cases/{case_id}/transfer", json={"to_psad_id": "psad-40-dax"})).json()
         assert (moved["status"], moved["close_reason"]) == ("closed", "moved")
         assert (await client.post(f"/cases/{case_id}/reopen")).status_code == 409
 
@@ -197,5 +198,30 @@ async def test_transfer_closes_here_and_opens_at_the_destination(
 
     rows = await eventually(destination, what="the destination's case")
     assert [(r["departement"], r["psad_id"], r["status"]) for r in rows] == [
-        ("40", "psad-40-test", "to_contact")
+        ("40", "psad-40-dax", "to_contact")
     ]
+
+
+async def test_a_transfer_to_an_unknown_psad_is_a_422_naming_the_known_ones(
+    nc: Client, psad_db: str, psad_service
+) -> None:
+    await publish(nc, identified(31))
+    case_id = await _case_id(psad_db, 31)
+    async with api(psad_service.url) as client:
+        for nowhere in ("psad-75-nowhere", "psad-0"):
+            refused = await client.post(f"/cases/{case_id}/transfer", json={"to_psad_id": nowhere})
+            assert refused.status_code == 422, refused.text
+            assert f"no PSAD {nowhere}" in refused.json()["detail"]
+            assert "psad-40-mont-de-marsan" in refused.json()["detail"]
+        case = (await client.get(f"/cases/{case_id}")).json()
+        assert case["status"] == "to_contact" and case["transferred_to"] is None
+
+
+async def test_close_documents_the_reasons_it_accepts_and_no_other(psad_service) -> None:
+    async with api(psad_service.url) as client:
+        document = (await client.get("/openapi.json")).json()
+    schema = document["components"]["schemas"]
+    reason = schema["CloseIn"]["properties"]["reason"]
+    documented = set(schema[reason["$ref"].rsplit("/", 1)[-1]]["enum"])
+    assert "found_in_partner_base" not in documented  # repérage's to give, with its base
+    assert documented == {r.value for r in CloseReason} - {"found_in_partner_base"}

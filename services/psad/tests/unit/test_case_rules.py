@@ -150,6 +150,20 @@ def test_moved_waits_for_a_transfer_which_closes_the_case_here():
     assert not case.transfer_needed
 
 
+@pytest.mark.parametrize("nowhere", ["psad-75-nowhere", "psad-0", "psad-33-atlantis", "psad-00"])
+def test_a_transfer_to_a_psad_nobody_runs_is_refused_naming_the_known_ones(nowhere: str):
+    case = new_case()
+    with pytest.raises(InvalidCommand, match=f"no PSAD {nowhere}; the known PSADs are .*psad-40-dax"):
+        case.transfer(nowhere, days(1))
+    assert case.status is S.TO_CONTACT and not case.events[1:]
+
+
+def test_a_transfer_outside_the_academie_goes_to_the_departements_psad():
+    case = new_case()
+    case.transfer("psad-31", days(1))
+    assert case.transferred_to == "psad-31"
+
+
 def test_a_later_attempt_clears_the_move():
     case = new_case()
     fail(case, 0, outcome=ContactOutcome.MOVED)

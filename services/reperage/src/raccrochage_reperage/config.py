@@ -12,6 +12,11 @@ class ReperageSettings(ServiceSettings):
         min_length=32,
         description="secret key of the youth_id hash (hex or any long string)",
     )
+    token_key: str = Field(
+        validation_alias="RACCROCHAGE_TOKEN_KEY",
+        min_length=32,
+        description="key that signs the API's bearer tokens (raccrochage token)",
+    )
     min_age: int = Field(16, validation_alias="REPERAGE_MIN_AGE", ge=0, le=30)
     max_age: int = Field(25, validation_alias="REPERAGE_MAX_AGE", ge=0, le=40)
     qualifying_diplomas: str = Field(

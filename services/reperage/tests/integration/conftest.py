@@ -19,6 +19,7 @@ from raccrochage_rig.testing.servers import Servers
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 KEY = "k" * 64
+TOKEN_KEY = "t" * 64
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -55,6 +56,7 @@ def reperage_env(servers: Servers, reperage_db: str, tmp_path: Path) -> dict[str
         NATS_URL=servers.nats_url,
         DATABASE_URL=reperage_db,
         RACCROCHAGE_YOUTH_ID_KEY=KEY,
+        RACCROCHAGE_TOKEN_KEY=TOKEN_KEY,
         RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
     )
     return env

@@ -14,11 +14,18 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
+from raccrochage_platform.auth import mint
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_reperage.domain.demo import generate
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 AS_OF = date(2026, 11, 2)
+
+
+def bearer(role: str = "campaign_manager", territory: str | None = None) -> dict[str, str]:
+    from .conftest import TOKEN_KEY
+
+    return {"Authorization": f"Bearer {mint(TOKEN_KEY, role=role, sub='test', territory=territory)}"}
 
 
 async def handed_over(url: str, count: int) -> list[asyncpg.Record]:
@@ -34,7 +41,7 @@ async def handed_over(url: str, count: int) -> list[asyncpg.Record]:
 
 
 async def upload(http: str, path: Path, campaign: str) -> dict:
-    async with httpx.AsyncClient(timeout=120) as client:
+    async with httpx.AsyncClient(timeout=120, headers=bearer()) as client:
         response = await client.post(
             f"{http}/campaigns/{campaign}/siei",
             params={"as_of": AS_OF.isoformat()},
@@ -50,7 +57,7 @@ async def test_upload_then_partner_enrolment_finds_the_youth(
     files = generate(300, 21, tmp_path, campaign="c1", as_of=AS_OF)
     summary = await upload(reperage_service, files.siei, "c1")
     assert summary["identified"] > 2
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=bearer()) as client:
         status = (await client.get(f"{reperage_service}/campaigns/c1")).json()
         report = (await client.get(f"{reperage_service}/campaigns/c1/rejections")).json()
         missing = await client.get(f"{reperage_service}/campaigns/nope")
@@ -272,3 +279,39 @@ async def test_a_case_the_psad_closes_ends_the_handover_and_a_transfer_moves_it(
             break
         await asyncio.sleep(0.1)
     assert await handovers() == expected
+
+
+async def test_the_campaign_api_takes_a_campaign_managers_token_and_bounded_pages(
+    reperage_service: str,
+) -> None:
+    async with httpx.AsyncClient(base_url=reperage_service) as client:
+        anonymous = await client.get("/campaigns/c1")
+        counsellor = await client.get("/campaigns/c1", headers=bearer("counsellor", "33"))
+        ops_report = await client.get("/campaigns/c1/rejections", headers=bearer("ops"))
+        pages = [
+            await client.get("/campaigns/c1/rejections", params=params, headers=bearer())
+            for params in ({"limit": -1}, {"limit": 0}, {"after_line": 10**30}, {"after_line": -1})
+        ]
+        document = (await client.get("/openapi.json")).json()
+    assert (anonymous.status_code, counsellor.status_code, ops_report.status_code) == (401, 403, 403)
+    assert [page.status_code for page in pages] == [422] * 4
+    assert {issue["loc"][-1] for page in pages for issue in page.json()["detail"]} == {"limit", "after_line"}
+    limit = next(p for p in document["paths"]["/campaigns/{campaign_id}/rejections"]["get"]["parameters"])
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert limit["name"] == "campaign_id" and limit["schema"]["maxLength"] == 64
+
+
+async def test_a_refused_upload_leaves_the_campaign_id_for_the_corrected_file(
+    reperage_service: str, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    async with httpx.AsyncClient(base_url=reperage_service, headers=bearer(), timeout=60) as client:
+        refused = await client.post(
+            "/campaigns/c-retry/siei",
+            params={"as_of": AS_OF.isoformat()},
+            files={"file": ("empty.csv", b"", "text/csv")},
+        )
+    assert refused.status_code == 422, refused.text
+    files = generate(100, 5, tmp_path, campaign="c-retry", as_of=AS_OF)
+    assert (await upload(reperage_service, files.siei, "c-retry"))["rows"] > 0

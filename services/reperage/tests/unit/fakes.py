@@ -66,6 +66,16 @@ class FakeCampaignRepository(CampaignRepository):
         self.db.campaigns[campaign_id] = CampaignRecord(campaign_id, as_of, file_sha256, "ingesting", None)
         return True
 
+    async def restart(self, campaign_id: str, as_of: date, file_sha256: str) -> bool:
+        record = self.db.campaigns.get(campaign_id)
+        stored = any(c == campaign_id for c, _ in self.db.outcomes) or any(
+            c == campaign_id for c, _ in self.db.rejections
+        )
+        if record is None or record.status != "ingesting" or stored:
+            return False
+        self.db.campaigns[campaign_id] = CampaignRecord(campaign_id, as_of, file_sha256, "ingesting", None)
+        return True
+
     async def finish(self, campaign_id: str, summary: dict) -> None:
         record = self.db.campaigns[campaign_id]
         self.db.campaigns[campaign_id] = CampaignRecord(

@@ -127,6 +127,30 @@ async def test_a_campaign_hands_over_the_youths_found_nowhere_and_counts_the_oth
     assert uow.commits == 3  # start, the one chunk, finish
 
 
+@pytest.mark.parametrize("refused", [b"", "ine;nom\n".encode("utf-16")])
+async def test_a_refused_file_leaves_its_campaign_id_free_for_the_corrected_one(
+    tmp_path: Path, refused: bytes
+) -> None:
+    from raccrochage_reperage.domain.siei import FileFormatError
+
+    uow = FakeReperageUnitOfWork()
+    bad = tmp_path / "refused.csv"
+    bad.write_bytes(refused)
+    with pytest.raises(FileFormatError):
+        await ingested(uow, bad)
+    summary = await ingested(uow, siei_file(tmp_path))  # was: "ingested from another file"
+    assert summary["identified"] > 0 and uow.db.campaigns["c1"].status == "done"
+
+
+async def test_a_campaign_that_stored_lines_keeps_its_file(tmp_path: Path) -> None:
+    uow = FakeReperageUnitOfWork()
+    await ingested(uow, siei_file(tmp_path))
+    other = tmp_path / "other.csv"
+    other.write_bytes(siei_file(tmp_path).read_bytes() + b"\n")
+    with pytest.raises(ingest.CampaignConflict, match="another file"):
+        await ingested(uow, other)
+
+
 async def test_a_campaign_ingested_again_emits_nothing_new(tmp_path: Path) -> None:
     uow = FakeReperageUnitOfWork()
     path = siei_file(tmp_path)

@@ -9,8 +9,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-import nats
 from nats.js.errors import NotFoundError
+from raccrochage_platform.broker import connect_once
 from raccrochage_platform.deadletter import DEADLETTER_STREAM
 from raccrochage_platform.topology import load_topology
 
@@ -59,7 +59,7 @@ async def _nats(report: dict, topology) -> None:
     if not url:
         return
     try:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await connect_once(url)
     except Exception as error:
         report["nats"]["error"] = type(error).__name__
         return

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from raccrochage_contracts.psads import KNOWN_PSADS_HINT, is_known_psad
+
 from . import events
 from .contact import FAILED_OUTCOMES, Channel, ContactAttempt, ContactOutcome
 from .deadlines import DEFAULT_POLICY, Policy, add_months, age_on
@@ -369,6 +371,9 @@ class Case:
             raise InvalidCommand(
                 f"case {self.case_id}: cannot transfer to {to_psad_id}, the case is there already"
             )
+        if not is_known_psad(to_psad_id):
+            # a transfer to a territory nobody serves would leave the youth with no case anywhere
+            raise InvalidCommand(f"case {self.case_id}: no PSAD {to_psad_id}; {KNOWN_PSADS_HINT}")
         self._check_time(now)
         self.transferred_to = to_psad_id
         self.events.append(events.CaseTransferred(self.case_id, self.youth_id, self.psad_id, to_psad_id, now))

@@ -16,6 +16,7 @@ import pydantic_core
 from raccrochage_contracts import CloudEvent, Payload
 from raccrochage_contracts.envelope import schema_uri
 from raccrochage_contracts.events import psad_v1 as contract
+from raccrochage_contracts.psads import departement_of_psad
 from raccrochage_platform.uow import AbstractUnitOfWork
 
 from ..domain import events
@@ -70,7 +71,7 @@ def payloads(case: Case, policy: Policy = DEFAULT_POLICY) -> Iterator[Payload]:
                 yield contract.CaseTransferred(
                     **ids,
                     to_psad_id=event.to_psad_id,
-                    departement=_departement_of(event.to_psad_id, case.departement),
+                    departement=departement_of_psad(event.to_psad_id),
                     age=case.age_on(event.at.date()),
                     transferred_at=event.at,
                 )
@@ -121,12 +122,6 @@ def payloads(case: Case, policy: Policy = DEFAULT_POLICY) -> Iterator[Payload]:
                 )
             case _:
                 continue  # internal to PSAD
-
-
-def _departement_of(psad_id: str, fallback: str) -> str:
-    """psad-<département>-<name>: the destination's département, from its id."""
-    parts = psad_id.split("-")
-    return parts[1].upper() if len(parts) > 1 and parts[1] else fallback
 
 
 def envelopes(

@@ -49,6 +49,12 @@ _START_CAMPAIGN = text(
     "INSERT INTO campaign (campaign_id, as_of, file_sha256, status) "
     "VALUES (:campaign_id, :as_of, :sha, 'ingesting') ON CONFLICT (campaign_id) DO NOTHING"
 )
+_RESTART_EMPTY_CAMPAIGN = text(
+    "UPDATE campaign SET as_of = :as_of, file_sha256 = :sha, started_at = now() "
+    "WHERE campaign_id = :campaign_id AND status = 'ingesting' "
+    "AND NOT EXISTS (SELECT 1 FROM campaign_youth WHERE campaign_id = :campaign_id) "
+    "AND NOT EXISTS (SELECT 1 FROM rejection WHERE campaign_id = :campaign_id)"
+)
 _FIRST_LINES = text(
     "SELECT youth_id, line FROM campaign_youth WHERE campaign_id = :campaign_id AND youth_id = ANY(:youth_ids)"
 ).bindparams(bindparam("youth_ids", type_=TEXTS))
@@ -93,6 +99,12 @@ class SqlCampaignRepository(CampaignRepository):
     async def start(self, campaign_id: str, as_of: date, file_sha256: str) -> bool:
         done = await self.connection.execute(
             _START_CAMPAIGN, {"campaign_id": campaign_id, "as_of": as_of, "sha": file_sha256}
+        )
+        return done.rowcount == 1
+
+    async def restart(self, campaign_id: str, as_of: date, file_sha256: str) -> bool:
+        done = await self.connection.execute(
+            _RESTART_EMPTY_CAMPAIGN, {"campaign_id": campaign_id, "as_of": as_of, "sha": file_sha256}
         )
         return done.rowcount == 1
 

@@ -1,4 +1,9 @@
-"""HTTP: upload a SIEI campaign file, read a campaign's status and its rejection report."""
+"""HTTP: upload a SIEI campaign file, read a campaign's status and its rejection report.
+
+Every route takes a bearer token (raccrochage_platform.auth). A campaign spans every territory of
+the académie, so its routes are for a campaign manager (no territory); an ops token reads a
+campaign's counts; a counsellor's token, bound to one territory, reaches none of them (403).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,11 @@ import tempfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi import Path as PathParam
+from raccrochage_platform.auth import Principal, Role, caller, error_responses
 
 from ..config import ReperageSettings
 from ..domain.siei import FileFormatError
@@ -16,17 +24,36 @@ from ..service_layer import campaigns
 from ..service_layer.ingest import CampaignConflict, ingest_campaign
 from ..service_layer.unit_of_work import AbstractReperageUnitOfWork
 
+CampaignId = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="the campaign's id (letters, digits, '.', '_', '-'), e.g. 2026-11",
+    ),
+]
+# PostgreSQL's integer: a line number beyond it names no line of any file.
+MAX_LINE = 2**31 - 1
+
 
 def campaign_router(
     unit_of_work: Callable[[], AbstractReperageUnitOfWork], settings: ReperageSettings
 ) -> APIRouter:
     router = APIRouter(prefix="/campaigns", tags=["campaigns"])
+    manager = Depends(caller(settings.token_key, Role.CAMPAIGN_MANAGER))
+    manager_or_ops = Depends(caller(settings.token_key, Role.CAMPAIGN_MANAGER, Role.OPS))
 
-    @router.post("/{campaign_id}/siei")
+    @router.post(
+        "/{campaign_id}/siei",
+        summary="Ingest a campaign file (campaign manager)",
+        responses=error_responses(400, 401, 403, 409, 422),
+    )
     async def upload_siei(
-        campaign_id: str,
+        campaign_id: CampaignId,
         as_of: date = Query(description="the campaign's reference date (YYYY-MM-DD)"),
         file: UploadFile = File(description="the SIEI campaign file (CSV, ; or ,)"),
+        principal: Principal = manager,
     ) -> dict:
         """Ingest a campaign file; answers the summary (same as `raccrochage ingest siei --json`)."""
         with tempfile.TemporaryDirectory() as folder:
@@ -48,9 +75,13 @@ def campaign_router(
                 raise HTTPException(409, detail=str(error)) from None
         return summary.as_dict()
 
-    @router.get("/{campaign_id}")
-    async def campaign_status(campaign_id: str) -> dict:
-        """Status (ingesting, done) and summary of a campaign."""
+    @router.get(
+        "/{campaign_id}",
+        summary="A campaign's status and counts (campaign manager, ops)",
+        responses=error_responses(401, 403, 404, 422),
+    )
+    async def campaign_status(campaign_id: CampaignId, principal: Principal = manager_or_ops) -> dict:
+        """Status (ingesting, done) and summary of a campaign: counts, nothing personal."""
         found = await campaigns.status(unit_of_work(), campaign_id)
         if found is None:
             raise HTTPException(404, detail=f"no campaign {campaign_id}")
@@ -63,9 +94,18 @@ def campaign_router(
             "summary": found.summary,
         }
 
-    @router.get("/{campaign_id}/rejections")
+    @router.get(
+        "/{campaign_id}/rejections",
+        summary="A campaign's rejected lines (campaign manager)",
+        responses=error_responses(401, 403, 422),
+    )
     async def rejection_report(
-        campaign_id: str, limit: int = Query(1000, le=100_000), after_line: int = 0
+        campaign_id: CampaignId,
+        limit: Annotated[int, Query(ge=1, le=100_000, description="lines per page")] = 1000,
+        after_line: Annotated[
+            int, Query(ge=0, le=MAX_LINE, description="the last line of the previous page")
+        ] = 0,
+        principal: Principal = manager,
     ) -> dict:
         """Rejected lines: line number, field and reason, never the value."""
         rejected = await campaigns.rejections(unit_of_work(), campaign_id, after_line=after_line, limit=limit)

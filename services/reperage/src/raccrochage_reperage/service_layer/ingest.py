@@ -110,6 +110,14 @@ async def ingest_campaign(
     sha = file_sha256(path)
     async with unit_of_work() as uow:
         existing = await uow.campaigns.get(campaign_id)
+        # A refused file (or a mistyped date) left the campaign with nothing stored: the
+        # corrected file takes the id rather than being refused under it.
+        if (
+            existing is not None
+            and (existing.file_sha256, existing.as_of) != (sha, as_of)
+            and await uow.campaigns.restart(campaign_id, as_of, sha)
+        ):
+            existing = None
         if existing is not None:
             if existing.file_sha256 != sha:
                 raise CampaignConflict(

@@ -101,6 +101,11 @@ class CampaignRepository(abc.ABC):
         """Record the campaign as ingesting; False when it exists already (a resumed ingest)."""
 
     @abc.abstractmethod
+    async def restart(self, campaign_id: str, as_of: date, file_sha256: str) -> bool:
+        """Give a campaign still ingesting that stored nothing (its file was refused, or its
+        ingest died before its first chunk) this file and date; False when it stored something."""
+
+    @abc.abstractmethod
     async def finish(self, campaign_id: str, summary: dict) -> None: ...
 
     @abc.abstractmethod
