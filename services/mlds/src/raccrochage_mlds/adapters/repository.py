@@ -12,7 +12,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, func, literal, select, update
+from sqlalchemy import RowMapping, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -196,6 +196,39 @@ class SqlCandidacyRepository(CandidacyRepository):
                 f"candidacy {candidacy.candidacy_id} changed since version {candidacy.version}"
             )
         candidacy.version += 1
+
+    async def find(
+        self,
+        *,
+        territory: str,
+        dispositif_id: str | None = None,
+        status: CandidacyStatus | None = None,
+        kind: DispositifKind | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[Candidacy]]:
+        sites_here = select(D.dispositif_id).where(D.departement == territory)
+        conditions = [or_(C.departement == territory, C.dispositif_id.in_(sites_here))]
+        if dispositif_id is not None:
+            conditions.append(C.dispositif_id == dispositif_id)
+        if status is not None:
+            conditions.append(C.status == status.value)
+        if kind is not None:
+            conditions.append(C.kind == kind.value)
+        total = (
+            await self.connection.execute(
+                select(func.count()).select_from(candidacy_table).where(*conditions)
+            )
+        ).scalar_one()
+        query = (
+            select(candidacy_table)
+            .where(*conditions)
+            .order_by(C.received_at.desc(), C.candidacy_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = (await self.connection.execute(query)).mappings()
+        return total, [candidacy_of(row) for row in rows]
 
 
 def row_of(candidacy: Candidacy) -> dict[str, Any]:

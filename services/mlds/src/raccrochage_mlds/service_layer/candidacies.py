@@ -39,33 +39,48 @@ async def handle_solution_requested(
     """A PSAD asks the MLDS for a dispositif: record the candidacy, decide its eligibility, and
     answer refused at once when a rule fails. Returns the candidacy id; None when the request is
     not for the MLDS or this event was handled before."""
-    kind = REQUESTED_KINDS.get(request.kind)
-    if request.provider != "mlds" or kind is None:
+    if not is_for_mlds(request):
         return None
     async with uow:
         if not await uow.claim(FROM_PSAD, [(envelope.id, envelope.type)]):
             return None
-        existing = await uow.candidacies.for_request(request.request_id)
-        if existing is not None:
-            await uow.commit()  # keep the claim: the request has its candidacy already
-            return existing.candidacy_id
-        site = await _proposed_site(uow, kind, request)
-        candidacy = Candidacy.receive(
-            uuid.uuid5(CANDIDACY_NAMESPACE, str(request.request_id)),
-            request.youth_id,
-            kind,
-            request.departement,
-            facts_from_request(request),
-            now,
-            channel=Channel.PSAD_REQUEST,
-            request=PsadRequest(request.request_id, request.case_id, request.psad_id, envelope.correlationid),
-            dispositif=site,
-        )
-        candidacy.decide(now)
-        if await uow.candidacies.add(candidacy):
-            publish_candidacy(uow, candidacy, site, cause=envelope)
-        await uow.commit()
-        return candidacy.candidacy_id
+        candidacy_id = await solution_requested(uow, envelope, request, now)
+        await uow.commit()  # the claim is kept even when the request had its candidacy already
+        return candidacy_id
+
+
+def is_for_mlds(request: SolutionRequested) -> bool:
+    return request.provider == "mlds" and request.kind in REQUESTED_KINDS
+
+
+async def solution_requested(
+    uow: MldsUnitOfWork, envelope: CloudEvent, request: SolutionRequested, now: datetime
+) -> uuid.UUID | None:
+    """`handle_solution_requested` inside a unit of work opened (and the event claimed, and the
+    work committed) by its caller: the `mlds_psad` consumer's batch. None when the request is
+    not for the MLDS."""
+    kind = REQUESTED_KINDS.get(request.kind)
+    if request.provider != "mlds" or kind is None:
+        return None
+    existing = await uow.candidacies.for_request(request.request_id)
+    if existing is not None:
+        return existing.candidacy_id
+    site = await _proposed_site(uow, kind, request)
+    candidacy = Candidacy.receive(
+        uuid.uuid5(CANDIDACY_NAMESPACE, str(request.request_id)),
+        request.youth_id,
+        kind,
+        request.departement,
+        facts_from_request(request),
+        now,
+        channel=Channel.PSAD_REQUEST,
+        request=PsadRequest(request.request_id, request.case_id, request.psad_id, envelope.correlationid),
+        dispositif=site,
+    )
+    candidacy.decide(now)
+    if await uow.candidacies.add(candidacy):
+        publish_candidacy(uow, candidacy, site, cause=envelope)
+    return candidacy.candidacy_id
 
 
 async def _proposed_site(

@@ -1,0 +1,50 @@
+"""The MLDS service: the catalogue stored at start-up, PSAD's requests decided as they come, the
+coordinators' HTTP API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from raccrochage_contracts.events.psad_v1 import SolutionRequested
+from raccrochage_platform.consumer import Event
+from raccrochage_platform.logging import get_logger
+from raccrochage_platform.service import ServiceContext, ServiceSpec
+
+from ..config import MldsSettings
+from ..domain.catalogue import catalogue, read_directory
+from ..reference import directory_text
+from ..service_layer import candidacies, dispositifs
+from ..service_layer.unit_of_work import MldsUnitOfWork, SqlMldsUnitOfWork
+
+log = get_logger(__name__)
+
+# The durable consumer declared in deploy/topology.toml; also the inbox name the handler claims in.
+FROM_PSAD = candidacies.FROM_PSAD
+
+
+async def build(context: ServiceContext) -> None:
+    settings: MldsSettings = context.settings  # type: ignore[assignment]
+    unit_of_work = context.unit_of_work(SqlMldsUnitOfWork)
+    # The directory's sites not stored yet (all of them on a first start); a stored site keeps
+    # the capacity a coordinator set and its places. Replicas starting together add each once.
+    now = datetime.now(UTC)
+    sites = catalogue(read_directory(directory_text()), settings.default_capacities(), now)
+    added = await dispositifs.load_catalogue(unit_of_work(), sites)
+    log.info("catalogue_loaded", sites=len(sites), added=len(added))
+
+    psad = context.consumer(FROM_PSAD, unit_of_work, batch_size=settings.consumer_batch)
+
+    # Runs inside the consumer's unit of work, which claimed the event in the inbox as `mlds_psad`
+    # and commits the batch; FOQUALE's requests on the same subject are skipped.
+    @psad.on("psad.solution.requested.v1")
+    async def solution_requested(uow: MldsUnitOfWork, event: Event[SolutionRequested]) -> None:
+        await candidacies.solution_requested(uow, event.envelope, event.data, datetime.now(UTC))
+
+
+spec = ServiceSpec(
+    name="mlds",
+    migrations=Path(__file__).resolve().parents[3] / "migrations",
+    build=build,
+    settings=MldsSettings,
+)
