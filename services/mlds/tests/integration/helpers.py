@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import httpx
 from nats.aio.client import Client
 from raccrochage_contracts import CloudEvent, nats_subject, new_event
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
@@ -88,3 +89,17 @@ async def stream_events(nc: Client, subject: str, stream: str = "MLDS") -> list[
     finally:
         await sub.unsubscribe()
     return out
+
+
+def token(
+    role: str = "mlds_coordinator", territory: str | None = "33", sub: str = "coord-33"
+) -> dict[str, str]:
+    from raccrochage_platform.auth import mint
+
+    from .conftest import TOKEN_KEY
+
+    return {"Authorization": f"Bearer {mint(TOKEN_KEY, role=role, territory=territory, sub=sub)}"}
+
+
+def api(base_url: str, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, headers=token() if headers is None else headers, timeout=10)

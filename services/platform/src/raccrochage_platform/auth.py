@@ -24,13 +24,14 @@ ISSUER = "raccrochage"
 class Role(StrEnum):
     COUNSELLOR = "counsellor"  # a PSAD counsellor: cases of one territory, contact details included
     OPS = "ops"  # dashboards: counts for every territory, nothing personal
+    MLDS_COORDINATOR = "mlds_coordinator"  # an MLDS coordinator: candidacies and sites of one territory
 
 
 @dataclass(frozen=True)
 class Principal:
     sub: str
     role: Role
-    territory: str | None  # a département ("33"); None for ops
+    territory: str | None  # a département ("33"); None for ops (every other role has one)
 
     def may_see(self, departement: str) -> bool:
         return self.role is Role.COUNSELLOR and self.territory == departement
@@ -62,8 +63,8 @@ def mint(
     now: float | None = None,
 ) -> str:
     role = Role(role)
-    if role is Role.COUNSELLOR and not territory:
-        raise ValueError("a counsellor token needs a territory (département, e.g. 33)")
+    if role is not Role.OPS and not territory:
+        raise ValueError(f"a {role.value} token needs a territory (département, e.g. 33)")
     if role is Role.OPS and territory:
         raise ValueError("an ops token is for every territory: give no territory")
     issued = int(now if now is not None else time.time())
@@ -97,8 +98,8 @@ def verify(key: str, token: str, now: float | None = None) -> Principal:
     if (now if now is not None else time.time()) >= expiry:
         raise InvalidToken("expired")
     territory = claims.get("territory")
-    if role is Role.COUNSELLOR and not territory:
-        raise InvalidToken("counsellor token without territory")
+    if role is not Role.OPS and not territory:
+        raise InvalidToken(f"{role.value} token without territory")
     return Principal(sub=sub, role=role, territory=territory)
 
 

@@ -16,6 +16,7 @@ from ..domain.catalogue import catalogue, read_directory
 from ..reference import directory_text
 from ..service_layer import candidacies, dispositifs
 from ..service_layer.unit_of_work import MldsUnitOfWork, SqlMldsUnitOfWork
+from .api import mlds_router
 
 log = get_logger(__name__)
 
@@ -40,6 +41,8 @@ async def build(context: ServiceContext) -> None:
     @psad.on("psad.solution.requested.v1")
     async def solution_requested(uow: MldsUnitOfWork, event: Event[SolutionRequested]) -> None:
         await candidacies.solution_requested(uow, event.envelope, event.data, datetime.now(UTC))
+
+    context.app.include_router(mlds_router(unit_of_work, settings.token_key))
 
 
 spec = ServiceSpec(
