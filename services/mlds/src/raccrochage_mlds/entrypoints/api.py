@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from raccrochage_platform.auth import Principal, Role, bearer
 
 from ..adapters.repository import ConcurrentUpdate, facts_json, history_json
+from ..adapters.survey_files import survey_csv
 from ..domain.admission import Role as StepRole
 from ..domain.admission import StepOutcome
 from ..domain.candidacy import Candidacy
@@ -34,6 +35,7 @@ from ..domain.states import (
     TransitionRefused,
     WithdrawalReason,
 )
+from ..domain.survey import Survey
 from ..service_layer import candidacies, dispositifs, views
 from ..service_layer.unit_of_work import CandidacyNotFound, DispositifNotFound, MldsUnitOfWork
 from ..service_layer.views import NotYourTerritory
@@ -225,9 +227,13 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"description": words[code]} for code in (401, 403, *codes)}
 
 
-def mlds_router(unit_of_work: Callable[[], MldsUnitOfWork], token_key: str, survey=None) -> APIRouter:
+def mlds_router(
+    unit_of_work: Callable[[], MldsUnitOfWork],
+    token_key: str,
+    survey: Callable[[SchoolYear], Awaitable[Survey]],
+) -> APIRouter:
     """The routes, each running the service layer in a new unit of work from `unit_of_work`.
-    `survey(year) -> Survey` builds the yearly survey (GET /survey)."""
+    `survey(year)` builds the yearly survey from the MLDS stream (GET /survey)."""
     router = APIRouter(tags=["mlds"], dependencies=[Depends(SECURITY)])
     caller = Depends(bearer(token_key))
 
@@ -478,5 +484,42 @@ def mlds_router(unit_of_work: Callable[[], MldsUnitOfWork], token_key: str, surv
             candidacy_id,
             lambda uow, now: candidacies.record_pafi(uow, candidacy_id, body.validated_on, now),
         )
+
+    # --- the yearly survey ------------------------------------------------------------------------
+    @router.get(
+        "/survey",
+        summary="The ministry's yearly survey from the MLDS's events; cells under 5 youths withheld (s)",
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "JSON rows, or the CSV file with format=csv"},
+            **_responses(422),
+        },
+    )
+    async def get_survey(
+        principal: Principal = caller,
+        year: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9]{4}-[0-9]{4}$", description="e.g. 2025-2026; default: the current one"),
+        ] = None,
+        format: Literal["json", "csv"] = "json",
+    ) -> Any:
+        if principal.role not in (Role.MLDS_COORDINATOR, Role.OPS):
+            raise HTTPException(403, "the survey needs an mlds_coordinator or ops token")
+        try:
+            school_year = SchoolYear.parse(year) if year else SchoolYear.containing(datetime.now(UTC).date())
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        result = await survey(school_year)
+        if format == "csv":
+            return Response(
+                survey_csv(result),
+                media_type="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="enquete_mlds_{school_year}.csv"'},
+            )
+        return {
+            "year": str(result.year),
+            "threshold": result.threshold,
+            "columns": list(Survey.COLUMNS),
+            "rows": [dict(zip(Survey.COLUMNS, row.as_tuple(), strict=True)) for row in result.rows],
+        }
 
     return router

@@ -7,14 +7,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
+from raccrochage_platform.broker import jetstream
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
+from ..adapters import stream_replay
 from ..config import MldsSettings
 from ..domain.catalogue import catalogue, read_directory
+from ..domain.dates import SchoolYear
+from ..domain.survey import Survey
 from ..reference import directory_text
 from ..service_layer import candidacies, dispositifs
+from ..service_layer.survey import survey_from_events
 from ..service_layer.unit_of_work import MldsUnitOfWork, SqlMldsUnitOfWork
 from .api import mlds_router
 
@@ -42,7 +47,12 @@ async def build(context: ServiceContext) -> None:
     async def solution_requested(uow: MldsUnitOfWork, event: Event[SolutionRequested]) -> None:
         await candidacies.solution_requested(uow, event.envelope, event.data, datetime.now(UTC))
 
-    context.app.include_router(mlds_router(unit_of_work, settings.token_key))
+    js = jetstream(context.broker)
+
+    async def survey(year: SchoolYear) -> Survey:
+        return survey_from_events(await stream_replay.replay(js), year, settings.survey_threshold)
+
+    context.app.include_router(mlds_router(unit_of_work, settings.token_key, survey))
 
 
 spec = ServiceSpec(
