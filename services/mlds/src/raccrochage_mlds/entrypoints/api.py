@@ -172,6 +172,7 @@ def summary(candidacy: Candidacy) -> dict[str, Any]:
         "failed_rules": list(decision.failed_rules) if decision else [],
         "missing_facts": [f.value for f in decision.missing_facts] if decision else [],
         "psad_request_id": candidacy.request.request_id if candidacy.request else None,
+        "psad_case_id": candidacy.request.case_id if candidacy.request else None,
     }
 
 

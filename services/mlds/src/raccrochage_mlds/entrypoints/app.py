@@ -22,6 +22,7 @@ from ..service_layer import candidacies, dispositifs
 from ..service_layer.survey import survey_from_events
 from ..service_layer.unit_of_work import MldsUnitOfWork, SqlMldsUnitOfWork
 from .api import mlds_router
+from .demo import demo_main_job
 
 log = get_logger(__name__)
 
@@ -60,4 +61,6 @@ spec = ServiceSpec(
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
     settings=MldsSettings,
+    main_job=demo_main_job,
+    main_job_order=30,  # after PSAD's (20): its cases are open
 )
