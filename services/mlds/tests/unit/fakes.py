@@ -87,6 +87,17 @@ class FakeCandidacyRepository(CandidacyRepository):
         await self.save(candidacy)
         return True
 
+    async def add_many(self, candidacies: list[Candidacy]) -> set[uuid.UUID]:
+        return {c.candidacy_id for c in candidacies if await self.add(c)}
+
+    async def for_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        wanted = set(request_ids)
+        return {
+            c.request.request_id: c.candidacy_id
+            for c in self.rows.values()
+            if c.request and c.request.request_id in wanted
+        }
+
     async def get(self, candidacy_id: uuid.UUID) -> Candidacy:
         try:
             return copy.deepcopy(self.rows[candidacy_id])

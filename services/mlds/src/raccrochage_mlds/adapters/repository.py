@@ -169,6 +169,23 @@ class SqlCandidacyRepository(CandidacyRepository):
             candidacy.version = 1
         return added
 
+    async def add_many(self, candidacies: list[Candidacy]) -> set[uuid.UUID]:
+        if not candidacies:
+            return set()
+        rows = [{**row_of(c), "version": 1} for c in candidacies]
+        statement = insert(candidacy_table).values(rows).on_conflict_do_nothing().returning(C.candidacy_id)
+        added = {row[0] for row in await self.connection.execute(statement)}
+        for candidacy in candidacies:
+            if candidacy.candidacy_id in added:
+                candidacy.version = 1
+        return added
+
+    async def for_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        if not request_ids:
+            return {}
+        query = select(C.request_id, C.candidacy_id).where(C.request_id.in_(request_ids))
+        return {row.request_id: row.candidacy_id for row in await self.connection.execute(query)}
+
     async def get(self, candidacy_id: uuid.UUID) -> Candidacy:
         query = select(candidacy_table).where(C.candidacy_id == candidacy_id).with_for_update()
         row = (await self.connection.execute(query)).mappings().first()

@@ -44,9 +44,10 @@ async def build(context: ServiceContext) -> None:
 
     # Runs inside the consumer's unit of work, which claimed the event in the inbox as `mlds_psad`
     # and commits the batch; FOQUALE's requests on the same subject are skipped.
-    @psad.on("psad.solution.requested.v1")
-    async def solution_requested(uow: MldsUnitOfWork, event: Event[SolutionRequested]) -> None:
-        await candidacies.solution_requested(uow, event.envelope, event.data, datetime.now(UTC))
+    @psad.on_batch("psad.solution.requested.v1")
+    async def solutions_requested(uow: MldsUnitOfWork, events: list[Event[SolutionRequested]]) -> None:
+        requests = [(event.envelope, event.data) for event in events]
+        await candidacies.solutions_requested(uow, requests, datetime.now(UTC))
 
     js = jetstream(context.broker)
 

@@ -83,6 +83,55 @@ async def solution_requested(
     return candidacy.candidacy_id
 
 
+async def solutions_requested(
+    uow: MldsUnitOfWork, requests: list[tuple[CloudEvent, SolutionRequested]], now: datetime
+) -> list[uuid.UUID]:
+    """`solution_requested` for a batch, inside the caller's unit of work: the batch's existing
+    candidacies read at once, the sites once, the new candidacies added at once. Requests not
+    for the MLDS are skipped; returns the ids of the candidacies added."""
+    wanted = [(envelope, request) for envelope, request in requests if is_for_mlds(request)]
+    if not wanted:
+        return []
+    existing = await uow.candidacies.for_requests([request.request_id for _, request in wanted])
+    sites = {site.dispositif_id: site for site in await uow.dispositifs.find()}
+    new: dict[uuid.UUID, tuple[Candidacy, Dispositif | None, CloudEvent]] = {}
+    for envelope, request in wanted:
+        if request.request_id in existing:
+            continue
+        kind = REQUESTED_KINDS[request.kind]
+        site = _site_among(sites, kind, request)
+        candidacy = Candidacy.receive(
+            uuid.uuid5(CANDIDACY_NAMESPACE, str(request.request_id)),
+            request.youth_id,
+            kind,
+            request.departement,
+            facts_from_request(request),
+            now,
+            channel=Channel.PSAD_REQUEST,
+            request=PsadRequest(request.request_id, request.case_id, request.psad_id, envelope.correlationid),
+            dispositif=site,
+        )
+        candidacy.decide(now)
+        # The same request twice in a batch (asked again through another event): once.
+        new.setdefault(candidacy.candidacy_id, (candidacy, site, envelope))
+    added = await uow.candidacies.add_many([candidacy for candidacy, _, _ in new.values()])
+    for candidacy_id, (candidacy, site, envelope) in new.items():  # in the batch's order
+        if candidacy_id in added:
+            publish_candidacy(uow, candidacy, site, cause=envelope)
+    return [candidacy_id for candidacy_id in new if candidacy_id in added]
+
+
+def _site_among(
+    sites: dict[str, Dispositif], kind: DispositifKind, request: SolutionRequested
+) -> Dispositif | None:
+    """`_proposed_site` among sites already read."""
+    wished = sites.get(wished_site(request) or "")
+    if wished is not None and wished.kind is kind:
+        return wished
+    here = [s for s in sites.values() if s.kind is kind and s.departement == request.departement]
+    return here[0] if len(here) == 1 else None
+
+
 async def _proposed_site(
     uow: MldsUnitOfWork, kind: DispositifKind, request: SolutionRequested
 ) -> Dispositif | None:

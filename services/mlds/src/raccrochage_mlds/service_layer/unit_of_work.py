@@ -74,6 +74,15 @@ class CandidacyRepository(abc.ABC):
         """The candidacy that answers a PSAD request, if any."""
 
     @abc.abstractmethod
+    async def for_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """Of these PSAD requests, those that have a candidacy already: request id -> candidacy id."""
+
+    @abc.abstractmethod
+    async def add_many(self, candidacies: list[Candidacy]) -> set[uuid.UUID]:
+        """Store new candidacies at once; returns the ids stored (one answering the same request
+        as a stored one is not)."""
+
+    @abc.abstractmethod
     async def save(self, candidacy: Candidacy) -> None:
         """Store the changes of a candidacy got from `get`."""
 
