@@ -14,6 +14,18 @@ DEFAULT_CAPACITIES = {DispositifKind.PAPS: 15, DispositifKind.DIPA: 15, Disposit
 
 
 class MldsSettings(ServiceSettings):
+    token_key: str = Field(
+        validation_alias="RACCROCHAGE_TOKEN_KEY",
+        min_length=32,
+        description="key that signs the API's bearer tokens (raccrochage token)",
+    )
+    consumer_batch: int = Field(
+        200,
+        validation_alias="MLDS_CONSUMER_BATCH",
+        ge=1,
+        le=5000,
+        description="PSAD requests decided in one transaction at most",
+    )
     capacity_paps: int = Field(
         DEFAULT_CAPACITIES[DispositifKind.PAPS], validation_alias="MLDS_CAPACITY_PAPS", ge=0, le=10_000
     )

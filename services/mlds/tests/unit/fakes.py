@@ -13,6 +13,7 @@ from datetime import datetime
 
 from raccrochage_mlds.domain.candidacy import Candidacy
 from raccrochage_mlds.domain.catalogue import Dispositif, DispositifKind, NoPlaceLeft
+from raccrochage_mlds.domain.states import CandidacyStatus
 from raccrochage_mlds.service_layer.unit_of_work import (
     CandidacyNotFound,
     CandidacyRepository,
@@ -86,6 +87,17 @@ class FakeCandidacyRepository(CandidacyRepository):
         await self.save(candidacy)
         return True
 
+    async def add_many(self, candidacies: list[Candidacy]) -> set[uuid.UUID]:
+        return {c.candidacy_id for c in candidacies if await self.add(c)}
+
+    async def for_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        wanted = set(request_ids)
+        return {
+            c.request.request_id: c.candidacy_id
+            for c in self.rows.values()
+            if c.request and c.request.request_id in wanted
+        }
+
     async def get(self, candidacy_id: uuid.UUID) -> Candidacy:
         try:
             return copy.deepcopy(self.rows[candidacy_id])
@@ -101,6 +113,27 @@ class FakeCandidacyRepository(CandidacyRepository):
         stored = copy.deepcopy(candidacy)
         stored.events = []  # a stored candidacy records nothing; its events go to the outbox
         self.rows[candidacy.candidacy_id] = stored
+
+    async def find(
+        self,
+        *,
+        territory: str,
+        dispositif_id: str | None = None,
+        status: CandidacyStatus | None = None,
+        kind: DispositifKind | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[Candidacy]]:
+        found = [
+            c
+            for c in self.rows.values()
+            if (c.departement == territory or (c.dispositif_id or "").split("-")[1:2] == [territory])
+            and (dispositif_id is None or c.dispositif_id == dispositif_id)
+            and (status is None or c.status is status)
+            and (kind is None or c.kind is kind)
+        ]
+        found.sort(key=lambda c: (-c.received_at.timestamp(), str(c.candidacy_id)))
+        return len(found), copy.deepcopy(found[offset : offset + limit])
 
 
 class FakeMldsUnitOfWork(FakeUnitOfWork, MldsUnitOfWork):

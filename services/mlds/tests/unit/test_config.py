@@ -11,6 +11,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RACCROCHAGE_SERVICE", "mlds")
     monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@h/db")
+    monkeypatch.setenv("RACCROCHAGE_TOKEN_KEY", "k" * 32)
     for name in (
         "MLDS_CAPACITY_PAPS",
         "MLDS_CAPACITY_DIPA",

@@ -337,3 +337,21 @@ async def test_the_survey_rebuilt_from_the_published_events_is_the_same_file() -
         "back_in_training_share,paps,all,share_percent,100.0" not in lines
     )  # none out of training: withheld
     assert date(2025, 9, 1) in year
+
+
+async def test_a_batch_of_requests_is_decided_as_one_by_one(uow) -> None:
+    refused, eligible = request(age=22), request(wishes=["mlds:paps-24-02"])
+    seat = request()
+    foquale = (seat[0], seat[1].model_copy(update={"provider": "foquale", "kind": "foquale_seat"}))
+    again = (new_event(eligible[1], source="raccrochage/psad", subject="again"), eligible[1])
+    async with uow:
+        added = await candidacies.solutions_requested(uow, [refused, foquale, eligible, again], T0)
+        await uow.commit()
+    assert len(added) == 2
+    one_by_one = FakeMldsUnitOfWork(sites())
+    for envelope, payload in (refused, eligible):
+        await candidacies.handle_solution_requested(one_by_one, envelope, payload, T0)
+    assert types(uow) == types(one_by_one)
+    assert [e.data for e in uow.published] == [e.data for e in one_by_one.published]
+    async with uow:  # a request with its candidacy already adds nothing
+        assert await candidacies.solutions_requested(uow, [eligible], T0) == []

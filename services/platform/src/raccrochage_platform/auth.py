@@ -32,20 +32,21 @@ class Role(StrEnum):
     COUNSELLOR = "counsellor"  # a PSAD counsellor: cases of one territory, contact details included
     OPS = "ops"  # dashboards: counts for every territory, nothing personal
     ACADEMY = "academy"  # an académie's steering team: the ops dashboard's counts of one territory
+    MLDS_COORDINATOR = "mlds_coordinator"  # an MLDS coordinator: candidacies and sites of one territory
     # repérage (SAIO): uploads campaign files and reads their reports; a campaign spans every
     # territory of the académie, so the token has none
     CAMPAIGN_MANAGER = "campaign_manager"
 
 
 # The roles whose token is bound to one territory; the others act for every territory.
-TERRITORIAL_ROLES = frozenset({Role.COUNSELLOR, Role.ACADEMY})
+TERRITORIAL_ROLES = frozenset({Role.COUNSELLOR, Role.ACADEMY, Role.MLDS_COORDINATOR})
 
 
 @dataclass(frozen=True)
 class Principal:
     sub: str
     role: Role
-    territory: str | None  # a département ("33"); None for ops
+    territory: str | None  # a département ("33"); None for ops (every other role has one)
 
     def may_see(self, departement: str) -> bool:
         return self.role is Role.COUNSELLOR and self.territory == departement

@@ -14,6 +14,12 @@ def test_a_counsellor_token_is_bound_to_its_territory() -> None:
     assert principal.may_see("33") and not principal.may_see("40")
 
 
+def test_an_mlds_coordinator_token_is_bound_to_its_territory_and_sees_no_psad_case() -> None:
+    principal = verify(KEY, mint(KEY, role="mlds_coordinator", territory="40", sub="coord-40"))
+    assert principal == Principal("coord-40", Role.MLDS_COORDINATOR, "40")
+    assert not principal.may_see("40")
+
+
 def test_an_ops_token_sees_no_case() -> None:
     principal = verify(KEY, mint(KEY, role="ops", sub="dashboard"))
     assert principal.territory is None and not principal.may_see("33")
@@ -45,7 +51,8 @@ def test_a_tampered_territory_breaks_the_signature() -> None:
 
 
 @pytest.mark.parametrize(
-    ("role", "territory"), [("counsellor", None), ("ops", "33"), ("campaign_manager", "33")]
+    ("role", "territory"),
+    [("counsellor", None), ("mlds_coordinator", None), ("ops", "33"), ("campaign_manager", "33")],
 )
 def test_minting_refuses_inconsistent_claims(role: str, territory: str | None) -> None:
     with pytest.raises(ValueError, match="territory"):

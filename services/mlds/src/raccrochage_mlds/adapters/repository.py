@@ -12,7 +12,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, func, literal, select, update
+from sqlalchemy import RowMapping, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -169,6 +169,23 @@ class SqlCandidacyRepository(CandidacyRepository):
             candidacy.version = 1
         return added
 
+    async def add_many(self, candidacies: list[Candidacy]) -> set[uuid.UUID]:
+        if not candidacies:
+            return set()
+        rows = [{**row_of(c), "version": 1} for c in candidacies]
+        statement = insert(candidacy_table).values(rows).on_conflict_do_nothing().returning(C.candidacy_id)
+        added = {row[0] for row in await self.connection.execute(statement)}
+        for candidacy in candidacies:
+            if candidacy.candidacy_id in added:
+                candidacy.version = 1
+        return added
+
+    async def for_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        if not request_ids:
+            return {}
+        query = select(C.request_id, C.candidacy_id).where(C.request_id.in_(request_ids))
+        return {row.request_id: row.candidacy_id for row in await self.connection.execute(query)}
+
     async def get(self, candidacy_id: uuid.UUID) -> Candidacy:
         query = select(candidacy_table).where(C.candidacy_id == candidacy_id).with_for_update()
         row = (await self.connection.execute(query)).mappings().first()
@@ -196,6 +213,39 @@ class SqlCandidacyRepository(CandidacyRepository):
                 f"candidacy {candidacy.candidacy_id} changed since version {candidacy.version}"
             )
         candidacy.version += 1
+
+    async def find(
+        self,
+        *,
+        territory: str,
+        dispositif_id: str | None = None,
+        status: CandidacyStatus | None = None,
+        kind: DispositifKind | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[Candidacy]]:
+        sites_here = select(D.dispositif_id).where(D.departement == territory)
+        conditions = [or_(C.departement == territory, C.dispositif_id.in_(sites_here))]
+        if dispositif_id is not None:
+            conditions.append(C.dispositif_id == dispositif_id)
+        if status is not None:
+            conditions.append(C.status == status.value)
+        if kind is not None:
+            conditions.append(C.kind == kind.value)
+        total = (
+            await self.connection.execute(
+                select(func.count()).select_from(candidacy_table).where(*conditions)
+            )
+        ).scalar_one()
+        query = (
+            select(candidacy_table)
+            .where(*conditions)
+            .order_by(C.received_at.desc(), C.candidacy_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        rows = (await self.connection.execute(query)).mappings()
+        return total, [candidacy_of(row) for row in rows]
 
 
 def row_of(candidacy: Candidacy) -> dict[str, Any]:

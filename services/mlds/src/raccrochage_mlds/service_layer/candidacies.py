@@ -39,17 +39,67 @@ async def handle_solution_requested(
     """A PSAD asks the MLDS for a dispositif: record the candidacy, decide its eligibility, and
     answer refused at once when a rule fails. Returns the candidacy id; None when the request is
     not for the MLDS or this event was handled before."""
-    kind = REQUESTED_KINDS.get(request.kind)
-    if request.provider != "mlds" or kind is None:
+    if not is_for_mlds(request):
         return None
     async with uow:
         if not await uow.claim(FROM_PSAD, [(envelope.id, envelope.type)]):
             return None
-        existing = await uow.candidacies.for_request(request.request_id)
-        if existing is not None:
-            await uow.commit()  # keep the claim: the request has its candidacy already
-            return existing.candidacy_id
-        site = await _proposed_site(uow, kind, request)
+        candidacy_id = await solution_requested(uow, envelope, request, now)
+        await uow.commit()  # the claim is kept even when the request had its candidacy already
+        return candidacy_id
+
+
+def is_for_mlds(request: SolutionRequested) -> bool:
+    return request.provider == "mlds" and request.kind in REQUESTED_KINDS
+
+
+async def solution_requested(
+    uow: MldsUnitOfWork, envelope: CloudEvent, request: SolutionRequested, now: datetime
+) -> uuid.UUID | None:
+    """`handle_solution_requested` inside a unit of work opened (and the event claimed, and the
+    work committed) by its caller: the `mlds_psad` consumer's batch. None when the request is
+    not for the MLDS."""
+    kind = REQUESTED_KINDS.get(request.kind)
+    if request.provider != "mlds" or kind is None:
+        return None
+    existing = await uow.candidacies.for_request(request.request_id)
+    if existing is not None:
+        return existing.candidacy_id
+    site = await _proposed_site(uow, kind, request)
+    candidacy = Candidacy.receive(
+        uuid.uuid5(CANDIDACY_NAMESPACE, str(request.request_id)),
+        request.youth_id,
+        kind,
+        request.departement,
+        facts_from_request(request),
+        now,
+        channel=Channel.PSAD_REQUEST,
+        request=PsadRequest(request.request_id, request.case_id, request.psad_id, envelope.correlationid),
+        dispositif=site,
+    )
+    candidacy.decide(now)
+    if await uow.candidacies.add(candidacy):
+        publish_candidacy(uow, candidacy, site, cause=envelope)
+    return candidacy.candidacy_id
+
+
+async def solutions_requested(
+    uow: MldsUnitOfWork, requests: list[tuple[CloudEvent, SolutionRequested]], now: datetime
+) -> list[uuid.UUID]:
+    """`solution_requested` for a batch, inside the caller's unit of work: the batch's existing
+    candidacies read at once, the sites once, the new candidacies added at once. Requests not
+    for the MLDS are skipped; returns the ids of the candidacies added."""
+    wanted = [(envelope, request) for envelope, request in requests if is_for_mlds(request)]
+    if not wanted:
+        return []
+    existing = await uow.candidacies.for_requests([request.request_id for _, request in wanted])
+    sites = {site.dispositif_id: site for site in await uow.dispositifs.find()}
+    new: dict[uuid.UUID, tuple[Candidacy, Dispositif | None, CloudEvent]] = {}
+    for envelope, request in wanted:
+        if request.request_id in existing:
+            continue
+        kind = REQUESTED_KINDS[request.kind]
+        site = _site_among(sites, kind, request)
         candidacy = Candidacy.receive(
             uuid.uuid5(CANDIDACY_NAMESPACE, str(request.request_id)),
             request.youth_id,
@@ -62,10 +112,24 @@ async def handle_solution_requested(
             dispositif=site,
         )
         candidacy.decide(now)
-        if await uow.candidacies.add(candidacy):
+        # The same request twice in a batch (asked again through another event): once.
+        new.setdefault(candidacy.candidacy_id, (candidacy, site, envelope))
+    added = await uow.candidacies.add_many([candidacy for candidacy, _, _ in new.values()])
+    for candidacy_id, (candidacy, site, envelope) in new.items():  # in the batch's order
+        if candidacy_id in added:
             publish_candidacy(uow, candidacy, site, cause=envelope)
-        await uow.commit()
-        return candidacy.candidacy_id
+    return [candidacy_id for candidacy_id in new if candidacy_id in added]
+
+
+def _site_among(
+    sites: dict[str, Dispositif], kind: DispositifKind, request: SolutionRequested
+) -> Dispositif | None:
+    """`_proposed_site` among sites already read."""
+    wished = sites.get(wished_site(request) or "")
+    if wished is not None and wished.kind is kind:
+        return wished
+    here = [s for s in sites.values() if s.kind is kind and s.departement == request.departement]
+    return here[0] if len(here) == 1 else None
 
 
 async def _proposed_site(

@@ -1,7 +1,8 @@
 """The MLDS unit of work and the repositories it opens: what the handlers may read and write.
 
-The concrete one (PostgreSQL, `adapters/repository.py` on the transaction's connection) comes
-with the platform's SqlAlchemyUnitOfWork; unit tests use fakes (tests/unit/fakes.py).
+`SqlMldsUnitOfWork` in the service (the platform's SqlAlchemyUnitOfWork with the repositories of
+`adapters/repository.py` on the transaction's connection); unit tests use fakes
+(tests/unit/fakes.py).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import abc
 import uuid
 from datetime import datetime
 
-from raccrochage_platform.uow import AbstractUnitOfWork
+from raccrochage_platform.uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.candidacy import Candidacy
 from ..domain.catalogue import Dispositif, DispositifKind
+from ..domain.states import CandidacyStatus
 
 
 class DispositifNotFound(LookupError):
@@ -71,8 +74,31 @@ class CandidacyRepository(abc.ABC):
         """The candidacy that answers a PSAD request, if any."""
 
     @abc.abstractmethod
+    async def for_requests(self, request_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+        """Of these PSAD requests, those that have a candidacy already: request id -> candidacy id."""
+
+    @abc.abstractmethod
+    async def add_many(self, candidacies: list[Candidacy]) -> set[uuid.UUID]:
+        """Store new candidacies at once; returns the ids stored (one answering the same request
+        as a stored one is not)."""
+
+    @abc.abstractmethod
     async def save(self, candidacy: Candidacy) -> None:
         """Store the changes of a candidacy got from `get`."""
+
+    @abc.abstractmethod
+    async def find(
+        self,
+        *,
+        territory: str,
+        dispositif_id: str | None = None,
+        status: CandidacyStatus | None = None,
+        kind: DispositifKind | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[Candidacy]]:
+        """A territory's candidacies (the youth's département, or the site's), newest first, not
+        held: how many match, and the page."""
 
 
 class MldsUnitOfWork(AbstractUnitOfWork):
@@ -81,3 +107,14 @@ class MldsUnitOfWork(AbstractUnitOfWork):
     source = "raccrochage/mlds"
     dispositifs: DispositifRepository
     candidacies: CandidacyRepository
+
+
+class SqlMldsUnitOfWork(SqlAlchemyUnitOfWork, MldsUnitOfWork):
+    """One PostgreSQL transaction of the MLDS (`ServiceContext.unit_of_work(SqlMldsUnitOfWork)`)."""
+
+    def open_repositories(self, connection: AsyncConnection) -> None:
+        # Imported here: the adapters implement this module's abstract repositories.
+        from ..adapters.repository import SqlCandidacyRepository, SqlDispositifRepository
+
+        self.dispositifs = SqlDispositifRepository(connection)
+        self.candidacies = SqlCandidacyRepository(connection)

@@ -1,0 +1,146 @@
+"""Across services, on real NATS and PostgreSQL: a PSAD case asks the MLDS for a dispositif, the
+MLDS decides (with its reasons) and answers, and PSAD applies the answer: the case goes in
+solution when a coordinator admits the youth, back to the solution stage when a rule fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+from raccrochage_contracts import nats_subject, new_event
+from raccrochage_contracts.events.reperage_v1 import YouthIdentified
+from raccrochage_mlds.entrypoints.demo import admit, candidacy_for_case, eventually, request_mlds_solution
+from raccrochage_platform.auth import mint
+from raccrochage_platform.migrations import upgrade
+from raccrochage_platform.topology import declare, load_topology
+from raccrochage_rig.testing.processes import ServiceProcess, service_process
+from raccrochage_rig.testing.servers import Servers
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "f" * 64
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topology(nc: Client, deadletter_stream: str) -> None:
+    js = nc.jetstream()
+    definitions = load_topology()
+    for service in ("psad", "mlds"):
+        for consumer in definitions.consumers_of(service):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(consumer.stream, consumer.durable)
+    await declare(js, definitions, services={"psad", "mlds"})
+    for stream in ("REPERAGE", "PSAD", "FOQUALE", "MLDS"):
+        await js.purge_stream(stream)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def databases(servers: Servers) -> dict[str, str]:
+    urls = {}
+    for service in ("psad", "mlds"):
+        urls[service] = await servers.create_database(service)
+        await asyncio.to_thread(upgrade, ROOT / "services" / service / "migrations", urls[service])
+    return urls
+
+
+@pytest.fixture
+def running(
+    servers: Servers, databases: dict[str, str], topology: None, tmp_path: Path
+) -> Iterator[dict[str, ServiceProcess]]:
+    base = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
+    base.update(
+        NATS_URL=servers.nats_url,
+        RACCROCHAGE_TOKEN_KEY=KEY,
+        RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
+        RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2",
+    )
+    with contextlib.ExitStack() as stack:
+        yield {
+            service: stack.enter_context(
+                service_process(
+                    service, {**base, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}, tmp_path
+                )
+            )
+            for service, url in databases.items()
+        }
+
+
+def _client(url: str, role: str) -> httpx.AsyncClient:
+    token = mint(KEY, role=role, territory="33", sub=f"{role}-33")
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+async def _identified(nc: Client, n: int, age: int) -> str:
+    youth_id = hashlib.sha256(f"flow-youth-{n}".encode()).hexdigest()
+    payload = YouthIdentified(
+        youth_id=youth_id,
+        campaign_id="2026-11",
+        psad_id="psad-33-test",
+        departement="33",
+        age=age,
+        months_since_leaving=4,
+        as_of=date(2026, 11, 1),
+        last_diploma="DNB",
+        last_training="2nde GT",
+    )
+    event = new_event(payload, source="raccrochage/reperage", subject=youth_id)
+    await nc.jetstream().publish(
+        nats_subject(event.type), event.to_json(), headers={"Nats-Msg-Id": str(event.id)}
+    )
+    return youth_id
+
+
+async def test_a_psad_case_gets_an_mlds_decision_and_psad_applies_it(
+    nc: Client, running: dict[str, ServiceProcess]
+) -> None:
+    eligible, too_old = await _identified(nc, 1, age=17), await _identified(nc, 2, age=22)
+    async with (
+        _client(running["psad"].url, "counsellor") as psad,
+        _client(running["mlds"].url, "mlds_coordinator") as mlds,
+    ):
+
+        async def cases() -> dict[str, str] | None:
+            page = (await psad.get("/cases")).json()
+            found = {c["youth_id"]: c["case_id"] for c in page["cases"]}
+            return found if {eligible, too_old} <= set(found) else None
+
+        case_of = await eventually(cases, what="PSAD's two cases")
+        for youth in (eligible, too_old):
+            proposed = await request_mlds_solution(psad, case_of[youth], "mlds_paps", ["mlds:paps-33-01"])
+            assert proposed["status"] == "solution_proposed"
+
+        # Too old for a PAPS: refused at once, with the rule; PSAD goes back to the solution stage.
+        refused = await candidacy_for_case(mlds, case_of[too_old])
+        assert (refused["status"], refused["failed_rules"]) == ("refused", ["paps.age_16_to_18"])
+
+        async def back_to_solution_stage() -> dict | None:
+            case = (await psad.get(f"/cases/{case_of[too_old]}")).json()
+            return case if case["status"] == "interview_held" else None
+
+        case = await eventually(back_to_solution_stage, what="the refusal applied")
+        assert case["solutions"][-1]["state"] == "refused"
+
+        # Eligible: admissible, and PSAD waits; admitted by the coordinator: PSAD's case in solution.
+        candidacy = await candidacy_for_case(mlds, case_of[eligible])
+        assert (candidacy["status"], candidacy["eligibility"]) == ("admissible", "eligible")
+        assert (await psad.get(f"/cases/{case_of[eligible]}")).json()["status"] == "solution_proposed"
+        admitted = await admit(mlds, candidacy)
+        assert admitted["status"] == "admitted" and admitted["dispositif_id"] == "paps-33-01"
+
+        async def in_solution() -> dict | None:
+            case = (await psad.get(f"/cases/{case_of[eligible]}")).json()
+            return case if case["status"] == "in_solution" else None
+
+        case = await eventually(in_solution, what="the acceptance applied")
+        assert case["solutions"][-1]["kind"] == "mlds_paps" and case["solutions"][-1]["state"] == "confirmed"
+        sites = (await mlds.get("/dispositifs", params={"kind": "paps"})).json()["dispositifs"]
+        assert next(s for s in sites if s["dispositif_id"] == "paps-33-01")["places_taken"] == 1
