@@ -19,6 +19,10 @@ class FoqualeSettings(ServiceSettings):
         description="how often reservations are expired and offers' freshness checked",
     )
     timer_batch: int = Field(500, validation_alias="FOQUALE_TIMER_BATCH", ge=1, le=5000)
+    # Each request is its own transaction (a seat is taken by one conditional UPDATE): several
+    # at once keep a burst of PSAD requests from queueing behind one connection.
+    consumer_concurrency: int = Field(8, validation_alias="FOQUALE_CONSUMER_CONCURRENCY", ge=1, le=64)
+    consumer_batch: int = Field(20, validation_alias="FOQUALE_CONSUMER_BATCH", ge=1, le=500)
 
     @model_validator(mode="after")
     def _unpublish_after_stale(self) -> FoqualeSettings:
