@@ -124,3 +124,58 @@ async def stream_events(nc: Client, stream: str, subject: str) -> list[dict]:
     finally:
         await sub.unsubscribe()
     return out
+
+
+def seat_record(key: str, uai: str = "0331012W", *, capacity: int = 4, **more: Any) -> dict[str, Any]:
+    """A partner's `partner.seats.published.v1` data, as a partner system would send it."""
+    return {
+        "partner_key": key,
+        "uai": uai,
+        "formation": {
+            "code_kind": "cfd",
+            "code": "50031213",
+            "label": "CAP équipier polyvalent du commerce",
+            "level": "niveau_3",
+        },
+        "statut": "apprentissage",
+        "departement": more.pop("departement", "33"),
+        "zap": "bordeaux-nord",
+        "capacity": capacity,
+        "opens_on": "2027-01-04",
+        "closes_on": "2027-06-30",
+        "contact_role": "coordonnateur_mlds",
+        "keywords": ["commerce"],
+        **more,
+    }
+
+
+def partner_envelope(
+    partner_id: str, verb: str, data: dict[str, Any], event_id: uuid.UUID | None = None
+) -> dict:
+    """A partner's envelope, built by hand: the data is sent as is, wrong fields included."""
+    event_id = event_id or uuid.uuid4()
+    kind = f"partner.seats.{verb}.v1"
+    return {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": f"partner/{partner_id}",
+        "type": kind,
+        "time": datetime.now(UTC).isoformat(),
+        "subject": str(data.get("partner_key", "x")),
+        "dataschema": f"https://schemas.raccrochage.local/events/{kind}.json",
+        "datacontenttype": "application/json",
+        "data": data,
+        "correlationid": str(event_id),
+    }
+
+
+async def publish_partner(
+    nc: Client, partner_id: str, verb: str, data: dict[str, Any], **options: Any
+) -> dict:
+    envelope = partner_envelope(partner_id, verb, data, **options)
+    await nc.jetstream().publish(
+        f"partner.{partner_id}.seats.{verb}.v1",
+        json.dumps(envelope).encode(),
+        headers={"Nats-Msg-Id": envelope["id"]},
+    )
+    return envelope

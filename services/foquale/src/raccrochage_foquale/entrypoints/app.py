@@ -1,5 +1,5 @@
-"""FOQUALE's service: PSAD's requests answered with seats, the clocks, (partner feeds and the
-establishment API are added beside).
+"""FOQUALE's service: PSAD's requests answered with seats, partners' seat records applied and
+answered, the clocks.
 
 FOQUALE's handlers each open, claim and commit their own unit of work (`service_layer.handlers`):
 a request takes a seat in its own transaction, so that a request that finds nothing never holds
@@ -22,11 +22,13 @@ from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 from raccrochage_platform.uow import AbstractUnitOfWork
 
+from ..adapters.partners import seat_partners
 from ..config import FoqualeSettings
 from ..domain.policy import Policy
 from ..service_layer import handlers
 from ..service_layer.commands import CheckFreshness, ExpireReservations, RequestSeat
 from ..service_layer.unit_of_work import SqlFoqualeUnitOfWork
+from .partner_feed import partner_consumer
 
 log = get_logger(__name__)
 
@@ -84,6 +86,17 @@ async def build(context: ServiceContext) -> None:
         answer = await handlers.request_seat(cmd, unit_of_work(), policy)
         if answer.refused is not None:
             log.info("seat_refused", request_id=str(cmd.request.request_id), reason=answer.refused.value)
+
+    partners = seat_partners()
+    partner_consumer(
+        context,
+        unit_of_work,
+        EachHandlerCommits,
+        partners,
+        batch_size=settings.consumer_batch,
+        concurrency=settings.consumer_concurrency,
+    )
+    log.info("seat_partners", partners=sorted(partners))
 
     async def timers() -> None:
         while True:
