@@ -9,6 +9,11 @@ from .domain.policy import Policy
 
 
 class FoqualeSettings(ServiceSettings):
+    token_key: str = Field(
+        validation_alias="RACCROCHAGE_TOKEN_KEY",
+        min_length=32,
+        description="key that signs the bearer tokens of the admin routes (raccrochage token --role ops)",
+    )
     stale_after_days: int = Field(60, validation_alias="FOQUALE_STALE_AFTER_DAYS", ge=1)
     unpublish_after_days: int = Field(90, validation_alias="FOQUALE_UNPUBLISH_AFTER_DAYS", ge=2)
     reservation_days: int = Field(15, validation_alias="FOQUALE_RESERVATION_DAYS", ge=1)

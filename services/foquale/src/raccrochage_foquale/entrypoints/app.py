@@ -28,6 +28,7 @@ from ..domain.policy import Policy
 from ..service_layer import handlers
 from ..service_layer.commands import CheckFreshness, ExpireReservations, RequestSeat
 from ..service_layer.unit_of_work import SqlFoqualeUnitOfWork
+from .api import foquale_router
 from .partner_feed import partner_consumer
 
 log = get_logger(__name__)
@@ -111,6 +112,7 @@ async def build(context: ServiceContext) -> None:
                 log.error("timers_failed", **error_fields(error))
 
     context.background.append(timers)
+    context.app.include_router(foquale_router(unit_of_work, context.engine, settings.token_key))
 
 
 spec = ServiceSpec(
