@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..domain.owners import Actor
 from ..domain.uai import Uai
-from .tables import api_key
+from .tables import api_key, reservation
 
 PREFIX = "fq_"
 _k = api_key.c
@@ -83,3 +83,17 @@ async def actor_for(engine: AsyncEngine, presented: str, now: datetime) -> Actor
             return None
         await conn.execute(update(api_key).where(_k.key_id == key_id).values(last_used_at=now))
     return Actor.establishment(key_id, {Uai(uai) for uai in row.uais})
+
+
+async def pending_reservations(engine: AsyncEngine, uais: list[str], limit: int = 200) -> list[dict]:
+    """Reservations waiting for an answer at these UAIs, oldest first (no youth detail: the
+    school learns who from the PSAD, not from FOQUALE)."""
+    r = reservation.c
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            select(r.reservation_id, r.offer_id, r.uai, r.training, r.made_at, r.expires_at)
+            .where(r.uai.in_(uais), r.state == "made")
+            .order_by(r.made_at)
+            .limit(limit)
+        )
+        return [dict(row) for row in rows.mappings()]

@@ -82,6 +82,15 @@ class ReservationOut(BaseModel):
     state: str
 
 
+class PendingOut(BaseModel):
+    reservation_id: uuid.UUID
+    offer_id: uuid.UUID
+    uai: str
+    training: str
+    made_at: datetime
+    expires_at: datetime
+
+
 class KeyIn(BaseModel):
     uais: list[str] = Field(min_length=1, max_length=50)
     label: str = Field(min_length=1, max_length=120, description="which school or office holds it")
@@ -179,6 +188,12 @@ def foquale_router(
         except Exception as error:
             raise _domain_errors(error) from None
         return OfferOut(offer_id=result.offer_id, outcome=result.outcome.value)
+
+    @router.get("/reservations", response_model=list[PendingOut], responses=_responses(401))
+    async def pending(actor: School) -> list[PendingOut]:
+        """The reservations waiting for the school's answer, on the key's UAIs, oldest first."""
+        rows = await api_keys.pending_reservations(engine, sorted(str(uai) for uai in actor.uais))
+        return [PendingOut(**row) for row in rows]
 
     @router.post(
         "/reservations/{reservation_id}/confirm",

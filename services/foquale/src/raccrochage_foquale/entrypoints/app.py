@@ -29,6 +29,7 @@ from ..service_layer import handlers
 from ..service_layer.commands import CheckFreshness, ExpireReservations, RequestSeat
 from ..service_layer.unit_of_work import SqlFoqualeUnitOfWork
 from .api import foquale_router
+from .demo import demo_main_job
 from .partner_feed import partner_consumer
 
 log = get_logger(__name__)
@@ -120,4 +121,6 @@ spec = ServiceSpec(
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
     settings=FoqualeSettings,
+    main_job=demo_main_job,
+    main_job_order=30,  # after PSAD's: the cases it opened ask for seats
 )
