@@ -11,6 +11,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RACCROCHAGE_SERVICE", "foquale")
     monkeypatch.setenv("NATS_URL", "nats://127.0.0.1:4222")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@h/db")
+    monkeypatch.setenv("RACCROCHAGE_TOKEN_KEY", "k" * 64)
     for name in ("FOQUALE_STALE_AFTER_DAYS", "FOQUALE_UNPUBLISH_AFTER_DAYS", "FOQUALE_RESERVATION_DAYS"):
         monkeypatch.delenv(name, raising=False)
 

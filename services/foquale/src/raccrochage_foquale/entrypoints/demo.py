@@ -1,0 +1,152 @@
+"""`make run`, after PSAD's demo: seats published for the five départements by a synthetic
+partner (over NATS, with its own user) and by a school (through the API with its key), then a
+few of each territory's PSAD cases worked up to a seat request, reserved and confirmed, so that
+a newcomer sees placements happen and the cases move to "in solution"."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+from rich.console import Console
+
+console = Console(stderr=True)
+
+PARTNER = "en-rectorat"  # deploy/partners.toml: the rectorat's system, one lycée per département
+RECTORAT_SEATS = {"24": "0240012H", "33": "0332012H", "40": "0400012W", "47": "0470012H", "64": "0640012R"}
+SCHOOL_UAI = "0332745E"  # a Gironde lycée without a system: it uses the API
+CASES_PER_TERRITORY = 2
+
+
+def _seat(key: str, uai: str, departement: str, capacity: int, label: str) -> dict:
+    return {
+        "partner_key": key,
+        "uai": uai,
+        "formation": {"code_kind": "cfd", "code": "50031213", "label": label, "level": "niveau_3"},
+        "statut": "scolaire",
+        "departement": departement,
+        "zap": None,
+        "capacity": capacity,
+        "opens_on": date.today().isoformat(),
+        "closes_on": (date.today() + timedelta(days=240)).isoformat(),
+        "contact_role": "directeur_delegue_formations",
+        "keywords": ["commerce"],
+    }
+
+
+async def publish_partner_seats(nats_url: str, password: str) -> int:
+    """The rectorat's records, on its own subjects with its own user."""
+    import nats
+    from raccrochage_contracts import nats_subject, new_event
+    from raccrochage_contracts.events.partner_seats_v1 import SeatsPublished
+
+    nc = await nats.connect(
+        nats_url, user=f"partner_{PARTNER}", password=password, inbox_prefix=f"_INBOX.partner_{PARTNER}"
+    )
+    try:
+        js = nc.jetstream()
+        for departement, uai in RECTORAT_SEATS.items():
+            record = SeatsPublished(
+                **_seat(f"demo-{departement}-cap-commerce", uai, departement, 12, "CAP commerce")
+            )
+            event = new_event(record, source=f"partner/{PARTNER}", subject=record.partner_key)
+            await js.publish(
+                nats_subject(event.type, PARTNER), event.to_json(), headers={"Nats-Msg-Id": str(event.id)}
+            )
+    finally:
+        await nc.close()
+    return len(RECTORAT_SEATS)
+
+
+async def request_seats(psad: httpx.AsyncClient, token_for, per_territory: int) -> list[str]:
+    """A counsellor of each territory reaches a youth, holds the interview and asks FOQUALE for a
+    seat: the first cases of the priority work list."""
+    requested = []
+    for departement in RECTORAT_SEATS:
+        headers = token_for(departement)
+        page = (
+            await psad.get(
+                "/cases", params={"work_list": "priority", "limit": per_territory}, headers=headers
+            )
+        ).json()
+        for case in page.get("cases", []):
+            case_id = case["case_id"]
+            when = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+            steps = [
+                ("attempts", {"channel": "phone", "outcome": "reached"}),
+                ("interviews", {"scheduled_for": when, "with_role": "psy_en"}),
+                ("interviews/outcome", {"outcome": "seen"}),
+                ("solutions", {"kind": "foquale_seat", "wishes": ["commerce"]}),
+            ]
+            for path, body in steps:
+                answer = await psad.post(f"/cases/{case_id}/{path}", json=body, headers=headers)
+                if answer.status_code >= 400:
+                    break
+            else:
+                requested.append(case_id)
+    return requested
+
+
+async def confirm_reservations(
+    foquale: httpx.AsyncClient, api_key: str, wanted: int, timeout: float = 60
+) -> int:
+    """The schools' answers: every reservation waiting at the key's UAIs, confirmed."""
+    confirmed, deadline = 0, time.monotonic() + timeout
+    headers = {"X-Api-Key": api_key}
+    while confirmed < wanted and time.monotonic() < deadline:
+        for pending in (await foquale.get("/foquale/reservations", headers=headers)).json():
+            answer = await foquale.post(
+                f"/foquale/reservations/{pending['reservation_id']}/confirm", json={}, headers=headers
+            )
+            confirmed += answer.status_code == 200
+        await asyncio.sleep(0.5)
+    return confirmed
+
+
+async def demo_main_job() -> None:
+    from raccrochage_platform.auth import mint
+    from raccrochage_platform.topology import load_topology
+    from raccrochage_rig.nats import CREDENTIALS
+    from raccrochage_rig.state import RigState, load_secrets, rig_dir
+
+    folder = rig_dir()
+    state = RigState.load(folder)
+    key = load_secrets(folder, load_topology())["token_key"]
+    passwords = json.loads((folder / "nats" / CREDENTIALS).read_text(encoding="utf-8"))
+    published = await publish_partner_seats(state.nats_url, passwords[PARTNER])
+    ops = {"Authorization": f"Bearer {mint(key, role='ops', sub='make-run')}"}
+
+    def counsellor(departement: str) -> dict[str, str]:
+        token = mint(key, role="counsellor", territory=departement, sub=f"demo-{departement}")
+        return {"Authorization": f"Bearer {token}"}
+
+    foquale_http = state.services["foquale"].http
+    async with (
+        httpx.AsyncClient(base_url=foquale_http, timeout=10) as foquale,
+        httpx.AsyncClient(base_url=state.services["psad"].http, timeout=10) as psad,
+    ):
+        created = await foquale.post(
+            "/foquale/api-keys",
+            json={"uais": [SCHOOL_UAI, *RECTORAT_SEATS.values()], "label": "demo schools"},
+            headers=ops,
+        )
+        created.raise_for_status()
+        api_key = created.json()["api_key"]
+        school = _seat("demo-bac-pro-accueil", SCHOOL_UAI, "33", 8, "Bac pro accueil")
+        (
+            await foquale.post("/foquale/offers", json=school, headers={"X-Api-Key": api_key})
+        ).raise_for_status()
+        await asyncio.sleep(2)  # the partner's records are applied by the consumer meanwhile
+        requested = await request_seats(psad, counsellor, CASES_PER_TERRITORY)
+        confirmed = await confirm_reservations(foquale, api_key, len(requested))
+    console.print(
+        f"[cyan]foquale[/] {published} offers from partner {PARTNER} (NATS) and 1 from a school (API); "
+        f"{len(requested)} PSAD cases asked for a seat, {confirmed} placements confirmed"
+    )
+    console.print(
+        f"[cyan]foquale[/] a school's pending reservations (API docs at {foquale_http}/docs):\n"
+        f"  curl -s -H 'X-Api-Key: {api_key}' {foquale_http}/foquale/reservations"
+    )

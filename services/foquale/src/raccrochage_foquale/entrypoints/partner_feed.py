@@ -1,0 +1,133 @@
+"""The consumer of partners' seat records (`partner.<id>.seats.<verb>.v1`, PARTNER stream).
+
+Each record is one message, applied in its own transaction (`service_layer.partners`) and
+answered on `partner.<id>.seats.feedback.v1` through the outbox. The partner is the subject's
+(the platform's consumer checks that the envelope's source says the same), never the payload's.
+
+The platform's consumer dead-letters a message whose data does not fit its contract, which the
+partner never sees. Here the data is read as it is (`RawRecord`) and checked against the
+contract by the handler, so that a record with a wrong field is answered with that field, like
+any other refusal; only a message that is not an envelope at all is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError, create_model, model_validator
+from raccrochage_contracts import Payload, Registry
+from raccrochage_contracts.events import partner_seats_v1 as partner
+from raccrochage_platform.broker import jetstream
+from raccrochage_platform.consumer import Event, EventConsumer
+from raccrochage_platform.logging import get_logger
+from raccrochage_platform.service import ServiceContext
+
+from ..domain.owners import Actor
+from ..service_layer.partners import PartnerRecord, apply_partner_record, feedback_for_invalid_record
+from ..service_layer.unit_of_work import FoqualeUnitOfWork
+
+log = get_logger(__name__)
+
+FROM_PARTNERS = "foquale_partner"
+RECORDS: dict[str, type[partner.SeatRecord]] = {
+    model.event_type: model
+    for model in (partner.SeatsPublished, partner.SeatsUpdated, partner.SeatsConfirmed, partner.SeatsClosed)
+}
+FEEDBACK_NAMESPACE = uuid.UUID("5d2e8f0a-3c41-4f6b-9a7e-1b0c2d3e4f50")
+
+
+class RawRecord(Payload):
+    """A partner record's data as sent, whatever it holds; the handler checks it."""
+
+    data: dict[str, Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_sent(cls, value: Any) -> Any:
+        return {"data": value}
+
+
+def _raw_registry() -> Registry:
+    registry = Registry()
+    for name in RECORDS:
+        # One class per type: a registry names its model's type on the class.
+        registry.register(name, create_model(f"Raw{RECORDS[name].__name__}", __base__=RawRecord))
+    return registry
+
+
+def feedback_event_id(record_event_id: uuid.UUID) -> uuid.UUID:
+    """The same record delivered again names the same answer: the outbox writes it once."""
+    return uuid.uuid5(FEEDBACK_NAMESPACE, str(record_event_id))
+
+
+async def answer(
+    event: Event[RawRecord], partners: dict[str, Actor], unit_of_work: Callable[[], FoqualeUnitOfWork]
+) -> partner.SeatsFeedback:
+    """Check the record, apply it if it is valid and the partner may publish seats, and write the
+    answer to the outbox; the answer."""
+    partner_id = event.partner_id
+    envelope = event.envelope
+    raw = event.data.data
+    try:
+        record = RECORDS[envelope.type].read(raw)
+    except ValidationError as error:
+        feedback = feedback_for_invalid_record(envelope.type, raw, error, envelope.id)
+    else:
+        actor = partners.get(partner_id)
+        if actor is None:
+            feedback = partner.SeatsFeedback(
+                partner_key=record.partner_key,
+                record_type=envelope.type,
+                record_event_id=envelope.id,
+                outcome="rejected",
+                problems=[
+                    partner.Problem(
+                        field="*", reason=f"partner {partner_id} is not registered to publish seats"
+                    )
+                ],
+            )
+        else:
+            feedback = await apply_partner_record(
+                PartnerRecord(actor, record, datetime.now(UTC), envelope.id), unit_of_work()
+            )
+    async with unit_of_work() as uow:
+        uow.add_event(
+            feedback,
+            subject=f"partner/{partner_id}",
+            cause=envelope,
+            event_id=feedback_event_id(envelope.id),
+        )
+        await uow.commit()
+    if feedback.outcome == "rejected":
+        log.info(
+            "partner_record_rejected",
+            partner_id=partner_id,
+            record_type=envelope.type,
+            fields=[problem.field for problem in feedback.problems][:10],
+        )
+    return feedback
+
+
+def partner_consumer(
+    context: ServiceContext,
+    unit_of_work: Callable[[], FoqualeUnitOfWork],
+    each_handler_commits: Callable[[], Any],
+    partners: dict[str, Actor],
+    **options: Any,
+) -> EventConsumer:
+    """The partner feed's consumer, reading records as sent (`RawRecord`)."""
+    definition = context.topology.consumers[FROM_PARTNERS]
+    consumer = EventConsumer(
+        definition, _raw_registry(), each_handler_commits, jetstream(context.broker), **options
+    )
+
+    async def handle(_: Any, event: Event[RawRecord]) -> None:
+        await answer(event, partners, unit_of_work)
+
+    for name in RECORDS:
+        consumer.on(name)(handle)
+    context.consumers.append(consumer)
+    return consumer

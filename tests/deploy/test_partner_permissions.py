@@ -1,0 +1,149 @@
+"""Partners' NATS users as the rig generates them, on a real nats-server: each partner publishes
+under its own subjects only and reads nothing but its own replies. Every ordered pair of the
+partners declared in deploy/partners.toml is checked, not a sample."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from raccrochage_platform.topology import declare, load_topology
+from raccrochage_rig.nats import NatsServer, declared_partners, partner_user
+
+PARTNERS = declared_partners()
+PAIRS = list(itertools.permutations(PARTNERS, 2))
+TOPOLOGY = load_topology()
+# What a partner must never read: every service stream's subjects, the dead letters, every stream.
+SERVICE_SUBJECTS = sorted(
+    {subject for stream in TOPOLOGY.streams.values() for subject in stream.subjects} | {">", "_INBOX.>"}
+)
+
+
+class Partner:
+    """A partner's connection and the permission errors the server sent it."""
+
+    def __init__(self, partner_id: str) -> None:
+        self.partner_id = partner_id
+        self.errors: list[str] = []
+        self.nc: Client | None = None
+
+    async def connect(self, server: NatsServer) -> None:
+        async def on_error(error: Exception) -> None:
+            self.errors.append(str(error))
+
+        self.nc = await nats.connect(
+            server.url,
+            user=partner_user(self.partner_id),
+            password=server.partner_passwords[self.partner_id],
+            inbox_prefix=f"_INBOX.partner_{self.partner_id}".encode(),
+            error_cb=on_error,
+            allow_reconnect=False,
+        )
+
+    async def refused(self, what: str, subject: str) -> bool:
+        """Wait until the server said this publish or subscription was a violation."""
+        wanted = f'permissions violation for {what} to "{subject}"'.lower()  # nats-py lowers it
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if any(wanted in error.lower() for error in self.errors):
+                return True
+            await asyncio.sleep(0.02)
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
+    server = NatsServer(Path(tmp_path_factory.mktemp("nats-partners")))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def rig(server: NatsServer) -> AsyncIterator[Client]:
+    """A connection without credentials: the rig's user, as the services connect."""
+    nc = await nats.connect(server.url)
+    await declare(nc.jetstream(), TOPOLOGY, services=set())
+    yield nc
+    await nc.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def partners(server: NatsServer, rig: Client) -> AsyncIterator[dict[str, Partner]]:
+    connected = {partner_id: Partner(partner_id) for partner_id in PARTNERS}
+    for partner in connected.values():
+        await partner.connect(server)
+    yield connected
+    for partner in connected.values():
+        await partner.nc.close()
+
+
+def test_every_declared_partner_has_a_user_and_there_are_pairs_to_check(server: NatsServer) -> None:
+    assert set(server.partner_passwords) == set(PARTNERS)
+    assert len(PAIRS) == len(PARTNERS) * (len(PARTNERS) - 1) >= 2
+
+
+@pytest.mark.parametrize("partner_id", PARTNERS)
+async def test_a_partner_publishes_its_seats_into_the_partner_stream(
+    partners: dict[str, Partner], partner_id: str
+) -> None:
+    ack = await partners[partner_id].nc.jetstream().publish(f"partner.{partner_id}.seats.published.v1", b"{}")
+    assert ack.stream == "PARTNER"
+
+
+@pytest.mark.parametrize("partner_id", PARTNERS)
+async def test_a_partner_reads_no_stream_and_calls_no_jetstream_api(
+    partners: dict[str, Partner], partner_id: str
+) -> None:
+    partner = partners[partner_id]
+    for subject in SERVICE_SUBJECTS:
+        await partner.nc.subscribe(subject)
+        await partner.nc.flush()
+        assert await partner.refused("subscription", subject), subject
+    await partner.nc.publish("$JS.API.STREAM.INFO.PARTNER", b"")
+    await partner.nc.flush()
+    assert await partner.refused("publish", "$JS.API.STREAM.INFO.PARTNER")
+
+
+@pytest.mark.parametrize(("a", "b"), PAIRS, ids=[f"{a}-as-{b}" for a, b in PAIRS])
+async def test_a_partner_cannot_speak_for_another_or_read_its_replies(
+    partners: dict[str, Partner], rig: Client, a: str, b: str
+) -> None:
+    partner = partners[a]
+    seen: list[str] = []
+    observer = await rig.subscribe(f"partner.{b}.>", cb=_collect(seen))
+    await rig.flush()
+
+    subject = f"partner.{b}.seats.published.v1"
+    await partner.nc.publish(subject, b"{}")
+    await partner.nc.flush()
+    assert await partner.refused("publish", subject)
+
+    replies = f"_INBOX.partner_{b}.>"
+    got: list[str] = []
+    await partner.nc.subscribe(replies, cb=_collect(got))
+    await partner.nc.subscribe(f"partner.{b}.>", cb=_collect(got))
+    await partner.nc.flush()
+    assert await partner.refused("subscription", replies)
+    assert await partner.refused("subscription", f"partner.{b}.>")
+    await rig.publish(f"_INBOX.partner_{b}.reply", b"for b only")
+    await rig.publish(f"partner.{b}.seats.feedback.v1", b"for b only")
+    await rig.flush()
+    await partner.nc.flush()  # a round trip after the rig's: anything delivered has arrived
+    assert got == []
+    assert seen == [f"partner.{b}.seats.feedback.v1"]  # only the rig's own message got through
+    await observer.unsubscribe()
+
+
+def _collect(into: list[str]) -> Callable:
+    async def handler(msg) -> None:
+        into.append(msg.subject)
+
+    return handler
