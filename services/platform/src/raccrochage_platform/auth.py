@@ -1,7 +1,7 @@
 """Bearer tokens for the services' HTTP APIs: compact JWTs (HS256) signed with the rig's token key.
 
-A token says who calls (`sub`), in which role, and for a counsellor which territory (the
-département) it is bound to. Services check the signature and the expiry, then apply their own
+A token says who calls (`sub`), in which role, for a counsellor or an MLDS tutor which
+territory (the département) it is bound to, and for a buyer or a company which organisation. Services check the signature and the expiry, then apply their own
 rules (PSAD: a counsellor sees only their territory's cases; ops sees counts, nothing personal).
 Kept to the few lines HS256 needs rather than a dependency.
 """
@@ -24,6 +24,15 @@ ISSUER = "raccrochage"
 class Role(StrEnum):
     COUNSELLOR = "counsellor"  # a PSAD counsellor: cases of one territory, contact details included
     OPS = "ops"  # dashboards: counts for every territory, nothing personal
+    # The clause sociale's three parties: a public buyer and a company each act for their
+    # organisation, an MLDS tutor for a territory.
+    BUYER = "buyer"
+    COMPANY = "company"
+    MLDS_TUTOR = "mlds_tutor"
+
+
+TERRITORY_ROLES = (Role.COUNSELLOR, Role.MLDS_TUTOR)
+ORGANISATION_ROLES = (Role.BUYER, Role.COMPANY)
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class Principal:
     sub: str
     role: Role
     territory: str | None  # a département ("33"); None for ops
+    organisation: str | None = None  # a buyer's or a company's id; None for the other roles
 
     def may_see(self, departement: str) -> bool:
         return self.role is Role.COUNSELLOR and self.territory == departement
@@ -60,16 +70,23 @@ def mint(
     territory: str | None = None,
     ttl_seconds: int = 12 * 3600,
     now: float | None = None,
+    organisation: str | None = None,
 ) -> str:
     role = Role(role)
-    if role is Role.COUNSELLOR and not territory:
-        raise ValueError("a counsellor token needs a territory (département, e.g. 33)")
+    if role in TERRITORY_ROLES and not territory:
+        raise ValueError(f"a {role.value} token needs a territory (département, e.g. 33)")
     if role is Role.OPS and territory:
         raise ValueError("an ops token is for every territory: give no territory")
+    if role in ORGANISATION_ROLES and not organisation:
+        raise ValueError(f"a {role.value} token needs an organisation (its id, e.g. bordeaux-metropole)")
+    if role not in ORGANISATION_ROLES and organisation:
+        raise ValueError(f"a {role.value} token has no organisation")
     issued = int(now if now is not None else time.time())
     claims = {"iss": ISSUER, "sub": sub, "role": role.value, "iat": issued, "exp": issued + ttl_seconds}
     if territory:
         claims["territory"] = territory
+    if organisation:
+        claims["organisation"] = organisation
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{header}.{body}.{_signature(key.encode(), f'{header}.{body}')}"
@@ -96,10 +113,12 @@ def verify(key: str, token: str, now: float | None = None) -> Principal:
         raise InvalidToken("unknown issuer")
     if (now if now is not None else time.time()) >= expiry:
         raise InvalidToken("expired")
-    territory = claims.get("territory")
-    if role is Role.COUNSELLOR and not territory:
-        raise InvalidToken("counsellor token without territory")
-    return Principal(sub=sub, role=role, territory=territory)
+    territory, organisation = claims.get("territory"), claims.get("organisation")
+    if role in TERRITORY_ROLES and not territory:
+        raise InvalidToken(f"{role.value} token without territory")
+    if role in ORGANISATION_ROLES and not organisation:
+        raise InvalidToken(f"{role.value} token without organisation")
+    return Principal(sub=sub, role=role, territory=territory, organisation=organisation)
 
 
 def bearer(key: str):

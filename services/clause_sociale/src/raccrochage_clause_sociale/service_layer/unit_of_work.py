@@ -1,8 +1,8 @@
 """The clause_sociale unit of work and the repositories it opens: what handlers may read and write.
 
-The PostgreSQL repositories (adapters/repository.py) work on the transaction's AsyncConnection;
-the concrete unit of work that opens them comes with the platform's SqlAlchemyUnitOfWork. Unit
-tests use in-memory fakes (tests/unit/fakes.py).
+The service runs `SqlClauseUnitOfWork`: the platform's SqlAlchemyUnitOfWork with the PostgreSQL
+repositories (adapters/repository.py) on the transaction's AsyncConnection. Unit tests use
+in-memory fakes (tests/unit/fakes.py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import abc
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from raccrochage_platform.uow import AbstractUnitOfWork
+from raccrochage_platform.uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.clause import Clause
 from ..domain.mission import Mission
@@ -141,3 +142,17 @@ class ClauseUnitOfWork(AbstractUnitOfWork):
     companies: CompanyRepository
     enrolments: EnrolmentRepository
     bilans: BilanDocumentRepository
+
+
+class SqlClauseUnitOfWork(SqlAlchemyUnitOfWork, ClauseUnitOfWork):
+    """One PostgreSQL transaction of clause_sociale (`ServiceContext.unit_of_work(SqlClauseUnitOfWork)`)."""
+
+    def open_repositories(self, connection: AsyncConnection) -> None:
+        # Imported here: the adapters import this module for the repositories' interfaces.
+        from ..adapters import repository
+
+        self.clauses = repository.SqlClauseRepository(connection)
+        self.missions = repository.SqlMissionRepository(connection)
+        self.companies = repository.SqlCompanyRepository(connection)
+        self.enrolments = repository.SqlEnrolmentRepository(connection)
+        self.bilans = repository.SqlBilanDocumentRepository(connection)
