@@ -17,7 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .helpers import enrolment_accepted, eventually, fetch, publish, stream_events, youth_id
 
 BUYER = Buyer(
-    "gironde-cd", "Conseil départemental de la Gironde", BuyerType.COLLECTIVITE_TERRITORIALE, "acheteur", "33"
+    "gironde-lapse",
+    "Conseil départemental de la Gironde",
+    BuyerType.COLLECTIVITE_TERRITORIALE,
+    "acheteur",
+    "33",
 )
 
 

@@ -15,6 +15,7 @@ from ..config import ClauseSocialeSettings
 from ..service_layer import handlers
 from ..service_layer.commands import RunProposalDeadlines
 from ..service_layer.unit_of_work import ClauseUnitOfWork, SqlClauseUnitOfWork
+from .api import clause_router
 
 log = get_logger(__name__)
 
@@ -48,6 +49,7 @@ async def build(context: ServiceContext) -> None:
                 log.info("proposal_deadlines", reminded=len(report.reminded), lapsed=len(report.lapsed))
 
     context.background.append(proposal_deadlines)
+    context.app.include_router(clause_router(unit_of_work, settings.token_key, context.broker))
 
 
 spec = ServiceSpec(

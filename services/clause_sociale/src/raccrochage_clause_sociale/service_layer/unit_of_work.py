@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.clause import Clause
 from ..domain.mission import Mission
+from ..domain.states import MissionStatus
 
 
 class ClauseNotFound(LookupError):
@@ -56,6 +57,13 @@ class ClauseRepository(abc.ABC):
     async def ending_between(self, first: date, last: date) -> list[Clause]:
         """Clauses whose contract ends from `first` to `last` included, soonest first."""
 
+    @abc.abstractmethod
+    async def listed(
+        self, *, buyer_id: str | None = None, company_id: str | None = None, departement: str | None = None
+    ) -> list[Clause]:
+        """The clauses of a buyer, of a company, or of a département (each filter when given),
+        soonest end first."""
+
 
 class MissionRepository(abc.ABC):
     @abc.abstractmethod
@@ -85,6 +93,18 @@ class MissionRepository(abc.ABC):
     async def hosted_by(self, company_id: str, company_tutor_id: str, site_key: str) -> list[Mission]:
         """The company's placements (a convention drafted or signed) tutored by this company
         referent at this place."""
+
+    @abc.abstractmethod
+    async def listed(
+        self,
+        *,
+        company_id: str | None = None,
+        departement: str | None = None,
+        status: MissionStatus | None = None,
+        reserved_by: str | None = None,
+        limit: int = 200,
+    ) -> list[Mission]:
+        """Missions filtered by each criterion given, oldest first, at most `limit`."""
 
     @abc.abstractmethod
     async def awaiting_answer(self, made_before: datetime) -> list[str]:
