@@ -16,6 +16,7 @@ from ..service_layer import handlers
 from ..service_layer.commands import RunProposalDeadlines
 from ..service_layer.unit_of_work import ClauseUnitOfWork, SqlClauseUnitOfWork
 from .api import clause_router
+from .demo import demo_main_job
 
 log = get_logger(__name__)
 
@@ -57,4 +58,6 @@ spec = ServiceSpec(
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
     settings=ClauseSocialeSettings,
+    main_job=demo_main_job,
+    main_job_order=40,  # after repérage's campaign (10) and PSAD's cases (20), whose youths it places
 )
