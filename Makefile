@@ -48,7 +48,7 @@ lock:
 	$(UV) lock
 
 # Every benchmark, one after the other (several minutes); `make bench BENCH=psad` runs one.
-BENCHES ?= relay ingest partner_latency psad psad_latency ops mlds foquale
+BENCHES ?= relay ingest partner_latency psad psad_latency ops mlds foquale clause
 bench: install
 	@for b in $(if $(BENCH),$(BENCH),$(BENCHES)); do echo "== bench/$$b.py"; $(VENV)/bin/python bench/$$b.py || exit 1; done
 

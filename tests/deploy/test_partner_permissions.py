@@ -137,6 +137,9 @@ async def test_a_partner_cannot_speak_for_another_or_read_its_replies(
     await rig.publish(f"partner.{b}.seats.feedback.v1", b"for b only")
     await rig.flush()
     await partner.nc.flush()  # a round trip after the rig's: anything delivered has arrived
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:  # the rig's own callback runs on its loop turn
+        await asyncio.sleep(0.01)
     assert got == []
     assert seen == [f"partner.{b}.seats.feedback.v1"]  # only the rig's own message got through
     await observer.unsubscribe()

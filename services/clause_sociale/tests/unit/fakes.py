@@ -53,6 +53,18 @@ class FakeClauseRepository(ClauseRepository):
         found = [c for c in self.rows.values() if first <= c.ends_on <= last]
         return [copy.deepcopy(c) for c in sorted(found, key=lambda c: (c.ends_on, c.clause_id))]
 
+    async def listed(
+        self, *, buyer_id: str | None = None, company_id: str | None = None, departement: str | None = None
+    ) -> list[Clause]:
+        found = [
+            c
+            for c in self.rows.values()
+            if buyer_id in (None, c.buyer.buyer_id)
+            and company_id in (None, c.company_id)
+            and departement in (None, c.buyer.departement)
+        ]
+        return [copy.deepcopy(c) for c in sorted(found, key=lambda c: (c.ends_on, c.clause_id))]
+
 
 class FakeMissionRepository(MissionRepository):
     def __init__(self, rows: dict[str, Mission]) -> None:
@@ -94,6 +106,26 @@ class FakeMissionRepository(MissionRepository):
             for m in self.rows.values()
             if m.company_id == company_id and m.hosts(company_tutor_id, site_key)
         ]
+
+    async def listed(
+        self,
+        *,
+        company_id: str | None = None,
+        departement: str | None = None,
+        status: MissionStatus | None = None,
+        reserved_by: str | None = None,
+        limit: int = 200,
+    ) -> list[Mission]:
+        found = [
+            m
+            for m in self.rows.values()
+            if company_id in (None, m.company_id)
+            and departement in (None, m.departement)
+            and status in (None, m.status)
+            and reserved_by in (None, m.reserved_by)
+        ]
+        ordered = sorted(found, key=lambda m: (m.declared_at, m.mission_id))[:limit]
+        return [copy.deepcopy(m) for m in ordered]
 
     async def awaiting_answer(self, made_before: datetime) -> list[str]:
         return sorted(

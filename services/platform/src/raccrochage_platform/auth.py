@@ -1,7 +1,8 @@
 """Bearer tokens for the services' HTTP APIs: compact JWTs (HS256) signed with the rig's token key.
 
-A token says who calls (`sub`), in which role, and for a counsellor which territory (the
-département) it is bound to. Services check the signature and the expiry, then apply their own
+A token says who calls (`sub`), in which role, for the territorial roles (counsellor, academy,
+MLDS coordinator or tutor) which territory (the département) it is bound to, and for a buyer or a
+company which organisation. Services check the signature and the expiry, then apply their own
 rules (PSAD: a counsellor sees only their territory's cases; ops sees counts, nothing personal;
 repérage: a campaign manager uploads campaign files, which span every territory).
 Kept to the few lines HS256 needs rather than a dependency.
@@ -36,17 +37,25 @@ class Role(StrEnum):
     # repérage (SAIO): uploads campaign files and reads their reports; a campaign spans every
     # territory of the académie, so the token has none
     CAMPAIGN_MANAGER = "campaign_manager"
+    # The clause sociale's three parties: a public buyer and a company each act for their
+    # organisation, an MLDS tutor for a territory.
+    BUYER = "buyer"
+    COMPANY = "company"
+    MLDS_TUTOR = "mlds_tutor"
 
 
 # The roles whose token is bound to one territory; the others act for every territory.
-TERRITORIAL_ROLES = frozenset({Role.COUNSELLOR, Role.ACADEMY, Role.MLDS_COORDINATOR})
+TERRITORIAL_ROLES = frozenset({Role.COUNSELLOR, Role.ACADEMY, Role.MLDS_COORDINATOR, Role.MLDS_TUTOR})
+# The roles whose token is bound to one organisation (its id); no other role has one.
+ORGANISATION_ROLES = frozenset({Role.BUYER, Role.COMPANY})
 
 
 @dataclass(frozen=True)
 class Principal:
     sub: str
     role: Role
-    territory: str | None  # a département ("33"); None for ops (every other role has one)
+    territory: str | None  # a département ("33") for the territorial roles, else None
+    organisation: str | None = None  # a buyer's or a company's id; None for the other roles
 
     def may_see(self, departement: str) -> bool:
         return self.role is Role.COUNSELLOR and self.territory == departement
@@ -76,16 +85,23 @@ def mint(
     territory: str | None = None,
     ttl_seconds: int = 12 * 3600,
     now: float | None = None,
+    organisation: str | None = None,
 ) -> str:
     role = Role(role)
     if role in TERRITORIAL_ROLES and not territory:
         raise ValueError(f"a {role.value} token needs a territory (département, e.g. 33)")
     if role not in TERRITORIAL_ROLES and territory:
         raise ValueError(f"an {role.value} token is for every territory: give no territory")
+    if role in ORGANISATION_ROLES and not organisation:
+        raise ValueError(f"a {role.value} token needs an organisation (its id, e.g. bordeaux-metropole)")
+    if role not in ORGANISATION_ROLES and organisation:
+        raise ValueError(f"a {role.value} token has no organisation")
     issued = int(now if now is not None else time.time())
     claims = {"iss": ISSUER, "sub": sub, "role": role.value, "iat": issued, "exp": issued + ttl_seconds}
     if territory:
         claims["territory"] = territory
+    if organisation:
+        claims["organisation"] = organisation
     header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
     body = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{header}.{body}.{_signature(key.encode(), f'{header}.{body}')}"
@@ -112,12 +128,14 @@ def verify(key: str, token: str, now: float | None = None) -> Principal:
         raise InvalidToken("unknown issuer")
     if (now if now is not None else time.time()) >= expiry:
         raise InvalidToken("expired")
-    territory = claims.get("territory")
+    territory, organisation = claims.get("territory"), claims.get("organisation")
     if role in TERRITORIAL_ROLES and not territory:
         raise InvalidToken(f"{role.value} token without territory")
     if role not in TERRITORIAL_ROLES and territory:
         raise InvalidToken(f"{role.value} token bound to a territory")
-    return Principal(sub=sub, role=role, territory=territory)
+    if role in ORGANISATION_ROLES and not organisation:
+        raise InvalidToken(f"{role.value} token without organisation")
+    return Principal(sub=sub, role=role, territory=territory, organisation=organisation)
 
 
 # The scheme OpenAPI declares; it only reads the header: `caller` answers 401 with our message.

@@ -63,3 +63,29 @@ def test_a_campaign_manager_acts_for_every_territory_and_sees_no_case() -> None:
     principal = verify(KEY, mint(KEY, role="campaign_manager", sub="saio"))
     assert principal == Principal("saio", Role.CAMPAIGN_MANAGER, None)
     assert not principal.may_see("33")
+
+
+def test_the_clause_sociale_roles_carry_their_organisation_or_territory() -> None:
+    buyer = verify(KEY, mint(KEY, role="buyer", sub="acheteuse", organisation="bordeaux-metropole"))
+    assert (buyer.role, buyer.organisation, buyer.territory) == (Role.BUYER, "bordeaux-metropole", None)
+    company = verify(KEY, mint(KEY, role="company", sub="ref-204", organisation="batisud-33"))
+    assert company.organisation == "batisud-33"
+    tutor = verify(KEY, mint(KEY, role="mlds_tutor", sub="tuteur-1", territory="33"))
+    assert (tutor.territory, tutor.organisation) == ("33", None)
+
+
+@pytest.mark.parametrize(
+    ("role", "territory", "organisation", "message"),
+    [
+        ("buyer", None, None, "needs an organisation"),
+        ("company", None, None, "needs an organisation"),
+        ("company", "33", "batisud-33", "give no territory"),
+        ("mlds_tutor", None, None, "needs a territory"),
+        ("counsellor", "33", "batisud-33", "has no organisation"),
+    ],
+)
+def test_minting_refuses_a_clause_role_without_what_binds_it(
+    role: str, territory: str | None, organisation: str | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        mint(KEY, role=role, sub="x", territory=territory, organisation=organisation)

@@ -151,6 +151,19 @@ class SqlClauseRepository(ClauseRepository):
         query = select(clause_table).where(C.ends_on.between(first, last)).order_by(C.ends_on, C.clause_id)
         return [clause_of(row) for row in (await self.connection.execute(query)).mappings()]
 
+    async def listed(
+        self, *, buyer_id: str | None = None, company_id: str | None = None, departement: str | None = None
+    ) -> list[Clause]:
+        query = select(clause_table).order_by(C.ends_on, C.clause_id)
+        for column, value in (
+            (C.buyer_id, buyer_id),
+            (C.company_id, company_id),
+            (C.departement, departement),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        return [clause_of(row) for row in (await self.connection.execute(query)).mappings()]
+
 
 # --- missions ----------------------------------------------------------------------------------
 
@@ -407,6 +420,27 @@ class SqlMissionRepository(MissionRepository):
             M.site_key == site_key,
             M.status.in_(PLACED),
         )
+        return [mission_of(row) for row in (await self.connection.execute(query)).mappings()]
+
+    async def listed(
+        self,
+        *,
+        company_id: str | None = None,
+        departement: str | None = None,
+        status: MissionStatus | None = None,
+        reserved_by: str | None = None,
+        limit: int = 200,
+    ) -> list[Mission]:
+        query = select(mission_table).order_by(M.declared_at, M.mission_id).limit(limit)
+        filters = (
+            (M.company_id, company_id),
+            (M.departement, departement),
+            (M.status, status.value if status is not None else None),
+            (M.reserved_by, reserved_by),
+        )
+        for column, value in filters:
+            if value is not None:
+                query = query.where(column == value)
         return [mission_of(row) for row in (await self.connection.execute(query)).mappings()]
 
     async def awaiting_answer(self, made_before: datetime) -> list[str]:

@@ -257,21 +257,26 @@ async def _on_mission(
 
 
 async def on_enrolment_accepted(event: CloudEvent, uow: ClauseUnitOfWork) -> bool:
-    """mlds.enrolment.accepted.v1: the youth may now be proposed for missions. False for a
-    redelivered event (already handled)."""
+    """mlds.enrolment.accepted.v1 in a unit of work of its own: the youth may now be proposed
+    for missions. False for a redelivered event (already handled)."""
     async with uow:
         if not await uow.claim(CONSUMER, [(event.id, event.type)]):
             return False
-        accepted = EnrolmentAccepted.read(event.data)
-        await uow.enrolments.record(
-            Enrolment(
-                accepted.youth_id,
-                accepted.dispositif,
-                accepted.starts_on,
-                str(accepted.case_id),
-                str(accepted.request_id),
-                accepted.decided_at,
-            )
-        )
+        await record_enrolment(uow, EnrolmentAccepted.read(event.data))
         await uow.commit()
     return True
+
+
+async def record_enrolment(uow: ClauseUnitOfWork, accepted: EnrolmentAccepted) -> None:
+    """Remember the enrolment, inside a unit of work already open (the consumer's, which claimed
+    the event in its inbox and commits the batch)."""
+    await uow.enrolments.record(
+        Enrolment(
+            accepted.youth_id,
+            accepted.dispositif,
+            accepted.starts_on,
+            str(accepted.case_id),
+            str(accepted.request_id),
+            accepted.decided_at,
+        )
+    )

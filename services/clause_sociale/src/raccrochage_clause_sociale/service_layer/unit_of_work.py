@@ -1,8 +1,8 @@
 """The clause_sociale unit of work and the repositories it opens: what handlers may read and write.
 
-The PostgreSQL repositories (adapters/repository.py) work on the transaction's AsyncConnection;
-the concrete unit of work that opens them comes with the platform's SqlAlchemyUnitOfWork. Unit
-tests use in-memory fakes (tests/unit/fakes.py).
+The service runs `SqlClauseUnitOfWork`: the platform's SqlAlchemyUnitOfWork with the PostgreSQL
+repositories (adapters/repository.py) on the transaction's AsyncConnection. Unit tests use
+in-memory fakes (tests/unit/fakes.py).
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import abc
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from raccrochage_platform.uow import AbstractUnitOfWork
+from raccrochage_platform.uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.clause import Clause
 from ..domain.mission import Mission
+from ..domain.states import MissionStatus
 
 
 class ClauseNotFound(LookupError):
@@ -55,6 +57,13 @@ class ClauseRepository(abc.ABC):
     async def ending_between(self, first: date, last: date) -> list[Clause]:
         """Clauses whose contract ends from `first` to `last` included, soonest first."""
 
+    @abc.abstractmethod
+    async def listed(
+        self, *, buyer_id: str | None = None, company_id: str | None = None, departement: str | None = None
+    ) -> list[Clause]:
+        """The clauses of a buyer, of a company, or of a département (each filter when given),
+        soonest end first."""
+
 
 class MissionRepository(abc.ABC):
     @abc.abstractmethod
@@ -84,6 +93,18 @@ class MissionRepository(abc.ABC):
     async def hosted_by(self, company_id: str, company_tutor_id: str, site_key: str) -> list[Mission]:
         """The company's placements (a convention drafted or signed) tutored by this company
         referent at this place."""
+
+    @abc.abstractmethod
+    async def listed(
+        self,
+        *,
+        company_id: str | None = None,
+        departement: str | None = None,
+        status: MissionStatus | None = None,
+        reserved_by: str | None = None,
+        limit: int = 200,
+    ) -> list[Mission]:
+        """Missions filtered by each criterion given, oldest first, at most `limit`."""
 
     @abc.abstractmethod
     async def awaiting_answer(self, made_before: datetime) -> list[str]:
@@ -141,3 +162,17 @@ class ClauseUnitOfWork(AbstractUnitOfWork):
     companies: CompanyRepository
     enrolments: EnrolmentRepository
     bilans: BilanDocumentRepository
+
+
+class SqlClauseUnitOfWork(SqlAlchemyUnitOfWork, ClauseUnitOfWork):
+    """One PostgreSQL transaction of clause_sociale (`ServiceContext.unit_of_work(SqlClauseUnitOfWork)`)."""
+
+    def open_repositories(self, connection: AsyncConnection) -> None:
+        # Imported here: the adapters import this module for the repositories' interfaces.
+        from ..adapters import repository
+
+        self.clauses = repository.SqlClauseRepository(connection)
+        self.missions = repository.SqlMissionRepository(connection)
+        self.companies = repository.SqlCompanyRepository(connection)
+        self.enrolments = repository.SqlEnrolmentRepository(connection)
+        self.bilans = repository.SqlBilanDocumentRepository(connection)
