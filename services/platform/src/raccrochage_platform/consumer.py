@@ -27,6 +27,7 @@ from raccrochage_contracts.naming import type_from_subject
 from sqlalchemy.exc import StatementError
 
 from . import metrics
+from .db import again_if_disconnected
 from .deadletter import dead_letter
 from .logging import get_logger
 from .topology import ConsumerDef
@@ -229,13 +230,18 @@ class EventConsumer:
             await self._handle_alone(good[0])
             return
         try:
-            await self._handle_in_one_transaction(good)
+            await self._transaction(good)
         except Exception:  # find the culprit: one transaction per message
             for item in good:
                 await self._handle_alone(item)
             return
         for item in good:
             await item.msg.ack()
+
+    async def _transaction(self, items: list[_Parsed]) -> None:
+        # A batch that met a connection closed by PostgreSQL runs once more on a new one, rather
+        # than one transaction per message as for a failing handler.
+        await again_if_disconnected(lambda: self._handle_in_one_transaction(items))
 
     async def _handle_in_one_transaction(self, items: list[_Parsed]) -> None:
         started = time.perf_counter()
@@ -268,7 +274,7 @@ class EventConsumer:
     async def _handle_alone(self, item: _Parsed) -> None:
         event = item.event
         try:
-            await self._handle_in_one_transaction([item])
+            await self._transaction([item])
         except PermanentError as error:
             await self._dead_letter(item.msg, f"rejected by handler: {error}")
             return
