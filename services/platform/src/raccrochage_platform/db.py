@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# A pooled connection idle for longer than this is pinged at checkout (see `make_engine`).
+PING_AFTER_IDLE_SECONDS = 1.0
+T = TypeVar("T")
 
 
 def asyncpg_url(url: str) -> str:
@@ -29,13 +39,53 @@ def server_settings(application_name: str, **more: str) -> dict[str, str]:
 
 
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "raccrochage") -> AsyncEngine:
-    return create_async_engine(
+    """The engine of a service's own database.
+
+    Stale connections (a PostgreSQL restart): a connection that sat in the pool for more than
+    PING_AFTER_IDLE_SECONDS is pinged at checkout and replaced if dead. One taken back within
+    that time is not: SQLAlchemy's `pool_pre_ping` would ping every checkout, and asyncpg's ping
+    is three round trips (BEGIN, SELECT, ROLLBACK), twice per consumed batch (its transaction,
+    then its outbox mark). A connection that died in that second fails its first statement; the
+    pool is then invalidated whole (SQLAlchemy's disconnect handling), and the consumer's batches
+    and the relay's statements run once more (`again_if_disconnected`); an HTTP request fails. The pool hands out the most recently
+    returned connection first (LIFO), so that under load the same few stay warm and the others
+    sit idle long enough to be pinged before their next use."""
+    engine = create_async_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        # A connection broken by a PostgreSQL restart is found at checkout, not by a request
-        # (it costs a round trip per unit of work).
-        pool_pre_ping=True,
+        pool_use_lifo=True,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings(application_name)},
     )
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def returned(dbapi_connection, record) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def ping_if_idle(dbapi_connection, record, proxy) -> None:
+        returned_at = record.info.get("returned_at")
+        if returned_at is None or time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool discards it and checks out another
+            raise DisconnectionError(f"idle connection failed its ping: {type(error).__name__}") from error
+
+    return engine
+
+
+async def again_if_disconnected(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run `operation` (a whole transaction, or one autocommitted statement) once more if it
+    failed on a connection PostgreSQL had closed (a restart, a terminated backend) while it sat
+    in the pool for less than PING_AFTER_IDLE_SECONDS. SQLAlchemy has dropped the whole pool by
+    then, so the second run gets a new connection."""
+    try:
+        return await operation()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    return await operation()

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger, Text
 
-from .db import libpq_dsn
+from .db import again_if_disconnected, libpq_dsn
 from .logging import get_logger
 from .publisher import publish_all
 from .tables import OUTBOX_CHANNEL
@@ -198,6 +198,9 @@ class OutboxRelay:
         lanes: int = 2,
     ) -> None:
         self.engine = engine
+        # The claim and the marks are single statements: run without BEGIN and COMMIT (one round
+        # trip each instead of three), on the same pool.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.js = js
         self.batch_size = batch_size
         self.sweep_seconds = sweep_seconds
@@ -304,16 +307,18 @@ class OutboxRelay:
 
         A relay that dies or fails after its claim leaves its rows leased: another relay (or
         this one) publishes them once the lease runs out."""
-        async with self.engine.connect() as conn:
-            claimed = await conn.execute(_CLAIM, {"limit": self.batch_size, "lease": self.lease_seconds})
-            rows = sorted((OutboxRow(*row) for row in claimed), key=lambda row: row.id)
-            await conn.commit()
+        rows = await again_if_disconnected(self._claim)
         if not rows:
             self.stats.empty_claims += 1
             return 0, 0, 0
         published, failed = await self._publish_and_mark(rows)
         self.stats.batches += 1
         return published, failed, len(rows)
+
+    async def _claim(self) -> list[OutboxRow]:
+        async with self._autocommit.connect() as conn:
+            claimed = await conn.execute(_CLAIM, {"limit": self.batch_size, "lease": self.lease_seconds})
+            return sorted((OutboxRow(*row) for row in claimed), key=lambda row: row.id)
 
     async def publish_leased(self, rows: Sequence[OutboxRow]) -> int:
         """Publish rows a writer inserted leased (`write_events`) once its transaction committed:
@@ -328,11 +333,15 @@ class OutboxRelay:
 
     async def _publish_and_mark(self, rows: Sequence[OutboxRow]) -> tuple[int, int]:
         published, failed, error = await self._publish(rows)
-        async with self.engine.begin() as conn:
-            if published:
-                await conn.execute(self._mark, {"ids": published})
-            if failed:
-                await conn.execute(_MARK_FAILED, {"ids": failed, "error": error[:500]})
+
+        async def mark() -> None:
+            async with self._autocommit.connect() as conn:  # each statement stands alone
+                if published:
+                    await conn.execute(self._mark, {"ids": published})
+                if failed:
+                    await conn.execute(_MARK_FAILED, {"ids": failed, "error": error[:500]})
+
+        await again_if_disconnected(mark)
         self.stats.published += len(published)
         self.stats.failed += len(failed)
         if failed:
