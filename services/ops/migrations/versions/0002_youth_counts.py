@@ -1,9 +1,9 @@
-"""Youth counts kept by the projection (youth_count, youth_week), filled from the youth rows
-already projected with the projection's own rule; an index on the day a case opened."""
+"""Youth counts kept by the projection (youth_total, youth_count, youth_week), filled from the
+youth rows already projected with the projection's own rule; an index on the day a case opened."""
 
 from alembic import op
-from raccrochage_ops.adapters.tables import READ_MODELS, youth_count, youth_week
-from raccrochage_ops.domain.projection import COUNT_KEY, COUNT_SUMS, WEEK_KEY, Youth, youth_counts
+from raccrochage_ops.adapters.tables import COUNT_TABLES, READ_MODELS
+from raccrochage_ops.domain.projection import Youth, youth_counts
 
 revision = "0002"
 down_revision = "0001"
@@ -13,36 +13,29 @@ depends_on = None
 
 def upgrade() -> None:
     bind = op.get_bind()
-    youth = READ_MODELS[Youth]
     # 0001 creates the tables of today's metadata: on a database made by it they are there.
-    youth_count.create(bind, checkfirst=True)
-    youth_week.create(bind, checkfirst=True)
+    for table in COUNT_TABLES.values():
+        table.create(bind, checkfirst=True)
     op.create_index("youth_by_case_opened_at", "youth", ["case_opened_at"], if_not_exists=True)
-    if bind.execute(youth_count.select().limit(1)).first() is not None:
+    if bind.execute(COUNT_TABLES["youth_total"].select().limit(1)).first() is not None:
         return
-    counts: dict[tuple, list[int]] = {}
-    weeks: dict[tuple, int] = {}
-    for row in bind.execute(youth.select()).mappings():
-        row_counts, row_weeks = youth_counts(Youth(**row))
-        for key, sums in row_counts.items():
-            total = counts.setdefault(key, [0] * len(COUNT_SUMS))
-            for i, n in enumerate(sums):
-                total[i] += n
-        for key, n in row_weeks.items():
-            weeks[key] = weeks.get(key, 0) + n
-    if counts:
-        bind.execute(
-            youth_count.insert(),
-            [dict(zip(COUNT_KEY + COUNT_SUMS, (*key, *sums), strict=True)) for key, sums in counts.items()],
-        )
-    if weeks:
-        bind.execute(
-            youth_week.insert(),
-            [dict(zip((*WEEK_KEY, "youths"), (*key, n), strict=True)) for key, n in weeks.items()],
-        )
+    changes: dict[str, dict[tuple, list[int]]] = {name: {} for name in COUNT_TABLES}
+    for row in bind.execute(READ_MODELS[Youth].select()).mappings():
+        for name, counts in youth_counts(Youth(**row)).items():
+            for key, sums in counts.items():
+                total = changes[name].setdefault(key, [0] * len(sums))
+                for i, n in enumerate(sums):
+                    total[i] += n
+    for name, table in COUNT_TABLES.items():
+        if changes[name]:
+            columns = [column.name for column in table.columns]
+            bind.execute(
+                table.insert(),
+                [dict(zip(columns, (*key, *sums), strict=True)) for key, sums in changes[name].items()],
+            )
 
 
 def downgrade() -> None:
     op.drop_index("youth_by_case_opened_at", "youth")
-    youth_week.drop(op.get_bind())
-    youth_count.drop(op.get_bind())
+    for table in COUNT_TABLES.values():
+        table.drop(op.get_bind())

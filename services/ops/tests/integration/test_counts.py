@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import pytest
 from raccrochage_ops.adapters.repository import Filters, ProjectionRepository
-from raccrochage_ops.adapters.tables import READ_MODELS
-from raccrochage_ops.domain.projection import COUNT_KEY, COUNT_SUMS, WEEK_KEY, Youth
+from raccrochage_ops.adapters.tables import COUNT_TABLES, READ_MODELS
+from raccrochage_ops.domain.projection import COUNT_SUMS, TOTAL_KEY, WEEK_SERIES, Youth
 from raccrochage_ops.service_layer.unit_of_work import SqlOpsUnitOfWork
 from raccrochage_ops.synthetic import DEPARTEMENTS, campaign, payload, youth_id
 from raccrochage_platform.db import libpq_dsn, make_engine
@@ -24,45 +24,41 @@ BLANK = " AND ".join(
     + [f"{name} IS NULL" for name in Youth.columns() if name not in ("youth_id", "identified")]
 )
 UTC_DAY = "(({0}) AT TIME ZONE 'UTC')::date"
-RECOUNT = f"""
-SELECT campaign_id, departement, psad_id, {UTC_DAY.format("case_opened_at")} AS opened_on,
-       status, solution_kind, closed_reason,
-       count(*), count(*) FILTER (WHERE identified), count(first_contact_at), count(interviewed_at),
+SUMS = f"""count(*), count(*) FILTER (WHERE identified), count(first_contact_at), count(interviewed_at),
        count(*) FILTER (WHERE {UTC_DAY.format("interviewed_at")} > interview_deadline),
-       count(escalated_on), count(placed_at)
-FROM youth WHERE NOT ({BLANK}) GROUP BY 1, 2, 3, 4, 5, 6, 7
-"""
-WEEKS = " UNION ALL ".join(
-    f"SELECT campaign_id, departement, psad_id, {UTC_DAY.format('case_opened_at')} AS opened_on, "
-    f"'{series}' AS series, date_trunc('week', {column} AT TIME ZONE 'UTC')::date AS monday FROM youth "
-    f"WHERE {column} IS NOT NULL"
-    for series, column in (
-        ("opened", "case_opened_at"),
-        ("contacted", "first_contact_at"),
-        ("solution", "solution_at"),
+       count(escalated_on), count(placed_at)"""
+RECOUNTS = {
+    "youth_count": f"""
+        SELECT campaign_id, departement, psad_id, {UTC_DAY.format("case_opened_at")},
+               status, solution_kind, closed_reason, {SUMS}
+        FROM youth WHERE NOT ({BLANK}) GROUP BY 1, 2, 3, 4, 5, 6, 7""",
+    "youth_total": f"""
+        SELECT campaign_id, departement, psad_id, case_opened_at IS NOT NULL,
+               status, solution_kind, closed_reason, {SUMS}
+        FROM youth WHERE NOT ({BLANK}) GROUP BY 1, 2, 3, 4, 5, 6, 7""",
+    "youth_week": "SELECT *, count(*) FROM ("
+    + " UNION ALL ".join(
+        f"SELECT campaign_id, departement, psad_id, '{series}', "
+        f"date_trunc('week', {column} AT TIME ZONE 'UTC')::date FROM youth WHERE {column} IS NOT NULL"
+        for series, column in WEEK_SERIES.items()
     )
-)
-RECOUNT_WEEKS = f"SELECT *, count(*) FROM ({WEEKS}) AS facts GROUP BY 1, 2, 3, 4, 5, 6"
+    + ") AS facts GROUP BY 1, 2, 3, 4, 5",
+}
 
 
-async def counted(dsn: str) -> tuple[set[tuple], set[tuple], set[tuple], set[tuple]]:
+async def counted(dsn: str) -> dict[str, tuple[set[tuple], set[tuple]]]:
+    """Per count table: its rows that count something, and the recount."""
     conn = await asyncpg.connect(dsn)
+    out = {}
     try:
-        kept = await conn.fetch(
-            f"SELECT {', '.join(COUNT_KEY + COUNT_SUMS)} FROM youth_count WHERE youths <> 0 "
-            f"OR {' OR '.join(f'{n} <> 0' for n in COUNT_SUMS)}"
-        )
-        weeks = await conn.fetch(f"SELECT {', '.join(WEEK_KEY)}, youths FROM youth_week WHERE youths <> 0")
-        recount = await conn.fetch(RECOUNT)
-        recount_weeks = await conn.fetch(RECOUNT_WEEKS)
+        for name, table in COUNT_TABLES.items():
+            sums = [column.name for column in table.columns if column.name in COUNT_SUMS]
+            kept = await conn.fetch(f"SELECT * FROM {name} WHERE {' OR '.join(f'{n} <> 0' for n in sums)}")
+            recount = await conn.fetch(RECOUNTS[name])
+            out[name] = ({tuple(r) for r in kept}, {tuple(r) for r in recount})
     finally:
         await conn.close()
-    return (
-        {tuple(r) for r in kept},
-        {tuple(r) for r in recount},
-        {tuple(r) for r in weeks},
-        {tuple(r) for r in recount_weeks},
-    )
+    return out
 
 
 def moves(rng: random.Random, youths: int, seed: int) -> list[tuple[str, object]]:
@@ -212,10 +208,9 @@ async def test_the_counts_equal_a_recount_after_random_interleavings(ops_db, see
         half = len(events) // 2
         for part in (events[:half], events[half:]):
             await project_concurrently(engine, part, rng)
-            kept, recount, weeks, recount_weeks = await counted(dsn)
-            assert kept == recount
-            assert weeks == recount_weeks
-        assert sum(row[len(COUNT_KEY)] for row in kept) == 200
+            for name, (kept, recount) in (await counted(dsn)).items():
+                assert kept == recount, name
+        assert sum(row[len(TOTAL_KEY)] for row in (await counted(dsn))["youth_total"][0]) == 200
         # The dashboard's figures from the counts equal those counted over the youths, at
         # instants whose day N days before holds cases opened before and after it.
         async with engine.connect() as conn:
@@ -226,8 +221,21 @@ async def test_the_counts_equal_a_recount_after_random_interleavings(ops_db, see
                 datetime(2027, 1, 3, 13, tzinfo=UTC),
                 datetime(2027, 2, 2, 12, 10, tzinfo=UTC),
             ):
+                mine = [y for y in youths if y.departement == "33"]
                 figures = await ProjectionRepository(conn).funnel(Filters(departement="33"), now)
-                assert figures == recounted_funnel([y for y in youths if y.departement == "33"], now)
+                assert figures == recounted_funnel(mine, now)
+                # With a date filter, from the counts per day: the cases opened on 11-03 and 11-04.
+                days = Filters(departement="33", opened_from=date(2026, 11, 3), opened_to=date(2026, 11, 4))
+                figures = await ProjectionRepository(conn).funnel(days, now)
+                assert figures == recounted_funnel(
+                    [
+                        y
+                        for y in mine
+                        if y.case_opened_at is not None
+                        and date(2026, 11, 3) <= y.case_opened_at.astimezone(UTC).date() <= date(2026, 11, 4)
+                    ],
+                    now,
+                )
     finally:
         await engine.dispose()
 
@@ -245,8 +253,8 @@ async def test_the_migration_counts_the_youths_already_projected(ops_db):
     finally:
         await engine.dispose()
     dsn = libpq_dsn(ops_db)
-    kept, recount, weeks, recount_weeks = await counted(dsn)
-    assert kept == recount and kept
+    before = await counted(dsn)
+    assert all(kept == recount and kept for kept, recount in before.values())
     await asyncio.to_thread(command.downgrade, alembic_config(MIGRATIONS, ops_db), "0001")
     await asyncio.to_thread(upgrade, MIGRATIONS, ops_db)
-    assert await counted(dsn) == (kept, recount, weeks, recount_weeks)
+    assert await counted(dsn) == before

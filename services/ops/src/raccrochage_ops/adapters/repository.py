@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select, text
+from sqlalchemy import Select, and_, func, insert, literal_column, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.projection import (
-    COUNT_KEY,
     COUNT_SUMS,
     ROW_KINDS,
-    WEEK_KEY,
+    WEEK_SERIES,
     Candidacy,
     Clause,
     Dispositif,
@@ -35,7 +34,7 @@ from ..domain.projection import (
     key_order,
     utc_day,
 )
-from .tables import READ_MODELS, replay_audit, youth_count, youth_week
+from .tables import COUNT_TABLES, READ_MODELS, replay_audit, youth_count, youth_total, youth_week
 
 # Clauses whose contract ends within this many days and whose hours are not all done.
 ENDING_SOON_DAYS = 90
@@ -117,32 +116,33 @@ class ProjectionRepository(AbstractProjectionRepository):
     async def _move_counts(self, store: Store) -> None:
         """Add the batch's changes to the youth counts, last in the transaction: the aggregate
         rows are shared by every consumer's batches, so their locks are held the least time;
-        taken in one key order (`key_order`), they cannot deadlock."""
-        counts, weeks = count_changes(store)
-        for table, key, sums, changes in (
-            (youth_count, COUNT_KEY, COUNT_SUMS, counts),
-            (youth_week, WEEK_KEY, ("youths",), {where: (n,) for where, n in weeks.items()}),
-        ):
+        taken table by table in one key order (`key_order`), they cannot deadlock."""
+        for name, changes in count_changes(store).items():
             if not changes:
                 continue
+            table = COUNT_TABLES[name]
+            columns = [column.name for column in table.columns]
+            key = [column for column in columns if column not in COUNT_SUMS]
             statement = pg_insert(table)
             statement = statement.on_conflict_do_update(
-                index_elements=list(key),
-                set_={name: table.c[name] + statement.excluded[name] for name in sums},
+                index_elements=key,
+                set_={
+                    column: table.c[column] + statement.excluded[column]
+                    for column in columns
+                    if column in COUNT_SUMS
+                },
             )
             await self.connection.execute(
                 statement,
                 [
-                    dict(zip(key + sums, (*where, *changes[where]), strict=True))
+                    dict(zip(columns, (*where, *changes[where]), strict=True))
                     for where in sorted(changes, key=key_order)
                 ],
             )
 
     async def erase(self) -> None:
         """Empty every read model (a rebuild replays the streams into them)."""
-        names = ", ".join(
-            [READ_MODELS[kind].name for kind in ROW_KINDS] + [youth_count.name, youth_week.name]
-        )
+        names = ", ".join([READ_MODELS[kind].name for kind in ROW_KINDS] + list(COUNT_TABLES))
         await self.connection.execute(text(f"TRUNCATE {names}"))
 
     async def forget_handled(self, consumers: list[str]) -> None:
@@ -161,8 +161,9 @@ class ProjectionRepository(AbstractProjectionRepository):
 
     # --- figures ---------------------------------------------------------------------------------
     @staticmethod
-    def _where(columns: Any, filters: Filters) -> list[Any]:
-        """The filters on a table with campaign_id, departement, psad_id and opened_on."""
+    def _where(columns: Any, filters: Filters, *, dated: bool = False) -> list[Any]:
+        """The filters on a table with campaign_id, departement, psad_id (and opened_on if
+        `dated`: the others have no date)."""
         where = []
         if filters.campaign_id:
             where.append(columns.campaign_id == filters.campaign_id)
@@ -170,9 +171,9 @@ class ProjectionRepository(AbstractProjectionRepository):
             where.append(columns.departement == filters.departement)
         if filters.psad_id:
             where.append(columns.psad_id == filters.psad_id)
-        if filters.opened_from:
+        if dated and filters.opened_from:
             where.append(columns.opened_on >= filters.opened_from)
-        if filters.opened_to:
+        if dated and filters.opened_to:
             where.append(columns.opened_on <= filters.opened_to)
         return where
 
@@ -187,16 +188,20 @@ class ProjectionRepository(AbstractProjectionRepository):
         return where
 
     async def funnel(self, filters: Filters, now: datetime) -> dict[str, Any]:
-        """Every youth count of the dashboard from `youth_count` (campaigns x PSADs x days x
-        statuses rows, whatever the number of youths), added up here into the funnel, its
-        breakdowns, the per-département steps and the placements.
+        """Every youth count of the dashboard from the count tables, added up here into the
+        funnel, its breakdowns, the per-département steps and the placements: `youth_total`
+        (campaigns x PSADs x statuses rows, whatever the number of youths), or with a date filter
+        `youth_count` (the same per day).
 
-        "Still open after N days" is exact: the days before the one N days ago come from the
-        counts; that day's own youths, opened before or after this very instant, are counted in
-        `youth` (one day of cases, by its index on case_opened_at)."""
-        c = youth_count.c
+        "Still open after N days" is exact to the instant: the youths still open, less those
+        whose case opened on or after the day N days ago (`youth_count`, the last 90 days), plus
+        that one day's cases opened before now - N days (counted in `youth` by its index on
+        case_opened_at)."""
+        dated = filters.opened_from is not None or filters.opened_to is not None
+        c = youth_count.c if dated else youth_total.c
+        opened = c.opened_on.is_not(None) if dated else c.opened
         open_days = {n: utc_day(now - timedelta(days=n)) for n in (30, 60, 90)}
-        still_open = and_(c.opened_on.is_not(None), c.status != "closed")
+        still_open = and_(opened, c.status != "closed")
 
         def total(column: Any, condition: Any = None) -> Any:
             added = func.sum(column) if condition is None else func.sum(column).filter(condition)
@@ -205,27 +210,25 @@ class ProjectionRepository(AbstractProjectionRepository):
         steps = {
             "handed_over": total(c.youths, c.campaign_id.is_not(None)),
             "identified": total(c.identified),
-            "case_opened": total(c.youths, c.opened_on.is_not(None)),
+            "case_opened": total(c.youths, opened),
             "contacted": total(c.contacted),
             "interviewed": total(c.interviewed),
             "interviewed_late": total(c.interviewed_late),
-            **{
-                f"open_{n}": total(c.youths, and_(still_open, c.opened_on < day))
-                for n, day in open_days.items()
-            },
+            **{f"open_{n}": total(c.youths, still_open) for n in open_days},
             "escalated": total(c.escalated),
             "placed": total(c.placed),
         }
         groups = (c.departement, c.status, c.solution_kind, c.closed_reason)
         statement = (
             select(*groups, total(c.youths), *(value.label(name) for name, value in steps.items()))
-            .where(*self._where(c, filters))
+            .where(*self._where(c, filters, dated=dated))
             .group_by(*groups)
         )
         rows = [
             (tuple(row[:5]), dict(zip(steps, (int(n) for n in row[5:]), strict=True)))
             for row in await self.connection.execute(statement)
         ]
+        rows += await self._opened_lately(filters, open_days, list(steps))
         rows += await self._open_on_the_day(filters, now, open_days, list(steps))
         figures: dict[str, Any] = {name: 0 for name in steps}
         figures.update(in_solution=0, closed=0, in_solution_by_kind={}, closed_by_reason={}, by_status={})
@@ -272,6 +275,28 @@ class ProjectionRepository(AbstractProjectionRepository):
         figures["by_departement"] = dict(sorted(territories.items()))
         return figures
 
+    async def _opened_lately(
+        self, filters: Filters, open_days: dict[int, date], steps: list[str]
+    ) -> list[tuple[tuple, dict[str, int]]]:
+        """Youths still open whose case opened on or after the day N days ago, per département,
+        as rows taken off `funnel`'s open_N (a few weeks of `youth_count`)."""
+        c = youth_count.c
+        lately = {n: c.opened_on >= day for n, day in open_days.items()}
+        statement = (
+            select(c.departement, *(func.sum(c.youths).filter(condition) for condition in lately.values()))
+            .where(
+                *self._where(c, filters, dated=True),
+                c.opened_on >= min(open_days.values()),
+                c.status != "closed",
+            )
+            .group_by(c.departement)
+        )
+        out = []
+        for departement, *counts in await self.connection.execute(statement):
+            opened = {f"open_{n}": -int(count or 0) for n, count in zip(lately, counts, strict=True)}
+            out.append(((departement, None, None, None, 0), {**dict.fromkeys(steps, 0), **opened}))
+        return out
+
     async def _open_on_the_day(
         self, filters: Filters, now: datetime, open_days: dict[int, date], steps: list[str]
     ) -> list[tuple[tuple, dict[str, int]]]:
@@ -302,7 +327,10 @@ class ProjectionRepository(AbstractProjectionRepository):
 
     async def weekly(self, filters: Filters) -> dict[str, dict[str, int]]:
         """Per ISO week (its Monday, UTC): cases opened, first contacts, solutions proposed, from
-        `youth_week`."""
+        `youth_week`; with a date filter (on the day the case opened, which `youth_week` does
+        not keep) from the youths of those days, one scan (grouping sets)."""
+        if filters.opened_from is not None or filters.opened_to is not None:
+            return await self._weekly_of_youths(filters)
         w = youth_week.c
         statement = (
             select(w.series, w.monday, func.sum(w.youths))
@@ -317,6 +345,31 @@ class ProjectionRepository(AbstractProjectionRepository):
                 )
         return dict(sorted(weeks.items()))
 
+    async def _weekly_of_youths(self, filters: Filters) -> dict[str, dict[str, int]]:
+        y = READ_MODELS[Youth].c
+        # 'week' and 'UTC' written into the SQL, not bound: GROUPING() needs the very expressions
+        # grouped by.
+        week, utc = literal_column("'week'"), literal_column("'UTC'")
+        series = {
+            name: func.date(func.date_trunc(week, func.timezone(utc, getattr(y, column))))
+            for name, column in WEEK_SERIES.items()
+        }
+        labelled = [column.label(name) for name, column in series.items()]
+        statement = (
+            select(*labelled, func.count(), *(func.grouping(column) for column in series.values()))
+            .where(*self._youths(filters))
+            .group_by(func.grouping_sets(*series.values()))
+        )
+        weeks: dict[str, dict[str, int]] = {}
+        for row in await self.connection.execute(statement):
+            mondays, n, grouped = row[:3], row[3], row[4:]
+            for (name, monday), rolled_up in zip(zip(series, mondays, strict=True), grouped, strict=True):
+                if not rolled_up and monday is not None:
+                    weeks.setdefault(monday.isoformat(), {"opened": 0, "contacted": 0, "solution": 0})[
+                        name
+                    ] = n
+        return dict(sorted(weeks.items()))
+
     async def campaigns(self, campaign_id: str | None = None) -> list[dict[str, Any]]:
         table = READ_MODELS[ROW_KINDS[1]]
         statement: Select = select(table).order_by(table.c.as_of.desc(), table.c.campaign_id)
@@ -326,7 +379,7 @@ class ProjectionRepository(AbstractProjectionRepository):
 
     async def territories(self) -> dict[str, list[str]]:
         """The choices of the filters: campaigns, départements and PSADs of the youths counted."""
-        c = youth_count.c
+        c = youth_total.c
         statement = (
             select(c.campaign_id, c.departement, c.psad_id)
             .where(c.youths > 0)

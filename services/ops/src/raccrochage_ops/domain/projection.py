@@ -214,15 +214,18 @@ class Store:
 
 
 # --- the youth counts the dashboard reads -------------------------------------------------------
-# A youth row counts once in `youth_count`, under its key (campaign, territory, day its case
-# opened, status, solution kind, closing reason), and once per dated fact in `youth_week`. The
+# A youth row counts once in `youth_total` (campaign, territory, whether its case opened, status,
+# solution kind, closing reason), once in `youth_count` (the same with the day its case opened,
+# for date filters and "still open after N days") and once per dated fact in `youth_week`. The
 # projection moves these counts by (after - before) of every youth row a batch changes, in the
-# batch's transaction, so the dashboard adds up a few aggregate rows instead of every youth.
-# Days and weeks are UTC's.
+# batch's transaction, so the dashboard adds up aggregate rows instead of every youth. Days and
+# weeks are UTC's.
+TOTAL_KEY = ("campaign_id", "departement", "psad_id", "opened", "status", "solution_kind", "closed_reason")
 COUNT_KEY = ("campaign_id", "departement", "psad_id", "opened_on", "status", "solution_kind", "closed_reason")
 COUNT_SUMS = ("youths", "identified", "contacted", "interviewed", "interviewed_late", "escalated", "placed")
-WEEK_KEY = ("campaign_id", "departement", "psad_id", "opened_on", "series", "monday")
+WEEK_KEY = ("campaign_id", "departement", "psad_id", "series", "monday")
 WEEK_SERIES = {"opened": "case_opened_at", "contacted": "first_contact_at", "solution": "solution_at"}
+COUNT_TABLES = ("youth_total", "youth_count", "youth_week")
 
 
 def utc_day(at: datetime) -> date:
@@ -234,14 +237,15 @@ def monday_of(at: datetime) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def youth_counts(youth: Youth) -> tuple[dict[tuple, tuple[int, ...]], dict[tuple, int]]:
-    """What one youth row adds to `youth_count` (key -> sums, COUNT_SUMS' order) and to
-    `youth_week` (key -> 1). An empty row (every column at its default: the projection inserts
-    one before it locks it) adds nothing."""
+def youth_counts(youth: Youth) -> dict[str, dict[tuple, tuple[int, ...]]]:
+    """What one youth row adds to each count table (COUNT_TABLES): key -> sums (COUNT_SUMS'
+    order; `youth_week` counts youths only). An empty row (every column at its default: the
+    projection inserts one before it locks it) adds nothing."""
     if youth == Youth(youth.youth_id):
-        return {}, {}
+        return {table: {} for table in COUNT_TABLES}
     opened_on = utc_day(youth.case_opened_at) if youth.case_opened_at is not None else None
-    where = (youth.campaign_id, youth.departement, youth.psad_id, opened_on)
+    where = (youth.campaign_id, youth.departement, youth.psad_id)
+    case = (youth.status, youth.solution_kind, youth.closed_reason)
     late = (
         youth.interviewed_at is not None
         and youth.interview_deadline is not None
@@ -260,28 +264,29 @@ def youth_counts(youth: Youth) -> tuple[dict[tuple, tuple[int, ...]], dict[tuple
     for series, column in WEEK_SERIES.items():
         at = getattr(youth, column)
         if at is not None:
-            weeks[(*where, series, monday_of(at))] = 1
-    return {(*where, youth.status, youth.solution_kind, youth.closed_reason): sums}, weeks
+            weeks[(*where, series, monday_of(at))] = (1,)
+    return {
+        "youth_total": {(*where, opened_on is not None, *case): sums},
+        "youth_count": {(*where, opened_on, *case): sums},
+        "youth_week": weeks,
+    }
 
 
-def count_changes(store: Store) -> tuple[dict[tuple, tuple[int, ...]], dict[tuple, int]]:
-    """How the batch in `store` moves the youth counts: after - before of every changed youth,
+def count_changes(store: Store) -> dict[str, dict[tuple, tuple[int, ...]]]:
+    """How the batch in `store` moves each count table: after - before of every changed youth,
     added up per key, keys that do not move left out."""
-    counts: dict[tuple, list[int]] = {}
-    weeks: dict[tuple, int] = {}
+    changes: dict[str, dict[tuple, list[int]]] = {table: {} for table in COUNT_TABLES}
     for key in store.changed[Youth]:
         for row, sign in ((store.before(Youth, key), -1), (store.rows[Youth][key], 1)):
-            row_counts, row_weeks = youth_counts(row)  # type: ignore[arg-type]
-            for where, sums in row_counts.items():
-                total = counts.setdefault(where, [0] * len(COUNT_SUMS))
-                for i, n in enumerate(sums):
-                    total[i] += sign * n
-            for where, n in row_weeks.items():
-                weeks[where] = weeks.get(where, 0) + sign * n
-    return (
-        {where: tuple(sums) for where, sums in counts.items() if any(sums)},
-        {where: n for where, n in weeks.items() if n},
-    )
+            for table, counts in youth_counts(row).items():  # type: ignore[arg-type]
+                for where, sums in counts.items():
+                    total = changes[table].setdefault(where, [0] * len(sums))
+                    for i, n in enumerate(sums):
+                        total[i] += sign * n
+    return {
+        table: {where: tuple(sums) for where, sums in counts.items() if any(sums)}
+        for table, counts in changes.items()
+    }
 
 
 def key_order(key: tuple) -> tuple:
