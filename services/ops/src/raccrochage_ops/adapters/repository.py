@@ -1,22 +1,26 @@
 """Ops' read models in PostgreSQL: load the rows a batch touches, upsert the changed ones, count.
 
-Counting happens here, in SQL (one aggregate query per panel over indexed columns), because a
-national campaign holds hundreds of thousands of youths; the domain suppresses what is shown.
+Youth counts are kept by the projection itself, in `youth_count` and `youth_week`, moved in the
+batch's transaction by (after - before) of every youth row it changes: a national campaign
+holds hundreds of thousands of youths, and the dashboard adds up a few aggregate rows instead.
+Counting happens here, in SQL; the domain suppresses what is shown.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, literal_column, select, text
+from sqlalchemy import Select, and_, func, insert, literal_column, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.projection import (
+    COUNT_SUMS,
     ROW_KINDS,
+    WEEK_SERIES,
     Candidacy,
     Clause,
     Dispositif,
@@ -26,11 +30,18 @@ from ..domain.projection import (
     Row,
     Store,
     Youth,
+    count_changes,
+    key_order,
+    utc_day,
 )
-from .tables import READ_MODELS, replay_audit
+from .tables import COUNT_TABLES, READ_MODELS, replay_audit, youth_count, youth_total, youth_week
 
 # Clauses whose contract ends within this many days and whose hours are not all done.
 ENDING_SOON_DAYS = 90
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -100,10 +111,38 @@ class ProjectionRepository(AbstractProjectionRepository):
                 set_={name: statement.excluded[name] for name in kind.columns() if name != kind.KEY},
             )
             await self.connection.execute(statement, [row.values() for row in rows])
+        await self._move_counts(store)
+
+    async def _move_counts(self, store: Store) -> None:
+        """Add the batch's changes to the youth counts, last in the transaction: the aggregate
+        rows are shared by every consumer's batches, so their locks are held the least time;
+        taken table by table in one key order (`key_order`), they cannot deadlock."""
+        for name, changes in count_changes(store).items():
+            if not changes:
+                continue
+            table = COUNT_TABLES[name]
+            columns = [column.name for column in table.columns]
+            key = [column for column in columns if column not in COUNT_SUMS]
+            statement = pg_insert(table)
+            statement = statement.on_conflict_do_update(
+                index_elements=key,
+                set_={
+                    column: table.c[column] + statement.excluded[column]
+                    for column in columns
+                    if column in COUNT_SUMS
+                },
+            )
+            await self.connection.execute(
+                statement,
+                [
+                    dict(zip(columns, (*where, *changes[where]), strict=True))
+                    for where in sorted(changes, key=key_order)
+                ],
+            )
 
     async def erase(self) -> None:
         """Empty every read model (a rebuild replays the streams into them)."""
-        names = ", ".join(READ_MODELS[kind].name for kind in ROW_KINDS)
+        names = ", ".join([READ_MODELS[kind].name for kind in ROW_KINDS] + list(COUNT_TABLES))
         await self.connection.execute(text(f"TRUNCATE {names}"))
 
     async def forget_handled(self, consumers: list[str]) -> None:
@@ -121,57 +160,76 @@ class ProjectionRepository(AbstractProjectionRepository):
         return [dict(row) for row in result.mappings()]
 
     # --- figures ---------------------------------------------------------------------------------
-    def _youths(self, filters: Filters) -> list[Any]:
-        y = READ_MODELS[Youth].c
+    @staticmethod
+    def _where(columns: Any, filters: Filters, *, dated: bool = False) -> list[Any]:
+        """The filters on a table with campaign_id, departement, psad_id (and opened_on if
+        `dated`: the others have no date)."""
         where = []
         if filters.campaign_id:
-            where.append(y.campaign_id == filters.campaign_id)
+            where.append(columns.campaign_id == filters.campaign_id)
         if filters.departement:
-            where.append(y.departement == filters.departement)
+            where.append(columns.departement == filters.departement)
         if filters.psad_id:
-            where.append(y.psad_id == filters.psad_id)
+            where.append(columns.psad_id == filters.psad_id)
+        if dated and filters.opened_from:
+            where.append(columns.opened_on >= filters.opened_from)
+        if dated and filters.opened_to:
+            where.append(columns.opened_on <= filters.opened_to)
+        return where
+
+    def _youths(self, filters: Filters) -> list[Any]:
+        """The same filters on the youth table (the day a case opened is UTC's, as in the counts)."""
+        y = READ_MODELS[Youth].c
+        where = self._where(y, Filters(filters.campaign_id, filters.departement, filters.psad_id))
         if filters.opened_from:
-            where.append(func.date(y.case_opened_at) >= filters.opened_from)
+            where.append(y.case_opened_at >= _midnight(filters.opened_from))
         if filters.opened_to:
-            where.append(func.date(y.case_opened_at) <= filters.opened_to)
+            where.append(y.case_opened_at < _midnight(filters.opened_to + timedelta(days=1)))
         return where
 
     async def funnel(self, filters: Filters, now: datetime) -> dict[str, Any]:
-        """Every youth count of the dashboard in one scan of `youth`: counts per département,
-        PSAD, status, solution kind and closing reason (a few thousand groups at most), added up
-        here into the funnel, its breakdowns, the per-département steps and the placements.
-        One scan instead of one per figure: the dashboard's time is the table's size."""
-        y = READ_MODELS[Youth].c
-        still_open = and_(y.case_opened_at.is_not(None), y.status != "closed")
+        """Every youth count of the dashboard from the count tables, added up here into the
+        funnel, its breakdowns, the per-département steps and the placements: `youth_total`
+        (campaigns x PSADs x statuses rows, whatever the number of youths), or with a date filter
+        `youth_count` (the same per day).
 
-        def count(condition: Any) -> Any:
-            return func.count().filter(condition)
+        "Still open after N days" is exact to the instant: the youths still open, less those
+        whose case opened on or after the day N days ago (`youth_count`, the last 90 days), plus
+        that one day's cases opened before now - N days (counted in `youth` by its index on
+        case_opened_at)."""
+        dated = filters.opened_from is not None or filters.opened_to is not None
+        c = youth_count.c if dated else youth_total.c
+        opened = c.opened_on.is_not(None) if dated else c.opened
+        open_days = {n: utc_day(now - timedelta(days=n)) for n in (30, 60, 90)}
+        still_open = and_(opened, c.status != "closed")
+
+        def total(column: Any, condition: Any = None) -> Any:
+            added = func.sum(column) if condition is None else func.sum(column).filter(condition)
+            return func.coalesce(added, 0)
 
         steps = {
-            "handed_over": y.campaign_id.is_not(None),
-            "identified": y.identified,
-            "case_opened": y.case_opened_at.is_not(None),
-            "contacted": y.first_contact_at.is_not(None),
-            "interviewed": y.interviewed_at.is_not(None),
-            "interviewed_late": and_(
-                y.interviewed_at.is_not(None),
-                y.interview_deadline.is_not(None),
-                func.date(y.interviewed_at) > y.interview_deadline,
-            ),
-            "open_30": and_(still_open, y.case_opened_at <= now - timedelta(days=30)),
-            "open_60": and_(still_open, y.case_opened_at <= now - timedelta(days=60)),
-            "open_90": and_(still_open, y.case_opened_at <= now - timedelta(days=90)),
-            "escalated": y.escalated_on.is_not(None),
-            "placed": y.placed_at.is_not(None),
+            "handed_over": total(c.youths, c.campaign_id.is_not(None)),
+            "identified": total(c.identified),
+            "case_opened": total(c.youths, opened),
+            "contacted": total(c.contacted),
+            "interviewed": total(c.interviewed),
+            "interviewed_late": total(c.interviewed_late),
+            **{f"open_{n}": total(c.youths, still_open) for n in open_days},
+            "escalated": total(c.escalated),
+            "placed": total(c.placed),
         }
-        groups = (y.departement, y.status, y.solution_kind, y.closed_reason)
+        groups = (c.departement, c.status, c.solution_kind, c.closed_reason)
         statement = (
-            select(
-                *groups, func.count(), *(count(condition).label(name) for name, condition in steps.items())
-            )
-            .where(*self._youths(filters))
+            select(*groups, total(c.youths), *(value.label(name) for name, value in steps.items()))
+            .where(*self._where(c, filters, dated=dated))
             .group_by(*groups)
         )
+        rows = [
+            (tuple(row[:5]), dict(zip(steps, (int(n) for n in row[5:]), strict=True)))
+            for row in await self.connection.execute(statement)
+        ]
+        rows += await self._opened_lately(filters, open_days, list(steps))
+        rows += await self._open_on_the_day(filters, now, open_days, list(steps))
         figures: dict[str, Any] = {name: 0 for name in steps}
         figures.update(in_solution=0, closed=0, in_solution_by_kind={}, closed_by_reason={}, by_status={})
         territories: dict[str, dict[str, int]] = {}
@@ -181,9 +239,8 @@ class ProjectionRepository(AbstractProjectionRepository):
                 name = key if key is not None else "unknown"
                 table[name] = table.get(name, 0) + n
 
-        for row in await self.connection.execute(statement):
-            departement, status, kind, reason, youths = row[:5]
-            counts = dict(zip(steps, row[5:], strict=True))
+        for (departement, status, kind, reason, youths), counts in rows:
+            youths = int(youths)
             for name, n in counts.items():
                 figures[name] += n
             in_solution = youths if status == "in_solution" else 0
@@ -194,7 +251,8 @@ class ProjectionRepository(AbstractProjectionRepository):
             add(figures["closed_by_reason"], reason, closed)
             if status is not None:
                 add(figures["by_status"], status, youths)
-            if departement is not None:
+            # A key whose youths all moved elsewhere stays, at zero: not a territory to show.
+            if departement is not None and (youths or any(counts.values())):
                 entry = territories.setdefault(
                     departement,
                     dict.fromkeys(
@@ -217,6 +275,49 @@ class ProjectionRepository(AbstractProjectionRepository):
         figures["by_departement"] = dict(sorted(territories.items()))
         return figures
 
+    async def _opened_lately(
+        self, filters: Filters, open_days: dict[int, date], steps: list[str]
+    ) -> list[tuple[tuple, dict[str, int]]]:
+        """Youths still open whose case opened on or after the day N days ago, per département,
+        as rows taken off `funnel`'s open_N (a few weeks of `youth_count`)."""
+        c = youth_count.c
+        lately = {n: c.opened_on >= day for n, day in open_days.items()}
+        statement = (
+            select(c.departement, *(func.sum(c.youths).filter(condition) for condition in lately.values()))
+            .where(
+                *self._where(c, filters, dated=True),
+                c.opened_on >= min(open_days.values()),
+                c.status != "closed",
+            )
+            .group_by(c.departement)
+        )
+        out = []
+        for departement, *counts in await self.connection.execute(statement):
+            opened = {f"open_{n}": -int(count or 0) for n, count in zip(lately, counts, strict=True)}
+            out.append(((departement, None, None, None, 0), {**dict.fromkeys(steps, 0), **opened}))
+        return out
+
+    async def _open_on_the_day(
+        self, filters: Filters, now: datetime, open_days: dict[int, date], steps: list[str]
+    ) -> list[tuple[tuple, dict[str, int]]]:
+        """Youths still open whose case opened on the day N days ago, before now - N days, per
+        département: extra rows for `funnel`, with no youth and no step of their own but open_N."""
+        y = READ_MODELS[Youth].c
+        ranges = {
+            n: and_(y.case_opened_at >= _midnight(day), y.case_opened_at <= now - timedelta(days=n))
+            for n, day in open_days.items()
+        }
+        statement = (
+            select(y.departement, *(func.count().filter(condition) for condition in ranges.values()))
+            .where(*self._youths(filters), y.status != "closed", or_(*ranges.values()))
+            .group_by(y.departement)
+        )
+        out = []
+        for departement, *counts in await self.connection.execute(statement):
+            opened = {f"open_{n}": count for n, count in zip(ranges, counts, strict=True)}
+            out.append(((departement, None, None, None, 0), {**dict.fromkeys(steps, 0), **opened}))
+        return out
+
     async def _grouped(self, column: Any, where: list[Any]) -> dict[str, int]:
         statement = select(column, func.count()).where(*where).group_by(column)
         return {
@@ -225,15 +326,33 @@ class ProjectionRepository(AbstractProjectionRepository):
         }
 
     async def weekly(self, filters: Filters) -> dict[str, dict[str, int]]:
-        """Per ISO week (its Monday): cases opened, first contacts, solutions proposed; one scan
-        (grouping sets)."""
+        """Per ISO week (its Monday, UTC): cases opened, first contacts, solutions proposed, from
+        `youth_week`; with a date filter (on the day the case opened, which `youth_week` does
+        not keep) from the youths of those days, one scan (grouping sets)."""
+        if filters.opened_from is not None or filters.opened_to is not None:
+            return await self._weekly_of_youths(filters)
+        w = youth_week.c
+        statement = (
+            select(w.series, w.monday, func.sum(w.youths))
+            .where(*self._where(w, filters))
+            .group_by(w.series, w.monday)
+        )
+        weeks: dict[str, dict[str, int]] = {}
+        for series, monday, n in await self.connection.execute(statement):
+            if n:
+                weeks.setdefault(monday.isoformat(), {"opened": 0, "contacted": 0, "solution": 0})[series] = (
+                    int(n)
+                )
+        return dict(sorted(weeks.items()))
+
+    async def _weekly_of_youths(self, filters: Filters) -> dict[str, dict[str, int]]:
         y = READ_MODELS[Youth].c
-        # 'week' written into the SQL, not bound: GROUPING() needs the very expressions grouped by.
-        week = literal_column("'week'")
+        # 'week' and 'UTC' written into the SQL, not bound: GROUPING() needs the very expressions
+        # grouped by.
+        week, utc = literal_column("'week'"), literal_column("'UTC'")
         series = {
-            "opened": func.date(func.date_trunc(week, y.case_opened_at)),
-            "contacted": func.date(func.date_trunc(week, y.first_contact_at)),
-            "solution": func.date(func.date_trunc(week, y.solution_at)),
+            name: func.date(func.date_trunc(week, func.timezone(utc, getattr(y, column))))
+            for name, column in WEEK_SERIES.items()
         }
         labelled = [column.label(name) for name, column in series.items()]
         statement = (
@@ -259,10 +378,12 @@ class ProjectionRepository(AbstractProjectionRepository):
         return [dict(row) for row in (await self.connection.execute(statement)).mappings()]
 
     async def territories(self) -> dict[str, list[str]]:
-        """The choices of the filters: campaigns, départements and PSADs seen (one scan)."""
-        y = READ_MODELS[Youth].c
-        statement = select(y.campaign_id, y.departement, y.psad_id).group_by(
-            y.campaign_id, y.departement, y.psad_id
+        """The choices of the filters: campaigns, départements and PSADs of the youths counted."""
+        c = youth_total.c
+        statement = (
+            select(c.campaign_id, c.departement, c.psad_id)
+            .where(c.youths > 0)
+            .group_by(c.campaign_id, c.departement, c.psad_id)
         )
         seen: dict[str, set[str]] = {"campaigns": set(), "departements": set(), "psads": set()}
         for row in await self.connection.execute(statement):

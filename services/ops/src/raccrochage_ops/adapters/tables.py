@@ -18,10 +18,11 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
 
-from ..domain.projection import ROW_KINDS, Row
+from ..domain.projection import COUNT_KEY, COUNT_SUMS, ROW_KINDS, TOTAL_KEY, WEEK_KEY, Row
 
 metadata = MetaData()
 
@@ -44,6 +45,31 @@ READ_MODELS: dict[type[Row], Table] = {kind: _table(kind) for kind in ROW_KINDS}
 youth = READ_MODELS[ROW_KINDS[0]]
 Index("youth_by_campaign", youth.c.campaign_id)
 Index("youth_by_departement", youth.c.departement)
+# The dashboard's "still open after N days" counts the youths of one day from here.
+Index("youth_by_case_opened_at", youth.c.case_opened_at)
+
+_KEY_TYPES = {"opened_on": Date, "monday": Date, "opened": Boolean}
+
+
+def _aggregate(name: str, key: tuple[str, ...], sums: tuple[str, ...]) -> Table:
+    """A table of counts kept by the projection (domain/projection.py, `count_changes`): one row
+    per key, NULL a value of its own (NULLS NOT DISTINCT, PostgreSQL 15+)."""
+    return Table(
+        name,
+        metadata,
+        *(Column(column, _KEY_TYPES.get(column, Text)) for column in key),
+        *(Column(column, BigInteger, nullable=False, server_default="0") for column in sums),
+        UniqueConstraint(*key, name=f"{name}_key", postgresql_nulls_not_distinct=True),
+    )
+
+
+# Youths per campaign, territory, case opened or not, status, solution kind, closing reason.
+youth_total = _aggregate("youth_total", TOTAL_KEY, COUNT_SUMS)
+# The same per day their case opened: date filters, "still open after N days".
+youth_count = _aggregate("youth_count", COUNT_KEY, COUNT_SUMS)
+# Cases opened, first contacts, solutions per ISO week (campaign, territory, series, Monday).
+youth_week = _aggregate("youth_week", WEEK_KEY, ("youths",))
+COUNT_TABLES = {"youth_total": youth_total, "youth_count": youth_count, "youth_week": youth_week}
 
 # Who replayed which dead letter, when: replays re-run events in every consumer of a stream.
 replay_audit = Table(

@@ -12,9 +12,10 @@ the youth is the pseudonymous `youth_id`, which stays in ops' database and never
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
 
 
@@ -187,6 +188,8 @@ class Store:
 
     rows: dict[type[Row], dict[str, Row]] = field(default_factory=lambda: {kind: {} for kind in ROW_KINDS})
     changed: dict[type[Row], set[str]] = field(default_factory=lambda: {kind: set() for kind in ROW_KINDS})
+    # Each row as it was loaded, before the batch's rules: the counts move by after - before.
+    loaded: dict[type[Row], dict[str, Row]] = field(default_factory=lambda: {kind: {} for kind in ROW_KINDS})
 
     def get(self, kind: type[Row], key: str) -> Any:
         """The row (a new one if absent), marked changed: every caller of `get` writes to it."""
@@ -198,10 +201,98 @@ class Store:
         return row
 
     def put(self, row: Row) -> None:
-        self.rows[type(row)][getattr(row, row.KEY)] = row
+        key = getattr(row, row.KEY)
+        self.rows[type(row)][key] = row
+        self.loaded[type(row)][key] = dataclasses.replace(row)
+
+    def before(self, kind: type[Row], key: str) -> Row:
+        """The row as loaded (an empty one when it was not there)."""
+        return self.loaded[kind].get(key) or kind(key)  # type: ignore[call-arg]
 
     def changed_rows(self, kind: type[Row]) -> list[Row]:
         return [self.rows[kind][key] for key in sorted(self.changed[kind])]
+
+
+# --- the youth counts the dashboard reads -------------------------------------------------------
+# A youth row counts once in `youth_total` (campaign, territory, whether its case opened, status,
+# solution kind, closing reason), once in `youth_count` (the same with the day its case opened,
+# for date filters and "still open after N days") and once per dated fact in `youth_week`. The
+# projection moves these counts by (after - before) of every youth row a batch changes, in the
+# batch's transaction, so the dashboard adds up aggregate rows instead of every youth. Days and
+# weeks are UTC's.
+TOTAL_KEY = ("campaign_id", "departement", "psad_id", "opened", "status", "solution_kind", "closed_reason")
+COUNT_KEY = ("campaign_id", "departement", "psad_id", "opened_on", "status", "solution_kind", "closed_reason")
+COUNT_SUMS = ("youths", "identified", "contacted", "interviewed", "interviewed_late", "escalated", "placed")
+WEEK_KEY = ("campaign_id", "departement", "psad_id", "series", "monday")
+WEEK_SERIES = {"opened": "case_opened_at", "contacted": "first_contact_at", "solution": "solution_at"}
+COUNT_TABLES = ("youth_total", "youth_count", "youth_week")
+
+
+def utc_day(at: datetime) -> date:
+    return at.astimezone(UTC).date()
+
+
+def monday_of(at: datetime) -> date:
+    day = utc_day(at)
+    return day - timedelta(days=day.weekday())
+
+
+def youth_counts(youth: Youth) -> dict[str, dict[tuple, tuple[int, ...]]]:
+    """What one youth row adds to each count table (COUNT_TABLES): key -> sums (COUNT_SUMS'
+    order; `youth_week` counts youths only). An empty row (every column at its default: the
+    projection inserts one before it locks it) adds nothing."""
+    if youth == Youth(youth.youth_id):
+        return {table: {} for table in COUNT_TABLES}
+    opened_on = utc_day(youth.case_opened_at) if youth.case_opened_at is not None else None
+    where = (youth.campaign_id, youth.departement, youth.psad_id)
+    case = (youth.status, youth.solution_kind, youth.closed_reason)
+    late = (
+        youth.interviewed_at is not None
+        and youth.interview_deadline is not None
+        and utc_day(youth.interviewed_at) > youth.interview_deadline
+    )
+    sums = (
+        1,
+        int(youth.identified),
+        int(youth.first_contact_at is not None),
+        int(youth.interviewed_at is not None),
+        int(late),
+        int(youth.escalated_on is not None),
+        int(youth.placed_at is not None),
+    )
+    weeks = {}
+    for series, column in WEEK_SERIES.items():
+        at = getattr(youth, column)
+        if at is not None:
+            weeks[(*where, series, monday_of(at))] = (1,)
+    return {
+        "youth_total": {(*where, opened_on is not None, *case): sums},
+        "youth_count": {(*where, opened_on, *case): sums},
+        "youth_week": weeks,
+    }
+
+
+def count_changes(store: Store) -> dict[str, dict[tuple, tuple[int, ...]]]:
+    """How the batch in `store` moves each count table: after - before of every changed youth,
+    added up per key, keys that do not move left out."""
+    changes: dict[str, dict[tuple, list[int]]] = {table: {} for table in COUNT_TABLES}
+    for key in store.changed[Youth]:
+        for row, sign in ((store.before(Youth, key), -1), (store.rows[Youth][key], 1)):
+            for table, counts in youth_counts(row).items():  # type: ignore[arg-type]
+                for where, sums in counts.items():
+                    total = changes[table].setdefault(where, [0] * len(sums))
+                    for i, n in enumerate(sums):
+                        total[i] += sign * n
+    return {
+        table: {where: tuple(sums) for where, sums in counts.items() if any(sums)}
+        for table, counts in changes.items()
+    }
+
+
+def key_order(key: tuple) -> tuple:
+    """Aggregate keys in one order in every batch (None first), so that two batches lock the
+    aggregate rows they share in the same order and cannot deadlock."""
+    return tuple((value is not None, str(value) if value is not None else "") for value in key)
 
 
 # --- which rows an event touches (loaded in one query per kind before applying) ------------------

@@ -1,0 +1,41 @@
+"""Youth counts kept by the projection (youth_total, youth_count, youth_week), filled from the
+youth rows already projected with the projection's own rule; an index on the day a case opened."""
+
+from alembic import op
+from raccrochage_ops.adapters.tables import COUNT_TABLES, READ_MODELS
+from raccrochage_ops.domain.projection import Youth, youth_counts
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    bind = op.get_bind()
+    # 0001 creates the tables of today's metadata: on a database made by it they are there.
+    for table in COUNT_TABLES.values():
+        table.create(bind, checkfirst=True)
+    op.create_index("youth_by_case_opened_at", "youth", ["case_opened_at"], if_not_exists=True)
+    if bind.execute(COUNT_TABLES["youth_total"].select().limit(1)).first() is not None:
+        return
+    changes: dict[str, dict[tuple, list[int]]] = {name: {} for name in COUNT_TABLES}
+    for row in bind.execute(READ_MODELS[Youth].select()).mappings():
+        for name, counts in youth_counts(Youth(**row)).items():
+            for key, sums in counts.items():
+                total = changes[name].setdefault(key, [0] * len(sums))
+                for i, n in enumerate(sums):
+                    total[i] += n
+    for name, table in COUNT_TABLES.items():
+        if changes[name]:
+            columns = [column.name for column in table.columns]
+            bind.execute(
+                table.insert(),
+                [dict(zip(columns, (*key, *sums), strict=True)) for key, sums in changes[name].items()],
+            )
+
+
+def downgrade() -> None:
+    op.drop_index("youth_by_case_opened_at", "youth")
+    for table in COUNT_TABLES.values():
+        table.drop(op.get_bind())
