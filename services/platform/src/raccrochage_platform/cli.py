@@ -84,17 +84,34 @@ def declare_command() -> None:
 
 @app.command("token")
 def token_command(
-    role: Annotated[str, typer.Option(help="counsellor (one territory) or ops (counts, every territory)")],
-    territory: Annotated[str | None, typer.Option(help="the counsellor's département, e.g. 33")] = None,
+    role: Annotated[
+        str,
+        typer.Option(
+            help="with --territory: counsellor, academy, mlds_coordinator, mlds_tutor; with "
+            "--organisation: buyer, company; alone: ops, campaign_manager"
+        ),
+    ],
+    territory: Annotated[
+        str | None, typer.Option(help="the département a territorial role acts for, e.g. 33")
+    ] = None,
+    organisation: Annotated[str | None, typer.Option(help="a buyer's or a company's id")] = None,
     sub: Annotated[str, typer.Option(help="who the token is for (a counsellor id)")] = "local",
     hours: Annotated[float, typer.Option(help="validity")] = 12,
 ) -> None:
     """Print a bearer token for the services' HTTP APIs, signed with RACCROCHAGE_TOKEN_KEY."""
-    from .auth import Role, mint
+    from .auth import mint
 
     key = _setting("RACCROCHAGE_TOKEN_KEY", "the key the services check tokens with")
     try:
-        print(mint(key, role=Role(role), sub=sub, territory=territory, ttl_seconds=int(hours * 3600)))
+        token = mint(
+            key,
+            role=role,
+            sub=sub,
+            territory=territory,
+            organisation=organisation,
+            ttl_seconds=int(hours * 3600),
+        )
+        print(token)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
 
