@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from raccrochage_platform.auth import Principal, Role, caller, error_responses
+from raccrochage_platform.broker import connection
 from raccrochage_platform.logging import get_logger
+from raccrochage_platform.vault import ContactCardError, fetch_contact_card
 
 from ..adapters.repository import CaseNotFound
 from ..domain.case import Case
@@ -37,7 +39,6 @@ from ..domain.worklist import WorkList, next_action, priority_reasons, worklist
 from ..service_layer import cases
 from ..service_layer.cases import NotYourTerritory
 from ..service_layer.unit_of_work import PsadUnitOfWork
-from .contact_card import ContactCardError, fetch_contact_card
 
 log = get_logger(__name__)
 
@@ -248,7 +249,10 @@ def psad_router(
         case = await readable(principal, case_id)
         try:
             card = await fetch_contact_card(
-                broker, case.youth_id, purpose=f"case {case.case_id} opened by {principal.sub}"
+                connection(broker),
+                "psad",
+                case.youth_id,
+                purpose=f"case {case.case_id} opened by {principal.sub}",
             )
         except ContactCardError as error:
             raise HTTPException(error.http_status, str(error)) from None
