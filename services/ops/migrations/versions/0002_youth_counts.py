@@ -2,8 +2,12 @@
 youth rows already projected with the projection's own rule; an index on the day a case opened."""
 
 from alembic import op
-from raccrochage_ops.adapters.tables import COUNT_TABLES, READ_MODELS
-from raccrochage_ops.domain.projection import Youth, youth_counts
+from raccrochage_ops.adapters.tables import COUNT_TABLES as ALL_COUNT_TABLES
+from raccrochage_ops.adapters.tables import READ_MODELS
+from raccrochage_ops.domain.projection import YOUTH_TABLES, Youth, add_counts
+
+# This migration's tables (0003 adds the others).
+COUNT_TABLES = {name: ALL_COUNT_TABLES[name] for name in YOUTH_TABLES}
 
 revision = "0002"
 down_revision = "0001"
@@ -21,11 +25,7 @@ def upgrade() -> None:
         return
     changes: dict[str, dict[tuple, list[int]]] = {name: {} for name in COUNT_TABLES}
     for row in bind.execute(READ_MODELS[Youth].select()).mappings():
-        for name, counts in youth_counts(Youth(**row)).items():
-            for key, sums in counts.items():
-                total = changes[name].setdefault(key, [0] * len(sums))
-                for i, n in enumerate(sums):
-                    total[i] += n
+        add_counts(changes, Youth(**row))
     for name, table in COUNT_TABLES.items():
         if changes[name]:
             columns = [column.name for column in table.columns]

@@ -277,6 +277,7 @@ def campaign(
                             case_id=str(case_id),
                             youth_id=yid,
                             reservation_id=str(reservation_id),
+                            seat_id=str(offer_id),
                             decided_at=(requested + timedelta(days=2)).isoformat(),
                         ),
                     )

@@ -1,18 +1,28 @@
-"""The youth counts the projection keeps (youth_count, youth_week) against a full recount of the
-youth table, after the events of several campaigns reach real PostgreSQL in random orders, in
-random batches committed by concurrent units of work, as ops' five consumers do."""
+"""The counts the projection keeps (youth_total, youth_count, youth_week, seat_total,
+candidacy_total, dispositif_total, clause_total) against a full recount of the read models,
+after the events of several campaigns, seats, MLDS and clauses reach real PostgreSQL in random
+orders, in random batches committed by concurrent units of work, as ops' five consumers do."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 import pytest
 from raccrochage_ops.adapters.repository import Filters, ProjectionRepository
 from raccrochage_ops.adapters.tables import COUNT_TABLES, READ_MODELS
-from raccrochage_ops.domain.projection import COUNT_SUMS, TOTAL_KEY, WEEK_SERIES, Youth
+from raccrochage_ops.domain.projection import (
+    AGGREGATES,
+    TOTAL_KEY,
+    WEEK_SERIES,
+    Candidacy,
+    Clause,
+    Dispositif,
+    Youth,
+)
 from raccrochage_ops.service_layer.unit_of_work import SqlOpsUnitOfWork
 from raccrochage_ops.synthetic import DEPARTEMENTS, campaign, payload, youth_id
 from raccrochage_platform.db import libpq_dsn, make_engine
@@ -23,6 +33,20 @@ BLANK = " AND ".join(
     ["NOT identified"]
     + [f"{name} IS NULL" for name in Youth.columns() if name not in ("youth_id", "identified")]
 )
+
+
+def blank(kind) -> str:
+    """SQL: a row of `kind` at its defaults (inserted empty, touched by no rule)."""
+    out = []
+    for name, default in kind(None).values().items():
+        if name == kind.KEY:
+            continue
+        out.append(
+            f"{name} IS NULL" if default is None else f"{name} = {default!r}".replace("False", "false")
+        )
+    return " AND ".join(out)
+
+
 UTC_DAY = "(({0}) AT TIME ZONE 'UTC')::date"
 SUMS = f"""count(*), count(*) FILTER (WHERE identified), count(first_contact_at), count(interviewed_at),
        count(*) FILTER (WHERE {UTC_DAY.format("interviewed_at")} > interview_deadline),
@@ -43,19 +67,54 @@ RECOUNTS = {
         for series, column in WEEK_SERIES.items()
     )
     + ") AS facts GROUP BY 1, 2, 3, 4, 5",
+    # Reservations holding a seat counted from the reservation rows, not the offer's own count.
+    "seat_total": """
+        SELECT departement, sum(offered), sum(seats), sum(stale), sum(reserved) FROM (
+            SELECT departement,
+                   CASE WHEN closed_at IS NULL THEN capacity ELSE 0 END AS offered,
+                   CASE WHEN closed_at IS NULL THEN seats_left ELSE 0 END AS seats,
+                   CASE WHEN closed_at IS NULL AND stale_confirmed_at IS NOT NULL
+                             AND (confirmed_at IS NULL OR confirmed_at <= stale_confirmed_at)
+                        THEN 1 ELSE 0 END AS stale,
+                   0 AS reserved
+            FROM offer
+            UNION ALL
+            SELECT o.departement, 0, 0, 0, 1 FROM reservation r LEFT JOIN offer o USING (offer_id)
+            WHERE r.made AND NOT r.expired AND NOT r.placed
+        ) AS facts GROUP BY 1""",
+    "candidacy_total": f"""
+        SELECT departement, decision, CASE WHEN exited_on IS NOT NULL THEN destination END,
+               count(*), count(enrolled_on), count(exited_on)
+        FROM candidacy WHERE NOT ({blank(Candidacy)}) GROUP BY 1, 2, 3""",
+    "dispositif_total": f"""
+        SELECT departement, sum(capacity), sum(places_left)
+        FROM dispositif WHERE NOT ({blank(Dispositif)}) GROUP BY 1""",
+    # Hours planned and done counted from the mission rows, not the clause's own sums.
+    "clause_total": f"""
+        SELECT c.departement, c.ends_on, coalesce(m.done, 0) < c.hours_required,
+               count(*) FILTER (WHERE c.published_at IS NOT NULL), sum(c.hours_required),
+               sum(coalesce(m.planned, 0)), sum(coalesce(m.done, 0))
+        FROM clause c LEFT JOIN (
+            SELECT clause_id, sum(hours_planned) AS planned, sum(hours_done) AS done
+            FROM mission GROUP BY clause_id
+        ) AS m USING (clause_id)
+        WHERE NOT ({blank(Clause)}) GROUP BY 1, 2, 3""",
 }
 
 
 async def counted(dsn: str) -> dict[str, tuple[set[tuple], set[tuple]]]:
-    """Per count table: its rows that count something, and the recount."""
+    """Per count table: its rows that count something, and the recount's."""
     conn = await asyncpg.connect(dsn)
     out = {}
+
+    def counting(rows, keys: int) -> set[tuple]:
+        return {tuple(r) for r in rows if any(r[keys:])}
+
     try:
-        for name, table in COUNT_TABLES.items():
-            sums = [column.name for column in table.columns if column.name in COUNT_SUMS]
-            kept = await conn.fetch(f"SELECT * FROM {name} WHERE {' OR '.join(f'{n} <> 0' for n in sums)}")
-            recount = await conn.fetch(RECOUNTS[name])
-            out[name] = ({tuple(r) for r in kept}, {tuple(r) for r in recount})
+        for name in COUNT_TABLES:
+            keys = len(AGGREGATES[name][0])
+            kept = counting(await conn.fetch(f"SELECT * FROM {name}"), keys)
+            out[name] = (kept, counting(await conn.fetch(RECOUNTS[name]), keys))
     finally:
         await conn.close()
     return out
@@ -115,6 +174,122 @@ def moves(rng: random.Random, youths: int, seed: int) -> list[tuple[str, object]
                 )
             )
     return out
+
+
+def panel_moves(rng: random.Random, n: int, seed: int) -> list[tuple[str, object]]:
+    """Seats, MLDS and clauses events on small pools of ids, so that they meet: offers changed,
+    flagged stale, closed; reservations made, expired, placed (each always on its one offer);
+    MLDS sites revised; candidacies received, decided again, enrolled, exited; clauses published
+    again; missions (each of its one clause) declared, their hours recorded, completed."""
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+
+    def ident(kind: str, i: int) -> str:
+        return str(
+            uuid.UUID(
+                int=(seed << 64)
+                + (("offer", "reservation", "candidacy", "clause", "mission").index(kind) << 32)
+                + i
+            )
+        )
+
+    def at() -> str:
+        return (start + timedelta(days=rng.randint(0, 60), hours=rng.randint(0, 23))).isoformat()
+
+    def day() -> str:
+        return (date(2026, 12, 1) + timedelta(days=rng.randint(0, 150))).isoformat()
+
+    offer = lambda i: ident("offer", i % 6)  # noqa: E731
+    clause = lambda i: ident("clause", i % 4)  # noqa: E731
+    choices = {
+        "foquale.seat.updated.v1": lambda: {
+            "offer_id": offer(rng.randrange(6)),
+            "departement": rng.choice(DEPARTEMENTS[:3]),
+            "capacity": (capacity := rng.randint(0, 12)),
+            "seats_left": rng.randint(0, capacity),
+            "updated_at": at(),
+            "last_confirmed_at": at(),
+        },
+        "foquale.seat.stale.v1": lambda: {
+            "offer_id": offer(rng.randrange(6)),
+            "last_confirmed_at": at(),
+            "flagged_at": at(),
+        },
+        "foquale.seat.closed.v1": lambda: {"offer_id": offer(rng.randrange(6)), "closed_at": at()},
+        "foquale.reservation.made.v1": lambda: {
+            "reservation_id": ident("reservation", (r := rng.randrange(30))),
+            "offer_id": offer(r),
+            "made_at": at(),
+            "expires_at": at(),
+        },
+        "foquale.reservation.expired.v1": lambda: {
+            "reservation_id": ident("reservation", (r := rng.randrange(30))),
+            "offer_id": offer(r),
+            "expired_at": at(),
+        },
+        "foquale.placement.confirmed.v1": lambda: {
+            "reservation_id": ident("reservation", (r := rng.randrange(30))),
+            "seat_id": offer(r),
+            "youth_id": youth_id(r, seed),
+            "decided_at": at(),
+        },
+        "mlds.dispositif.updated.v1": lambda: {
+            "dispositif_id": f"micro_lycee-{(dep := rng.choice(DEPARTEMENTS[:3]))}-0{rng.randint(1, 3)}",
+            "departement": dep,
+            "capacity": (capacity := rng.randint(0, 30)),
+            "places_taken": (taken := rng.randint(0, capacity)),
+            "places_left": capacity - taken,
+            "revision": rng.randint(1, 9),
+        },
+        "mlds.candidacy.received.v1": lambda: {
+            "candidacy_id": ident("candidacy", rng.randrange(20)),
+            "departement": rng.choice(DEPARTEMENTS[:3]),
+            "received_at": at(),
+        },
+        "mlds.candidacy.decided.v1": lambda: {
+            "candidacy_id": ident("candidacy", rng.randrange(20)),
+            "decision_number": rng.randint(1, 4),
+            "outcome": rng.choice(("eligible", "not_eligible", "incomplete")),
+        },
+        "mlds.enrolment.started.v1": lambda: {
+            "candidacy_id": ident("candidacy", rng.randrange(20)),
+            "departement": rng.choice(DEPARTEMENTS[:3]),
+            "started_on": day(),
+        },
+        "mlds.enrolment.exited.v1": lambda: {
+            "candidacy_id": ident("candidacy", rng.randrange(20)),
+            "departement": rng.choice(DEPARTEMENTS[:3]),
+            "started_on": "2026-11-20",
+            "exited_on": day(),
+            "destination": rng.choice(("back_to_school", "apprenticeship", "employment")),
+        },
+        "clause.clause.published.v1": lambda: {
+            "clause_id": clause(rng.randrange(4)),
+            "departement": rng.choice(DEPARTEMENTS[:3]),
+            "hours_required": rng.randint(0, 300),
+            "ends_on": day(),
+            "published_at": at(),
+        },
+        "clause.mission.declared.v1": lambda: {
+            "mission_id": ident("mission", (m := rng.randrange(10))),
+            "clause_id": clause(m),
+            "hours": rng.randint(1, 150),
+            "declared_at": at(),
+        },
+        "clause.hours.recorded.v1": lambda: {
+            "mission_id": ident("mission", (m := rng.randrange(10))),
+            "clause_id": clause(m),
+            "mission_hours_done": rng.randint(0, 150),
+            "recorded_at": at(),
+        },
+        "clause.mission.completed.v1": lambda: {
+            "mission_id": ident("mission", (m := rng.randrange(10))),
+            "clause_id": clause(m),
+            "hours_done": rng.randint(0, 150),
+            "completed_at": at(),
+        },
+    }
+    types = sorted(choices)
+    return [(t, payload(t, **choices[t]())) for t in (rng.choice(types) for _ in range(n))]
 
 
 def recounted_funnel(youths: list[Youth], now: datetime) -> dict:
@@ -194,13 +369,63 @@ async def project_concurrently(engine, events: list[tuple[str, object]], rng: ra
     await asyncio.gather(*(worker() for _ in range(4)))
 
 
+async def panels_match_the_rows(engine, dsn: str) -> None:
+    """The seats, MLDS and clauses panels read from the counts equal the same figures counted
+    over the read models' rows."""
+    today = date(2027, 1, 15)
+    conn = await asyncpg.connect(dsn)
+    try:
+        offers = {r["offer_id"]: r for r in await conn.fetch("SELECT * FROM offer")}
+        reservations = await conn.fetch("SELECT * FROM reservation WHERE made AND NOT expired AND NOT placed")
+        candidacies = await conn.fetch("SELECT * FROM candidacy")
+        sites = await conn.fetch("SELECT * FROM dispositif")
+        clauses = await conn.fetch("SELECT * FROM clause WHERE published_at IS NOT NULL")
+        missions = await conn.fetch("SELECT * FROM mission")
+    finally:
+        await conn.close()
+    async with engine.connect() as connection:
+        repo = ProjectionRepository(connection)
+        seats, mlds, panel = (
+            await repo.seats("33", {}),
+            await repo.mlds("40"),
+            await repo.clauses(None, today),
+        )
+    open_33 = [o for o in offers.values() if o["departement"] == "33" and o["closed_at"] is None]
+    assert seats.get("33", {}).get("offered", 0) == sum(o["capacity"] for o in open_33)
+    assert seats.get("33", {}).get("left", 0) == sum(o["seats_left"] for o in open_33)
+    assert seats.get("33", {}).get("reserved", 0) == sum(
+        1 for r in reservations if offers[r["offer_id"]]["departement"] == "33"
+    )
+    mine = [c for c in candidacies if c["departement"] == "40"]
+    assert mlds["candidacies"] == len(mine)
+    assert mlds["enrolled"] == sum(c["enrolled_on"] is not None for c in mine)
+    decisions: dict[str, int] = {}
+    for c in mine:
+        if c["decision"] is not None:
+            decisions[c["decision"]] = decisions.get(c["decision"], 0) + 1
+    assert mlds["decisions"] == decisions
+    assert mlds["places"]["capacity"] == sum(d["capacity"] for d in sites if d["departement"] == "40")
+    done = {}
+    for m in missions:
+        done[m["clause_id"]] = done.get(m["clause_id"], 0) + m["hours_done"]
+    for dep in {c["departement"] for c in clauses}:
+        theirs = [c for c in clauses if c["departement"] == dep]
+        assert panel[dep]["clauses"] == len(theirs)
+        assert panel[dep]["hours_done"] == sum(done.get(c["clause_id"], 0) for c in theirs)
+        assert panel[dep]["ending_soon"] == sum(
+            today <= c["ends_on"] <= today + timedelta(days=90)
+            and done.get(c["clause_id"], 0) < c["hours_required"]
+            for c in theirs
+        )
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_the_counts_equal_a_recount_after_random_interleavings(ops_db, seed):
     rng = random.Random(seed)
     events = campaign(120, seed=seed, campaign_id=f"c-{seed}") + campaign(
         80, seed=seed + 100, campaign_id=f"d-{seed}"
     )
-    events += moves(rng, 120, seed)
+    events += moves(rng, 120, seed) + panel_moves(rng, 300, seed)
     rng.shuffle(events)
     engine = make_engine(ops_db, application_name="test-counts")
     dsn = libpq_dsn(ops_db)
@@ -210,7 +435,10 @@ async def test_the_counts_equal_a_recount_after_random_interleavings(ops_db, see
             await project_concurrently(engine, part, rng)
             for name, (kept, recount) in (await counted(dsn)).items():
                 assert kept == recount, name
-        assert sum(row[len(TOTAL_KEY)] for row in (await counted(dsn))["youth_total"][0]) == 200
+        final = await counted(dsn)
+        assert all(kept for kept, _ in final.values())
+        assert sum(row[len(TOTAL_KEY)] for row in final["youth_total"][0]) == 200
+        await panels_match_the_rows(engine, dsn)
         # The dashboard's figures from the counts equal those counted over the youths, at
         # instants whose day N days before holds cases opened before and after it.
         async with engine.connect() as conn:
@@ -240,8 +468,8 @@ async def test_the_counts_equal_a_recount_after_random_interleavings(ops_db, see
         await engine.dispose()
 
 
-async def test_the_migration_counts_the_youths_already_projected(ops_db):
-    """A database projected before the counts existed gets them from its youth rows (0002)."""
+async def test_the_migrations_count_the_rows_already_projected(ops_db):
+    """A database projected before the counts existed gets them from its rows (0002, 0003)."""
     from alembic import command
     from raccrochage_platform.migrations import alembic_config, upgrade
 
@@ -249,7 +477,9 @@ async def test_the_migration_counts_the_youths_already_projected(ops_db):
 
     engine = make_engine(ops_db, application_name="test-counts")
     try:
-        await project_concurrently(engine, campaign(60, seed=7, campaign_id="m-7"), random.Random(7))
+        rng = random.Random(7)
+        events = campaign(60, seed=7, campaign_id="m-7") + panel_moves(rng, 200, 7)
+        await project_concurrently(engine, events, rng)
     finally:
         await engine.dispose()
     dsn = libpq_dsn(ops_db)

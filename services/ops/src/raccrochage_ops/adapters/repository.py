@@ -1,8 +1,10 @@
 """Ops' read models in PostgreSQL: load the rows a batch touches, upsert the changed ones, count.
 
-Youth counts are kept by the projection itself, in `youth_count` and `youth_week`, moved in the
-batch's transaction by (after - before) of every youth row it changes: a national campaign
-holds hundreds of thousands of youths, and the dashboard adds up a few aggregate rows instead.
+Every count the dashboard shows is kept by the projection itself, in the aggregate tables
+(youth_total, youth_count, youth_week, seat_total, candidacy_total, dispositif_total,
+clause_total), moved in the batch's transaction by (after - before) of every row it changes: a
+national campaign holds hundreds of thousands of youths, and the dashboard adds up a few
+aggregate rows instead.
 Counting happens here, in SQL; the domain suppresses what is shown.
 """
 
@@ -18,15 +20,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..domain.projection import (
-    COUNT_SUMS,
+    AGGREGATES,
     ROW_KINDS,
     WEEK_SERIES,
-    Candidacy,
-    Clause,
-    Dispositif,
-    Mission,
-    Offer,
-    Reservation,
     Row,
     Store,
     Youth,
@@ -34,7 +30,18 @@ from ..domain.projection import (
     key_order,
     utc_day,
 )
-from .tables import COUNT_TABLES, READ_MODELS, replay_audit, youth_count, youth_total, youth_week
+from .tables import (
+    COUNT_TABLES,
+    READ_MODELS,
+    candidacy_total,
+    clause_total,
+    dispositif_total,
+    replay_audit,
+    seat_total,
+    youth_count,
+    youth_total,
+    youth_week,
+)
 
 # Clauses whose contract ends within this many days and whose hours are not all done.
 ENDING_SOON_DAYS = 90
@@ -121,16 +128,12 @@ class ProjectionRepository(AbstractProjectionRepository):
             if not changes:
                 continue
             table = COUNT_TABLES[name]
-            columns = [column.name for column in table.columns]
-            key = [column for column in columns if column not in COUNT_SUMS]
+            key, sums = AGGREGATES[name]
+            columns = [*key, *sums]
             statement = pg_insert(table)
             statement = statement.on_conflict_do_update(
-                index_elements=key,
-                set_={
-                    column: table.c[column] + statement.excluded[column]
-                    for column in columns
-                    if column in COUNT_SUMS
-                },
+                index_elements=list(key),
+                set_={column: table.c[column] + statement.excluded[column] for column in sums},
             )
             await self.connection.execute(
                 statement,
@@ -318,13 +321,6 @@ class ProjectionRepository(AbstractProjectionRepository):
             out.append(((departement, None, None, None, 0), {**dict.fromkeys(steps, 0), **opened}))
         return out
 
-    async def _grouped(self, column: Any, where: list[Any]) -> dict[str, int]:
-        statement = select(column, func.count()).where(*where).group_by(column)
-        return {
-            str(key) if key is not None else "unknown": n
-            for key, n in await self.connection.execute(statement)
-        }
-
     async def weekly(self, filters: Filters) -> dict[str, dict[str, int]]:
         """Per ISO week (its Monday, UTC): cases opened, first contacts, solutions proposed, from
         `youth_week`; with a date filter (on the day the case opened, which `youth_week` does
@@ -393,31 +389,15 @@ class ProjectionRepository(AbstractProjectionRepository):
         return {name: sorted(values) for name, values in seen.items()}
 
     async def seats(self, departement: str | None, placed: dict[str, int]) -> dict[str, dict[str, int]]:
-        """Offers and active reservations per département; `placed`: youths placed per
-        département, from `funnel` (it counts them with the caller's filters)."""
-        o = READ_MODELS[Offer].c
-        r = READ_MODELS[Reservation].c
-        open_offer = o.closed_at.is_(None)
-        stale = and_(
-            open_offer,
-            o.stale_confirmed_at.is_not(None),
-            func.coalesce(o.confirmed_at <= o.stale_confirmed_at, True),
-        )
-        offers = select(
-            o.departement,
-            func.coalesce(func.sum(o.capacity).filter(open_offer), 0),
-            func.coalesce(func.sum(o.seats_left).filter(open_offer), 0),
-            func.count().filter(stale),
-        ).group_by(o.departement)
-        reserved = (
-            select(o.departement, func.count())
-            .select_from(READ_MODELS[Reservation].join(READ_MODELS[Offer], r.offer_id == o.offer_id))
-            .where(r.made, ~r.expired, ~r.placed)
-            .group_by(o.departement)
-        )
+        """Open offers' seats, stale offers and reservations holding a seat per département
+        (`seat_total`); `placed`: youths placed per département, from `funnel` (it counts them
+        with the caller's filters)."""
+        s = seat_total.c
+        statement = select(
+            s.departement, *(func.sum(s[name]) for name in AGGREGATES["seat_total"][1])
+        ).group_by(s.departement)
         if departement:
-            offers = offers.where(o.departement == departement)
-            reserved = reserved.where(o.departement == departement)
+            statement = statement.where(s.departement == departement)
         out: dict[str, dict[str, int]] = {}
 
         def entry(dep: str | None) -> dict[str, int]:
@@ -425,30 +405,43 @@ class ProjectionRepository(AbstractProjectionRepository):
                 dep or "?", {"offered": 0, "left": 0, "stale": 0, "reserved": 0, "placed": 0}
             )
 
-        for dep, offered, left, n_stale in await self.connection.execute(offers):
-            entry(dep).update(offered=int(offered), left=int(left), stale=n_stale)
-        for dep, n in await self.connection.execute(reserved):
-            entry(dep)["reserved"] = n
+        for dep, *sums in await self.connection.execute(statement):
+            if any(sums):
+                entry(dep).update(zip(AGGREGATES["seat_total"][1], map(int, sums), strict=True))
         for dep, n in placed.items():
             if n and (not departement or dep == departement):
                 entry(dep)["placed"] = n
         return dict(sorted(out.items()))
 
     async def mlds(self, departement: str | None) -> dict[str, Any]:
-        c = READ_MODELS[Candidacy].c
-        d = READ_MODELS[Dispositif].c
-        where = [c.departement == departement] if departement else []
-        totals = select(
-            func.count().label("candidacies"),
-            func.count().filter(c.decision.is_not(None)).label("decided"),
-            func.count().filter(c.enrolled_on.is_not(None)).label("enrolled"),
-            func.count().filter(c.exited_on.is_not(None)).label("exited"),
-        ).where(*where)
-        figures = dict((await self.connection.execute(totals)).mappings().one())
-        figures["decisions"] = await self._grouped(c.decision, [*where, c.decision.is_not(None)])
-        figures["exits_by_destination"] = await self._grouped(
-            c.destination, [*where, c.exited_on.is_not(None)]
-        )
+        """Candidacies, decisions, enrolments and exits (`candidacy_total`), places
+        (`dispositif_total`), in the youth's département or the site's."""
+        c = candidacy_total.c
+        statement = select(
+            c.decision, c.destination, func.sum(c.candidacies), func.sum(c.enrolled), func.sum(c.exited)
+        ).group_by(c.decision, c.destination)
+        if departement:
+            statement = statement.where(c.departement == departement)
+        figures: dict[str, Any] = {
+            "candidacies": 0,
+            "decided": 0,
+            "enrolled": 0,
+            "exited": 0,
+            "decisions": {},
+            "exits_by_destination": {},
+        }
+        for decision, destination, candidacies, enrolled, exited in await self.connection.execute(statement):
+            candidacies, enrolled, exited = int(candidacies), int(enrolled), int(exited)
+            figures["candidacies"] += candidacies
+            figures["enrolled"] += enrolled
+            figures["exited"] += exited
+            if decision is not None and candidacies:
+                figures["decided"] += candidacies
+                figures["decisions"][decision] = figures["decisions"].get(decision, 0) + candidacies
+            if exited:
+                name = destination if destination is not None else "unknown"
+                figures["exits_by_destination"][name] = figures["exits_by_destination"].get(name, 0) + exited
+        d = dispositif_total.c
         places = select(func.coalesce(func.sum(d.capacity), 0), func.coalesce(func.sum(d.places_left), 0))
         if departement:
             places = places.where(d.departement == departement)
@@ -457,42 +450,25 @@ class ProjectionRepository(AbstractProjectionRepository):
         return figures
 
     async def clauses(self, departement: str | None, today: date) -> dict[str, dict[str, int]]:
-        cl = READ_MODELS[Clause].c
-        m = READ_MODELS[Mission].c
-        done = (
-            select(
-                m.clause_id, func.sum(m.hours_planned).label("planned"), func.sum(m.hours_done).label("done")
-            )
-            .group_by(m.clause_id)
-            .subquery()
-        )
-        planned, hours_done = func.coalesce(done.c.planned, 0), func.coalesce(done.c.done, 0)
-        ending = and_(
-            cl.ends_on >= today,
-            cl.ends_on <= today + timedelta(days=ENDING_SOON_DAYS),
-            hours_done < cl.hours_required,
-        )
-        statement = (
-            select(
-                cl.departement,
-                func.count(),
-                func.sum(cl.hours_required),
-                func.sum(planned),
-                func.sum(hours_done),
-                func.count().filter(ending),
-            )
-            .select_from(READ_MODELS[Clause].outerjoin(done, done.c.clause_id == cl.clause_id))
-            .group_by(cl.departement)
-        )
+        """Clauses and their hours per département (`clause_total`); ending soon: those whose
+        contract ends within ENDING_SOON_DAYS with hours still to do."""
+        c = clause_total.c
+        ending = and_(c.ends_on >= today, c.ends_on <= today + timedelta(days=ENDING_SOON_DAYS), c.unfinished)
+        statement = select(
+            c.departement,
+            *(func.sum(c[name]) for name in AGGREGATES["clause_total"][1]),
+            func.coalesce(func.sum(c.clauses).filter(ending), 0),
+        ).group_by(c.departement)
         if departement:
-            statement = statement.where(cl.departement == departement)
+            statement = statement.where(c.departement == departement)
         out = {}
-        for dep, n, required, n_planned, n_done, n_ending in await self.connection.execute(statement):
-            out[dep or "?"] = {
-                "clauses": n,
-                "hours_required": int(required or 0),
-                "hours_planned": int(n_planned or 0),
-                "hours_done": int(n_done or 0),
-                "ending_soon": n_ending,
-            }
+        for dep, n, required, planned, done, n_ending in await self.connection.execute(statement):
+            if n or planned or done:
+                out[dep or "?"] = {
+                    "clauses": int(n),
+                    "hours_required": int(required),
+                    "hours_planned": int(planned),
+                    "hours_done": int(done),
+                    "ending_soon": int(n_ending),
+                }
         return dict(sorted(out.items()))

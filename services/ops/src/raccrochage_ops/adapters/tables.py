@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
 )
 
-from ..domain.projection import COUNT_KEY, COUNT_SUMS, ROW_KINDS, TOTAL_KEY, WEEK_KEY, Row
+from ..domain.projection import AGGREGATES, ROW_KINDS, YOUTH_TABLES, Row
 
 metadata = MetaData()
 
@@ -48,7 +48,7 @@ Index("youth_by_departement", youth.c.departement)
 # The dashboard's "still open after N days" counts the youths of one day from here.
 Index("youth_by_case_opened_at", youth.c.case_opened_at)
 
-_KEY_TYPES = {"opened_on": Date, "monday": Date, "opened": Boolean}
+_KEY_TYPES = {"opened_on": Date, "monday": Date, "opened": Boolean, "ends_on": Date, "unfinished": Boolean}
 
 
 def _aggregate(name: str, key: tuple[str, ...], sums: tuple[str, ...]) -> Table:
@@ -63,13 +63,15 @@ def _aggregate(name: str, key: tuple[str, ...], sums: tuple[str, ...]) -> Table:
     )
 
 
-# Youths per campaign, territory, case opened or not, status, solution kind, closing reason.
-youth_total = _aggregate("youth_total", TOTAL_KEY, COUNT_SUMS)
-# The same per day their case opened: date filters, "still open after N days".
-youth_count = _aggregate("youth_count", COUNT_KEY, COUNT_SUMS)
-# Cases opened, first contacts, solutions per ISO week (campaign, territory, series, Monday).
-youth_week = _aggregate("youth_week", WEEK_KEY, ("youths",))
-COUNT_TABLES = {"youth_total": youth_total, "youth_count": youth_count, "youth_week": youth_week}
+# One per entry of AGGREGATES: youths per campaign, territory, case opened or not, status,
+# solution kind, closing reason (youth_total); the same per day their case opened, for date
+# filters and "still open after N days" (youth_count); cases opened, first contacts, solutions
+# per ISO week (youth_week); seats, candidacies, MLDS places, clauses per département.
+COUNT_TABLES = {name: _aggregate(name, key, sums) for name, (key, sums) in AGGREGATES.items()}
+youth_total, youth_count, youth_week = (COUNT_TABLES[name] for name in YOUTH_TABLES)
+seat_total, candidacy_total, dispositif_total, clause_total = (
+    COUNT_TABLES[name] for name in ("seat_total", "candidacy_total", "dispositif_total", "clause_total")
+)
 
 # Who replayed which dead letter, when: replays re-run events in every consumer of a stream.
 replay_audit = Table(

@@ -103,6 +103,7 @@ class Offer(Row):
     confirmed_at: datetime | None = None
     stale_confirmed_at: datetime | None = None  # last_confirmed_at quoted by the latest stale flag
     closed_at: datetime | None = None
+    reserved: int = 0  # its reservations holding a seat: kept by `derive`, not by an event
 
 
 @dataclass
@@ -153,6 +154,8 @@ class Clause(Row):
     hours_required: int = 0
     ends_on: date | None = None
     published_at: datetime | None = None
+    hours_planned: int = 0  # its missions' hours: kept by `derive`, not by an event
+    hours_done: int = 0
 
 
 @dataclass
@@ -212,20 +215,44 @@ class Store:
     def changed_rows(self, kind: type[Row]) -> list[Row]:
         return [self.rows[kind][key] for key in sorted(self.changed[kind])]
 
+    def merge(self, other: Store) -> None:
+        """Take in the rows loaded into `other` (a second load for the same batch)."""
+        for kind in ROW_KINDS:
+            self.rows[kind].update(other.rows[kind])
+            self.loaded[kind].update(other.loaded[kind])
 
-# --- the youth counts the dashboard reads -------------------------------------------------------
+
+# --- the counts the dashboard reads ------------------------------------------------------------
 # A youth row counts once in `youth_total` (campaign, territory, whether its case opened, status,
 # solution kind, closing reason), once in `youth_count` (the same with the day its case opened,
-# for date filters and "still open after N days") and once per dated fact in `youth_week`. The
-# projection moves these counts by (after - before) of every youth row a batch changes, in the
-# batch's transaction, so the dashboard adds up aggregate rows instead of every youth. Days and
-# weeks are UTC's.
+# for date filters and "still open after N days") and once per dated fact in `youth_week`; an
+# offer in `seat_total`, a candidacy in `candidacy_total`, an MLDS site in `dispositif_total`, a
+# clause in `clause_total`. The projection moves these counts by (after - before) of every row a
+# batch changes, in the batch's transaction, so the dashboard adds up aggregate rows instead of
+# every youth, offer or candidacy. Days and weeks are UTC's.
 TOTAL_KEY = ("campaign_id", "departement", "psad_id", "opened", "status", "solution_kind", "closed_reason")
 COUNT_KEY = ("campaign_id", "departement", "psad_id", "opened_on", "status", "solution_kind", "closed_reason")
 COUNT_SUMS = ("youths", "identified", "contacted", "interviewed", "interviewed_late", "escalated", "placed")
 WEEK_KEY = ("campaign_id", "departement", "psad_id", "series", "monday")
 WEEK_SERIES = {"opened": "case_opened_at", "contacted": "first_contact_at", "solution": "solution_at"}
-COUNT_TABLES = ("youth_total", "youth_count", "youth_week")
+YOUTH_TABLES = ("youth_total", "youth_count", "youth_week")
+# Every aggregate table: its key columns, then its sums.
+AGGREGATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "youth_total": (TOTAL_KEY, COUNT_SUMS),
+    "youth_count": (COUNT_KEY, COUNT_SUMS),
+    "youth_week": (WEEK_KEY, ("youths",)),
+    # Open offers' seats, stale offers, reservations holding a seat, per département.
+    "seat_total": (("departement",), ("offered", "left", "stale", "reserved")),
+    # Candidacies per the youth's département, latest decision and exit destination.
+    "candidacy_total": (("departement", "decision", "destination"), ("candidacies", "enrolled", "exited")),
+    "dispositif_total": (("departement",), ("capacity", "places_left")),
+    # Clauses per département, end date and whether hours are still to do ("bientôt échus").
+    "clause_total": (
+        ("departement", "ends_on", "unfinished"),
+        ("clauses", "hours_required", "hours_planned", "hours_done"),
+    ),
+}
+Counts = dict[str, dict[tuple, tuple[int, ...]]]
 
 
 def utc_day(at: datetime) -> date:
@@ -237,12 +264,12 @@ def monday_of(at: datetime) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def youth_counts(youth: Youth) -> dict[str, dict[tuple, tuple[int, ...]]]:
-    """What one youth row adds to each count table (COUNT_TABLES): key -> sums (COUNT_SUMS'
+def youth_counts(youth: Youth) -> Counts:
+    """What one youth row adds to each youth table (YOUTH_TABLES): key -> sums (COUNT_SUMS'
     order; `youth_week` counts youths only). An empty row (every column at its default: the
     projection inserts one before it locks it) adds nothing."""
     if youth == Youth(youth.youth_id):
-        return {table: {} for table in COUNT_TABLES}
+        return {table: {} for table in YOUTH_TABLES}
     opened_on = utc_day(youth.case_opened_at) if youth.case_opened_at is not None else None
     where = (youth.campaign_id, youth.departement, youth.psad_id)
     case = (youth.status, youth.solution_kind, youth.closed_reason)
@@ -272,17 +299,73 @@ def youth_counts(youth: Youth) -> dict[str, dict[tuple, tuple[int, ...]]]:
     }
 
 
-def count_changes(store: Store) -> dict[str, dict[tuple, tuple[int, ...]]]:
-    """How the batch in `store` moves each count table: after - before of every changed youth,
-    added up per key, keys that do not move left out."""
-    changes: dict[str, dict[tuple, list[int]]] = {table: {} for table in COUNT_TABLES}
-    for key in store.changed[Youth]:
-        for row, sign in ((store.before(Youth, key), -1), (store.rows[Youth][key], 1)):
-            for table, counts in youth_counts(row).items():  # type: ignore[arg-type]
-                for where, sums in counts.items():
-                    total = changes[table].setdefault(where, [0] * len(sums))
-                    for i, n in enumerate(sums):
-                        total[i] += sign * n
+def _offer_counts(offer: Offer) -> Counts:
+    is_open = offer.closed_at is None
+    stale = (
+        is_open
+        and offer.stale_confirmed_at is not None
+        and (offer.confirmed_at is None or offer.confirmed_at <= offer.stale_confirmed_at)
+    )
+    sums = (offer.capacity if is_open else 0, offer.seats_left if is_open else 0, int(stale), offer.reserved)
+    return {"seat_total": {(offer.departement,): sums}}
+
+
+def _candidacy_counts(candidacy: Candidacy) -> Counts:
+    exited = candidacy.exited_on is not None
+    key = (candidacy.departement, candidacy.decision, candidacy.destination if exited else None)
+    return {"candidacy_total": {key: (1, int(candidacy.enrolled_on is not None), int(exited))}}
+
+
+def _dispositif_counts(site: Dispositif) -> Counts:
+    return {"dispositif_total": {(site.departement,): (site.capacity, site.places_left)}}
+
+
+def _clause_counts(clause: Clause) -> Counts:
+    key = (clause.departement, clause.ends_on, clause.hours_done < clause.hours_required)
+    sums = (
+        int(clause.published_at is not None),
+        clause.hours_required,
+        clause.hours_planned,
+        clause.hours_done,
+    )
+    return {"clause_total": {key: sums}}
+
+
+COUNTED: dict[type[Row], Callable[[Any], Counts]] = {
+    Youth: youth_counts,
+    Offer: _offer_counts,
+    Candidacy: _candidacy_counts,
+    Dispositif: _dispositif_counts,
+    Clause: _clause_counts,
+}
+
+
+def counts_of(row: Row) -> Counts:
+    """What one row adds to the aggregate tables (AGGREGATES) it feeds: table -> key -> sums.
+    A row at its defaults adds nothing (the projection inserts one empty before it locks it)."""
+    kind = type(row)
+    if kind not in COUNTED or row == kind(getattr(row, kind.KEY)):  # type: ignore[call-arg]
+        return {}
+    return COUNTED[kind](row)
+
+
+def add_counts(totals: dict[str, dict[tuple, list[int]]], row: Row, sign: int = 1) -> None:
+    """Add what `row` counts (`counts_of`), times `sign`, to `totals`: table -> key -> sums."""
+    for table, counts in counts_of(row).items():
+        for where, sums in counts.items():
+            total = totals.setdefault(table, {}).setdefault(where, [0] * len(sums))
+            for i, n in enumerate(sums):
+                total[i] += sign * n
+
+
+def count_changes(store: Store) -> Counts:
+    """How the batch in `store` moves each aggregate table: after - before of every changed row
+    it counts, added up per key, keys that do not move left out."""
+    changes: dict[str, dict[tuple, list[int]]] = {table: {} for table in AGGREGATES}
+    for kind in COUNTED:
+        for key in store.changed[kind]:
+            add_counts(changes, store.before(kind, key), -1)
+            add_counts(changes, store.rows[kind][key])
     return {
         table: {where: tuple(sums) for where, sums in counts.items() if any(sums)}
         for table, counts in changes.items()
@@ -306,10 +389,13 @@ def keys_of(event_type: str, data: Any) -> dict[type[Row], str]:
         keys[Campaign] = data.campaign_id
     if event_type.startswith("foquale.seat."):
         keys[Offer] = str(data.offer_id)
+    # A reservation's offer and a mission's clause too: `derive` counts one into the other.
     if event_type.startswith("foquale.reservation."):
         keys[Reservation] = str(data.reservation_id)
+        keys[Offer] = str(data.offer_id)
     if event_type == "foquale.placement.confirmed.v1" and data.reservation_id is not None:
-        keys[Reservation] = str(data.reservation_id)
+        # FOQUALE names the reserved offer in seat_id.
+        keys[Reservation], keys[Offer] = str(data.reservation_id), data.seat_id
     if event_type == "mlds.dispositif.updated.v1":
         keys[Dispositif] = data.dispositif_id
     if event_type.startswith(("mlds.candidacy.", "mlds.enrolment.started", "mlds.enrolment.exited")):
@@ -321,7 +407,20 @@ def keys_of(event_type: str, data: Any) -> dict[type[Row], str]:
         "clause.mission.completed.v1",
     ):
         keys[Mission] = str(data.mission_id)
+        keys[Clause] = str(data.clause_id)
     return keys
+
+
+def linked_keys(store: Store) -> dict[type[Row], set[str]]:
+    """Offers of the loaded reservations and clauses of the loaded missions that the batch's
+    events did not name (`derive` moves their counts): loaded after the rest when there are any."""
+    missing: dict[type[Row], set[str]] = {}
+    for kind, parent, link in ((Reservation, Offer, "offer_id"), (Mission, Clause, "clause_id")):
+        for row in store.loaded[kind].values():
+            key = getattr(row, link)
+            if key is not None and key not in store.rows[parent]:
+                missing.setdefault(parent, set()).add(key)
+    return missing
 
 
 # --- the rules -----------------------------------------------------------------------------------
@@ -566,9 +665,31 @@ def projects(event_type: str) -> bool:
     return event_type in RULES
 
 
+def holds_a_seat(reservation: Reservation) -> bool:
+    return reservation.made and not reservation.expired and not reservation.placed
+
+
+def derive(store: Store) -> None:
+    """Move the counts rows keep of other rows by (after - before) of each changed one: an
+    offer's reservations holding a seat, a clause's missions' hours planned and done. A
+    reservation's flags and a mission's hours commute, so these sums do too."""
+    for key in sorted(store.changed[Reservation]):
+        for reservation, sign in ((store.before(Reservation, key), -1), (store.rows[Reservation][key], 1)):
+            if reservation.offer_id is not None and holds_a_seat(reservation):
+                store.get(Offer, reservation.offer_id).reserved += sign
+    for key in sorted(store.changed[Mission]):
+        for mission, sign in ((store.before(Mission, key), -1), (store.rows[Mission][key], 1)):
+            if mission.clause_id is not None and (mission.hours_planned or mission.hours_done):
+                clause: Clause = store.get(Clause, mission.clause_id)
+                clause.hours_planned += sign * mission.hours_planned
+                clause.hours_done += sign * mission.hours_done
+
+
 def apply(store: Store, events: Iterable[tuple[str, Any]]) -> None:
-    """Apply (event type, payload) pairs to the rows in `store` (which holds every key they touch)."""
+    """Apply (event type, payload) pairs to the rows in `store` (which holds every key they
+    touch, and the offers and clauses of its reservations and missions), then `derive`."""
     for event_type, data in events:
         rule = RULES.get(event_type)
         if rule is not None:
             rule(store, data)
+    derive(store)

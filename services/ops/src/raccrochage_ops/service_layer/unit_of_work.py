@@ -39,6 +39,11 @@ class OpsUnitOfWork(AbstractUnitOfWork):
                 for kind, key in projection.keys_of(event_type, data).items():
                     keys.setdefault(kind, set()).add(key)
             store = await self.projections.load(keys)
+            linked = projection.linked_keys(store)
+            if linked:
+                # Never with FOQUALE's and the clause sociale's events, which name both rows;
+                # taken after the rest, out of the usual lock order.
+                store.merge(await self.projections.load(linked))
             projection.apply(store, events)
             await self.projections.save(store)
         await super().commit()
