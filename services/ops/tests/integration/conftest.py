@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -19,6 +20,7 @@ from nats.js.errors import NotFoundError
 from raccrochage_contracts import Payload, nats_subject, new_event
 from raccrochage_ops.service_layer.projecting import CONSUMERS
 from raccrochage_ops.synthetic import stream_of
+from raccrochage_platform import deadletter as dl
 from raccrochage_platform.auth import mint
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import declare, declare_consumer, load_topology
@@ -143,3 +145,22 @@ async def caught_up(nc: Client) -> bool:
         if info.num_pending or info.num_ack_pending:
             return False
     return True
+
+
+async def put_dead_letter(nc, envelope, *, consumer: str, reason: str) -> int:
+    """A dead letter as a consumer writes it (the platform's header names), for an event the
+    consumer never handled."""
+    headers = {
+        dl.H_REASON: reason,
+        dl.H_SUBJECT: nats_subject(envelope.type),
+        dl.H_STREAM: "PSAD" if envelope.type.startswith("psad.") else "REPERAGE",
+        dl.H_SEQ: "1",
+        dl.H_CONSUMER: consumer,
+        dl.H_DELIVERED: "7",
+        dl.H_AT: "2026-11-20T10:00:00+00:00",
+        dl.H_ORIGINAL_HEADERS: json.dumps({"Nats-Msg-Id": str(envelope.id)}),
+    }
+    ack = await nc.jetstream().publish(
+        f"deadletter.{consumer}", envelope.to_json(), headers=headers, stream="DEADLETTER"
+    )
+    return ack.seq

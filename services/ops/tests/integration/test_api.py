@@ -8,12 +8,11 @@ import re
 
 import asyncpg
 import httpx
-from raccrochage_contracts import nats_subject, new_event
+from raccrochage_contracts import new_event
 from raccrochage_ops.synthetic import campaign, payload
-from raccrochage_platform import deadletter as dl
 from raccrochage_platform.db import libpq_dsn
 
-from .conftest import caught_up, client, eventually, publish_all
+from .conftest import caught_up, client, eventually, publish_all, put_dead_letter
 
 
 async def test_tokens_roles_and_territories(start_ops, nc):
@@ -95,25 +94,6 @@ async def test_pipeline_health_from_jetstream_and_the_services_metrics(start_ops
     assert 'raccrochage_ops_relay_up{service="psad"} 0.0' in metrics
 
 
-async def put_dead_letter(nc, envelope, *, consumer: str, reason: str) -> int:
-    """A dead letter as a consumer writes it (the platform's header names), for an event the
-    consumer never handled."""
-    headers = {
-        dl.H_REASON: reason,
-        dl.H_SUBJECT: nats_subject(envelope.type),
-        dl.H_STREAM: "PSAD" if envelope.type.startswith("psad.") else "REPERAGE",
-        dl.H_SEQ: "1",
-        dl.H_CONSUMER: consumer,
-        dl.H_DELIVERED: "7",
-        dl.H_AT: "2026-11-20T10:00:00+00:00",
-        dl.H_ORIGINAL_HEADERS: json.dumps({"Nats-Msg-Id": str(envelope.id)}),
-    }
-    ack = await nc.jetstream().publish(
-        f"deadletter.{consumer}", envelope.to_json(), headers=headers, stream="DEADLETTER"
-    )
-    return ack.seq
-
-
 async def test_a_dead_letter_replayed_from_the_page_is_handled_once_and_audited(start_ops, nc, ops_db):
     service = start_ops()
     data = payload("psad.case.opened.v1")
@@ -126,8 +106,10 @@ async def test_a_dead_letter_replayed_from_the_page_is_handled_once_and_audited(
     harmless = await put_dead_letter(nc, campaign_event, consumer="ops_reperage", reason="handler failed: X")
 
     async with client(service.url) as ops:
-        listed = (await ops.get("/api/deadletters", params={"service": "ops"})).json()["dead_letters"]
+        listing = (await ops.get("/api/deadletters", params={"service": "ops"})).json()
+        listed = listing["dead_letters"]
         assert {d["seq"] for d in listed} == {seq, harmless}
+        assert listing["truncated"] is False and listing["older_than"] is None
         one = (await ops.get(f"/api/deadletters/{seq}")).json()
         assert one["shown"] is False and "youth_id" in one["why"] and one["payload"] is None
         assert one["headers"] == {"Nats-Msg-Id": str(envelope.id)}

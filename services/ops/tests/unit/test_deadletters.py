@@ -34,3 +34,14 @@ def test_every_contract_naming_a_youth_is_withheld():
         if "youth_id" in model.model_fields:
             assert set(model.model_fields) & PERSON_FIELDS, name
             assert not payload_visibility(frozenset(model.model_fields), True).shown, name
+
+
+def test_a_list_that_left_older_dead_letters_unread_says_so_and_links_to_them():
+    from raccrochage_ops.entrypoints.pages import dead_letters
+
+    row = {"seq": 12, "service": "ops", "consumer": "ops_psad", "subject": "psad.x", "reason": "r", "at": "t"}
+    shown = dead_letters([row], ["ops"], ["r"], "ops", "r", older=12)
+    assert 'data-testid="truncated"' in shown and "before=12" in shown and "service=ops" in shown
+    assert "Replay every one of this reason" in shown
+    whole = dead_letters([row], ["ops"], ["r"], None, "r")
+    assert "truncated" not in whole and "Replay all 1 of this reason" in whole

@@ -91,14 +91,22 @@ def _from_raw(seq: int, headers: dict[str, str] | None, data: bytes) -> DeadLett
 
 
 async def list_dead_letters(
-    js: JetStreamContext, *, consumer: str | None = None, limit: int = 1000
+    js: JetStreamContext,
+    *,
+    consumer: str | None = None,
+    limit: int = 1000,
+    first: int | None = None,
+    last: int | None = None,
 ) -> list[DeadLetter]:
+    """Dead letters in stream order (of one consumer if given), at most `limit`, from stream
+    sequence `first` to `last` (both included; the stream's own ends by default)."""
     info = await js.stream_info(DEADLETTER_STREAM)
     letters: list[DeadLetter] = []
     if info.state.messages == 0:
         return letters
-    seq = info.state.first_seq
-    while seq <= info.state.last_seq and len(letters) < limit:
+    seq = max(info.state.first_seq, first or 0)
+    end = info.state.last_seq if last is None else min(last, info.state.last_seq)
+    while seq <= end and len(letters) < limit:
         try:
             raw = await js.get_msg(
                 DEADLETTER_STREAM,
@@ -107,6 +115,8 @@ async def list_dead_letters(
                 subject=f"deadletter.{consumer}" if consumer else "deadletter.>",
             )
         except NotFoundError:
+            break
+        if raw.seq > end:
             break
         letters.append(_from_raw(raw.seq, raw.headers, raw.data))
         seq = raw.seq + 1

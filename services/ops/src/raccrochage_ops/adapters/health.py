@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from prometheus_client import Gauge
 from prometheus_client.parser import text_string_to_metric_families
-from raccrochage_platform.deadletter import list_dead_letters
+from raccrochage_platform.deadletter import DEADLETTER_STREAM, list_dead_letters
 from raccrochage_platform.topology import Topology
 
 from ..domain.deadletters import reason_group, reason_kind
@@ -157,15 +157,38 @@ async def outboxes(urls: dict[str, str], timeout: float = 3.0) -> list[OutboxHea
         return list(await asyncio.gather(*(one(client, s, u) for s, u in sorted(urls.items()))))
 
 
+# Reasons are read in the most recent dead letters only; the others are counted per service.
+READ_AT_MOST = 10_000
+NOT_READ = "older, reason not read"
+
+
 async def dead_letter_counts(js: JetStreamContext, topology: Topology) -> list[dict[str, Any]]:
-    """Dead letters waiting, per service, kind of reason and reason (without delivery counts)."""
+    """Dead letters waiting, per service, kind of reason and reason (without delivery counts).
+
+    The stream's count per subject (one per consumer) gives each service's total; the reasons
+    come from the READ_AT_MOST most recent dead letters, and a service's older ones are one row
+    of kind NOT_READ, so that the totals stay exact without reading the whole stream."""
+
+    def service_of(consumer: str) -> str:
+        definition = topology.consumers.get(consumer)
+        return definition.service if definition else "?"
+
     counts: dict[tuple[str, str, str], int] = {}
     with contextlib.suppress(NotFoundError):
-        for letter in await list_dead_letters(js, limit=100_000):
-            definition = topology.consumers.get(letter.consumer)
-            service = definition.service if definition else "?"
+        state = (await js.stream_info(DEADLETTER_STREAM, subjects_filter="deadletter.>")).state
+        unread: dict[str, int] = {}
+        for subject, n in (state.subjects or {}).items():
+            service = service_of(subject.removeprefix("deadletter."))
+            unread[service] = unread.get(service, 0) + n
+        recent = await list_dead_letters(js, first=state.last_seq - READ_AT_MOST + 1, limit=READ_AT_MOST)
+        for letter in recent:
+            service = service_of(letter.consumer)
             key = (service, reason_kind(letter.reason), reason_group(letter.reason))
             counts[key] = counts.get(key, 0) + 1
+            unread[service] = unread.get(service, 0) - 1
+        for service, n in unread.items():
+            if n > 0:
+                counts[(service, NOT_READ, NOT_READ)] = n
     return [{"service": s, "kind": k, "reason": r, "count": n} for (s, k, r), n in sorted(counts.items())]
 
 

@@ -24,7 +24,6 @@ from raccrochage_platform.topology import Topology
 
 from ..adapters import health
 from ..adapters.repository import Filters
-from ..domain.deadletters import reason_group
 from ..service_layer import deadletters, figures
 from ..service_layer.deadletters import DeadLetterNotFound
 from ..service_layer.unit_of_work import OpsUnitOfWork
@@ -140,13 +139,28 @@ def install(app: FastAPI, web: OpsWeb) -> None:
         who.require_ops()
         return await web.health()
 
-    @api.get("/deadletters", summary="Dead letters, filtered by service and reason (ops)")
+    @api.get(
+        "/deadletters",
+        summary="Dead letters, newest first, filtered by service and reason (ops)",
+        description=(
+            f"Reads the {deadletters.WINDOW:,} most recent dead letters before `before` (a stream "
+            f"sequence) and lists at most {deadletters.LIMIT} of them. `truncated` says that older "
+            "ones were not read: ask again with `before` = `older_than`."
+        ),
+    )
     async def dead_letters_json(
-        who: Caller = caller, service: str | None = None, reason: str | None = None
+        who: Caller = caller,
+        service: str | None = None,
+        reason: str | None = None,
+        before: Annotated[int | None, Query(ge=1)] = None,
     ) -> dict:
         who.require_ops()
-        letters = await deadletters.search(web.js, web.topology, service=service, reason=reason)
-        return {"dead_letters": [deadletters.summary(web.topology, letter) for letter in letters]}
+        found = await deadletters.search(web.js, web.topology, service=service, reason=reason, before=before)
+        return {
+            "dead_letters": [deadletters.summary(web.topology, letter) for letter in found.letters],
+            "truncated": found.truncated,
+            "older_than": found.older,
+        }
 
     @api.get(
         "/deadletters/{seq}",
@@ -266,20 +280,26 @@ def install(app: FastAPI, web: OpsWeb) -> None:
         who: Caller = caller,
         service: str | None = None,
         reason: str | None = None,
+        before: Annotated[int | None, Query(ge=1)] = None,
         message: str | None = None,
     ) -> HTMLResponse:
         who.require_ops()
-        every = await deadletters.search(web.js, web.topology, limit=100_000)
-        services = sorted({deadletters.service_of(web.topology, letter) for letter in every})
-        reasons = sorted({reason_group(letter.reason) for letter in every})
-        chosen = await deadletters.search(
-            web.js, web.topology, service=service or None, reason=reason or None
+        found = await deadletters.search(
+            web.js, web.topology, service=service or None, reason=reason or None, before=before
         )
-        rows = [deadletters.summary(web.topology, letter) for letter in chosen]
+        services = sorted({definition.service for definition in web.topology.consumers.values()})
+        rows = [deadletters.summary(web.topology, letter) for letter in found.letters]
         return page(
             who,
             "dead letters",
-            pages.dead_letters(rows, services, reasons, service or None, reason or None),
+            pages.dead_letters(
+                rows,
+                services,
+                sorted({*found.reasons, *([reason] if reason else [])}),
+                service or None,
+                reason or None,
+                found.older,
+            ),
             message,
         )
 

@@ -345,7 +345,9 @@ def dead_letters(
     reasons: list[str],
     service: str | None,
     reason: str | None,
+    older: int | None = None,
 ) -> str:
+    """The list; `older`: where the next, older page starts when this one left some unread."""
     form = (
         '<form method="get" action="/deadletters" class="filters">'
         + _select("service", "Service", services, service)
@@ -373,15 +375,25 @@ def dead_letters(
             + "</tbody></table>"
         )
     )
+    truncated = ""
+    if older is not None:
+        query = urlencode(
+            {k: v for k, v in (("service", service), ("reason", reason)) if v} | {"before": older}
+        )
+        truncated = (
+            f'<p class="truncated" data-testid="truncated">The list shows the {len(letters)} most recent '
+            f'dead letters read; older ones are not listed: <a href="/deadletters?{esc(query)}">older</a>.</p>'
+        )
     replay_all = ""
     if reason and letters:
+        every = "every one" if older is not None else f"all {len(letters)}"
         replay_all = (
             '<form method="post" action="/deadletters/replay" class="inline">'
             f'<input type="hidden" name="reason" value="{esc(reason)}">'
             f'<input type="hidden" name="service" value="{esc(service or "")}">'
-            f'<button type="submit">Replay all {len(letters)} of this reason</button></form>'
+            f'<button type="submit">Replay {every} of this reason</button></form>'
         )
-    return form + listing + replay_all
+    return form + listing + truncated + replay_all
 
 
 def dead_letter(letter: dict[str, Any]) -> str:
