@@ -21,6 +21,8 @@ from raccrochage_contracts.registry import load_all
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "contracts" / "examples"
 DEPARTEMENTS = ("33", "40", "47", "64", "24")
+# Every département of metropolitan France, for a national campaign (the benchmark's).
+NATIONAL = tuple(f"{n:02d}" for n in range(1, 96) if n != 20) + ("2A", "2B")
 CLOSE_REASONS = (
     "reached_solution",
     "found_in_partner_base",
@@ -50,11 +52,16 @@ def _uuid(*parts: Any) -> uuid.UUID:
 
 
 def campaign(
-    youths: int, *, seed: int = 0, campaign_id: str = "2026-11", start: datetime | None = None
+    youths: int,
+    *,
+    seed: int = 0,
+    campaign_id: str = "2026-11",
+    start: datetime | None = None,
+    departements: tuple[str, ...] = DEPARTEMENTS,
 ) -> list[tuple[str, Payload]]:
     """(event type, payload) in the order each producer would publish them: a campaign file,
     then per youth its hand-over, case, contacts, interview, solution or closing; seats, MLDS
-    candidacies and clauses beside. Deterministic for a seed."""
+    candidacies and clauses beside; two PSADs per département. Deterministic for a seed."""
     rng = random.Random(seed)
     start = start or datetime(2026, 11, 2, 9, tzinfo=UTC)
     as_of = start.date()
@@ -76,7 +83,7 @@ def campaign(
     ]
     offers = []
     for o in range(max(1, youths // 20)):
-        dep = DEPARTEMENTS[o % len(DEPARTEMENTS)]
+        dep = departements[o % len(departements)]
         offer_id = _uuid("offer", seed, o)
         offers.append((offer_id, dep))
         events.append(
@@ -95,8 +102,8 @@ def campaign(
         )
     for n in range(youths):
         yid = youth_id(n, seed)
-        dep = DEPARTEMENTS[n % len(DEPARTEMENTS)]
-        psad = f"psad-{dep}-{'nord' if n % 2 else 'sud'}"
+        dep = departements[n % len(departements)]
+        psad = f"psad-{dep.lower()}-{'nord' if n % 2 else 'sud'}"
         age = 16 + n % 9
         case_id = _uuid("case", seed, n)
         at = start + timedelta(hours=n % 500)
@@ -299,7 +306,7 @@ def campaign(
                 )
             )
     for c in range(max(1, youths // 100)):
-        dep = DEPARTEMENTS[c % len(DEPARTEMENTS)]
+        dep = departements[c % len(departements)]
         clause_id = _uuid("clause", seed, c)
         events.append(
             (

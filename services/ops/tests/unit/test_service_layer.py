@@ -71,3 +71,24 @@ def test_each_consumer_is_declared_in_the_topology(durable):
     definition = load_topology().consumers[durable]
     assert definition.service == "ops"
     assert definition.filter_subjects == (CONSUMERS[durable] + ">",)
+
+
+async def test_a_reservation_counts_in_its_own_offer_even_when_an_event_names_another():
+    """A placement names its offer in seat_id; were it another than the reservation's, the
+    reservation's offer is loaded too, so that its count of seats held goes down."""
+    from raccrochage_ops.domain.projection import Offer
+    from raccrochage_ops.synthetic import payload
+
+    held, other, reservation = (str(uuid.UUID(int=n)) for n in (1, 2, 3))
+    made = payload("foquale.reservation.made.v1", reservation_id=reservation, offer_id=held)
+    placed = payload("foquale.placement.confirmed.v1", reservation_id=reservation, seat_id=other)
+    uow = FakeOpsUnitOfWork()
+    for pair in (("foquale.reservation.made.v1", made), ("foquale.placement.confirmed.v1", placed)):
+        async with uow:
+            await project(uow, as_events([pair]))
+            await uow.commit()
+        if pair[1] is made:
+            assert uow.projections.tables[Offer][held].reserved == 1
+    assert uow.projections.loads == 3  # the placement's batch loaded the reservation's offer after
+    assert uow.projections.tables[Offer][held].reserved == 0
+    assert getattr(uow.projections.tables[Offer].get(other), "reserved", 0) == 0
