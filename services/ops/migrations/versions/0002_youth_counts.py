@@ -3,7 +3,7 @@ youth rows already projected with the projection's own rule; an index on the day
 
 from alembic import op
 from raccrochage_ops.adapters.tables import COUNT_TABLES as ALL_COUNT_TABLES
-from raccrochage_ops.adapters.tables import READ_MODELS
+from raccrochage_ops.adapters.tables import READ_MODELS, insert_counts
 from raccrochage_ops.domain.projection import YOUTH_TABLES, Youth, add_counts
 
 # This migration's tables (0003 adds the others).
@@ -26,13 +26,7 @@ def upgrade() -> None:
     changes: dict[str, dict[tuple, list[int]]] = {name: {} for name in COUNT_TABLES}
     for row in bind.execute(READ_MODELS[Youth].select()).mappings():
         add_counts(changes, Youth(**row))
-    for name, table in COUNT_TABLES.items():
-        if changes[name]:
-            columns = [column.name for column in table.columns]
-            bind.execute(
-                table.insert(),
-                [dict(zip(columns, (*key, *sums), strict=True)) for key, sums in changes[name].items()],
-            )
+    insert_counts(bind, changes)
 
 
 def downgrade() -> None:

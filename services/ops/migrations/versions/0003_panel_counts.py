@@ -4,7 +4,7 @@ of its missions; filled from the rows already projected with the projection's ow
 
 from alembic import op
 from raccrochage_ops.adapters.tables import COUNT_TABLES as ALL_COUNT_TABLES
-from raccrochage_ops.adapters.tables import READ_MODELS
+from raccrochage_ops.adapters.tables import READ_MODELS, insert_counts
 from raccrochage_ops.domain.projection import (
     Candidacy,
     Clause,
@@ -76,13 +76,7 @@ def upgrade() -> None:
         counted += [kind(**row) for row in bind.execute(READ_MODELS[kind].select()).mappings()]
     for row in counted:
         add_counts(sums, row)
-    for name, table in COUNT_TABLES.items():
-        if sums[name]:
-            columns = [column.name for column in table.columns]
-            bind.execute(
-                table.insert(),
-                [dict(zip(columns, (*key, *values), strict=True)) for key, values in sums[name].items()],
-            )
+    insert_counts(bind, sums)
 
 
 def downgrade() -> None:

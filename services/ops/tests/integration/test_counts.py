@@ -198,6 +198,11 @@ def panel_moves(rng: random.Random, n: int, seed: int) -> list[tuple[str, object
     def day() -> str:
         return (date(2026, 12, 1) + timedelta(days=rng.randint(0, 150))).isoformat()
 
+    def candidacy(**more: object) -> dict:
+        """One of 20 candidacies; `departement` (the youth's, or the site's) where the event has one."""
+        return {"candidacy_id": ident("candidacy", rng.randrange(20)), **more}
+
+    dep3 = lambda: rng.choice(DEPARTEMENTS[:3])  # noqa: E731
     offer = lambda i: ident("offer", i % 6)  # noqa: E731
     clause = lambda i: ident("clause", i % 4)  # noqa: E731
     choices = {
@@ -240,28 +245,17 @@ def panel_moves(rng: random.Random, n: int, seed: int) -> list[tuple[str, object
             "places_left": capacity - taken,
             "revision": rng.randint(1, 9),
         },
-        "mlds.candidacy.received.v1": lambda: {
-            "candidacy_id": ident("candidacy", rng.randrange(20)),
-            "departement": rng.choice(DEPARTEMENTS[:3]),
-            "received_at": at(),
-        },
-        "mlds.candidacy.decided.v1": lambda: {
-            "candidacy_id": ident("candidacy", rng.randrange(20)),
-            "decision_number": rng.randint(1, 4),
-            "outcome": rng.choice(("eligible", "not_eligible", "incomplete")),
-        },
-        "mlds.enrolment.started.v1": lambda: {
-            "candidacy_id": ident("candidacy", rng.randrange(20)),
-            "departement": rng.choice(DEPARTEMENTS[:3]),
-            "started_on": day(),
-        },
-        "mlds.enrolment.exited.v1": lambda: {
-            "candidacy_id": ident("candidacy", rng.randrange(20)),
-            "departement": rng.choice(DEPARTEMENTS[:3]),
-            "started_on": "2026-11-20",
-            "exited_on": day(),
-            "destination": rng.choice(("back_to_school", "apprenticeship", "employment")),
-        },
+        "mlds.candidacy.received.v1": lambda: candidacy(received_at=at(), departement=dep3()),
+        "mlds.candidacy.decided.v1": lambda: candidacy(
+            decision_number=rng.randint(1, 4), outcome=rng.choice(("eligible", "not_eligible", "incomplete"))
+        ),
+        "mlds.enrolment.started.v1": lambda: candidacy(started_on=day(), departement=dep3()),
+        "mlds.enrolment.exited.v1": lambda: candidacy(
+            departement=dep3(),
+            started_on="2026-11-20",
+            exited_on=day(),
+            destination=rng.choice(("back_to_school", "apprenticeship", "employment")),
+        ),
         "clause.clause.published.v1": lambda: {
             "clause_id": clause(rng.randrange(4)),
             "departement": rng.choice(DEPARTEMENTS[:3]),

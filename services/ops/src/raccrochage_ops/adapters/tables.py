@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     Date,
     DateTime,
     Identity,
@@ -72,6 +73,20 @@ youth_total, youth_count, youth_week = (COUNT_TABLES[name] for name in YOUTH_TAB
 seat_total, candidacy_total, dispositif_total, clause_total = (
     COUNT_TABLES[name] for name in ("seat_total", "candidacy_total", "dispositif_total", "clause_total")
 )
+
+
+def insert_counts(bind: Connection, totals: dict[str, dict[tuple, list[int]]]) -> None:
+    """Write counts added up over rows already projected (`add_counts`) into their empty
+    aggregate tables: the migrations that bring a table in fill it so."""
+    for name, counts in totals.items():
+        if counts:
+            table = COUNT_TABLES[name]
+            columns = [column.name for column in table.columns]
+            bind.execute(
+                table.insert(),
+                [dict(zip(columns, (*key, *sums), strict=True)) for key, sums in counts.items()],
+            )
+
 
 # Who replayed which dead letter, when: replays re-run events in every consumer of a stream.
 replay_audit = Table(
