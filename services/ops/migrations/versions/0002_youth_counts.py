@@ -6,8 +6,8 @@ from raccrochage_ops.adapters.tables import COUNT_TABLES as ALL_COUNT_TABLES
 from raccrochage_ops.adapters.tables import READ_MODELS, insert_counts
 from raccrochage_ops.domain.projection import YOUTH_TABLES, Youth, add_counts
 
-# This migration's tables (0003 adds the others).
-COUNT_TABLES = {name: ALL_COUNT_TABLES[name] for name in YOUTH_TABLES}
+# This migration's tables (0003 and 0004 add the others).
+COUNT_TABLES = {name: ALL_COUNT_TABLES[name] for name in YOUTH_TABLES if name != "youth_open"}
 
 revision = "0002"
 down_revision = "0001"
@@ -26,7 +26,7 @@ def upgrade() -> None:
     changes: dict[str, dict[tuple, list[int]]] = {name: {} for name in COUNT_TABLES}
     for row in bind.execute(READ_MODELS[Youth].select()).mappings():
         add_counts(changes, Youth(**row))
-    insert_counts(bind, changes)
+    insert_counts(bind, {name: changes.get(name, {}) for name in COUNT_TABLES})
 
 
 def downgrade() -> None:

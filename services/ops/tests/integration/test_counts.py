@@ -1,4 +1,4 @@
-"""The counts the projection keeps (youth_total, youth_count, youth_week, seat_total,
+"""The counts the projection keeps (youth_total, youth_count, youth_week, youth_open, seat_total,
 candidacy_total, dispositif_total, clause_total) against a full recount of the read models,
 after the events of several campaigns, seats, MLDS and clauses reach real PostgreSQL in random
 orders, in random batches committed by concurrent units of work, as ops' five consumers do."""
@@ -67,6 +67,9 @@ RECOUNTS = {
         for series, column in WEEK_SERIES.items()
     )
     + ") AS facts GROUP BY 1, 2, 3, 4, 5",
+    "youth_open": f"""
+        SELECT campaign_id, departement, psad_id, {UTC_DAY.format("case_opened_at")}, count(*)
+        FROM youth WHERE case_opened_at IS NOT NULL AND status <> 'closed' GROUP BY 1, 2, 3, 4""",
     # Reservations holding a seat counted from the reservation rows, not the offer's own count.
     "seat_total": """
         SELECT departement, sum(offered), sum(seats), sum(stale), sum(reserved) FROM (

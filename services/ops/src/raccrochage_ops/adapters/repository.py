@@ -1,7 +1,7 @@
 """Ops' read models in PostgreSQL: load the rows a batch touches, upsert the changed ones, count.
 
 Every count the dashboard shows is kept by the projection itself, in the aggregate tables
-(youth_total, youth_count, youth_week, seat_total, candidacy_total, dispositif_total,
+(youth_total, youth_count, youth_week, youth_open, seat_total, candidacy_total, dispositif_total,
 clause_total), moved in the batch's transaction by (after - before) of every row it changes: a
 national campaign holds hundreds of thousands of youths, and the dashboard adds up a few
 aggregate rows instead.
@@ -39,6 +39,7 @@ from .tables import (
     replay_audit,
     seat_total,
     youth_count,
+    youth_open,
     youth_total,
     youth_week,
 )
@@ -197,40 +198,60 @@ class ProjectionRepository(AbstractProjectionRepository):
         `youth_count` (the same per day).
 
         "Still open after N days" is exact to the instant: the youths still open, less those
-        whose case opened on or after the day N days ago (`youth_count`, the last 90 days), plus
+        whose case opened on or after the day N days ago (`youth_open`, the last 90 days), plus
         that one day's cases opened before now - N days (counted in `youth` by its index on
         case_opened_at)."""
         dated = filters.opened_from is not None or filters.opened_to is not None
         c = youth_count.c if dated else youth_total.c
         opened = c.opened_on.is_not(None) if dated else c.opened
         open_days = {n: utc_day(now - timedelta(days=n)) for n in (30, 60, 90)}
-        still_open = and_(opened, c.status != "closed")
-
-        def total(column: Any, condition: Any = None) -> Any:
-            added = func.sum(column) if condition is None else func.sum(column).filter(condition)
-            return func.coalesce(added, 0)
-
-        steps = {
-            "handed_over": total(c.youths, c.campaign_id.is_not(None)),
-            "identified": total(c.identified),
-            "case_opened": total(c.youths, opened),
-            "contacted": total(c.contacted),
-            "interviewed": total(c.interviewed),
-            "interviewed_late": total(c.interviewed_late),
-            **{f"open_{n}": total(c.youths, still_open) for n in open_days},
-            "escalated": total(c.escalated),
-            "placed": total(c.placed),
-        }
-        groups = (c.departement, c.status, c.solution_kind, c.closed_reason)
+        # Plain sums grouped by whether the youth was handed over and its case opened: the
+        # steps that count youths under a condition are added up from these groups below.
+        sums = ("identified", "contacted", "interviewed", "interviewed_late", "escalated", "placed")
+        steps = (
+            "handed_over",
+            "identified",
+            "case_opened",
+            "contacted",
+            "interviewed",
+            "interviewed_late",
+            *(f"open_{n}" for n in open_days),
+            "escalated",
+            "placed",
+        )
+        groups = (
+            c.departement,
+            c.status,
+            c.solution_kind,
+            c.closed_reason,
+            c.campaign_id.is_not(None),
+            opened,
+        )
         statement = (
-            select(*groups, total(c.youths), *(value.label(name) for name, value in steps.items()))
+            select(*groups, func.sum(c.youths), *(func.sum(c[name]) for name in sums))
             .where(*self._where(c, filters, dated=dated))
             .group_by(*groups)
         )
-        rows = [
-            (tuple(row[:5]), dict(zip(steps, (int(n) for n in row[5:]), strict=True)))
-            for row in await self.connection.execute(statement)
-        ]
+        rows = []
+        for (
+            departement,
+            status,
+            kind,
+            reason,
+            handed_over,
+            case_opened,
+            youths,
+            *values,
+        ) in await self.connection.execute(statement):
+            youths = int(youths)
+            still_open = youths if case_opened and status not in (None, "closed") else 0
+            counts = {
+                **dict(zip(sums, map(int, values), strict=True)),
+                "handed_over": youths if handed_over else 0,
+                "case_opened": youths if case_opened else 0,
+                **{f"open_{n}": still_open for n in open_days},
+            }
+            rows.append(((departement, status, kind, reason, youths), {name: counts[name] for name in steps}))
         rows += await self._opened_lately(filters, open_days, list(steps))
         rows += await self._open_on_the_day(filters, now, open_days, list(steps))
         figures: dict[str, Any] = {name: 0 for name in steps}
@@ -282,16 +303,12 @@ class ProjectionRepository(AbstractProjectionRepository):
         self, filters: Filters, open_days: dict[int, date], steps: list[str]
     ) -> list[tuple[tuple, dict[str, int]]]:
         """Youths still open whose case opened on or after the day N days ago, per département,
-        as rows taken off `funnel`'s open_N (a few weeks of `youth_count`)."""
-        c = youth_count.c
+        as rows taken off `funnel`'s open_N (the last 90 days of `youth_open`)."""
+        c = youth_open.c
         lately = {n: c.opened_on >= day for n, day in open_days.items()}
         statement = (
             select(c.departement, *(func.sum(c.youths).filter(condition) for condition in lately.values()))
-            .where(
-                *self._where(c, filters, dated=True),
-                c.opened_on >= min(open_days.values()),
-                c.status != "closed",
-            )
+            .where(*self._where(c, filters, dated=True), c.opened_on >= min(open_days.values()))
             .group_by(c.departement)
         )
         out = []

@@ -66,10 +66,11 @@ def _aggregate(name: str, key: tuple[str, ...], sums: tuple[str, ...]) -> Table:
 
 # One per entry of AGGREGATES: youths per campaign, territory, case opened or not, status,
 # solution kind, closing reason (youth_total); the same per day their case opened, for date
-# filters and "still open after N days" (youth_count); cases opened, first contacts, solutions
-# per ISO week (youth_week); seats, candidacies, MLDS places, clauses per département.
+# filters (youth_count); cases opened, first contacts, solutions per ISO week (youth_week); cases
+# still open per day they opened (youth_open); seats, candidacies, MLDS places, clauses per département.
 COUNT_TABLES = {name: _aggregate(name, key, sums) for name, (key, sums) in AGGREGATES.items()}
-youth_total, youth_count, youth_week = (COUNT_TABLES[name] for name in YOUTH_TABLES)
+youth_total, youth_count, youth_week, youth_open = (COUNT_TABLES[name] for name in YOUTH_TABLES)
+Index("youth_open_by_opened_on", youth_open.c.opened_on)
 seat_total, candidacy_total, dispositif_total, clause_total = (
     COUNT_TABLES[name] for name in ("seat_total", "candidacy_total", "dispositif_total", "clause_total")
 )

@@ -225,7 +225,8 @@ class Store:
 # --- the counts the dashboard reads ------------------------------------------------------------
 # A youth row counts once in `youth_total` (campaign, territory, whether its case opened, status,
 # solution kind, closing reason), once in `youth_count` (the same with the day its case opened,
-# for date filters and "still open after N days") and once per dated fact in `youth_week`; an
+# for date filters), once per dated fact in `youth_week`, and while its case is open once in
+# `youth_open` (the day it opened: "still open after N days"); an
 # offer in `seat_total`, a candidacy in `candidacy_total`, an MLDS site in `dispositif_total`, a
 # clause in `clause_total`. The projection moves these counts by (after - before) of every row a
 # batch changes, in the batch's transaction, so the dashboard adds up aggregate rows instead of
@@ -235,12 +236,14 @@ COUNT_KEY = ("campaign_id", "departement", "psad_id", "opened_on", "status", "so
 COUNT_SUMS = ("youths", "identified", "contacted", "interviewed", "interviewed_late", "escalated", "placed")
 WEEK_KEY = ("campaign_id", "departement", "psad_id", "series", "monday")
 WEEK_SERIES = {"opened": "case_opened_at", "contacted": "first_contact_at", "solution": "solution_at"}
-YOUTH_TABLES = ("youth_total", "youth_count", "youth_week")
+YOUTH_TABLES = ("youth_total", "youth_count", "youth_week", "youth_open")
 # Every aggregate table: its key columns, then its sums.
 AGGREGATES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "youth_total": (TOTAL_KEY, COUNT_SUMS),
     "youth_count": (COUNT_KEY, COUNT_SUMS),
     "youth_week": (WEEK_KEY, ("youths",)),
+    # Cases still open per day they opened: "still open after N days" reads the last 90 days.
+    "youth_open": (("campaign_id", "departement", "psad_id", "opened_on"), ("youths",)),
     # Open offers' seats, stale offers, reservations holding a seat, per département.
     "seat_total": (("departement",), ("offered", "left", "stale", "reserved")),
     # Candidacies per the youth's département, latest decision and exit destination.
@@ -269,7 +272,7 @@ def youth_counts(youth: Youth) -> Counts:
     order; `youth_week` counts youths only). An empty row (every column at its default: the
     projection inserts one before it locks it) adds nothing."""
     if youth == Youth(youth.youth_id):
-        return {table: {} for table in YOUTH_TABLES}
+        return {}
     opened_on = utc_day(youth.case_opened_at) if youth.case_opened_at is not None else None
     where = (youth.campaign_id, youth.departement, youth.psad_id)
     case = (youth.status, youth.solution_kind, youth.closed_reason)
@@ -292,10 +295,12 @@ def youth_counts(youth: Youth) -> Counts:
         at = getattr(youth, column)
         if at is not None:
             weeks[(*where, series, monday_of(at))] = (1,)
+    still_open = opened_on is not None and youth.status not in (None, "closed")
     return {
         "youth_total": {(*where, opened_on is not None, *case): sums},
         "youth_count": {(*where, opened_on, *case): sums},
         "youth_week": weeks,
+        "youth_open": {(*where, opened_on): (1,)} if still_open else {},
     }
 
 
