@@ -19,8 +19,7 @@ from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import declare, load_topology
 from raccrochage_rig.testing.processes import service_process
 
-from .conftest import TOKEN_KEY, caught_up, eventually, publish_all, token
-from .test_api import put_dead_letter
+from .conftest import TOKEN_KEY, caught_up, eventually, publish_all, put_dead_letter, token
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[4]
