@@ -8,7 +8,8 @@ lookup, and otherwise one test of an empty dict.
 The points (`POINTS`), each where a crash is the hardest to recover from:
 - `consumer.after_commit`: a consumer's batch committed (state, inbox rows, outbox), not acked;
 - `relay.after_publish`: a relay's (or a writer's) events PubAcked, their rows not yet marked;
-- `uow.mid_transaction`: a unit of work's changes and outbox rows written, not committed;
+- `uow.mid_transaction`: a unit of work's changes and outbox rows written, not committed (only
+  a transaction that writes events passes it);
 - `ingest.mid_chunk`: repérage's ingest half-way through writing a chunk of a campaign file.
 
 A service image never sets the variable: the reliability tests (`tests/reliability/`) do, on the
@@ -50,4 +51,5 @@ def crash_point(point: str) -> None:
         return
     _hits[point] = _hits.get(point, 0) + 1
     if _hits[point] == _armed[point]:
+        os.write(2, f"{VARIABLE}: {point} hit {_hits[point]}: SIGKILL\n".encode())
         os.kill(os.getpid(), signal.SIGKILL)
