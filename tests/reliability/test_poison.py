@@ -1,21 +1,26 @@
 """Poison messages: a Hypothesis-generated stream of malformed, oversized and wrongly typed
-messages on every subject a consumer of deploy/topology.toml reads, each followed by a valid
-event (contracts/examples). Every message ends exactly once either handled or in the dead
-letters with a reason; every valid event is handled; no consumer stops.
+messages, each followed by a valid event. Every message ends exactly once either handled or in
+the dead letters with a reason; every valid event is handled; nothing stops.
 
-The consumers are the platform's (`EventConsumer`, the contracts' registry, a handler per type
-that records what it got), one per durable of the topology with its stream and filters: what a
-service's consumer does before its handlers. `make test` sends 40 poison messages,
-`make test-reliability` 400.
+- On every subject a consumer of deploy/topology.toml reads: the platform's `EventConsumer`
+  (the contracts' registry, a handler per type that records what it got), one per durable of
+  the topology with its stream and filters, valid events from contracts/examples.
+- PSAD and the MLDS as processes, on the subjects they consume: their own handlers meet what the
+  platform's checks let through (junk that fits its field is valid, and counted as an effect).
+
+`make test` sends 40 and 30 poison messages; `make test-reliability` 400 and 300.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import functools
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,12 +31,24 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from raccrochage_contracts import nats_subject
+from raccrochage_contracts.naming import type_from_subject
 from raccrochage_contracts.registry import load_all
 from raccrochage_platform.consumer import Event, EventConsumer
 from raccrochage_platform.deadletter import H_CONSUMER, H_REASON, H_SEQ, H_STREAM
 from raccrochage_platform.fakes import FakeUnitOfWork
 from raccrochage_platform.topology import declare, declare_consumer, load_topology
-from raccrochage_rig.testing.reliability import eventually
+from raccrochage_rig.testing.processes import service_process
+from raccrochage_rig.testing.reliability import (
+    FED,
+    FedService,
+    eventually,
+    fresh_topology,
+    migrated,
+    scalar,
+    service_env,
+    short_ack_wait_topology,
+)
+from raccrochage_rig.testing.servers import Servers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -97,10 +114,16 @@ JUNK_VALUES = st.one_of(
 )
 
 
+def example_base(event_type: str) -> tuple[str, dict]:
+    return subject_of(event_type), valid(event_type)
+
+
 @st.composite
-def poison(draw: st.DrawFn) -> Message:
-    event_type = draw(st.sampled_from(CONSUMED))
-    subject = subject_of(event_type)
+def poison(draw: st.DrawFn, types: list[str], base: Callable[[str], tuple[str, dict]]) -> Message:
+    """A bad message on the subject of one of `types`, made from `base(type)`: (subject, a valid
+    envelope, new each time)."""
+    event_type = draw(st.sampled_from(types))
+    subject, envelope = base(event_type)
     kind = draw(
         st.sampled_from(["bytes", "not-an-object", "envelope-field", "data-field", "oversized", "other-type"])
     )
@@ -110,7 +133,6 @@ def poison(draw: st.DrawFn) -> Message:
     if kind == "not-an-object":
         value = draw(st.one_of(st.integers(), st.text(max_size=40), st.lists(st.integers(), max_size=4)))
         return Message(subject, json.dumps(value).encode(), kind, True)
-    envelope = valid(event_type)
     if kind == "envelope-field":  # a required field of the envelope missing or wrongly typed
         field = draw(st.sampled_from(["id", "type", "source", "specversion", "time", "data"]))
         if draw(st.booleans()):
@@ -131,7 +153,9 @@ def poison(draw: st.DrawFn) -> Message:
     return Message(subject, json.dumps(envelope).encode(), kind, True)
 
 
-def draw_poison(count: int) -> list[Message]:
+def draw_poison(
+    count: int, types: list[str] = CONSUMED, base: Callable[[str], tuple[str, dict]] = example_base
+) -> list[Message]:
     drawn: list[Message] = []
 
     @settings(
@@ -141,7 +165,7 @@ def draw_poison(count: int) -> list[Message]:
         deadline=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(poison())
+    @given(poison(types, base))
     def collect(message: Message) -> None:
         drawn.append(message)
 
@@ -254,10 +278,94 @@ async def dead_letters(js: JetStreamContext, unique: str) -> dict[tuple[str, str
     return out
 
 
+# --- PSAD and the MLDS as processes: their own handlers behind the platform's checks ------------------
+async def poisoned_services(servers: Servers, nc: Client, folder: Path, count: int) -> None:
+    """PSAD and the MLDS fed valid events with poison between them: each message has its effect
+    once or is a dead letter with a reason (poison whose junk fits its field is valid), the valid
+    ones all have theirs, and both processes run on."""
+    js = nc.jetstream()
+    topology = short_ack_wait_topology(folder / "topology", 3)
+    services = [FED["psad"], FED["mlds"]]
+    databases = {service.name: await migrated(servers, service.name) for service in services}
+    for service in services:
+        await fresh_topology(js, topology, service.name, (service.fed_stream, service.own_stream))
+    await js.purge_stream("DEADLETTER")
+    with contextlib.ExitStack() as stack:
+        running = {
+            service.name: stack.enter_context(
+                service_process(
+                    service.name,
+                    service_env(servers, folder, topology, service.name, databases[service.name], 2),
+                    folder,
+                )
+            )
+            for service in services
+        }
+        sent: dict[str, list[tuple[Message, int]]] = {service.name: [] for service in services}
+        for service in services:
+            fed_type = type_from_subject(service.event()[0])[0]
+
+            def base(_type: str, service: FedService = service) -> tuple[str, dict]:
+                subject, data, _ = service.event()
+                return subject, json.loads(data)
+
+            messages = await asyncio.to_thread(draw_poison, count, [fed_type], base)
+            for message in messages:
+                ack = await js.publish(message.subject, message.data)
+                sent[service.name].append((message, ack.seq))
+                await service.feed(js, 1)
+        for service in services:
+            dead = await eventually_dead_letters(js, service, sent[service.name])
+            poison_handled = count - len(dead)
+            await eventually(
+                functools.partial(service.settled, js, databases[service.name], count + poison_handled),
+                f"{service.name} to handle the valid events",
+            )
+            assert await scalar(databases[service.name], service.effect) == count + poison_handled
+            for message, seq in sent[service.name]:
+                if message.must_dead_letter:
+                    assert seq in dead, f"{service.name} let a {message.kind} message through"
+            assert all(dead.values()), "a dead letter without a reason"
+        for name, process in running.items():
+            assert process.process.poll() is None, f"{name} stopped:\n{process.log_text()[-3000:]}"
+
+
+async def eventually_dead_letters(
+    js: JetStreamContext, service: FedService, sent: list[tuple[Message, int]]
+) -> dict[int, str]:
+    """Sequence -> reason of the service's dead letters, once its consumer has read everything."""
+
+    async def drained() -> bool:
+        info = await js.consumer_info(service.fed_stream, service.consumer)
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await eventually(drained, f"{service.consumer} to read every message")
+    state = (await js.stream_info("DEADLETTER")).state
+    dead = {}
+    for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+        headers = (await js.get_msg("DEADLETTER", seq)).headers or {}
+        if headers.get(H_CONSUMER) == service.consumer:
+            dead[int(headers[H_SEQ])] = headers.get(H_REASON, "")
+    assert set(dead) <= {seq for _, seq in sent}, "a valid event was dead-lettered"
+    return dead
+
+
 async def test_poison_ends_in_dead_letters_and_blocks_nothing(
     nc: Client, deadletter_stream: str, unique: str
 ) -> None:
     await poisoned_stream(nc, deadletter_stream, unique, count=40)
+
+
+async def test_services_dead_letter_poison_and_run_on(servers: Servers, nc: Client, tmp_path: Path) -> None:
+    await poisoned_services(servers, nc, tmp_path, count=30)
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(1200)
+async def test_services_dead_letter_a_long_poisoned_stream(
+    servers: Servers, nc: Client, tmp_path: Path
+) -> None:
+    await poisoned_services(servers, nc, tmp_path, count=300)
 
 
 @pytest.mark.reliability
