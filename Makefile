@@ -5,7 +5,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install run lint test browser test-fast contracts contracts-check lock bench down status clean
+.PHONY: install run lint test test-reliability browser test-fast contracts contracts-check lock bench down status clean
 
 # .venv with every package of the repository (editable) and the locked dependencies.
 install: $(VENV)/.installed
@@ -35,7 +35,12 @@ browser:
 	  else echo "no /usr/bin/chromium: ops' browser test will skip (as root: apt-get install -y chromium)"; fi; }
 
 test-fast: install
-	$(VENV)/bin/python -m pytest -m "not slow"
+	$(VENV)/bin/python -m pytest -m "not slow and not reliability"
+
+# The long runs of tests/reliability (20 crashes per point of the crash matrix, servers stopped
+# and paused for long): `make test` runs their quick variants.
+test-reliability: install
+	$(VENV)/bin/python -m pytest tests/reliability -m reliability
 
 # Regenerate JSON Schemas and AsyncAPI documents from the contract models.
 contracts: install

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 from . import metrics
 from .deadletter import dead_letter
+from .faults import crash_point
 from .logging import get_logger
 from .topology import ConsumerDef
 from .uow import AbstractUnitOfWork
@@ -337,6 +338,7 @@ class EventConsumer:
             if run:
                 await self._call_batch(uow, run)
             await uow.commit()
+        crash_point("consumer.after_commit")  # committed, not acked: the inbox drops the redelivery
         counts: dict[str, int] = {}
         for item in items:
             kind = item.event.envelope.type

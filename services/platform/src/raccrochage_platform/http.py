@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -16,6 +17,18 @@ from .broker import connection, jetstream
 if TYPE_CHECKING:
     from .outbox import OutboxRelay
     from .service import ServiceContext
+
+
+async def nats_answers(client: Client, timeout: float = 1.0) -> bool:
+    """Connected, and JetStream answers a request within `timeout` (a request, not a flush: a
+    PONG arriving after nats-py gave up on a flush would meet a cancelled future)."""
+    if not client.is_connected:
+        return False
+    try:
+        await client.jetstream(timeout=timeout).account_info()
+    except Exception:
+        return False
+    return True
 
 
 def health_router(context: ServiceContext, relay: OutboxRelay | None) -> APIRouter:
@@ -30,8 +43,10 @@ def health_router(context: ServiceContext, relay: OutboxRelay | None) -> APIRout
     @router.get("/ready")
     async def ready() -> JSONResponse:
         """Ready when NATS and the service's database answer and no consumer is paused waiting
-        out an outage."""
-        checks = {"nats": connection(context.broker).is_connected}
+        out an outage. NATS answers when its JetStream answers an account request within a
+        second: a server paused or hung keeps its TCP connection open, so `is_connected` alone
+        stays true for minutes (until the client's pings time out)."""
+        checks = {"nats": await nats_answers(connection(context.broker))}
         paused = [consumer.name for consumer in context.consumers if consumer.paused]
         try:
             async with context.engine.connect() as conn:

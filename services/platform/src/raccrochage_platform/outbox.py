@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger, Text
 
 from .db import again_if_disconnected, libpq_dsn
+from .faults import crash_point
 from .logging import get_logger
 from .publisher import publish_all
 from .tables import OUTBOX_CHANNEL
@@ -333,6 +334,7 @@ class OutboxRelay:
 
     async def _publish_and_mark(self, rows: Sequence[OutboxRow]) -> tuple[int, int]:
         published, failed, error = await self._publish(rows)
+        crash_point("relay.after_publish")  # PubAcked, not marked: published again after the lease
 
         async def mark() -> None:
             async with self._autocommit.connect() as conn:  # each statement stands alone

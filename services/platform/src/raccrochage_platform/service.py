@@ -120,6 +120,7 @@ async def run_service(spec: ServiceSpec) -> None:
             jetstream(broker),
             batch_size=settings.relay_batch_size,
             sweep_seconds=settings.relay_sweep_seconds,
+            lease_seconds=settings.relay_lease_seconds,
             retention_seconds=settings.outbox_retention_seconds,
         )
         if service_def.stream

@@ -28,6 +28,12 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     relay_batch_size: int = Field(500, validation_alias="RACCROCHAGE_RELAY_BATCH", ge=1, le=10_000)
     relay_sweep_seconds: float = Field(1.0, validation_alias="RACCROCHAGE_RELAY_SWEEP_SECONDS", gt=0)
+    relay_lease_seconds: float = Field(
+        60.0,
+        validation_alias="RACCROCHAGE_RELAY_LEASE_SECONDS",
+        gt=0,
+        description="how long rows a relay or a writer took stay theirs: a crashed one's wait that long",
+    )
     outbox_retention_seconds: float = Field(
         7 * 24 * 3600,
         validation_alias="RACCROCHAGE_OUTBOX_RETENTION_SECONDS",

@@ -30,6 +30,7 @@ from raccrochage_contracts import CloudEvent, Payload, new_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from . import inbox, outbox
+from .faults import crash_point
 from .logging import get_logger
 from .outbox import OutboxRelay, OutboxRow
 
@@ -185,6 +186,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
                 raise RuntimeError(f"{self.source} has no stream to publish {events[0].type} to")
             lease = self.relay.lease_seconds if self.relay is not None else None
             leased = await outbox.write_events(self._conn, self.stream, events, lease)
+            crash_point("uow.mid_transaction")  # written, not committed: PostgreSQL rolls it all back
         await self._conn.commit()
         # Only once committed: the rows of a transaction that failed to commit do not exist.
         self._leased = leased

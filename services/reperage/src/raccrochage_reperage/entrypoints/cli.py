@@ -49,7 +49,7 @@ async def reperage_runtime():
     settings = load_settings(ReperageSettings)
     engine = make_engine(settings.database_url, application_name="reperage-cli")
     nc = await nats.connect(settings.nats_url, connect_timeout=5)
-    relay = OutboxRelay(engine, nc.jetstream(), sweep_seconds=0.2)
+    relay = OutboxRelay(engine, nc.jetstream(), sweep_seconds=0.2, lease_seconds=settings.relay_lease_seconds)
     await relay.start()
     try:
         yield settings, unit_of_work_factory(engine, relay), relay

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.reperage_v1 import CampaignIngested, YouthIdentified, YouthReportedAgain
+from raccrochage_platform.faults import crash_point
 
 from ..domain.identity import youth_id
 from ..domain.partners import PartnerIndex, identity_key
@@ -376,6 +377,7 @@ async def write_chunk(
         )
     await uow.vault.keep(vault)
     await uow.campaigns.add_outcomes(campaign_id, outcomes)
+    crash_point("ingest.mid_chunk")  # half the chunk written: the run again writes it whole
     await uow.handovers.hand_over(campaign_id, handovers)
     await uow.campaigns.add_rejections(campaign_id, chunk.rejections)
     uow.add_events(events)

@@ -31,6 +31,25 @@ class ServiceProcess:
                 self.process.wait(5)
 
 
+def spawn_service(name: str, env: dict[str, str], folder: Path, *, tag: str = "") -> ServiceProcess:
+    """Start `raccrochage serve NAME` with `env` (HTTP_PORT=0 is set for it) and return at once,
+    its `url` still empty: for a process that may die before it listens (a crash test's victim).
+    Its log is `folder/NAME[-tag].log`, its port file `folder/NAME[-tag].port`."""
+    label = f"{name}-{tag}" if tag else name
+    port_file = folder / f"{label}.port"
+    port_file.unlink(missing_ok=True)
+    log_path = folder / f"{label}.log"
+    env = {**env, "HTTP_PORT": "0", "RACCROCHAGE_PORT_FILE": str(port_file)}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "raccrochage_platform.cli", "serve", name],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return ServiceProcess(name, process, "", log_path)
+
+
 @contextlib.contextmanager
 def service_process(
     name: str, env: dict[str, str], folder: Path, *, tag: str = ""
@@ -39,24 +58,15 @@ def service_process(
     server listens, and stops it after. Its log is `folder/NAME[-tag].log`."""
     label = f"{name}-{tag}" if tag else name
     port_file = folder / f"{label}.port"
-    port_file.unlink(missing_ok=True)
-    log_path = folder / f"{label}.log"
-    env = {**env, "HTTP_PORT": "0", "RACCROCHAGE_PORT_FILE": str(port_file)}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "raccrochage_platform.cli", "serve", name],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        running = ServiceProcess(name, process, "", log_path)
-        try:
-            deadline = time.monotonic() + 60
-            while not port_file.exists() or not port_file.read_text().strip():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{label} did not start:\n{running.log_text()[-4000:]}")
-                time.sleep(0.1)
-            running.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-            yield running
-        finally:
-            running.stop()
+    (folder / f"{label}.log").unlink(missing_ok=True)
+    running = spawn_service(name, env, folder, tag=tag)
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists() or not port_file.read_text().strip():
+            if running.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{label} did not start:\n{running.log_text()[-4000:]}")
+            time.sleep(0.1)
+        running.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        yield running
+    finally:
+        running.stop()

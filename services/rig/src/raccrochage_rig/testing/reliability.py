@@ -1,0 +1,260 @@
+"""What the reliability tests (tests/reliability) share: services fed with work, their databases
+and streams counted exactly, and the figures each test reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import asyncpg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from raccrochage_contracts import nats_subject, new_event
+from raccrochage_contracts.events.psad_v1 import SolutionRequested
+from raccrochage_contracts.events.reperage_v1 import YouthIdentified
+from raccrochage_platform.db import libpq_dsn
+from raccrochage_platform.faults import VARIABLE
+from raccrochage_platform.migrations import upgrade
+from raccrochage_platform.topology import REPO_ROOT, declare, load_topology
+
+from .servers import Servers
+
+AS_OF = date(2026, 11, 2)
+DEADLINE = 180  # seconds a victim may take to die, a recovery to converge: a hang, not a timing
+
+
+def short_ack_wait_topology(folder: Path, ack_wait: float) -> Path:
+    """deploy/topology.toml with every consumer's ack_wait at `ack_wait` seconds (30 there): a
+    batch a killed process never acked comes back within the test."""
+    text = (REPO_ROOT / "deploy" / "topology.toml").read_text(encoding="utf-8")
+    if "ack_wait_seconds = 30" not in text:
+        raise AssertionError("deploy/topology.toml no longer says ack_wait_seconds = 30")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "topology.toml"
+    path.write_text(text.replace("ack_wait_seconds = 30", f"ack_wait_seconds = {ack_wait}"), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Figures:
+    """What a reliability test reports for one case: runs, events lost, effects applied twice,
+    seconds from the restart (of the process or the server) until everything was handled."""
+
+    case: str
+    runs: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    recover_seconds: list[float] = field(default_factory=list)
+
+    def record(self) -> dict:
+        return {
+            "case": self.case,
+            "runs": self.runs,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "recover_median_s": round(statistics.median(self.recover_seconds), 1),
+            "recover_max_s": round(max(self.recover_seconds), 1),
+        }
+
+
+def report(figures: Figures) -> None:
+    """Print the figures, and append them to `$RACCROCHAGE_RELIABILITY_FIGURES` (JSON lines)
+    when it is set: docs/reliability.md's table comes from them."""
+    line = json.dumps(figures.record(), ensure_ascii=False)
+    print(line)
+    target = os.environ.get("RACCROCHAGE_RELIABILITY_FIGURES")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+async def fresh_topology(js: JetStreamContext, path: Path, service: str, streams: tuple[str, ...]) -> None:
+    """The service's durable consumers created afresh on emptied streams."""
+    topology = load_topology(path)
+    for consumer in topology.consumers_of(service):
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(consumer.stream, consumer.durable)
+    await declare(js, topology, services={service})
+    for stream in streams:
+        await js.purge_stream(stream)
+
+
+async def query(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def scalar(url: str, sql: str, *args: object) -> int:
+    return int((await query(url, sql, *args))[0][0])
+
+
+async def stream_events(js: JetStreamContext, stream: str) -> list[tuple[str, str]]:
+    """(subject, Nats-Msg-Id) of every message the stream holds."""
+    state = (await js.stream_info(stream)).state
+    out = []
+    if state.messages:
+        for seq in range(state.first_seq, state.last_seq + 1):
+            with contextlib.suppress(NotFoundError):
+                msg = await js.get_msg(stream, seq)
+                out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", "")))
+    return out
+
+
+def duplicates(events: list[tuple[str, str]]) -> int:
+    """Messages whose id another message of the list has."""
+    return len(events) - len({event_id for _, event_id in events})
+
+
+def service_env(
+    servers: Servers, folder: Path, topology: Path, service: str, database: str, lease: float
+) -> dict[str, str]:
+    """The environment the rig gives `service`, on `servers`, with `topology`, unarmed; a relay's
+    (or writer's) rows leased `lease` seconds."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RACCROCHAGE_RIG_DIR", "RACCROCHAGE_EXTRA_SERVICES", VARIABLE)
+    }
+    env.update(
+        RACCROCHAGE_SERVICE=service,
+        NATS_URL=servers.nats_url,
+        DATABASE_URL=database,
+        RACCROCHAGE_TOPOLOGY=str(topology),
+        RACCROCHAGE_YOUTH_ID_KEY="k" * 64,
+        RACCROCHAGE_TOKEN_KEY="t" * 64,
+        RACCROCHAGE_RIG_DIR=str(folder / "rig"),
+        RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2",
+        RACCROCHAGE_RELAY_LEASE_SECONDS=str(lease),
+    )
+    return env
+
+
+async def migrated(servers: Servers, service: str) -> str:
+    url = await servers.create_database(service)
+    await asyncio.to_thread(upgrade, REPO_ROOT / "services" / service / "migrations", url)
+    return url
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Until `check()`; a deadline for a hang, not a timing assertion."""
+    deadline = time.monotonic() + DEADLINE
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+# What the tests feed (FED): never counted among a service's own events.
+FED_SUBJECTS = frozenset({"reperage.youth.identified.v1", "psad.solution.requested.v1"})
+
+
+@dataclass
+class FedService:
+    """A service fed events by the test on a stream it consumes, whose effects are counted."""
+
+    name: str
+    consumer: str  # the durable fed
+    fed_stream: str
+    own_stream: str
+    effect: str  # SQL counting the effects of the work fed
+    # SQL counting the events those effects published ($1: the last outbox row before the runs):
+    # PSAD deletes a row once published, one case.opened.v1 per case; the MLDS keeps its rows.
+    published: str
+    make_event: Callable[[], YouthIdentified | SolutionRequested]  # a payload fed
+    warm_start: bool = False  # a first start does work of its own (the MLDS: its catalogue)
+
+    def event(self) -> tuple[str, bytes, str]:
+        """A new event to feed: (NATS subject, envelope, id)."""
+        payload = self.make_event()
+        if isinstance(payload, YouthIdentified):
+            event = new_event(payload, source="raccrochage/reperage", subject=payload.youth_id)
+        else:
+            event = new_event(payload, source="raccrochage/psad", subject=str(payload.case_id))
+        return nats_subject(event.type), event.to_json(), str(event.id)
+
+    async def feed(self, js: JetStreamContext, count: int) -> None:
+        for _ in range(count):
+            subject, data, event_id = self.event()
+            await js.publish(subject, data, headers={"Nats-Msg-Id": event_id})
+
+    async def own_events(self, js: JetStreamContext) -> list[tuple[str, str]]:
+        """(subject, id) of the events this service published (its stream also carries what the
+        tests feed another service: PSAD's, the MLDS's requests)."""
+        return [event for event in await stream_events(js, self.own_stream) if event[0] not in FED_SUBJECTS]
+
+    async def settled(self, js: JetStreamContext, database: str, fed: int) -> bool:
+        """Every event fed handled and acked, and every event published."""
+        info = await js.consumer_info(self.fed_stream, self.consumer)
+        return (
+            info.num_pending == 0
+            and info.num_ack_pending == 0
+            and await scalar(database, self.effect) >= fed
+            and await scalar(database, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+        )
+
+
+def youth_identified() -> YouthIdentified:
+    return YouthIdentified(
+        youth_id=uuid.uuid4().hex * 2,
+        campaign_id="crash",
+        psad_id="psad-33-test",
+        departement="33",
+        age=18,
+        months_since_leaving=4,
+        as_of=AS_OF,
+        last_diploma="DNB",
+        last_training="2nde GT",
+    )
+
+
+def solution_requested() -> SolutionRequested:
+    return SolutionRequested(
+        case_id=uuid.uuid4(),
+        youth_id=uuid.uuid4().hex * 2,
+        psad_id="psad-33-test",
+        request_id=uuid.uuid4(),
+        solution_number=1,
+        kind="mlds_paps",
+        provider="mlds",
+        age=17,
+        last_training="2nde GT",
+        last_diploma="AUCUN",
+        months_since_leaving=3,
+        departement="33",
+        requested_at=datetime.now(UTC),
+    )
+
+
+FED = {
+    "psad": FedService(
+        "psad",
+        "psad_reperage",
+        "REPERAGE",
+        "PSAD",
+        "SELECT count(*) FROM case_file",
+        "SELECT count(*) FROM case_file WHERE $1 >= 0",
+        youth_identified,
+    ),
+    "mlds": FedService(
+        "mlds",
+        "mlds_psad",
+        "PSAD",
+        "MLDS",
+        "SELECT count(*) FROM candidacy",
+        "SELECT count(*) FROM outbox WHERE id > $1",
+        solution_requested,
+        warm_start=True,
+    ),
+}
