@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from raccrochage_contracts import Payload
+from raccrochage_contracts.psads import ACADEMIE_PSADS
 from raccrochage_contracts.registry import load_all
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "contracts" / "examples"
 DEPARTEMENTS = ("33", "40", "47", "64", "24")
+# Each département's known PSADs (events name known PSADs only: raccrochage_contracts.psads).
+PSADS = {dep: sorted(p for p in ACADEMIE_PSADS if p.startswith(f"psad-{dep}-")) for dep in DEPARTEMENTS}
 CLOSE_REASONS = (
     "reached_solution",
     "found_in_partner_base",
@@ -96,7 +99,7 @@ def campaign(
     for n in range(youths):
         yid = youth_id(n, seed)
         dep = DEPARTEMENTS[n % len(DEPARTEMENTS)]
-        psad = f"psad-{dep}-{'nord' if n % 2 else 'sud'}"
+        psad = PSADS[dep][n % 2]
         age = 16 + n % 9
         case_id = _uuid("case", seed, n)
         at = start + timedelta(hours=n % 500)
