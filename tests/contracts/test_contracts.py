@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Literal
 
 import pytest
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from raccrochage_contracts import (
     CloudEvent,
     EventType,
@@ -127,12 +127,8 @@ def _strings(schema: object, defs: dict, path: str = "$") -> list[tuple[str, dic
 CLAUSE_TYPES = [name for name in REGISTRY if name.startswith("clause.")]
 
 
-@pytest.mark.parametrize("name", CLAUSE_TYPES)
-def test_every_string_of_a_clause_event_is_bounded(name: str) -> None:
-    """A string field is bounded by a length, a closed list, a format, or an anchored pattern of
-    bounded parts: a producer cannot ship a free-text essay about a youth."""
-    schema = payload_schema(name, REGISTRY)
-    unbounded = [
+def _unbounded(schema: dict) -> list[str]:
+    return [
         path
         for path, node in _strings(schema, schema.get("$defs", {}))
         if not (
@@ -142,7 +138,57 @@ def test_every_string_of_a_clause_event_is_bounded(name: str) -> None:
             or node.get("format") in ("date", "date-time", "uuid")
         )
     ]
-    assert unbounded == []
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_string_of_an_event_is_bounded(name: str) -> None:
+    """A string field is bounded by a length (with a pattern where its format is known), a closed
+    list or a format: a producer cannot ship a 100,000-character ZAP or a free-text essay."""
+    assert _unbounded(payload_schema(name, REGISTRY)) == []
+
+
+def test_every_string_of_the_envelope_is_bounded() -> None:
+    assert _unbounded(CloudEvent.model_json_schema()) == []
+
+
+KNOWN_FORMATS = {
+    "zap": r"^[a-z0-9][a-z0-9-]{0,79}$",
+    "departement": r"^([0-9]{2}|2A|2B|9[78][0-9])$",
+    "psad_id": r"^psad-[0-9a-z-]+$",
+    "to_psad_id": r"^psad-[0-9a-z-]+$",
+    "youth_id": r"^[0-9a-f]{64}$",
+    "uai": r"^[0-9]{7}[A-Z]$",
+    "uai_origine": r"^[0-9]{7}[A-Z]$",
+}
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_fields_of_a_known_format_carry_its_pattern(name: str) -> None:
+    schema = payload_schema(name, REGISTRY)
+    wrong = [
+        (path, node.get("pattern"))
+        for path, node in _strings(schema, schema.get("$defs", {}))
+        if path.rsplit(".", 1)[-1] in KNOWN_FORMATS
+        and node.get("pattern") != KNOWN_FORMATS[path.rsplit(".", 1)[-1]]
+    ]
+    assert wrong == []
+
+
+PSAD_FIELDS = [
+    (name, field)
+    for name in REGISTRY
+    for field in ("psad_id", "to_psad_id")
+    if field in REGISTRY.model(name).model_fields
+]
+
+
+@pytest.mark.parametrize(("name", "field"), PSAD_FIELDS)
+def test_a_psad_id_outside_the_known_psads_is_refused(name: str, field: str) -> None:
+    example = json.loads(next((EXAMPLES_DIR / name).glob("*.json")).read_text(encoding="utf-8"))["data"]
+    model = REGISTRY.model(name)
+    assert model.read({**example, field: "psad-33-bordeaux-centre"})
+    with pytest.raises(ValidationError, match="known PSADs"):
+        model.read({**example, field: "psad-75-nowhere"})
 
 
 PERSONAL_WORDS = ("name", "nom", "ine", "phone", "mail", "address", "adresse", "birth", "naissance")
@@ -240,6 +286,30 @@ def test_adding_an_optional_field_is_compatible() -> None:
 def test_breaking_changes_are_rejected(model: type[Payload], expected: str) -> None:
     problems = breaking_changes(schema_of(Base), schema_of(model))
     assert expected in problems
+
+
+def test_a_narrowed_string_bound_is_reported() -> None:
+    class Free(Payload):
+        zap: str | None = None
+        code: str
+
+    class Bounded(Payload):
+        zap: str | None = Field(None, max_length=80)
+        code: str = Field(pattern=r"^[a-z]+$", max_length=10)
+
+    class Shorter(Payload):
+        zap: str | None = Field(None, max_length=40)
+        code: str = Field(pattern=r"^[a-z]+$", max_length=10)
+
+    assert breaking_changes(schema_of(Free), schema_of(Bounded)) == [
+        "$.code: bound narrowed: maxLength None -> 10",
+        "$.code: bound narrowed: pattern None -> '^[a-z]+$'",
+        "$.zap: bound narrowed: maxLength None -> 80",
+    ]
+    assert breaking_changes(schema_of(Bounded), schema_of(Shorter)) == [
+        "$.zap: bound narrowed: maxLength 80 -> 40"
+    ]
+    assert breaking_changes(schema_of(Bounded), schema_of(Free)) == []  # widened: old values fit
 
 
 def test_widening_an_enum_is_reported_too() -> None:

@@ -112,10 +112,18 @@ def test_compose_runs_nats_with_the_compose_config(compose):
 
 
 def test_compose_runs_postgres_with_the_init_script(compose):
-    mounts = _host_mounts(compose["services"]["postgres"])
-    init = mounts["/docker-entrypoint-initdb.d/init.sql"]
-    assert init == ROOT / "deploy" / "postgres" / "init.sql"
-    assert init.is_file()
+    postgres = compose["services"]["postgres"]
+    mounts = _host_mounts(postgres)
+    # init.sh alone runs at init; it passes each role's password to init.sql from the environment
+    assert mounts["/docker-entrypoint-initdb.d/init.sh"] == ROOT / "deploy" / "postgres" / "init.sh"
+    assert mounts["/etc/raccrochage/init.sql"] == ROOT / "deploy" / "postgres" / "init.sql"
+    assert not [target for target in mounts if target.endswith(".sql") and "initdb.d" in target]
+    script = (ROOT / "deploy" / "postgres" / "init.sh").read_text(encoding="utf-8")
+    assert "-f /etc/raccrochage/init.sql" in script
+    for name in SERVICES:
+        variable = f"RACCROCHAGE_PG_PASSWORD_{name.upper()}"
+        assert f'-v {name}_password="${variable}"' in script
+        assert postgres["environment"][variable] == f"${{{variable}:?set {variable}}}"
 
 
 def test_compose_rig_init_declares_streams_once_nats_is_healthy(compose):
@@ -268,15 +276,30 @@ def test_compose_conf_is_a_valid_single_node_jetstream_config():
     check_with_nats_server(NATS_DIR / "compose.conf")
 
 
-@pytest.mark.parametrize("name", ["reperage", "psad"])
-def test_compose_runs_each_built_service_on_its_own_database_after_migrating(compose, name):
+@pytest.mark.parametrize("name", list(SERVICES))
+def test_compose_runs_every_service_of_the_topology_on_its_own_database_after_migrating(compose, name):
     service = compose["services"][name]
     assert service["command"][-1] == f"raccrochage migrate {name} && exec raccrochage serve {name}"
     environment = service["environment"]
     assert environment["RACCROCHAGE_SERVICE"] == name
     assert environment["DATABASE_URL"].endswith(f"@postgres:5432/{SERVICES[name]['database']}")
-    assert environment["DATABASE_URL"].startswith(f"postgresql://{name}:dev_{name}@")
+    password = f"RACCROCHAGE_PG_PASSWORD_{name.upper()}"
+    assert environment["DATABASE_URL"].startswith(f"postgresql://{name}:${{{password}:?")
+    assert environment["RACCROCHAGE_TOKEN_KEY"].startswith("${RACCROCHAGE_TOKEN_KEY:?")
     assert service["depends_on"]["rig-init"]["condition"] == "service_completed_successfully"
+
+
+# A secret's name; its value in compose must be an interpolation of the environment.
+SECRET_NAME = re.compile(r"(KEY|PASSWORD|SECRET)$")
+
+
+def test_compose_takes_every_secret_from_the_environment(compose):
+    for name, service in compose["services"].items():
+        for variable, value in service.get("environment", {}).items():
+            if SECRET_NAME.search(variable):
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", str(value)), (name, variable, value)
+            # and no password written inside a URL
+            assert not re.search(r"://[^/:@]+:[^$/@][^/@]*@", str(value)), (name, variable)
 
 
 def test_grafana_dashboard_plots_only_metrics_ops_exports():

@@ -84,7 +84,7 @@ async def _identified(nc: Client, n: int, age: int) -> str:
     payload = YouthIdentified(
         youth_id=youth_id,
         campaign_id="2026-11",
-        psad_id="psad-33-test",
+        psad_id="psad-33-bordeaux-centre",
         departement="33",
         age=age,
         months_since_leaving=4,

@@ -22,11 +22,13 @@ TOKEN_KEY = "t" * 64
 SECRETS = {"RACCROCHAGE_TOKEN_KEY": TOKEN_KEY, "RACCROCHAGE_YOUTH_ID_KEY": "k" * 64}
 
 
-def bearer(role: str, territory: str | None = None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint(TOKEN_KEY, role=role, sub=f'{role}-test', territory=territory)}"}
+def bearer(role: str, territory: str | None = None, organisation: str | None = None) -> dict[str, str]:
+    token = mint(TOKEN_KEY, role=role, sub=f"{role}-test", territory=territory, organisation=organisation)
+    return {"Authorization": f"Bearer {token}"}
 
 
-# A token of every role, a counsellor of another territory, and none.
+# A token of every role (auth.Role; a territorial one for Gironde), a counsellor of another
+# territory, a forged token and none.
 TOKENS = {
     "none": {},
     "forged": {"Authorization": "Bearer forged.token.value"},
@@ -34,7 +36,13 @@ TOKENS = {
     "counsellor-40": bearer("counsellor", "40"),
     "ops": bearer("ops"),
     "campaign_manager": bearer("campaign_manager"),
+    "academy-33": bearer("academy", "33"),
+    "mlds_coordinator-33": bearer("mlds_coordinator", "33"),
+    "mlds_tutor-33": bearer("mlds_tutor", "33"),
+    "buyer": bearer("buyer", organisation="bordeaux-metropole"),
+    "company": bearer("company", organisation="btp-gironde"),
 }
+ROLE_OF = {label: label.split("-")[0] for label in TOKENS}
 
 
 @pytest_asyncio.fixture(loop_scope="session")

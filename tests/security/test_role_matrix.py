@@ -111,3 +111,20 @@ async def test_psad_case_routes_are_their_territorys_counsellors(nc: Client, sta
         foreign = (await client.get("/cases", headers=TOKENS["counsellor-40"])).json()
     assert case_id not in {c["case_id"] for c in foreign["cases"]}  # (40 holds the case transferred there)
     assert wrong == []
+
+
+async def test_ops_dashboard_is_for_ops_academies_and_counsellors_only(start_service) -> None:
+    service = await start_service("ops")
+    territorial = {"academy-33": "ok", "counsellor-33": "ok", "counsellor-40": "ok"}
+    matrix = [
+        ("GET", "/api/figures", None, row("ok", **territorial)),
+        ("GET", "/api/figures?departement=33", None, row("ok", **{**territorial, "counsellor-40": 403})),
+        ("GET", "/", None, row("ok", **territorial)),
+        ("GET", "/api/pipeline", None, row("ok")),
+        ("GET", "/api/deadletters", None, row("ok")),
+        ("GET", "/api/replays", None, row("ok")),
+        ("GET", "/pipeline", None, row("ok")),
+    ]
+    async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
+        wrong = await check(client, matrix, owner="ops")
+    assert wrong == []

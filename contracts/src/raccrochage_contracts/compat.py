@@ -2,7 +2,10 @@
 
 Within one version, producers and consumers of different ages must keep understanding each
 other, so only optional fields may be added. Anything else is a breaking change and needs a new
-version (`.v2`) published beside the old one.
+version (`.v2`) published beside the old one. A string's bound narrowed (a maxLength added or
+lowered, a minLength raised, a pattern added or changed) is reported as breaking too; it may be
+accepted within a version only when no producer of that version can have sent a value outside it
+(`generate --accept-bounds`, docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -88,11 +91,41 @@ def _item_node(node: Schema, root: Schema) -> Schema | None:
     return None
 
 
+# The words every narrowed bound's message holds: `generate --accept-bounds` looks for them.
+BOUND_NARROWED = "bound narrowed"
+
+
+def _string_node(node: Schema, root: Schema) -> Schema | None:
+    if node.get("type") == "string":
+        return node
+    for key in ("anyOf", "oneOf"):
+        for option in node.get(key, []):
+            resolved = _resolve(option, root)
+            if resolved.get("type") == "string":
+                return resolved
+    return None
+
+
+def _bounds(old: Schema, new: Schema, path: str, out: list[str]) -> None:
+    """A string's value space narrowed: a longer or differently shaped value an older producer
+    may have sent is refused by a newer consumer."""
+    old_max, new_max = old.get("maxLength"), new.get("maxLength")
+    if new_max is not None and (old_max is None or new_max < old_max):
+        out.append(f"{path}: {BOUND_NARROWED}: maxLength {old_max} -> {new_max}")
+    if new.get("minLength", 0) > old.get("minLength", 0):
+        out.append(f"{path}: {BOUND_NARROWED}: minLength {old.get('minLength', 0)} -> {new['minLength']}")
+    if new.get("pattern") is not None and new.get("pattern") != old.get("pattern"):
+        out.append(f"{path}: {BOUND_NARROWED}: pattern {old.get('pattern')!r} -> {new['pattern']!r}")
+
+
 def _compare(old: Schema, new: Schema, old_root: Schema, new_root: Schema, path: str, out: list[str]) -> None:
     old_types, new_types = _types(old, old_root), _types(new, new_root)
     if old_types and new_types and old_types != new_types:
         out.append(f"{path}: type changed from {sorted(old_types)} to {sorted(new_types)}")
         return
+    old_string, new_string = _string_node(old, old_root), _string_node(new, new_root)
+    if old_string is not None and new_string is not None:
+        _bounds(old_string, new_string, path, out)
     if old.get("format") != new.get("format"):
         out.append(f"{path}: format changed from {old.get('format')!r} to {new.get('format')!r}")
     old_enum, new_enum = _enum(old, old_root), _enum(new, new_root)

@@ -23,13 +23,13 @@ class CloudEvent(BaseModel):
 
     specversion: Literal["1.0"] = "1.0"
     id: uuid.UUID
-    source: str = Field(pattern=SOURCE_PATTERN)
+    source: str = Field(pattern=SOURCE_PATTERN, max_length=80)
     # The naming rule (naming.py) as a pattern that pydantic-core checks itself: a Python
     # validator here cost half of each consumed message's validation.
-    type: str = Field(pattern=TYPE_RULE)
+    type: str = Field(pattern=TYPE_RULE, max_length=200)
     time: AwareDatetime
     subject: str = Field(min_length=1, max_length=200)
-    dataschema: str
+    dataschema: str = Field(max_length=300)
     datacontenttype: Literal["application/json"] = "application/json"
     data: dict[str, Any]
     correlationid: uuid.UUID

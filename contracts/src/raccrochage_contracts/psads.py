@@ -9,6 +9,9 @@ Any other id names a territory nobody serves.
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 ACADEMIE_PSADS = frozenset(
     {
@@ -56,3 +59,15 @@ KNOWN_PSADS_HINT = (
     + ", ".join(sorted(ACADEMIE_PSADS))
     + ", and psad-<département> (e.g. psad-33, psad-31, psad-2a, psad-974) for any other place"
 )
+
+
+def _known(psad_id: str) -> str:
+    if not is_known_psad(psad_id):
+        # the value is not repeated: a dead letter's reason names the field and the rule only
+        raise ValueError(f"not a known PSAD; {KNOWN_PSADS_HINT}")
+    return psad_id
+
+
+PSAD_ID_PATTERN = r"^psad-[0-9a-z-]+$"
+# A PSAD's id in an event: its shape in the schema, the known PSADs checked on reading and writing.
+PsadId = Annotated[str, Field(pattern=PSAD_ID_PATTERN, max_length=40), AfterValidator(_known)]

@@ -25,13 +25,6 @@ UAI = Field(
     description="the establishment (UAI: 7 digits and a check letter)",
 )
 DEPARTEMENT = Field(pattern=r"^([0-9]{2}|2A|2B|9[78][0-9])$", max_length=3)
-# The events new in FOQUALE's version 1 bound every string, the youth's id too (reperage's YOUTH_ID
-# predates that rule: adding a bound to a published field is a schema change).
-BOUNDED_YOUTH_ID = Field(
-    pattern=r"^[0-9a-f]{64}$",
-    max_length=64,
-    description="pseudonymous id of the youth (keyed hash of the INE)",
-)
 OFFER_ID = Field(description="the seat offer at FOQUALE")
 ZAP = Field(
     None, pattern=r"^[a-z0-9][a-z0-9-]{0,79}$", max_length=80, description="ZAP slug; None when not known"
@@ -151,7 +144,7 @@ class _Reservation(Payload):
     reservation_id: uuid.UUID
     request_id: uuid.UUID = REQUEST_ID
     case_id: uuid.UUID
-    youth_id: str = BOUNDED_YOUTH_ID
+    youth_id: str = YOUTH_ID
     offer_id: uuid.UUID = OFFER_ID
     uai: str = UAI
     seats_left: int = Field(ge=0, le=10_000, description="on the offer, just after this change")
@@ -184,7 +177,7 @@ class PlacementConfirmed(_Answer):
     """A seat is reserved for the youth in a school or a dispositif."""
 
     seat_id: str = Field(min_length=1, max_length=80, description="the seat offer at FOQUALE")
-    uai: str = Field(pattern=r"^[0-9]{7}[A-Z]$", description="the establishment")
+    uai: str = Field(pattern=r"^[0-9]{7}[A-Z]$", max_length=8, description="the establishment")
     training: str | None = Field(None, max_length=200)
     starts_on: date
     reservation_id: uuid.UUID | None = Field(None, description="the reservation the establishment confirmed")

@@ -32,6 +32,7 @@ FactName = Annotated[str, StringConstraints(pattern=FACT_PATTERN, max_length=40)
 
 DISPOSITIF_ID = Field(
     pattern=DISPOSITIF_ID_PATTERN,
+    max_length=20,
     description="one MLDS site: kind, département, rank in the académie's directory (paps-33-04)",
 )
 CANDIDACY_ID = Field(description="one youth's path through one dispositif, from candidacy to exit")
@@ -59,10 +60,14 @@ class EnrolmentAccepted(_Answer):
     """The youth is enrolled in an MLDS dispositif: admitted, a place held from `starts_on`."""
 
     dispositif: Dispositif
-    structure_uai: str | None = Field(None, pattern=UAI_PATTERN, description="the host establishment")
+    structure_uai: str | None = Field(
+        None, pattern=UAI_PATTERN, max_length=8, description="the host establishment"
+    )
     starts_on: date
     candidacy_id: uuid.UUID | None = Field(None, description="the MLDS candidacy that holds the place")
-    dispositif_id: str | None = Field(None, pattern=DISPOSITIF_ID_PATTERN, description="the MLDS site")
+    dispositif_id: str | None = Field(
+        None, pattern=DISPOSITIF_ID_PATTERN, max_length=20, description="the MLDS site"
+    )
 
 
 @event_type("mlds.enrolment.refused.v1")
@@ -74,7 +79,10 @@ class EnrolmentRefused(_Answer):
         None, max_length=20, description="for not_eligible: the codes of the eligibility rules that failed"
     )
     failed_step: str | None = Field(
-        None, pattern=STEP_PATTERN, description="for other: the admission step whose outcome was unfavourable"
+        None,
+        pattern=STEP_PATTERN,
+        max_length=40,
+        description="for other: the admission step whose outcome was unfavourable",
     )
 
 
@@ -90,7 +98,7 @@ class DispositifUpdated(Payload):
     dispositif: DispositifKind
     departement: str = Departement
     host_establishment: str = Field(min_length=1, max_length=120, description="the host school's name")
-    host_uai: str | None = Field(None, pattern=UAI_PATTERN)
+    host_uai: str | None = Field(None, pattern=UAI_PATTERN, max_length=8)
     city: str = Field(min_length=1, max_length=80)
     capacity: int = Field(ge=0, le=10_000)
     places_taken: int = Field(ge=0, le=10_000, description="youths admitted or enrolled")
@@ -118,7 +126,7 @@ class CandidacyReceived(Payload):
     youth_id: str = YOUTH_ID
     dispositif: DispositifKind
     dispositif_id: str | None = Field(
-        None, pattern=DISPOSITIF_ID_PATTERN, description="the site, when chosen"
+        None, pattern=DISPOSITIF_ID_PATTERN, max_length=20, description="the site, when chosen"
     )
     departement: str = Departement
     age: int = AGE

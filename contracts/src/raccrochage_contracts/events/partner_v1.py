@@ -18,7 +18,11 @@ from ..registry import event_type
 
 
 class _Enrolment(Payload):
-    ine: str | None = Field(None, description="11 letters or digits; may be empty when the partner has none")
+    ine: str | None = Field(
+        None,
+        max_length=40,  # spaces a partner's system puts in are removed by the vault
+        description="11 letters or digits; may be empty when the partner has none",
+    )
     nom: str = Field(min_length=1, max_length=120)
     prenom: str = Field(min_length=1, max_length=120)
     date_naissance: date

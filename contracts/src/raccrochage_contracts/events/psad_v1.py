@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from ..payload import Payload
+from ..psads import PsadId
 from ..registry import event_type
-from .reperage_v1 import YOUTH_ID, Departement
+from .reperage_v1 import YOUTH_ID, Departement, Zap
 
 CASE_ID = Field(description="the PSAD case (one per youth and territory; a reopen keeps it)")
-PSAD_ID = Field(pattern=r"^psad-[0-9a-z-]+$", description="the PSAD (territory) that holds the case")
+PSAD_ID = Field(description="the PSAD (territory) that holds the case")
 
 CaseStatus = Literal[
     "to_contact",
@@ -71,7 +72,7 @@ Provider = Literal["foquale", "mlds"]
 class _CaseEvent(Payload):
     case_id: uuid.UUID = CASE_ID
     youth_id: str = YOUTH_ID
-    psad_id: str = PSAD_ID
+    psad_id: PsadId = PSAD_ID
 
 
 @event_type("psad.case.opened.v1")
@@ -79,7 +80,7 @@ class CaseOpened(_CaseEvent):
     """A PSAD opened (or reopened, `episode` > 1) a case for a youth repérage handed over."""
 
     departement: str = Departement
-    zap: str | None = None
+    zap: Zap | None = None
     age: int = Field(ge=0, le=120, description="age in whole years at opening")
     episode: int = Field(1, ge=1, description="1 at opening; a reopen starts the next episode")
     cause_event_id: uuid.UUID | None = Field(None, description="the repérage event that opened it")
@@ -92,7 +93,9 @@ class CaseStatusChanged(_CaseEvent):
 
     from_status: CaseStatus
     to_status: CaseStatus
-    action: str = Field(pattern=r"^[a-z_]+$", description="the action, e.g. record_contact_attempt")
+    action: str = Field(
+        pattern=r"^[a-z_]+$", max_length=60, description="the action, e.g. record_contact_attempt"
+    )
     at: datetime
 
 
@@ -111,7 +114,7 @@ class CaseClosed(_CaseEvent):
 class CaseTransferred(_CaseEvent):
     """The youth moved: this case closes (reason moved) and the destination PSAD opens its own."""
 
-    to_psad_id: str = PSAD_ID
+    to_psad_id: PsadId = PSAD_ID
     departement: str = Departement
     age: int = Field(ge=0, le=120)
     transferred_at: datetime
@@ -164,8 +167,8 @@ class SolutionRequested(_CaseEvent):
     last_diploma: Literal["AUCUN", "DNB"] | None = None
     months_since_leaving: int | None = Field(None, ge=0)
     departement: str = Departement
-    zap: str | None = None
-    wishes: list[str] = Field(
+    zap: Zap | None = None
+    wishes: list[Annotated[str, Field(max_length=80)]] = Field(
         default_factory=list,
         max_length=10,
         description="coded wishes (fields, trades, places); no free text about the youth",

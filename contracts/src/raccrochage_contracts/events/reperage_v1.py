@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
+from ..naming import PARTNER_ID_PATTERN
 from ..payload import Payload
+from ..psads import PsadId
 from ..registry import event_type
 
 YouthId = str  # 64 hex chars: HMAC-SHA256 of the normalised INE, keyed by a secret of repérage
 YOUTH_ID = Field(
-    pattern=r"^[0-9a-f]{64}$", description="pseudonymous id of the youth (keyed hash of the INE)"
+    pattern=r"^[0-9a-f]{64}$",
+    max_length=64,
+    description="pseudonymous id of the youth (keyed hash of the INE)",
 )
-Departement = Field(pattern=r"^([0-9]{2}|2A|2B|9[78][0-9])$")
+Departement = Field(pattern=r"^([0-9]{2}|2A|2B|9[78][0-9])$", max_length=3)
+ZAP_PATTERN = r"^[a-z0-9][a-z0-9-]{0,79}$"  # a slug of repérage's reference/zap.csv
+Zap = Annotated[str, Field(pattern=ZAP_PATTERN, max_length=80)]
+PARTNER_ID = Field(
+    None,
+    pattern=PARTNER_ID_PATTERN.pattern,
+    max_length=63,
+    description="the partner that reported it, for live feeds",
+)
 PartnerBase = Literal["cfa", "agri", "ml", "mlds", "en"]
 LastDiploma = Literal["AUCUN", "DNB"]  # identified youths hold at most a non-qualifying diploma
 
@@ -26,15 +38,15 @@ class YouthIdentified(Payload):
 
     youth_id: str = YOUTH_ID
     campaign_id: str = Field(min_length=1, max_length=80)
-    psad_id: str = Field(pattern=r"^psad-[0-9a-z-]+$", description="the PSAD the youth is handed to")
+    psad_id: PsadId = Field(description="the PSAD the youth is handed to")
     departement: str = Departement
-    zap: str | None = Field(None, description="ZAP slug; None when the postcode is not in the ZAP table")
+    zap: Zap | None = Field(None, description="ZAP slug; None when the postcode is not in the ZAP table")
     age: int = Field(ge=0, le=120, description="age in whole years at the campaign's reference date")
     last_diploma: LastDiploma = "AUCUN"
     last_training: str | None = Field(
         None, max_length=120, description="formation d'origine (label, not personal)"
     )
-    uai_origine: str | None = Field(None, pattern=r"^[0-9]{7}[A-Z]$")
+    uai_origine: str | None = Field(None, pattern=r"^[0-9]{7}[A-Z]$", max_length=8)
     months_since_leaving: int = Field(ge=0)
     as_of: date
 
@@ -49,9 +61,9 @@ class YouthReportedAgain(Payload):
 
     youth_id: str = YOUTH_ID
     campaign_id: str = Field(min_length=1, max_length=80)
-    psad_id: str = Field(pattern=r"^psad-[0-9a-z-]+$")
+    psad_id: PsadId
     departement: str = Departement
-    zap: str | None = None
+    zap: Zap | None = None
     age: int = Field(ge=0, le=120)
     months_since_leaving: int = Field(ge=0)
     as_of: date
@@ -62,9 +74,9 @@ class YouthFound(Payload):
     """A youth handed to a PSAD is now enrolled in a partner base: the PSAD closes or updates the case."""
 
     youth_id: str = YOUTH_ID
-    psad_id: str = Field(pattern=r"^psad-[0-9a-z-]+$")
+    psad_id: PsadId
     base: PartnerBase = Field(description="the kind of partner base: cfa, agri, ml, mlds, en")
-    partner_id: str | None = Field(None, description="the partner that reported it, for live feeds")
+    partner_id: str | None = PARTNER_ID
     enrolled_since: date
     cause_event_id: uuid.UUID | None = Field(None, description="the partner event that revealed it")
 

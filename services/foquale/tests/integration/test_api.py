@@ -55,6 +55,9 @@ async def test_a_school_publishes_and_confirms_a_placement_with_its_key(
         assert other_school.status_code == 403
         bad_letter = await http.post("/foquale/offers", json={**offer, "uai": "0640012A"}, headers=school)
         assert bad_letter.status_code == 422 and "uai" in bad_letter.json()["detail"]
+        # a body that fails its model: FastAPI's list of fields, which the document allows
+        unreadable = await http.post("/foquale/offers", json={**offer, "capacity": "many"}, headers=school)
+        assert unreadable.status_code == 422 and unreadable.json()["detail"][0]["loc"][-1] == "capacity"
 
         request = seat_requested("api-1", departement="64")
         await publish(nc, request, subject=str(request.case_id))
@@ -102,6 +105,8 @@ async def test_a_school_publishes_and_confirms_a_placement_with_its_key(
         assert {"401", "403", "404", "409", "422"} <= set(
             spec["paths"]["/foquale/reservations/{reservation_id}/confirm"]["post"]["responses"]
         )
+        refusal = spec["paths"]["/foquale/offers"]["post"]["responses"]["422"]["content"]["application/json"]
+        assert refusal["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
     async with engine.connect() as conn:
         stored = (
             await conn.execute(

@@ -186,7 +186,7 @@ def full_candidacy(dispositif: Dispositif) -> Candidacy:
         facts,
         T0,
         channel=Channel.PSAD_REQUEST,
-        request=PsadRequest(uuid.uuid4(), uuid.uuid4(), "psad-33-test", uuid.uuid4()),
+        request=PsadRequest(uuid.uuid4(), uuid.uuid4(), "psad-33-medoc", uuid.uuid4()),
         dispositif=dispositif,
     )
     candidacy.decide(T0)

@@ -457,7 +457,7 @@ def test_a_youth_who_passes_every_rule_is_never_refused(case) -> None:
 
 
 def _candidacy(kind: DispositifKind, facts: Facts, now: datetime) -> Candidacy:
-    request = PsadRequest(uuid.uuid4(), uuid.uuid4(), "psad-33-test")
+    request = PsadRequest(uuid.uuid4(), uuid.uuid4(), "psad-33-medoc")
     return Candidacy.receive(
         uuid.uuid4(), "a" * 64, kind, "33", facts, now, channel=Channel.PSAD_REQUEST, request=request
     )

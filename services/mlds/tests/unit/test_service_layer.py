@@ -44,7 +44,7 @@ def request(
     payload = SolutionRequested(
         case_id=uuid.uuid4(),
         youth_id=uuid.uuid4().hex * 2,
-        psad_id=f"psad-{departement}-test",
+        psad_id=f"psad-{departement.lower()}",
         request_id=uuid.uuid4(),
         solution_number=1,
         kind=kind,

@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from raccrochage_contracts import Payload
+from raccrochage_contracts.psads import ACADEMIE_PSADS
 from raccrochage_contracts.registry import load_all
 
 EXAMPLES = Path(__file__).resolve().parents[4] / "contracts" / "examples"
 DEPARTEMENTS = ("33", "40", "47", "64", "24")
 # Every département of metropolitan France, for a national campaign (the benchmark's).
 NATIONAL = tuple(f"{n:02d}" for n in range(1, 96) if n != 20) + ("2A", "2B")
+# Each département's known PSADs (events name known PSADs only: raccrochage_contracts.psads):
+# the académie's, one per ZAP; elsewhere the département's own PSAD.
+PSADS = {dep: sorted(p for p in ACADEMIE_PSADS if p.startswith(f"psad-{dep}-")) for dep in DEPARTEMENTS}
 CLOSE_REASONS = (
     "reached_solution",
     "found_in_partner_base",
@@ -103,7 +107,8 @@ def campaign(
     for n in range(youths):
         yid = youth_id(n, seed)
         dep = departements[n % len(departements)]
-        psad = f"psad-{dep.lower()}-{'nord' if n % 2 else 'sud'}"
+        psads = PSADS.get(dep) or [f"psad-{dep.lower()}"]
+        psad = psads[n % len(psads)]
         age = 16 + n % 9
         case_id = _uuid("case", seed, n)
         at = start + timedelta(hours=n % 500)

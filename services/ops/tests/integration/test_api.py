@@ -153,6 +153,10 @@ async def test_a_dead_letter_replayed_from_the_page_is_handled_once_and_audited(
             (seq, "astreinte-1", "ops"),
         ]
         assert (await ops.post("/api/deadletters/999999/replay")).status_code == 404
+        # beyond a stream sequence (unsigned 64-bit): the parameter's bound, not a 500
+        too_far = "/api/deadletters/43368334115320271592142929920"
+        assert (await ops.get(too_far)).status_code == 422
+        assert (await ops.post(f"{too_far}/replay")).status_code == 422
 
     conn = await asyncpg.connect(libpq_dsn(ops_db))
     try:

@@ -24,7 +24,7 @@ from raccrochage_ops.domain.projection import (
     Youth,
 )
 from raccrochage_ops.service_layer.unit_of_work import SqlOpsUnitOfWork
-from raccrochage_ops.synthetic import DEPARTEMENTS, campaign, payload, youth_id
+from raccrochage_ops.synthetic import DEPARTEMENTS, PSADS, campaign, payload, youth_id
 from raccrochage_platform.db import libpq_dsn, make_engine
 
 # Written apart from the projection's rule (domain/projection.py, youth_counts): what the
@@ -143,7 +143,7 @@ def moves(rng: random.Random, youths: int, seed: int) -> list[tuple[str, object]
                         "reperage.youth.reported_again.v1",
                         youth_id=yid,
                         campaign_id=f"moved-{rng.randint(1, 3)}",
-                        psad_id=f"psad-{dep}-{rng.choice(('nord', 'sud', 'est'))}",
+                        psad_id=rng.choice(PSADS[dep]),
                         departement=dep,
                         as_of=(date(2026, 10, 1) + timedelta(days=rng.randint(0, 120))).isoformat(),
                     ),
@@ -156,7 +156,7 @@ def moves(rng: random.Random, youths: int, seed: int) -> list[tuple[str, object]
                     payload(
                         "psad.case.status_changed.v1",
                         **case,
-                        psad_id=f"psad-{dep}-nord",
+                        psad_id=PSADS[dep][0],
                         to_status=rng.choice(("reached", "in_solution", "to_contact", "closed")),
                         at=at.isoformat(),
                     ),
@@ -169,7 +169,7 @@ def moves(rng: random.Random, youths: int, seed: int) -> list[tuple[str, object]
                     payload(
                         "psad.case.closed.v1",
                         **case,
-                        psad_id=f"psad-{dep}-nord",
+                        psad_id=PSADS[dep][0],
                         reason=rng.choice(("moved", "refuses_support")),
                         found_base=None,
                         closed_at=at.isoformat(),

@@ -60,7 +60,7 @@ def identified(n: int, departement: str):
         "reperage.youth.identified.v1",
         youth_id=youth_id(n, seed=99),
         campaign_id="demo-2026-11",
-        psad_id=f"psad-{departement}-test",
+        psad_id=f"psad-{departement.lower()}",
         departement=departement,
         age=17,
     )

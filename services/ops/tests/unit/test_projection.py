@@ -57,7 +57,11 @@ def test_applying_twice_changes_nothing():
 
 
 def _case(yid: str) -> dict:
-    return {"case_id": "6b1c2f3e-0000-4000-8000-00000000c0de", "youth_id": yid, "psad_id": "psad-33-nord"}
+    return {
+        "case_id": "6b1c2f3e-0000-4000-8000-00000000c0de",
+        "youth_id": yid,
+        "psad_id": "psad-33-bordeaux-nord",
+    }
 
 
 def test_the_latest_status_wins_and_closing_wins_a_tie():

@@ -244,27 +244,33 @@ class EventConsumer:
         handling: dict[asyncio.Task, frozenset[str]] = {}  # batch in flight -> its aggregates
         try:
             while not self._stopping:
-                parsed = await (fetching or self._fetch_parsed())
+                parsed, keeper = await (fetching or self._fetch_parsed())
                 fetching = asyncio.create_task(self._fetch_parsed()) if parsed else None
                 if not parsed:
                     continue
                 keys = frozenset(item.event.envelope.subject for item in parsed if item.event is not None)
-                while handling and (
-                    len(handling) >= self.concurrency or any(keys & held for held in handling.values())
-                ):
-                    done, _ = await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        del handling[task]
-                handling[asyncio.create_task(self._handle_or_log(parsed))] = keys
+                try:
+                    while handling and (
+                        len(handling) >= self.concurrency or any(keys & held for held in handling.values())
+                    ):
+                        done, _ = await asyncio.wait(handling, return_when=asyncio.FIRST_COMPLETED)
+                        for task in done:
+                            del handling[task]
+                except BaseException:
+                    keeper.cancel()
+                    raise
+                handling[asyncio.create_task(self._handle_or_log(parsed, keeper))] = keys
         finally:
             if fetching is not None:
                 fetching.cancel()
+                if fetching.done() and not fetching.cancelled() and fetching.exception() is None:
+                    fetching.result()[1].cancel()  # a batch fetched, never handled
             for task in handling:  # unacked: their messages come back after ack_wait
                 task.cancel()
             if handling:  # their transactions roll back before the process closes its pool
                 await asyncio.gather(*handling, return_exceptions=True)
 
-    async def _handle_or_log(self, parsed: list[_Parsed]) -> None:
+    async def _handle_or_log(self, parsed: list[_Parsed], keeper: asyncio.Task) -> None:
         try:
             await self.handle(parsed)
         except asyncio.CancelledError:
@@ -272,9 +278,28 @@ class EventConsumer:
         except Exception as error:  # unacked messages come back after ack_wait
             log.error("batch_failed", consumer=self.name, error=_failure(error)[:300])
             await asyncio.sleep(1.0)
+        finally:
+            keeper.cancel()
 
-    async def _fetch_parsed(self) -> list[_Parsed]:
-        return [self._parse(msg) for msg in await self._fetch()]
+    async def _fetch_parsed(self) -> tuple[list[_Parsed], asyncio.Task]:
+        """A batch, and the task that keeps its messages ours until it is handled (cancel it)."""
+        messages = await self._fetch()
+        return [self._parse(msg) for msg in messages], asyncio.create_task(self._keep_in_progress(messages))
+
+    async def _keep_in_progress(self, messages: list[Msg]) -> None:
+        """Tell the server, every third of ack_wait, that `messages` are still being worked on:
+        a batch may take longer than ack_wait (a large one, or one waiting behind another), while
+        a short ack_wait brings a crashed consumer's messages back within seconds."""
+        if not messages:
+            return
+        every = max(0.2, self.definition.ack_wait_seconds / 3)
+        while True:
+            await asyncio.sleep(every)
+            for msg in messages:
+                if msg.is_acked:  # acked, nacked or terminated already
+                    continue
+                with contextlib.suppress(Exception):  # the broker may be down: the batch waits it out
+                    await msg.in_progress()
 
     async def _fetch(self) -> list[Msg]:
         """One message as soon as there is one, then those pending behind it, up to a batch."""

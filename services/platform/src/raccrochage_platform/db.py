@@ -47,7 +47,8 @@ def make_engine(url: str, *, pool_size: int = 10, application_name: str = "raccr
     is three round trips (BEGIN, SELECT, ROLLBACK), twice per consumed batch (its transaction,
     then its outbox mark). A connection that died in that second fails its first statement; the
     pool is then invalidated whole (SQLAlchemy's disconnect handling), and the consumer's batches
-    and the relay's statements run once more (`again_if_disconnected`); an HTTP request fails. The pool hands out the most recently
+    and the relay's statements run once more (`again_if_disconnected`), as does `/ready`'s check;
+    an HTTP request fails. The pool hands out the most recently
     returned connection first (LIFO), so that under load the same few stay warm and the others
     sit idle long enough to be pinged before their next use."""
     engine = create_async_engine(

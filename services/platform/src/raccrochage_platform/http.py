@@ -10,9 +10,11 @@ from fastapi.responses import JSONResponse
 from nats.aio.client import Client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from . import metrics
 from .broker import connection, jetstream
+from .db import again_if_disconnected
 
 if TYPE_CHECKING:
     from .outbox import OutboxRelay
@@ -49,8 +51,7 @@ def health_router(context: ServiceContext, relay: OutboxRelay | None) -> APIRout
         checks = {"nats": await nats_answers(connection(context.broker))}
         paused = [consumer.name for consumer in context.consumers if consumer.paused]
         try:
-            async with context.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await again_if_disconnected(lambda: _select_one(context.engine))
             checks["database"] = True
         except Exception:
             checks["database"] = False
@@ -77,3 +78,10 @@ def health_router(context: ServiceContext, relay: OutboxRelay | None) -> APIRout
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def _select_one(engine: AsyncEngine) -> None:
+    # A connection PostgreSQL closed (a restart) while it sat in the pool for less than the ping
+    # delay fails this once; `again_if_disconnected` asks on a new one instead of answering 503.
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))

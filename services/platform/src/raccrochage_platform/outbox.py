@@ -156,6 +156,12 @@ _MARK_PUBLISHED = text(
 ).bindparams(_IDS)
 # A service that keeps no published row (`retention_seconds=0`): gone once JetStream holds it.
 _DELETE_PUBLISHED = text("DELETE FROM outbox WHERE id = ANY(:ids)").bindparams(_IDS)
+# A relay still publishing its rows keeps them: the lease is short so that a dead relay's rows
+# are taken over within seconds, and a batch may take longer than that.
+_RENEW_LEASE = text(
+    "UPDATE outbox SET leased_until = now() + make_interval(secs => :lease) "
+    "WHERE id = ANY(:ids) AND published_at IS NULL"
+).bindparams(_IDS)
 _MARK_FAILED = text(
     "UPDATE outbox SET attempts = attempts + 1, last_error = :error, leased_until = NULL WHERE id = ANY(:ids)"
 ).bindparams(_IDS)
@@ -194,7 +200,7 @@ class OutboxRelay:
         batch_size: int = 500,
         sweep_seconds: float = 1.0,
         publish_timeout: float = 5.0,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = 10.0,
         retention_seconds: float = 7 * 24 * 3600,
         lanes: int = 2,
     ) -> None:
@@ -333,7 +339,13 @@ class OutboxRelay:
         return published
 
     async def _publish_and_mark(self, rows: Sequence[OutboxRow]) -> tuple[int, int]:
-        published, failed, error = await self._publish(rows)
+        renewing = asyncio.create_task(self._renew_lease([row.id for row in rows]))
+        try:
+            published, failed, error = await self._publish(rows)
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
         crash_point("relay.after_publish")  # PubAcked, not marked: published again after the lease
 
         async def mark() -> None:
@@ -349,6 +361,20 @@ class OutboxRelay:
         if failed:
             log.warning("outbox_publish_failed", rows=len(failed), error=error[:300])
         return len(published), len(failed)
+
+    async def _renew_lease(self, ids: list[int]) -> None:
+        """Every third of the lease, while `ids` are being published: lease them again."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+
+            async def renew() -> None:
+                async with self._autocommit.connect() as conn:
+                    await conn.execute(_RENEW_LEASE, {"ids": ids, "lease": self.lease_seconds})
+
+            try:
+                await again_if_disconnected(renew)
+            except Exception as error:  # the database is down: the marks will wait for it too
+                log.warning("outbox_lease_not_renewed", rows=len(ids), error=type(error).__name__)
 
     async def _publish(self, rows: Sequence[OutboxRow]) -> tuple[list[int], list[int], str]:
         """Publish in waves: wave k holds the k-th row of every aggregate that has not failed.

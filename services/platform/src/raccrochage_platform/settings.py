@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import TypeVar
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
@@ -29,7 +30,7 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = Field(500, validation_alias="RACCROCHAGE_RELAY_BATCH", ge=1, le=10_000)
     relay_sweep_seconds: float = Field(1.0, validation_alias="RACCROCHAGE_RELAY_SWEEP_SECONDS", gt=0)
     relay_lease_seconds: float = Field(
-        60.0,
+        10.0,
         validation_alias="RACCROCHAGE_RELAY_LEASE_SECONDS",
         gt=0,
         description="how long rows a relay or a writer took stay theirs: a crashed one's wait that long",
@@ -40,6 +41,47 @@ class ServiceSettings(BaseSettings):
         ge=0,
         description="how long published outbox rows are kept; 0 deletes each once published",
     )
+    # The service image says production (deploy/docker/Dockerfile.service); the rig, the tests and
+    # docker-compose's local containers run in development.
+    environment: Literal["development", "production"] = Field(
+        "development", validation_alias="RACCROCHAGE_ENVIRONMENT"
+    )
+
+    @model_validator(mode="after")
+    def _own_secrets_in_production(self) -> ServiceSettings:
+        if self.environment != "production":
+            return self
+        problems = [
+            f"{variable} {why}: production needs a secret of its own"
+            for variable, value in self.secrets()
+            if (why := development_secret(value))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def secrets(self) -> list[tuple[str, str]]:
+        """(variable, value) of each secret: every `*_key` setting and the URLs' passwords."""
+        found = []
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            variable = str(info.validation_alias or name.upper())
+            if name.endswith("_key") and isinstance(value, str):
+                found.append((variable, value))
+            elif name.endswith("_url") and isinstance(value, str) and urlsplit(value).password:
+                found.append((variable, urlsplit(value).password))
+        return found
+
+
+def development_secret(value: str) -> str | None:
+    """Why `value` is a development or test value rather than a secret (None when it is not):
+    the placeholders written in this repository (dev-only-..., dev_<service>) and the tests'
+    one-letter keys."""
+    if value.lower().startswith(("dev", "changeme", "replace")):
+        return "is a development placeholder"
+    if len(set(value)) < 8:
+        return "has fewer than 8 distinct characters (a test's key)"
+    return None
 
 
 def load_settings(cls: type[S], **overrides: object) -> S:
@@ -49,7 +91,10 @@ def load_settings(cls: type[S], **overrides: object) -> S:
     except ValidationError as error:
         lines = []
         for problem in error.errors(include_input=False, include_url=False):
-            field = problem["loc"][0] if problem["loc"] else "?"
+            if not problem["loc"]:  # a rule over several settings: its message names them
+                lines.append(f"  {problem['msg']}")
+                continue
+            field = problem["loc"][0]
             info = cls.model_fields.get(str(field))
             variable = (
                 info.validation_alias if info is not None and info.validation_alias else str(field).upper()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 from nats.aio.client import Client
+from prometheus_client import REGISTRY
 from raccrochage_contracts import new_event
 from raccrochage_platform import deadletter
 from raccrochage_platform.consumer import Event, EventConsumer, PermanentError
@@ -90,10 +91,11 @@ async def make_consumer(
     subjects: tuple[str, ...] = ("sample.>",),
     backoff: tuple[float, ...] = (0.1, 0.2),
     handler=increment,
+    ack_wait: float = 5,
     **options,
 ) -> EventConsumer:
     definition = ConsumerDef(
-        durable, "sample", stream, subjects, ack_wait_seconds=5, max_deliver=3, backoff_seconds=backoff
+        durable, "sample", stream, subjects, ack_wait_seconds=ack_wait, max_deliver=3, backoff_seconds=backoff
     )
     await declare_consumer(nc.jetstream(), definition)
     options.setdefault("idle_timeout", 1.0)
@@ -550,3 +552,33 @@ async def test_a_data_error_is_dead_lettered_at_once_naming_the_argument_and_rul
     assert letter.delivered == 1  # not retried for minutes first
     assert "98765432101" not in letter.reason
     assert "query argument $2" in letter.reason and "int32" in letter.reason, letter.reason
+
+
+async def test_a_batch_longer_than_ack_wait_keeps_its_messages_and_the_next_batchs(
+    nc: Client, counters: AsyncEngine, sample_stream: str, unique: str, started: list, eventually
+) -> None:
+    """ack_wait is short (a crashed consumer's messages come back within it), so a batch that takes
+    longer tells the server its messages, and those fetched behind it, are still in progress."""
+    handled: list[tuple[str, int]] = []
+    second = asyncio.Event()
+
+    async def slow(uow: SampleUnitOfWork, event: Event[CounterIncremented]) -> None:
+        handled.append((event.data.counter, event.delivered))
+        if event.data.counter == "slow":
+            second.set()
+            await asyncio.sleep(4)  # four times ack_wait
+        await uow.counters.add(event.data.counter, 1)
+
+    consumer = await make_consumer(
+        nc, started, f"slow_{unique}", sample_stream, unit_of_work(counters), handler=slow, ack_wait=1
+    )
+    await consumer.start()
+    await publish(nc, envelope("slow"))
+    await second.wait()
+    await publish(nc, envelope("behind"))  # fetched while "slow" runs, waits for it
+    await eventually(settled(nc, sample_stream, consumer.name), True, timeout=30)
+    redelivered = REGISTRY.get_sample_value(
+        "raccrochage_events_redelivered_total", {"consumer": consumer.name}
+    )
+    assert handled == [("slow", 1), ("behind", 1)]
+    assert not redelivered

@@ -181,6 +181,45 @@ async def test_a_relay_that_dies_after_its_claim_leaves_its_rows_leased_until_th
     assert all(r.published_at is not None for r in await rows(service_engine))
 
 
+class HeldJetStream:
+    """nats-py's JetStream context whose publishes wait until `release` is set: a batch that takes
+    longer than the relay's lease."""
+
+    def __init__(self, js) -> None:
+        self.js = js
+        self.publishing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def publish_async(self, *args, **kwargs):
+        self.publishing.set()
+        await self.release.wait()
+        return await self.js.publish_async(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.js, name)
+
+
+async def test_a_relay_renews_the_lease_of_rows_it_is_still_publishing(
+    nc: Client, service_engine: AsyncEngine, sample_stream: str, stored
+) -> None:
+    """The lease is short, so that a dead relay's rows are published again within seconds; a
+    live relay whose batch takes longer keeps them."""
+    written = await commit(service_engine, sample_stream, events("r1", "r2"))
+    held = HeldJetStream(nc.jetstream())
+    slow = OutboxRelay(service_engine, held, lease_seconds=1)  # type: ignore[arg-type]
+    draining = asyncio.create_task(slow.drain())
+    await asyncio.wait_for(held.publishing.wait(), 30)
+    async with service_engine.connect() as conn:
+        first_lease = (await conn.execute(text("SELECT max(leased_until) FROM outbox"))).scalar_one()
+        while (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one() <= first_lease:
+            await asyncio.sleep(0.1)  # the lease taken at the claim has run out
+    other = OutboxRelay(service_engine, nc.jetstream(), lease_seconds=1)
+    assert await other.drain() == 0  # renewed by the relay still publishing them
+    held.release.set()
+    assert await draining == 2
+    assert sorted(m.event["id"] for m in await stored(sample_stream)) == sorted(str(e.id) for e in written)
+
+
 async def test_a_writers_rows_behind_an_older_pending_row_are_left_to_the_relay_in_order(
     nc: Client, service_engine: AsyncEngine, sample_stream: str, stored
 ) -> None:

@@ -1,6 +1,7 @@
 """A wrong or missing environment variable stops start-up with its name."""
 
 import pytest
+from pydantic import Field
 from raccrochage_platform.settings import ConfigError, ServiceSettings, load_settings
 
 
@@ -42,3 +43,43 @@ def test_outbox_retention_is_a_week_by_default(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("RACCROCHAGE_OUTBOX_RETENTION_SECONDS", "-1")
     with pytest.raises(ConfigError, match="RACCROCHAGE_OUTBOX_RETENTION_SECONDS"):
         load_settings(ServiceSettings)
+
+
+class KeyedSettings(ServiceSettings):
+    token_key: str = Field(validation_alias="RACCROCHAGE_TOKEN_KEY", min_length=32)
+
+
+def production(monkeypatch: pytest.MonkeyPatch, token_key: str, database_url: str) -> None:
+    monkeypatch.setenv("RACCROCHAGE_ENVIRONMENT", "production")
+    monkeypatch.setenv("RACCROCHAGE_SERVICE", "psad")
+    monkeypatch.setenv("NATS_URL", "nats://psad:n4ts-Secret-9f2c@nats:4222")
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("RACCROCHAGE_TOKEN_KEY", token_key)
+
+
+@pytest.mark.parametrize(
+    ("token_key", "password", "refused"),
+    [
+        ("t" * 64, "Zq8-v41Lm0pRx7", "RACCROCHAGE_TOKEN_KEY"),  # the test rigs' keys
+        ("dev-only-token-key-replace-in-production-00000000", "Zq8-v41Lm0pRx7", "RACCROCHAGE_TOKEN_KEY"),
+        ("3f9a0c17d2b84e65a1c0ff3e9b27d4c8a6e1f05b7c3d92e8", "dev_psad", "DATABASE_URL"),  # init.sql's old
+    ],
+)
+def test_production_refuses_the_development_secrets(
+    monkeypatch: pytest.MonkeyPatch, token_key: str, password: str, refused: str
+) -> None:
+    production(monkeypatch, token_key, f"postgresql://psad:{password}@db:5432/psad")
+    with pytest.raises(ConfigError, match=refused) as raised:
+        load_settings(KeyedSettings)
+    assert token_key not in str(raised.value) and password not in str(raised.value)  # never echoed
+
+
+def test_production_starts_with_secrets_of_its_own_and_development_with_any(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "3f9a0c17d2b84e65a1c0ff3e9b27d4c8a6e1f05b7c3d92e8"
+    production(monkeypatch, key, "postgresql://psad:Zq8-v41Lm0pRx7@db:5432/psad")
+    assert load_settings(KeyedSettings).token_key == key
+    production(monkeypatch, "t" * 64, "postgresql://psad:dev_psad@db:5432/psad")
+    monkeypatch.setenv("RACCROCHAGE_ENVIRONMENT", "development")
+    assert load_settings(KeyedSettings).environment == "development"

@@ -32,7 +32,7 @@ def identified(
     return YouthIdentified(
         youth_id=youth_id(n),
         campaign_id="2026-11",
-        psad_id=psad_id or f"psad-{departement.lower()}-test",
+        psad_id=psad_id or f"psad-{departement.lower()}",
         departement=departement,
         age=age,
         months_since_leaving=4,
@@ -45,7 +45,7 @@ def identified(
 def found(n: int | str, *, departement: str = "33") -> YouthFound:
     return YouthFound(
         youth_id=youth_id(n),
-        psad_id=f"psad-{departement.lower()}-test",
+        psad_id=f"psad-{departement.lower()}",
         base="cfa",
         partner_id="cfa-gironde",
         enrolled_since=date(2026, 11, 20),

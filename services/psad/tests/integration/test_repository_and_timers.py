@@ -29,7 +29,7 @@ async def unit_of_work(psad_db: str):
 
 
 def _case(n: int, age: int = 17) -> Case:
-    return Case.open(str(uuid.uuid4()), youth_id(n), "psad-33-test", "33", age, T0, level="2nde GT")
+    return Case.open(str(uuid.uuid4()), youth_id(n), "psad-33-medoc", "33", age, T0, level="2nde GT")
 
 
 async def _store(unit_of_work, case: Case) -> None:
@@ -120,7 +120,7 @@ async def test_a_hand_over_batch_opens_new_cases_and_reports_the_youths_known(un
     """`open_new`, batch after batch (past the generic plans too): a youth with an open case, or
     with a closed one of the same PSAD, gets no new row; the others do."""
     open_case, closed_here, closed_elsewhere = _case(2000), _case(2001), _case(2002)
-    closed_elsewhere.psad_id = "psad-33-other"
+    closed_elsewhere.psad_id = "psad-33-blaye"
     await _store(unit_of_work, open_case)
     for case in (closed_here, closed_elsewhere):
         case.mark_found("cfa", T0 + timedelta(days=1))

@@ -33,7 +33,7 @@ async def unit_of_work(psad_db: str):
     async with factory() as uow:
         await uow.cases.insert_new(
             [
-                Case.open(str(uuid.uuid4()), youth_id(f"uow-{n}"), "psad-33-test", "33", 17, T0)
+                Case.open(str(uuid.uuid4()), youth_id(f"uow-{n}"), "psad-33-medoc", "33", 17, T0)
                 for n in range(6)
             ]
         )

@@ -31,7 +31,7 @@ from raccrochage_psad.service_layer.timers import apply_timers
 from .fakes import FakePsadUnitOfWork
 
 T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
-PSAD = "psad-33-test"
+PSAD = "psad-33-medoc"
 COUNSELLOR = Principal(sub="conseillere-1", role=Role.COUNSELLOR, territory="33")
 
 
@@ -77,7 +77,7 @@ async def handled(uow: FakePsadUnitOfWork, handler, *arguments):
 # --- hand-over from repérage -----------------------------------------------------------------------
 async def test_a_batch_of_identified_youths_opens_one_case_each_and_publishes_case_opened() -> None:
     uow = FakePsadUnitOfWork()
-    batch = [identified(1), identified(2, departement="40", psad_id="psad-40-test")]
+    batch = [identified(1), identified(2, departement="40", psad_id="psad-40-dax")]
     assert await handled(uow, handover.open_cases, batch) == 2
     assert uow.commits == 1
     opened = uow.published_of("psad.case.opened.v1")
@@ -133,7 +133,7 @@ async def test_a_youth_handed_over_again_to_the_psad_that_closed_the_case_gets_i
 
 async def test_a_youth_whose_case_was_closed_elsewhere_gets_a_new_case() -> None:
     uow = FakePsadUnitOfWork()
-    elsewhere = stored_case(1, psad_id="psad-33-other")
+    elsewhere = stored_case(1, psad_id="psad-33-blaye")
     elsewhere.close(CloseReason.REFUSES_SUPPORT, T0 + timedelta(days=1))
     uow.cases.add(elsewhere)
     assert await handled(uow, handover.open_cases, [identified(1)]) == 1
@@ -196,14 +196,14 @@ async def test_a_transfer_opens_a_case_at_the_destination_unless_one_is_open() -
         case_id=uuid.uuid4(),
         youth_id=youth(1),
         psad_id=PSAD,
-        to_psad_id="psad-40-test",
+        to_psad_id="psad-40-dax",
         departement="40",
         age=18,
         transferred_at=T0,
     )
     await handled(uow, handover.transferred_in, event(moved, source="raccrochage/psad"))
     (case,) = uow.cases.cases_of(youth(1))
-    assert (case.psad_id, case.departement, case.status) == ("psad-40-test", "40", CaseStatus.TO_CONTACT)
+    assert (case.psad_id, case.departement, case.status) == ("psad-40-dax", "40", CaseStatus.TO_CONTACT)
     assert uow.published_types() == ["psad.case.opened.v1"]
     await handled(uow, handover.transferred_in, event(moved, source="raccrochage/psad"))
     assert len(uow.cases.cases_of(youth(1))) == 1 and len(uow.published) == 1

@@ -23,6 +23,15 @@ class ReperageSettings(ServiceSettings):
         "CAP,BEP,BP,BAC_PRO,BAC_GENERAL,BAC_TECHNO,BTS,DUT,BUT,LICENCE,MASTER,DOCTORAT",
         validation_alias="REPERAGE_QUALIFYING_DIPLOMAS",
     )
+    ingest_stall_seconds: float = Field(
+        600,
+        validation_alias="REPERAGE_INGEST_STALL_SECONDS",
+        gt=0,
+        description="a campaign still ingesting with no chunk committed for this long has stalled",
+    )
+    stall_check_seconds: float = Field(
+        60, validation_alias="REPERAGE_STALL_CHECK_SECONDS", gt=0, description="how often stalls are counted"
+    )
     contact_card_callers: str = Field(
         "psad,mlds,clause_sociale", validation_alias="REPERAGE_CONTACT_CARD_CALLERS"
     )

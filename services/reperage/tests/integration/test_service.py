@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import date
@@ -17,6 +18,8 @@ from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
 from raccrochage_platform.auth import mint
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_reperage.domain.demo import generate
+from raccrochage_reperage.service_layer.ingest import file_sha256
+from raccrochage_rig.testing.processes import service_process
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 AS_OF = date(2026, 11, 2)
@@ -315,3 +318,51 @@ async def test_a_refused_upload_leaves_the_campaign_id_for_the_corrected_file(
     assert refused.status_code == 422, refused.text
     files = generate(100, 5, tmp_path, campaign="c-retry", as_of=AS_OF)
     assert (await upload(reperage_service, files.siei, "c-retry"))["rows"] > 0
+
+
+async def test_an_ingest_that_died_is_reported_stalled_and_resumes_from_the_same_file(
+    reperage_env: dict[str, str], reperage_db: str, reperage_stream: str, tmp_path: Path
+) -> None:
+    files = generate(100, 5, tmp_path, campaign="c-died", as_of=AS_OF)
+    # What an HTTP ingest killed midway leaves: the campaign ingesting, its last chunk committed
+    # an hour ago.
+    conn = await asyncpg.connect(libpq_dsn(reperage_db))
+    try:
+        await conn.execute(
+            "INSERT INTO campaign (campaign_id, as_of, file_sha256, status, progressed_at) "
+            "VALUES ('c-died', $1, $2, 'ingesting', now() - interval '1 hour')",
+            AS_OF,
+            file_sha256(files.siei),
+        )
+    finally:
+        await conn.close()
+    env = {**reperage_env, "REPERAGE_INGEST_STALL_SECONDS": "600", "REPERAGE_STALL_CHECK_SECONDS": "0.2"}
+    with service_process("reperage", env, tmp_path) as service:
+        async with httpx.AsyncClient(base_url=service.url, headers=bearer(), timeout=60) as client:
+            stalled = (await client.get("/campaigns/c-died")).json()
+
+            async def gauge() -> str:
+                text = (await client.get("/metrics")).text
+                return next(line for line in text.splitlines() if line.startswith(STALLED_GAUGE))
+
+            for _ in range(200):
+                if (alerted := await gauge()) != f"{STALLED_GAUGE} 0.0":
+                    break
+                await asyncio.sleep(0.05)
+            resumed = await upload(service.url, files.siei, "c-died")
+            done = (await client.get("/campaigns/c-died")).json()
+            for _ in range(200):
+                if (cleared := await gauge()) == f"{STALLED_GAUGE} 0.0":
+                    break
+                await asyncio.sleep(0.05)
+        log = service.log_text()
+    assert (stalled["status"], stalled["stalled"]) == ("ingesting", True)
+    assert "send the same file again under the same campaign id" in stalled["retry"]
+    assert alerted == f"{STALLED_GAUGE} 1.0"
+    assert '"campaign_ingest_stalled"' in log and "c-died" in log
+    assert resumed["rows"] > 0
+    assert (done["status"], done["stalled"], done["retry"]) == ("done", False, None)
+    assert cleared == f"{STALLED_GAUGE} 0.0"
+
+
+STALLED_GAUGE = "raccrochage_reperage_campaigns_stalled"

@@ -8,9 +8,10 @@ PostgreSQL. Each repository does what its SQL twin in `adapters/repositories.py`
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from raccrochage_platform.fakes import FakeUnitOfWork
 from raccrochage_reperage.service_layer.unit_of_work import (
@@ -81,6 +82,15 @@ class FakeCampaignRepository(CampaignRepository):
         self.db.campaigns[campaign_id] = CampaignRecord(
             campaign_id, record.as_of, record.file_sha256, "done", copy.deepcopy(summary)
         )
+
+    async def progressed(self, campaign_id: str) -> None:
+        self.db.campaigns[campaign_id] = dataclasses.replace(
+            self.db.campaigns[campaign_id], progressed_at=datetime.now(UTC)
+        )
+
+    async def stalled(self, after_seconds: float) -> list[str]:
+        now = datetime.now(UTC)
+        return sorted(c for c, record in self.db.campaigns.items() if record.stalled(now, after_seconds))
 
     async def first_lines(self, campaign_id: str, youth_ids: Sequence[str]) -> dict[str, int]:
         outcomes = self.db.outcomes

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from raccrochage_contracts.events import partner_seats_v1 as partner
-from raccrochage_platform.auth import InvalidToken, Principal, Role, verify
+from raccrochage_platform.auth import ErrorBody, InvalidToken, Principal, Role, verify
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..adapters import api_keys
@@ -44,10 +44,6 @@ API_KEY = APIKeyHeader(
 BEARER = HTTPBearer(auto_error=False, description="an ops token (raccrochage token --role ops)")
 
 
-class Problem(BaseModel):
-    detail: str
-
-
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     what = {
         401: "no key or token, or not a valid one",
@@ -56,7 +52,8 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "not allowed in its current state (a closed offer, an answered reservation)",
         422: "a field is wrong; `detail` names it",
     }
-    return {code: {"model": Problem, "description": what[code]} for code in codes}
+    # The platform's error body: a sentence, or FastAPI's list of invalid fields (a 422 on the body)
+    return {code: {"model": ErrorBody, "description": what[code]} for code in codes}
 
 
 class OfferIn(partner.SeatsPublished):

@@ -7,14 +7,14 @@ dead letters are for ops tokens only.
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nats.js import JetStreamContext
@@ -30,7 +30,10 @@ from ..service_layer.unit_of_work import OpsUnitOfWork
 from . import pages
 from .security import BEARER_SCHEME, COOKIE, COOKIE_SCHEME, Caller, NotLoggedIn, caller_dependency
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = pathlib.Path(__file__).resolve().parent / "static"
+# A dead letter's sequence in its stream: JetStream's are unsigned 64-bit; a larger one is a 422,
+# not a request the server refuses.
+Seq = Annotated[int, Path(ge=1, le=2**63 - 1, description="the dead letter's sequence in DEADLETTER")]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -167,7 +170,7 @@ def install(app: FastAPI, web: OpsWeb) -> None:
         summary="One dead letter: headers, reason, payload if harmless (ops)",
         responses=R404,
     )
-    async def dead_letter_json(seq: int, who: Caller = caller) -> dict:
+    async def dead_letter_json(seq: Seq, who: Caller = caller) -> dict:
         who.require_ops()
         try:
             return await deadletters.view(web.js, web.topology, web.registry, seq)
@@ -175,7 +178,7 @@ def install(app: FastAPI, web: OpsWeb) -> None:
             raise HTTPException(404, str(error)) from None
 
     @api.post("/deadletters/{seq}/replay", summary="Replay one dead letter, audited (ops)", responses=R404)
-    async def replay_json(seq: int, who: Caller = caller) -> dict:
+    async def replay_json(seq: Seq, who: Caller = caller) -> dict:
         who.require_ops()
         try:
             return {"replayed": await deadletters.replay_one(web.unit_of_work(), web.js, seq, who.principal)}
@@ -304,7 +307,7 @@ def install(app: FastAPI, web: OpsWeb) -> None:
         )
 
     @html.get("/deadletters/{seq}", summary="One dead letter (ops)", responses=R404)
-    async def dead_letter_page(seq: int, who: Caller = caller) -> HTMLResponse:
+    async def dead_letter_page(seq: Seq, who: Caller = caller) -> HTMLResponse:
         who.require_ops()
         try:
             letter = await deadletters.view(web.js, web.topology, web.registry, seq)
@@ -315,7 +318,7 @@ def install(app: FastAPI, web: OpsWeb) -> None:
     @html.post(
         "/deadletters/{seq}/replay", summary="Replay one dead letter (ops), back to the list", responses=R404
     )
-    async def replay_page(seq: int, who: Caller = caller) -> Response:
+    async def replay_page(seq: Seq, who: Caller = caller) -> Response:
         who.require_ops()
         try:
             await deadletters.replay_one(web.unit_of_work(), web.js, seq, who.principal)
@@ -325,7 +328,11 @@ def install(app: FastAPI, web: OpsWeb) -> None:
             "/deadletters?" + urlencode({"message": f"dead letter {seq} replayed"}), status_code=303
         )
 
-    @html.post("/deadletters/replay", summary="Replay every dead letter of a reason (ops)", responses=R404)
+    @html.post(
+        "/deadletters/replay",
+        summary="Replay every dead letter of a reason (ops)",
+        responses={**R404, 422: _error("form field reason: missing")},
+    )
     async def replay_reason_page(request: Request, who: Caller = caller) -> Response:
         who.require_ops()
         form = parse_qs((await request.body()).decode())

@@ -58,14 +58,25 @@ def token_of(request: Request) -> str | None:
     return request.cookies.get(COOKIE) or None
 
 
+# The roles that may open the dashboard. Any other valid token is refused: a campaign manager's,
+# a buyer's or a company's has no territory, which here would mean every territory's counts.
+DASHBOARD_ROLES = frozenset({Role.OPS, Role.ACADEMY, Role.COUNSELLOR})
+
+
 def caller_dependency(key: str):
     def caller(request: Request) -> Caller:
         token = token_of(request)
         if token is None:
             raise NotLoggedIn("missing token: a bearer token, or log in at /login")
         try:
-            return Caller(verify(key, token))
+            principal = verify(key, token)
         except InvalidToken as error:
             raise NotLoggedIn(f"invalid token: {error}") from None
+        if principal.role not in DASHBOARD_ROLES:
+            allowed = ", ".join(sorted(role.value for role in DASHBOARD_ROLES))
+            raise HTTPException(
+                403, f"a {principal.role.value} token may not open the dashboard; it needs: {allowed}"
+            )
+        return Caller(principal)
 
     return caller

@@ -50,7 +50,7 @@ _START_CAMPAIGN = text(
     "VALUES (:campaign_id, :as_of, :sha, 'ingesting') ON CONFLICT (campaign_id) DO NOTHING"
 )
 _RESTART_EMPTY_CAMPAIGN = text(
-    "UPDATE campaign SET as_of = :as_of, file_sha256 = :sha, started_at = now() "
+    "UPDATE campaign SET as_of = :as_of, file_sha256 = :sha, started_at = now(), progressed_at = now() "
     "WHERE campaign_id = :campaign_id AND status = 'ingesting' "
     "AND NOT EXISTS (SELECT 1 FROM campaign_youth WHERE campaign_id = :campaign_id) "
     "AND NOT EXISTS (SELECT 1 FROM rejection WHERE campaign_id = :campaign_id)"
@@ -94,6 +94,7 @@ class SqlCampaignRepository(CampaignRepository):
             row.summary,
             row.started_at,
             row.finished_at,
+            row.progressed_at,
         )
 
     async def start(self, campaign_id: str, as_of: date, file_sha256: str) -> bool:
@@ -107,6 +108,22 @@ class SqlCampaignRepository(CampaignRepository):
             _RESTART_EMPTY_CAMPAIGN, {"campaign_id": campaign_id, "as_of": as_of, "sha": file_sha256}
         )
         return done.rowcount == 1
+
+    async def progressed(self, campaign_id: str) -> None:
+        await self.connection.execute(
+            update(campaign).where(campaign.c.campaign_id == campaign_id).values(progressed_at=func.now())
+        )
+
+    async def stalled(self, after_seconds: float) -> list[str]:
+        found = await self.connection.execute(
+            select(campaign.c.campaign_id)
+            .where(
+                campaign.c.status == "ingesting",
+                campaign.c.progressed_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, after_seconds),
+            )
+            .order_by(campaign.c.campaign_id)
+        )
+        return list(found.scalars())
 
     async def finish(self, campaign_id: str, summary: dict) -> None:
         await self.connection.execute(

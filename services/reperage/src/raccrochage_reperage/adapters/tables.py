@@ -34,6 +34,9 @@ campaign = Table(
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
     Column("summary", JSONB),
+    # The last chunk an ingest committed: a campaign still ingesting long after it has stalled
+    # (its ingest died) and is reported so (REPERAGE_INGEST_STALL_SECONDS).
+    Column("progressed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 # Why a line was rejected: line, field and reason, never the value.

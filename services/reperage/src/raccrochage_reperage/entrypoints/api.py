@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -81,16 +81,22 @@ def campaign_router(
         responses=error_responses(401, 403, 404, 422),
     )
     async def campaign_status(campaign_id: CampaignId, principal: Principal = manager_or_ops) -> dict:
-        """Status (ingesting, done) and summary of a campaign: counts, nothing personal."""
+        """Status (ingesting, done), whether an ingest stalled (died: no chunk committed for
+        REPERAGE_INGEST_STALL_SECONDS), and summary of a campaign: counts, nothing personal."""
         found = await campaigns.status(unit_of_work(), campaign_id)
         if found is None:
             raise HTTPException(404, detail=f"no campaign {campaign_id}")
+        stalled = found.stalled(datetime.now(UTC), settings.ingest_stall_seconds)
         return {
             "campaign_id": found.campaign_id,
             "as_of": found.as_of.isoformat(),
             "status": found.status,
             "started_at": found.started_at.isoformat() if found.started_at else None,
             "finished_at": found.finished_at.isoformat() if found.finished_at else None,
+            "progressed_at": found.progressed_at.isoformat() if found.progressed_at else None,
+            "stalled": stalled,
+            # what to do: the same file under the same id resumes where the dead ingest stopped
+            "retry": campaigns.RETRY_STALLED if stalled else None,
             "summary": found.summary,
         }
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from pathlib import Path
 
 from faststream.nats.annotations import NatsMessage
+from prometheus_client import Gauge
 from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
 from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
@@ -14,13 +16,17 @@ from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters.unit_of_work import ReperageUnitOfWork
 from ..config import ReperageSettings
-from ..service_layer import handovers
+from ..service_layer import campaigns, handovers
 from ..service_layer.vault import give_contact_card
 from .api import campaign_router
 from .cli import demo_main_job
 from .enrolments import EnrolmentResponder
 
 log = get_logger(__name__)
+STALLED_CAMPAIGNS = Gauge(
+    "raccrochage_reperage_campaigns_stalled",
+    "campaigns still ingesting with no chunk committed for REPERAGE_INGEST_STALL_SECONDS (their ingest died)",
+)
 CONTACT_CARD_SUBJECT = "rpc.reperage.contact_card"
 
 
@@ -63,6 +69,26 @@ async def build(context: ServiceContext) -> None:
         await handovers.case_transferred(uow, event.data)
 
     context.app.include_router(campaign_router(unit_of_work, settings))
+
+    async def watch_stalled_ingests() -> None:
+        """Counts the campaigns whose ingest died (REPERAGE_INGEST_STALL_SECONDS without a chunk)
+        into a gauge an alert can watch, and logs each once as it stalls."""
+        told: set[str] = set()
+        while True:
+            try:
+                stalled = await campaigns.stalled(unit_of_work(), settings.ingest_stall_seconds)
+            except Exception as error:  # the database is down: /ready says so; try again later
+                log.warning("stalled_ingests_unknown", error=type(error).__name__)
+            else:
+                STALLED_CAMPAIGNS.set(len(stalled))
+                for campaign_id in sorted(set(stalled) - told):
+                    log.warning(
+                        "campaign_ingest_stalled", campaign_id=campaign_id, retry=campaigns.RETRY_STALLED
+                    )
+                told = set(stalled)
+            await asyncio.sleep(settings.stall_check_seconds)
+
+    context.background.append(watch_stalled_ingests)
 
 
 spec = ServiceSpec(

@@ -255,6 +255,8 @@ async def _write_one(
 ) -> int:
     async with uow:
         reported_again = await write_chunk(uow, chunk, campaign_id, as_of, tally)
+        # last, so that concurrent writers hold the campaign's row only while committing
+        await uow.campaigns.progressed(campaign_id)
         await uow.commit()
     return reported_again
 

@@ -26,6 +26,15 @@ class CampaignRecord:
     summary: dict | None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    progressed_at: datetime | None = None  # the last chunk committed
+
+    def stalled(self, now: datetime, after_seconds: float) -> bool:
+        """Still ingesting with no chunk committed for `after_seconds`: its ingest died."""
+        return (
+            self.status == "ingesting"
+            and self.progressed_at is not None
+            and (now - self.progressed_at).total_seconds() > after_seconds
+        )
 
 
 class Outcome(NamedTuple):
@@ -107,6 +116,14 @@ class CampaignRepository(abc.ABC):
 
     @abc.abstractmethod
     async def finish(self, campaign_id: str, summary: dict) -> None: ...
+
+    @abc.abstractmethod
+    async def progressed(self, campaign_id: str) -> None:
+        """A chunk of the campaign is being committed (`progressed_at` = now)."""
+
+    @abc.abstractmethod
+    async def stalled(self, after_seconds: float) -> list[str]:
+        """The campaigns still ingesting with no chunk committed for `after_seconds`."""
 
     @abc.abstractmethod
     async def first_lines(self, campaign_id: str, youth_ids: Sequence[str]) -> dict[str, int]:
