@@ -34,6 +34,7 @@ TOKENS = {
     "counsellor-40": bearer("counsellor", "40"),
     "ops": bearer("ops"),
     "campaign_manager": bearer("campaign_manager"),
+    "dpo": bearer("dpo"),
 }
 
 
