@@ -445,10 +445,14 @@ class SqlErasureRepository(ErasureRepository):
 
     async def get(self, request_id: uuid.UUID) -> ErasureRecord | None:
         found = (
-            await self.connection.execute(
-                select(erasure_request).where(erasure_request.c.request_id == request_id)
+            (
+                await self.connection.execute(
+                    select(erasure_request).where(erasure_request.c.request_id == request_id)
+                )
             )
-        ).first()
+            .mappings()
+            .first()
+        )
         if found is None:
             return None
         answers = await self.connection.execute(
@@ -461,15 +465,7 @@ class SqlErasureRepository(ErasureRepository):
             .where(erasure_answer.c.request_id == request_id)
             .order_by(erasure_answer.c.service)
         )
-        return ErasureRecord(
-            request_id=found.request_id,
-            requested_by=found.requested_by,
-            requested_at=found.requested_at,
-            identity_found=found.identity_found,
-            erased=found.erased,
-            completed_at=found.completed_at,
-            answers=tuple(ErasureAnswer(*row) for row in answers),
-        )
+        return ErasureRecord(**found, answers=tuple(ErasureAnswer(*row) for row in answers))
 
     async def answer(
         self, request_id: uuid.UUID, service: str, at: datetime, erased: dict, anonymised: dict

@@ -48,15 +48,7 @@ class ErasureStatus(BaseModel):
     @classmethod
     def of(cls, record: ErasureRecord) -> ErasureStatus:
         return cls(
-            request_id=record.request_id,
-            requested_by=record.requested_by,
-            requested_at=record.requested_at,
-            identity_found=record.identity_found,
-            erased=record.erased,
-            complete=record.completed_at is not None,
-            completed_at=record.completed_at,
-            silent=record.silent,
-            answers=[ServiceAnswer(**dataclasses.asdict(answer)) for answer in record.answers],
+            **dataclasses.asdict(record), complete=record.completed_at is not None, silent=record.silent
         )
 
 
