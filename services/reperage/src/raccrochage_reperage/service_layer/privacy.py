@@ -9,6 +9,7 @@ leaves this process but in the document the DPO receives.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -114,8 +115,9 @@ async def export_youth(
         "services": {"reperage": held},
         "unanswered": [],
     }
-    for service in services:
-        answer = await ask(service, youth_id)
+    # Asked all at once: a silent service costs one timeout, not one each.
+    answers = await asyncio.gather(*(ask(service, youth_id) for service in services))
+    for service, answer in zip(services, answers, strict=True):
         if answer is None or answer.get("status") != "ok":
             document["unanswered"].append(service)
         else:
