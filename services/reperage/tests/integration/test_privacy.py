@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import asyncpg
 import pytest
-import pytest_asyncio
 from raccrochage_contracts.events.privacy_v1 import ErasureDone
-from raccrochage_platform.db import libpq_dsn, make_engine
 from raccrochage_reperage.domain.partners import identity_key
 from raccrochage_reperage.entrypoints.cli import unit_of_work_factory
 from raccrochage_reperage.service_layer import privacy
@@ -18,20 +15,6 @@ from .test_live_enrolments import BIRTH, KEY, hand_over
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 NOW = datetime(2026, 12, 5, 10, tzinfo=UTC)
 INE, OTHER = "1234567890A", "1234567890B"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def conn(reperage_db: str):
-    connection = await asyncpg.connect(libpq_dsn(reperage_db))
-    yield connection
-    await connection.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def engine(reperage_db: str):
-    engine = make_engine(reperage_db)
-    yield engine
-    await engine.dispose()
 
 
 async def test_an_erasure_leaves_nothing_of_the_youth_and_completes_with_the_last_answer(
