@@ -1,7 +1,7 @@
 """Across services, on the real rig: a youth who went through repérage, PSAD, FOQUALE and the MLDS
 is exported, then erased; afterwards no database of any service holds the youth's youth_id, INE
-or contact details, and the request is complete with every service's answer. A service that
-cannot answer is named by `privacy erase --wait`."""
+or contact details, no service log their identity, and the request is complete with every
+service's answer. A service that cannot answer is named by `privacy erase --wait`."""
 
 from __future__ import annotations
 
@@ -199,6 +199,12 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     needles = [youth_id, ine, *(identity[c] for c in ("telephone", "courriel") if identity[c])]
     for service in SERVICES:
         assert await _traces(urls[service], needles) == [], service
+    # Logs carry youth_ids at most, never an identity: neither the export nor the erasure wrote one.
+    identity_needles = needles[1:]
+    assert not any(needle in erased.stdout + erased.stderr for needle in identity_needles)
+    for log_file in sorted((folder / "logs").glob("*.log")):
+        text = log_file.read_text(encoding="utf-8", errors="replace")
+        assert [needle for needle in identity_needles if needle in text] == [], log_file.name
     # ops' figures still count the youth, under a key that names nobody.
     assert await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth") == ops_total
     still = await asyncio.to_thread(_run, env, "privacy", "status", status["request_id"])
