@@ -230,13 +230,15 @@ def test_a_service_publishes_on_its_own_subjects_only(users, name):
 def test_ops_reads_and_changes_no_stream(users):
     publish = users["ops"]["permissions"]["publish"]
     # Beside the API and acks: its own dead letters, and the service streams' subjects to
-    # replay dead letters on them (partner subjects never: they carry a partner's identity).
+    # replay dead letters on them (partner subjects never: they carry a partner's identity);
+    # its answers to the vault's erasure requests and export requests (docs/privacy.md).
     streams = {subject for s in SERVICES.values() for subject in s.get("subjects", [])}
-    assert set(publish["allow"]) == {"$JS.API.>", "$JS.ACK.>", "deadletter.>"} | streams
+    privacy = {"privacy.erasure.done.v1", "_INBOX.>"}
+    assert set(publish["allow"]) == {"$JS.API.>", "$JS.ACK.>", "deadletter.>"} | streams | privacy
     assert {"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"} <= set(publish["deny"])
     # Message deletion only in DEADLETTER (a replayed dead letter), never in a service stream.
     stream_names = {s["stream"] for s in SERVICES.values() if s.get("stream")}
-    assert {f"$JS.API.STREAM.MSG.DELETE.{name}" for name in stream_names | {"PARTNER"}} <= set(
+    assert {f"$JS.API.STREAM.MSG.DELETE.{name}" for name in stream_names | {"PARTNER", "PRIVACY"}} <= set(
         publish["deny"]
     )
 

@@ -41,6 +41,7 @@ TOKENS = {
     "mlds_tutor-33": bearer("mlds_tutor", "33"),
     "buyer": bearer("buyer", organisation="bordeaux-metropole"),
     "company": bearer("company", organisation="btp-gironde"),
+    "dpo": bearer("dpo"),
 }
 ROLE_OF = {label: label.split("-")[0] for label in TOKENS}
 

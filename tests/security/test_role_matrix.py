@@ -17,7 +17,7 @@ from raccrochage_contracts.events.reperage_v1 import YouthIdentified
 from .conftest import TOKENS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-ROLES = list(TOKENS)  # none, forged, counsellor-33, counsellor-40, ops, campaign_manager
+ROLES = list(TOKENS)  # none, forged, counsellor-33, counsellor-40, ops, campaign_manager, dpo
 
 
 def row(own: str | int, **others: str | int) -> dict[str, str | int]:
@@ -59,6 +59,19 @@ async def test_reperage_campaign_routes_are_a_campaign_managers(start_service) -
     ]
     async with httpx.AsyncClient(base_url=service.url, timeout=30) as client:
         wrong = await check(client, matrix, owner="campaign_manager")
+    assert wrong == []
+
+
+async def test_reperage_privacy_routes_are_the_dpos(start_service) -> None:
+    service = await start_service("reperage")
+    youth = {"ine": "1234567890A"}
+    matrix = [
+        ("POST", "/privacy/erasures", youth, row(202)),
+        ("GET", "/privacy/erasures/00000000-0000-0000-0000-000000000000", None, row(404)),
+        ("POST", "/privacy/exports", youth, row(200)),
+    ]
+    async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
+        wrong = await check(client, matrix, owner="dpo")
     assert wrong == []
 
 

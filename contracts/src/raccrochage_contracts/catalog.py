@@ -20,11 +20,16 @@ SERVICES = ("reperage", "psad", "foquale", "mlds", "clause_sociale", "ops")
 @dataclass(frozen=True)
 class CatalogEntry:
     event_type: str
-    producer: str
+    # One service, or several for an answer every service gives (privacy.erasure.done.v1).
+    producer: str | tuple[str, ...]
     consumers: tuple[str, ...]
     description: str = ""
     stream: str = ""
     extra: dict = field(default_factory=dict)
+
+    @property
+    def producers(self) -> tuple[str, ...]:
+        return (self.producer,) if isinstance(self.producer, str) else self.producer
 
 
 def load_catalog(path: Path = CATALOG_PATH) -> dict[str, CatalogEntry]:
@@ -35,7 +40,7 @@ def load_catalog(path: Path = CATALOG_PATH) -> dict[str, CatalogEntry]:
     for name, body in raw.get("events", {}).items():
         entries[name] = CatalogEntry(
             event_type=name,
-            producer=body["producer"],
+            producer=body["producer"] if isinstance(body["producer"], str) else tuple(body["producer"]),
             consumers=tuple(body.get("consumers", ())),
             description=body.get("description", ""),
             stream=body.get("stream", ""),
@@ -53,7 +58,7 @@ def catalog_problems(registry: Registry, catalog: dict[str, CatalogEntry]) -> li
         if name not in registry:
             problems.append(f"{name}: catalog entry has no model in the registry")
         known = set(SERVICES) | {"partner"}
-        for who in (entry.producer, *entry.consumers):
+        for who in (*entry.producers, *entry.consumers):
             if who not in known:
                 problems.append(f"{name}: unknown service {who!r} in catalog")
     return problems

@@ -37,7 +37,7 @@ def asyncapi_document(service: str, registry: Registry, catalog: dict[str, Catal
         entry = catalog.get(name)
         if entry is None:
             continue
-        sends = entry.producer == service
+        sends = service in entry.producers
         receives = service in entry.consumers
         if not (sends or receives):
             continue

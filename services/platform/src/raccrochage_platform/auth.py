@@ -42,6 +42,9 @@ class Role(StrEnum):
     BUYER = "buyer"
     COMPANY = "company"
     MLDS_TUTOR = "mlds_tutor"
+    # The data protection officer: erases a youth everywhere and exports what is held about
+    # them (repérage's /privacy routes); acts for every territory, so the token has none.
+    DPO = "dpo"
 
 
 # The roles whose token is bound to one territory; the others act for every territory.

@@ -88,7 +88,7 @@ def token_command(
         str,
         typer.Option(
             help="with --territory: counsellor, academy, mlds_coordinator, mlds_tutor; with "
-            "--organisation: buyer, company; alone: ops, campaign_manager"
+            "--organisation: buyer, company; alone: ops, campaign_manager, dpo"
         ),
     ],
     territory: Annotated[

@@ -83,13 +83,23 @@ _INSERT = text(
 # Where a service's answer to a partner goes (a `partner.*` type, such as FOQUALE's feedback on
 # a partner's records): deploy/topology.toml's stream of partner subjects.
 PARTNER_STREAM = "PARTNER"
+# Where erasure requests and every service's answers go (`privacy.*` types, docs/privacy.md).
+PRIVACY_STREAM = "PRIVACY"
+
+
+def needs_own_stream(event: CloudEvent) -> bool:
+    """False for the types every service may write without a stream of its own (`privacy.*`)
+    or that go back to a partner (`partner.*`)."""
+    return not event.type.startswith(("partner.", "privacy."))
 
 
 def route(event: CloudEvent, stream: str) -> tuple[str, str]:
     """The NATS subject and stream of an event a service writes. Its own types go on its stream;
-    an answer to a partner (a `partner.*` type) goes back on that partner's subjects
-    (`partner.<partner_id>.…`, PARTNER stream), the partner named by the envelope's subject,
-    `partner/<partner_id>[/…]`."""
+    an erasure request or answer (a `privacy.*` type) on the PRIVACY stream; an answer to a
+    partner (a `partner.*` type) goes back on that partner's subjects (`partner.<partner_id>.…`,
+    PARTNER stream), the partner named by the envelope's subject, `partner/<partner_id>[/…]`."""
+    if event.type.startswith("privacy."):
+        return nats_subject(event.type), PRIVACY_STREAM
     if not event.type.startswith("partner."):
         return nats_subject(event.type), stream
     prefix, _, rest = event.subject.partition("/")
@@ -102,7 +112,10 @@ def route(event: CloudEvent, stream: str) -> tuple[str, str]:
 
 
 async def write_events(
-    conn: AsyncConnection, stream: str, events: Sequence[CloudEvent], lease_seconds: float | None = None
+    conn: AsyncConnection,
+    stream: str | None,
+    events: Sequence[CloudEvent],
+    lease_seconds: float | None = None,
 ) -> list[OutboxRow]:
     """Write `events` into the outbox of `conn`'s transaction. With `lease_seconds`, returns the
     rows leased to the caller, oldest first, to publish once committed (`OutboxRelay.publish_leased`)."""

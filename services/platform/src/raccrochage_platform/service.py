@@ -54,7 +54,7 @@ class ServiceContext:
     app: FastAPI
     source: str  # raccrochage/<service>, the producer named in its envelopes
     stream: str | None  # where its events go (None: it publishes nothing)
-    relay: OutboxRelay | None = None  # publishes its outbox (None without a stream)
+    relay: OutboxRelay | None = None  # publishes its outbox
     consumers: list[EventConsumer] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -114,17 +114,15 @@ async def run_service(spec: ServiceSpec) -> None:
     await broker.connect()
     app = FastAPI(title=f"raccrochage {spec.name}")
     service_def = topology.services[spec.name]
-    relay = (
-        OutboxRelay(
-            engine,
-            jetstream(broker),
-            batch_size=settings.relay_batch_size,
-            sweep_seconds=settings.relay_sweep_seconds,
-            lease_seconds=settings.relay_lease_seconds,
-            retention_seconds=settings.outbox_retention_seconds,
-        )
-        if service_def.stream
-        else None
+    # Every service has a relay, a service without a stream of its own too: each answers the
+    # vault's erasure requests through its outbox (PRIVACY stream).
+    relay = OutboxRelay(
+        engine,
+        jetstream(broker),
+        batch_size=settings.relay_batch_size,
+        sweep_seconds=settings.relay_sweep_seconds,
+        lease_seconds=settings.relay_lease_seconds,
+        retention_seconds=settings.outbox_retention_seconds,
     )
     context = ServiceContext(
         settings, topology, engine, broker, registry, app, service_def.source, service_def.stream, relay
@@ -132,8 +130,7 @@ async def run_service(spec: ServiceSpec) -> None:
     app.include_router(health_router(context, relay))
     await spec.build(context)
     await broker.start()
-    if relay:
-        await relay.start()
+    await relay.start()
     for consumer in context.consumers:
         await consumer.start()
     tasks = [asyncio.create_task(job()) for job in context.background]
@@ -174,8 +171,7 @@ async def run_service(spec: ServiceSpec) -> None:
     server.should_exit = True
     for consumer in context.consumers:
         await consumer.stop()
-    if relay:
-        await relay.stop()
+    await relay.stop()
     for task in tasks:
         task.cancel()
     with contextlib.suppress(Exception):

@@ -137,7 +137,8 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     """A transaction on one connection of `engine`. Subclasses open their repositories on
     `self.connection` in `open_repositories`.
 
-    `stream`: where this service's events go (None: a service that publishes nothing).
+    `stream`: where this service's events go (None: a service that publishes nothing of its
+    own; it may still answer on the shared streams, outbox.needs_own_stream).
     `relay`: when given, the events a commit writes are leased to this writer and published
     right after the commit, instead of waiting for the relay's wake-up and claim."""
 
@@ -182,8 +183,9 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     async def _commit(self, events: list[CloudEvent]) -> None:
         leased: list[OutboxRow] = []
         if events:
-            if self.stream is None:
-                raise RuntimeError(f"{self.source} has no stream to publish {events[0].type} to")
+            own = next((event for event in events if outbox.needs_own_stream(event)), None)
+            if self.stream is None and own is not None:
+                raise RuntimeError(f"{self.source} has no stream to publish {own.type} to")
             lease = self.relay.lease_seconds if self.relay is not None else None
             leased = await outbox.write_events(self._conn, self.stream, events, lease)
             crash_point("uow.mid_transaction")  # written, not committed: PostgreSQL rolls it all back

@@ -8,10 +8,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
+from raccrochage_platform.db import libpq_dsn, make_engine
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import declare_consumer, declare_stream, load_topology
 from raccrochage_rig.testing.processes import service_process
@@ -28,6 +30,21 @@ async def reperage_db(servers: Servers) -> str:
     url = await servers.create_database("reperage")
     await asyncio.to_thread(upgrade, MIGRATIONS, url)
     return url
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def conn(reperage_db: str):
+    """A plain asyncpg connection to the test's repérage database."""
+    connection = await asyncpg.connect(libpq_dsn(reperage_db))
+    yield connection
+    await connection.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def engine(reperage_db: str):
+    engine = make_engine(reperage_db)
+    yield engine
+    await engine.dispose()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

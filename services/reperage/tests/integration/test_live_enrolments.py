@@ -9,12 +9,10 @@ from datetime import date
 
 import asyncpg
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 from raccrochage_contracts import CloudEvent, new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
 from raccrochage_contracts.events.reperage_v1 import YouthReportedAgain
-from raccrochage_platform.db import libpq_dsn, make_engine
 from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_reperage.domain.identity import youth_id
 from raccrochage_reperage.domain.partners import identity_key
@@ -27,20 +25,6 @@ WHO = Partner("cfa-gironde", "cfa")
 INBOX = "test_live"
 BIRTH = date(2009, 2, 28)
 KEY = b"k" * 64
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def conn(reperage_db: str):
-    connection = await asyncpg.connect(libpq_dsn(reperage_db))
-    yield connection
-    await connection.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def engine(reperage_db: str):
-    engine = make_engine(reperage_db)
-    yield engine
-    await engine.dispose()
 
 
 async def hand_over(

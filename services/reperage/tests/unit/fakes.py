@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -20,6 +21,8 @@ from raccrochage_reperage.service_layer.unit_of_work import (
     CampaignRepository,
     Enrolment,
     EnrolmentRepository,
+    ErasureRecord,
+    ErasureRepository,
     Found,
     Handover,
     HandoverRepository,
@@ -49,6 +52,7 @@ class FakeDatabase:
     enrolments: list[Enrolment] = field(default_factory=list)
     vault: dict[str, VaultIdentity] = field(default_factory=dict)
     audit: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    erasures: dict[uuid.UUID, ErasureRecord] = field(default_factory=dict)
 
     def restore(self, snapshot: FakeDatabase) -> None:
         self.__dict__.update(copy.deepcopy(snapshot.__dict__))
@@ -244,6 +248,59 @@ class FakeVaultRepository(VaultRepository):
     async def audit(self, *, caller: str, youth_id: str, purpose: str, granted: bool) -> None:
         self.db.audit.append((caller, youth_id, purpose, granted))
 
+    async def erase(
+        self, youth_id: str, identity: VaultIdentity | None
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        db = self.db
+        erased = {
+            "youth": int(db.vault.pop(youth_id, None) is not None),
+            "campaign_youth": len([key for key in db.outcomes if key[1] == youth_id]),
+            "handover": int(db.handovers.pop(youth_id, None) is not None),
+        }
+        db.outcomes = {key: outcome for key, outcome in db.outcomes.items() if key[1] != youth_id}
+        if identity is not None:
+            kept = [
+                e
+                for e in db.enrolments
+                if e.ine != identity.ine and (e.ine or e.identity_key != identity.identity_key)
+            ]
+            erased["partner_enrolment"] = len(db.enrolments) - len(kept)
+            db.enrolments = kept
+        audited = sum(entry[1] == youth_id for entry in db.audit)
+        db.audit = [(c, "erased" if y == youth_id else y, p, g) for c, y, p, g in db.audit]
+        return erased, {"contact_card_audit": audited}
+
+    async def export(self, youth_id: str, identity: VaultIdentity | None) -> dict[str, list[dict]]:
+        return {"youth": [identity._asdict()] if identity else []}
+
+
+class FakeErasureRepository(ErasureRepository):
+    def __init__(self, db: FakeDatabase) -> None:
+        self.db = db
+
+    async def add(self, record: ErasureRecord) -> None:
+        self.db.erasures[record.request_id] = record
+
+    async def get(self, request_id: uuid.UUID) -> ErasureRecord | None:
+        return self.db.erasures.get(request_id)
+
+    async def answer(
+        self, request_id: uuid.UUID, service: str, at: datetime, erased: dict, anonymised: dict
+    ) -> bool:
+        record = self.db.erasures.get(request_id)
+        owed = [a for a in record.answers if a.service == service and a.answered_at is None] if record else []
+        if not owed:
+            return False
+        answers = tuple(
+            dataclasses.replace(a, answered_at=at, erased=erased, anonymised=anonymised) if a in owed else a
+            for a in record.answers
+        )
+        self.db.erasures[request_id] = dataclasses.replace(record, answers=answers)
+        return True
+
+    async def complete(self, request_id: uuid.UUID, at: datetime) -> None:
+        self.db.erasures[request_id] = dataclasses.replace(self.db.erasures[request_id], completed_at=at)
+
 
 class FakeReperageUnitOfWork(FakeUnitOfWork, AbstractReperageUnitOfWork):
     """One fake unit of work, entered again and again (a factory that always gives it:
@@ -256,6 +313,7 @@ class FakeReperageUnitOfWork(FakeUnitOfWork, AbstractReperageUnitOfWork):
         self.handovers = FakeHandoverRepository(self.db)
         self.enrolments = FakeEnrolmentRepository(self.db)
         self.vault = FakeVaultRepository(self.db)
+        self.erasures = FakeErasureRepository(self.db)
         self._snapshot: FakeDatabase | None = None
 
     async def _begin(self) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
+from ..adapters import privacy
 from ..config import ClauseSocialeSettings
 from ..service_layer import handlers
 from ..service_layer.commands import RunProposalDeadlines
@@ -50,6 +52,7 @@ async def build(context: ServiceContext) -> None:
                 log.info("proposal_deadlines", reminded=len(report.reminded), lapsed=len(report.lapsed))
 
     context.background.append(proposal_deadlines)
+    answer_privacy(context, privacy.RECORDS)
     context.app.include_router(clause_router(unit_of_work, settings.token_key, context.broker))
 
 

@@ -19,9 +19,11 @@ from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 from raccrochage_platform.uow import AbstractUnitOfWork
 
+from ..adapters import privacy
 from ..adapters.partners import seat_partners
 from ..config import FoqualeSettings
 from ..domain.policy import Policy
@@ -113,6 +115,7 @@ async def build(context: ServiceContext) -> None:
                 log.error("timers_failed", **error_fields(error))
 
     context.background.append(timers)
+    answer_privacy(context, privacy.RECORDS)
     context.app.include_router(foquale_router(unit_of_work, context.engine, settings.token_key))
 
 

@@ -10,9 +10,10 @@ from raccrochage_contracts.events.psad_v1 import SolutionRequested
 from raccrochage_platform.broker import jetstream
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import get_logger
+from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
-from ..adapters import stream_replay
+from ..adapters import privacy, stream_replay
 from ..config import MldsSettings
 from ..domain.catalogue import catalogue, read_directory
 from ..domain.dates import SchoolYear
@@ -54,6 +55,7 @@ async def build(context: ServiceContext) -> None:
     async def survey(year: SchoolYear) -> Survey:
         return survey_from_events(await stream_replay.replay(js), year, settings.survey_threshold)
 
+    answer_privacy(context, privacy.RECORDS)
     context.app.include_router(mlds_router(unit_of_work, settings.token_key, survey))
 
 

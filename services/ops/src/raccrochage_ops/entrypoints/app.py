@@ -9,8 +9,10 @@ from pathlib import Path
 from raccrochage_platform.broker import jetstream
 from raccrochage_platform.consumer import EventConsumer
 from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
+from ..adapters import privacy
 from ..config import OpsSettings
 from ..service_layer import projecting
 from ..service_layer.rebuild import rebuild
@@ -74,6 +76,7 @@ async def build(context: ServiceContext) -> None:
             await asyncio.sleep(settings.health_seconds)
 
     context.background.append(export_health)
+    answer_privacy(context, privacy.RECORDS)
 
 
 spec = ServiceSpec(

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
+from ..adapters import privacy
 from ..config import PsadSettings
 from ..service_layer import answers, handover
 from ..service_layer.timers import apply_timers
@@ -73,6 +75,7 @@ async def build(context: ServiceContext) -> None:
                 log.error("timers_failed", **error_fields(error))
 
     context.background.append(timers)
+    answer_privacy(context, privacy.RECORDS)
     context.app.include_router(psad_router(unit_of_work, policy, settings.token_key, context.broker))
 
 

@@ -10,11 +10,13 @@ for about the same work in PostgreSQL.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 
 from pydantic_core import to_json
-from sqlalchemy import bindparam, func, insert, select, text, update
+from raccrochage_platform.privacy import ERASED, delete_published_events, rows_of
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Date, Text
@@ -24,6 +26,9 @@ from ..service_layer.unit_of_work import (
     CampaignRepository,
     Enrolment,
     EnrolmentRepository,
+    ErasureAnswer,
+    ErasureRecord,
+    ErasureRepository,
     Found,
     Handover,
     HandoverRepository,
@@ -32,7 +37,17 @@ from ..service_layer.unit_of_work import (
     VaultIdentity,
     VaultRepository,
 )
-from .tables import campaign, contact_card_audit, rejection, youth
+from .tables import (
+    campaign,
+    campaign_youth,
+    contact_card_audit,
+    erasure_answer,
+    erasure_request,
+    handover,
+    partner_enrolment,
+    rejection,
+    youth,
+)
 
 TEXTS = ARRAY(Text)
 
@@ -368,3 +383,129 @@ class SqlVaultRepository(VaultRepository):
                 caller=caller, youth_id=youth_id, purpose=purpose, granted=granted
             )
         )
+
+    async def erase(
+        self, youth_id: str, identity: VaultIdentity | None
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        erased: dict[str, int] = {}
+        for table, where in self._youth_rows(youth_id, identity):
+            erased[table.name] = (await self.connection.execute(delete(table).where(where))).rowcount
+        erased["outbox"] = await delete_published_events(self.connection, youth_id)
+        # Who read the card, when and why stays; for whom no longer does.
+        audited = await self.connection.execute(
+            update(contact_card_audit)
+            .where(contact_card_audit.c.youth_id == youth_id)
+            .values(youth_id=ERASED)
+        )
+        return erased, {contact_card_audit.name: audited.rowcount}
+
+    async def export(self, youth_id: str, identity: VaultIdentity | None) -> dict[str, list[dict]]:
+        found = {}
+        for table, where in [
+            *self._youth_rows(youth_id, identity),
+            (contact_card_audit, contact_card_audit.c.youth_id == youth_id),
+        ]:
+            found[table.name] = await rows_of(self.connection, table, where)
+        return found
+
+    @staticmethod
+    def _youth_rows(youth_id: str, identity: VaultIdentity | None) -> list:
+        """(table, condition) of every row repérage keeps under the youth's name."""
+        rows = [
+            (youth, youth.c.youth_id == youth_id),
+            (campaign_youth, campaign_youth.c.youth_id == youth_id),
+            (handover, handover.c.youth_id == youth_id),
+        ]
+        if identity is not None:
+            enrolments = partner_enrolment.c
+            rows.append(
+                (
+                    partner_enrolment,
+                    or_(
+                        enrolments.ine == identity.ine,
+                        and_(enrolments.ine.is_(None), enrolments.identity_key == identity.identity_key),
+                    ),
+                )
+            )
+        return rows
+
+
+class SqlErasureRepository(ErasureRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, record: ErasureRecord) -> None:
+        await self.connection.execute(
+            insert(erasure_request).values(
+                request_id=record.request_id,
+                requested_by=record.requested_by,
+                requested_at=record.requested_at,
+                identity_found=record.identity_found,
+                erased=record.erased,
+                completed_at=record.completed_at,
+            )
+        )
+        if record.answers:
+            await self.connection.execute(
+                insert(erasure_answer),
+                [
+                    {
+                        "request_id": record.request_id,
+                        "service": answer.service,
+                        "answered_at": answer.answered_at,
+                        "erased": answer.erased,
+                        "anonymised": answer.anonymised,
+                    }
+                    for answer in record.answers
+                ],
+            )
+
+    async def get(self, request_id: uuid.UUID) -> ErasureRecord | None:
+        found = (
+            (
+                await self.connection.execute(
+                    select(erasure_request).where(erasure_request.c.request_id == request_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if found is None:
+            return None
+        answers = await self.connection.execute(
+            select(
+                erasure_answer.c.service,
+                erasure_answer.c.answered_at,
+                erasure_answer.c.erased,
+                erasure_answer.c.anonymised,
+            )
+            .where(erasure_answer.c.request_id == request_id)
+            .order_by(erasure_answer.c.service)
+        )
+        return ErasureRecord(**found, answers=tuple(ErasureAnswer(*row) for row in answers))
+
+    async def answer(
+        self, request_id: uuid.UUID, service: str, at: datetime, erased: dict, anonymised: dict
+    ) -> bool:
+        answered = await self.connection.execute(
+            update(erasure_answer)
+            .where(
+                erasure_answer.c.request_id == request_id,
+                erasure_answer.c.service == service,
+                erasure_answer.c.answered_at.is_(None),
+            )
+            .values(answered_at=at, erased=erased, anonymised=anonymised)
+        )
+        return answered.rowcount == 1
+
+    async def complete(self, request_id: uuid.UUID, at: datetime) -> None:
+        await self.connection.execute(
+            update(erasure_request).where(erasure_request.c.request_id == request_id).values(completed_at=at)
+        )
+        await self.connection.execute(_FORGET_REQUEST, {"request_id": str(request_id)})
+
+
+# The request's event named the youth: once every service has answered it, it has done its work.
+_FORGET_REQUEST = text(
+    "DELETE FROM outbox WHERE event_type = 'privacy.erasure.requested.v1' AND aggregate_key = :request_id"
+)

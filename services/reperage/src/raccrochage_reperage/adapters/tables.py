@@ -136,4 +136,28 @@ contact_card_audit = Table(
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# The DPO's erasure requests (service_layer/privacy.py): who asked and when, never which youth,
+# and which services have answered. A request is complete when every service has.
+erasure_request = Table(
+    "erasure_request",
+    metadata,
+    Column("request_id", Uuid, primary_key=True),
+    Column("requested_by", Text, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("identity_found", Boolean, nullable=False),  # the vault held the INE's identity
+    Column("erased", JSONB, nullable=False),  # the vault's own counts, per kind of record
+    Column("completed_at", DateTime(timezone=True)),
+)
+
+erasure_answer = Table(
+    "erasure_answer",
+    metadata,
+    Column("request_id", Uuid, ForeignKey("erasure_request.request_id", ondelete="CASCADE"), nullable=False),
+    Column("service", Text, nullable=False),
+    Column("answered_at", DateTime(timezone=True)),  # None: not yet
+    Column("erased", JSONB),
+    Column("anonymised", JSONB),
+    PrimaryKeyConstraint("request_id", "service"),
+)
+
 ALL_METADATA = [metadata, platform_metadata]

@@ -9,13 +9,15 @@ from ..service_layer.unit_of_work import AbstractReperageUnitOfWork
 from .repositories import (
     SqlCampaignRepository,
     SqlEnrolmentRepository,
+    SqlErasureRepository,
     SqlHandoverRepository,
     SqlVaultRepository,
 )
 
 
 class ReperageUnitOfWork(SqlAlchemyUnitOfWork, AbstractReperageUnitOfWork):
-    """One transaction of repérage: campaigns, handovers, partner enrolments, the vault; the
+    """One transaction of repérage: campaigns, handovers, partner enrolments, the vault,
+    erasure requests; the
     inbox claim and the outbox are the platform's (`SqlAlchemyUnitOfWork`)."""
 
     def open_repositories(self, connection: AsyncConnection) -> None:
@@ -23,3 +25,4 @@ class ReperageUnitOfWork(SqlAlchemyUnitOfWork, AbstractReperageUnitOfWork):
         self.handovers = SqlHandoverRepository(connection)
         self.enrolments = SqlEnrolmentRepository(connection)
         self.vault = SqlVaultRepository(connection)
+        self.erasures = SqlErasureRepository(connection)

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 from faststream.nats.annotations import NatsMessage
 from prometheus_client import Gauge
+from raccrochage_contracts.events.privacy_v1 import ErasureDone
 from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
 from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import get_logger
+from raccrochage_platform.privacy import answering_services, ask_export, privacy_consumer
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters.unit_of_work import ReperageUnitOfWork
 from ..config import ReperageSettings
-from ..service_layer import campaigns, handovers
+from ..service_layer import campaigns, handovers, privacy
 from ..service_layer.vault import give_contact_card
 from .api import campaign_router
 from .cli import demo_main_job
 from .enrolments import EnrolmentResponder
+from .privacy_api import privacy_router
 
 log = get_logger(__name__)
 STALLED_CAMPAIGNS = Gauge(
@@ -89,6 +93,29 @@ async def build(context: ServiceContext) -> None:
             await asyncio.sleep(settings.stall_check_seconds)
 
     context.background.append(watch_stalled_ingests)
+
+    # The services' answers to the DPO's erasure requests (service_layer/privacy.py).
+    answers = context.consumer(privacy_consumer("reperage"), unit_of_work)
+
+    @answers.on("privacy.erasure.done.v1")
+    async def erasure_done(uow: ReperageUnitOfWork, event: Event[ErasureDone]) -> None:
+        if not await privacy.record_answer(uow, event.data, datetime.now(UTC)):
+            log.warning(
+                "erasure_answer_unexpected", request_id=str(event.data.request_id), service=event.data.service
+            )
+
+    async def ask(service: str, youth_id: str) -> dict | None:
+        return await ask_export(connection(broker), service, youth_id)
+
+    context.app.include_router(
+        privacy_router(
+            unit_of_work,
+            token_key=settings.token_key,
+            key=settings.key,
+            services=answering_services(context.topology),
+            ask=ask,
+        )
+    )
 
 
 spec = ServiceSpec(

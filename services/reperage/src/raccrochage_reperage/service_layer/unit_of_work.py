@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
@@ -206,6 +206,66 @@ class VaultRepository(abc.ABC):
     @abc.abstractmethod
     async def audit(self, *, caller: str, youth_id: str, purpose: str, granted: bool) -> None: ...
 
+    @abc.abstractmethod
+    async def erase(
+        self, youth_id: str, identity: VaultIdentity | None
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Delete the youth's identity and everything repérage keeps under it (campaign
+        outcomes, handover, partner enrolments of its INE or, without INE, of its identity, the
+        published events that name it), and remove the youth_id from the audit rows; returns
+        (erased, anonymised) rows per kind."""
+
+    @abc.abstractmethod
+    def export(self, youth_id: str, identity: VaultIdentity | None) -> Awaitable[dict[str, list[dict]]]:
+        """Everything repérage keeps about the youth, per kind of record, JSON-ready."""
+
+
+@dataclass(frozen=True)
+class ErasureAnswer:
+    service: str
+    answered_at: datetime | None
+    erased: dict[str, int] | None = None
+    anonymised: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class ErasureRecord:
+    """An erasure request as the vault tracks it: no youth in it, only who asked and who answered."""
+
+    request_id: uuid.UUID
+    requested_by: str
+    requested_at: datetime
+    identity_found: bool
+    erased: dict[str, int]
+    completed_at: datetime | None
+    answers: tuple[ErasureAnswer, ...]
+
+    @property
+    def silent(self) -> list[str]:
+        """The services that have not answered yet."""
+        return [answer.service for answer in self.answers if answer.answered_at is None]
+
+
+class ErasureRepository(abc.ABC):
+    """The DPO's erasure requests and the services' answers."""
+
+    @abc.abstractmethod
+    async def add(self, record: ErasureRecord) -> None: ...
+
+    @abc.abstractmethod
+    async def get(self, request_id: uuid.UUID) -> ErasureRecord | None: ...
+
+    @abc.abstractmethod
+    async def answer(
+        self, request_id: uuid.UUID, service: str, at: datetime, erased: dict, anonymised: dict
+    ) -> bool:
+        """Record a service's answer; False when the request does not expect it (unknown request
+        or service, or answered already)."""
+
+    @abc.abstractmethod
+    async def complete(self, request_id: uuid.UUID, at: datetime) -> None:
+        """Mark the request complete and forget its outbox event, which named the youth."""
+
 
 class AbstractReperageUnitOfWork(AbstractUnitOfWork):
     """A unit of work with repérage's repositories, open inside its `async with` block."""
@@ -214,3 +274,4 @@ class AbstractReperageUnitOfWork(AbstractUnitOfWork):
     handovers: HandoverRepository
     enrolments: EnrolmentRepository
     vault: VaultRepository
+    erasures: ErasureRepository

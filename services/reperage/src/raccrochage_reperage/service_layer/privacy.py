@@ -1,0 +1,125 @@
+"""The DPO's requests to the identity vault: erase a youth everywhere, and show what is held.
+
+Only the vault can turn an INE into a youth_id (the keyed hash), so both start here. An
+erasure deletes the vault's own rows and asks every service by one event (youth_id and request
+id, nothing else), in one transaction; it is complete once every service has answered. An
+export asks every service by request/reply and adds the identity locally: the identity never
+leaves this process but in the document the DPO receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from raccrochage_contracts.events.privacy_v1 import ErasureDone, ErasureRequested
+
+from ..domain.identity import youth_id as youth_id_of
+from ..domain.rules import is_valid_ine, normalise_ine
+from .unit_of_work import AbstractReperageUnitOfWork, ErasureAnswer, ErasureRecord
+
+
+class InvalidIne(ValueError):
+    pass
+
+
+def youth_of(ine: str, key: bytes) -> str:
+    normalised = normalise_ine(ine)
+    if not is_valid_ine(normalised):
+        raise InvalidIne("an INE is 11 letters or digits")
+    return youth_id_of(normalised, key)
+
+
+async def request_erasure(
+    uow: AbstractReperageUnitOfWork,
+    *,
+    ine: str,
+    key: bytes,
+    requested_by: str,
+    services: Sequence[str],
+    now: datetime,
+) -> ErasureRecord:
+    """Erase the vault's rows of the INE's youth, record the request (every service of
+    `services` owes an answer) and publish it, in one transaction. An INE the vault does not
+    know is asked all the same: a service may hold a youth the vault erased earlier."""
+    youth_id = youth_of(ine, key)
+    request_id = uuid.uuid4()
+    async with uow:
+        identity = await uow.vault.get(youth_id)
+        erased, anonymised = await uow.vault.erase(youth_id, identity)
+        record = ErasureRecord(
+            request_id=request_id,
+            requested_by=requested_by,
+            requested_at=now,
+            identity_found=identity is not None,
+            erased={kind: rows for kind, rows in {**erased, **anonymised}.items() if rows},
+            completed_at=now if not services else None,
+            answers=tuple(ErasureAnswer(service, None) for service in sorted(services)),
+        )
+        await uow.erasures.add(record)
+        uow.add_event(ErasureRequested(request_id=request_id, youth_id=youth_id), subject=str(request_id))
+        await uow.commit()
+    return record
+
+
+async def record_answer(uow: AbstractReperageUnitOfWork, done: ErasureDone, now: datetime) -> bool:
+    """A service's answer (in the consumer's unit of work); the request completes with its last
+    answer. False for an answer nobody waits for (unknown request or service, or a repeat)."""
+    if not await uow.erasures.answer(done.request_id, done.service, now, done.erased, done.anonymised):
+        return False
+    record = await uow.erasures.get(done.request_id)
+    if record is not None and not record.silent and record.completed_at is None:
+        await uow.erasures.complete(done.request_id, now)
+    return True
+
+
+async def erasure_status(uow: AbstractReperageUnitOfWork, request_id: uuid.UUID) -> ErasureRecord | None:
+    async with uow:
+        return await uow.erasures.get(request_id)
+
+
+# Asks one service what it holds about a youth: its answer, or None when it did not answer.
+AskService = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+
+
+async def export_youth(
+    uow: AbstractReperageUnitOfWork,
+    ask: AskService,
+    *,
+    ine: str,
+    key: bytes,
+    services: Sequence[str],
+    requested_by: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """One document of everything every service holds about the youth, for the DPO. The
+    export is audited like a contact card: who, when, which youth, why."""
+    youth_id = youth_of(ine, key)
+    async with uow:
+        identity = await uow.vault.get(youth_id)
+        held = await uow.vault.export(youth_id, identity)
+        await uow.vault.audit(
+            caller=f"dpo:{requested_by}"[:64],
+            youth_id=youth_id,
+            purpose="subject access export",
+            granted=True,
+        )
+        await uow.commit()
+    document: dict[str, Any] = {
+        "youth_id": youth_id,
+        "exported_at": now.isoformat(),
+        "exported_by": requested_by,
+        "services": {"reperage": held},
+        "unanswered": [],
+    }
+    # Asked all at once: a silent service costs one timeout, not one each.
+    answers = await asyncio.gather(*(ask(service, youth_id) for service in services))
+    for service, answer in zip(services, answers, strict=True):
+        if answer is None or answer.get("status") != "ok":
+            document["unanswered"].append(service)
+        else:
+            document["services"][service] = answer["records"]
+    return document

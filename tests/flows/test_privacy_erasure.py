@@ -1,0 +1,225 @@
+"""Across services, on the real rig: a youth who went through repérage, PSAD, FOQUALE and the MLDS
+is exported, then erased; afterwards no database of any service holds the youth's youth_id, INE
+or contact details, no service log their identity, and the request is complete with every
+service's answer. A service that cannot answer is named by `privacy erase --wait`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+from nats.aio.client import Client
+from raccrochage_platform.auth import mint
+from raccrochage_platform.broker import connect_once
+from raccrochage_platform.db import libpq_dsn
+from raccrochage_platform.topology import load_topology
+from raccrochage_rig.state import RigState, load_secrets, service_environment
+
+CLI = [sys.executable, "-m", "raccrochage_platform.cli"]
+SERVICES = ("reperage", "psad", "foquale", "mlds", "clause_sociale", "ops")
+
+
+def _env(folder: Path) -> dict[str, str]:
+    skip = ("NATS_URL", "RACCROCHAGE_PG_ADMIN_URL", "RACCROCHAGE_TOPOLOGY", "RACCROCHAGE_EXTRA_SERVICES")
+    return {**{k: v for k, v in os.environ.items() if k not in skip}, "RACCROCHAGE_RIG_DIR": str(folder)}
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    result = _run(env, *args)
+    assert result.returncode == 0, f"raccrochage {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+async def _fetch(url: str, query: str, *arguments) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        return await conn.fetch(query, *arguments)
+    finally:
+        await conn.close()
+
+
+async def _eventually(query, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await query()
+        if found:
+            return found
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"never: {what}")
+
+
+async def _traces(url: str, needles: list[str]) -> list[str]:
+    """Every (table.column) of a database whose text, JSON or bytes hold one of `needles`."""
+    columns = await _fetch(
+        url,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')",
+    )
+    found = []
+    for table, column, kind in columns:
+        where = (
+            f"position(convert_to($1, 'UTF8') in \"{column}\") > 0"
+            if kind == "bytea"
+            else f'strpos(CAST("{column}" AS text), $1) > 0'
+        )
+        for needle in needles:
+            rows = await _fetch(url, f'SELECT count(*) AS n FROM "{table}" WHERE {where}', needle)
+            if rows[0]["n"]:
+                found.append(f"{table}.{column} holds {needle[:6]}...")
+    return found
+
+
+async def _through_foquale_and_mlds(state: RigState, token_key: str, urls: dict[str, str]) -> str:
+    """A Gironde youth still to contact asks FOQUALE for a seat, which the school refuses, then
+    the MLDS for a dispositif: returns the youth_id."""
+
+    def bearer(role: str, **claims) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint(token_key, role=role, sub=f'test-{role}', **claims)}"}
+
+    async with (
+        httpx.AsyncClient(
+            base_url=state.services["psad"].http, headers=bearer("counsellor", territory="33")
+        ) as psad,
+        httpx.AsyncClient(base_url=state.services["foquale"].http) as foquale,
+    ):
+        case = (await psad.get("/cases", params={"status": "to_contact", "limit": 1})).json()["cases"][0]
+        case_id = case["case_id"]
+        when = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        for path, body in [
+            ("attempts", {"channel": "phone", "outcome": "reached"}),
+            ("interviews", {"scheduled_for": when, "with_role": "psy_en"}),
+            ("interviews/outcome", {"outcome": "seen"}),
+            ("solutions", {"kind": "foquale_seat", "wishes": ["commerce"]}),
+        ]:
+            answer = await psad.post(f"/cases/{case_id}/{path}", json=body)
+            assert answer.status_code < 400, (path, answer.text)
+        [reservation] = await _eventually(
+            lambda: _fetch(
+                urls["foquale"],
+                "SELECT reservation_id, uai, youth_id FROM reservation WHERE case_id = $1",
+                uuid.UUID(case_id),
+            ),
+            "a FOQUALE reservation for the case",
+        )
+        created = await foquale.post(
+            "/foquale/api-keys",
+            json={"uais": [reservation["uai"]], "label": "erasure test"},
+            headers=bearer("ops"),
+        )
+        api_key = {"X-Api-Key": created.json()["api_key"]}
+        refused = await foquale.post(
+            f"/foquale/reservations/{reservation['reservation_id']}/refuse",
+            json={"reason": "other", "comment": "la jeune a préféré une autre voie"},
+            headers=api_key,
+        )
+        assert refused.status_code == 200, refused.text
+
+        async def back_to_solution_stage():
+            return (await psad.get(f"/cases/{case_id}")).json()["status"] == "interview_held"
+
+        await _eventually(back_to_solution_stage, "PSAD applying FOQUALE's refusal")
+        answer = await psad.post(f"/cases/{case_id}/solutions", json={"kind": "mlds_paps", "wishes": []})
+        assert answer.status_code < 400, answer.text
+        youth_id = reservation["youth_id"]
+
+        async def settled() -> bool:
+            """Every event about the youth projected: an erasure must not race them (a late
+            event would bring the youth back into a projection)."""
+            case_status = (await psad.get(f"/cases/{case_id}")).json()["status"]
+            decided = await _fetch(
+                urls["ops"], "SELECT 1 FROM candidacy WHERE youth_id = $1 AND decision IS NOT NULL", youth_id
+            )
+            projected = await _fetch(urls["ops"], "SELECT status FROM youth WHERE youth_id = $1", youth_id)
+            return bool(decided) and [row["status"] for row in projected] == [case_status]
+
+        await _eventually(settled, "the MLDS's decision and the case's status projected in ops")
+        return youth_id
+
+
+def test_an_erased_youth_leaves_no_trace_in_any_database_and_a_silent_service_is_named(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "rig"
+    env = _env(folder)
+    _cli(env, "up", "--detach", "--main-jobs")
+    try:
+        asyncio.run(_scenario(folder, env, tmp_path))
+    finally:
+        _cli(env, "down")
+
+
+async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
+    state = RigState.load(folder)
+    token_key = load_secrets(folder, load_topology())["token_key"]
+    urls = {service: service_environment(folder, service)["DATABASE_URL"] for service in SERVICES}
+    youth_id = await _through_foquale_and_mlds(state, token_key, urls)
+    [identity] = await _fetch(urls["reperage"], "SELECT * FROM youth WHERE youth_id = $1", youth_id)
+    ine = identity["ine"]
+
+    # Subject access: one document, the vault's identity and every service's records.
+    document_path = tmp_path / "export.json"
+    await asyncio.to_thread(_cli, env, "privacy", "export", "--ine", ine, "--out", str(document_path))
+    document = json.loads(document_path.read_text(encoding="utf-8"))
+    assert document["unanswered"] == []
+    held = document["services"]
+    assert held["reperage"]["youth"][0]["nom"] == identity["nom"]
+    assert [case["youth_id"] for case in held["psad"]["case_file"]] == [youth_id]
+    assert [r["youth_id"] for r in held["foquale"]["reservation"]] == [youth_id]
+    assert [c["youth_id"] for c in held["mlds"]["candidacy"]] == [youth_id]
+    assert [y["youth_id"] for y in held["ops"]["youth"]] == [youth_id]
+    assert set(held) == set(SERVICES)
+
+    # Erasure: every service answers, and nothing of the youth is left anywhere.
+    ops_total = await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth")
+    erased = await asyncio.to_thread(
+        _run, env, "privacy", "erase", "--ine", ine, "--wait", "--timeout", "120"
+    )
+    assert erased.returncode == 0, erased.stdout + erased.stderr
+    status = json.loads(erased.stdout)
+    assert status["complete"] and status["silent"] == []
+    assert sorted(a["service"] for a in status["answers"]) == sorted(set(SERVICES) - {"reperage"})
+    answers = {a["service"]: a for a in status["answers"]}
+    assert answers["psad"]["erased"]["case_file"] == 1
+    assert answers["foquale"]["anonymised"]["reservation"] == 1
+    assert answers["mlds"]["anonymised"]["candidacy"] == 1
+    assert answers["ops"]["anonymised"]["youth"] == 1
+    needles = [youth_id, ine, *(identity[c] for c in ("telephone", "courriel") if identity[c])]
+    for service in SERVICES:
+        assert await _traces(urls[service], needles) == [], service
+    # Logs carry youth_ids at most, never an identity: neither the export nor the erasure wrote one.
+    identity_needles = needles[1:]
+    assert not any(needle in erased.stdout + erased.stderr for needle in identity_needles)
+    for log_file in sorted((folder / "logs").glob("*.log")):
+        text = log_file.read_text(encoding="utf-8", errors="replace")
+        assert [needle for needle in identity_needles if needle in text] == [], log_file.name
+    # ops' figures still count the youth, under a key that names nobody.
+    assert await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth") == ops_total
+    still = await asyncio.to_thread(_run, env, "privacy", "status", status["request_id"])
+    assert still.returncode == 0 and json.loads(still.stdout)["complete"]
+
+    # A service that cannot answer (its consumer of erasure requests is gone) is named.
+    nc: Client = await connect_once(state.nats_url)
+    try:
+        await nc.jetstream().delete_consumer("PRIVACY", "ops_privacy")
+    finally:
+        await nc.close()
+    [other] = await _fetch(urls["reperage"], "SELECT ine FROM youth LIMIT 1")
+    silent = await asyncio.to_thread(
+        _run, env, "privacy", "erase", "--ine", other["ine"], "--wait", "--timeout", "10"
+    )
+    assert silent.returncode == 1, silent.stdout + silent.stderr
+    assert "no answer from" in silent.stderr and "ops" in silent.stderr.rsplit("no answer from", 1)[1]
+    assert "ops" in json.loads(silent.stdout)["silent"]
