@@ -198,6 +198,16 @@ class SqlCandidacyRepository(CandidacyRepository):
         row = (await self.connection.execute(query)).mappings().first()
         return candidacy_of(row) if row is not None else None
 
+    async def holding_place_of(self, youth_id: str) -> list[Candidacy]:
+        holding = (CandidacyStatus.ADMITTED.value, CandidacyStatus.ENROLLED.value)
+        query = (
+            select(candidacy_table)
+            .where(C.youth_id == youth_id, C.status.in_(holding))
+            .order_by(C.received_at, C.candidacy_id)
+            .with_for_update()
+        )
+        return [candidacy_of(row) for row in (await self.connection.execute(query)).mappings()]
+
     async def save(self, candidacy: Candidacy) -> None:
         row = row_of(candidacy)
         del row["candidacy_id"]
