@@ -42,7 +42,12 @@ async def build(context: ServiceContext) -> None:
     added = await dispositifs.load_catalogue(unit_of_work(), sites)
     log.info("catalogue_loaded", sites=len(sites), added=len(added))
 
-    psad = context.consumer(FROM_PSAD, unit_of_work, batch_size=settings.consumer_batch)
+    psad = context.consumer(
+        FROM_PSAD,
+        unit_of_work,
+        batch_size=settings.consumer_batch,
+        concurrency=settings.consumer_concurrency,
+    )
 
     # Runs inside the consumer's unit of work, which claimed the event in the inbox as `mlds_psad`
     # and commits the batch; FOQUALE's requests on the same subject are skipped.
