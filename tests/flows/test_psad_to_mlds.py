@@ -10,9 +10,8 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -21,12 +20,12 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 from raccrochage_contracts import nats_subject, new_event
-from raccrochage_contracts.events.clause_v1 import MissionCompleted
 from raccrochage_contracts.events.reperage_v1 import YouthIdentified
 from raccrochage_mlds.entrypoints.demo import admit, candidacy_for_case, eventually, request_mlds_solution
 from raccrochage_platform.auth import mint
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import declare, load_topology
+from raccrochage_rig.testing.events import mission_completed
 from raccrochage_rig.testing.processes import ServiceProcess, service_process
 from raccrochage_rig.testing.servers import Servers
 
@@ -150,21 +149,10 @@ async def test_a_psad_case_gets_an_mlds_decision_and_psad_applies_it(
         assert next(s for s in sites if s["dispositif_id"] == "paps-33-01")["places_taken"] == 1
 
 
-async def _mission_completed(nc: Client, youth_id: str, *, outcome: str, msg_id: str | None = None):
+async def _mission_completed(nc: Client, youth_id: str, *, outcome: str):
     """What clause_sociale publishes when a tutor records the end of a mission."""
-    payload = MissionCompleted(
-        mission_id=uuid.uuid4(),
-        clause_id=uuid.uuid4(),
-        company_id="docks-logistique",
-        youth_id=youth_id,
-        tutor_id="tuteur-33",
-        departement="33",
-        outcome=outcome,
-        hours_done=150,
-        completed_at=datetime.now(UTC),
-    )
-    event = new_event(payload, source="raccrochage/clause_sociale", subject=str(payload.mission_id))
-    await _publish_again(nc, event, msg_id or str(event.id))
+    event, _ = mission_completed(youth_id, outcome)
+    await _publish_again(nc, event, str(event.id))
     return event
 
 

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from raccrochage_contracts import CloudEvent, new_event
-from raccrochage_contracts.events.clause_v1 import MissionCompleted
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
 from raccrochage_contracts.registry import load_all
 from raccrochage_mlds.adapters.survey_files import survey_csv
@@ -22,6 +21,7 @@ from raccrochage_mlds.domain.states import CandidacyError, CandidacyStatus, Exit
 from raccrochage_mlds.reference import directory_text
 from raccrochage_mlds.service_layer import candidacies, dispositifs
 from raccrochage_mlds.service_layer.survey import survey_from_events
+from raccrochage_rig.testing.events import mission_completed
 from structlog.testing import capture_logs
 
 from .fakes import FakeMldsUnitOfWork
@@ -223,21 +223,6 @@ async def test_a_withdrawal_after_admission_frees_the_place(uow) -> None:
     assert "mlds.enrolment.refused.v1" not in types(uow)  # one answer only
 
 
-def mission_completed(youth_id: str, outcome: str, completed_at: datetime):
-    payload = MissionCompleted(
-        mission_id=uuid.uuid4(),
-        clause_id=uuid.uuid4(),
-        company_id="docks-logistique",
-        youth_id=youth_id,
-        tutor_id="tuteur-24",
-        departement="24",
-        outcome=outcome,
-        hours_done=150,
-        completed_at=completed_at,
-    )
-    return new_event(payload, source="raccrochage/clause_sociale", subject=str(payload.mission_id)), payload
-
-
 async def consumed(uow: FakeMldsUnitOfWork, envelope: CloudEvent, mission, now: datetime) -> list[uuid.UUID]:
     """What the `mlds_clause` consumer does: claim in the inbox, handle if new, commit."""
     async with uow:
@@ -261,7 +246,7 @@ async def admitted_youth(uow, *, enrolled: bool) -> tuple[uuid.UUID, str, dateti
 async def test_a_mission_ending_in_an_apprenticeship_exits_the_enrolment_there_once(uow) -> None:
     candidacy_id, youth_id, now = await admitted_youth(uow, enrolled=True)
     end = now + timedelta(days=60)
-    envelope, mission = mission_completed(youth_id, "apprenticeship", end)
+    envelope, mission = mission_completed(youth_id, "apprenticeship", completed_at=end)
     assert await consumed(uow, envelope, mission, end + timedelta(hours=1)) == [candidacy_id]
     stored = uow.committed_candidacies[candidacy_id]
     assert stored.status is CandidacyStatus.EXITED
@@ -279,7 +264,7 @@ async def test_a_mission_ending_in_an_apprenticeship_exits_the_enrolment_there_o
 
 async def test_a_mission_ending_in_a_job_withdraws_an_admission_not_started(uow) -> None:
     candidacy_id, youth_id, now = await admitted_youth(uow, enrolled=False)
-    envelope, mission = mission_completed(youth_id, "job", now + timedelta(days=30))
+    envelope, mission = mission_completed(youth_id, "job", completed_at=now + timedelta(days=30))
     assert await consumed(uow, envelope, mission, now + timedelta(days=30)) == [candidacy_id]
     stored = uow.committed_candidacies[candidacy_id]
     assert (stored.status, stored.withdrawal.reason) == (
@@ -294,7 +279,7 @@ async def test_another_outcome_or_a_youth_holding_no_place_changes_nothing(uow) 
     published = len(uow.published)
     logged = []
     for youth, outcome in ((youth_id, "training"), ("e" * 64, "apprenticeship")):
-        envelope, mission = mission_completed(youth, outcome, now + timedelta(days=9))
+        envelope, mission = mission_completed(youth, outcome, completed_at=now + timedelta(days=9))
         with capture_logs() as logs:
             assert await consumed(uow, envelope, mission, now + timedelta(days=10)) == []
         logged += logs

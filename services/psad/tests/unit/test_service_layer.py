@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from raccrochage_contracts import new_event
-from raccrochage_contracts.events.clause_v1 import MissionCompleted
 from raccrochage_contracts.events.foquale_v1 import PlacementConfirmed, PlacementRefused
 from raccrochage_contracts.events.psad_v1 import CaseTransferred
 from raccrochage_contracts.events.reperage_v1 import YouthFound, YouthIdentified, YouthReportedAgain
@@ -28,6 +27,7 @@ from raccrochage_psad.domain.worklist import WorkList
 from raccrochage_psad.service_layer import answers, cases, handover, missions
 from raccrochage_psad.service_layer.messages import request_id
 from raccrochage_psad.service_layer.timers import apply_timers
+from raccrochage_rig.testing.events import mission_completed
 from structlog.testing import capture_logs
 
 from .fakes import FakePsadUnitOfWork
@@ -212,12 +212,16 @@ async def test_a_transfer_opens_a_case_at_the_destination_unless_one_is_open() -
 
 
 # --- providers' answers ----------------------------------------------------------------------------
-def _requested(uow: FakePsadUnitOfWork) -> Case:
+def _requested(
+    uow: FakePsadUnitOfWork, kind: SolutionKind = SolutionKind.FOQUALE_SEAT, *, confirmed=False
+) -> Case:
     case = stored_case(1)
     case.record_contact_attempt(Channel.PHONE, ContactOutcome.REACHED, T0 + timedelta(hours=1))
     case.schedule_interview(T0 + timedelta(days=2), InterviewerRole.PSY_EN, T0 + timedelta(hours=2))
     case.record_interview(InterviewOutcome.SEEN, T0 + timedelta(days=2))
-    case.propose_solution(SolutionKind.FOQUALE_SEAT, T0 + timedelta(days=2, hours=1))
+    case.propose_solution(kind, T0 + timedelta(days=2, hours=1))
+    if confirmed:
+        case.confirm_solution(T0 + timedelta(days=3))
     uow.cases.add(case)
     return case
 
@@ -263,20 +267,8 @@ async def test_a_stale_or_unknown_answer_changes_nothing() -> None:
 
 # --- the clause sociale's missions -----------------------------------------------------------------
 def _mission_completed(youth_id: str, outcome: str = "apprenticeship") -> Event:
-    return event(
-        MissionCompleted(
-            mission_id=uuid.uuid4(),
-            clause_id=uuid.uuid4(),
-            company_id="docks-logistique",
-            youth_id=youth_id,
-            tutor_id="tuteur-33",
-            departement="33",
-            outcome=outcome,
-            hours_done=150,
-            completed_at=T0 + timedelta(days=40),
-        ),
-        source="raccrochage/clause_sociale",
-    )
+    envelope, payload = mission_completed(youth_id, outcome, completed_at=T0 + timedelta(days=40))
+    return Event(envelope, payload, None, 1)
 
 
 async def consumed(uow: FakePsadUnitOfWork, handler, event: Event) -> bool:
@@ -292,14 +284,7 @@ async def consumed(uow: FakePsadUnitOfWork, handler, event: Event) -> bool:
 
 def _in_mission(uow: FakePsadUnitOfWork) -> Case:
     """A case in solution through the MLDS: the clause sociale's mission."""
-    case = stored_case(1)
-    case.record_contact_attempt(Channel.PHONE, ContactOutcome.REACHED, T0 + timedelta(hours=1))
-    case.schedule_interview(T0 + timedelta(days=2), InterviewerRole.PSY_EN, T0 + timedelta(hours=2))
-    case.record_interview(InterviewOutcome.SEEN, T0 + timedelta(days=2))
-    case.propose_solution(SolutionKind.CLAUSE_SOCIALE_VIA_MLDS, T0 + timedelta(days=2, hours=1))
-    case.confirm_solution(T0 + timedelta(days=3))
-    uow.cases.add(case)
-    return case
+    return _requested(uow, SolutionKind.CLAUSE_SOCIALE_VIA_MLDS, confirmed=True)
 
 
 async def test_a_mission_ending_in_an_apprenticeship_is_the_case_s_solution_once() -> None:
