@@ -13,6 +13,7 @@ from pathlib import Path
 import raccrochage_clause_sociale
 from _common import Stopwatch, bench_servers, emit, per_second, say
 from raccrochage_clause_sociale.domain.clause import Buyer, BuyerType
+from raccrochage_clause_sociale.domain.errors import TransitionRefused
 from raccrochage_clause_sociale.domain.mission import ActivityDomain, Site
 from raccrochage_clause_sociale.service_layer import commands, handlers
 from raccrochage_clause_sociale.service_layer.unit_of_work import SqlClauseUnitOfWork
@@ -100,6 +101,10 @@ async def main(missions: int, concurrency: int) -> None:
             now = datetime.now(UTC)
             service_set = await declare_missions(engine, missions, now)
             raw_set = await declare_missions(engine, missions, now)
+            # Missions of their own for a first, untimed race on each side: the pool's
+            # connections are opened and each side's statements prepared on them before the clock
+            # starts, so the figures compare reservations, not connection set-up.
+            warm_up = await declare_missions(engine, 4 * concurrency, now)
             async with engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(text("VACUUM ANALYZE mission"))
@@ -113,16 +118,20 @@ async def main(missions: int, concurrency: int) -> None:
                 command = commands.ReserveMission(mission_id, tutor, datetime.now(UTC))
                 try:
                     await handlers.reserve_mission(command, unit_of_work(engine))
-                except handlers.MissionTaken:
+                except (handlers.MissionTaken, TransitionRefused):
+                    # beaten in the same instant, or read after the winner's commit
                     return 0
                 return 1
 
+            half = len(warm_up) // 2
+            await race(warm_up[:half], concurrency, raw)
+            await race(warm_up[half:], concurrency, service)
             raw_seconds, raw_wins = await race(raw_set, concurrency, raw)
             service_seconds, service_wins = await race(service_set, concurrency, service)
             async with engine.connect() as conn:
                 reserved = (
                     await conn.execute(text("SELECT count(*) FROM mission WHERE status = 'reservee'"))
-                ).scalar()
+                ).scalar() - len(warm_up)
         finally:
             await engine.dispose()
 
@@ -158,4 +167,6 @@ if __name__ == "__main__":
     parser.add_argument("--missions", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    asyncio.run(main(args.missions, args.concurrency))
+    from raccrochage_platform import loop  # both sides on the services' own loop (uvloop)
+
+    loop.run(main(args.missions, args.concurrency))

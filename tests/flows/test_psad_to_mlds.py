@@ -1,6 +1,8 @@
 """Across services, on real NATS and PostgreSQL: a PSAD case asks the MLDS for a dispositif, the
 MLDS decides (with its reasons) and answers, and PSAD applies the answer: the case goes in
-solution when a coordinator admits the youth, back to the solution stage when a rule fails."""
+solution when a coordinator admits the youth, back to the solution stage when a rule fails.
+Then the clause sociale's mission of that youth ends in an apprenticeship
+(`clause.mission.completed.v1`): PSAD's case and the MLDS enrolment both move to it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from raccrochage_mlds.entrypoints.demo import admit, candidacy_for_case, eventua
 from raccrochage_platform.auth import mint
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import declare, load_topology
+from raccrochage_rig.testing.events import mission_completed
 from raccrochage_rig.testing.processes import ServiceProcess, service_process
 from raccrochage_rig.testing.servers import Servers
 
@@ -39,7 +42,7 @@ async def topology(nc: Client, deadletter_stream: str) -> None:
             with contextlib.suppress(NotFoundError):
                 await js.delete_consumer(consumer.stream, consumer.durable)
     await declare(js, definitions, services={"psad", "mlds"})
-    for stream in ("REPERAGE", "PSAD", "FOQUALE", "MLDS"):
+    for stream in ("REPERAGE", "PSAD", "FOQUALE", "MLDS", "CLAUSE"):
         await js.purge_stream(stream)
 
 
@@ -144,3 +147,84 @@ async def test_a_psad_case_gets_an_mlds_decision_and_psad_applies_it(
         assert case["solutions"][-1]["kind"] == "mlds_paps" and case["solutions"][-1]["state"] == "confirmed"
         sites = (await mlds.get("/dispositifs", params={"kind": "paps"})).json()["dispositifs"]
         assert next(s for s in sites if s["dispositif_id"] == "paps-33-01")["places_taken"] == 1
+
+
+async def _mission_completed(nc: Client, youth_id: str, *, outcome: str):
+    """What clause_sociale publishes when a tutor records the end of a mission."""
+    event, _ = mission_completed(youth_id, outcome)
+    await _publish_again(nc, event, str(event.id))
+    return event
+
+
+async def _publish_again(nc: Client, event, msg_id: str) -> None:
+    """The same envelope; another Nats-Msg-Id gets past the broker's duplicate window, as a
+    redelivery would: the consumers' inboxes must catch it."""
+    await nc.jetstream().publish(nats_subject(event.type), event.to_json(), headers={"Nats-Msg-Id": msg_id})
+
+
+async def test_a_mission_ending_in_an_apprenticeship_moves_the_psad_case_and_the_mlds_enrolment(
+    nc: Client, running: dict[str, ServiceProcess]
+) -> None:
+    youth = await _identified(nc, 3, age=17)
+    async with (
+        _client(running["psad"].url, "counsellor") as psad,
+        _client(running["mlds"].url, "mlds_coordinator") as mlds,
+    ):
+
+        async def case_id() -> str | None:
+            page = (await psad.get("/cases")).json()
+            return next((c["case_id"] for c in page["cases"] if c["youth_id"] == youth), None)
+
+        case = await eventually(case_id, what="PSAD's case")
+        # A clause sociale needs the youth on an MLDS action: PSAD asks for it, the MLDS admits.
+        await request_mlds_solution(psad, case, "clause_sociale_via_mlds", ["mlds:paps-33-01"])
+        admitted = await admit(mlds, await candidacy_for_case(mlds, case))
+        candidacy = admitted["candidacy_id"]
+        enrolled = await mlds.post(
+            f"/candidacies/{candidacy}/enrol", json={"started_on": date.today().isoformat()}
+        )
+        assert enrolled.status_code == 200 and enrolled.json()["status"] == "enrolled", enrolled.text
+
+        async def in_mission() -> bool:
+            return (await psad.get(f"/cases/{case}")).json()["status"] == "in_solution"
+
+        await eventually(in_mission, what="the case in solution through the MLDS")
+
+        # The mission ends in an apprenticeship; delivered twice, and one for a youth nobody knows.
+        completed = await _mission_completed(nc, youth, outcome="apprenticeship")
+        await _publish_again(nc, completed, f"{completed.id}-again")
+        await _mission_completed(nc, hashlib.sha256(b"nobody").hexdigest(), outcome="job")
+
+        async def exited() -> dict | None:
+            seen = (await mlds.get(f"/candidacies/{candidacy}")).json()
+            return seen if seen["status"] == "exited" else None
+
+        seen = await eventually(exited, what="the MLDS enrolment exited")
+        assert seen["exit"]["destination"] == "apprenticeship"
+        sites = (await mlds.get("/dispositifs", params={"kind": "paps"})).json()["dispositifs"]
+        assert next(s for s in sites if s["dispositif_id"] == "paps-33-01")["places_taken"] == 0
+
+        async def apprenticeship() -> dict | None:
+            seen = (await psad.get(f"/cases/{case}")).json()
+            return seen if seen["solutions"][-1]["kind"] == "apprenticeship" else None
+
+        seen = await eventually(apprenticeship, what="PSAD's case in solution as an apprenticeship")
+        assert seen["status"] == "in_solution"
+        assert [(s["kind"], s["state"]) for s in seen["solutions"]] == [
+            ("clause_sociale_via_mlds", "ended"),
+            ("apprenticeship", "confirmed"),
+        ]
+
+    # Every delivery acknowledged (the duplicate and the unknown youth too), none dead-lettered.
+    js = nc.jetstream()
+    for durable in ("psad_clause", "mlds_clause"):
+
+        async def all_acked(durable: str = durable) -> bool:
+            info = await js.consumer_info("CLAUSE", durable)
+            return info.num_pending == 0 and info.num_ack_pending == 0 and info.delivered.stream_seq == 3
+
+        await eventually(all_acked, what=f"{durable} acknowledging the three deliveries")
+    dead = await js.stream_info("DEADLETTER", subjects_filter="deadletter.>")
+    assert not any("clause" in subject for subject in (dead.state.subjects or {}))
+    for service in ("psad", "mlds"):
+        assert youth not in running[service].log_text()

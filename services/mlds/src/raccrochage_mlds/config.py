@@ -26,6 +26,13 @@ class MldsSettings(ServiceSettings):
         le=5000,
         description="PSAD requests decided in one transaction at most",
     )
+    consumer_concurrency: int = Field(
+        3,
+        validation_alias="MLDS_CONSUMER_CONCURRENCY",
+        ge=1,
+        le=8,
+        description="batches of PSAD requests decided at once, each in its own transaction",
+    )
     capacity_paps: int = Field(
         DEFAULT_CAPACITIES[DispositifKind.PAPS], validation_alias="MLDS_CAPACITY_PAPS", ge=0, le=10_000
     )

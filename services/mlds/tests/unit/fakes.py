@@ -108,6 +108,13 @@ class FakeCandidacyRepository(CandidacyRepository):
         found = [c for c in self.rows.values() if c.request and c.request.request_id == request_id]
         return copy.deepcopy(found[0]) if found else None
 
+    async def holding_place_of(self, youth_id: str) -> list[Candidacy]:
+        return [
+            copy.deepcopy(c)
+            for c in sorted(self.rows.values(), key=lambda c: (c.received_at, str(c.candidacy_id)))
+            if c.youth_id == youth_id and c.holds_place
+        ]
+
     async def save(self, candidacy: Candidacy) -> None:
         candidacy.version += 1
         stored = copy.deepcopy(candidacy)

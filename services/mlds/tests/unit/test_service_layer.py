@@ -21,6 +21,8 @@ from raccrochage_mlds.domain.states import CandidacyError, CandidacyStatus, Exit
 from raccrochage_mlds.reference import directory_text
 from raccrochage_mlds.service_layer import candidacies, dispositifs
 from raccrochage_mlds.service_layer.survey import survey_from_events
+from raccrochage_rig.testing.events import mission_completed
+from structlog.testing import capture_logs
 
 from .fakes import FakeMldsUnitOfWork
 
@@ -219,6 +221,74 @@ async def test_a_withdrawal_after_admission_frees_the_place(uow) -> None:
     assert uow.committed_sites["paps-24-02"].places_taken == 0
     assert types(uow).count("mlds.enrolment.accepted.v1") == 1
     assert "mlds.enrolment.refused.v1" not in types(uow)  # one answer only
+
+
+async def consumed(uow: FakeMldsUnitOfWork, envelope: CloudEvent, mission, now: datetime) -> list[uuid.UUID]:
+    """What the `mlds_clause` consumer does: claim in the inbox, handle if new, commit."""
+    async with uow:
+        moved = []
+        if await uow.claim("mlds_clause", [(envelope.id, envelope.type)]):
+            moved = await candidacies.mission_completed(uow, envelope, mission, now)
+        await uow.commit()
+    return moved
+
+
+async def admitted_youth(uow, *, enrolled: bool) -> tuple[uuid.UUID, str, datetime]:
+    envelope, payload = request(wishes=["mlds:paps-24-02"])
+    candidacy_id = await candidacies.handle_solution_requested(uow, envelope, payload, T0)
+    now = await through_admission(uow, candidacy_id, K.PAPS, T0)
+    await candidacies.admit(uow, candidacy_id, now)
+    if enrolled:
+        await candidacies.enrol(uow, candidacy_id, now.date(), now)
+    return candidacy_id, payload.youth_id, now
+
+
+async def test_a_mission_ending_in_an_apprenticeship_exits_the_enrolment_there_once(uow) -> None:
+    candidacy_id, youth_id, now = await admitted_youth(uow, enrolled=True)
+    end = now + timedelta(days=60)
+    envelope, mission = mission_completed(youth_id, "apprenticeship", completed_at=end)
+    assert await consumed(uow, envelope, mission, end + timedelta(hours=1)) == [candidacy_id]
+    stored = uow.committed_candidacies[candidacy_id]
+    assert stored.status is CandidacyStatus.EXITED
+    assert (stored.exit.destination, stored.exit.exited_on) == (ExitDestination.APPRENTICESHIP, end.date())
+    exited = uow.published_data("mlds.enrolment.exited.v1")
+    assert [(e["destination"], e["exited_on"]) for e in exited] == [
+        ("apprenticeship", end.date().isoformat())
+    ]
+    assert uow.committed_sites["paps-24-02"].places_taken == 0
+    # Delivered again: the inbox knows it; nothing moves twice.
+    assert await consumed(uow, envelope, mission, end + timedelta(hours=2)) == []
+    assert len(uow.published_data("mlds.enrolment.exited.v1")) == 1
+    strictly_valid(uow)
+
+
+async def test_a_mission_ending_in_a_job_withdraws_an_admission_not_started(uow) -> None:
+    candidacy_id, youth_id, now = await admitted_youth(uow, enrolled=False)
+    envelope, mission = mission_completed(youth_id, "job", completed_at=now + timedelta(days=30))
+    assert await consumed(uow, envelope, mission, now + timedelta(days=30)) == [candidacy_id]
+    stored = uow.committed_candidacies[candidacy_id]
+    assert (stored.status, stored.withdrawal.reason) == (
+        CandidacyStatus.WITHDRAWN,
+        WithdrawalReason.OTHER_SOLUTION,
+    )
+    assert uow.committed_sites["paps-24-02"].places_taken == 0
+
+
+async def test_another_outcome_or_a_youth_holding_no_place_changes_nothing(uow) -> None:
+    candidacy_id, youth_id, now = await admitted_youth(uow, enrolled=True)
+    published = len(uow.published)
+    logged = []
+    for youth, outcome in ((youth_id, "training"), ("e" * 64, "apprenticeship")):
+        envelope, mission = mission_completed(youth, outcome, completed_at=now + timedelta(days=9))
+        with capture_logs() as logs:
+            assert await consumed(uow, envelope, mission, now + timedelta(days=10)) == []
+        logged += logs
+    assert [(log["event"], log["mission_id"]) for log in logged] == [
+        ("mission_completed_without_enrolment", str(mission.mission_id))
+    ]
+    assert "e" * 64 not in str(logged)
+    assert uow.committed_candidacies[candidacy_id].status is CandidacyStatus.ENROLLED
+    assert len(uow.published) == published and uow.inbox["mlds_clause"]  # acknowledged
 
 
 async def test_a_refused_command_commits_nothing(uow) -> None:

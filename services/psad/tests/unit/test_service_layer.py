@@ -24,9 +24,11 @@ from raccrochage_psad.domain.interview import InterviewerRole, InterviewOutcome
 from raccrochage_psad.domain.solution import SolutionKind
 from raccrochage_psad.domain.states import CaseStatus, CloseReason, TransitionRefused
 from raccrochage_psad.domain.worklist import WorkList
-from raccrochage_psad.service_layer import answers, cases, handover
+from raccrochage_psad.service_layer import answers, cases, handover, missions
 from raccrochage_psad.service_layer.messages import request_id
 from raccrochage_psad.service_layer.timers import apply_timers
+from raccrochage_rig.testing.events import mission_completed
+from structlog.testing import capture_logs
 
 from .fakes import FakePsadUnitOfWork
 
@@ -210,12 +212,16 @@ async def test_a_transfer_opens_a_case_at_the_destination_unless_one_is_open() -
 
 
 # --- providers' answers ----------------------------------------------------------------------------
-def _requested(uow: FakePsadUnitOfWork) -> Case:
+def _requested(
+    uow: FakePsadUnitOfWork, kind: SolutionKind = SolutionKind.FOQUALE_SEAT, *, confirmed=False
+) -> Case:
     case = stored_case(1)
     case.record_contact_attempt(Channel.PHONE, ContactOutcome.REACHED, T0 + timedelta(hours=1))
     case.schedule_interview(T0 + timedelta(days=2), InterviewerRole.PSY_EN, T0 + timedelta(hours=2))
     case.record_interview(InterviewOutcome.SEEN, T0 + timedelta(days=2))
-    case.propose_solution(SolutionKind.FOQUALE_SEAT, T0 + timedelta(days=2, hours=1))
+    case.propose_solution(kind, T0 + timedelta(days=2, hours=1))
+    if confirmed:
+        case.confirm_solution(T0 + timedelta(days=3))
     uow.cases.add(case)
     return case
 
@@ -257,6 +263,73 @@ async def test_a_stale_or_unknown_answer_changes_nothing() -> None:
     assert not await handled(uow, answers.apply_answer, event(refused, source="raccrochage/foquale"))
     assert uow.cases.stored(case.case_id).status is CaseStatus.SOLUTION_PROPOSED
     assert uow.published == []
+
+
+# --- the clause sociale's missions -----------------------------------------------------------------
+def _mission_completed(youth_id: str, outcome: str = "apprenticeship") -> Event:
+    envelope, payload = mission_completed(youth_id, outcome, completed_at=T0 + timedelta(days=40))
+    return Event(envelope, payload, None, 1)
+
+
+async def consumed(uow: FakePsadUnitOfWork, handler, event: Event) -> bool:
+    """What the consumer does around a handler: claim the event in the inbox, handle it only if
+    new, commit. True when it was new."""
+    async with uow:
+        new = await uow.claim("psad_clause", [(event.envelope.id, event.envelope.type)])
+        if new:
+            await handler(uow, event)
+        await uow.commit()
+    return bool(new)
+
+
+def _in_mission(uow: FakePsadUnitOfWork) -> Case:
+    """A case in solution through the MLDS: the clause sociale's mission."""
+    return _requested(uow, SolutionKind.CLAUSE_SOCIALE_VIA_MLDS, confirmed=True)
+
+
+async def test_a_mission_ending_in_an_apprenticeship_is_the_case_s_solution_once() -> None:
+    uow = FakePsadUnitOfWork()
+    case = _in_mission(uow)
+    completed = _mission_completed(case.youth_id)
+    assert await consumed(uow, missions.mission_completed, completed)
+    stored = uow.cases.stored(case.case_id)
+    assert stored.status is CaseStatus.IN_SOLUTION
+    assert [(s.kind.value, s.state.value) for s in stored.solutions] == [
+        ("clause_sociale_via_mlds", "ended"),
+        ("apprenticeship", "confirmed"),
+    ]
+    assert uow.published == []  # in solution before and after: no status change to tell
+    # Delivered again: the inbox knows it, the case is not moved twice.
+    assert not await consumed(uow, missions.mission_completed, completed)
+    assert len(uow.cases.stored(case.case_id).solutions) == 2 and uow.commits == 2
+
+
+async def test_a_mission_ending_in_a_job_closes_a_case_still_before_the_solution_stage() -> None:
+    uow = FakePsadUnitOfWork()
+    case = stored_case(2)
+    uow.cases.add(case)
+    assert await handled(uow, missions.mission_completed, _mission_completed(case.youth_id, "job"))
+    stored = uow.cases.stored(case.case_id)
+    assert (stored.status, stored.close_reason) == (CaseStatus.CLOSED, CloseReason.REACHED_SOLUTION)
+    assert [e.data["reason"] for e in uow.published_of("psad.case.closed.v1")] == ["reached_solution"]
+    assert [e.data["action"] for e in uow.published_of("psad.case.status_changed.v1")] == [
+        "record_solution_found"
+    ]
+
+
+async def test_a_mission_ending_otherwise_or_for_a_youth_without_open_case_changes_nothing() -> None:
+    uow = FakePsadUnitOfWork()
+    case = _in_mission(uow)
+    assert not await handled(uow, missions.mission_completed, _mission_completed(case.youth_id, "training"))
+    nobody = _mission_completed(youth(99))
+    with capture_logs() as logs:
+        assert not await handled(uow, missions.mission_completed, nobody)
+    assert uow.cases.stored(case.case_id).solutions[-1].kind is SolutionKind.CLAUSE_SOCIALE_VIA_MLDS
+    assert uow.published == [] and uow.commits == 2  # acknowledged: nothing to retry
+    assert [(log["event"], log["mission_id"]) for log in logs] == [
+        ("mission_completed_without_open_case", str(nobody.data.mission_id))
+    ]
+    assert youth(99) not in str(logs)
 
 
 # --- the timers ------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from raccrochage_psad.domain import events
 from raccrochage_psad.domain.case import Case
 from raccrochage_psad.domain.contact import Channel, ContactOutcome
-from raccrochage_psad.domain.deadlines import Policy
+from raccrochage_psad.domain.deadlines import Policy, add_months
 from raccrochage_psad.domain.interview import InterviewerRole, InterviewOutcome
-from raccrochage_psad.domain.solution import SolutionKind
+from raccrochage_psad.domain.solution import SolutionKind, SolutionState
 from raccrochage_psad.domain.states import (
     ALLOWED,
     TRANSITIONS,
@@ -33,7 +33,14 @@ S = CaseStatus
 A = Action
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
-ALWAYS_ON_OPEN = {A.RECORD_CONTACT_ATTEMPT, A.CLOSE, A.TRANSFER, A.MARK_FOUND, A.ASSIGN}
+ALWAYS_ON_OPEN = {
+    A.RECORD_CONTACT_ATTEMPT,
+    A.CLOSE,
+    A.TRANSFER,
+    A.MARK_FOUND,
+    A.ASSIGN,
+    A.RECORD_SOLUTION_FOUND,
+}
 
 # The spec, written out by hand: which actions each status allows. Everything else is refused.
 EXPECTED_ALLOWED: dict[CaseStatus, set[Action]] = {
@@ -104,6 +111,7 @@ CALLS: list[tuple[Action, object, Callable[[Case, datetime], object]]] = [
     (A.TRANSFER, None, lambda c, t: c.transfer("psad-40", t)),
     (A.MARK_FOUND, None, lambda c, t: c.mark_found("cfa", t)),
     (A.ASSIGN, None, lambda c, t: c.assign("counsellor-9", t)),
+    (A.RECORD_SOLUTION_FOUND, None, lambda c, t: c.record_solution_found(SolutionKind.APPRENTICESHIP, t)),
 ]
 
 PAIRS = [(status, action, outcome, call) for status in CaseStatus for action, outcome, call in CALLS]
@@ -210,6 +218,34 @@ def test_guards_refuse_with_the_reason_and_change_nothing():
         TransitionRefused, match=r"case 42 is closed: cannot reopen \(transferred to psad-40\)"
     ):
         case.reopen(LATER)
+
+
+def test_a_solution_found_replaces_the_one_in_progress_or_closes_the_case_before_the_solution_stage():
+    case = walk_to(S.IN_SOLUTION)  # foquale_seat, confirmed
+    case.events.clear()
+    found = case.record_solution_found(SolutionKind.JOB, LATER)
+    assert case.status is S.IN_SOLUTION and found is case.solutions[-1]
+    assert [(s.kind, s.state) for s in case.solutions] == [
+        (SolutionKind.FOQUALE_SEAT, SolutionState.ENDED),
+        (SolutionKind.JOB, SolutionState.CONFIRMED),
+    ]
+    assert case.review_date == add_months(LATER.date(), Policy().review_months)
+    assert case.events == [events.SolutionConfirmed("42", 2, SolutionKind.JOB, case.review_date, LATER)]
+
+    held = walk_to(S.INTERVIEW_HELD)
+    held.record_solution_found(SolutionKind.APPRENTICESHIP, LATER)
+    assert (held.status, held.solutions[-1].kind) == (S.IN_SOLUTION, SolutionKind.APPRENTICESHIP)
+
+    for status in (S.TO_CONTACT, S.REACHED, S.SOLUTION_PROPOSED):
+        early = walk_to(status)
+        assert early.record_solution_found(SolutionKind.JOB, LATER) is None
+        assert (early.status, early.close_reason) == (S.CLOSED, CloseReason.REACHED_SOLUTION)
+
+    provided = walk_to(S.IN_SOLUTION)
+    before = snapshot(provided)
+    with pytest.raises(InvalidCommand, match="mlds_paps is confirmed by mlds, not found"):
+        provided.record_solution_found(SolutionKind.MLDS_PAPS, LATER)
+    assert snapshot(provided) == before
 
 
 # -- a case's life, at random ---------------------------------------------------------------
@@ -347,6 +383,12 @@ class CaseLife(RuleBasedStateMachine):
         }
         action, command = commands[how]
         self.attempt(action, None, command)
+
+    @rule(kind=st.sampled_from(SolutionKind))
+    def record_solution_found(self, kind):
+        self.attempt(
+            A.RECORD_SOLUTION_FOUND, None, lambda: self.case.record_solution_found(kind, self.now, POLICY)
+        )
 
     @rule()
     def reopen(self):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, select, update
+from sqlalchemy import RowMapping, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -347,6 +347,24 @@ def mission_of(row: RowMapping) -> Mission:
     )
 
 
+# Built once: a reservation runs these two under contention, and building a statement costs
+# more than running it from the compiled cache.
+_MISSION = select(mission_table).where(M.mission_id == bindparam("mission_id"))
+_MISSION_FOR_UPDATE = _MISSION.with_for_update()
+_RESERVE = (
+    update(mission_table)
+    .where(M.mission_id == bindparam("mission"), M.status == MissionStatus.DISPONIBLE.value)
+    .values(
+        status=bindparam("new_status"),
+        reserved_by=bindparam("tutor"),
+        status_since=bindparam("since"),
+        updated_at=bindparam("at"),
+        version=M.version + 1,
+    )
+    .returning(M.version)
+)
+
+
 class SqlMissionRepository(MissionRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
@@ -365,10 +383,8 @@ class SqlMissionRepository(MissionRepository):
         return True
 
     async def get(self, mission_id: str, *, lock: bool = True) -> Mission:
-        query = select(mission_table).where(M.mission_id == mission_id)
-        if lock:
-            query = query.with_for_update()
-        row = (await self.connection.execute(query)).mappings().first()
+        query = _MISSION_FOR_UPDATE if lock else _MISSION
+        row = (await self.connection.execute(query, {"mission_id": mission_id})).mappings().first()
         if row is None:
             raise MissionNotFound(mission_id)
         return mission_of(row)
@@ -391,19 +407,14 @@ class SqlMissionRepository(MissionRepository):
         # The one statement that decides between tutors racing for the mission: under READ
         # COMMITTED a second UPDATE waits for the first's row lock, then re-checks the WHERE on
         # the row the first committed, finds it no longer 'disponible', and updates nothing.
-        statement = (
-            update(mission_table)
-            .where(M.mission_id == mission.mission_id, M.status == MissionStatus.DISPONIBLE.value)
-            .values(
-                status=mission.status.value,
-                reserved_by=mission.reserved_by,
-                status_since=mission.status_since,
-                updated_at=mission.updated_at,
-                version=M.version + 1,
-            )
-            .returning(M.version)
-        )
-        version = (await self.connection.execute(statement)).scalar()
+        values = {
+            "mission": mission.mission_id,
+            "new_status": mission.status.value,
+            "tutor": mission.reserved_by,
+            "since": mission.status_since,
+            "at": mission.updated_at,
+        }
+        version = (await self.connection.execute(_RESERVE, values)).scalar()
         if version is None:
             return False
         mission.version = version

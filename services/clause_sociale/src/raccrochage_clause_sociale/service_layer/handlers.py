@@ -84,10 +84,12 @@ async def declare_mission(cmd: commands.DeclareMission, uow: ClauseUnitOfWork) -
 
 
 async def reserve_mission(cmd: commands.ReserveMission, uow: ClauseUnitOfWork) -> Mission:
-    """Of tutors racing for one mission, exactly one wins: the mission is read without a lock,
-    and the reservation is saved by one update that requires the mission to be still free."""
+    """Of tutors racing for one mission, exactly one wins. The mission is read under its row
+    lock: a tutor who comes second waits for the first's commit, then reads the mission reserved
+    and the domain refuses (TransitionRefused), with no update to try. The reservation is still
+    saved by one update that requires the mission to be still free (MissionTaken otherwise)."""
     async with uow:
-        mission = await uow.missions.get(cmd.mission_id, lock=False)
+        mission = await uow.missions.get(cmd.mission_id)
         mission.reserve(cmd.tutor_id, cmd.now)
         if not await uow.missions.save_reservation(mission):
             raise MissionTaken(f"mission {cmd.mission_id} was reserved by another tutor first")

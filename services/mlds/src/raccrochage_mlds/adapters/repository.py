@@ -8,11 +8,14 @@ relies on a constraint error.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import RowMapping, func, literal, or_, select, update
+from sqlalchemy import RowMapping, func, literal, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -150,10 +153,30 @@ class SqlDispositifRepository(DispositifRepository):
 # --- candidacies ---------------------------------------------------------------------------------
 
 C = candidacy_table.c
+_PG = postgresql.dialect()
+
+
+def _array_of(column) -> str:
+    """`column`'s array parameter, cast to its type (JSON goes as text)."""
+    kind = "text" if column.name in _JSON_COLUMNS else column.type.compile(dialect=_PG)
+    return f"CAST(:{column.name} AS {kind}[])"
 
 
 class ConcurrentUpdate(RuntimeError):
     """A candidacy changed under a save: it was saved without being got in this transaction."""
+
+
+# New candidacies in one statement, its text the same for any number of rows (one array per
+# column), so that it is compiled once: a multi-row VALUES was compiled again for every batch.
+# A candidacy answering a request that has one already (the partial unique index) is skipped.
+_JSON_COLUMNS = frozenset({"facts", "history"})
+_WRITTEN = [column for column in candidacy_table.columns if column.name != "version"]
+_INSERT_MANY = text(
+    f"INSERT INTO candidacy ({', '.join(c.name for c in _WRITTEN)}, version) "
+    f"SELECT {', '.join(f'CAST(u.{c.name} AS jsonb)' if c.name in _JSON_COLUMNS else 'u.' + c.name for c in _WRITTEN)}, 1 "
+    f"FROM unnest({', '.join(_array_of(c) for c in _WRITTEN)}) AS u({', '.join(c.name for c in _WRITTEN)}) "
+    "ON CONFLICT DO NOTHING RETURNING candidacy_id"
+)
 
 
 class SqlCandidacyRepository(CandidacyRepository):
@@ -161,20 +184,19 @@ class SqlCandidacyRepository(CandidacyRepository):
         self.connection = connection
 
     async def add(self, candidacy: Candidacy) -> bool:
-        row = row_of(candidacy)
-        row["version"] = 1
-        statement = insert(candidacy_table).values(**row).on_conflict_do_nothing().returning(C.candidacy_id)
-        added = (await self.connection.execute(statement)).first() is not None
-        if added:
-            candidacy.version = 1
-        return added
+        return candidacy.candidacy_id in await self.add_many([candidacy])
 
     async def add_many(self, candidacies: list[Candidacy]) -> set[uuid.UUID]:
         if not candidacies:
             return set()
-        rows = [{**row_of(c), "version": 1} for c in candidacies]
-        statement = insert(candidacy_table).values(rows).on_conflict_do_nothing().returning(C.candidacy_id)
-        added = {row[0] for row in await self.connection.execute(statement)}
+        rows = [row_of(c) for c in candidacies]
+        arrays = {
+            column.name: [json.dumps(row[column.name]) for row in rows]
+            if column.name in _JSON_COLUMNS
+            else [row[column.name] for row in rows]
+            for column in _WRITTEN
+        }
+        added = set((await self.connection.execute(_INSERT_MANY, arrays)).scalars())
         for candidacy in candidacies:
             if candidacy.candidacy_id in added:
                 candidacy.version = 1
@@ -197,6 +219,16 @@ class SqlCandidacyRepository(CandidacyRepository):
         query = select(candidacy_table).where(C.request_id == request_id).with_for_update()
         row = (await self.connection.execute(query)).mappings().first()
         return candidacy_of(row) if row is not None else None
+
+    async def holding_place_of(self, youth_id: str) -> list[Candidacy]:
+        holding = (CandidacyStatus.ADMITTED.value, CandidacyStatus.ENROLLED.value)
+        query = (
+            select(candidacy_table)
+            .where(C.youth_id == youth_id, C.status.in_(holding))
+            .order_by(C.received_at, C.candidacy_id)
+            .with_for_update()
+        )
+        return [candidacy_of(row) for row in (await self.connection.execute(query)).mappings()]
 
     async def save(self, candidacy: Candidacy) -> None:
         row = row_of(candidacy)
@@ -311,18 +343,23 @@ _DATED = (Fact.AGE, Fact.MONTHS_OUT_OF_SCHOOL, Fact.MONTHS_IN_FRANCE)
 _ENUMS = {Fact.LEVEL_REACHED: SchoolLevel, Fact.FRENCH_LEVEL: FrenchLevel}
 
 
+# Every fact's name, read once: an enum member's `.value` is a slow property, and each decision
+# writes every fact.
+_FACT_NAMES = tuple(fact.value for fact in Fact)
+
+
 def facts_json(facts: Facts) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for fact in Fact:
-        value = getattr(facts, fact.value)
+    for name in _FACT_NAMES:
+        value = getattr(facts, name)
         if value is None:
             continue
         if isinstance(value, Dated):
-            out[fact.value] = {"value": value.value, "on": value.on.isoformat()}
-        elif fact in _ENUMS:
-            out[fact.value] = value.value
+            out[name] = {"value": value.value, "on": value.on.isoformat()}
+        elif isinstance(value, StrEnum):
+            out[name] = str(value)
         else:
-            out[fact.value] = value
+            out[name] = value
     return out
 
 

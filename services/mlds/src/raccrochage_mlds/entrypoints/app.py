@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from raccrochage_contracts.events.clause_v1 import MissionCompleted
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
 from raccrochage_platform.broker import jetstream
 from raccrochage_platform.consumer import Event
@@ -27,8 +28,9 @@ from .demo import demo_main_job
 
 log = get_logger(__name__)
 
-# The durable consumer declared in deploy/topology.toml; also the inbox name the handler claims in.
+# The durable consumers declared in deploy/topology.toml; also the inbox names they claim in.
 FROM_PSAD = candidacies.FROM_PSAD
+FROM_CLAUSE = "mlds_clause"
 
 
 async def build(context: ServiceContext) -> None:
@@ -41,7 +43,12 @@ async def build(context: ServiceContext) -> None:
     added = await dispositifs.load_catalogue(unit_of_work(), sites)
     log.info("catalogue_loaded", sites=len(sites), added=len(added))
 
-    psad = context.consumer(FROM_PSAD, unit_of_work, batch_size=settings.consumer_batch)
+    psad = context.consumer(
+        FROM_PSAD,
+        unit_of_work,
+        batch_size=settings.consumer_batch,
+        concurrency=settings.consumer_concurrency,
+    )
 
     # Runs inside the consumer's unit of work, which claimed the event in the inbox as `mlds_psad`
     # and commits the batch; FOQUALE's requests on the same subject are skipped.
@@ -49,6 +56,13 @@ async def build(context: ServiceContext) -> None:
     async def solutions_requested(uow: MldsUnitOfWork, events: list[Event[SolutionRequested]]) -> None:
         requests = [(event.envelope, event.data) for event in events]
         await candidacies.solutions_requested(uow, requests, datetime.now(UTC))
+
+    clause = context.consumer(FROM_CLAUSE, unit_of_work)
+
+    # A mission ended in a job or an apprenticeship: the youth's enrolment exits there.
+    @clause.on("clause.mission.completed.v1")
+    async def mission_completed(uow: MldsUnitOfWork, event: Event[MissionCompleted]) -> None:
+        await candidacies.mission_completed(uow, event.envelope, event.data, datetime.now(UTC))
 
     js = jetstream(context.broker)
 

@@ -11,10 +11,13 @@ confirms a reserved seat. While facts are missing (decision incomplete) the PSAD
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import date, datetime
 
 from raccrochage_contracts import CloudEvent
+from raccrochage_contracts.events.clause_v1 import MissionCompleted
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
+from raccrochage_platform.logging import get_logger
 
 from ..domain import events
 from ..domain.admission import Role, StepOutcome, StepRecord
@@ -23,9 +26,11 @@ from ..domain.catalogue import Dispositif, DispositifKind
 from ..domain.dates import SchoolYear
 from ..domain.eligibility import Decision
 from ..domain.facts import Facts
-from ..domain.states import DiplomaObtained, ExitDestination, WithdrawalReason
+from ..domain.states import CandidacyStatus, DiplomaObtained, ExitDestination, WithdrawalReason
 from .messages import REQUESTED_KINDS, facts_from_request, publish_candidacy, publish_site, wished_site
 from .unit_of_work import DispositifNotFound, MldsUnitOfWork
+
+log = get_logger(__name__)
 
 # The inbox name of the consumer of psad.solution.requested.v1 (its durable, when declared).
 FROM_PSAD = "mlds_psad"
@@ -269,6 +274,41 @@ async def exit_enrolment(
         return exit_
 
 
+# The outcomes of a clause sociale mission that end the youth's MLDS action, and where to.
+DESTINATION_OF_MISSION_OUTCOME: Mapping[str, ExitDestination] = {
+    "job": ExitDestination.EMPLOYMENT,
+    "apprenticeship": ExitDestination.APPRENTICESHIP,
+}
+
+
+async def mission_completed(
+    uow: MldsUnitOfWork, envelope: CloudEvent, mission: MissionCompleted, now: datetime
+) -> list[uuid.UUID]:
+    """A clause sociale mission ended in a job or an apprenticeship, inside the consumer's unit
+    of work: the youth's enrolment exits there on the mission's last day (an admission not
+    started yet is withdrawn, other_solution), and the place is freed. Returns the candidacies
+    moved; none when the outcome is another one or the youth holds no place here."""
+    destination = DESTINATION_OF_MISSION_OUTCOME.get(mission.outcome)
+    if destination is None:
+        return []
+    holding = await uow.candidacies.holding_place_of(mission.youth_id)
+    if not holding:
+        # Acknowledged: nothing here to move. The log names the mission, not the youth.
+        log.info("mission_completed_without_enrolment", mission_id=str(mission.mission_id))
+    moved = []
+    for candidacy in holding:
+        at = max(now, candidacy.updated_at or now)
+        if candidacy.status is CandidacyStatus.ENROLLED:
+            assert candidacy.enrolment is not None
+            last_day = min(max(mission.completed_at.date(), candidacy.enrolment.started_on), at.date())
+            candidacy.exit_to(destination, last_day, at)
+        else:
+            candidacy.withdraw(WithdrawalReason.OTHER_SOLUTION, at)
+        await _release(uow, candidacy, at, cause=envelope)
+        moved.append(candidacy.candidacy_id)
+    return moved
+
+
 async def withdraw(
     uow: MldsUnitOfWork, candidacy_id: uuid.UUID, reason: WithdrawalReason, now: datetime
 ) -> None:
@@ -292,19 +332,26 @@ async def record_pafi(
         await uow.commit()
 
 
-async def _release(uow: MldsUnitOfWork, candidacy: Candidacy, now: datetime) -> None:
+async def _release(
+    uow: MldsUnitOfWork, candidacy: Candidacy, now: datetime, cause: CloudEvent | None = None
+) -> None:
     assert candidacy.dispositif_id is not None
     site = await uow.dispositifs.release_place(candidacy.dispositif_id, now)
-    publish_site(uow, site, "place_released")
-    await _save(uow, candidacy, site)
+    publish_site(uow, site, "place_released", cause=cause)
+    await _save(uow, candidacy, site, cause=cause)
 
 
 # The integration events that carry the site (its département, its UAI).
 _WITH_SITE = (events.EnrolmentStarted, events.EnrolmentExited, events.RequestAnswered)
 
 
-async def _save(uow: MldsUnitOfWork, candidacy: Candidacy, site: Dispositif | None = None) -> None:
+async def _save(
+    uow: MldsUnitOfWork,
+    candidacy: Candidacy,
+    site: Dispositif | None = None,
+    cause: CloudEvent | None = None,
+) -> None:
     if site is None and candidacy.dispositif_id and any(isinstance(e, _WITH_SITE) for e in candidacy.events):
         site = await uow.dispositifs.get(candidacy.dispositif_id)
     await uow.candidacies.save(candidacy)
-    publish_candidacy(uow, candidacy, site)
+    publish_candidacy(uow, candidacy, site, cause=cause)

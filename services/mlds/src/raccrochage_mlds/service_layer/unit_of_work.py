@@ -83,6 +83,11 @@ class CandidacyRepository(abc.ABC):
         as a stored one is not)."""
 
     @abc.abstractmethod
+    async def holding_place_of(self, youth_id: str) -> list[Candidacy]:
+        """The youth's candidacies that hold a place (admitted or enrolled), held for this
+        transaction as `get`'s."""
+
+    @abc.abstractmethod
     async def save(self, candidacy: Candidacy) -> None:
         """Store the changes of a candidacy got from `get`."""
 

@@ -11,7 +11,7 @@ from . import events
 from .contact import FAILED_OUTCOMES, Channel, ContactAttempt, ContactOutcome
 from .deadlines import DEFAULT_POLICY, Policy, add_months, age_on
 from .interview import Interview, InterviewerRole, InterviewOutcome
-from .solution import Solution, SolutionKind, SolutionState
+from .solution import PROVIDED_BY, Solution, SolutionKind, SolutionState
 from .states import (
     CLOSING_CONTACT_OUTCOMES,
     Action,
@@ -340,6 +340,37 @@ class Case:
             self.review_date = None
         self.events.append(events.SolutionReviewed(self.case_id, number, outcome, self.review_date, now))
         self._move(new_status, Action.REVIEW_SOLUTION, now)
+
+    def record_solution_found(
+        self, kind: SolutionKind, now: datetime, policy: Policy = DEFAULT_POLICY
+    ) -> Solution | None:
+        """The youth found a solution the PSAD did not propose: a job or an apprenticeship at the
+        end of a clause sociale mission. At the solution stage or in solution it becomes the
+        case's solution, confirmed (the one in progress ends); before that, or while a proposal
+        waits for its provider, the case closes as reached_solution. Returns the new solution,
+        None when the case closed. A kind another service provides comes by its answer instead."""
+        new_status = self._target(Action.RECORD_SOLUTION_FOUND)
+        kind = SolutionKind(kind)
+        if kind in PROVIDED_BY:
+            raise InvalidCommand(
+                f"case {self.case_id}: {kind.value} is confirmed by {PROVIDED_BY[kind].value}, not found"
+            )
+        self._check_time(now)
+        if new_status is CaseStatus.CLOSED:
+            self._move(new_status, Action.RECORD_SOLUTION_FOUND, now, CloseReason.REACHED_SOLUTION)
+            return None
+        if self.status is CaseStatus.IN_SOLUTION:
+            self.solutions[-1] = self.solutions[-1].decided(SolutionState.ENDED, now)
+        solution = Solution(len(self.solutions) + 1, self.episode, kind, now).decided(
+            SolutionState.CONFIRMED, now
+        )
+        self.solutions.append(solution)
+        self.review_date = add_months(now.date(), policy.review_months)
+        self.events.append(
+            events.SolutionConfirmed(self.case_id, solution.number, kind, self.review_date, now)
+        )
+        self._move(new_status, Action.RECORD_SOLUTION_FOUND, now)
+        return solution
 
     def close(self, reason: CloseReason, now: datetime) -> None:
         """Close with a coded reason. Found in a partner base goes through `mark_found` (it needs

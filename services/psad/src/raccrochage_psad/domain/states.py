@@ -37,6 +37,7 @@ class Action(StrEnum):
     MARK_FOUND = "mark_found"
     MARK_UNREACHABLE = "mark_unreachable"
     ASSIGN = "assign"
+    RECORD_SOLUTION_FOUND = "record_solution_found"
 
 
 class CloseReason(StrEnum):
@@ -129,6 +130,17 @@ TRANSITIONS: Mapping[tuple[CaseStatus, Action, Outcome | None], CaseStatus] = {
     **{(status, Action.TRANSFER, None): CaseStatus.CLOSED for status in OPEN_STATUSES},
     **{(status, Action.MARK_FOUND, None): CaseStatus.CLOSED for status in OPEN_STATUSES},
     **{(status, Action.ASSIGN, None): status for status in OPEN_STATUSES},
+    # The youth found a job or an apprenticeship outside the PSAD's proposals (at the end of a
+    # clause sociale mission): at the solution stage or in solution it becomes the case's
+    # solution; before that, or while a proposal waits for its provider, the goal is reached.
+    **{
+        (status, Action.RECORD_SOLUTION_FOUND, None): (
+            CaseStatus.IN_SOLUTION
+            if status in (CaseStatus.INTERVIEW_HELD, CaseStatus.IN_SOLUTION)
+            else CaseStatus.CLOSED
+        )
+        for status in OPEN_STATUSES
+    },
     # A new episode: contact starts again (the old attempts stay in the history).
     (CaseStatus.CLOSED, Action.REOPEN, None): CaseStatus.TO_CONTACT,
 }

@@ -14,7 +14,7 @@ from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters import privacy
 from ..config import PsadSettings
-from ..service_layer import answers, handover
+from ..service_layer import answers, handover, missions
 from ..service_layer.timers import apply_timers
 from ..service_layer.unit_of_work import PsadUnitOfWork, SqlPsadUnitOfWork
 from .api import psad_router
@@ -27,6 +27,7 @@ FROM_REPERAGE = "psad_reperage"
 FROM_PSAD = "psad_transfers"
 FROM_FOQUALE = "psad_foquale"
 FROM_MLDS = "psad_mlds"
+FROM_CLAUSE = "psad_clause"
 
 
 async def build(context: ServiceContext) -> None:
@@ -65,6 +66,7 @@ async def build(context: ServiceContext) -> None:
     mlds = context.consumer(FROM_MLDS, unit_of_work)
     for kind in ("mlds.enrolment.accepted.v1", "mlds.enrolment.refused.v1"):
         mlds.on(kind)(answers.apply_answer)
+    context.consumer(FROM_CLAUSE, unit_of_work).on("clause.mission.completed.v1")(missions.mission_completed)
 
     async def timers() -> None:
         while True:
