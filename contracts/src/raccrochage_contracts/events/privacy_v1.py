@@ -17,9 +17,9 @@ from ..payload import Payload
 from ..registry import event_type
 from .reperage_v1 import YOUTH_ID
 
-SERVICE_NAME = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$", description="the answering service")
+SERVICE_NAME = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$", max_length=40, description="the answering service")
 # A kind of record (a table's name) and how many rows of it.
-RecordKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+RecordKind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$", max_length=63)]
 Rows = Annotated[int, Field(ge=0)]
 
 
