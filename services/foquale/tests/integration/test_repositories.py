@@ -145,6 +145,36 @@ async def test_seat_counters_move_by_conditional_updates(engine: AsyncEngine) ->
     assert (loaded.reserved, loaded.placed, loaded.seats_left) == (0, 1, 1)
 
 
+async def test_a_free_seat_is_taken_on_the_first_offer_no_other_transaction_holds(
+    engine: AsyncEngine,
+) -> None:
+    first, second, full = make_offer(1, capacity=2), make_offer(2, capacity=2), make_offer(3, capacity=1)
+    await add(engine, first, second, full)
+    order = [full.offer_id, first.offer_id, second.offer_id]
+    async with engine.begin() as conn:
+        assert await SqlOfferRepository(conn).take_seat(full.offer_id, TODAY) == 0
+    async with engine.connect() as holder, engine.connect() as other:
+        await holder.begin()
+        assert await SqlOfferRepository(holder).take_free_seat(order, TODAY) == (first.offer_id, 1)
+        await other.begin()
+        repo = SqlOfferRepository(other)
+        # `first` is held by the open transaction: skipped, not waited for; `full` has no seat
+        assert await repo.take_free_seat(order, TODAY) == (second.offer_id, 1)
+        assert await repo.take_free_seat(order, TODAY) == (second.offer_id, 0)
+        assert await repo.take_free_seat(order, TODAY) is None  # `first` held, the others full
+        # a reservation's foreign key on a held offer does not wait for its holder
+        await SqlReservationRepository(other).add(make_reservation(first, 9, 1))
+        await other.rollback()
+        await holder.commit()
+    assert await repo_seats(engine, first, second, full) == [1, 2, 0]
+    async with engine.connect() as conn:
+        assert await SqlOfferRepository(conn).take_free_seat([], TODAY) is None
+
+
+async def repo_seats(engine: AsyncEngine, *offers: Offer) -> list[int]:
+    return [(await load(engine, offer.offer_id)).seats_left for offer in offers]
+
+
 async def test_no_seat_is_taken_on_an_offer_not_reservable(engine: AsyncEngine) -> None:
     closed, unpublished, past = make_offer(1), make_offer(2), make_offer(3, closes_on=date(2026, 11, 30))
     closed.close(T0 + days(1))

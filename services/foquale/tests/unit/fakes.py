@@ -7,7 +7,7 @@ nothing, and a unit of work left without `commit` restores what its block wrote.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -70,6 +70,15 @@ class FakeOfferRepository(OfferRepository):
             return None
         row.reserved += 1
         return row.seats_left
+
+    async def take_free_seat(
+        self, offer_ids: Sequence[uuid.UUID], today: date
+    ) -> tuple[uuid.UUID, int] | None:
+        for offer_id in offer_ids:  # nothing is ever held by another transaction here
+            seats_left = await self.take_seat(offer_id, today)
+            if seats_left is not None:
+                return offer_id, seats_left
+        return None
 
     async def release_seat(self, offer_id: uuid.UUID) -> int:
         row = self.rows[offer_id]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 
 from raccrochage_contracts import Payload
 
 from ..domain.errors import NotFound
-from ..domain.matching import Alternatives, search
+from ..domain.matching import Alternatives, SeatSearch, search
 from ..domain.offer import Offer
 from ..domain.offer_types import offer_id_for
 from ..domain.policy import DEFAULT_POLICY, Policy
@@ -143,12 +144,30 @@ def _answer_event_id(cmd: RequestSeat, payload: Payload) -> uuid.UUID:
     return uuid.uuid5(cmd.cause.id, payload.event_type)
 
 
+async def _take_a_seat(uow: FoqualeUnitOfWork, found: SeatSearch, today: date) -> tuple[Offer, int] | None:
+    """A seat on the best candidate that has one, tier by tier. In a tier of equally good offers,
+    first the best one no other request holds, in one statement: concurrent requests spread over
+    the tier instead of queueing on the lock of its first offer. If each was held (or full), wait
+    for them in order: a holder may roll back, or take a seat and leave others."""
+    for tier in found.tiers:
+        by_id = {offer.offer_id: offer for offer in tier}
+        free = await uow.offers.take_free_seat(list(by_id), today)
+        if free is not None:
+            return by_id[free[0]], free[1]
+        for offer in tier:
+            seats_left = await uow.offers.take_seat(offer.offer_id, today)
+            if seats_left is not None:
+                return offer, seats_left
+    return None
+
+
 async def request_seat(
     cmd: RequestSeat, uow: FoqualeUnitOfWork, policy: Policy = DEFAULT_POLICY
 ) -> SeatAnswer:
     """Reserve the best seat for the request, or refuse it: not eligible (age), or no seat with
-    the nearest alternatives counted. Seats are taken by the repository's atomic `take_seat`, in
-    the search's order: a candidate another request filled meanwhile is skipped."""
+    the nearest alternatives counted. Seats are taken by the repository's atomic conditional
+    UPDATEs, in the search's order (`_take_a_seat`): a candidate another request filled meanwhile
+    is passed over."""
     request = cmd.request
     today = cmd.now.date()
     async with uow:
@@ -167,10 +186,9 @@ async def request_seat(
             await uow.commit()
             return SeatAnswer(refused=RefusalReason.AGE_OUT_OF_RANGE)
         found = search(request, await uow.offers.search(request.departement, request.levels, today), today)
-        for offer in found.candidates:
-            seats_left = await uow.offers.take_seat(offer.offer_id, today)
-            if seats_left is None:
-                continue
+        taken = await _take_a_seat(uow, found, today)
+        if taken is not None:
+            offer, seats_left = taken
             reservation = Reservation.make(
                 request.request_id, request.case_id, request.youth_id, offer, seats_left, cmd.now, policy
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 
 from raccrochage_platform.uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
@@ -53,7 +53,16 @@ class OfferRepository(abc.ABC):
     @abc.abstractmethod
     async def take_seat(self, offer_id: uuid.UUID, today: date) -> int | None:
         """Reserve one seat if the offer is reservable today and has one left, in one atomic
-        statement; the seats left after it, or None when there was none to take."""
+        statement; the seats left after it, or None when there was none to take. Waits for a
+        transaction that holds the offer."""
+
+    @abc.abstractmethod
+    async def take_free_seat(
+        self, offer_ids: Sequence[uuid.UUID], today: date
+    ) -> tuple[uuid.UUID, int] | None:
+        """Like `take_seat`, on the first of these offers, in this order, that has a seat left and
+        that no other transaction holds (those are skipped, not waited for): the offer taken and
+        its seats left, or None when each is full or held."""
 
     @abc.abstractmethod
     async def release_seat(self, offer_id: uuid.UUID) -> int:
