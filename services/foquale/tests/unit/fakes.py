@@ -6,11 +6,13 @@ nothing, and a unit of work left without `commit` restores what its block wrote.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
+from raccrochage_contracts import CloudEvent
 from raccrochage_foquale.domain.matching import meets_wishes
 from raccrochage_foquale.domain.offer import Offer
 from raccrochage_foquale.domain.offer_types import RESERVABLE_STATES, Level
@@ -19,6 +21,7 @@ from raccrochage_foquale.domain.reservation import Reservation, ReservationState
 from raccrochage_foquale.service_layer.unit_of_work import (
     FoqualeUnitOfWork,
     OfferRepository,
+    PartnerFeedbackRepository,
     ReservationRepository,
 )
 from raccrochage_platform.fakes import FakeUnitOfWork
@@ -135,11 +138,25 @@ class FakeReservationRepository(ReservationRepository):
         return [self._copy(r) for r in sorted(due, key=lambda r: r.expires_at)[:limit]]
 
 
+class FakePartnerFeedbackRepository(PartnerFeedbackRepository):
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, CloudEvent]] = []
+
+    async def add(self, partner_id: str, feedback: CloudEvent) -> None:
+        if all(kept.id != feedback.id for _, kept in self.rows):
+            self.rows.append((partner_id, feedback))
+
+    async def latest(self, partner_id: str, count: int) -> list[dict]:
+        theirs = [json.loads(event.to_json()) for who, event in self.rows if who == partner_id]
+        return theirs[-count:] if count > 0 else []
+
+
 class FakeFoqualeUnitOfWork(FoqualeUnitOfWork, FakeUnitOfWork):
     def __init__(self) -> None:
         FakeUnitOfWork.__init__(self, source="raccrochage/foquale")
         self.offers = FakeOfferRepository()
         self.reservations = FakeReservationRepository()
+        self.feedback = FakePartnerFeedbackRepository()
         self._snapshot: tuple[dict, dict] | None = None
 
     def _copy_rows(self) -> tuple[dict, dict]:

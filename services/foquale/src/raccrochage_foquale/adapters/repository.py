@@ -7,13 +7,15 @@ queue on the row and the ones that find no seat left update nothing. `save` neve
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from raccrochage_contracts import CloudEvent
 from sqlalchemy import BindParameter, ColumnElement, RowMapping, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Date, Text, Uuid
 
@@ -37,8 +39,9 @@ from ..domain.policy import Policy
 from ..domain.refusals import Refusal, RefusalReason
 from ..domain.reservation import Reservation, ReservationState
 from ..domain.uai import Uai
-from ..service_layer.unit_of_work import OfferRepository, ReservationRepository
+from ..service_layer.unit_of_work import OfferRepository, PartnerFeedbackRepository, ReservationRepository
 from .tables import offer as offer_table
+from .tables import partner_feedback as partner_feedback_table
 from .tables import reservation as reservation_table
 
 _o = offer_table.c
@@ -343,3 +346,31 @@ class SqlReservationRepository(ReservationRepository):
             .with_for_update(skip_locked=True)
         )
         return [reservation_of(row) for row in (await self.connection.execute(query)).mappings()]
+
+
+# --- partners' feedback ---------------------------------------------------------------------------
+
+_f = partner_feedback_table.c
+
+
+class SqlPartnerFeedbackRepository(PartnerFeedbackRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, partner_id: str, feedback: CloudEvent) -> None:
+        statement = (
+            insert(partner_feedback_table)
+            .values(
+                partner_id=partner_id,
+                event_id=feedback.id,
+                recorded_at=feedback.time,
+                envelope=json.loads(feedback.to_json()),
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        await self.connection.execute(statement)
+
+    async def latest(self, partner_id: str, count: int) -> list[dict]:
+        query = select(_f.envelope).where(_f.partner_id == partner_id).order_by(_f.id.desc()).limit(count)
+        newest_first = (await self.connection.execute(query)).scalars().all()
+        return list(reversed(newest_first))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
+from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.service import ServiceContext, ServiceSpec
@@ -30,6 +31,7 @@ from ..service_layer.commands import CheckFreshness, ExpireReservations, Request
 from ..service_layer.unit_of_work import SqlFoqualeUnitOfWork
 from .api import foquale_router
 from .demo import demo_main_job
+from .feedback_replay import FeedbackReplay
 from .partner_feed import partner_consumer
 
 log = get_logger(__name__)
@@ -99,6 +101,10 @@ async def build(context: ServiceContext) -> None:
         concurrency=settings.consumer_concurrency,
     )
     log.info("seat_partners", partners=sorted(partners))
+    # Partners' requests for their last answers (core NATS request/reply).
+    feedback_replay = FeedbackReplay(unit_of_work)
+    await feedback_replay.subscribe(connection(context.broker))
+    context.background.append(feedback_replay.run_until_cancelled)
 
     async def timers() -> None:
         while True:

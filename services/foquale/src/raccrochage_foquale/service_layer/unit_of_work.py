@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
 
+from raccrochage_contracts import CloudEvent
 from raccrochage_platform.uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -99,12 +100,25 @@ class ReservationRepository(abc.ABC):
         skipped, for the next run."""
 
 
+class PartnerFeedbackRepository(abc.ABC):
+    """The answers given to each partner, kept for the partner to read again."""
+
+    @abc.abstractmethod
+    async def add(self, partner_id: str, feedback: CloudEvent) -> None:
+        """Keep an answer (once: the same envelope id again is kept once)."""
+
+    @abc.abstractmethod
+    async def latest(self, partner_id: str, count: int) -> list[dict]:
+        """The partner's last `count` answers, oldest first, as the envelopes published."""
+
+
 class FoqualeUnitOfWork(AbstractUnitOfWork):
     """One FOQUALE transaction: its repositories, its inbox claim, the events it publishes."""
 
     source = "raccrochage/foquale"
     offers: OfferRepository
     reservations: ReservationRepository
+    feedback: PartnerFeedbackRepository
 
 
 class SqlFoqualeUnitOfWork(SqlAlchemyUnitOfWork, FoqualeUnitOfWork):
@@ -112,7 +126,12 @@ class SqlFoqualeUnitOfWork(SqlAlchemyUnitOfWork, FoqualeUnitOfWork):
 
     def open_repositories(self, connection: AsyncConnection) -> None:
         # Imported here: the adapters import this module for the interfaces they implement.
-        from ..adapters.repository import SqlOfferRepository, SqlReservationRepository
+        from ..adapters.repository import (
+            SqlOfferRepository,
+            SqlPartnerFeedbackRepository,
+            SqlReservationRepository,
+        )
 
         self.offers = SqlOfferRepository(connection)
         self.reservations = SqlReservationRepository(connection)
+        self.feedback = SqlPartnerFeedbackRepository(connection)
