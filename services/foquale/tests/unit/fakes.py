@@ -54,9 +54,13 @@ class FakeOfferRepository(OfferRepository):
             if o.is_reservable(today) and o.description.formation.level in levels
         ]
 
-    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
+    async def search(
+        self, departements: Collection[str], levels: Collection[Level], today: date
+    ) -> list[Offer]:
         return [
-            self._copy(o) for o in self._reservable(today, levels) if o.description.departement == departement
+            self._copy(o)
+            for o in self._reservable(today, levels)
+            if o.description.departement in departements
         ]
 
     async def count_with_seats_elsewhere(
@@ -126,8 +130,12 @@ class FakeReservationRepository(ReservationRepository):
         row = self.rows.get(reservation_id)
         return None if row is None else self._copy(row)
 
-    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
-        return next((self._copy(r) for r in self.rows.values() if r.request_id == request_id), None)
+    async def add_all(self, reservations: Sequence[Reservation]) -> None:
+        for reservation in reservations:
+            await self.add(reservation)
+
+    async def for_requests(self, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reservation]:
+        return {r.request_id: self._copy(r) for r in self.rows.values() if r.request_id in request_ids}
 
     async def save(self, reservation: Reservation) -> None:
         assert reservation.reservation_id in self.rows

@@ -381,3 +381,18 @@ def test_a_refusal_code_a_partner_may_not_send_is_named() -> None:
     feedback = feedback_for_invalid_record("partner.seats.placement_refused.v1", data, error.value)
     assert feedback.partner_key == "not-a-uuid"
     assert sorted(p.field for p in feedback.problems) == ["reason", "reservation_id"]
+
+
+async def test_a_batch_of_requests_is_answered_in_one_transaction(uow) -> None:
+    offer_id = await publish(uow, capacity=2)
+    again = seat_command(seat_request(1))  # the first request, under another envelope
+    commands = [seat_command(seat_request(n)) for n in (1, 2, 3)] + [again]
+    async with uow:
+        answers = await handlers.request_seats(uow, commands)
+        await uow.commit()
+    assert [a.reservation is not None for a in answers] == [True, True, False, True]
+    assert answers[3].reservation.reservation_id == answers[0].reservation.reservation_id
+    assert answers[2].refused is RefusalReason.NO_SEAT
+    assert uow.offers.rows[offer_id].seats_left == 0 and len(uow.reservations.rows) == 2
+    made = uow.payloads("foquale.reservation.made.v1")
+    assert [m["seats_left"] for m in made] == [1, 0]

@@ -61,7 +61,9 @@ _TODAY = bindparam("today", type_=Date)
 _LEVELS = bindparam("levels", type_=ARRAY(Text))
 _HAS_A_SEAT = and_(_reservable_on(_TODAY), _o.capacity - _o.reserved - _o.placed > 0)
 _SEARCH = select(offer_table).where(
-    _o.departement == bindparam("departement"), _o.level == func.any(_LEVELS), _reservable_on(_TODAY)
+    _o.departement == func.any(bindparam("departements", type_=ARRAY(Text))),
+    _o.level == func.any(_LEVELS),
+    _reservable_on(_TODAY),
 )
 _TAKE_SEAT = (
     update(offer_table)
@@ -179,11 +181,17 @@ class SqlOfferRepository(OfferRepository):
             update(offer_table).where(_o.offer_id == offer.offer_id).values(**_described(offer))
         )
 
-    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
-        rows = await self.connection.execute(
-            _SEARCH, {"departement": departement, "levels": [level.value for level in levels], "today": today}
-        )
-        return [offer_of(row) for row in rows.mappings()]
+    async def search(
+        self, departements: Collection[str], levels: Collection[Level], today: date
+    ) -> list[Offer]:
+        if not departements:
+            return []
+        parameters = {
+            "departements": sorted(departements),
+            "levels": [level.value for level in levels],
+            "today": today,
+        }
+        return [offer_of(row) for row in (await self.connection.execute(_SEARCH, parameters)).mappings()]
 
     async def count_with_seats_elsewhere(
         self, departement: str, levels: Collection[Level], wishes: Collection[str], today: date
@@ -290,7 +298,25 @@ def reservation_of(m: RowMapping) -> Reservation:
 
 
 _ADD_RESERVATION = reservation_table.insert()
-_FOR_REQUEST = select(reservation_table).where(_r.request_id == bindparam("request_id"))
+_FOR_REQUESTS = select(reservation_table).where(
+    _r.request_id == func.any(bindparam("request_ids", type_=ARRAY(Uuid)))
+)
+
+
+def _stored(r: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": r.reservation_id,
+        "request_id": r.request_id,
+        "case_id": r.case_id,
+        "youth_id": r.youth_id,
+        "offer_id": r.offer_id,
+        "uai": str(r.uai),
+        "training": r.training,
+        "opens_on": r.opens_on,
+        "made_at": r.made_at,
+        "expires_at": r.expires_at,
+        **_decided(r),
+    }
 
 
 class SqlReservationRepository(ReservationRepository):
@@ -298,23 +324,11 @@ class SqlReservationRepository(ReservationRepository):
         self.connection = connection
 
     async def add(self, reservation: Reservation) -> None:
-        r = reservation
-        await self.connection.execute(
-            _ADD_RESERVATION,
-            {
-                "reservation_id": r.reservation_id,
-                "request_id": r.request_id,
-                "case_id": r.case_id,
-                "youth_id": r.youth_id,
-                "offer_id": r.offer_id,
-                "uai": str(r.uai),
-                "training": r.training,
-                "opens_on": r.opens_on,
-                "made_at": r.made_at,
-                "expires_at": r.expires_at,
-                **_decided(r),
-            },
-        )
+        await self.add_all([reservation])
+
+    async def add_all(self, reservations: Sequence[Reservation]) -> None:
+        if reservations:
+            await self.connection.execute(_ADD_RESERVATION, [_stored(r) for r in reservations])
 
     async def _one(self, condition: ColumnElement[bool], lock: bool) -> Reservation | None:
         query = select(reservation_table).where(condition)
@@ -326,9 +340,9 @@ class SqlReservationRepository(ReservationRepository):
     async def get(self, reservation_id: uuid.UUID, *, lock: bool = True) -> Reservation | None:
         return await self._one(_r.reservation_id == reservation_id, lock)
 
-    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
-        row = (await self.connection.execute(_FOR_REQUEST, {"request_id": request_id})).mappings().first()
-        return None if row is None else reservation_of(row)
+    async def for_requests(self, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reservation]:
+        rows = await self.connection.execute(_FOR_REQUESTS, {"request_ids": list(request_ids)})
+        return {row["request_id"]: reservation_of(row) for row in rows.mappings()}
 
     async def save(self, reservation: Reservation) -> None:
         await self.connection.execute(

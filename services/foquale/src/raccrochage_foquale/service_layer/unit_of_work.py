@@ -40,9 +40,11 @@ class OfferRepository(abc.ABC):
         `reserved` or `placed`."""
 
     @abc.abstractmethod
-    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
-        """Reservable offers of a département at these levels (full ones too, to count them),
-        not locked."""
+    async def search(
+        self, departements: Collection[str], levels: Collection[Level], today: date
+    ) -> list[Offer]:
+        """Reservable offers of these départements at these levels (full ones too, to count
+        them), not locked."""
 
     @abc.abstractmethod
     async def count_with_seats_elsewhere(
@@ -88,8 +90,12 @@ class ReservationRepository(abc.ABC):
     async def get(self, reservation_id: uuid.UUID, *, lock: bool = True) -> Reservation | None: ...
 
     @abc.abstractmethod
-    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
-        """The reservation made for a PSAD request, if any (one per request)."""
+    async def add_all(self, reservations: Sequence[Reservation]) -> None:
+        """`add` each, in one statement."""
+
+    @abc.abstractmethod
+    async def for_requests(self, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reservation]:
+        """The reservations made for these PSAD requests, by request (one per request)."""
 
     @abc.abstractmethod
     async def save(self, reservation: Reservation) -> None: ...
