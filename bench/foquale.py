@@ -254,6 +254,9 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
                                 done.set()
 
                     sub = await nc.subscribe("foquale.reservation.made.v1", cb=on_made)
+                    meter, bench_cpu = CpuMeter(bench.folder), own_cpu_seconds()
+                    meter.start()
+                    service_cpu = sum(process.cpu_times()[:2])
                     say(f"latency: {rate} requests/s for {seconds}s")
                     t0 = time.perf_counter()
                     for n in range(total):
@@ -264,10 +267,16 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(done.wait(), 60)
                     await sub.unsubscribe()
+                    steady_cpu = meter.stop()
+                    steady_cpu["service"] = sum(process.cpu_times()[:2]) - service_cpu
+                    steady_cpu["bench"] = own_cpu_seconds() - bench_cpu
             finally:
                 await conn.close()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    say(f"latency: {len(latencies)}/{total} answered, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    say(
+        f"latency: {len(latencies)}/{total} answered, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+        f"{cpu_story(steady_cpu, seconds)}"
+    )
     return {
         "bench": "foquale",
         "requests": requests,
@@ -287,6 +296,8 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
         "raw_others_cpu_share": round(others(raw_cpu) / raw_seconds, 2),
         "foquale_others_cpu_share": round(others(burst_cpu) / (requests / service), 2),
         "foquale_service_cpu_share": round(burst_cpu["service"] / (requests / service), 2),
+        "latency_cpu_ms_per_request": cpu_per_request(steady_cpu, total),
+        "latency_others_cpu_share": round(others(steady_cpu) / seconds, 2),
         "cores": raw_cpu["cores"],
         "nats": bench.nats,
         "postgres": bench.postgres,
