@@ -26,7 +26,7 @@ from pydantic import Field, model_validator
 
 from ..payload import Payload
 from ..registry import event_type
-from .foquale_v1 import DEPARTEMENT, UAI, ZAP, ContactRole, Formation, Keyword, Statut
+from .foquale_v1 import DEPARTEMENT, UAI, ZAP, ContactRole, EstablishmentCode, Formation, Keyword, Statut
 
 PARTNER_KEY = Field(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$",
@@ -78,18 +78,11 @@ class SeatsClosed(_SeatRecord):
     """The offer is withdrawn; seats already reserved are answered one by one."""
 
 
-# What a partner may answer to a reservation at one of its UAIs: the establishment's codes of
-# foquale_v1.RefusalCode, less `other`, whose comment is free text (it may name a person, and a
-# stream keeps no person): a refusal for another reason goes through the establishment API,
-# whose comment stays in FOQUALE's database.
-PartnerRefusalCode = Literal[
-    "seat_no_longer_available",
-    "level_not_suited",
-    "prerequisites_missing",
-    "age_out_of_range",
-    "youth_declined",
-    "youth_no_show",
-]
+# What a partner may answer to a reservation at one of its UAIs: the establishment's codes less
+# `other`, whose comment is free text (it may name a person, and a stream keeps no person): a
+# refusal for another reason goes through the establishment API, whose comment stays in
+# FOQUALE's database.
+PartnerRefusalCode = EstablishmentCode
 
 
 class _PlacementAnswer(Payload):
