@@ -12,6 +12,10 @@ In one run, on fresh embedded servers:
 - latency: with the process running, RATE requests/s for SECONDS seconds; each request's time
   from publish to its `foquale.reservation.made.v1` arriving on NATS. p99 (target < 50 ms).
 
+Each phase also reports the CPU its processes spent per request (service, PostgreSQL, NATS, the
+bench) and the share of the cores the rest of the machine used meanwhile ("others"): on a shared
+machine the rates move with that load, the CPU per request much less.
+
 Sizes are reduced by default for a shared machine (--requests, --rate, --seconds to change).
 """
 
@@ -28,13 +32,45 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
-from _common import REPO_ROOT, bench_servers, emit, migrated_database, nats_client, percentile, say
+import psutil
+from _common import (
+    REPO_ROOT,
+    CpuMeter,
+    bench_servers,
+    emit,
+    migrated_database,
+    nats_client,
+    own_cpu_seconds,
+    percentile,
+    say,
+)
 
 FOQUALE_MIGRATIONS = REPO_ROOT / "services" / "foquale" / "migrations"
 OFFERS = 5
 CONCURRENCY = 8  # FOQUALE_CONSUMER_CONCURRENCY's default: the raw side gets as many connections
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 50.0
+
+
+def others(cpu: dict[str, float]) -> float:
+    """CPU seconds nobody in the bench used: the rest of the machine's load."""
+    ours = sum(cpu.get(k, 0.0) for k in ("postgres", "nats", "bench", "service"))
+    return max(0.0, cpu["machine_busy"] - ours)
+
+
+def cpu_per_request(cpu: dict[str, float], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per reservation, by process kind: comparable across a loaded and a
+    quiet machine, where rates are not."""
+    return {
+        k: round(cpu[k] * 1000 / requests, 2) for k in ("service", "postgres", "nats", "bench") if k in cpu
+    }
+
+
+def cpu_story(cpu: dict[str, float], seconds: float) -> str:
+    spent = ", ".join(
+        f"{k} {cpu[k] / seconds:.2f}" for k in ("service", "postgres", "nats", "bench") if k in cpu
+    )
+    return f"cores busy: {spent}, others {others(cpu) / seconds:.2f} (of {cpu['cores']})"
 
 
 def _dsn(url: str) -> str:
@@ -171,8 +207,13 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
         url = await migrated_database(servers, FOQUALE_MIGRATIONS, "bench_foquale")
         raw_url = await servers.create_database("bench_foquale_raw")
         say(f"raw: {requests} row-locked transactions on {OFFERS} rows, {CONCURRENCY} at a time")
+        meter, bench_cpu = CpuMeter(bench.folder), own_cpu_seconds()
+        meter.start()
         raw = await raw_rate(raw_url, requests)
-        say(f"raw: {raw:,.0f} reservations/s")
+        raw_cpu = meter.stop()
+        raw_cpu["bench"] = own_cpu_seconds() - bench_cpu
+        raw_seconds = requests / raw
+        say(f"raw: {raw:,.0f} reservations/s; {cpu_story(raw_cpu, raw_seconds)}")
         await seed_offers(url, capacity=requests + rate * seconds)
         async with nats_client(servers.nats_url) as nc:
             js = nc.jetstream()
@@ -181,12 +222,23 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
             say(f"foquale: {requests} requests waiting on the PSAD stream; starting the service")
             conn = await asyncpg.connect(_dsn(url))
             try:
-                with foquale_process(servers, url, bench.folder):
+                with foquale_process(servers, url, bench.folder) as running:
+                    process = psutil.Process(running.process.pid)
+                    meter, bench_cpu = CpuMeter(bench.folder), own_cpu_seconds()
+                    meter.start()
+                    service_cpu = sum(process.cpu_times()[:2])
                     started = time.perf_counter()
                     while await conn.fetchval("SELECT count(*) FROM reservation") < requests:
                         await asyncio.sleep(0.02)
-                    service = requests / (time.perf_counter() - started)
-                    say(f"foquale: {service:,.0f} reservations/s (ratio {service / raw:.2f})")
+                    burst_seconds = time.perf_counter() - started
+                    burst_cpu = meter.stop()
+                    burst_cpu["service"] = sum(process.cpu_times()[:2]) - service_cpu
+                    burst_cpu["bench"] = own_cpu_seconds() - bench_cpu
+                    service = requests / burst_seconds
+                    say(
+                        f"foquale: {service:,.0f} reservations/s (ratio {service / raw:.2f}); "
+                        f"{cpu_story(burst_cpu, burst_seconds)}"
+                    )
 
                     sent: dict[str, float] = {}
                     latencies: list[float] = []
@@ -202,6 +254,9 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
                                 done.set()
 
                     sub = await nc.subscribe("foquale.reservation.made.v1", cb=on_made)
+                    meter, bench_cpu = CpuMeter(bench.folder), own_cpu_seconds()
+                    meter.start()
+                    service_cpu = sum(process.cpu_times()[:2])
                     say(f"latency: {rate} requests/s for {seconds}s")
                     t0 = time.perf_counter()
                     for n in range(total):
@@ -212,10 +267,16 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(done.wait(), 60)
                     await sub.unsubscribe()
+                    steady_cpu = meter.stop()
+                    steady_cpu["service"] = sum(process.cpu_times()[:2]) - service_cpu
+                    steady_cpu["bench"] = own_cpu_seconds() - bench_cpu
             finally:
                 await conn.close()
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    say(f"latency: {len(latencies)}/{total} answered, p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    say(
+        f"latency: {len(latencies)}/{total} answered, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+        f"{cpu_story(steady_cpu, seconds)}"
+    )
     return {
         "bench": "foquale",
         "requests": requests,
@@ -230,6 +291,14 @@ async def run(requests: int, rate: int, seconds: int) -> dict:
         "p50_ms": round(p50, 1),
         "p99_ms": round(p99, 1),
         "target_p99_ms": TARGET_P99_MS,
+        "raw_cpu_ms_per_request": cpu_per_request(raw_cpu, requests),
+        "foquale_cpu_ms_per_request": cpu_per_request(burst_cpu, requests),
+        "raw_others_cpu_share": round(others(raw_cpu) / raw_seconds, 2),
+        "foquale_others_cpu_share": round(others(burst_cpu) / (requests / service), 2),
+        "foquale_service_cpu_share": round(burst_cpu["service"] / (requests / service), 2),
+        "latency_cpu_ms_per_request": cpu_per_request(steady_cpu, total),
+        "latency_others_cpu_share": round(others(steady_cpu) / seconds, 2),
+        "cores": raw_cpu["cores"],
         "nats": bench.nats,
         "postgres": bench.postgres,
     }

@@ -51,17 +51,16 @@ ContactRole = Literal[
 CloseReason = Literal["closed_by_owner", "unpublished_stale", "past_close_date"]
 # Why an establishment (or FOQUALE) refuses a placement: a fixed list. `other` needs a comment,
 # which stays in FOQUALE (free text may name a person); the event carries the code only.
-RefusalCode = Literal[
-    "no_seat",
+# An establishment's codes but `other` (a partner's feed may send these: partner_seats_v1).
+EstablishmentCode = Literal[
     "seat_no_longer_available",
     "level_not_suited",
     "prerequisites_missing",
     "age_out_of_range",
     "youth_declined",
     "youth_no_show",
-    "reservation_expired",
-    "other",
 ]
+RefusalCode = Literal["no_seat", EstablishmentCode, "reservation_expired", "other"]
 # A coded field, trade or place a youth's wishes are matched against, e.g. "metiers-relation-client".
 Keyword = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,59}$", max_length=60)]
 

@@ -5,9 +5,13 @@ A partner (a CFA network, a school information system, a regional platform) publ
 partner is taken from the subject, never from the payload. Each message is one record, named by
 the partner's own `partner_key`: the same record sent twice changes nothing.
 
+A partner also answers the reservations FOQUALE made at its UAIs (`placement_confirmed`,
+`placement_refused` with a code), keyed by the reservation id.
+
 FOQUALE answers every record it refuses (and, to close the loop, every record it took) on
-`partner.<partner_id>.seats.feedback.v1`, with the key, the field and the reason. The PARTNER
-stream keeps the feedback, so a partner can read its last N answers again.
+`partner.<partner_id>.seats.feedback.v1`, with the key, the field and the reason. FOQUALE keeps
+each partner's feedback, and a partner asks for its last N answers by request/reply
+(`partner.<partner_id>.feedback.replay.v1`): it can read no stream.
 
 No personal data: an offer names a contact role, never a person.
 """
@@ -22,7 +26,7 @@ from pydantic import Field, model_validator
 
 from ..payload import Payload
 from ..registry import event_type
-from .foquale_v1 import DEPARTEMENT, UAI, ZAP, ContactRole, Formation, Keyword, Statut
+from .foquale_v1 import DEPARTEMENT, UAI, ZAP, ContactRole, EstablishmentCode, Formation, Keyword, Statut
 
 PARTNER_KEY = Field(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$",
@@ -74,6 +78,34 @@ class SeatsClosed(_SeatRecord):
     """The offer is withdrawn; seats already reserved are answered one by one."""
 
 
+# What a partner may answer to a reservation at one of its UAIs: the establishment's codes less
+# `other`, whose comment is free text (it may name a person, and a stream keeps no person): a
+# refusal for another reason goes through the establishment API, whose comment stays in
+# FOQUALE's database.
+PartnerRefusalCode = EstablishmentCode
+
+
+class _PlacementAnswer(Payload):
+    reservation_id: uuid.UUID = Field(
+        description="the reservation FOQUALE made at one of the partner's UAIs; it is the record's key"
+    )
+
+
+@event_type("partner.seats.placement_confirmed.v1")
+class PlacementConfirmed(_PlacementAnswer):
+    """The establishment takes the youth on the reserved seat: foquale.placement.confirmed.v1."""
+
+    starts_on: date | None = Field(None, description="the first day; by default the offer's opening day")
+
+
+@event_type("partner.seats.placement_refused.v1")
+class PlacementRefused(_PlacementAnswer):
+    """The establishment refuses the reservation with a code; the seat is free again:
+    foquale.placement.refused.v1."""
+
+    reason: PartnerRefusalCode
+
+
 class Problem(Payload):
     field: str = Field(
         min_length=1, max_length=200, description="the field, as a dotted path; '*' for the record"
@@ -86,7 +118,9 @@ class SeatsFeedback(Payload):
     """FOQUALE's answer to one partner record."""
 
     partner_key: str | None = Field(
-        None, max_length=80, description="the record's key; None when the record had none readable"
+        None,
+        max_length=80,
+        description="the record's key (a placement answer's: its reservation_id); None when none was readable",
     )
     record_type: str = Field(
         pattern=r"^partner\.seats\.[a-z_]+\.v[1-9][0-9]*$",

@@ -25,8 +25,8 @@ async def tables(url: str) -> set[str]:
 async def test_upgrade_downgrade_upgrade(servers: Servers) -> None:
     url = await servers.create_database("foquale_mig")
     await asyncio.to_thread(upgrade, MIGRATIONS, url)
-    assert {"offer", "reservation", "api_key", "outbox", "inbox"} <= await tables(url)
+    assert {"offer", "reservation", "api_key", "partner_feedback", "outbox", "inbox"} <= await tables(url)
     await asyncio.to_thread(command.downgrade, alembic_config(MIGRATIONS, url), "base")
     assert await tables(url) <= {"alembic_version"}
     await asyncio.to_thread(upgrade, MIGRATIONS, url)
-    assert {"offer", "reservation", "api_key", "outbox", "inbox"} <= await tables(url)
+    assert {"offer", "reservation", "api_key", "partner_feedback", "outbox", "inbox"} <= await tables(url)

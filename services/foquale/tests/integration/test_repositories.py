@@ -145,6 +145,36 @@ async def test_seat_counters_move_by_conditional_updates(engine: AsyncEngine) ->
     assert (loaded.reserved, loaded.placed, loaded.seats_left) == (0, 1, 1)
 
 
+async def test_a_free_seat_is_taken_on_the_first_offer_no_other_transaction_holds(
+    engine: AsyncEngine,
+) -> None:
+    first, second, full = make_offer(1, capacity=2), make_offer(2, capacity=2), make_offer(3, capacity=1)
+    await add(engine, first, second, full)
+    order = [full.offer_id, first.offer_id, second.offer_id]
+    async with engine.begin() as conn:
+        assert await SqlOfferRepository(conn).take_seat(full.offer_id, TODAY) == 0
+    async with engine.connect() as holder, engine.connect() as other:
+        await holder.begin()
+        assert await SqlOfferRepository(holder).take_free_seat(order, TODAY) == (first.offer_id, 1)
+        await other.begin()
+        repo = SqlOfferRepository(other)
+        # `first` is held by the open transaction: skipped, not waited for; `full` has no seat
+        assert await repo.take_free_seat(order, TODAY) == (second.offer_id, 1)
+        assert await repo.take_free_seat(order, TODAY) == (second.offer_id, 0)
+        assert await repo.take_free_seat(order, TODAY) is None  # `first` held, the others full
+        # a reservation's foreign key on a held offer does not wait for its holder
+        await SqlReservationRepository(other).add(make_reservation(first, 9, 1))
+        await other.rollback()
+        await holder.commit()
+    assert await repo_seats(engine, first, second, full) == [1, 2, 0]
+    async with engine.connect() as conn:
+        assert await SqlOfferRepository(conn).take_free_seat([], TODAY) is None
+
+
+async def repo_seats(engine: AsyncEngine, *offers: Offer) -> list[int]:
+    return [(await load(engine, offer.offer_id)).seats_left for offer in offers]
+
+
 async def test_no_seat_is_taken_on_an_offer_not_reservable(engine: AsyncEngine) -> None:
     closed, unpublished, past = make_offer(1), make_offer(2), make_offer(3, closes_on=date(2026, 11, 30))
     closed.close(T0 + days(1))
@@ -182,9 +212,9 @@ async def test_search_and_alternatives_elsewhere(engine: AsyncEngine) -> None:
     levels = {Level.NIVEAU_3, Level.NIVEAU_4}
     async with engine.connect() as conn:
         repo = SqlOfferRepository(conn)
-        found = await repo.search("33", levels, TODAY)
+        found = await repo.search({"33"}, levels, TODAY)
         assert {o.offer_id for o in found} == {here.offer_id, full_here.offer_id}
-        assert await repo.search("33", {Level.NIVEAU_5}, TODAY) == []
+        assert await repo.search({"33", "40"}, {Level.NIVEAU_5}, TODAY) == []
         assert await repo.count_with_seats_elsewhere("33", levels, ("metiers-relation-client",), TODAY) == 1
         assert await repo.count_with_seats_elsewhere("33", levels, ("commerce", "niveau_4"), TODAY) == 2
         assert await repo.count_with_seats_elsewhere("33", levels, (), TODAY) == 2
@@ -215,14 +245,15 @@ async def test_a_reservation_round_trips_with_its_answer(engine: AsyncEngine) ->
     made, refused = make_reservation(offer, 1, 2), make_reservation(offer, 2, 1)
     async with engine.begin() as conn:
         repo = SqlReservationRepository(conn)
-        await repo.add(made)
-        await repo.add(refused)
+        await repo.add_all([made, refused])
         refused.refuse(Refusal("other", "atelier plein jusqu'en mars"), T0 + days(1))
         await repo.save(refused)
     async with engine.connect() as conn:
         repo = SqlReservationRepository(conn)
-        loaded = await repo.for_request(made.request_id)
-        assert loaded is not None and loaded.reservation_id == made.reservation_id
+        found = await repo.for_requests([made.request_id, uuid.uuid4()])
+        assert list(found) == [made.request_id]
+        loaded = found[made.request_id]
+        assert loaded.reservation_id == made.reservation_id
         assert (loaded.expires_at, loaded.state, loaded.uai, loaded.training) == (
             T0 + days(15),
             ReservationState.MADE,
@@ -232,7 +263,7 @@ async def test_a_reservation_round_trips_with_its_answer(engine: AsyncEngine) ->
         answered = await repo.get(refused.reservation_id, lock=False)
         assert answered is not None and answered.refusal == Refusal("other", "atelier plein jusqu'en mars")
         assert answered.state is ReservationState.REFUSED and answered.decided_at == T0 + days(1)
-        assert await repo.for_request(uuid.uuid4()) is None
+        assert await repo.for_requests([uuid.uuid4()]) == {}
 
 
 async def test_expiry_selects_unanswered_reservations_past_their_time(engine: AsyncEngine) -> None:

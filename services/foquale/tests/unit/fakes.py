@@ -6,11 +6,13 @@ nothing, and a unit of work left without `commit` restores what its block wrote.
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
+from raccrochage_contracts import CloudEvent
 from raccrochage_foquale.domain.matching import meets_wishes
 from raccrochage_foquale.domain.offer import Offer
 from raccrochage_foquale.domain.offer_types import RESERVABLE_STATES, Level
@@ -19,6 +21,7 @@ from raccrochage_foquale.domain.reservation import Reservation, ReservationState
 from raccrochage_foquale.service_layer.unit_of_work import (
     FoqualeUnitOfWork,
     OfferRepository,
+    PartnerFeedbackRepository,
     ReservationRepository,
 )
 from raccrochage_platform.fakes import FakeUnitOfWork
@@ -51,9 +54,13 @@ class FakeOfferRepository(OfferRepository):
             if o.is_reservable(today) and o.description.formation.level in levels
         ]
 
-    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
+    async def search(
+        self, departements: Collection[str], levels: Collection[Level], today: date
+    ) -> list[Offer]:
         return [
-            self._copy(o) for o in self._reservable(today, levels) if o.description.departement == departement
+            self._copy(o)
+            for o in self._reservable(today, levels)
+            if o.description.departement in departements
         ]
 
     async def count_with_seats_elsewhere(
@@ -70,6 +77,15 @@ class FakeOfferRepository(OfferRepository):
             return None
         row.reserved += 1
         return row.seats_left
+
+    async def take_free_seat(
+        self, offer_ids: Sequence[uuid.UUID], today: date
+    ) -> tuple[uuid.UUID, int] | None:
+        for offer_id in offer_ids:  # nothing is ever held by another transaction here
+            seats_left = await self.take_seat(offer_id, today)
+            if seats_left is not None:
+                return offer_id, seats_left
+        return None
 
     async def release_seat(self, offer_id: uuid.UUID) -> int:
         row = self.rows[offer_id]
@@ -114,8 +130,12 @@ class FakeReservationRepository(ReservationRepository):
         row = self.rows.get(reservation_id)
         return None if row is None else self._copy(row)
 
-    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
-        return next((self._copy(r) for r in self.rows.values() if r.request_id == request_id), None)
+    async def add_all(self, reservations: Sequence[Reservation]) -> None:
+        for reservation in reservations:
+            await self.add(reservation)
+
+    async def for_requests(self, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reservation]:
+        return {r.request_id: self._copy(r) for r in self.rows.values() if r.request_id in request_ids}
 
     async def save(self, reservation: Reservation) -> None:
         assert reservation.reservation_id in self.rows
@@ -126,11 +146,25 @@ class FakeReservationRepository(ReservationRepository):
         return [self._copy(r) for r in sorted(due, key=lambda r: r.expires_at)[:limit]]
 
 
+class FakePartnerFeedbackRepository(PartnerFeedbackRepository):
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, CloudEvent]] = []
+
+    async def add(self, partner_id: str, feedback: CloudEvent) -> None:
+        if all(kept.id != feedback.id for _, kept in self.rows):
+            self.rows.append((partner_id, feedback))
+
+    async def latest(self, partner_id: str, count: int) -> list[dict]:
+        theirs = [json.loads(event.to_json()) for who, event in self.rows if who == partner_id]
+        return theirs[-count:] if count > 0 else []
+
+
 class FakeFoqualeUnitOfWork(FoqualeUnitOfWork, FakeUnitOfWork):
     def __init__(self) -> None:
         FakeUnitOfWork.__init__(self, source="raccrochage/foquale")
         self.offers = FakeOfferRepository()
         self.reservations = FakeReservationRepository()
+        self.feedback = FakePartnerFeedbackRepository()
         self._snapshot: tuple[dict, dict] | None = None
 
     def _copy_rows(self) -> tuple[dict, dict]:

@@ -334,3 +334,65 @@ def test_a_record_that_breaks_its_contract_gets_every_field_at_fault() -> None:
     feedback = feedback_for_invalid_record("partner.seats.updated.v1", data, error.value)
     assert feedback.partner_key == "CFA33-2027-ACC-01" and feedback.outcome == "rejected"
     assert sorted(p.field for p in feedback.problems) == ["capacity", "departement"]
+
+
+async def test_a_partner_answers_reservations_the_way_the_establishment_api_does(uow) -> None:
+    offer_id, confirmed_id = await reserved(uow)
+    refused_id = (await handlers.request_seat(seat_command(seat_request(2)), uow)).reservation.reservation_id
+    at = T0 + days(1)
+
+    async def send(answer) -> partner_contract.SeatsFeedback:
+        return await apply_partner_record(PartnerRecord(partner(), answer, at, uuid.uuid4()), uow)
+
+    confirm = partner_contract.PlacementConfirmed(reservation_id=confirmed_id)
+    refuse = partner_contract.PlacementRefused(reservation_id=refused_id, reason="youth_declined")
+    assert [(f.outcome, f.partner_key, f.offer_id) for f in [await send(confirm), await send(refuse)]] == [
+        ("accepted", str(confirmed_id), offer_id),
+        ("accepted", str(refused_id), offer_id),
+    ]
+    assert uow.payloads("foquale.placement.confirmed.v1")[0]["reservation_id"] == str(confirmed_id)
+    assert uow.payloads("foquale.placement.refused.v1")[0]["refusal_code"] == "youth_declined"
+    published = len(uow.published)
+    # the same answers again change nothing; a contrary one is refused with the field
+    assert (await send(confirm)).outcome == "unchanged"
+    assert (await send(refuse)).outcome == "unchanged"
+    contrary = await send(
+        partner_contract.PlacementRefused(reservation_id=confirmed_id, reason="youth_no_show")
+    )
+    assert contrary.outcome == "rejected" and contrary.problems[0].field == "reservation_id"
+    assert "is confirmed" in contrary.problems[0].reason
+    unknown = await send(partner_contract.PlacementConfirmed(reservation_id=uuid.uuid4()))
+    assert unknown.outcome == "rejected" and unknown.problems[0].field == "reservation_id"
+    assert len(uow.published) == published
+
+
+async def test_a_partner_answers_only_for_its_own_uais(uow) -> None:
+    offer_id, reservation_id = await reserved(uow)
+    answer = partner_contract.PlacementConfirmed(reservation_id=reservation_id)
+    foreign = await apply_partner_record(PartnerRecord(partner("cfa-landes", UAI_LANDES), answer, T0), uow)
+    assert foreign.outcome == "rejected" and foreign.problems[0].field == "uai"
+    assert uow.reservations.rows[reservation_id].state is ReservationState.MADE
+
+
+def test_a_refusal_code_a_partner_may_not_send_is_named() -> None:
+    data = {"reservation_id": "not-a-uuid", "reason": "other"}
+    with pytest.raises(ValidationError) as error:
+        partner_contract.PlacementRefused.model_validate(data)
+    feedback = feedback_for_invalid_record("partner.seats.placement_refused.v1", data, error.value)
+    assert feedback.partner_key == "not-a-uuid"
+    assert sorted(p.field for p in feedback.problems) == ["reason", "reservation_id"]
+
+
+async def test_a_batch_of_requests_is_answered_in_one_transaction(uow) -> None:
+    offer_id = await publish(uow, capacity=2)
+    again = seat_command(seat_request(1))  # the first request, under another envelope
+    commands = [seat_command(seat_request(n)) for n in (1, 2, 3)] + [again]
+    async with uow:
+        answers = await handlers.request_seats(uow, commands)
+        await uow.commit()
+    assert [a.reservation is not None for a in answers] == [True, True, False, True]
+    assert answers[3].reservation.reservation_id == answers[0].reservation.reservation_id
+    assert answers[2].refused is RefusalReason.NO_SEAT
+    assert uow.offers.rows[offer_id].seats_left == 0 and len(uow.reservations.rows) == 2
+    made = uow.payloads("foquale.reservation.made.v1")
+    assert [m["seats_left"] for m in made] == [1, 0]

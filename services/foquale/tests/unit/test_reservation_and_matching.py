@@ -161,3 +161,18 @@ def test_stale_offers_come_after_fresh_ones_and_full_ones_are_counted() -> None:
     assert [o.offer_id.int for o in found.candidates] == [2, 1]
     assert found.full_in_territory == 1
     assert found.alternatives(4).other_departements_same_wishes == 4
+
+
+def test_equally_good_offers_form_a_tier_most_seats_first_then_an_order_per_request() -> None:
+    near = [offer(n, capacity=5) for n in (1, 2, 3)]
+    bigger, later = offer(4, capacity=9), offer(5, capacity=9, opens_on=date(2027, 1, 11))
+    found = search(seat_request(), [*near, bigger, later], TODAY)
+    assert [[o.offer_id.int for o in tier][:1] for tier in found.tiers] == [[4], [5]]
+    assert {o.offer_id.int for o in found.tiers[0][1:]} == {1, 2, 3}
+    assert found.candidates == (*found.tiers[0], *found.tiers[1])
+    again = search(seat_request(), [*near, bigger, later], TODAY)
+    assert again.tiers == found.tiers, "stable for one request"
+    orders = {
+        tuple(o.offer_id.int for o in search(seat_request(n), near, TODAY).candidates) for n in range(20)
+    }
+    assert len(orders) > 1, "equal offers are tried in a different order by different requests"

@@ -20,6 +20,11 @@ from ..domain.uai import Uai
 PARTNERS_TOML = REPO_ROOT / "deploy" / "partners.toml"
 
 
+def inbox_prefix(partner_id: str) -> str:
+    """Where a partner's replies arrive: its NATS user may read this inbox and no other."""
+    return f"_INBOX.partner_{partner_id}"
+
+
 def partners_file() -> Path:
     return Path(os.environ.get("RACCROCHAGE_PARTNERS", PARTNERS_TOML))
 

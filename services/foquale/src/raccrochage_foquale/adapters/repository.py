@@ -7,15 +7,17 @@ queue on the row and the ones that find no seat left update nothing. `save` neve
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, RowMapping, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from raccrochage_contracts import CloudEvent
+from sqlalchemy import BindParameter, ColumnElement, RowMapping, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import Text
+from sqlalchemy.types import Date, Text, Uuid
 
 from ..domain.matching import wish_codes
 from ..domain.offer import Offer
@@ -37,8 +39,9 @@ from ..domain.policy import Policy
 from ..domain.refusals import Refusal, RefusalReason
 from ..domain.reservation import Reservation, ReservationState
 from ..domain.uai import Uai
-from ..service_layer.unit_of_work import OfferRepository, ReservationRepository
+from ..service_layer.unit_of_work import OfferRepository, PartnerFeedbackRepository, ReservationRepository
 from .tables import offer as offer_table
+from .tables import partner_feedback as partner_feedback_table
 from .tables import reservation as reservation_table
 
 _o = offer_table.c
@@ -47,9 +50,46 @@ SEATS_LEFT = (_o.capacity - _o.reserved - _o.placed).label("seats_left")
 _RESERVABLE = [state.value for state in RESERVABLE_STATES]
 
 
-def _reservable_on(today: date) -> ColumnElement[bool]:
+def _reservable_on(today: date | BindParameter[date]) -> ColumnElement[bool]:
     """Published (stale included) and not past its close date: `Offer.is_reservable`."""
     return and_(_o.state.in_(_RESERVABLE), or_(_o.closes_on.is_(None), _o.closes_on >= today))
+
+
+# A PSAD request's statements are built once, with parameters: building and keying a statement
+# costs more Python than running it.
+_TODAY = bindparam("today", type_=Date)
+_LEVELS = bindparam("levels", type_=ARRAY(Text))
+_HAS_A_SEAT = and_(_reservable_on(_TODAY), _o.capacity - _o.reserved - _o.placed > 0)
+_SEARCH = select(offer_table).where(
+    _o.departement == func.any(bindparam("departements", type_=ARRAY(Text))),
+    _o.level == func.any(_LEVELS),
+    _reservable_on(_TODAY),
+)
+_TAKE_SEAT = (
+    update(offer_table)
+    .where(_o.offer_id == bindparam("taken_offer_id"), _HAS_A_SEAT)
+    .values(reserved=_o.reserved + 1)
+    .returning(SEATS_LEFT)
+)
+# The first of the offers, in the caller's order, with a seat and no other transaction's lock
+# (FOR NO KEY UPDATE: a reservation's foreign key takes KEY SHARE, which does not conflict), then
+# the same conditional UPDATE as `_TAKE_SEAT`, re-checked on the row it locked.
+_OFFER_IDS = bindparam("offer_ids", type_=ARRAY(Uuid))
+_TAKE_FREE_SEAT = (
+    update(offer_table)
+    .where(
+        _o.offer_id
+        == select(_o.offer_id)
+        .where(_o.offer_id == func.any(_OFFER_IDS), _HAS_A_SEAT)
+        .order_by(func.array_position(_OFFER_IDS, _o.offer_id))
+        .limit(1)
+        .with_for_update(skip_locked=True, key_share=True)
+        .scalar_subquery(),
+        _HAS_A_SEAT,
+    )
+    .values(reserved=_o.reserved + 1)
+    .returning(_o.offer_id, SEATS_LEFT)
+)
 
 
 # --- offers ---------------------------------------------------------------------------------------
@@ -141,13 +181,17 @@ class SqlOfferRepository(OfferRepository):
             update(offer_table).where(_o.offer_id == offer.offer_id).values(**_described(offer))
         )
 
-    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
-        query = select(offer_table).where(
-            _o.departement == departement,
-            _o.level.in_([level.value for level in levels]),
-            _reservable_on(today),
-        )
-        return [offer_of(row) for row in (await self.connection.execute(query)).mappings()]
+    async def search(
+        self, departements: Collection[str], levels: Collection[Level], today: date
+    ) -> list[Offer]:
+        if not departements:
+            return []
+        parameters = {
+            "departements": sorted(departements),
+            "levels": [level.value for level in levels],
+            "today": today,
+        }
+        return [offer_of(row) for row in (await self.connection.execute(_SEARCH, parameters)).mappings()]
 
     async def count_with_seats_elsewhere(
         self, departement: str, levels: Collection[Level], wishes: Collection[str], today: date
@@ -164,13 +208,19 @@ class SqlOfferRepository(OfferRepository):
         return (await self.connection.execute(query)).scalar_one()
 
     async def take_seat(self, offer_id: uuid.UUID, today: date) -> int | None:
-        statement = (
-            update(offer_table)
-            .where(_o.offer_id == offer_id, _reservable_on(today), _o.capacity - _o.reserved - _o.placed > 0)
-            .values(reserved=_o.reserved + 1)
-            .returning(SEATS_LEFT)
+        result = await self.connection.execute(_TAKE_SEAT, {"taken_offer_id": offer_id, "today": today})
+        return result.scalar_one_or_none()
+
+    async def take_free_seat(
+        self, offer_ids: Sequence[uuid.UUID], today: date
+    ) -> tuple[uuid.UUID, int] | None:
+        if not offer_ids:
+            return None
+        result = await self.connection.execute(
+            _TAKE_FREE_SEAT, {"offer_ids": list(offer_ids), "today": today}
         )
-        return (await self.connection.execute(statement)).scalar_one_or_none()
+        row = result.first()
+        return None if row is None else (row[0], row[1])
 
     async def _move_a_reserved_seat(self, offer_id: uuid.UUID, **values: Any) -> int:
         statement = (
@@ -247,27 +297,38 @@ def reservation_of(m: RowMapping) -> Reservation:
     )
 
 
+_ADD_RESERVATION = reservation_table.insert()
+_FOR_REQUESTS = select(reservation_table).where(
+    _r.request_id == func.any(bindparam("request_ids", type_=ARRAY(Uuid)))
+)
+
+
+def _stored(r: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": r.reservation_id,
+        "request_id": r.request_id,
+        "case_id": r.case_id,
+        "youth_id": r.youth_id,
+        "offer_id": r.offer_id,
+        "uai": str(r.uai),
+        "training": r.training,
+        "opens_on": r.opens_on,
+        "made_at": r.made_at,
+        "expires_at": r.expires_at,
+        **_decided(r),
+    }
+
+
 class SqlReservationRepository(ReservationRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
 
     async def add(self, reservation: Reservation) -> None:
-        r = reservation
-        await self.connection.execute(
-            reservation_table.insert().values(
-                reservation_id=r.reservation_id,
-                request_id=r.request_id,
-                case_id=r.case_id,
-                youth_id=r.youth_id,
-                offer_id=r.offer_id,
-                uai=str(r.uai),
-                training=r.training,
-                opens_on=r.opens_on,
-                made_at=r.made_at,
-                expires_at=r.expires_at,
-                **_decided(r),
-            )
-        )
+        await self.add_all([reservation])
+
+    async def add_all(self, reservations: Sequence[Reservation]) -> None:
+        if reservations:
+            await self.connection.execute(_ADD_RESERVATION, [_stored(r) for r in reservations])
 
     async def _one(self, condition: ColumnElement[bool], lock: bool) -> Reservation | None:
         query = select(reservation_table).where(condition)
@@ -279,8 +340,9 @@ class SqlReservationRepository(ReservationRepository):
     async def get(self, reservation_id: uuid.UUID, *, lock: bool = True) -> Reservation | None:
         return await self._one(_r.reservation_id == reservation_id, lock)
 
-    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
-        return await self._one(_r.request_id == request_id, lock=False)
+    async def for_requests(self, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reservation]:
+        rows = await self.connection.execute(_FOR_REQUESTS, {"request_ids": list(request_ids)})
+        return {row["request_id"]: reservation_of(row) for row in rows.mappings()}
 
     async def save(self, reservation: Reservation) -> None:
         await self.connection.execute(
@@ -298,3 +360,31 @@ class SqlReservationRepository(ReservationRepository):
             .with_for_update(skip_locked=True)
         )
         return [reservation_of(row) for row in (await self.connection.execute(query)).mappings()]
+
+
+# --- partners' feedback ---------------------------------------------------------------------------
+
+_f = partner_feedback_table.c
+
+
+class SqlPartnerFeedbackRepository(PartnerFeedbackRepository):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, partner_id: str, feedback: CloudEvent) -> None:
+        statement = (
+            insert(partner_feedback_table)
+            .values(
+                partner_id=partner_id,
+                event_id=feedback.id,
+                recorded_at=feedback.time,
+                envelope=json.loads(feedback.to_json()),
+            )
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        await self.connection.execute(statement)
+
+    async def latest(self, partner_id: str, count: int) -> list[dict]:
+        query = select(_f.envelope).where(_f.partner_id == partner_id).order_by(_f.id.desc()).limit(count)
+        newest_first = (await self.connection.execute(query)).scalars().all()
+        return list(reversed(newest_first))

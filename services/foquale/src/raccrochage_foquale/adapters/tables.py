@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from raccrochage_platform.tables import platform_metadata
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Column,
     Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -23,7 +25,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -113,6 +115,19 @@ api_key = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("last_used_at", DateTime(timezone=True)),
     CheckConstraint("cardinality(uais) > 0", name="api_key_has_uais"),
+)
+# Every answer FOQUALE gave a partner (migration 0003), as the envelope it published on
+# partner.<id>.seats.feedback.v1: a partner reads no stream, so it asks FOQUALE for its last N
+# (`entrypoints/feedback_replay.py`). No personal data: a key, a field, a reason.
+partner_feedback = Table(
+    "partner_feedback",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("partner_id", Text, nullable=False),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("envelope", JSONB, nullable=False),
+    Index("partner_feedback_latest", "partner_id", "id"),
 )
 FIRST_TABLES = [offer, reservation]  # migration 0001
 

@@ -1,11 +1,14 @@
 """Finding a seat for a PSAD's request: territory (ZAP first, then département), level, wishes.
 
 The search orders candidates; it does not take a seat. The service layer tries them in order with
-the repository's atomic `take_seat`, so two requests racing for the last seat cannot both get it.
+the repository's atomic `take_seat`, so two requests racing for the last seat cannot both get it;
+within a tier of equally good offers it takes the first that no other request holds
+(`take_free_seat`), so concurrent requests spread over them instead of queueing on one row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -73,11 +76,16 @@ class Alternatives:
 
 @dataclass(frozen=True)
 class SeatSearch:
-    """Candidates with seats left, best first; and what a refusal would count."""
+    """Candidates with seats left, best first, in tiers of equally good offers; and what a
+    refusal would count."""
 
-    candidates: tuple[Offer, ...]
+    tiers: tuple[tuple[Offer, ...], ...]
     in_departement_other_wishes: int
     full_in_territory: int
+
+    @property
+    def candidates(self) -> tuple[Offer, ...]:
+        return tuple(offer for tier in self.tiers for offer in tier)
 
     def alternatives(self, other_departements_same_wishes: int) -> Alternatives:
         return Alternatives(
@@ -85,11 +93,19 @@ class SeatSearch:
         )
 
 
+def _spread(request: SeatRequest, offer: Offer) -> bytes:
+    """An order of equally good offers of the same size, stable for a request and different from
+    one request to the next: concurrent requests do not all try the same offer first."""
+    return hashlib.blake2b(offer.offer_id.bytes + request.request_id.bytes, digest_size=8).digest()
+
+
 def search(request: SeatRequest, offers: Iterable[Offer], today: date) -> SeatSearch:
-    """Order the département's offers for the request: its ZAP before the rest of the
-    département; within each, the offers meeting the most wishes, fresh before stale, the soonest
-    to open, then the most seats left. With wishes, an offer must meet at least one."""
-    candidates: list[tuple[tuple, Offer]] = []
+    """Order the département's offers for the request. Equally good for the youth: the same
+    place in the territory (its ZAP before the rest of the département), as many wishes met,
+    fresh or stale alike, the same opening day. Tiers go from the best; within a tier, the most
+    seats left first, then an order of the request's own (`_spread`). With wishes, an offer must
+    meet at least one."""
+    tiers: dict[tuple, list[tuple[tuple, Offer]]] = {}
     other_wishes = full = 0
     for offer in offers:
         description = offer.description
@@ -107,17 +123,13 @@ def search(request: SeatRequest, offers: Iterable[Offer], today: date) -> SeatSe
             full += 1
             continue
         in_zap = request.zap is not None and description.zap == request.zap
-        rank = (
-            not in_zap,
-            -met,
-            not offer.is_fresh(),
-            description.opens_on,
-            -offer.seats_left,
-            str(offer.offer_id),
-        )
-        candidates.append((rank, offer))
-    candidates.sort(key=lambda pair: pair[0])
-    return SeatSearch(tuple(offer for _, offer in candidates), other_wishes, full)
+        goodness = (not in_zap, -met, not offer.is_fresh(), description.opens_on)
+        tiers.setdefault(goodness, []).append(((-offer.seats_left, _spread(request, offer)), offer))
+    ordered = tuple(
+        tuple(offer for _, offer in sorted(tiers[goodness], key=lambda pair: pair[0]))
+        for goodness in sorted(tiers)
+    )
+    return SeatSearch(ordered, other_wishes, full)
 
 
 def meets_wishes(offer: Offer, wishes: Iterable[str]) -> bool:

@@ -1,10 +1,11 @@
 """FOQUALE's service: PSAD's requests answered with seats, partners' seat records applied and
-answered, the clocks.
+answered, partners' requests for their answers, the clocks.
 
-FOQUALE's handlers each open, claim and commit their own unit of work (`service_layer.handlers`):
-a request takes a seat in its own transaction, so that a request that finds nothing never holds
-the row lock of one that does. The consumer is therefore given `EachHandlerCommits`, which claims
-nothing and commits nothing itself; the inbox claim is the handler's (`handlers.CONSUMER`).
+PSAD's requests are handled a fetched batch at a time, in the consumer's transaction
+(`handlers.request_seats`): one inbox claim, one read of the offers, one conditional UPDATE per
+seat, one insert of the reservations and one of the outbox, one commit. Partners' records are
+each applied in a transaction of their own (`service_layer.partners`): that consumer is given
+`EachHandlerCommits`, which claims nothing and commits nothing itself.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
+from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.privacy import answer_privacy
@@ -29,9 +31,10 @@ from ..config import FoqualeSettings
 from ..domain.policy import Policy
 from ..service_layer import handlers
 from ..service_layer.commands import CheckFreshness, ExpireReservations, RequestSeat
-from ..service_layer.unit_of_work import SqlFoqualeUnitOfWork
+from ..service_layer.unit_of_work import FoqualeUnitOfWork, SqlFoqualeUnitOfWork
 from .api import foquale_router
 from .demo import demo_main_job
+from .feedback_replay import FeedbackReplay
 from .partner_feed import partner_consumer
 
 log = get_logger(__name__)
@@ -77,19 +80,21 @@ async def build(context: ServiceContext) -> None:
 
     psad = context.consumer(
         FROM_PSAD,
-        EachHandlerCommits,
+        unit_of_work,
         batch_size=settings.consumer_batch,
         concurrency=settings.consumer_concurrency,
     )
 
-    @psad.on("psad.solution.requested.v1")
-    async def solution_requested(_: AbstractUnitOfWork, event: Event[SolutionRequested]) -> None:
-        cmd = RequestSeat.from_event(event.envelope, event.data, datetime.now(UTC))
-        if cmd is None:  # a request for another provider (an MLDS place, ...)
+    @psad.on_batch("psad.solution.requested.v1")
+    async def solution_requested(uow: FoqualeUnitOfWork, events: list[Event[SolutionRequested]]) -> None:
+        now = datetime.now(UTC)
+        commands = [RequestSeat.from_event(event.envelope, event.data, now) for event in events]
+        ours = [cmd for cmd in commands if cmd is not None]  # not a request for an MLDS place, ...
+        if not ours:
             return
-        answer = await handlers.request_seat(cmd, unit_of_work(), policy)
-        if answer.refused is not None:
-            log.info("seat_refused", request_id=str(cmd.request.request_id), reason=answer.refused.value)
+        for cmd, answer in zip(ours, await handlers.request_seats(uow, ours, policy), strict=True):
+            if answer.refused is not None:
+                log.info("seat_refused", request_id=str(cmd.request.request_id), reason=answer.refused.value)
 
     partners = seat_partners()
     partner_consumer(
@@ -101,6 +106,10 @@ async def build(context: ServiceContext) -> None:
         concurrency=settings.consumer_concurrency,
     )
     log.info("seat_partners", partners=sorted(partners))
+    # Partners' requests for their last answers (core NATS request/reply).
+    feedback_replay = FeedbackReplay(unit_of_work)
+    await feedback_replay.subscribe(connection(context.broker))
+    context.background.append(feedback_replay.run_until_cancelled)
 
     async def timers() -> None:
         while True:

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from ..adapters.partners import inbox_prefix
 from ..domain.errors import InvalidCommand
 from ..domain.uai import Uai
 
@@ -77,7 +78,7 @@ def add(
         "user": partner_user(partner_id),
         "password": password,
         "password_env": partner_password_env(partner_id),
-        "inbox_prefix": f"_INBOX.partner_{partner_id}",
+        "inbox_prefix": inbox_prefix(partner_id),
         "publishes": f"partner.{partner_id}.>",
         "credentials": str(folder / "partners.json"),
     }

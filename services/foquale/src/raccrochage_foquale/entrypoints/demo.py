@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 from rich.console import Console
 
+from ..adapters.partners import inbox_prefix
+
 console = Console(stderr=True)
 
 PARTNER = "en-rectorat"  # deploy/partners.toml: the rectorat's system, one lycée per département
@@ -44,7 +46,7 @@ async def publish_partner_seats(nats_url: str, password: str) -> int:
     from raccrochage_contracts.events.partner_seats_v1 import SeatsPublished
 
     nc = await nats.connect(
-        nats_url, user=f"partner_{PARTNER}", password=password, inbox_prefix=f"_INBOX.partner_{PARTNER}"
+        nats_url, user=f"partner_{PARTNER}", password=password, inbox_prefix=inbox_prefix(PARTNER)
     )
     try:
         js = nc.jetstream()

@@ -1,7 +1,10 @@
-"""The consumer of partners' seat records (`partner.<id>.seats.<verb>.v1`, PARTNER stream).
+"""The consumer of partners' seat records (`partner.<id>.seats.<verb>.v1`, PARTNER stream): offers
+published, updated, confirmed, closed, and answers to reservations (placement confirmed or
+refused).
 
 Each record is one message, applied in its own transaction (`service_layer.partners`) and
-answered on `partner.<id>.seats.feedback.v1` through the outbox. The partner is the subject's
+answered on `partner.<id>.seats.feedback.v1` through the outbox; the answer is also kept in
+FOQUALE's database, where the partner asks for it again (`feedback_replay`). The partner is the subject's
 (the platform's consumer checks that the envelope's source says the same), never the payload's.
 
 The platform's consumer dead-letters a message whose data does not fit its contract, which the
@@ -26,15 +29,27 @@ from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext
 
 from ..domain.owners import Actor
-from ..service_layer.partners import PartnerRecord, apply_partner_record, feedback_for_invalid_record
+from ..service_layer.partners import (
+    PartnerRecord,
+    apply_partner_record,
+    feedback_for_invalid_record,
+    record_key,
+)
 from ..service_layer.unit_of_work import FoqualeUnitOfWork
 
 log = get_logger(__name__)
 
 FROM_PARTNERS = "foquale_partner"
-RECORDS: dict[str, type[partner.SeatRecord]] = {
+RECORDS: dict[str, type[Payload]] = {
     model.event_type: model
-    for model in (partner.SeatsPublished, partner.SeatsUpdated, partner.SeatsConfirmed, partner.SeatsClosed)
+    for model in (
+        partner.SeatsPublished,
+        partner.SeatsUpdated,
+        partner.SeatsConfirmed,
+        partner.SeatsClosed,
+        partner.PlacementConfirmed,
+        partner.PlacementRefused,
+    )
 }
 FEEDBACK_NAMESPACE = uuid.UUID("5d2e8f0a-3c41-4f6b-9a7e-1b0c2d3e4f50")
 
@@ -79,7 +94,7 @@ async def answer(
         actor = partners.get(partner_id)
         if actor is None:
             feedback = partner.SeatsFeedback(
-                partner_key=record.partner_key,
+                partner_key=record_key(record),
                 record_type=envelope.type,
                 record_event_id=envelope.id,
                 outcome="rejected",
@@ -94,12 +109,13 @@ async def answer(
                 PartnerRecord(actor, record, datetime.now(UTC), envelope.id), unit_of_work()
             )
     async with unit_of_work() as uow:
-        uow.add_event(
+        published = uow.add_event(
             feedback,
             subject=f"partner/{partner_id}",
             cause=envelope,
             event_id=feedback_event_id(envelope.id),
         )
+        await uow.feedback.add(partner_id, published)  # for the partner to read again
         await uow.commit()
     if feedback.outcome == "rejected":
         log.info(

@@ -7,13 +7,15 @@ events and commits; a domain error leaves the block before `commit`, so nothing 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
 from enum import StrEnum
 
 from raccrochage_contracts import Payload
 
 from ..domain.errors import NotFound
-from ..domain.matching import Alternatives, search
+from ..domain.matching import Alternatives, SeatSearch, search
 from ..domain.offer import Offer
 from ..domain.offer_types import offer_id_for
 from ..domain.policy import DEFAULT_POLICY, Policy
@@ -143,51 +145,98 @@ def _answer_event_id(cmd: RequestSeat, payload: Payload) -> uuid.UUID:
     return uuid.uuid5(cmd.cause.id, payload.event_type)
 
 
+async def _take_a_seat(
+    uow: FoqualeUnitOfWork, found: SeatSearch, today: date, held: Collection[uuid.UUID] = ()
+) -> tuple[Offer, int] | None:
+    """A seat on the best candidate that has one, tier by tier. In a tier of equally good offers,
+    first one this transaction holds already (`held`: no other lock taken), else the best one no
+    other transaction holds, in one statement: concurrent requests spread over the tier instead
+    of queueing on the lock of its first offer. If each was held (or full), wait for them in
+    order: a holder may roll back, or take a seat and leave others."""
+    for tier in found.tiers:
+        ordered = sorted(tier, key=lambda offer: offer.offer_id not in held)  # stable: held first
+        by_id = {offer.offer_id: offer for offer in ordered}
+        free = await uow.offers.take_free_seat(list(by_id), today)
+        if free is not None:
+            return by_id[free[0]], free[1]
+        for offer in tier:
+            seats_left = await uow.offers.take_seat(offer.offer_id, today)
+            if seats_left is not None:
+                return offer, seats_left
+    return None
+
+
 async def request_seat(
     cmd: RequestSeat, uow: FoqualeUnitOfWork, policy: Policy = DEFAULT_POLICY
 ) -> SeatAnswer:
-    """Reserve the best seat for the request, or refuse it: not eligible (age), or no seat with
-    the nearest alternatives counted. Seats are taken by the repository's atomic `take_seat`, in
-    the search's order: a candidate another request filled meanwhile is skipped."""
-    request = cmd.request
-    today = cmd.now.date()
+    """One request in a transaction of its own, claimed in the inbox as `CONSUMER`
+    (`request_seats` says what is decided)."""
     async with uow:
         if not await uow.claim(CONSUMER, [(cmd.cause.id, cmd.cause.type)]):
             return SeatAnswer()
-        existing = await uow.reservations.for_request(request.request_id)
-        if existing is not None:  # the same request under another envelope: answered already
-            await uow.commit()
-            return SeatAnswer(reservation=existing)
-
-        def answer(payload: Payload, subject: str) -> None:
-            uow.add_event(payload, subject=subject, cause=cmd.cause, event_id=_answer_event_id(cmd, payload))
-
-        if not request.is_eligible:
-            answer(request_refused(request, RefusalReason.AGE_OUT_OF_RANGE, cmd.now), str(request.request_id))
-            await uow.commit()
-            return SeatAnswer(refused=RefusalReason.AGE_OUT_OF_RANGE)
-        found = search(request, await uow.offers.search(request.departement, request.levels, today), today)
-        for offer in found.candidates:
-            seats_left = await uow.offers.take_seat(offer.offer_id, today)
-            if seats_left is None:
-                continue
-            reservation = Reservation.make(
-                request.request_id, request.case_id, request.youth_id, offer, seats_left, cmd.now, policy
-            )
-            await uow.reservations.add(reservation)
-            for payload in reservation_payloads(reservation, seats_left):
-                answer(payload, str(request.request_id))
-            await uow.commit()
-            return SeatAnswer(reservation=reservation)
-        elsewhere = await uow.offers.count_with_seats_elsewhere(
-            request.departement, request.levels, request.wishes, today
-        )
-        alternatives = found.alternatives(elsewhere)
-        answer(
-            request_refused(request, RefusalReason.NO_SEAT, cmd.now, alternatives), str(request.request_id)
-        )
+        [answer] = await request_seats(uow, [cmd], policy)
         await uow.commit()
-    return SeatAnswer(refused=RefusalReason.NO_SEAT, alternatives=alternatives)
+    return answer
+
+
+async def request_seats(
+    uow: FoqualeUnitOfWork, cmds: Sequence[RequestSeat], policy: Policy = DEFAULT_POLICY
+) -> list[SeatAnswer]:
+    """Reserve the best seat for each request, in order, or refuse it: not eligible (age), or no
+    seat with the nearest alternatives counted. In the caller's open unit of work, which claimed
+    the requests and commits: the consumer's, one transaction per fetched batch. A request
+    answered before (its reservation exists) is answered the same.
+
+    Seats are taken by the repository's atomic conditional UPDATEs, in the search's order
+    (`_take_a_seat`): a candidate another request filled meanwhile is passed over. The offers are
+    read once per batch and kept up to date here with the seats the batch takes, so a later
+    request of the batch ranks them on what is left."""
+    requests = [cmd.request for cmd in cmds]
+    known = await uow.reservations.for_requests([r.request_id for r in requests])
+    departements = {r.departement for r in requests if r.is_eligible and r.request_id not in known}
+    levels = frozenset().union(*(r.levels for r in requests))
+    first_day = min(cmd.now for cmd in cmds).date()
+    offers = {o.offer_id: o for o in await uow.offers.search(departements, levels, first_day)}
+    held: set[uuid.UUID] = set()  # offers this transaction took a seat on: it holds their rows
+    made: list[Reservation] = []
+    answers: list[SeatAnswer] = []
+    for cmd in cmds:
+        request, today = cmd.request, cmd.now.date()
+
+        def answer(payload: Payload, cmd: RequestSeat = cmd) -> None:
+            event_id = _answer_event_id(cmd, payload)
+            uow.add_event(payload, subject=str(cmd.request.request_id), cause=cmd.cause, event_id=event_id)
+
+        if request.request_id in known:  # the same request under another envelope: answered already
+            answers.append(SeatAnswer(reservation=known[request.request_id]))
+            continue
+        if not request.is_eligible:
+            answer(request_refused(request, RefusalReason.AGE_OUT_OF_RANGE, cmd.now))
+            answers.append(SeatAnswer(refused=RefusalReason.AGE_OUT_OF_RANGE))
+            continue
+        found = search(request, offers.values(), today)
+        taken = await _take_a_seat(uow, found, today, held)
+        if taken is None:
+            elsewhere = await uow.offers.count_with_seats_elsewhere(
+                request.departement, request.levels, request.wishes, today
+            )
+            alternatives = found.alternatives(elsewhere)
+            answer(request_refused(request, RefusalReason.NO_SEAT, cmd.now, alternatives))
+            answers.append(SeatAnswer(refused=RefusalReason.NO_SEAT, alternatives=alternatives))
+            continue
+        offer, seats_left = taken
+        held.add(offer.offer_id)
+        offers[offer.offer_id] = replace(offer, reserved=offer.capacity - offer.placed - seats_left)
+        reservation = Reservation.make(
+            request.request_id, request.case_id, request.youth_id, offer, seats_left, cmd.now, policy
+        )
+        for payload in reservation_payloads(reservation, seats_left):
+            answer(payload)
+        made.append(reservation)
+        known[request.request_id] = reservation
+        answers.append(SeatAnswer(reservation=reservation))
+    await uow.reservations.add_all(made)
+    return answers
 
 
 # --- the establishment's answer ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""A partner system's seat records: each one checked and applied on its own, and answered.
+"""A partner system's seat records, and its answers to reservations: each one checked and
+applied on its own, and answered.
 
 The entrypoint reads `partner.<partner_id>.seats.<verb>.v1`, builds the Actor from the subject and
 the partner's registration (never from the payload), and sends back the feedback this returns on
@@ -19,18 +20,21 @@ from raccrochage_contracts.events import partner_seats_v1 as partner
 from ..domain.errors import CommandRefused, InvalidCommand, NotFound, NotYourEstablishment
 from ..domain.offer_types import Formation, OfferDescription, Owner, offer_id_for
 from ..domain.owners import Actor
+from ..domain.refusals import Refusal, RefusalReason
+from ..domain.reservation import Reservation, ReservationState
 from ..domain.uai import Uai
-from .commands import CloseOffer, ConfirmOffer, PublishOffer
-from .handlers import close_offer, confirm_offer, publish_offer
+from .commands import CloseOffer, ConfirmOffer, ConfirmReservation, PublishOffer, RefuseReservation
+from .handlers import close_offer, confirm_offer, confirm_reservation, publish_offer, refuse_reservation
 from .unit_of_work import FoqualeUnitOfWork
 
 SeatRecord = partner.SeatsPublished | partner.SeatsUpdated | partner.SeatsConfirmed | partner.SeatsClosed
+PlacementRecord = partner.PlacementConfirmed | partner.PlacementRefused
 
 
 @dataclass(frozen=True)
 class PartnerRecord:
     actor: Actor  # a partner actor, from the subject and the partner's registration
-    record: SeatRecord
+    record: SeatRecord | PlacementRecord
     now: datetime
     event_id: uuid.UUID | None = None  # the envelope's, quoted in the feedback
 
@@ -53,6 +57,14 @@ def description_of(record: partner.SeatsPublished | partner.SeatsUpdated) -> Off
     )
 
 
+def record_key(record: SeatRecord | PlacementRecord) -> str:
+    """The key the feedback quotes: the partner's own for an offer, the reservation's for an
+    answer to a reservation."""
+    if isinstance(record, partner.PlacementConfirmed | partner.PlacementRefused):
+        return str(record.reservation_id)
+    return record.partner_key
+
+
 def _feedback(
     cmd: PartnerRecord,
     outcome: str,
@@ -60,7 +72,7 @@ def _feedback(
     problems: list[partner.Problem] | None = None,
 ) -> partner.SeatsFeedback:
     return partner.SeatsFeedback(
-        partner_key=cmd.record.partner_key,
+        partner_key=record_key(cmd.record),
         record_type=cmd.record.event_type,
         record_event_id=cmd.event_id,
         outcome=outcome,
@@ -71,9 +83,11 @@ def _feedback(
 
 async def apply_partner_record(cmd: PartnerRecord, uow: FoqualeUnitOfWork) -> partner.SeatsFeedback:
     """Apply one record (published and updated both put the offer as sent; confirmed and closed
-    act on the offer of that key) and say what became of it."""
+    act on the offer of that key; an answer to a reservation goes through the handlers the
+    establishment API calls) and say what became of it."""
     record = cmd.record
-    offer_id = offer_id_for(Owner.partner(cmd.actor.id), record.partner_key)
+    key = record_key(record)
+    offer_id = None if isinstance(record, PlacementRecord) else offer_id_for(Owner.partner(cmd.actor.id), key)
     try:
         match record:
             case partner.SeatsPublished() | partner.SeatsUpdated():
@@ -84,6 +98,15 @@ async def apply_partner_record(cmd: PartnerRecord, uow: FoqualeUnitOfWork) -> pa
                 result = await confirm_offer(ConfirmOffer(cmd.actor, offer_id, cmd.now), uow)
             case partner.SeatsClosed():
                 result = await close_offer(CloseOffer(cmd.actor, offer_id, cmd.now), uow)
+            case partner.PlacementConfirmed():
+                command = ConfirmReservation(cmd.actor, record.reservation_id, cmd.now, record.starts_on)
+                reservation = await confirm_reservation(command, uow)
+                return _feedback(cmd, "accepted", reservation.offer_id)
+            case partner.PlacementRefused():
+                refusal = Refusal(RefusalReason(record.reason))
+                command = RefuseReservation(cmd.actor, record.reservation_id, refusal, cmd.now)
+                reservation = await refuse_reservation(command, uow)
+                return _feedback(cmd, "accepted", reservation.offer_id)
     except InvalidCommand as error:
         return _feedback(
             cmd, "rejected", problems=[partner.Problem(field=error.field, reason=error.reason[:300])]
@@ -91,11 +114,38 @@ async def apply_partner_record(cmd: PartnerRecord, uow: FoqualeUnitOfWork) -> pa
     except NotYourEstablishment as error:
         return _feedback(cmd, "rejected", problems=[partner.Problem(field="uai", reason=str(error)[:300])])
     except NotFound:
-        problem = partner.Problem(field="partner_key", reason="no offer was published under this key")
+        if isinstance(record, PlacementRecord):
+            problem = partner.Problem(field="reservation_id", reason="no reservation has this id")
+        else:
+            problem = partner.Problem(field="partner_key", reason="no offer was published under this key")
         return _feedback(cmd, "rejected", problems=[problem])
     except CommandRefused as error:
+        if isinstance(record, PlacementRecord):
+            answered = await _answered_so(record, uow)
+            if answered is not None:  # the same answer again
+                return _feedback(cmd, "unchanged", answered.offer_id)
+            problem = partner.Problem(field="reservation_id", reason=str(error)[:300])
+            return _feedback(cmd, "rejected", problems=[problem])
         return _feedback(cmd, "rejected", offer_id, [partner.Problem(field="*", reason=str(error)[:300])])
     return _feedback(cmd, result.outcome.value, result.offer_id)
+
+
+async def _answered_so(record: PlacementRecord, uow: FoqualeUnitOfWork) -> Reservation | None:
+    """The reservation, if it was answered as this record says already."""
+    async with uow:
+        reservation = await uow.reservations.get(record.reservation_id, lock=False)
+    if reservation is None:
+        return None
+    if isinstance(record, partner.PlacementConfirmed):
+        same = reservation.state is ReservationState.CONFIRMED and record.starts_on in (
+            None,
+            reservation.starts_on,
+        )
+    else:
+        refusal = reservation.refusal
+        same = reservation.state is ReservationState.REFUSED and refusal is not None
+        same = same and refusal.reason == record.reason
+    return reservation if same else None
 
 
 def feedback_for_invalid_record(
@@ -103,7 +153,7 @@ def feedback_for_invalid_record(
 ) -> partner.SeatsFeedback:
     """The answer to a record that does not even fit its contract: every field at fault, and the
     key if one can be read."""
-    key = data.get("partner_key") if isinstance(data, dict) else None
+    key = (data.get("partner_key") or data.get("reservation_id")) if isinstance(data, dict) else None
     readable_key = key if isinstance(key, str) and 0 < len(key) <= 80 else None
     problems = [
         partner.Problem(

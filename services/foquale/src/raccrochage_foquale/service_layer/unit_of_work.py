@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import date, datetime
 
+from raccrochage_contracts import CloudEvent
 from raccrochage_platform.uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,9 +40,11 @@ class OfferRepository(abc.ABC):
         `reserved` or `placed`."""
 
     @abc.abstractmethod
-    async def search(self, departement: str, levels: Collection[Level], today: date) -> list[Offer]:
-        """Reservable offers of a département at these levels (full ones too, to count them),
-        not locked."""
+    async def search(
+        self, departements: Collection[str], levels: Collection[Level], today: date
+    ) -> list[Offer]:
+        """Reservable offers of these départements at these levels (full ones too, to count
+        them), not locked."""
 
     @abc.abstractmethod
     async def count_with_seats_elsewhere(
@@ -53,7 +56,16 @@ class OfferRepository(abc.ABC):
     @abc.abstractmethod
     async def take_seat(self, offer_id: uuid.UUID, today: date) -> int | None:
         """Reserve one seat if the offer is reservable today and has one left, in one atomic
-        statement; the seats left after it, or None when there was none to take."""
+        statement; the seats left after it, or None when there was none to take. Waits for a
+        transaction that holds the offer."""
+
+    @abc.abstractmethod
+    async def take_free_seat(
+        self, offer_ids: Sequence[uuid.UUID], today: date
+    ) -> tuple[uuid.UUID, int] | None:
+        """Like `take_seat`, on the first of these offers, in this order, that has a seat left and
+        that no other transaction holds (those are skipped, not waited for): the offer taken and
+        its seats left, or None when each is full or held."""
 
     @abc.abstractmethod
     async def release_seat(self, offer_id: uuid.UUID) -> int:
@@ -78,8 +90,12 @@ class ReservationRepository(abc.ABC):
     async def get(self, reservation_id: uuid.UUID, *, lock: bool = True) -> Reservation | None: ...
 
     @abc.abstractmethod
-    async def for_request(self, request_id: uuid.UUID) -> Reservation | None:
-        """The reservation made for a PSAD request, if any (one per request)."""
+    async def add_all(self, reservations: Sequence[Reservation]) -> None:
+        """`add` each, in one statement."""
+
+    @abc.abstractmethod
+    async def for_requests(self, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Reservation]:
+        """The reservations made for these PSAD requests, by request (one per request)."""
 
     @abc.abstractmethod
     async def save(self, reservation: Reservation) -> None: ...
@@ -90,12 +106,25 @@ class ReservationRepository(abc.ABC):
         skipped, for the next run."""
 
 
+class PartnerFeedbackRepository(abc.ABC):
+    """The answers given to each partner, kept for the partner to read again."""
+
+    @abc.abstractmethod
+    async def add(self, partner_id: str, feedback: CloudEvent) -> None:
+        """Keep an answer (once: the same envelope id again is kept once)."""
+
+    @abc.abstractmethod
+    async def latest(self, partner_id: str, count: int) -> list[dict]:
+        """The partner's last `count` answers, oldest first, as the envelopes published."""
+
+
 class FoqualeUnitOfWork(AbstractUnitOfWork):
     """One FOQUALE transaction: its repositories, its inbox claim, the events it publishes."""
 
     source = "raccrochage/foquale"
     offers: OfferRepository
     reservations: ReservationRepository
+    feedback: PartnerFeedbackRepository
 
 
 class SqlFoqualeUnitOfWork(SqlAlchemyUnitOfWork, FoqualeUnitOfWork):
@@ -103,7 +132,12 @@ class SqlFoqualeUnitOfWork(SqlAlchemyUnitOfWork, FoqualeUnitOfWork):
 
     def open_repositories(self, connection: AsyncConnection) -> None:
         # Imported here: the adapters import this module for the interfaces they implement.
-        from ..adapters.repository import SqlOfferRepository, SqlReservationRepository
+        from ..adapters.repository import (
+            SqlOfferRepository,
+            SqlPartnerFeedbackRepository,
+            SqlReservationRepository,
+        )
 
         self.offers = SqlOfferRepository(connection)
         self.reservations = SqlReservationRepository(connection)
+        self.feedback = SqlPartnerFeedbackRepository(connection)
