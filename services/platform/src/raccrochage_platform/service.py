@@ -30,7 +30,7 @@ from .broker import jetstream, make_broker
 from .consumer import EventConsumer
 from .db import make_engine
 from .http import health_router
-from .logging import configure_logging, get_logger
+from .logging import configure_logging, error_fields, get_logger
 from .outbox import OutboxRelay
 from .settings import ServiceSettings, load_settings
 from .topology import Topology, load_topology
@@ -75,6 +75,28 @@ class ServiceContext:
         consumer = EventConsumer(definition, self.registry, unit_of_work, jetstream(self.broker), **options)
         self.consumers.append(consumer)
         return consumer
+
+    def every(
+        self, seconds: float, job: Callable[[], Awaitable[Any]], *, name: str, at_start: bool = False
+    ) -> None:
+        """Run `job` every `seconds` (after the wait, or first at start with `at_start`) for as
+        long as the service runs; cancelled at shutdown."""
+        self.background.append(functools.partial(run_every, seconds, job, name=name, at_start=at_start))
+
+
+async def run_every(
+    seconds: float, job: Callable[[], Awaitable[Any]], *, name: str, at_start: bool = False
+) -> None:
+    """A service's periodic job: a failed pass is logged (its type and place, never its message)
+    and the next pass comes all the same, so a database outage delays the job without ending it."""
+    if not at_start:
+        await asyncio.sleep(seconds)
+    while True:
+        try:
+            await job()
+        except Exception as error:
+            log.error("job_failed", job=name, **error_fields(error))
+        await asyncio.sleep(seconds)
 
 
 @dataclass(frozen=True)
@@ -174,6 +196,7 @@ async def run_service(spec: ServiceSpec) -> None:
     await relay.stop()
     for task in tasks:
         task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     with contextlib.suppress(Exception):
         await serving
     await broker.stop()

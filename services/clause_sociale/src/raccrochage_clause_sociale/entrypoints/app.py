@@ -3,12 +3,11 @@ HTTP API of buyers, companies and MLDS tutors."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
 from raccrochage_platform.consumer import Event
-from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.logging import get_logger
 from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
@@ -39,19 +38,13 @@ async def build(context: ServiceContext) -> None:
     async def proposal_deadlines() -> None:
         # Each pass decides from the time it runs at; the reminder and the lapse are each
         # recorded once (a mission saved at its version), so replicas may run it side by side.
-        while True:
-            await asyncio.sleep(settings.deadlines_timer_seconds)
-            try:
-                report = await handlers.run_proposal_deadlines(
-                    RunProposalDeadlines(datetime.now(UTC)), unit_of_work()
-                )
-            except Exception as error:
-                log.error("proposal_deadlines_failed", **error_fields(error))
-                continue
-            if report.reminded or report.lapsed:
-                log.info("proposal_deadlines", reminded=len(report.reminded), lapsed=len(report.lapsed))
+        report = await handlers.run_proposal_deadlines(
+            RunProposalDeadlines(datetime.now(UTC)), unit_of_work()
+        )
+        if report.reminded or report.lapsed:
+            log.info("proposal_deadlines", reminded=len(report.reminded), lapsed=len(report.lapsed))
 
-    context.background.append(proposal_deadlines)
+    context.every(settings.deadlines_timer_seconds, proposal_deadlines, name="proposal_deadlines")
     answer_privacy(context, privacy.RECORDS)
     context.app.include_router(clause_router(unit_of_work, settings.token_key, context.broker))
 

@@ -10,7 +10,6 @@ each applied in a transaction of their own (`service_layer.partners`): that cons
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from raccrochage_contracts import CloudEvent
 from raccrochage_contracts.events.psad_v1 import SolutionRequested
 from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
-from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.logging import get_logger
 from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 from raccrochage_platform.uow import AbstractUnitOfWork
@@ -112,18 +111,11 @@ async def build(context: ServiceContext) -> None:
     context.background.append(feedback_replay.run_until_cancelled)
 
     async def timers() -> None:
-        while True:
-            await asyncio.sleep(settings.timer_seconds)
-            try:
-                expired, changed = await run_timers(
-                    unit_of_work, policy, settings.timer_batch, datetime.now(UTC)
-                )
-                if expired or changed:
-                    log.info("clocks_applied", reservations_expired=expired, offers_changed=changed)
-            except Exception as error:
-                log.error("timers_failed", **error_fields(error))
+        expired, changed = await run_timers(unit_of_work, policy, settings.timer_batch, datetime.now(UTC))
+        if expired or changed:
+            log.info("clocks_applied", reservations_expired=expired, offers_changed=changed)
 
-    context.background.append(timers)
+    context.every(settings.timer_seconds, timers, name="timers")
     answer_privacy(context, privacy.RECORDS)
     context.app.include_router(foquale_router(unit_of_work, context.engine, settings.token_key))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from raccrochage_platform.broker import jetstream
 from raccrochage_platform.consumer import EventConsumer
-from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.logging import get_logger
 from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
@@ -66,16 +66,8 @@ async def build(context: ServiceContext) -> None:
     )
     install(context.app, web)
 
-    async def export_health() -> None:
-        # Prometheus scrapes ops' /metrics: the gauges hold the last reading.
-        while True:
-            try:
-                await web.health()
-            except Exception as error:
-                log.warning("health_reading_failed", **error_fields(error))
-            await asyncio.sleep(settings.health_seconds)
-
-    context.background.append(export_health)
+    # Prometheus scrapes ops' /metrics: the gauges hold the last reading.
+    context.every(settings.health_seconds, web.health, name="health_reading", at_start=True)
     answer_privacy(context, privacy.RECORDS)
 
 

@@ -3,12 +3,11 @@ providers' answers, timers for the clocks, the HTTP API."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
 from raccrochage_platform.consumer import Event
-from raccrochage_platform.logging import error_fields, get_logger
+from raccrochage_platform.logging import get_logger
 from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
@@ -69,14 +68,9 @@ async def build(context: ServiceContext) -> None:
     context.consumer(FROM_CLAUSE, unit_of_work).on("clause.mission.completed.v1")(missions.mission_completed)
 
     async def timers() -> None:
-        while True:
-            await asyncio.sleep(settings.timer_seconds)
-            try:
-                await apply_timers(unit_of_work(), datetime.now(UTC))
-            except Exception as error:
-                log.error("timers_failed", **error_fields(error))
+        await apply_timers(unit_of_work(), datetime.now(UTC))
 
-    context.background.append(timers)
+    context.every(settings.timer_seconds, timers, name="timers")
     answer_privacy(context, privacy.RECORDS)
     context.app.include_router(psad_router(unit_of_work, policy, settings.token_key, context.broker))
 
