@@ -211,7 +211,7 @@ def youth_identified() -> YouthIdentified:
     return YouthIdentified(
         youth_id=uuid.uuid4().hex * 2,
         campaign_id="crash",
-        psad_id="psad-33-test",
+        psad_id="psad-33-medoc",
         departement="33",
         age=18,
         months_since_leaving=4,
@@ -225,7 +225,7 @@ def solution_requested() -> SolutionRequested:
     return SolutionRequested(
         case_id=uuid.uuid4(),
         youth_id=uuid.uuid4().hex * 2,
-        psad_id="psad-33-test",
+        psad_id="psad-33-medoc",
         request_id=uuid.uuid4(),
         solution_number=1,
         kind="mlds_paps",
