@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from raccrochage_rig.nats import NatsServer, nats_server_binary
 from raccrochage_rig.testing.servers import Servers
 
 SAMPLE = Path(__import__("raccrochage_rig.testing", fromlist=["x"]).__file__).parent
@@ -29,7 +31,7 @@ def rig_env(folder: Path, **extra: str) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=240)
+    result = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=360)
     if check and result.returncode != 0:
         raise AssertionError(f"raccrochage {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -107,16 +109,50 @@ def test_rig_up_status_restart_down_and_up_again(server_tmp_path: Path) -> None:
             lambda: (s := status(env)["services"]["sample"])["healthy"] and s["restarts"] == 1 and s
         )
         assert restarted["pid"] != sample["pid"]
+
+        # Servers that die are started again on their ports; the services reconnect.
+        nats_pid = json.loads((folder / "rig.json").read_text())["nats_pid"]
+        os.kill(nats_pid, signal.SIGKILL)
+        wait_for(lambda: json.loads((folder / "rig.json").read_text())["nats_pid"] != nats_pid, 60)
+        postmaster = int((folder / "postgres" / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        wait_for(
+            lambda: (
+                (r := status(env))["nats"]["healthy"]
+                and r["postgres"]["healthy"]
+                and r["services"]["sample"]["healthy"]
+            ),
+            120,
+        )
+        httpx.post(f"{restarted['http']}/counters/visits", timeout=5).raise_for_status()
+        wait_for(lambda: counter(restarted["http"], "visits") == 4, 60)
     finally:
         cli(env, "down")
     left = processes_under(folder)
     assert left == [], f"`raccrochage down` returned with processes still running: {left}"
 
+    # A nats-server started by hand on the rig's store: `up` refuses to start a second one on
+    # it, `down` stops it.
+    conf = (folder / "nats" / "nats.conf").read_text()
+    passwords = {name: "by-hand" for name in re.findall(r"\$(\w+)", conf)}  # the users' passwords
+    by_hand = subprocess.Popen(
+        [nats_server_binary(), "-c", "nats.conf"],
+        cwd=folder / "nats",
+        env={**os.environ, **passwords},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: NatsServer(folder / "nats").strangers() == [by_hand.pid])
+    refused = cli(env, "up", "--detach", check=False)
+    assert refused.returncode != 0 and f"pid {by_hand.pid}" in refused.stdout + refused.stderr
+    cli(env, "down")
+    assert by_hand.wait(30) is not None
+
     # Up again: the data is kept.
     cli(env, "up", "--detach")
     try:
         http = status(env)["services"]["sample"]["http"]
-        assert counter(http, "visits") == 3
+        assert counter(http, "visits") == 4
         # The supervisor crashes: the next `up` cleans its leftovers and starts cleanly.
         supervisor = json.loads((folder / "rig.json").read_text())["supervisor_pid"]
         os.kill(supervisor, signal.SIGKILL)

@@ -83,7 +83,7 @@ def _up_detached(folder, main_jobs: bool) -> None:
             env=env,
             start_new_session=True,
         )
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # the supervisor waits 180 s for the services
     while time.monotonic() < deadline:
         state = RigState.load(folder)
         if state.status == "up" and state.supervisor_pid == child.pid:
@@ -96,7 +96,7 @@ def _up_detached(folder, main_jobs: bool) -> None:
             console.print(log.read_text(errors="replace")[-3000:], highlight=False, markup=False)
             raise typer.Exit(1)
         time.sleep(0.2)
-    say(f"[red]the rig is not up after 180s[/]; see {log}")
+    say(f"[red]the rig is not up after 300s[/]; see {log}")
     raise typer.Exit(1)
 
 

@@ -121,15 +121,27 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     @property
+    def store(self) -> Path:
+        return self.data_dir / "jetstream"
+
+    @property
+    def conf(self) -> Path:
+        return self.data_dir / "nats.conf"
+
+    def strangers(self) -> list[int]:
+        """Live nats-servers other than ours that use this store (one restarted by hand, say)."""
+        ours = self.process.pid if self.process is not None and self.process.poll() is None else None
+        return [pid for pid in servers_using(self.store, self.conf) if pid != ours]
+
+    @property
     def monitor_url(self) -> str:
         return f"http://{self.host}:{self.http_port}"
 
     def write_config(self) -> Path:
         self.port = free_port(self.port or None)
         self.http_port = free_port(self.http_port or None)
-        store = self.data_dir / "jetstream"
+        store, conf = self.store, self.conf
         store.mkdir(parents=True, exist_ok=True)
-        conf = self.data_dir / "nats.conf"
         text = RIG_CONF.read_text(encoding="utf-8").format_map(
             {"host": self.host, "port": self.port, "http_port": self.http_port, "store_dir": str(store)}
         )
@@ -201,3 +213,34 @@ def healthy(monitor_url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def servers_using(store: Path, conf: Path) -> list[int]:
+    """Pids of the live nats-server processes started with `conf`, with `store` as their store
+    directory, or holding a file of `store` open. Two servers on one JetStream store corrupt it."""
+    store, conf = store.resolve(), conf.resolve()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            if not args or Path(os.fsdecode(args[0])).name != "nats-server":
+                continue
+            cwd = (proc / "cwd").resolve()
+            named = {(cwd / os.fsdecode(arg)).resolve() for arg in args[1:] if arg}
+            if conf in named or store in named or _holds_file_under(proc, store):
+                found.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def _holds_file_under(proc: Path, folder: Path) -> bool:
+    for fd in (proc / "fd").iterdir():
+        try:
+            if fd.resolve().is_relative_to(folder):
+                return True
+        except OSError:
+            continue
+    return False

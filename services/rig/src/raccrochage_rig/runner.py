@@ -16,6 +16,7 @@ import nats
 from raccrochage_platform.topology import Topology, declare, load_topology
 
 from .nats import NatsServer
+from .ports import free_port
 from .postgres import PostgresServer
 from .provision import provision
 from .state import RigState, ServiceState, load_secrets, pid_alive
@@ -29,6 +30,25 @@ class RigAlreadyRunning(RigError):
     """Another supervisor owns this rig folder: leave it (and its rig.json) alone."""
 
 
+# A process that ran this long before dying is not crash-looping: its next restart is quick again.
+HEALTHY_RUN_SECONDS = 60.0
+
+
+@dataclass
+class RestartPolicy:
+    """Backoff between restarts of one process: 1 s, 2 s, 4 s ... 30 s while it keeps crashing
+    soon after each start, back to 1 s once it has run `HEALTHY_RUN_SECONDS` before dying."""
+
+    streak: int = 0  # crashes in a row, each within HEALTHY_RUN_SECONDS of its start
+
+    def delay_after(self, ran_for: float) -> float:
+        if ran_for >= HEALTHY_RUN_SECONDS:
+            self.streak = 0
+        delay = min(30.0, 2.0 ** min(self.streak, 5))
+        self.streak += 1
+        return delay
+
+
 @dataclass
 class ServiceProcess:
     """One service as a child process, restarted with backoff when it dies."""
@@ -39,6 +59,8 @@ class ServiceProcess:
     process: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
+    started_at: float = 0.0
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
     http: str | None = None
 
     @property
@@ -61,6 +83,7 @@ class ServiceProcess:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
+        self.started_at = time.monotonic()
         self.http = None
 
     def poll(self, say) -> None:
@@ -73,7 +96,7 @@ class ServiceProcess:
             return
         now = time.monotonic()
         if self.next_start == 0.0:
-            delay = min(30.0, 2.0 ** min(self.restarts, 5))
+            delay = self.policy.delay_after(now - self.started_at)
             self.next_start = now + delay
             say(f"service {self.name} exited with {code}; restarting in {delay:.0f}s (see {self.log_path})")
         elif now >= self.next_start:
@@ -143,6 +166,7 @@ class Rig:
             return external
         previous = RigState.load(self.folder)
         self.nats_server = NatsServer(self.folder / "nats", port=0)
+        refuse_second_server(self.nats_server)
         # Reuse the ports of the previous run when they are free: bookmarks keep working.
         if previous.nats_url:
             self.nats_server.port = int(previous.nats_url.rsplit(":", 1)[1])
@@ -190,7 +214,8 @@ class Rig:
             "RACCROCHAGE_TOKEN_KEY": secrets["token_key"],
         }
 
-    def _wait_services(self, timeout: float = 60.0) -> None:
+    def _wait_services(self, timeout: float = 180.0) -> None:
+        # Seven Python processes importing at once on two busy cores can take over a minute.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for service in self.services.values():
@@ -217,9 +242,12 @@ class Rig:
 
     # --- supervise --------------------------------------------------------------------------
     def supervise(self, stop: list[bool]) -> None:
-        """Restart services that die until `stop[0]` is set (by a signal handler)."""
+        """Restart services and servers that die until `stop[0]` is set (by a signal handler)."""
         last = None
+        watches = self._server_watches()
         while not stop[0]:
+            for watch in watches:
+                watch.poll(self.say)
             for service in self.services.values():
                 service.poll(self.say)
             snapshot = [
@@ -229,6 +257,44 @@ class Rig:
                 self._save()
                 last = snapshot
             time.sleep(0.5)
+
+    def _server_watches(self) -> list[ServerWatch]:
+        """The servers this rig started (not external ones), each restarted on its own port."""
+        watches = []
+        if self.nats_server is not None:
+            nats_server = self.nats_server
+
+            def restart_nats() -> None:
+                refuse_second_server(nats_server)
+                keep_port(nats_server.port, "nats-server")
+                nats_server.start()
+                self.state.nats_pid = nats_server.process.pid
+                self._save()
+
+            watches.append(
+                ServerWatch(
+                    "nats-server",
+                    alive=lambda: nats_server.process is not None and nats_server.process.poll() is None,
+                    restart=restart_nats,
+                    log=nats_server.data_dir / "nats.log",
+                )
+            )
+        if self.pg_server is not None:
+            pg_server = self.pg_server
+
+            def restart_postgres() -> None:
+                keep_port(pg_server.port, "PostgreSQL")
+                pg_server.start()
+
+            watches.append(
+                ServerWatch(
+                    "PostgreSQL",
+                    alive=lambda: pg_server.running_pid() is not None,
+                    restart=restart_postgres,
+                    log=pg_server.data_dir / "postgres.log",
+                )
+            )
+        return watches
 
     # --- down -------------------------------------------------------------------------------
     def stop_all(self) -> None:
@@ -250,8 +316,9 @@ class Rig:
         self.state.save(self.folder)
         self.say("rig stopped")
 
-    def clean_stale(self) -> None:
-        """After a crash: stop what the dead supervisor left, forget its pids."""
+    def clean_stale(self, *, stop_strangers: bool = False) -> None:
+        """After a crash: stop what the dead supervisor left, forget its pids. With
+        `stop_strangers` (`down`), also a nats-server started by hand on the rig's store."""
         previous = RigState.load(self.folder)
         if (
             previous.supervisor_pid
@@ -263,6 +330,8 @@ class Rig:
                 "`raccrochage down` first"
             )
         leftovers = [s.pid for s in previous.services.values() if s.pid] + [previous.nats_pid]
+        if stop_strangers:
+            leftovers += NatsServer(self.folder / "nats").strangers()
         stopped = [pid for pid in leftovers if pid and _terminate_if_ours(pid)]
         pg = PostgresServer(self.folder / "postgres", say=self.say)
         if pg.initialised() and pg.running_pid():
@@ -270,6 +339,51 @@ class Rig:
             stopped.append(-1)
         if (stopped or previous.status not in ("down",)) and previous.supervisor_pid:
             self.say(f"cleaned up after a rig that did not stop cleanly ({len(stopped)} processes stopped)")
+
+
+@dataclass
+class ServerWatch:
+    """A server of the rig, started again with backoff when it dies (killed, out of memory):
+    the services reconnect to it by themselves."""
+
+    name: str
+    alive: object  # () -> bool
+    restart: object  # () -> None; raises when it cannot start
+    log: Path
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    started_at: float = field(default_factory=time.monotonic)
+    next_start: float = 0.0
+
+    def poll(self, say) -> None:
+        if self.next_start == 0.0:
+            if self.alive():
+                return
+            delay = self.policy.delay_after(time.monotonic() - self.started_at)
+            self.next_start = time.monotonic() + delay
+            say(f"{self.name} is down; starting it again in {delay:.0f}s (see {self.log})")
+        elif time.monotonic() >= self.next_start:
+            self.started_at, self.next_start = time.monotonic(), 0.0
+            try:
+                self.restart()
+                say(f"{self.name} started again")
+            except (RigError, RuntimeError, OSError) as error:
+                say(f"{self.name} did not start again: {error}")
+
+
+def refuse_second_server(server: NatsServer) -> None:
+    strangers = server.strangers()
+    if strangers:
+        raise RigError(
+            f"a nats-server the rig did not start (pid {', '.join(map(str, strangers))}) uses the "
+            f"JetStream store {server.store}; a second server on it would corrupt it. "
+            "`raccrochage down` stops it."
+        )
+
+
+def keep_port(port: int, name: str) -> None:
+    """The services know the server by its port: start it again there or not at all."""
+    if free_port(port) != port:
+        raise RigError(f"port {port} of {name} is taken by another process")
 
 
 def _terminate_if_ours(pid: int) -> bool:
@@ -310,7 +424,7 @@ def down(folder: Path, say=print, timeout: float = 60.0) -> bool:
         if pid_alive(state.supervisor_pid):
             os.kill(state.supervisor_pid, signal.SIGKILL)
     rig = Rig(folder, say=say)
-    rig.clean_stale()
+    rig.clean_stale(stop_strangers=True)
     final = RigState.load(folder)
     final.status, final.supervisor_pid, final.nats_pid = "down", None, None
     for service in final.services.values():
