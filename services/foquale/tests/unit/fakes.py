@@ -158,6 +158,18 @@ class FakePartnerFeedbackRepository(PartnerFeedbackRepository):
         theirs = [json.loads(event.to_json()) for who, event in self.rows if who == partner_id]
         return theirs[-count:] if count > 0 else []
 
+    async def prune(self, keep: int, limit: int) -> int:
+        seen: dict[str, int] = {}
+        outranked = []
+        for index in reversed(range(len(self.rows))):
+            partner_id = self.rows[index][0]
+            seen[partner_id] = seen.get(partner_id, 0) + 1
+            if seen[partner_id] > keep:
+                outranked.append(index)
+        gone = set(sorted(outranked)[:limit])
+        self.rows = [row for index, row in enumerate(self.rows) if index not in gone]
+        return len(gone)
+
 
 class FakeFoqualeUnitOfWork(FoqualeUnitOfWork, FakeUnitOfWork):
     def __init__(self) -> None:

@@ -7,6 +7,8 @@ import json
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events import partner_seats_v1 as partner
 from raccrochage_foquale.entrypoints.feedback_replay import replay
+from raccrochage_foquale.service_layer.commands import PruneFeedback
+from raccrochage_foquale.service_layer.handlers import prune_feedback
 
 from .fakes import FakeFoqualeUnitOfWork
 
@@ -49,3 +51,23 @@ async def test_a_partner_gets_its_last_answers_oldest_first_and_no_one_elses() -
     assert await ask("cfa-gironde", reply="_INBOX.partner_agri-landes.x1") is None
     assert await ask("cfa-gironde", reply="_INBOX.partner_cfa-gironde-2.x1") is None
     assert await ask("cfa-gironde", reply="_INBOX.x1") is None
+
+
+async def test_pruning_keeps_what_the_replay_returns() -> None:
+    uow = FakeFoqualeUnitOfWork()
+    for who, key in [
+        ("cfa-gironde", "A1"),
+        ("agri-landes", "B1"),
+        ("cfa-gironde", "A2"),
+        ("cfa-gironde", "A3"),
+    ]:
+        await uow.feedback.add(
+            who, new_event(answer(key), source="raccrochage/foquale", subject=f"partner/{who}")
+        )
+    assert await prune_feedback(PruneFeedback(keep=1, limit=500), uow) == 2
+    kept = {
+        who: [e["data"]["partner_key"] for e in await uow.feedback.latest(who, 10)]
+        for who in ("cfa-gironde", "agri-landes")
+    }
+    assert kept == {"cfa-gironde": ["A3"], "agri-landes": ["B1"]}
+    assert await prune_feedback(PruneFeedback(keep=1, limit=500), uow) == 0

@@ -14,7 +14,18 @@ from datetime import date, datetime
 from typing import Any
 
 from raccrochage_contracts import CloudEvent
-from sqlalchemy import BindParameter, ColumnElement, RowMapping, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    RowMapping,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Date, Text, Uuid
@@ -365,6 +376,18 @@ class SqlReservationRepository(ReservationRepository):
 # --- partners' feedback ---------------------------------------------------------------------------
 
 _f = partner_feedback_table.c
+# Each partner's answers older than its last `keep`, oldest first, a batch at a time.
+_RANKED = select(
+    _f.id, func.row_number().over(partition_by=_f.partner_id, order_by=_f.id.desc()).label("rank")
+).subquery("ranked")
+_PRUNE = delete(partner_feedback_table).where(
+    _f.id.in_(
+        select(_RANKED.c.id)
+        .where(_RANKED.c.rank > bindparam("keep"))
+        .order_by(_RANKED.c.id)
+        .limit(bindparam("limit"))
+    )
+)
 
 
 class SqlPartnerFeedbackRepository(PartnerFeedbackRepository):
@@ -388,3 +411,7 @@ class SqlPartnerFeedbackRepository(PartnerFeedbackRepository):
         query = select(_f.envelope).where(_f.partner_id == partner_id).order_by(_f.id.desc()).limit(count)
         newest_first = (await self.connection.execute(query)).scalars().all()
         return list(reversed(newest_first))
+
+    async def prune(self, keep: int, limit: int) -> int:
+        result = await self.connection.execute(_PRUNE, {"keep": keep, "limit": limit})
+        return result.rowcount

@@ -29,7 +29,7 @@ from ..adapters.partners import seat_partners
 from ..config import FoqualeSettings
 from ..domain.policy import Policy
 from ..service_layer import handlers
-from ..service_layer.commands import CheckFreshness, ExpireReservations, RequestSeat
+from ..service_layer.commands import CheckFreshness, ExpireReservations, PruneFeedback, RequestSeat
 from ..service_layer.unit_of_work import FoqualeUnitOfWork, SqlFoqualeUnitOfWork
 from .api import foquale_router
 from .demo import demo_main_job
@@ -116,6 +116,14 @@ async def build(context: ServiceContext) -> None:
             log.info("clocks_applied", reservations_expired=expired, offers_changed=changed)
 
     context.every(settings.timer_seconds, timers, name="timers")
+
+    async def feedback_pruning() -> None:
+        command = PruneFeedback(settings.feedback_kept, settings.timer_batch)
+        pruned = await handlers.prune_feedback(command, unit_of_work())
+        if pruned:
+            log.info("partner_feedback_pruned", answers=pruned)
+
+    context.every(settings.timer_seconds, feedback_pruning, name="feedback_pruning")
     answer_privacy(context, privacy.RECORDS)
     context.app.include_router(foquale_router(unit_of_work, context.engine, settings.token_key))
 

@@ -27,6 +27,7 @@ from .commands import (
     ConfirmOffer,
     ConfirmReservation,
     ExpireReservations,
+    PruneFeedback,
     PublishOffer,
     RefuseReservation,
     RequestSeat,
@@ -307,3 +308,11 @@ async def check_freshness(
                 changed += 1
         await uow.commit()
     return changed
+
+
+async def prune_feedback(cmd: PruneFeedback, uow: FoqualeUnitOfWork) -> int:
+    """Forget partners' answers their replay no longer returns; how many."""
+    async with uow:
+        pruned = await uow.feedback.prune(cmd.keep, cmd.limit)
+        await uow.commit()
+    return pruned

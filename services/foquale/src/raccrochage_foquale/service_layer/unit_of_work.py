@@ -117,6 +117,10 @@ class PartnerFeedbackRepository(abc.ABC):
     async def latest(self, partner_id: str, count: int) -> list[dict]:
         """The partner's last `count` answers, oldest first, as the envelopes published."""
 
+    @abc.abstractmethod
+    async def prune(self, keep: int, limit: int) -> int:
+        """Forget at most `limit` answers older than each partner's last `keep`; how many."""
+
 
 class FoqualeUnitOfWork(AbstractUnitOfWork):
     """One FOQUALE transaction: its repositories, its inbox claim, the events it publishes."""
