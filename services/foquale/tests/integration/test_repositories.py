@@ -150,6 +150,21 @@ async def test_seat_counters_move_by_conditional_updates(engine: AsyncEngine) ->
     assert (loaded.reserved, loaded.placed, loaded.seats_left) == (0, 1, 1)
 
 
+async def test_more_seats_on_offers_the_transaction_holds_in_one_statement(engine: AsyncEngine) -> None:
+    first, second = make_offer(1, capacity=5), make_offer(2, capacity=3)
+    await add(engine, first, second)
+    async with engine.begin() as conn:
+        repo = SqlOfferRepository(conn)
+        assert await repo.take_seat(first.offer_id, TODAY) == 4
+        assert await repo.take_seat(second.offer_id, TODAY) == 2
+        await repo.take_held_seats({first.offer_id: 3, second.offer_id: 2})
+    assert (await load(engine, first.offer_id)).seats_left == 1
+    assert (await load(engine, second.offer_id)).seats_left == 0
+    with pytest.raises(IntegrityError):  # the database refuses more than the capacity
+        async with engine.begin() as conn:
+            await SqlOfferRepository(conn).take_held_seats({second.offer_id: 1})
+
+
 async def test_a_free_seat_is_taken_on_the_first_offer_no_other_transaction_holds(
     engine: AsyncEngine,
 ) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -86,6 +86,12 @@ class FakeOfferRepository(OfferRepository):
             if seats_left is not None:
                 return offer_id, seats_left
         return None
+
+    async def take_held_seats(self, seats: Mapping[uuid.UUID, int]) -> None:
+        for offer_id, more in seats.items():
+            row = self.rows[offer_id]
+            assert row.seats_left >= more, "took more seats than the offer has"
+            row.reserved += more
 
     async def release_seat(self, offer_id: uuid.UUID) -> int:
         row = self.rows[offer_id]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import Date, Text, Uuid
+from sqlalchemy.types import Date, Integer, Text, Uuid
 
 from ..domain.matching import wish_codes
 from ..domain.offer import Offer
@@ -100,6 +100,13 @@ _TAKE_FREE_SEAT = (
     )
     .values(reserved=_o.reserved + 1)
     .returning(_o.offer_id, SEATS_LEFT)
+)
+
+# Seats a transaction takes on offers it holds (`take_held_seats`): one UPDATE for all of them.
+_TAKE_HELD_SEATS = (
+    update(offer_table)
+    .where(_o.offer_id == bindparam("held_offer_id"))
+    .values(reserved=_o.reserved + bindparam("more", type_=Integer))
 )
 
 
@@ -232,6 +239,11 @@ class SqlOfferRepository(OfferRepository):
         )
         row = result.first()
         return None if row is None else (row[0], row[1])
+
+    async def take_held_seats(self, seats: Mapping[uuid.UUID, int]) -> None:
+        if seats:
+            parameters = [{"held_offer_id": offer_id, "more": more} for offer_id, more in seats.items()]
+            await self.connection.execute(_TAKE_HELD_SEATS, parameters)
 
     async def _move_a_reserved_seat(self, offer_id: uuid.UUID, **values: Any) -> int:
         statement = (

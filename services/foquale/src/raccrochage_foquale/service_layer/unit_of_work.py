@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 
 from raccrochage_contracts import CloudEvent
@@ -66,6 +66,11 @@ class OfferRepository(abc.ABC):
         """Like `take_seat`, on the first of these offers, in this order, that has a seat left and
         that no other transaction holds (those are skipped, not waited for): the offer taken and
         its seats left, or None when each is full or held."""
+
+    @abc.abstractmethod
+    async def take_held_seats(self, seats: Mapping[uuid.UUID, int]) -> None:
+        """Reserve so many more seats on each of these offers, which this transaction holds (it
+        took a seat on each, so it knows they have them left), in one statement."""
 
     @abc.abstractmethod
     async def release_seat(self, offer_id: uuid.UUID) -> int:
