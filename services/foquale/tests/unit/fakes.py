@@ -18,6 +18,7 @@ from raccrochage_foquale.domain.offer import Offer
 from raccrochage_foquale.domain.offer_types import RESERVABLE_STATES, Level
 from raccrochage_foquale.domain.policy import Policy
 from raccrochage_foquale.domain.reservation import Reservation, ReservationState
+from raccrochage_foquale.domain.uai import Uai
 from raccrochage_foquale.service_layer.unit_of_work import (
     FoqualeUnitOfWork,
     OfferRepository,
@@ -146,6 +147,16 @@ class FakeReservationRepository(ReservationRepository):
     async def save(self, reservation: Reservation) -> None:
         assert reservation.reservation_id in self.rows
         self.rows[reservation.reservation_id] = self._copy(reservation)
+
+    async def pending_at(self, uais: Collection[Uai], now: datetime, limit: int) -> list[Reservation]:
+        waiting = [
+            r
+            for r in self.rows.values()
+            if r.state is ReservationState.MADE and r.expires_at > now and r.uai in uais
+        ]
+        return [
+            self._copy(r) for r in sorted(waiting, key=lambda r: (r.expires_at, r.reservation_id))[:limit]
+        ]
 
     async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
         due = [r for r in self.rows.values() if r.state is ReservationState.MADE and now >= r.expires_at]

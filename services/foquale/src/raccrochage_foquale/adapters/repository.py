@@ -374,6 +374,21 @@ class SqlReservationRepository(ReservationRepository):
             .values(**_decided(reservation))
         )
 
+    async def pending_at(self, uais: Collection[Uai], now: datetime, limit: int) -> list[Reservation]:
+        if not uais:
+            return []
+        query = (
+            select(reservation_table)
+            .where(
+                _r.state == ReservationState.MADE.value,
+                _r.expires_at > now,
+                _r.uai == func.any(bindparam("uais", sorted(map(str, uais)), type_=ARRAY(Text))),
+            )
+            .order_by(_r.expires_at, _r.reservation_id)
+            .limit(limit)
+        )
+        return [reservation_of(row) for row in (await self.connection.execute(query)).mappings()]
+
     async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
         query = (
             select(reservation_table)

@@ -21,6 +21,7 @@ from ..domain.offer import Offer
 from ..domain.offer_types import Level
 from ..domain.policy import Policy
 from ..domain.reservation import Reservation
+from ..domain.uai import Uai
 
 
 class OfferRepository(abc.ABC):
@@ -104,6 +105,11 @@ class ReservationRepository(abc.ABC):
 
     @abc.abstractmethod
     async def save(self, reservation: Reservation) -> None: ...
+
+    @abc.abstractmethod
+    async def pending_at(self, uais: Collection[Uai], now: datetime, limit: int) -> list[Reservation]:
+        """Reservations at these UAIs unanswered and not expired at `now`, soonest to expire
+        first, at most `limit`; not locked."""
 
     @abc.abstractmethod
     async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
