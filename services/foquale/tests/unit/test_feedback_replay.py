@@ -27,7 +27,8 @@ def answer(key: str) -> partner.SeatsFeedback:
     )
 
 
-async def test_a_partner_gets_its_last_answers_oldest_first_and_no_one_elses() -> None:
+async def answers_kept() -> FakeFoqualeUnitOfWork:
+    """Gironde's three answers and Landes' one, kept in this order."""
     uow = FakeFoqualeUnitOfWork()
     for who, key in [
         ("cfa-gironde", "A1"),
@@ -38,6 +39,11 @@ async def test_a_partner_gets_its_last_answers_oldest_first_and_no_one_elses() -
         await uow.feedback.add(
             who, new_event(answer(key), source="raccrochage/foquale", subject=f"partner/{who}")
         )
+    return uow
+
+
+async def test_a_partner_gets_its_last_answers_oldest_first_and_no_one_elses() -> None:
+    uow = await answers_kept()
 
     async def ask(who: str, body: dict | None = None, reply: str | None = None) -> dict | None:
         subject = f"partner.{who}.feedback.replay.v1"
@@ -62,16 +68,7 @@ async def test_a_partner_gets_its_last_answers_oldest_first_and_no_one_elses() -
 
 
 async def test_pruning_keeps_what_the_replay_returns() -> None:
-    uow = FakeFoqualeUnitOfWork()
-    for who, key in [
-        ("cfa-gironde", "A1"),
-        ("agri-landes", "B1"),
-        ("cfa-gironde", "A2"),
-        ("cfa-gironde", "A3"),
-    ]:
-        await uow.feedback.add(
-            who, new_event(answer(key), source="raccrochage/foquale", subject=f"partner/{who}")
-        )
+    uow = await answers_kept()
     assert await prune_feedback(PruneFeedback(keep=1, limit=500), uow) == 2
     kept = {
         who: [e["data"]["partner_key"] for e in await uow.feedback.latest(who, 10)]

@@ -43,14 +43,7 @@ class ReplayRequest(BaseModel):
     last: int = Field(LAST_BY_DEFAULT, ge=1, le=LAST_AT_MOST, description="how many answers, newest kept")
 
 
-def asking_partner(subject: str, reply: str) -> str | None:
-    """The partner a request on `partner.<id>....` comes from, if its reply subject is that
-    partner's own inbox; else None: no answer may be sent."""
-    partner_id = subject.split(".")[1]
-    return partner_id if reply.startswith(f"{inbox_prefix(partner_id)}.") else None
-
-
-def read_request(model: type[M], body: bytes) -> M | dict:
+def _read_request(model: type[M], body: bytes) -> M | dict:
     """The request's body as `model` (an empty body is `{}`), or the rejected answer naming each
     field at fault."""
     try:
@@ -63,20 +56,30 @@ def read_request(model: type[M], body: bytes) -> M | dict:
         return {"status": "rejected", "errors": errors}
 
 
+async def answer_partner(
+    model: type[M], subject: str, reply: str, body: bytes, answer: Callable[[str, M], Awaitable[dict]]
+) -> dict | None:
+    """The answer to a partner's request on `partner.<id>....`: `answer(partner_id, request)`
+    once the body reads as `model`, the rejected answer if it does not; None when none may be
+    sent (the reply subject is not that partner's own inbox)."""
+    partner_id = subject.split(".")[1]
+    if not reply.startswith(f"{inbox_prefix(partner_id)}."):
+        return None
+    request = _read_request(model, body)
+    return request if isinstance(request, dict) else await answer(partner_id, request)
+
+
 async def replay(
     unit_of_work: Callable[[], FoqualeUnitOfWork], subject: str, reply: str, body: bytes
 ) -> dict | None:
-    """The answer to one request; None when none may be sent (the reply subject is not the
-    partner's own inbox)."""
-    partner_id = asking_partner(subject, reply)
-    if partner_id is None:
-        return None
-    request = read_request(ReplayRequest, body)
-    if isinstance(request, dict):
-        return request
-    async with unit_of_work() as uow:
-        feedback = await uow.feedback.latest(partner_id, request.last)
-    return {"status": "ok", "partner_id": partner_id, "feedback": feedback}
+    """The answer to one replay request (`answer_partner`)."""
+
+    async def latest(partner_id: str, request: ReplayRequest) -> dict:
+        async with unit_of_work() as uow:
+            feedback = await uow.feedback.latest(partner_id, request.last)
+        return {"status": "ok", "partner_id": partner_id, "feedback": feedback}
+
+    return await answer_partner(ReplayRequest, subject, reply, body, latest)
 
 
 # An answer to one request: (subject, reply subject, body) -> the answer, or None to send none.

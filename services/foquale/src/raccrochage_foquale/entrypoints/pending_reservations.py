@@ -24,7 +24,7 @@ from raccrochage_contracts.events import partner_seats_v1 as partner
 
 from ..domain.owners import Actor
 from ..service_layer.unit_of_work import FoqualeUnitOfWork
-from .feedback_replay import PartnerRequests, asking_partner, read_request
+from .feedback_replay import PartnerRequests, answer_partner
 
 SUBJECT = "partner.*.reservations.pending.v1"
 LIMIT_BY_DEFAULT = 100
@@ -47,38 +47,35 @@ async def pending(
     body: bytes,
     now: datetime | None = None,
 ) -> dict | None:
-    """The answer to one request; None when none may be sent (the reply subject is not the
-    partner's own inbox)."""
-    partner_id = asking_partner(subject, reply)
-    if partner_id is None:
-        return None
-    request = read_request(PendingRequest, body)
-    if isinstance(request, dict):
-        return request
-    actor = partners.get(partner_id)
-    waiting = []
-    if actor is not None:
-        async with unit_of_work() as uow:
-            waiting = await uow.reservations.pending_at(
-                actor.uais, now or datetime.now(UTC), request.limit + 1
-            )
-    answer = partner.ReservationsPending(
-        partner_id=partner_id,
-        reservations=[
-            partner.PendingReservation(
-                reservation_id=r.reservation_id,
-                offer_id=r.offer_id,
-                uai=str(r.uai),
-                youth_id=r.youth_id,
-                made_at=r.made_at,
-                expires_at=r.expires_at,
-            )
-            for r in waiting[: request.limit]
-        ],
-        more=len(waiting) > request.limit,
-    )
-    envelope = new_event(answer, source="raccrochage/foquale", subject=f"partner/{partner_id}")
-    return {"status": "ok", "partner_id": partner_id, "pending": json.loads(envelope.to_json())}
+    """The answer to one request (`feedback_replay.answer_partner`: None when none may be sent)."""
+
+    async def waiting(partner_id: str, request: PendingRequest) -> dict:
+        actor = partners.get(partner_id)
+        found = []
+        if actor is not None:  # a partner that publishes no seats has none
+            async with unit_of_work() as uow:
+                found = await uow.reservations.pending_at(
+                    actor.uais, now or datetime.now(UTC), request.limit + 1
+                )
+        answer = partner.ReservationsPending(
+            partner_id=partner_id,
+            reservations=[
+                partner.PendingReservation(
+                    reservation_id=r.reservation_id,
+                    offer_id=r.offer_id,
+                    uai=str(r.uai),
+                    youth_id=r.youth_id,
+                    made_at=r.made_at,
+                    expires_at=r.expires_at,
+                )
+                for r in found[: request.limit]
+            ],
+            more=len(found) > request.limit,
+        )
+        envelope = new_event(answer, source="raccrochage/foquale", subject=f"partner/{partner_id}")
+        return {"status": "ok", "partner_id": partner_id, "pending": json.loads(envelope.to_json())}
+
+    return await answer_partner(PendingRequest, subject, reply, body, waiting)
 
 
 def pending_reservations(
