@@ -250,6 +250,7 @@ async def request_seats(
         found = search(request, offers.values(), today)
         taken = await _take_a_seat(uow, found, today, held)
         if taken is None:
+            await held.write(uow)  # the seats the batch took count as taken
             elsewhere = await uow.offers.count_with_seats_elsewhere(
                 request.departement, request.levels, request.wishes, today
             )
