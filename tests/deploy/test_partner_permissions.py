@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import tomllib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -14,15 +15,24 @@ import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
-from raccrochage_platform.topology import declare, load_topology
+from raccrochage_platform.topology import REPO_ROOT, declare, load_topology
 from raccrochage_rig.nats import NatsServer, declared_partners, partner_user
 
 PARTNERS = declared_partners()
 PAIRS = list(itertools.permutations(PARTNERS, 2))
 TOPOLOGY = load_topology()
+TOPOLOGY_TOML = REPO_ROOT / "deploy" / "topology.toml"
 # What a partner must never read: every service stream's subjects, the dead letters, every stream.
 SERVICE_SUBJECTS = sorted(
     {subject for stream in TOPOLOGY.streams.values() for subject in stream.subjects} | {">", "_INBOX.>"}
+)
+# Partners' requests the services answer (core request/reply): the `partner.*.` subjects of
+# their `serves` in deploy/topology.toml.
+PARTNER_REQUESTS = sorted(
+    subject
+    for service in tomllib.loads(TOPOLOGY_TOML.read_text(encoding="utf-8"))["services"].values()
+    for subject in service.get("serves", [])
+    if subject.startswith("partner.*.")
 )
 
 
@@ -125,6 +135,11 @@ async def test_a_partner_cannot_speak_for_another_or_read_its_replies(
     await partner.nc.publish(subject, b"{}")
     await partner.nc.flush()
     assert await partner.refused("publish", subject)
+    for request in PARTNER_REQUESTS:  # asking as another partner: refused by the server
+        subject = request.replace("*", b, 1)
+        await partner.nc.publish(subject, b"{}", reply=partner.nc.new_inbox())
+        await partner.nc.flush()
+        assert await partner.refused("publish", subject)
 
     replies = f"_INBOX.partner_{b}.>"
     got: list[str] = []
@@ -143,6 +158,26 @@ async def test_a_partner_cannot_speak_for_another_or_read_its_replies(
     assert got == []
     assert seen == [f"partner.{b}.seats.feedback.v1"]  # only the rig's own message got through
     await observer.unsubscribe()
+
+
+@pytest.mark.parametrize("a", PARTNERS)
+async def test_a_partner_asks_foquale_on_its_own_request_subjects(
+    partners: dict[str, Partner], rig: Client, a: str
+) -> None:
+    assert PARTNER_REQUESTS  # the feedback replay and the pending reservations at least
+    for request in PARTNER_REQUESTS:
+        answering = await rig.subscribe(request, cb=_answer_with_its_subject(rig))
+        await rig.flush()
+        reply = await partners[a].nc.request(request.replace("*", a, 1), b"{}", timeout=10)
+        assert reply.data == request.replace("*", a, 1).encode()
+        await answering.unsubscribe()
+
+
+def _answer_with_its_subject(rig: Client) -> Callable:
+    async def handler(msg) -> None:
+        await rig.publish(msg.reply, msg.subject.encode())
+
+    return handler
 
 
 def _collect(into: list[str]) -> Callable:

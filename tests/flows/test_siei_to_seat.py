@@ -1,7 +1,8 @@
 """Across services, on the real rig: from the SIEI demo campaign to confirmed seats. Repérage
 ingests the file and hands youths to the PSADs; FOQUALE's demo publishes seats for the five
 départements (a partner over NATS, a school through the API), counsellors ask for seats, FOQUALE
-reserves them, the schools confirm, and PSAD moves those cases to "in solution"."""
+reserves them, the school confirms through the API and the partner through its feed (refusing
+some with a coded reason), and PSAD moves the confirmed cases to "in solution"."""
 
 from __future__ import annotations
 
@@ -51,6 +52,16 @@ def test_a_youth_from_the_siei_file_gets_a_confirmed_seat_and_psad_says_in_solut
         assert {row["source"] for row in offers} == {"partner_feed", "establishment_api"}
         placed = asyncio.run(_rows(foquale_db, "SELECT case_id FROM reservation WHERE state = 'confirmed'"))
         assert placed, "no reservation was confirmed"
+        answered = asyncio.run(
+            _rows(
+                foquale_db,
+                "SELECT r.state, r.refusal_reason FROM reservation r JOIN offer o USING (offer_id)"
+                " WHERE o.owner_kind = 'partner' AND r.state <> 'made'",
+            )
+        )
+        by_partner = {(row["state"], row["refusal_reason"]) for row in answered}
+        assert ("confirmed", None) in by_partner, out[-3000:]  # through its feed
+        assert ("refused", "youth_declined") in by_partner, out[-3000:]
         placed_cases = {row["case_id"] for row in placed}
         deadline = time.monotonic() + 60
         in_solution: set = set()

@@ -11,7 +11,9 @@ A partner also answers the reservations FOQUALE made at its UAIs (`placement_con
 FOQUALE answers every record it refuses (and, to close the loop, every record it took) on
 `partner.<partner_id>.seats.feedback.v1`, with the key, the field and the reason. FOQUALE keeps
 each partner's feedback, and a partner asks for its last N answers by request/reply
-(`partner.<partner_id>.feedback.replay.v1`): it can read no stream.
+(`partner.<partner_id>.feedback.replay.v1`): it can read no stream. In the same way it asks
+which reservations at its UAIs wait for its answer (`partner.<partner_id>.reservations.pending.v1`),
+answered with `partner.reservations.pending.v1`.
 
 No personal data: an offer names a contact role, never a person.
 """
@@ -19,7 +21,7 @@ No personal data: an offer names a contact role, never a person.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -27,6 +29,7 @@ from pydantic import Field, model_validator
 from ..payload import Payload
 from ..registry import event_type
 from .foquale_v1 import DEPARTEMENT, UAI, ZAP, ContactRole, EstablishmentCode, Formation, Keyword, Statut
+from .reperage_v1 import YOUTH_ID
 
 PARTNER_KEY = Field(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$",
@@ -131,3 +134,24 @@ class SeatsFeedback(Payload):
     outcome: Literal["accepted", "unchanged", "rejected"]
     offer_id: uuid.UUID | None = Field(None, description="FOQUALE's offer for this key, once it exists")
     problems: list[Problem] = Field(default_factory=list, max_length=50)
+
+
+class PendingReservation(Payload):
+    """A reservation at one of the partner's UAIs, unanswered and not expired."""
+
+    reservation_id: uuid.UUID = Field(description="the id a placement answer names")
+    offer_id: uuid.UUID = Field(description="FOQUALE's offer, as the feedback on its record named it")
+    uai: str = UAI
+    youth_id: str = YOUTH_ID
+    made_at: datetime
+    expires_at: datetime = Field(description="unanswered by then, the seat is freed")
+
+
+@event_type("partner.reservations.pending.v1")
+class ReservationsPending(Payload):
+    """FOQUALE's answer to a partner asking which reservations wait for its answer: soonest to
+    expire first."""
+
+    partner_id: str = Field(pattern=r"^[a-z0-9_-]{1,40}$", max_length=40)
+    reservations: list[PendingReservation] = Field(default_factory=list, max_length=500)
+    more: bool = Field(False, description="more are pending than the request's limit")

@@ -24,6 +24,13 @@ class FoqualeSettings(ServiceSettings):
         description="how often reservations are expired and offers' freshness checked",
     )
     timer_batch: int = Field(500, validation_alias="FOQUALE_TIMER_BATCH", ge=1, le=5000)
+    feedback_kept: int = Field(
+        500,
+        validation_alias="FOQUALE_FEEDBACK_KEPT",
+        ge=1,
+        le=100_000,
+        description="answers kept per partner for its replay (older ones are pruned by the clocks)",
+    )
     # Each request is its own transaction (a seat is taken by one conditional UPDATE): several
     # at once keep a burst of PSAD requests from queueing behind one connection.
     consumer_concurrency: int = Field(8, validation_alias="FOQUALE_CONSUMER_CONCURRENCY", ge=1, le=64)

@@ -3,6 +3,7 @@ the API: the same placement events, and each record answered on its own."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 
@@ -29,6 +30,15 @@ async def reservations_made(nc: Client, requests: list) -> dict[str, str] | None
     return found if len(found) == len(wanted) else None
 
 
+async def ask_pending(nc: Client, partner_id: str, body: dict) -> dict:
+    """A partner's request for the reservations waiting for its answer, with a reply subject in
+    its inbox (the rig's user here; the partners' own users are tested in test_feedback_replay)."""
+    reply = f"_INBOX.partner_{partner_id}.{uuid.uuid4().hex}"
+    subscription = await nc.subscribe(reply, max_msgs=1)
+    await nc.publish(f"partner.{partner_id}.reservations.pending.v1", json.dumps(body).encode(), reply=reply)
+    return json.loads((await subscription.next_msg(timeout=10)).data)
+
+
 async def test_a_partner_confirms_and_refuses_reservations_at_its_uais(
     start_foquale: Callable[..., ServiceProcess], nc: Client, engine: AsyncEngine
 ) -> None:
@@ -45,6 +55,14 @@ async def test_a_partner_confirms_and_refuses_reservations_at_its_uais(
         await publish(nc, request, subject=str(request.case_id))
     made = await eventually(lambda: reservations_made(nc, requests), what="three reservations")
     confirmed, refused, pending = (made[str(r.request_id)] for r in requests)
+    waiting = await ask_pending(nc, "cfa-gironde", {"limit": 500})
+    assert waiting["status"] == "ok" and waiting["pending"]["type"] == "partner.reservations.pending.v1"
+    listed = {r["reservation_id"]: r for r in waiting["pending"]["data"]["reservations"]}
+    assert {confirmed, refused, pending} <= set(listed)
+    assert set(listed[pending]) == {"reservation_id", "offer_id", "uai", "youth_id", "made_at", "expires_at"}
+    landes = (await ask_pending(nc, "agri-landes", {}))["pending"]["data"]["reservations"]
+    assert not {confirmed, refused, pending} & {r["reservation_id"] for r in landes}
+    assert (await ask_pending(nc, "cfa-gironde", {"limit": 0}))["status"] == "rejected"
 
     async def answer(verb: str, partner_id: str = "cfa-gironde", **data: str) -> dict:
         return await publish_partner(nc, partner_id, verb, data)
@@ -118,3 +136,5 @@ async def test_a_partner_confirms_and_refuses_reservations_at_its_uais(
         ).scalar_one()
     assert states == {confirmed: "confirmed", refused: "refused", pending: "made"}
     assert kept == len(sent) - 1  # each answer kept for the partner to read again
+    still = (await ask_pending(nc, "cfa-gironde", {"limit": 500}))["pending"]["data"]["reservations"]
+    assert {r["reservation_id"] for r in still} & {confirmed, refused, pending} == {pending}

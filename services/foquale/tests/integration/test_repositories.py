@@ -10,7 +10,12 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from raccrochage_foquale.adapters.repository import SqlOfferRepository, SqlReservationRepository
+from raccrochage_contracts import CloudEvent
+from raccrochage_foquale.adapters.repository import (
+    SqlOfferRepository,
+    SqlPartnerFeedbackRepository,
+    SqlReservationRepository,
+)
 from raccrochage_foquale.adapters.tables import offer as offer_table
 from raccrochage_foquale.domain.offer import Offer
 from raccrochage_foquale.domain.offer_types import (
@@ -143,6 +148,21 @@ async def test_seat_counters_move_by_conditional_updates(engine: AsyncEngine) ->
             await repo.release_seat(offer.offer_id)
     loaded = await load(engine, offer.offer_id)
     assert (loaded.reserved, loaded.placed, loaded.seats_left) == (0, 1, 1)
+
+
+async def test_more_seats_on_offers_the_transaction_holds_in_one_statement(engine: AsyncEngine) -> None:
+    first, second = make_offer(1, capacity=5), make_offer(2, capacity=3)
+    await add(engine, first, second)
+    async with engine.begin() as conn:
+        repo = SqlOfferRepository(conn)
+        assert await repo.take_seat(first.offer_id, TODAY) == 4
+        assert await repo.take_seat(second.offer_id, TODAY) == 2
+        await repo.take_held_seats({first.offer_id: 3, second.offer_id: 2})
+    assert (await load(engine, first.offer_id)).seats_left == 1
+    assert (await load(engine, second.offer_id)).seats_left == 0
+    with pytest.raises(IntegrityError):  # the database refuses more than the capacity
+        async with engine.begin() as conn:
+            await SqlOfferRepository(conn).take_held_seats({second.offer_id: 1})
 
 
 async def test_a_free_seat_is_taken_on_the_first_offer_no_other_transaction_holds(
@@ -283,6 +303,38 @@ async def test_expiry_selects_unanswered_reservations_past_their_time(engine: As
             assert [r.reservation_id for r in await repo.due_to_expire(T0 + days(15), 100)] == [
                 due.reservation_id
             ]
+
+
+# --- partners' feedback --------------------------------------------------------------------------
+
+
+async def test_pruning_keeps_each_partners_last_answers_a_batch_at_a_time(engine: AsyncEngine) -> None:
+    partners = [f"prune-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+
+    def answer(n: int) -> CloudEvent:
+        return CloudEvent(
+            id=uuid.uuid4(),
+            source="raccrochage/foquale",
+            type="partner.seats.feedback.v1",
+            time=T0 + timedelta(seconds=n),
+            subject="partner/prune",
+            dataschema="https://schemas.raccrochage.example/partner.seats.feedback.v1.json",
+            data={"n": n},
+            correlationid=uuid.uuid4(),
+        )
+
+    async with engine.begin() as conn:
+        repo = SqlPartnerFeedbackRepository(conn)
+        for n in range(6):
+            await repo.add(partners[0], answer(n))
+        await repo.add(partners[1], answer(100))
+    async with engine.begin() as conn:
+        repo = SqlPartnerFeedbackRepository(conn)
+        assert await repo.prune(keep=2, limit=3) == 3  # of the 4 past the last 2, the oldest 3
+        assert await repo.prune(keep=2, limit=3) == 1
+        assert await repo.prune(keep=2, limit=3) == 0
+        assert [e["data"]["n"] for e in await repo.latest(partners[0], 10)] == [4, 5]
+        assert [e["data"]["n"] for e in await repo.latest(partners[1], 10)] == [100]
 
 
 # --- no overbooking -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -18,6 +18,7 @@ from raccrochage_foquale.domain.offer import Offer
 from raccrochage_foquale.domain.offer_types import RESERVABLE_STATES, Level
 from raccrochage_foquale.domain.policy import Policy
 from raccrochage_foquale.domain.reservation import Reservation, ReservationState
+from raccrochage_foquale.domain.uai import Uai
 from raccrochage_foquale.service_layer.unit_of_work import (
     FoqualeUnitOfWork,
     OfferRepository,
@@ -87,6 +88,12 @@ class FakeOfferRepository(OfferRepository):
                 return offer_id, seats_left
         return None
 
+    async def take_held_seats(self, seats: Mapping[uuid.UUID, int]) -> None:
+        for offer_id, more in seats.items():
+            row = self.rows[offer_id]
+            assert row.seats_left >= more, "took more seats than the offer has"
+            row.reserved += more
+
     async def release_seat(self, offer_id: uuid.UUID) -> int:
         row = self.rows[offer_id]
         assert row.reserved > 0, "released a seat nobody held"
@@ -141,6 +148,16 @@ class FakeReservationRepository(ReservationRepository):
         assert reservation.reservation_id in self.rows
         self.rows[reservation.reservation_id] = self._copy(reservation)
 
+    async def pending_at(self, uais: Collection[Uai], now: datetime, limit: int) -> list[Reservation]:
+        waiting = [
+            r
+            for r in self.rows.values()
+            if r.state is ReservationState.MADE and r.expires_at > now and r.uai in uais
+        ]
+        return [
+            self._copy(r) for r in sorted(waiting, key=lambda r: (r.expires_at, r.reservation_id))[:limit]
+        ]
+
     async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
         due = [r for r in self.rows.values() if r.state is ReservationState.MADE and now >= r.expires_at]
         return [self._copy(r) for r in sorted(due, key=lambda r: r.expires_at)[:limit]]
@@ -157,6 +174,18 @@ class FakePartnerFeedbackRepository(PartnerFeedbackRepository):
     async def latest(self, partner_id: str, count: int) -> list[dict]:
         theirs = [json.loads(event.to_json()) for who, event in self.rows if who == partner_id]
         return theirs[-count:] if count > 0 else []
+
+    async def prune(self, keep: int, limit: int) -> int:
+        seen: dict[str, int] = {}
+        outranked = []
+        for index in reversed(range(len(self.rows))):
+            partner_id = self.rows[index][0]
+            seen[partner_id] = seen.get(partner_id, 0) + 1
+            if seen[partner_id] > keep:
+                outranked.append(index)
+        gone = set(sorted(outranked)[:limit])
+        self.rows = [row for index, row in enumerate(self.rows) if index not in gone]
+        return len(gone)
 
 
 class FakeFoqualeUnitOfWork(FoqualeUnitOfWork, FakeUnitOfWork):

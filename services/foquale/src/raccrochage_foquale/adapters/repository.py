@@ -9,15 +9,26 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from raccrochage_contracts import CloudEvent
-from sqlalchemy import BindParameter, ColumnElement, RowMapping, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    RowMapping,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import Date, Text, Uuid
+from sqlalchemy.types import Date, Integer, Text, Uuid
 
 from ..domain.matching import wish_codes
 from ..domain.offer import Offer
@@ -89,6 +100,13 @@ _TAKE_FREE_SEAT = (
     )
     .values(reserved=_o.reserved + 1)
     .returning(_o.offer_id, SEATS_LEFT)
+)
+
+# Seats a transaction takes on offers it holds (`take_held_seats`): one UPDATE for all of them.
+_TAKE_HELD_SEATS = (
+    update(offer_table)
+    .where(_o.offer_id == bindparam("held_offer_id"))
+    .values(reserved=_o.reserved + bindparam("more", type_=Integer))
 )
 
 
@@ -222,6 +240,11 @@ class SqlOfferRepository(OfferRepository):
         row = result.first()
         return None if row is None else (row[0], row[1])
 
+    async def take_held_seats(self, seats: Mapping[uuid.UUID, int]) -> None:
+        if seats:
+            parameters = [{"held_offer_id": offer_id, "more": more} for offer_id, more in seats.items()]
+            await self.connection.execute(_TAKE_HELD_SEATS, parameters)
+
     async def _move_a_reserved_seat(self, offer_id: uuid.UUID, **values: Any) -> int:
         statement = (
             update(offer_table)
@@ -351,6 +374,21 @@ class SqlReservationRepository(ReservationRepository):
             .values(**_decided(reservation))
         )
 
+    async def pending_at(self, uais: Collection[Uai], now: datetime, limit: int) -> list[Reservation]:
+        if not uais:
+            return []
+        query = (
+            select(reservation_table)
+            .where(
+                _r.state == ReservationState.MADE.value,
+                _r.expires_at > now,
+                _r.uai == func.any(bindparam("uais", sorted(map(str, uais)), type_=ARRAY(Text))),
+            )
+            .order_by(_r.expires_at, _r.reservation_id)
+            .limit(limit)
+        )
+        return [reservation_of(row) for row in (await self.connection.execute(query)).mappings()]
+
     async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
         query = (
             select(reservation_table)
@@ -365,6 +403,18 @@ class SqlReservationRepository(ReservationRepository):
 # --- partners' feedback ---------------------------------------------------------------------------
 
 _f = partner_feedback_table.c
+# Each partner's answers older than its last `keep`, oldest first, a batch at a time.
+_RANKED = select(
+    _f.id, func.row_number().over(partition_by=_f.partner_id, order_by=_f.id.desc()).label("rank")
+).subquery("ranked")
+_PRUNE = delete(partner_feedback_table).where(
+    _f.id.in_(
+        select(_RANKED.c.id)
+        .where(_RANKED.c.rank > bindparam("keep"))
+        .order_by(_RANKED.c.id)
+        .limit(bindparam("limit"))
+    )
+)
 
 
 class SqlPartnerFeedbackRepository(PartnerFeedbackRepository):
@@ -388,3 +438,7 @@ class SqlPartnerFeedbackRepository(PartnerFeedbackRepository):
         query = select(_f.envelope).where(_f.partner_id == partner_id).order_by(_f.id.desc()).limit(count)
         newest_first = (await self.connection.execute(query)).scalars().all()
         return list(reversed(newest_first))
+
+    async def prune(self, keep: int, limit: int) -> int:
+        result = await self.connection.execute(_PRUNE, {"keep": keep, "limit": limit})
+        return result.rowcount

@@ -29,12 +29,13 @@ from ..adapters.partners import seat_partners
 from ..config import FoqualeSettings
 from ..domain.policy import Policy
 from ..service_layer import handlers
-from ..service_layer.commands import CheckFreshness, ExpireReservations, RequestSeat
+from ..service_layer.commands import CheckFreshness, ExpireReservations, PruneFeedback, RequestSeat
 from ..service_layer.unit_of_work import FoqualeUnitOfWork, SqlFoqualeUnitOfWork
 from .api import foquale_router
 from .demo import demo_main_job
-from .feedback_replay import FeedbackReplay
+from .feedback_replay import feedback_replay
 from .partner_feed import partner_consumer
+from .pending_reservations import pending_reservations
 
 log = get_logger(__name__)
 
@@ -105,10 +106,11 @@ async def build(context: ServiceContext) -> None:
         concurrency=settings.consumer_concurrency,
     )
     log.info("seat_partners", partners=sorted(partners))
-    # Partners' requests for their last answers (core NATS request/reply).
-    feedback_replay = FeedbackReplay(unit_of_work)
-    await feedback_replay.subscribe(connection(context.broker))
-    context.background.append(feedback_replay.run_until_cancelled)
+    # Partners' requests (core NATS request/reply): their last answers, the reservations that
+    # wait for theirs.
+    for requests in (feedback_replay(unit_of_work), pending_reservations(unit_of_work, partners)):
+        await requests.subscribe(connection(context.broker))
+        context.background.append(requests.run_until_cancelled)
 
     async def timers() -> None:
         expired, changed = await run_timers(unit_of_work, policy, settings.timer_batch, datetime.now(UTC))
@@ -116,6 +118,14 @@ async def build(context: ServiceContext) -> None:
             log.info("clocks_applied", reservations_expired=expired, offers_changed=changed)
 
     context.every(settings.timer_seconds, timers, name="timers")
+
+    async def feedback_pruning() -> None:
+        command = PruneFeedback(settings.feedback_kept, settings.timer_batch)
+        pruned = await handlers.prune_feedback(command, unit_of_work())
+        if pruned:
+            log.info("partner_feedback_pruned", answers=pruned)
+
+    context.every(settings.timer_seconds, feedback_pruning, name="feedback_pruning")
     answer_privacy(context, privacy.RECORDS)
     context.app.include_router(foquale_router(unit_of_work, context.engine, settings.token_key))
 

@@ -101,3 +101,12 @@ class ExpireReservations:
 class CheckFreshness:
     now: datetime
     limit: int = 500
+
+
+@dataclass(frozen=True)
+class PruneFeedback:
+    """Keep each partner's last `keep` answers (what its replay can ask for), forget at most
+    `limit` older ones."""
+
+    keep: int
+    limit: int = 500

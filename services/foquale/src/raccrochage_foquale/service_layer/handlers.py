@@ -7,7 +7,7 @@ events and commits; a domain error leaves the block before `commit`, so nothing 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from enum import StrEnum
@@ -27,6 +27,7 @@ from .commands import (
     ConfirmOffer,
     ConfirmReservation,
     ExpireReservations,
+    PruneFeedback,
     PublishOffer,
     RefuseReservation,
     RequestSeat,
@@ -145,23 +146,55 @@ def _answer_event_id(cmd: RequestSeat, payload: Payload) -> uuid.UUID:
     return uuid.uuid5(cmd.cause.id, payload.event_type)
 
 
+class _HeldSeats:
+    """The offers this transaction took a seat on: it holds their rows (no other transaction can
+    move their counters or their state until it ends), so it knows their seats left exactly and
+    takes more of them here, without a statement each; `write` adds them in one statement."""
+
+    def __init__(self) -> None:
+        self.seats_left: dict[uuid.UUID, int] = {}  # per offer held, after this transaction's seats
+        self.more: dict[uuid.UUID, int] = {}  # seats taken here, not yet written
+
+    def took(self, offer_id: uuid.UUID, seats_left: int) -> None:
+        self.seats_left[offer_id] = seats_left
+
+    def take(self, tier: Sequence[Offer]) -> tuple[Offer, int] | None:
+        """A seat on the first offer of the tier held with one left."""
+        for offer in tier:
+            if self.seats_left.get(offer.offer_id, 0) > 0:
+                self.seats_left[offer.offer_id] -= 1
+                self.more[offer.offer_id] = self.more.get(offer.offer_id, 0) + 1
+                return offer, self.seats_left[offer.offer_id]
+        return None
+
+    async def write(self, uow: FoqualeUnitOfWork) -> None:
+        if self.more:
+            await uow.offers.take_held_seats(self.more)
+            self.more = {}
+
+
 async def _take_a_seat(
-    uow: FoqualeUnitOfWork, found: SeatSearch, today: date, held: Collection[uuid.UUID] = ()
+    uow: FoqualeUnitOfWork, found: SeatSearch, today: date, held: _HeldSeats
 ) -> tuple[Offer, int] | None:
     """A seat on the best candidate that has one, tier by tier. In a tier of equally good offers,
-    first one this transaction holds already (`held`: no other lock taken), else the best one no
-    other transaction holds, in one statement: concurrent requests spread over the tier instead
-    of queueing on the lock of its first offer. If each was held (or full), wait for them in
-    order: a holder may roll back, or take a seat and leave others."""
+    first one this transaction holds already (no statement, no other lock taken), else the best
+    one no other transaction holds, in one statement: concurrent requests spread over the tier
+    instead of queueing on the lock of its first offer. If each was held (or full), wait for them
+    in order: a holder may roll back, or take a seat and leave others."""
     for tier in found.tiers:
-        ordered = sorted(tier, key=lambda offer: offer.offer_id not in held)  # stable: held first
-        by_id = {offer.offer_id: offer for offer in ordered}
+        taken = held.take(tier)
+        if taken is not None:
+            return taken
+        others = [offer for offer in tier if offer.offer_id not in held.seats_left]  # held: full
+        by_id = {offer.offer_id: offer for offer in others}
         free = await uow.offers.take_free_seat(list(by_id), today)
         if free is not None:
+            held.took(*free)
             return by_id[free[0]], free[1]
-        for offer in tier:
+        for offer in others:
             seats_left = await uow.offers.take_seat(offer.offer_id, today)
             if seats_left is not None:
+                held.took(offer.offer_id, seats_left)
                 return offer, seats_left
     return None
 
@@ -197,7 +230,7 @@ async def request_seats(
     levels = frozenset().union(*(r.levels for r in requests))
     first_day = min(cmd.now for cmd in cmds).date()
     offers = {o.offer_id: o for o in await uow.offers.search(departements, levels, first_day)}
-    held: set[uuid.UUID] = set()  # offers this transaction took a seat on: it holds their rows
+    held = _HeldSeats()
     made: list[Reservation] = []
     answers: list[SeatAnswer] = []
     for cmd in cmds:
@@ -217,6 +250,7 @@ async def request_seats(
         found = search(request, offers.values(), today)
         taken = await _take_a_seat(uow, found, today, held)
         if taken is None:
+            await held.write(uow)  # the seats the batch took count as taken
             elsewhere = await uow.offers.count_with_seats_elsewhere(
                 request.departement, request.levels, request.wishes, today
             )
@@ -225,7 +259,6 @@ async def request_seats(
             answers.append(SeatAnswer(refused=RefusalReason.NO_SEAT, alternatives=alternatives))
             continue
         offer, seats_left = taken
-        held.add(offer.offer_id)
         offers[offer.offer_id] = replace(offer, reserved=offer.capacity - offer.placed - seats_left)
         reservation = Reservation.make(
             request.request_id, request.case_id, request.youth_id, offer, seats_left, cmd.now, policy
@@ -235,6 +268,7 @@ async def request_seats(
         made.append(reservation)
         known[request.request_id] = reservation
         answers.append(SeatAnswer(reservation=reservation))
+    await held.write(uow)
     await uow.reservations.add_all(made)
     return answers
 
@@ -307,3 +341,11 @@ async def check_freshness(
                 changed += 1
         await uow.commit()
     return changed
+
+
+async def prune_feedback(cmd: PruneFeedback, uow: FoqualeUnitOfWork) -> int:
+    """Forget partners' answers their replay no longer returns; how many."""
+    async with uow:
+        pruned = await uow.feedback.prune(cmd.keep, cmd.limit)
+        await uow.commit()
+    return pruned

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import date, datetime
 
 from raccrochage_contracts import CloudEvent
@@ -21,6 +21,7 @@ from ..domain.offer import Offer
 from ..domain.offer_types import Level
 from ..domain.policy import Policy
 from ..domain.reservation import Reservation
+from ..domain.uai import Uai
 
 
 class OfferRepository(abc.ABC):
@@ -68,6 +69,11 @@ class OfferRepository(abc.ABC):
         its seats left, or None when each is full or held."""
 
     @abc.abstractmethod
+    async def take_held_seats(self, seats: Mapping[uuid.UUID, int]) -> None:
+        """Reserve so many more seats on each of these offers, which this transaction holds (it
+        took a seat on each, so it knows they have them left), in one statement."""
+
+    @abc.abstractmethod
     async def release_seat(self, offer_id: uuid.UUID) -> int:
         """A reservation ends without a placement: its seat is free again. Seats left after it."""
 
@@ -101,6 +107,11 @@ class ReservationRepository(abc.ABC):
     async def save(self, reservation: Reservation) -> None: ...
 
     @abc.abstractmethod
+    async def pending_at(self, uais: Collection[Uai], now: datetime, limit: int) -> list[Reservation]:
+        """Reservations at these UAIs unanswered and not expired at `now`, soonest to expire
+        first, at most `limit`; not locked."""
+
+    @abc.abstractmethod
     async def due_to_expire(self, now: datetime, limit: int) -> list[Reservation]:
         """Unanswered reservations past their expiry, locked; rows another transaction holds are
         skipped, for the next run."""
@@ -116,6 +127,10 @@ class PartnerFeedbackRepository(abc.ABC):
     @abc.abstractmethod
     async def latest(self, partner_id: str, count: int) -> list[dict]:
         """The partner's last `count` answers, oldest first, as the envelopes published."""
+
+    @abc.abstractmethod
+    async def prune(self, keep: int, limit: int) -> int:
+        """Forget at most `limit` answers older than each partner's last `keep`; how many."""
 
 
 class FoqualeUnitOfWork(AbstractUnitOfWork):
