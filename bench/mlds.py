@@ -199,11 +199,15 @@ async def mlds_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
         RACCROCHAGE_RIG_DIR=str(folder / "rig-mlds"),
         MLDS_CONSUMER_BATCH=str(batch),
     )
+    import psutil
+
     meter = CpuMeter(running_servers.folder)
     with service_process("mlds", env, folder) as running:
         ready = time.perf_counter()
         at_ready = await acked(nc, count)
         meter.start()
+        service = psutil.Process(running.process.pid)
+        service_cpu = sum(service.cpu_times()[:2])
         say(f"mlds listening; {at_ready} requests already decided")
         done, last, last_progress = at_ready, at_ready, ready
         while done < count:
@@ -216,6 +220,7 @@ async def mlds_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
                 raise RuntimeError(f"mlds stalled at {done}/{count}:\n{running.log_text()[-2000:]}")
         seconds = time.perf_counter() - ready
         cpu = meter.stop()
+        service_cpu = sum(service.cpu_times()[:2]) - service_cpu
     conn = await asyncpg.connect(dsn)
     try:
         outcomes = {
@@ -233,8 +238,15 @@ async def mlds_run(running_servers, nc, url: str, dsn: str, folder: Path, count:
         "per_s": round(decided / seconds, 1),
         "statuses": outcomes,
         "outbox_unpublished_at_end": unpublished,
+        "service_cpu_s": round(service_cpu, 2),
         "postgres_cpu_s": round(cpu["postgres"], 2),
         "nats_cpu_s": round(cpu["nats"], 2),
+        # CPU per decision: the guide on a shared machine, where rates move with others' load
+        "cpu_us_per_decision": {
+            "service": round(1e6 * service_cpu / decided),
+            "postgres": round(1e6 * cpu["postgres"] / decided),
+            "nats": round(1e6 * cpu["nats"] / decided),
+        },
     }
 
 

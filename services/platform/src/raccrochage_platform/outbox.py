@@ -57,7 +57,8 @@ class OutboxRow(NamedTuple):
 # The one statement that writes events into an outbox. Arrays, one value per event, so that the
 # statement is the same whatever the number of events. `lease` (seconds, or NULL for none) leases
 # each row to its writer unless an older row of its aggregate is still pending. An event already
-# there (the same id: a re-run of the same cause) is skipped.
+# there (the same id: a re-run of the same cause) is skipped. Only the leased rows come back, and
+# without their envelope: the writer has it already.
 _INSERT = text(
     """
     INSERT INTO outbox (event_id, event_type, nats_subject, stream, aggregate_key, envelope, leased_until)
@@ -68,7 +69,7 @@ _INSERT = text(
     FROM unnest(:event_ids, :event_types, :subjects, :streams, :aggregate_keys, :envelopes)
          AS e(event_id, event_type, nats_subject, stream, aggregate_key, envelope)
     ON CONFLICT (event_id) DO NOTHING
-    RETURNING id, event_id::text, nats_subject, stream, aggregate_key, envelope, leased_until IS NOT NULL
+    RETURNING id, event_id, leased_until IS NOT NULL
     """
 ).bindparams(
     bindparam("event_ids", type_=ARRAY(UUID(as_uuid=True))),
@@ -122,6 +123,7 @@ async def write_events(
     if not events:
         return []
     routes = [route(event, stream) for event in events]
+    envelopes = [event.to_json() for event in events]
     result = await conn.execute(
         _INSERT,
         {
@@ -131,10 +133,18 @@ async def write_events(
             "subjects": [subject for subject, _ in routes],
             "streams": [to for _, to in routes],
             "aggregate_keys": [event.subject for event in events],
-            "envelopes": [event.to_json() for event in events],
+            "envelopes": envelopes,
         },
     )
-    return sorted((OutboxRow(*row[:6]) for row in result if row[6]), key=lambda row: row.id)
+    leased = {event_id: row_id for row_id, event_id, is_leased in result if is_leased}
+    if not leased:
+        return []
+    rows = []
+    for event, (subject, to), envelope in zip(events, routes, envelopes, strict=True):
+        row_id = leased.pop(event.id, None)  # an event given twice is written, and leased, once
+        if row_id is not None:
+            rows.append(OutboxRow(row_id, str(event.id), subject, to, event.subject, envelope))
+    return sorted(rows, key=lambda row: row.id)
 
 
 # Take the oldest pending rows no relay holds (not leased, or their lease ran out), minus any row

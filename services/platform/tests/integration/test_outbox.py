@@ -271,6 +271,9 @@ async def test_write_events_returns_the_rows_it_leased_and_wakes_the_relays_for_
         leased, wakes = await write(mixed, 60)
         assert [row.event_id for row in leased] == [str(mixed[1].id)] and wakes == 1
         assert await write(mixed, 60) == ([], 0)  # known ids: nothing written
+        twice = events("n5")
+        leased, _ = await write(twice + twice, 60)  # the same event twice: one row, leased once
+        assert [(row.event_id, row.envelope) for row in leased] == [(str(twice[0].id), twice[0].to_json())]
     finally:
         await listener.close()
 

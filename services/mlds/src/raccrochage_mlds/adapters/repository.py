@@ -8,12 +8,12 @@ relies on a constraint error.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic_core import to_json
 from sqlalchemy import RowMapping, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert
@@ -190,8 +190,10 @@ class SqlCandidacyRepository(CandidacyRepository):
         if not candidacies:
             return set()
         rows = [row_of(c) for c in candidacies]
+        # pydantic-core's JSON encoder: a quarter of json.dumps's time on a decided candidacy's
+        # history, the largest value of a PSAD batch's rows
         arrays = {
-            column.name: [json.dumps(row[column.name]) for row in rows]
+            column.name: [to_json(row[column.name]).decode() for row in rows]
             if column.name in _JSON_COLUMNS
             else [row[column.name] for row in rows]
             for column in _WRITTEN
