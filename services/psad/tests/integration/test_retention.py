@@ -4,11 +4,14 @@ cases of its PSAD with its coded history."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from raccrochage_platform.cli import app
 from raccrochage_platform.db import make_engine
 from raccrochage_platform.retention import RetentionSettings, apply_retention
 from raccrochage_psad.adapters.retention import rules
@@ -17,6 +20,7 @@ from raccrochage_psad.domain.contact import Channel, ContactOutcome
 from raccrochage_psad.domain.states import CloseReason
 from raccrochage_psad.service_layer.unit_of_work import SqlPsadUnitOfWork
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from .helpers import youth_id
 
@@ -64,3 +68,29 @@ async def test_a_closed_case_is_anonymised_after_its_period_and_still_counts(psa
         assert again["case_file"] == 0  # nothing left to do: the next day's run is a no-op
     finally:
         await engine.dispose()
+
+
+async def test_the_operator_command_counts_what_is_due_and_applies_it(psad_db: str) -> None:
+    engine = make_engine(psad_db, pool_size=2)
+    case = Case.open(str(uuid.uuid4()), youth_id(f"cli-{uuid.uuid4()}"), PSAD, "33", 17, CLOSED)
+    case.close(CloseReason.REFUSES_SUPPORT, CLOSED)
+    async with SqlPsadUnitOfWork(engine, source="raccrochage/psad", stream="PSAD") as uow:
+        await uow.cases.insert_new([case])
+        await uow.cases.save(case)
+        await uow.commit()
+    await engine.dispose()
+    runner = CliRunner()
+    env = {"DATABASE_URL": psad_db, "RETENTION_PSAD_CLOSED_CASE_DAYS": "1000"}  # only 2019 cases are due
+
+    dry = await asyncio.to_thread(
+        runner.invoke, app, ["retention", "run", "--service", "psad", "--dry-run"], env=env
+    )
+    assert dry.exit_code == 0, dry.output
+    assert re.search(r"^psad\s+case_file\s+due\s+[1-9]", dry.stdout, re.MULTILINE)
+    done = await asyncio.to_thread(runner.invoke, app, ["retention", "run", "--service", "psad"], env=env)
+    assert re.search(r"^psad\s+case_file\s+anonymised\s+[1-9]", done.stdout, re.MULTILINE)
+    again = await asyncio.to_thread(
+        runner.invoke, app, ["retention", "run", "--service", "psad", "--dry-run"], env=env
+    )
+    assert re.search(r"^psad\s+case_file\s+due\s+0$", again.stdout, re.MULTILINE)
+    assert case.youth_id not in dry.output + done.output  # counts only
