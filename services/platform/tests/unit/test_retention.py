@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from types import SimpleNamespace
 
 import pytest
+from raccrochage_platform import retention
 from raccrochage_platform.retention import RetentionSettings, schedule_retention, years_before
 from raccrochage_platform.settings import ConfigError, load_settings
 
@@ -27,10 +28,23 @@ def test_the_age_limit_counts_in_calendar_years() -> None:
     assert years_before(datetime(2036, 2, 29, tzinfo=UTC), 27) == date(2009, 2, 28)
 
 
-def test_the_job_runs_daily_on_the_service_clock() -> None:
-    scheduled = []
+async def test_the_job_runs_daily_on_the_service_clock(monkeypatch) -> None:
+    scheduled, calls = [], []
+    frozen = datetime(2031, 4, 2, 3, tzinfo=UTC)
     context = SimpleNamespace(
-        every=lambda seconds, job, *, name, at_start=False: scheduled.append((seconds, name, at_start))
+        engine="the service's engine",
+        settings=SimpleNamespace(service_name="psad"),
+        every=lambda seconds, job, *, name, at_start=False: scheduled.append((seconds, job, name, at_start)),
     )
-    schedule_retention(context, [], RetentionSettings())
-    assert scheduled == [(24 * 3600, "retention", False)]
+
+    async def applied(engine, service, rules, now, *, batch_size, dry_run=False):
+        calls.append((engine, service, rules, now, batch_size, dry_run))
+        return {}
+
+    monkeypatch.setattr(retention, "apply_retention", applied)
+    settings = RetentionSettings(RACCROCHAGE_RETENTION_BATCH=50)
+    schedule_retention(context, ["rule"], settings, clock=lambda: frozen)
+    [(seconds, job, name, at_start)] = scheduled
+    assert (seconds, name, at_start) == (24 * 3600, "retention", False)
+    await job()
+    assert calls == [("the service's engine", "psad", ["rule"], frozen, 50, False)]
