@@ -1,4 +1,5 @@
-"""`raccrochage`: the commands a service image runs (serve, migrate, declare, token, dlq).
+"""`raccrochage`: the commands a service image runs (serve, migrate, declare, token, dlq,
+retention).
 
 Other packages add theirs through the `raccrochage.cli` entry point group: a service its
 operator commands (repérage's `ingest`), the developer rig (raccrochage-rig) `up`, `down` and
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Dead letters: list and replay.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+retention_app = typer.Typer(help="Retention: apply the periods of docs/privacy.md.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 
 def say(message: str) -> None:
@@ -178,6 +181,55 @@ def dlq_replay(
 
     count = asyncio.run(_js_call(run))
     say(f"replayed {count} dead letter(s)")
+
+
+@retention_app.command("run")
+def retention_run(
+    service: Annotated[
+        str | None, typer.Option(help="only this service (with DATABASE_URL set, it is required)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what is due, change nothing")] = False,
+) -> None:
+    """Anonymise or delete what is past its retention period now, as each service's daily job
+    does; prints counts per service and kind of record, never a record."""
+    from datetime import UTC, datetime
+
+    from .db import make_engine
+    from .retention import RetentionSettings, apply_retention
+    from .service import installed_services
+    from .settings import load_settings, local_environment
+
+    specs = {name: spec for name, spec in installed_services().items() if spec.retention is not None}
+    if service is not None and service not in specs:
+        raise typer.BadParameter(f"no retention for {service!r}; services with one: {', '.join(specs)}")
+    chosen = [service] if service else list(specs)
+    settings = load_settings(RetentionSettings)
+    now = datetime.now(UTC)
+
+    def database_of(name: str) -> str:
+        # DATABASE_URL for the one service named; else, beside a local rig, each one's own.
+        if service is not None and os.environ.get("DATABASE_URL"):
+            return os.environ["DATABASE_URL"]
+        url = local_environment(name).get("DATABASE_URL")
+        if not url:
+            raise typer.BadParameter("no rig found: set DATABASE_URL and name its --service")
+        return url
+
+    async def run() -> None:
+        for name in chosen:
+            engine = make_engine(database_of(name), application_name=f"{name}-retention")
+            try:
+                rules = specs[name].retention(settings)
+                counts = await apply_retention(
+                    engine, name, rules, now, batch_size=settings.batch_size, dry_run=dry_run
+                )
+            finally:
+                await engine.dispose()
+            for rule in rules:
+                verb = "due" if dry_run else rule.action
+                print(f"{name:<15} {rule.kind:<15} {verb:<11} {counts[rule.kind]}")
+
+    asyncio.run(run())
 
 
 def _load_plugins() -> None:

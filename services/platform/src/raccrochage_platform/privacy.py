@@ -92,15 +92,20 @@ async def delete_rows(connection: AsyncConnection, table: Table, *where: Any) ->
     return (await connection.execute(delete(table).where(*where))).rowcount
 
 
+def scrubbed(json_column: Any, youth_id: Any) -> Any:
+    """`json_column` with `youth_id` (a value or the row's own column) replaced wherever it
+    appears: an UPDATE's new value."""
+    return cast(func.replace(cast(json_column, Text), youth_id, ERASED), json_column.type)
+
+
 async def scrub_json(connection: AsyncConnection, table: Table, column: str, youth_id: str) -> int:
     """Replace the youth_id wherever it appears in a JSON column (an aggregate's history), so
     that the row keeps its meaning for counts without naming the youth; returns rows changed."""
     json_column = table.c[column]
-    as_text = cast(json_column, Text)
     statement = (
         update(table)
-        .where(as_text.contains(youth_id, autoescape=True))
-        .values({column: cast(func.replace(as_text, youth_id, ERASED), json_column.type)})
+        .where(cast(json_column, Text).contains(youth_id, autoescape=True))
+        .values({column: scrubbed(json_column, youth_id)})
     )
     return (await connection.execute(statement)).rowcount
 

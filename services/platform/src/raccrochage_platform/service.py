@@ -13,7 +13,7 @@ import gc
 import importlib
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -32,6 +32,7 @@ from .db import make_engine
 from .http import health_router
 from .logging import configure_logging, error_fields, get_logger
 from .outbox import OutboxRelay
+from .retention import RetentionRule, RetentionSettings, schedule_retention
 from .settings import ServiceSettings, load_settings
 from .topology import Topology, load_topology
 from .uow import AbstractUnitOfWork, SqlAlchemyUnitOfWork
@@ -110,6 +111,8 @@ class ServiceSpec:
     main_job: Callable[[], Awaitable[None]] | None = None
     # Main jobs run in this order, then by name (PSAD shows the cases repérage's demo opened).
     main_job_order: int = 100
+    # The service's retention rules (raccrochage_platform.retention), applied daily.
+    retention: Callable[[RetentionSettings], Sequence[RetentionRule]] | None = None
 
 
 def installed_services() -> dict[str, ServiceSpec]:
@@ -151,6 +154,9 @@ async def run_service(spec: ServiceSpec) -> None:
     )
     app.include_router(health_router(context, relay))
     await spec.build(context)
+    if spec.retention is not None:
+        retention = load_settings(RetentionSettings)
+        schedule_retention(context, spec.retention(retention), retention)
     await broker.start()
     await relay.start()
     for consumer in context.consumers:

@@ -107,8 +107,16 @@ def apply_local_environment(service: str | None = None) -> None:
     """Fill what the environment leaves unset from the `raccrochage.environment` entry points:
     beside a developer's local rig, its servers and keys. Service images install no such entry
     point and are configured by their environment alone."""
+    for name, value in local_environment(service).items():
+        os.environ.setdefault(name, value)
+
+
+def local_environment(service: str | None = None) -> dict[str, str]:
+    """What the `raccrochage.environment` entry points give (a local rig's servers and keys;
+    for a service, its whole environment); nothing in a service image."""
     from importlib.metadata import entry_points
 
+    found: dict[str, str] = {}
     for entry in entry_points(group="raccrochage.environment"):
-        for name, value in entry.load()(service).items():
-            os.environ.setdefault(name, value)
+        found.update(entry.load()(service))
+    return found

@@ -12,6 +12,7 @@ from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters import privacy
+from ..adapters.retention import rules as retention_rules
 from ..config import ClauseSocialeSettings
 from ..service_layer import handlers
 from ..service_layer.commands import RunProposalDeadlines
@@ -53,6 +54,7 @@ spec = ServiceSpec(
     name="clause_sociale",
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
+    retention=retention_rules,
     settings=ClauseSocialeSettings,
     main_job=demo_main_job,
     main_job_order=40,  # after repérage's campaign (10) and PSAD's cases (20), whose youths it places

@@ -8,18 +8,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .tables import reservation
 
+# A reservation naming no youth. A refusal's free comment may name the youth: it goes (the
+# database wants one for a refusal coded `other`, which then says `erased`).
+ANONYMISED = {
+    "youth_id": ERASED,
+    "refusal_comment": case((reservation.c.refusal_comment.is_(None), None), else_=ERASED),
+}
+
 
 async def erase(connection: AsyncConnection, youth_id: str, erasure: Erasure) -> None:
     # A reservation held or took a seat of an offer: it stays for the seats' accounting, naming
-    # no youth. A refusal's free comment may name the youth: it goes (the database wants one
-    # for a refusal coded `other`, which then says `erased`).
+    # no youth.
     anonymised = await connection.execute(
-        update(reservation)
-        .where(reservation.c.youth_id == youth_id)
-        .values(
-            youth_id=ERASED,
-            refusal_comment=case((reservation.c.refusal_comment.is_(None), None), else_=ERASED),
-        )
+        update(reservation).where(reservation.c.youth_id == youth_id).values(ANONYMISED)
     )
     erasure.count("reservation", anonymised.rowcount, anonymised=True)
 

@@ -26,6 +26,7 @@ from raccrochage_platform.uow import AbstractUnitOfWork
 
 from ..adapters import privacy
 from ..adapters.partners import seat_partners
+from ..adapters.retention import rules as retention_rules
 from ..config import FoqualeSettings
 from ..domain.policy import Policy
 from ..service_layer import handlers
@@ -134,6 +135,7 @@ spec = ServiceSpec(
     name="foquale",
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
+    retention=retention_rules,
     settings=FoqualeSettings,
     main_job=demo_main_job,
     main_job_order=30,  # after PSAD's: the cases it opened ask for seats

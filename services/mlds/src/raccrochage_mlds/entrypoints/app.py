@@ -15,6 +15,7 @@ from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters import privacy, stream_replay
+from ..adapters.retention import rules as retention_rules
 from ..config import MldsSettings
 from ..domain.catalogue import catalogue, read_directory
 from ..domain.dates import SchoolYear
@@ -77,6 +78,7 @@ spec = ServiceSpec(
     name="mlds",
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
+    retention=retention_rules,
     settings=MldsSettings,
     main_job=demo_main_job,
     main_job_order=30,  # after PSAD's (20): its cases are open

@@ -13,12 +13,16 @@ from .tables import READ_MODELS, youth
 candidacy = READ_MODELS[Candidacy]
 
 
+def erased_key():
+    """A youth row's key once anonymised: `erased-<uuid>`, one of its own per row, naming nobody."""
+    return ERASED + "-" + func.gen_random_uuid().cast(youth.c.youth_id.type)
+
+
 async def erase(connection: AsyncConnection, youth_id: str, erasure: Erasure) -> None:
     # The dashboard's figures add up the count tables and count youth rows: the rows stay, each
     # under a key of its own that names nobody, so that no figure drops.
-    erased_key = ERASED + "-" + func.gen_random_uuid().cast(youth.c.youth_id.type)
     moved = await connection.execute(
-        update(youth).where(youth.c.youth_id == youth_id).values(youth_id=erased_key)
+        update(youth).where(youth.c.youth_id == youth_id).values(youth_id=erased_key())
     )
     erasure.count("youth", moved.rowcount, anonymised=True)
     cleared = await connection.execute(

@@ -13,6 +13,7 @@ from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters import privacy
+from ..adapters.retention import rules as retention_rules
 from ..config import OpsSettings
 from ..service_layer import projecting
 from ..service_layer.rebuild import rebuild
@@ -75,6 +76,7 @@ spec = ServiceSpec(
     name="ops",
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
+    retention=retention_rules,
     settings=OpsSettings,
     main_job=demo_main_job,
     main_job_order=90,  # after the services' demos: it shows what they produced

@@ -12,6 +12,7 @@ from raccrochage_platform.privacy import answer_privacy
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters import privacy
+from ..adapters.retention import rules as retention_rules
 from ..config import PsadSettings
 from ..service_layer import answers, handover, missions
 from ..service_layer.timers import apply_timers
@@ -79,6 +80,7 @@ spec = ServiceSpec(
     name="psad",
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
+    retention=retention_rules,
     settings=PsadSettings,
     main_job=demo_main_job,
     main_job_order=20,  # after repérage's demo campaign

@@ -387,10 +387,17 @@ class SqlVaultRepository(VaultRepository):
     async def erase(
         self, youth_id: str, identity: VaultIdentity | None
     ) -> tuple[dict[str, int], dict[str, int]]:
+        erased, anonymised = await self.erase_held(youth_id, identity)
+        erased["outbox"] = await delete_published_events(self.connection, youth_id)
+        return erased, anonymised
+
+    async def erase_held(
+        self, youth_id: str, identity: VaultIdentity | None
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """What `erase` does but for the outbox: the vault's own rows of the youth (retention)."""
         erased: dict[str, int] = {}
         for table, where in self._youth_rows(youth_id, identity):
             erased[table.name] = (await self.connection.execute(delete(table).where(where))).rowcount
-        erased["outbox"] = await delete_published_events(self.connection, youth_id)
         # Who read the card, when and why stays; for whom no longer does.
         audited = await self.connection.execute(
             update(contact_card_audit)

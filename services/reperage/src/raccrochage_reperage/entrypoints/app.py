@@ -17,6 +17,7 @@ from raccrochage_platform.logging import get_logger
 from raccrochage_platform.privacy import answering_services, ask_export, privacy_consumer
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
+from ..adapters.retention import rules as retention_rules
 from ..adapters.unit_of_work import ReperageUnitOfWork
 from ..config import ReperageSettings
 from ..service_layer import campaigns, handovers, privacy
@@ -122,6 +123,7 @@ spec = ServiceSpec(
     name="reperage",
     migrations=Path(__file__).resolve().parents[3] / "migrations",
     build=build,
+    retention=retention_rules,
     settings=ReperageSettings,
     main_job=demo_main_job,
     main_job_order=10,
