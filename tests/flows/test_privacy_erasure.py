@@ -171,7 +171,9 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
 
     # Subject access: one document, the vault's identity and every service's records.
     document_path = tmp_path / "export.json"
-    await asyncio.to_thread(_cli, env, "privacy", "export", "--ine", ine, "--out", str(document_path))
+    await asyncio.to_thread(
+        _cli, env, "privacy", "export", "--ine", ine, "--out", str(document_path), "--by", "dpo-test"
+    )
     document = json.loads(document_path.read_text(encoding="utf-8"))
     assert document["unanswered"] == []
     held = document["services"]
@@ -181,6 +183,13 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     assert [c["youth_id"] for c in held["mlds"]["candidacy"]] == [youth_id]
     assert [y["youth_id"] for y in held["ops"]["youth"]] == [youth_id]
     assert set(held) == set(SERVICES)
+    # The export is a read of the identity: audited, in the chain.
+    audited = await _fetch(
+        urls["reperage"],
+        "SELECT what, role, sub FROM identity_audit JOIN identity_audit_youth USING (seq) WHERE youth_id = $1",
+        youth_id,
+    )
+    assert [tuple(row.values()) for row in audited] == [("export", "dpo", "dpo-test")]
 
     # Erasure: every service answers, and nothing of the youth is left anywhere.
     ops_total = await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth")
@@ -205,6 +214,8 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     for log_file in sorted((folder / "logs").glob("*.log")):
         text = log_file.read_text(encoding="utf-8", errors="replace")
         assert [needle for needle in identity_needles if needle in text] == [], log_file.name
+    # The audit kept its rows, unlinked from the youth: the chain is whole.
+    assert "chain whole" in await asyncio.to_thread(_cli, env, "privacy", "audit", "verify")
     # ops' figures still count the youth, under a key that names nobody.
     assert await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth") == ops_total
     still = await asyncio.to_thread(_run, env, "privacy", "status", status["request_id"])
