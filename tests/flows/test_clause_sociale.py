@@ -119,7 +119,8 @@ async def test_from_an_mlds_enrolment_to_the_bilan_croise_the_buyer_downloads(
 
     async def vault(msg) -> None:
         request = json.loads(msg.data)
-        asked.append(request["purpose"])
+        person = request["on_behalf"]  # for the vault's audit: who the service asks for
+        asked.append(f"{request['purpose']} ({person['role']}, {person['sub']}, {person['territory']})")
         card = {"youth_id": YOUTH, "prenom": NAME[0], "nom": NAME[1], "date_naissance": birth.isoformat()}
         known = request["youth_id"] == YOUTH
         await msg.respond(
@@ -302,9 +303,10 @@ async def test_from_an_mlds_enrolment_to_the_bilan_croise_the_buyer_downloads(
         assert f"{NAME[0]} {NAME[1]}" in text and "Bilan croisé" in text and "Préparer une commande" in text
 
     await responder.unsubscribe()
-    assert asked == [
-        f"convention of mission {first} by {'tuteur-a' if winner is tutor else 'tuteur-b'}"
-    ] * 2 + [f"bilan croisé of mission {first} by {'tuteur-a' if winner is tutor else 'tuteur-b'}"]
+    who = "tuteur-a" if winner is tutor else "tuteur-b"
+    assert asked == [f"convention of mission {first} by {who} (mlds_tutor, {who}, 33)"] * 2 + [
+        f"bilan croisé of mission {first} by {who} (mlds_tutor, {who}, 33)"
+    ]
     completed = await _eventually(
         lambda: _events(nc, "clause.mission.completed.v1"), "clause.mission.completed.v1"
     )

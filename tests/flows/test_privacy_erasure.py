@@ -23,6 +23,7 @@ from raccrochage_platform.broker import connect_once
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.topology import load_topology
 from raccrochage_rig.state import RigState, load_secrets, service_environment
+from raccrochage_rig.testing.flows import database_traces
 
 CLI = [sys.executable, "-m", "raccrochage_platform.cli"]
 SERVICES = ("reperage", "psad", "foquale", "mlds", "clause_sociale", "ops")
@@ -59,27 +60,6 @@ async def _eventually(query, what: str, timeout: float = 60):
             return found
         await asyncio.sleep(0.3)
     raise AssertionError(f"never: {what}")
-
-
-async def _traces(url: str, needles: list[str]) -> list[str]:
-    """Every (table.column) of a database whose text, JSON or bytes hold one of `needles`."""
-    columns = await _fetch(
-        url,
-        "SELECT table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')",
-    )
-    found = []
-    for table, column, kind in columns:
-        where = (
-            f"position(convert_to($1, 'UTF8') in \"{column}\") > 0"
-            if kind == "bytea"
-            else f'strpos(CAST("{column}" AS text), $1) > 0'
-        )
-        for needle in needles:
-            rows = await _fetch(url, f'SELECT count(*) AS n FROM "{table}" WHERE {where}', needle)
-            if rows[0]["n"]:
-                found.append(f"{table}.{column} holds {needle[:6]}...")
-    return found
 
 
 async def _through_foquale_and_mlds(state: RigState, token_key: str, urls: dict[str, str]) -> str:
@@ -171,7 +151,9 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
 
     # Subject access: one document, the vault's identity and every service's records.
     document_path = tmp_path / "export.json"
-    await asyncio.to_thread(_cli, env, "privacy", "export", "--ine", ine, "--out", str(document_path))
+    await asyncio.to_thread(
+        _cli, env, "privacy", "export", "--ine", ine, "--out", str(document_path), "--by", "dpo-test"
+    )
     document = json.loads(document_path.read_text(encoding="utf-8"))
     assert document["unanswered"] == []
     held = document["services"]
@@ -181,6 +163,14 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     assert [c["youth_id"] for c in held["mlds"]["candidacy"]] == [youth_id]
     assert [y["youth_id"] for y in held["ops"]["youth"]] == [youth_id]
     assert set(held) == set(SERVICES)
+    # The export is a read of the identity: audited, in the chain.
+    audited = await _fetch(
+        urls["reperage"],
+        "SELECT what, role, sub FROM identity_audit JOIN identity_audit_youth USING (seq) "
+        "WHERE youth_id = $1 ORDER BY seq",
+        youth_id,
+    )
+    assert tuple(audited[-1].values()) == ("export", "dpo", "dpo-test")
 
     # Erasure: every service answers, and nothing of the youth is left anywhere.
     ops_total = await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth")
@@ -198,13 +188,15 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     assert answers["ops"]["anonymised"]["youth"] == 1
     needles = [youth_id, ine, *(identity[c] for c in ("telephone", "courriel") if identity[c])]
     for service in SERVICES:
-        assert await _traces(urls[service], needles) == [], service
+        assert await database_traces(urls[service], needles) == [], service
     # Logs carry youth_ids at most, never an identity: neither the export nor the erasure wrote one.
     identity_needles = needles[1:]
     assert not any(needle in erased.stdout + erased.stderr for needle in identity_needles)
     for log_file in sorted((folder / "logs").glob("*.log")):
         text = log_file.read_text(encoding="utf-8", errors="replace")
         assert [needle for needle in identity_needles if needle in text] == [], log_file.name
+    # The audit kept its rows, unlinked from the youth: the chain is whole.
+    assert "chain whole" in await asyncio.to_thread(_cli, env, "privacy", "audit", "verify")
     # ops' figures still count the youth, under a key that names nobody.
     assert await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth") == ops_total
     still = await asyncio.to_thread(_run, env, "privacy", "status", status["request_id"])

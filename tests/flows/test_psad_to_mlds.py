@@ -6,10 +6,8 @@ Then the clause sociale's mission of that youth ends in an apprenticeship
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -23,10 +21,10 @@ from raccrochage_contracts import nats_subject, new_event
 from raccrochage_contracts.events.reperage_v1 import YouthIdentified
 from raccrochage_mlds.entrypoints.demo import admit, candidacy_for_case, eventually, request_mlds_solution
 from raccrochage_platform.auth import mint
-from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import declare, load_topology
 from raccrochage_rig.testing.events import mission_completed
-from raccrochage_rig.testing.processes import ServiceProcess, service_process
+from raccrochage_rig.testing.flows import migrated_databases, service_processes
+from raccrochage_rig.testing.processes import ServiceProcess
 from raccrochage_rig.testing.servers import Servers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,33 +46,15 @@ async def topology(nc: Client, deadletter_stream: str) -> None:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def databases(servers: Servers) -> dict[str, str]:
-    urls = {}
-    for service in ("psad", "mlds"):
-        urls[service] = await servers.create_database(service)
-        await asyncio.to_thread(upgrade, ROOT / "services" / service / "migrations", urls[service])
-    return urls
+    return await migrated_databases(servers, ("psad", "mlds"))
 
 
 @pytest.fixture
 def running(
     servers: Servers, databases: dict[str, str], topology: None, tmp_path: Path
 ) -> Iterator[dict[str, ServiceProcess]]:
-    base = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
-    base.update(
-        NATS_URL=servers.nats_url,
-        RACCROCHAGE_TOKEN_KEY=KEY,
-        RACCROCHAGE_RIG_DIR=str(tmp_path / "rig"),
-        RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2",
-    )
-    with contextlib.ExitStack() as stack:
-        yield {
-            service: stack.enter_context(
-                service_process(
-                    service, {**base, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}, tmp_path
-                )
-            )
-            for service, url in databases.items()
-        }
+    with service_processes(servers.nats_url, databases, tmp_path, RACCROCHAGE_TOKEN_KEY=KEY) as processes:
+        yield processes
 
 
 def _client(url: str, role: str) -> httpx.AsyncClient:

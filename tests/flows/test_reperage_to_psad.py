@@ -85,11 +85,11 @@ def test_the_demo_campaign_opens_one_case_per_identified_youth_per_territory(tmp
             _counts(
                 reperage_db,
                 # PSAD's reads only: clause_sociale's demo asks cards for its conventions too.
-                "SELECT caller || ' ' || purpose, count(*) FROM contact_card_audit "
+                "SELECT concat_ws(' ', caller, role, sub, territory, purpose), count(*) FROM identity_audit "
                 "WHERE granted AND caller = 'psad' GROUP BY 1",
             )
         )
-        assert audit == {f"psad case {case_id} opened by conseillere-33": 1}
+        assert audit == {f"psad counsellor conseillere-33 33 case {case_id} opened by conseillere-33": 1}
         psad_log = (folder / "logs" / "psad.log").read_text()
         for secret in (card["nom"], card["prenom"], card["date_naissance"], card["telephone"] or "\0"):
             assert secret not in psad_log

@@ -1,7 +1,7 @@
 """A youth's contact card, asked from the repérage identity vault by NATS request/reply.
 
-The vault checks that the calling service may read it and writes the audit row (who, when, which
-youth, why). The caller is the last token of the subject, which its NATS user alone may publish
+The vault checks that the calling service may read it and writes the audit row (which service,
+for whom: the role, sub and territory of the person's token, when, which youth, why). The caller is the last token of the subject, which its NATS user alone may publish
 (deploy/topology.toml `requests`), so a service cannot ask in another's name. What a service
 does with the card (show it, keep a birth date) is its own business; never publish or log it.
 """
@@ -13,6 +13,8 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
+
+from .auth import Principal
 
 
 def contact_card_subject(caller: str) -> str:
@@ -28,9 +30,22 @@ class ContactCardError(Exception):
 
 
 async def fetch_contact_card(
-    nc: Client, caller: str, youth_id: str, *, purpose: str, timeout: float = 5.0
+    nc: Client,
+    caller: str,
+    youth_id: str,
+    *,
+    purpose: str,
+    on_behalf: Principal | None = None,
+    timeout: float = 5.0,
 ) -> dict[str, Any]:
-    request = json.dumps({"youth_id": youth_id, "purpose": purpose}).encode()
+    """The card, asked for `purpose` (the case, the convention) by `on_behalf`, the person whose
+    token the service is serving, if any."""
+    person = (
+        None
+        if on_behalf is None
+        else {"role": on_behalf.role.value, "sub": on_behalf.sub, "territory": on_behalf.territory}
+    )
+    request = json.dumps({"youth_id": youth_id, "purpose": purpose, "on_behalf": person}).encode()
     try:
         reply = await nc.request(contact_card_subject(caller), request, timeout=timeout)
     except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError):

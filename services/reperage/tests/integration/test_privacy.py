@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 from raccrochage_contracts.events.privacy_v1 import ErasureDone
+from raccrochage_reperage.adapters import audit
 from raccrochage_reperage.domain.partners import identity_key
 from raccrochage_reperage.entrypoints.cli import unit_of_work_factory
 from raccrochage_reperage.service_layer import privacy
+from raccrochage_reperage.service_layer.unit_of_work import IdentityRead
 
 from .test_live_enrolments import BIRTH, KEY, hand_over
 
@@ -26,10 +28,8 @@ async def test_an_erasure_leaves_nothing_of_the_youth_and_completes_with_the_las
             "INSERT INTO campaign_youth (campaign_id, youth_id, line, outcome) VALUES ('c1', $1, 2, 'identified')",
             who,
         )
-        await conn.execute(
-            "INSERT INTO contact_card_audit (caller, youth_id, purpose, granted) VALUES ('psad', $1, 'case', true)",
-            who,
-        )
+        async with engine.begin() as connection:
+            await audit.append(connection, IdentityRead("psad", who, "contact_card", "case", True))
     await conn.execute(
         "INSERT INTO partner_enrolment (base, ine, identity_key, date_debut) VALUES "
         "('cfa', $1, 'x', '2026-09-01'), ('ml', NULL, $2, '2026-09-01'), ('ml', NULL, $3, '2026-09-01')",
@@ -48,13 +48,16 @@ async def test_an_erasure_leaves_nothing_of_the_youth_and_completes_with_the_las
         "campaign_youth": 1,
         "handover": 1,
         "partner_enrolment": 2,
-        "contact_card_audit": 1,
+        "identity_audit": 1,
     }
-    for table in ("youth", "campaign_youth", "handover", "contact_card_audit"):
+    for table in ("youth", "campaign_youth", "handover", "identity_audit_youth"):
         assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE youth_id = $1", erased) == 0, table
         assert await conn.fetchval(f"SELECT count(*) FROM {table} WHERE youth_id = $1", kept) == 1, table
     assert await conn.fetchval("SELECT count(*) FROM partner_enrolment") == 1
-    assert await conn.fetchval("SELECT count(*) FROM contact_card_audit WHERE youth_id = 'erased'") == 1
+    # Who read the card, when and why stays, in a chain that still verifies.
+    assert await conn.fetchval("SELECT count(*) FROM identity_audit") == 2
+    async with engine.connect() as connection:
+        assert (await audit.verify(connection)).ok
     [event] = await conn.fetch(
         "SELECT envelope FROM outbox WHERE event_type = 'privacy.erasure.requested.v1'"
     )

@@ -173,16 +173,31 @@ async def test_contact_card_for_allowed_callers_only_and_audited(
     files = generate(200, 4, tmp_path, campaign="c1", as_of=AS_OF)
     await upload(reperage_service, files.siei, "c1")
     (youth,) = await handed_over(reperage_db, 1)
-    request = json.dumps({"youth_id": youth["youth_id"], "purpose": "first call"}).encode()
+    person = {"role": "counsellor", "sub": "conseillere-33", "territory": "33"}
+    request = json.dumps(
+        {"youth_id": youth["youth_id"], "purpose": "first call", "on_behalf": person}
+    ).encode()
     card = json.loads((await nc.request("rpc.reperage.contact_card.psad", request, timeout=10)).data)
     assert card["status"] == "ok" and card["card"]["nom"] == youth["nom"]
     refused = json.loads((await nc.request("rpc.reperage.contact_card.foquale", request, timeout=10)).data)
     assert refused["status"] == "refused"
     conn = await asyncpg.connect(libpq_dsn(reperage_db))
-    audit = await conn.fetch("SELECT caller, youth_id, purpose, granted FROM contact_card_audit ORDER BY id")
+    audit = await conn.fetch(
+        "SELECT caller, role, sub, territory, what, purpose, granted, youth_id "
+        "FROM identity_audit JOIN identity_audit_youth USING (seq) ORDER BY seq"
+    )
     await conn.close()
     assert [(a["caller"], a["granted"]) for a in audit] == [("psad", True), ("foquale", False)]
-    assert audit[0]["purpose"] == "first call" and audit[0]["youth_id"] == youth["youth_id"]
+    assert tuple(audit[0].values()) == (
+        "psad",
+        "counsellor",
+        "conseillere-33",
+        "33",
+        "contact_card",
+        "first call",
+        True,
+        youth["youth_id"],
+    )
 
 
 async def test_no_identity_reaches_the_service_log(

@@ -26,6 +26,7 @@ from raccrochage_reperage.service_layer.unit_of_work import (
     Found,
     Handover,
     HandoverRepository,
+    IdentityRead,
     Outcome,
     RejectedLine,
     VaultIdentity,
@@ -245,8 +246,8 @@ class FakeVaultRepository(VaultRepository):
     async def get(self, youth_id: str) -> VaultIdentity | None:
         return self.db.vault.get(youth_id)
 
-    async def audit(self, *, caller: str, youth_id: str, purpose: str, granted: bool) -> None:
-        self.db.audit.append((caller, youth_id, purpose, granted))
+    async def audit(self, read: IdentityRead) -> None:
+        self.db.audit.append((read.caller, read.youth_id, read.purpose, read.granted))
 
     async def erase(
         self, youth_id: str, identity: VaultIdentity | None
@@ -268,7 +269,7 @@ class FakeVaultRepository(VaultRepository):
             db.enrolments = kept
         audited = sum(entry[1] == youth_id for entry in db.audit)
         db.audit = [(c, "erased" if y == youth_id else y, p, g) for c, y, p, g in db.audit]
-        return erased, {"contact_card_audit": audited}
+        return erased, {"identity_audit": audited}
 
     async def export(self, youth_id: str, identity: VaultIdentity | None) -> dict[str, list[dict]]:
         return {"youth": [identity._asdict()] if identity else []}

@@ -41,7 +41,7 @@ async def test_an_erasure_deletes_the_identity_and_asks_every_service_by_youth_i
 
     assert youth_id not in uow.db.vault and youth_id not in uow.db.handovers
     assert uow.db.audit == [("psad", "erased", "case", True)]
-    assert record.identity_found and record.erased == {"youth": 1, "handover": 1, "contact_card_audit": 1}
+    assert record.identity_found and record.erased == {"youth": 1, "handover": 1, "identity_audit": 1}
     assert record.silent == ["ops", "psad"] and record.completed_at is None
     [event] = uow.committed_events
     assert event.type == "privacy.erasure.requested.v1"

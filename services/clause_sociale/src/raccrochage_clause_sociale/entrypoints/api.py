@@ -658,7 +658,10 @@ def clause_router(
             )
         try:
             identity = await fetch_identity(
-                broker, mission.youth_id, purpose=f"convention of mission {mission_id} by {caller.sub}"
+                broker,
+                mission.youth_id,
+                purpose=f"convention of mission {mission_id} by {caller.sub}",
+                on_behalf=caller,
             )
         except ContactCardError as error:
             raise HTTPException(error.http_status, str(error)) from None
@@ -790,6 +793,7 @@ def clause_router(
                 broker,
                 mission.convention.youth_id,
                 purpose=f"bilan croisé of mission {mission_id} by {caller.sub}",
+                on_behalf=caller,
             )
         except ContactCardError as error:
             raise HTTPException(error.http_status, str(error)) from None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from faststream.nats import NatsBroker
+from raccrochage_platform.auth import Principal
 from raccrochage_platform.broker import connection
 from raccrochage_platform.vault import ContactCardError, fetch_contact_card
 
@@ -25,10 +26,15 @@ class YouthIdentity:
 
 
 async def fetch_identity(
-    broker: NatsBroker, youth_id: str, *, purpose: str, timeout: float = 5.0
+    broker: NatsBroker, youth_id: str, *, purpose: str, on_behalf: Principal, timeout: float = 5.0
 ) -> YouthIdentity:
     card = await fetch_contact_card(
-        connection(broker), "clause_sociale", youth_id, purpose=purpose, timeout=timeout
+        connection(broker),
+        "clause_sociale",
+        youth_id,
+        purpose=purpose,
+        on_behalf=on_behalf,
+        timeout=timeout,
     )
     try:
         return YouthIdentity(f"{card['prenom']} {card['nom']}", date.fromisoformat(card["date_naissance"]))

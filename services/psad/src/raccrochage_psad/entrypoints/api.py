@@ -253,6 +253,7 @@ def psad_router(
                 "psad",
                 case.youth_id,
                 purpose=f"case {case.case_id} opened by {principal.sub}",
+                on_behalf=principal,
             )
         except ContactCardError as error:
             raise HTTPException(error.http_status, str(error)) from None

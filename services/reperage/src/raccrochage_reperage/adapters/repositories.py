@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import date, datetime
 
 from pydantic_core import to_json
-from raccrochage_platform.privacy import ERASED, delete_published_events, rows_of
+from raccrochage_platform.privacy import delete_published_events, delete_rows, rows_of
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,18 +32,21 @@ from ..service_layer.unit_of_work import (
     Found,
     Handover,
     HandoverRepository,
+    IdentityRead,
     Outcome,
     RejectedLine,
     VaultIdentity,
     VaultRepository,
 )
+from . import audit
 from .tables import (
     campaign,
     campaign_youth,
-    contact_card_audit,
     erasure_answer,
     erasure_request,
     handover,
+    identity_audit,
+    identity_audit_youth,
     partner_enrolment,
     rejection,
     youth,
@@ -377,12 +380,8 @@ class SqlVaultRepository(VaultRepository):
         row = found.first()
         return None if row is None else VaultIdentity(*row)
 
-    async def audit(self, *, caller: str, youth_id: str, purpose: str, granted: bool) -> None:
-        await self.connection.execute(
-            insert(contact_card_audit).values(
-                caller=caller, youth_id=youth_id, purpose=purpose, granted=granted
-            )
-        )
+    async def audit(self, read: IdentityRead) -> None:
+        await audit.append(self.connection, read)
 
     async def erase(
         self, youth_id: str, identity: VaultIdentity | None
@@ -398,21 +397,20 @@ class SqlVaultRepository(VaultRepository):
         erased: dict[str, int] = {}
         for table, where in self._youth_rows(youth_id, identity):
             erased[table.name] = (await self.connection.execute(delete(table).where(where))).rowcount
-        # Who read the card, when and why stays; for whom no longer does.
-        audited = await self.connection.execute(
-            update(contact_card_audit)
-            .where(contact_card_audit.c.youth_id == youth_id)
-            .values(youth_id=ERASED)
+        # Who read the card, when and why stays, in the chain; for whom no longer does.
+        unlinked = await delete_rows(
+            self.connection, identity_audit_youth, identity_audit_youth.c.youth_id == youth_id
         )
-        return erased, {contact_card_audit.name: audited.rowcount}
+        return erased, {identity_audit.name: unlinked}
 
     async def export(self, youth_id: str, identity: VaultIdentity | None) -> dict[str, list[dict]]:
         found = {}
-        for table, where in [
-            *self._youth_rows(youth_id, identity),
-            (contact_card_audit, contact_card_audit.c.youth_id == youth_id),
-        ]:
+        for table, where in self._youth_rows(youth_id, identity):
             found[table.name] = await rows_of(self.connection, table, where)
+        read = select(identity_audit_youth.c.seq).where(identity_audit_youth.c.youth_id == youth_id)
+        found[identity_audit.name] = await rows_of(
+            self.connection, identity_audit, identity_audit.c.seq.in_(read), leave=("prev_hash", "hash")
+        )
         return found
 
     @staticmethod

@@ -124,16 +124,33 @@ partner_enrolment = Table(
     Index("partner_enrolment_unique", "base", "identity_key", "date_debut", unique=True),
 )
 
-# Who asked for a contact card, when, for which youth and why.
-contact_card_audit = Table(
-    "contact_card_audit",
+# Every read of an identity (a contact card, asked or refused; a DPO export): who, when, what,
+# why. Append-only and hash-chained (adapters/audit.py, docs/privacy.md "Audit"): `seq` counts
+# the rows without a gap, `prev_hash` is the previous row's `hash`, and `hash` is the sha256 of
+# the row's canonical content with `prev_hash`. The youth read is not in it: see below.
+identity_audit = Table(
+    "identity_audit",
     metadata,
-    Column("id", BigInteger, Identity(always=True), primary_key=True),
-    Column("caller", Text, nullable=False),
-    Column("youth_id", Text, nullable=False),
-    Column("purpose", Text, nullable=False),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("caller", Text, nullable=False),  # the service that asked (psad, clause_sociale, dpo)
+    Column("role", Text),  # the person it asked for: role, sub and territory of their token
+    Column("sub", Text),
+    Column("territory", Text),
+    Column("what", Text, nullable=False),  # contact_card | export
+    Column("purpose", Text, nullable=False),  # why: the case, the convention, the export
     Column("granted", Boolean, nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("prev_hash", Text, nullable=False, unique=True),  # one successor per row: no fork
+    Column("hash", Text, nullable=False, unique=True),
+)
+
+# Which youth each audit row read: apart from the chain so that an erasure deletes the link and
+# leaves the chain whole.
+identity_audit_youth = Table(
+    "identity_audit_youth",
+    metadata,
+    Column("seq", BigInteger, primary_key=True),  # identity_audit.seq, whose rows are never deleted
+    Column("youth_id", Text, nullable=False, index=True),
 )
 
 # The DPO's erasure requests (service_layer/privacy.py): who asked and when, never which youth,

@@ -21,7 +21,7 @@ from ..adapters.retention import rules as retention_rules
 from ..adapters.unit_of_work import ReperageUnitOfWork
 from ..config import ReperageSettings
 from ..service_layer import campaigns, handovers, privacy
-from ..service_layer.vault import give_contact_card
+from ..service_layer.vault import OnBehalf, give_contact_card
 from .api import campaign_router
 from .cli import demo_main_job
 from .enrolments import EnrolmentResponder
@@ -48,12 +48,22 @@ async def build(context: ServiceContext) -> None:
 
     @broker.subscriber(f"{CONTACT_CARD_SUBJECT}.*", queue="reperage", title="contact card")
     async def contact_card(body: dict, msg: NatsMessage) -> dict:
-        """`rpc.reperage.contact_card.<caller>` {youth_id, purpose}: the caller is the subject's last
-        token, which its NATS credentials restrict."""
+        """`rpc.reperage.contact_card.<caller>` {youth_id, purpose, on_behalf: {role, sub,
+        territory}}: the caller is the subject's last token, which its NATS credentials restrict;
+        on_behalf is the person the service asks for, as it says, recorded in the audit."""
         caller = msg.raw_message.subject.rsplit(".", 1)[-1]
         youth_id, purpose = str(body.get("youth_id", "")), str(body.get("purpose", ""))
+        person = body.get("on_behalf") if isinstance(body.get("on_behalf"), dict) else {}
+        on_behalf = OnBehalf(
+            *(None if person.get(k) is None else str(person[k])[:64] for k in ("role", "sub", "territory"))
+        )
         answer = await give_contact_card(
-            unit_of_work(), caller=caller, youth_id=youth_id, purpose=purpose, allowed=allowed_callers
+            unit_of_work(),
+            caller=caller,
+            youth_id=youth_id,
+            purpose=purpose,
+            allowed=allowed_callers,
+            on_behalf=on_behalf,
         )
         if answer.card is None:
             log.warning("contact_card_not_given", caller=caller, status=answer.status)

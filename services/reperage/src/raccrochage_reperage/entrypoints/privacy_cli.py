@@ -1,4 +1,4 @@
-"""`raccrochage privacy erase|status|export`: the DPO's requests to the identity vault, from the
+"""`raccrochage privacy erase|status|export|audit verify`: the DPO's requests to the identity vault, from the
 command line of a machine that reaches its database (as `ingest` does). The same as the
 `dpo` role's HTTP routes (privacy_api.py)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -157,3 +158,36 @@ def export(
     if document["unanswered"]:
         typer.echo(f"no answer from {', '.join(document['unanswered'])}", err=True)
         raise typer.Exit(1)
+
+
+audit_app = typer.Typer(help="The identity audit (who read which identity, when, why).", no_args_is_help=True)
+privacy_app.add_typer(audit_app, name="audit")
+
+
+async def _verify():
+    from raccrochage_platform.db import make_engine
+    from raccrochage_platform.settings import apply_local_environment
+
+    from ..adapters import audit
+
+    apply_local_environment("reperage")
+    if "DATABASE_URL" not in os.environ:
+        raise typer.BadParameter("no rig found: run `raccrochage up --detach` first, or set DATABASE_URL")
+    engine = make_engine(os.environ["DATABASE_URL"], application_name="reperage-audit-verify")
+    try:
+        async with engine.connect() as connection:
+            return await audit.verify(connection)
+    finally:
+        await engine.dispose()
+
+
+@audit_app.command("verify")
+def verify() -> None:
+    """Walk the audit's hash chain from its first row: prints how many rows verify, or exits 1
+    naming the first row found wrong (a gap, an edit, a row moved)."""
+    report = event_loop.run(_verify())
+    if not report.ok:
+        typer.echo(f"identity audit broken at row {report.seq}: {report.problem}", err=True)
+        typer.echo(f"{report.rows} rows verify before it", err=True)
+        raise typer.Exit(1)
+    print(f"identity audit: {report.rows} rows, chain whole")

@@ -19,7 +19,7 @@ from raccrochage_contracts.events.privacy_v1 import ErasureDone, ErasureRequeste
 
 from ..domain.identity import youth_id as youth_id_of
 from ..domain.rules import is_valid_ine, normalise_ine
-from .unit_of_work import AbstractReperageUnitOfWork, ErasureAnswer, ErasureRecord
+from .unit_of_work import AbstractReperageUnitOfWork, ErasureAnswer, ErasureRecord, IdentityRead
 
 
 class InvalidIne(ValueError):
@@ -102,10 +102,15 @@ async def export_youth(
         identity = await uow.vault.get(youth_id)
         held = await uow.vault.export(youth_id, identity)
         await uow.vault.audit(
-            caller=f"dpo:{requested_by}"[:64],
-            youth_id=youth_id,
-            purpose="subject access export",
-            granted=True,
+            IdentityRead(
+                caller=f"dpo:{requested_by}"[:64],
+                youth_id=youth_id,
+                what="export",
+                purpose="subject access export",
+                granted=True,
+                role="dpo",
+                sub=requested_by[:64],
+            )
         )
         await uow.commit()
     document: dict[str, Any] = {

@@ -193,6 +193,21 @@ class EnrolmentRepository(abc.ABC):
         """Every enrolment (ine, identity_key, date_debut, date_fin), streamed."""
 
 
+@dataclass(frozen=True)
+class IdentityRead:
+    """One read of an identity, for the audit: which service asked for whom (the role, sub and
+    territory of the person's token, when it acted for one), what, why, and for which youth."""
+
+    caller: str
+    youth_id: str
+    what: str  # contact_card | export
+    purpose: str
+    granted: bool
+    role: str | None = None
+    sub: str | None = None
+    territory: str | None = None
+
+
 class VaultRepository(abc.ABC):
     """The identity vault, and the audit of who read from it."""
 
@@ -204,7 +219,8 @@ class VaultRepository(abc.ABC):
     async def get(self, youth_id: str) -> VaultIdentity | None: ...
 
     @abc.abstractmethod
-    async def audit(self, *, caller: str, youth_id: str, purpose: str, granted: bool) -> None: ...
+    async def audit(self, read: IdentityRead) -> None:
+        """Append the read to the identity audit (its hash chain: adapters/audit.py)."""
 
     @abc.abstractmethod
     async def erase(
@@ -212,7 +228,7 @@ class VaultRepository(abc.ABC):
     ) -> tuple[dict[str, int], dict[str, int]]:
         """Delete the youth's identity and everything repérage keeps under it (campaign
         outcomes, handover, partner enrolments of its INE or, without INE, of its identity, the
-        published events that name it), and remove the youth_id from the audit rows; returns
+        published events that name it), and unlink the youth from the audit rows; returns
         (erased, anonymised) rows per kind."""
 
     @abc.abstractmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .unit_of_work import AbstractReperageUnitOfWork
+from .unit_of_work import AbstractReperageUnitOfWork, IdentityRead
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,26 @@ class ContactCardAnswer:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class OnBehalf:
+    """The person a service asks for: their token's role, sub and territory, as the service says."""
+
+    role: str | None = None
+    sub: str | None = None
+    territory: str | None = None
+
+
 async def give_contact_card(
-    uow: AbstractReperageUnitOfWork, *, caller: str, youth_id: str, purpose: str, allowed: set[str]
+    uow: AbstractReperageUnitOfWork,
+    *,
+    caller: str,
+    youth_id: str,
+    purpose: str,
+    allowed: set[str],
+    on_behalf: OnBehalf | None = None,
 ) -> ContactCardAnswer:
     """Check the caller's right, answer, and audit the request (refusals too) in one transaction."""
+    on_behalf = on_behalf or OnBehalf()
     async with uow:
         if caller not in allowed:
             answer = ContactCardAnswer("refused", reason=f"service {caller!r} may not read contact cards")
@@ -57,7 +73,16 @@ async def give_contact_card(
                 )
             )
         await uow.vault.audit(
-            caller=caller, youth_id=youth_id[:64], purpose=purpose[:200] or "-", granted=answer.status == "ok"
+            IdentityRead(
+                caller=caller,
+                youth_id=youth_id[:64],
+                what="contact_card",
+                purpose=purpose[:200] or "-",
+                granted=answer.status == "ok",
+                role=on_behalf.role,
+                sub=on_behalf.sub,
+                territory=on_behalf.territory,
+            )
         )
         await uow.commit()
     return answer

@@ -1,0 +1,75 @@
+"""Cross-service tests on the test servers: migrated databases, the services as processes, and a
+search of a database for personal data (tests/flows/)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+from raccrochage_platform.db import libpq_dsn
+from raccrochage_platform.migrations import upgrade
+
+from .processes import ServiceProcess, service_process
+from .servers import Servers
+
+ROOT = Path(__file__).resolve().parents[5]
+
+
+async def migrated_databases(servers: Servers, services: tuple[str, ...]) -> dict[str, str]:
+    """A new database per service, migrated: service -> its URL."""
+    urls = {}
+    for service in services:
+        urls[service] = await servers.create_database(service)
+        await asyncio.to_thread(upgrade, ROOT / "services" / service / "migrations", urls[service])
+    return urls
+
+
+@contextlib.contextmanager
+def service_processes(
+    nats_url: str, databases: dict[str, str], folder: Path, **settings: str
+) -> Iterator[dict[str, ServiceProcess]]:
+    """Each service of `databases` as its own process, with its DATABASE_URL, NATS_URL, a quick
+    outbox relay sweep and `settings` (RACCROCHAGE_TOKEN_KEY, ...), started one after the other
+    (each once it listens); all stopped after. Their logs are in `folder`."""
+    env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
+    env.update(
+        NATS_URL=nats_url,
+        RACCROCHAGE_RIG_DIR=str(folder / "rig"),
+        RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2",
+        **settings,
+    )
+    with contextlib.ExitStack() as stack:
+        yield {
+            service: stack.enter_context(
+                service_process(service, {**env, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}, folder)
+            )
+            for service, url in databases.items()
+        }
+
+
+async def database_traces(url: str, needles: list[str]) -> list[str]:
+    """Every `table.column holds needle` of a database whose text, JSON or bytes columns hold
+    one of `needles`."""
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        columns = await conn.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema "
+            "= 'public' AND data_type IN ('text', 'character varying', 'jsonb', 'json', 'bytea')"
+        )
+        found = []
+        for table, column, kind in columns:
+            where = (
+                f"position(convert_to($1, 'UTF8') in \"{column}\") > 0"
+                if kind == "bytea"
+                else f'strpos(CAST("{column}" AS text), $1) > 0'
+            )
+            for needle in needles:
+                if await conn.fetchval(f'SELECT count(*) FROM "{table}" WHERE {where}', needle):
+                    found.append(f"{table}.{column} holds {needle}")
+        return found
+    finally:
+        await conn.close()
