@@ -1,7 +1,7 @@
 """Repérage's retention (adapters/retention.py) on real PostgreSQL with a frozen clock: an
 identity leaves the vault the day after its period (handover closed + 2 years, or the 25th
 birthday + 2 years), not the day before; an open handover keeps it; rejected SIEI lines go 90
-days after their campaign started; the contact-card audit keeps its rows, naming no youth."""
+days after their campaign started; the identity audit keeps its rows, linked to no youth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 from raccrochage_platform.retention import RetentionSettings, apply_retention
+from raccrochage_reperage.adapters import audit
 from raccrochage_reperage.adapters.retention import rules
+from raccrochage_reperage.service_layer.unit_of_work import IdentityRead
 
 from .test_live_enrolments import hand_over
 
@@ -35,11 +37,11 @@ async def test_identities_and_rejections_leave_the_vault_after_their_period(conn
         CLOSED,
         closed,
     )
-    await conn.execute(
-        "INSERT INTO contact_card_audit (caller, youth_id, purpose, granted, at) VALUES ('psad', $1, 'case', true, $2)",
-        closed,
-        CLOSED,
-    )
+    async with engine.begin() as connection:
+        seq = await audit.append(
+            connection,
+            IdentityRead(caller="psad", youth_id=closed, what="contact_card", purpose="case", granted=True),
+        )
     await conn.execute(
         "INSERT INTO campaign (campaign_id, as_of, file_sha256, status, started_at) "
         "VALUES ('2020-10-retention', '2020-10-01', 'x', 'done', $1)",
@@ -57,11 +59,15 @@ async def test_identities_and_rejections_leave_the_vault_after_their_period(conn
         handovers = await conn.fetchval(
             "SELECT count(*) FROM handover WHERE youth_id = ANY($1)", [closed, too_old]
         )
-        audit = await conn.fetch("SELECT youth_id FROM contact_card_audit WHERE at = $1", CLOSED)
+        audited = await conn.fetch(
+            "SELECT a.seq, l.youth_id FROM identity_audit a "
+            "LEFT JOIN identity_audit_youth l USING (seq) WHERE a.seq = $1",
+            seq,
+        )
         rejected = await conn.fetchval(
             "SELECT count(*) FROM rejection WHERE campaign_id = '2020-10-retention'"
         )
-        return {r["youth_id"] for r in youths}, handovers, [r["youth_id"] for r in audit], rejected
+        return {r["youth_id"] for r in youths}, handovers, [r["youth_id"] for r in audited], rejected
 
     before = await held()
     assert before == ({closed, open_, too_old}, 2, [closed], 2)
@@ -70,4 +76,4 @@ async def test_identities_and_rejections_leave_the_vault_after_their_period(conn
 
     counts = await apply_retention(engine, "reperage", rules(settings), DAY_AFTER)
     assert counts == {"identity": 2, "rejection": 2}
-    assert await held() == ({open_}, 0, ["erased"], 0)
+    assert await held() == ({open_}, 0, [None], 0)
