@@ -40,6 +40,7 @@ from raccrochage_rig.testing.reliability import (
     eventually,
     fresh_topology,
     migrated,
+    publish_until_stored,
     report,
     scalar,
     service_env,
@@ -119,17 +120,6 @@ async def restart_postgres(rig: Rig, hold: float) -> None:
 
 
 FAULTS = {"nats-restart": restart_nats, "nats-pause": pause_nats, "postgres-restart": restart_postgres}
-
-
-async def publish_until_stored(js: JetStreamContext, subject: str, data: bytes, event_id: str) -> None:
-    """Publish until JetStream acknowledges it; the id makes every retry after the first stored
-    copy a duplicate JetStream drops."""
-    while True:
-        try:
-            await js.publish(subject, data, headers={"Nats-Msg-Id": event_id}, timeout=2)
-            return
-        except Exception:  # down, paused or reconnecting: as a producer with an outbox would, retry
-            await asyncio.sleep(0.2)
 
 
 async def feed(js: JetStreamContext, services: list[FedService], count: int, halfway: asyncio.Event) -> None:

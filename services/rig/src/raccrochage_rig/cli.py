@@ -34,11 +34,20 @@ def up(
     main_jobs: Annotated[
         bool, typer.Option("--main-jobs", help="run each service's main job once up")
     ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            "--replicas",
+            min=1,
+            max=8,
+            help="processes of every service (they share its consumers and outbox)",
+        ),
+    ] = 1,
 ) -> None:
     """Start NATS, PostgreSQL and every installed service; Ctrl-C stops everything."""
     folder = rig_dir()
     if detach:
-        _up_detached(folder, main_jobs)
+        _up_detached(folder, main_jobs, ["--replicas", str(replicas)])
         return
     from .runner import Rig, RigAlreadyRunning, RigError
 
@@ -51,7 +60,7 @@ def up(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        rig.up()
+        rig.up(replicas=replicas)
         if main_jobs:
             run_main_jobs(folder)
         if not os.environ.get("RACCROCHAGE_RIG_DETACHED"):
@@ -70,13 +79,13 @@ def up(
     rig.stop_all()
 
 
-def _up_detached(folder, main_jobs: bool) -> None:
+def _up_detached(folder, main_jobs: bool, options: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "rig.log"
     env = {**os.environ, "RACCROCHAGE_RIG_DIR": str(folder), "RACCROCHAGE_RIG_DETACHED": "1"}
     with open(log, "ab") as out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "raccrochage_platform.cli", "up"],
+            [sys.executable, "-m", "raccrochage_platform.cli", "up", *options],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -31,23 +31,31 @@ class RigAlreadyRunning(RigError):
 
 @dataclass
 class ServiceProcess:
-    """One service as a child process, restarted with backoff when it dies."""
+    """One process of a service, restarted with backoff when it dies. Replica 1 is named after
+    the service (`psad`), replica n > 1 `psad-n`: its own HTTP port, port file and log; every
+    replica pulls from the same durable consumers (JetStream shares their messages) and relays
+    the same outbox (rows are leased to one relay at a time)."""
 
     name: str
     env: dict[str, str]
     folder: Path
+    replica: int = 1
     process: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
     http: str | None = None
 
     @property
+    def label(self) -> str:
+        return self.name if self.replica == 1 else f"{self.name}-{self.replica}"
+
+    @property
     def port_file(self) -> Path:
-        return self.folder / "run" / f"{self.name}.port"
+        return self.folder / "run" / f"{self.label}.port"
 
     @property
     def log_path(self) -> Path:
-        return self.folder / "logs" / f"{self.name}.log"
+        return self.folder / "logs" / f"{self.label}.log"
 
     def start(self) -> None:
         self.port_file.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +83,7 @@ class ServiceProcess:
         if self.next_start == 0.0:
             delay = min(30.0, 2.0 ** min(self.restarts, 5))
             self.next_start = now + delay
-            say(f"service {self.name} exited with {code}; restarting in {delay:.0f}s (see {self.log_path})")
+            say(f"service {self.label} exited with {code}; restarting in {delay:.0f}s (see {self.log_path})")
         elif now >= self.next_start:
             self.restarts += 1
             self.next_start = 0.0
@@ -106,7 +114,8 @@ class Rig:
     state: RigState = field(default_factory=RigState)
 
     # --- up ---------------------------------------------------------------------------------
-    def up(self, *, only: set[str] | None = None) -> None:
+    def up(self, *, only: set[str] | None = None, replicas: int = 1) -> None:
+        """`replicas` processes of every service."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.clean_stale()
         secrets = load_secrets(self.folder, self.topology)
@@ -126,14 +135,15 @@ class Rig:
         asyncio.run(_declare(nats_url, self.topology, set(specs)))
         self.say(f"streams declared: {', '.join(self.topology.streams)}")
         for name, spec in specs.items():
-            self.services[name] = ServiceProcess(
-                name, self._service_env(spec, nats_url, database_urls[name], secrets), self.folder
-            )
-            self.services[name].start()
+            env = self._service_env(spec, nats_url, database_urls[name], secrets)
+            for replica in range(1, replicas + 1):
+                process = ServiceProcess(name, env, self.folder, replica=replica)
+                self.services[process.label] = process
+                process.start()
         self._wait_services()
         self.state.status = "up"
         self._save()
-        self.say(f"rig up in {self.folder} ({len(self.services)} services)")
+        self.say(f"rig up in {self.folder} ({len(specs)} services, {replicas} process(es) each)")
 
     def _start_nats(self) -> str:
         external = os.environ.get("NATS_URL")

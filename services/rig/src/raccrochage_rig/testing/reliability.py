@@ -260,3 +260,44 @@ FED = {
         warm_start=True,
     ),
 }
+
+
+async def tally(
+    js: JetStreamContext, service: FedService, database: str, fed: int, before: int
+) -> tuple[int, int]:
+    """(lost, duplicated) of `service` after `fed` events: effects against the work fed, events
+    in its stream against the effects (`before`: the last outbox row before the work), ids once."""
+    effects = await scalar(database, service.effect)
+    published = await scalar(database, service.published, before)
+    events = await service.own_events(js)
+    lost = max(0, fed - effects) + max(0, published - len(events))
+    duplicated = max(0, effects - fed) + max(0, len(events) - published) + duplicates(events)
+    return lost, duplicated
+
+
+async def prepared(
+    servers: Servers, js: JetStreamContext, folder: Path, topology: Path, service: FedService, lease: float
+) -> tuple[dict[str, str], str, int]:
+    """`service` migrated on a new database, its consumers afresh on emptied streams and its first
+    start's own work done: (its environment, its database, the last outbox row before the work)."""
+    database = await migrated(servers, service.name)
+    await fresh_topology(js, topology, service.name, (service.fed_stream, service.own_stream))
+    env = service_env(servers, folder, topology, service.name, database, lease)
+    if service.warm_start:
+        from .processes import service_process
+
+        with service_process(service.name, env, folder, tag="first"):
+            pass
+    await js.purge_stream(service.own_stream)
+    return env, database, await scalar(database, "SELECT coalesce(max(id), 0) FROM outbox")
+
+
+async def publish_until_stored(js: JetStreamContext, subject: str, data: bytes, event_id: str) -> None:
+    """Publish until JetStream acknowledges it; the id makes every retry after the first stored
+    copy a duplicate JetStream drops."""
+    while True:
+        try:
+            await js.publish(subject, data, headers={"Nats-Msg-Id": event_id}, timeout=2)
+            return
+        except Exception:  # down, paused, electing or reconnecting: as an outbox relay would, retry
+            await asyncio.sleep(0.2)
