@@ -43,11 +43,17 @@ def up(
             help="processes of every service (they share its consumers and outbox)",
         ),
     ] = 1,
+    cluster: Annotated[
+        int,
+        typer.Option(
+            "--cluster", min=1, max=5, help="JetStream nodes on loopback; streams get as many replicas"
+        ),
+    ] = 1,
 ) -> None:
     """Start NATS, PostgreSQL and every installed service; Ctrl-C stops everything."""
     folder = rig_dir()
     if detach:
-        _up_detached(folder, main_jobs, ["--replicas", str(replicas)])
+        _up_detached(folder, main_jobs, ["--replicas", str(replicas), "--cluster", str(cluster)])
         return
     from .runner import Rig, RigAlreadyRunning, RigError
 
@@ -60,7 +66,7 @@ def up(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        rig.up(replicas=replicas)
+        rig.up(replicas=replicas, cluster=cluster)
         if main_jobs:
             run_main_jobs(folder)
         if not os.environ.get("RACCROCHAGE_RIG_DETACHED"):
