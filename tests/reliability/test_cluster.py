@@ -37,7 +37,7 @@ from raccrochage_rig.testing.reliability import (
     publish_until_stored,
     report,
     short_ack_wait_topology,
-    tally,
+    tally_all,
 )
 from raccrochage_rig.testing.servers import Servers
 
@@ -145,11 +145,7 @@ async def leader_killed(cluster: Cluster, client: Client, folder: Path, count: i
         print({"node": leader, "current_again_s": round(time.monotonic() - restarted, 1)})
         for process in running:
             assert process.process.poll() is None, process.log_text()[-3000:]
-    for service in services:
-        _env, database, before = ready[service.name]
-        lost, duplicated = await tally(js, service, database, count, before)
-        figures.lost += lost
-        figures.duplicated += duplicated
+    await tally_all(js, services, ready, count, figures)
     assert (figures.lost, figures.duplicated) == (0, 0)
     assert (await js.stream_info("DEADLETTER")).state.messages == 0
 

@@ -14,12 +14,10 @@ import asyncio
 import contextlib
 import functools
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
@@ -29,13 +27,15 @@ from raccrochage_rig.testing.reliability import (
     FED,
     Figures,
     eventually,
+    own_servers,
     prepared,
     report,
+    resilient_client,
     scalar,
     short_ack_wait_topology,
-    tally,
+    tally_all,
 )
-from raccrochage_rig.testing.servers import Servers, start_servers
+from raccrochage_rig.testing.servers import Servers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -45,19 +45,15 @@ SERVICES = ("psad", "mlds")
 
 
 @pytest.fixture(scope="module")
-def own_servers() -> Iterator[Servers]:
-    with (
-        tempfile.TemporaryDirectory(prefix="raccrochage-replicas-") as name,
-        start_servers(Path(name)) as servers,
-    ):
-        yield servers
+def replica_servers() -> Iterator[Servers]:
+    with own_servers("raccrochage-replicas-") as own:
+        yield own.servers
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def client(own_servers: Servers) -> AsyncIterator[Client]:
-    nc = await nats.connect(own_servers.nats_url)
-    yield nc
-    await nc.close()
+async def client(replica_servers: Servers) -> AsyncIterator[Client]:
+    async with resilient_client(replica_servers.nats_url) as nc:
+        yield nc
 
 
 async def kill_a_replica(servers: Servers, nc: Client, folder: Path, count: int, figures: Figures) -> None:
@@ -94,11 +90,7 @@ async def kill_a_replica(servers: Servers, nc: Client, folder: Path, count: int,
         for service in services:
             survivor = replicas[service.name, 2]
             assert survivor.process.poll() is None, survivor.log_text()[-3000:]
-    for service in services:
-        _env, database, before = ready[service.name]
-        lost, duplicated = await tally(js, service, database, count, before)
-        figures.lost += lost
-        figures.duplicated += duplicated
+    await tally_all(js, services, ready, count, figures)
     assert (figures.lost, figures.duplicated) == (0, 0)
     assert (await js.stream_info("DEADLETTER")).state.messages == 0
 
@@ -111,17 +103,17 @@ async def kill_replicas(servers: Servers, nc: Client, folder: Path, count: int, 
 
 
 async def test_killing_one_of_two_replicas_loses_nothing(
-    own_servers: Servers, client: Client, tmp_path: Path
+    replica_servers: Servers, client: Client, tmp_path: Path
 ) -> None:
-    await kill_replicas(own_servers, client, tmp_path, count=200, runs=1)
+    await kill_replicas(replica_servers, client, tmp_path, count=200, runs=1)
 
 
 @pytest.mark.reliability
 @pytest.mark.timeout(900)
 async def test_killing_one_of_two_replicas_under_a_larger_flow_loses_nothing(
-    own_servers: Servers, client: Client, tmp_path: Path
+    replica_servers: Servers, client: Client, tmp_path: Path
 ) -> None:
-    await kill_replicas(own_servers, client, tmp_path, count=1000, runs=5)
+    await kill_replicas(replica_servers, client, tmp_path, count=1000, runs=5)
 
 
 async def drain_backlog(servers: Servers, nc: Client, folder: Path, processes: int, backlog: int) -> float:
@@ -153,11 +145,11 @@ async def drain_backlog(servers: Servers, nc: Client, folder: Path, processes: i
 @pytest.mark.reliability
 @pytest.mark.timeout(900)
 async def test_throughput_with_one_and_two_replicas(
-    own_servers: Servers, client: Client, tmp_path: Path
+    replica_servers: Servers, client: Client, tmp_path: Path
 ) -> None:
     """Reported, not asserted: the machine's load decides it."""
     rates = [
-        (n, round(await drain_backlog(own_servers, client, tmp_path / f"{run}-{n}", n, 30_000)))
+        (n, round(await drain_backlog(replica_servers, client, tmp_path / f"{run}-{n}", n, 30_000)))
         for run, n in enumerate((1, 2, 1, 2))
     ]
     print({"psad_events_per_s": rates, "load": os.getloadavg()})

@@ -9,14 +9,17 @@ import json
 import os
 import re
 import statistics
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
+import nats
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from raccrochage_contracts import nats_subject, new_event
@@ -27,6 +30,8 @@ from raccrochage_platform.faults import VARIABLE
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import REPO_ROOT, declare, load_topology
 
+from ..nats import NatsServer
+from ..postgres import PostgresServer
 from .servers import Servers
 
 AS_OF = date(2026, 11, 2)
@@ -301,3 +306,59 @@ async def publish_until_stored(js: JetStreamContext, subject: str, data: bytes, 
             return
         except Exception:  # down, paused, electing or reconnecting: as an outbox relay would, retry
             await asyncio.sleep(0.2)
+
+
+async def tally_all(
+    js: JetStreamContext,
+    services: list[FedService],
+    ready: dict[str, tuple[dict[str, str], str, int]],
+    fed: int,
+    figures: Figures,
+) -> None:
+    """`tally` of each service (`ready`: what `prepared` returned for it) added to `figures`."""
+    for service in services:
+        _env, database, before = ready[service.name]
+        lost, duplicated = await tally(js, service, database, fed, before)
+        figures.lost += lost
+        figures.duplicated += duplicated
+
+
+@dataclass
+class OwnServers:
+    """A NATS and a PostgreSQL of a test module's own, to stop, pause, restart or measure."""
+
+    nats: NatsServer
+    postgres: PostgresServer
+    servers: Servers
+    folder: Path
+
+
+@contextlib.contextmanager
+def own_servers(prefix: str) -> Iterator[OwnServers]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        folder = Path(name)
+        nats_server = NatsServer(folder / "nats")
+        postgres = PostgresServer(folder / "postgres", say=lambda _m: None)
+        try:
+            nats_server.start()
+            postgres.start()
+            yield OwnServers(
+                nats_server, postgres, Servers(nats_server.url, postgres.admin_url, "embedded"), folder
+            )
+        finally:
+            postgres.stop()
+            nats_server.stop()
+
+
+@contextlib.asynccontextmanager
+async def resilient_client(servers: str | list[str]) -> AsyncIterator[Client]:
+    """The test's own connection, which outlives the servers' restarts (on purpose: not logged)."""
+
+    async def quiet(_error: Exception) -> None:
+        return None
+
+    nc = await nats.connect(servers, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=quiet)
+    try:
+        yield nc
+    finally:
+        await nc.close()
