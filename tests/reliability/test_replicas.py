@@ -22,16 +22,16 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from raccrochage_platform.topology import declare, load_topology
-from raccrochage_rig.testing.processes import service_process, spawn_service
+from raccrochage_rig.testing.processes import service_process
 from raccrochage_rig.testing.reliability import (
     FED,
     Figures,
+    drain_backlog,
     eventually,
     own_servers,
     prepared,
     report,
     resilient_client,
-    scalar,
     short_ack_wait_topology,
     tally_all,
 )
@@ -116,32 +116,6 @@ async def test_killing_one_of_two_replicas_under_a_larger_flow_loses_nothing(
     await kill_replicas(replica_servers, client, tmp_path, count=1000, runs=5)
 
 
-async def drain_backlog(servers: Servers, nc: Client, folder: Path, processes: int, backlog: int) -> float:
-    """Events per second PSAD's `processes` handle from a backlog of `backlog` events, between
-    the 10th and the 90th percent of it (their starts are left out)."""
-    js = nc.jetstream()
-    topology = short_ack_wait_topology(folder / "topology", 30)
-    await declare(js, load_topology(topology), services=set())
-    psad = FED["psad"]
-    env, database, _before = await prepared(servers, js, folder, topology, psad, 30)
-    for start in range(0, backlog, 500):
-        events = [psad.event() for _ in range(min(500, backlog - start))]
-        await asyncio.gather(*(js.publish(s, d, headers={"Nats-Msg-Id": i}) for s, d, i in events))
-    running = [spawn_service("psad", env, folder, tag=f"r{n}") for n in range(processes)]
-    samples: list[tuple[float, int]] = []
-    try:
-        while not samples or samples[-1][1] < backlog:
-            samples.append((time.monotonic(), await scalar(database, psad.effect)))
-            await asyncio.sleep(0.05)
-        await eventually(functools.partial(psad.settled, js, database, backlog), "PSAD to drain its backlog")
-    finally:
-        for process in running:
-            process.stop()
-    first = next(at for at, done in samples if done >= backlog // 10)
-    last = next(at for at, done in samples if done >= backlog * 9 // 10)
-    return (backlog * 8 // 10) / (last - first)
-
-
 @pytest.mark.reliability
 @pytest.mark.timeout(900)
 async def test_throughput_with_one_and_two_replicas(
@@ -149,7 +123,12 @@ async def test_throughput_with_one_and_two_replicas(
 ) -> None:
     """Reported, not asserted: the machine's load decides it."""
     rates = [
-        (n, round(await drain_backlog(replica_servers, client, tmp_path / f"{run}-{n}", n, 30_000)))
+        (
+            n,
+            round(
+                await drain_backlog(replica_servers, client.jetstream(), tmp_path / f"{run}-{n}", n, 30_000)
+            ),
+        )
         for run, n in enumerate((1, 2, 1, 2))
     ]
     print({"psad_events_per_s": rates, "load": os.getloadavg()})

@@ -38,13 +38,14 @@ AS_OF = date(2026, 11, 2)
 DEADLINE = 180  # seconds a victim may take to die, a recovery to converge: a hang, not a timing
 
 
-def short_ack_wait_topology(folder: Path, ack_wait: float) -> Path:
-    """deploy/topology.toml with every consumer's ack_wait at `ack_wait` seconds: a batch a
-    killed process never acked comes back within the test."""
+def short_ack_wait_topology(folder: Path, ack_wait: float, replicas: int = 1) -> Path:
+    """deploy/topology.toml with every consumer's ack_wait at `ack_wait` seconds (a batch a
+    killed process never acked comes back within the test) and every stream on `replicas` nodes."""
     text = (REPO_ROOT / "deploy" / "topology.toml").read_text(encoding="utf-8")
     text, settings = re.subn(r"(?m)^ack_wait_seconds = \S+$", f"ack_wait_seconds = {ack_wait}", text)
-    if not settings:
-        raise AssertionError("deploy/topology.toml no longer sets ack_wait_seconds")
+    text, replicated = re.subn(r"(?m)^replicas = \d+", f"replicas = {replicas}", text)
+    if not (settings and replicated):
+        raise AssertionError("deploy/topology.toml no longer sets ack_wait_seconds and replicas")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "topology.toml"
     path.write_text(text, encoding="utf-8")
@@ -362,3 +363,33 @@ async def resilient_client(servers: str | list[str]) -> AsyncIterator[Client]:
         yield nc
     finally:
         await nc.close()
+
+
+async def drain_backlog(
+    servers: Servers, js: JetStreamContext, folder: Path, processes: int, backlog: int, replicas: int = 1
+) -> float:
+    """Events per second `processes` PSAD processes handle from a backlog of `backlog` events
+    (streams on `replicas` nodes), between the 10th and the 90th percent of it (their starts
+    are left out)."""
+    from .processes import spawn_service
+
+    topology = short_ack_wait_topology(folder / "topology", 30, replicas)
+    await declare(js, load_topology(topology), services=set())
+    psad = FED["psad"]
+    env, database, _before = await prepared(servers, js, folder, topology, psad, 30)
+    for start in range(0, backlog, 500):
+        events = [psad.event() for _ in range(min(500, backlog - start))]
+        await asyncio.gather(*(js.publish(s, d, headers={"Nats-Msg-Id": i}) for s, d, i in events))
+    running = [spawn_service("psad", env, folder, tag=f"r{n}") for n in range(processes)]
+    samples: list[tuple[float, int]] = []
+    try:
+        while not samples or samples[-1][1] < backlog:
+            samples.append((time.monotonic(), await scalar(database, psad.effect)))
+            await asyncio.sleep(0.05)
+        await eventually(lambda: psad.settled(js, database, backlog), "PSAD to drain its backlog")
+    finally:
+        for process in running:
+            process.stop()
+    first = next(at for at, done in samples if done >= backlog // 10)
+    last = next(at for at, done in samples if done >= backlog * 9 // 10)
+    return (backlog * 8 // 10) / (last - first)
