@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from raccrochage_rig.nats import clustered
 
 ROOT = Path(__file__).resolve().parents[2]
 NATS_DIR = ROOT / "deploy" / "nats"
@@ -269,6 +270,20 @@ def test_rig_conf_renders_to_a_valid_jetstream_config(tmp_path):
     assert conf["max_payload"] == "1MB"
     (tmp_path / "rig.conf").write_text(rendered)
     check_with_nats_server(tmp_path / "rig.conf")
+
+
+def test_a_rig_cluster_node_is_a_valid_config_synced_always_with_routes_to_every_node(tmp_path):
+    template = (NATS_DIR / "rig.conf").read_text(encoding="utf-8")
+    placeholders = {"host": "127.0.0.1", "port": 14222, "http_port": 18222}
+    rendered = template.format_map({**placeholders, "store_dir": str(tmp_path / "js")})
+    node = clustered(rendered, "raccrochage-rig-2", "127.0.0.1", 16223, (16222, 16223, 16224))
+    conf = parse_nats_conf(node)
+    assert conf["server_name"] == "raccrochage-rig-2"
+    assert conf["jetstream"]["sync_interval"] == "always"
+    assert conf["cluster"]["listen"] == "127.0.0.1:16223"
+    assert len(conf["cluster"]["routes"]) == 3
+    (tmp_path / "node.conf").write_text(node)
+    check_with_nats_server(tmp_path / "node.conf")
 
 
 def test_compose_conf_is_a_valid_single_node_jetstream_config():

@@ -16,36 +16,34 @@ import contextlib
 import functools
 import os
 import signal
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from raccrochage_platform.topology import declare, load_topology
-from raccrochage_rig.nats import NatsServer
-from raccrochage_rig.postgres import PostgresServer
 from raccrochage_rig.testing.processes import ServiceProcess, service_process
 from raccrochage_rig.testing.reliability import (
     FED,
     FedService,
     Figures,
+    OwnServers,
     duplicates,
     eventually,
     fresh_topology,
     migrated,
+    own_servers,
+    publish_until_stored,
     report,
+    resilient_client,
     scalar,
     service_env,
     short_ack_wait_topology,
 )
-from raccrochage_rig.testing.servers import Servers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -55,42 +53,20 @@ SERVICES = ("psad", "mlds")
 READY_EVERY = 0.25  # seconds between two readiness probes of a service
 
 
-@dataclass
-class Rig:
-    nats: NatsServer
-    postgres: PostgresServer
-    servers: Servers
-    folder: Path
+Rig = OwnServers
 
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
     """A NATS and a PostgreSQL of this module's own, to stop, pause and restart."""
-    with tempfile.TemporaryDirectory(prefix="raccrochage-faults-") as name:
-        folder = Path(name)
-        nats_server = NatsServer(folder / "nats")
-        postgres = PostgresServer(folder / "postgres", say=lambda _m: None)
-        try:
-            nats_server.start()
-            postgres.start()
-            yield Rig(nats_server, postgres, Servers(nats_server.url, postgres.admin_url, "embedded"), folder)
-        finally:
-            postgres.stop()
-            nats_server.stop()
+    with own_servers("raccrochage-faults-") as servers:
+        yield servers
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(rig: Rig) -> AsyncIterator[Client]:
-    """The test's own connection, which outlives the servers' restarts."""
-
-    async def quiet(_error: Exception) -> None:  # the restarts are on purpose
-        return None
-
-    nc = await nats.connect(
-        rig.servers.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=quiet
-    )
-    yield nc
-    await nc.close()
+    async with resilient_client(rig.servers.nats_url) as nc:
+        yield nc
 
 
 # --- the faults: each returns once the server is back ---------------------------------------------
@@ -119,17 +95,6 @@ async def restart_postgres(rig: Rig, hold: float) -> None:
 
 
 FAULTS = {"nats-restart": restart_nats, "nats-pause": pause_nats, "postgres-restart": restart_postgres}
-
-
-async def publish_until_stored(js: JetStreamContext, subject: str, data: bytes, event_id: str) -> None:
-    """Publish until JetStream acknowledges it; the id makes every retry after the first stored
-    copy a duplicate JetStream drops."""
-    while True:
-        try:
-            await js.publish(subject, data, headers={"Nats-Msg-Id": event_id}, timeout=2)
-            return
-        except Exception:  # down, paused or reconnecting: as a producer with an outbox would, retry
-            await asyncio.sleep(0.2)
 
 
 async def feed(js: JetStreamContext, services: list[FedService], count: int, halfway: asyncio.Event) -> None:

@@ -115,6 +115,10 @@ class NatsServer:
     # Declared partners' users, with their passwords (filled by write_config).
     partner_users: bool = True
     partner_passwords: dict[str, str] = field(default_factory=dict)
+    # A node of a cluster (NatsCluster): its name, its route port and every node's route port.
+    server_name: str = "raccrochage-rig"
+    cluster_port: int = 0
+    routes: tuple[int, ...] = ()
 
     @property
     def url(self) -> str:
@@ -145,6 +149,8 @@ class NatsServer:
         text = RIG_CONF.read_text(encoding="utf-8").format_map(
             {"host": self.host, "port": self.port, "http_port": self.http_port, "store_dir": str(store)}
         )
+        if self.routes:
+            text = clustered(text, self.server_name, self.host, self.cluster_port, self.routes)
         if self.partner_users:
             partner_ids = declared_partners()
             self.partner_passwords = partner_credentials(self.data_dir, partner_ids)
@@ -159,19 +165,24 @@ class NatsServer:
             env["RACCROCHAGE_NATS_PASSWORD_RIG"] = _password()  # nobody uses it: no_auth_user
         return {**os.environ, **env}
 
+    def launch(self, log_file: Path, *, detach: bool = False) -> int:
+        """Start the process without waiting for it; returns where this start's log begins."""
+        conf = self.write_config()
+        with open(log_file, "ab") as log:
+            started_at = log.tell()
+            self.process = subprocess.Popen(
+                [nats_server_binary(), "-c", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=detach,
+                env=self.environment(),
+            )
+        return started_at
+
     def start(self, *, log_file: Path | None = None, detach: bool = False) -> None:
         log_file = log_file or self.data_dir / "nats.log"
         for attempt in range(3):
-            conf = self.write_config()
-            with open(log_file, "ab") as log:
-                started_at = log.tell()
-                self.process = subprocess.Popen(
-                    [nats_server_binary(), "-c", str(conf)],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=detach,
-                    env=self.environment(),
-                )
+            started_at = self.launch(log_file, detach=detach)
             try:
                 self.wait_ready()
                 return
@@ -205,6 +216,78 @@ class NatsServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def clustered(conf: str, server_name: str, host: str, port: int, routes: tuple[int, ...]) -> str:
+    """The rig's single-node config made a node of a loopback cluster: its own name (JetStream
+    places replicas by it), every write synced to disk (`sync_interval: always`, as in
+    deploy/nats/prod.conf) and routes to every node."""
+    conf, named = re.subn(r"(?m)^server_name: .*$", f"server_name: {server_name}", conf)
+    conf, synced = re.subn(r"(?m)^jetstream \{$", "jetstream {\n  sync_interval: always", conf)
+    if not (named and synced):
+        raise ValueError("deploy/nats/rig.conf no longer has a server_name line and a jetstream block")
+    urls = ", ".join(f'"nats-route://{host}:{route}"' for route in routes)
+    return conf + f'\ncluster {{\n  name: raccrochage\n  listen: "{host}:{port}"\n  routes: [{urls}]\n}}\n'
+
+
+@dataclass
+class NatsCluster:
+    """`size` nodes of a JetStream cluster on loopback, each with its ports and store under
+    `data_dir/node-N`; a stream declared with `replicas = size` keeps a copy on each."""
+
+    data_dir: Path
+    size: int = 3
+    host: str = "127.0.0.1"
+    nodes: list[NatsServer] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """The first node's URL: a client learns the others from it and moves to one when it dies."""
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        if not self.nodes:
+            routes = tuple(free_port() for _ in range(self.size))
+            self.nodes = [
+                NatsServer(
+                    self.data_dir / f"node-{n + 1}",
+                    host=self.host,
+                    server_name=f"raccrochage-rig-{n + 1}",
+                    cluster_port=routes[n],
+                    routes=routes,
+                )
+                for n in range(self.size)
+            ]
+        for node in self.nodes:  # all at once: none is ready before a quorum is up
+            node.data_dir.mkdir(parents=True, exist_ok=True)
+            node.launch(node.data_dir / "nats.log")
+        for node in self.nodes:
+            node.wait_ready(timeout=60)
+        deadline = time.monotonic() + 60
+        while not all(meta_leader(node.monitor_url) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no JetStream meta leader after 60s; see {self.data_dir}/node-*/nats.log")
+            time.sleep(0.2)
+
+    def node_named(self, server_name: str) -> NatsServer:
+        return next(node for node in self.nodes if node.server_name == server_name)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def meta_leader(monitor_url: str) -> str | None:
+    """The node leading JetStream's meta group, as this node knows it (none before an election)."""
+    try:
+        with urllib.request.urlopen(f"{monitor_url}/jsz", timeout=1) as response:
+            return (json.load(response).get("meta_cluster") or {}).get("leader")
+    except OSError:
+        return None
 
 
 def healthy(monitor_url: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 import nats
 from raccrochage_platform.topology import Topology, declare, load_topology
 
-from .nats import NatsServer
+from .nats import NatsCluster, NatsServer
 from .ports import free_port
 from .postgres import PostgresServer
 from .provision import provision
@@ -51,11 +52,15 @@ class RestartPolicy:
 
 @dataclass
 class ServiceProcess:
-    """One service as a child process, restarted with backoff when it dies."""
+    """One process of a service, restarted with backoff when it dies. Replica 1 is named after
+    the service (`psad`), replica n > 1 `psad-n`: its own HTTP port, port file and log; every
+    replica pulls from the same durable consumers (JetStream shares their messages) and relays
+    the same outbox (rows are leased to one relay at a time)."""
 
     name: str
     env: dict[str, str]
     folder: Path
+    replica: int = 1
     process: subprocess.Popen | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -64,12 +69,16 @@ class ServiceProcess:
     http: str | None = None
 
     @property
+    def label(self) -> str:
+        return self.name if self.replica == 1 else f"{self.name}-{self.replica}"
+
+    @property
     def port_file(self) -> Path:
-        return self.folder / "run" / f"{self.name}.port"
+        return self.folder / "run" / f"{self.label}.port"
 
     @property
     def log_path(self) -> Path:
-        return self.folder / "logs" / f"{self.name}.log"
+        return self.folder / "logs" / f"{self.label}.log"
 
     def start(self) -> None:
         self.port_file.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +107,7 @@ class ServiceProcess:
         if self.next_start == 0.0:
             delay = self.policy.delay_after(now - self.started_at)
             self.next_start = now + delay
-            say(f"service {self.name} exited with {code}; restarting in {delay:.0f}s (see {self.log_path})")
+            say(f"service {self.label} exited with {code}; restarting in {delay:.0f}s (see {self.log_path})")
         elif now >= self.next_start:
             self.restarts += 1
             self.next_start = 0.0
@@ -124,18 +133,24 @@ class Rig:
     say: object = print
     topology: Topology = field(default_factory=load_topology)
     nats_server: NatsServer | None = None
+    nats_cluster: NatsCluster | None = None
     pg_server: PostgresServer | None = None
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     state: RigState = field(default_factory=RigState)
 
     # --- up ---------------------------------------------------------------------------------
-    def up(self, *, only: set[str] | None = None) -> None:
+    def up(self, *, only: set[str] | None = None, replicas: int = 1, cluster: int = 1) -> None:
+        """`replicas` processes of every service; with `cluster` > 1, that many JetStream nodes on
+        loopback (in `nats-cluster/`, apart from the single node's store) and every stream
+        replicated on each of them."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self.clean_stale()
         secrets = load_secrets(self.folder, self.topology)
         self.state = RigState(status="starting", supervisor_pid=os.getpid())
         self.state.save(self.folder)
-        nats_url = self._start_nats()
+        if cluster > 1:
+            self.topology = replicated(self.topology, cluster)
+        nats_url = self._start_cluster(cluster) if cluster > 1 else self._start_nats()
         admin_url = self._start_postgres(secrets)
         database_urls = asyncio.run(provision(admin_url, self.topology, secrets["pg_roles"]))
         self.say(f"databases ready: {', '.join(sorted(database_urls))}")
@@ -149,14 +164,15 @@ class Rig:
         asyncio.run(_declare(nats_url, self.topology, set(specs)))
         self.say(f"streams declared: {', '.join(self.topology.streams)}")
         for name, spec in specs.items():
-            self.services[name] = ServiceProcess(
-                name, self._service_env(spec, nats_url, database_urls[name], secrets), self.folder
-            )
-            self.services[name].start()
-        self._wait_services()
+            env = self._service_env(spec, nats_url, database_urls[name], secrets)
+            for replica in range(1, replicas + 1):
+                process = ServiceProcess(name, env, self.folder, replica=replica)
+                self.services[process.label] = process
+                process.start()
+        self._wait_services(timeout=180.0 * replicas)  # every process starts at once
         self.state.status = "up"
         self._save()
-        self.say(f"rig up in {self.folder} ({len(self.services)} services)")
+        self.say(f"rig up in {self.folder} ({len(specs)} services, {replicas} process(es) each)")
 
     def _start_nats(self) -> str:
         external = os.environ.get("NATS_URL")
@@ -176,6 +192,16 @@ class Rig:
         self._save()
         self.say(f"nats-server with JetStream on {self.nats_server.url}")
         return self.nats_server.url
+
+    def _start_cluster(self, size: int) -> str:
+        self.nats_cluster = NatsCluster(self.folder / "nats-cluster", size=size)
+        self.nats_cluster.start()
+        self.state.nats_url = self.nats_cluster.url
+        self.state.nats_monitor = self.nats_cluster.nodes[0].monitor_url
+        self.state.nats_cluster_pids = [node.process.pid for node in self.nats_cluster.nodes]
+        self._save()
+        self.say(f"{size} nats-server nodes clustered with JetStream on {', '.join(self.nats_cluster.urls)}")
+        return self.nats_cluster.url
 
     def _start_postgres(self, secrets: dict) -> str:
         external = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
@@ -308,9 +334,12 @@ class Rig:
             self.pg_server.stop()
         if self.nats_server is not None:
             self.nats_server.stop()
+        if self.nats_cluster is not None:
+            self.nats_cluster.stop()
         self.state.status = "down"
         self.state.supervisor_pid = None
         self.state.nats_pid = None
+        self.state.nats_cluster_pids = []
         for service in self.state.services.values():
             service.pid = None
         self.state.save(self.folder)
@@ -329,7 +358,10 @@ class Rig:
                 f"a rig already runs from {self.folder} (pid {previous.supervisor_pid}); "
                 "`raccrochage down` first"
             )
-        leftovers = [s.pid for s in previous.services.values() if s.pid] + [previous.nats_pid]
+        leftovers = [s.pid for s in previous.services.values() if s.pid] + [
+            previous.nats_pid,
+            *previous.nats_cluster_pids,
+        ]
         if stop_strangers:
             leftovers += NatsServer(self.folder / "nats").strangers()
         stopped = [pid for pid in leftovers if pid and _terminate_if_ours(pid)]
@@ -405,6 +437,12 @@ def _terminate_if_ours(pid: int) -> bool:
     return True
 
 
+def replicated(topology: Topology, replicas: int) -> Topology:
+    """`topology` with every stream kept on `replicas` nodes."""
+    streams = {name: dataclasses.replace(s, replicas=replicas) for name, s in topology.streams.items()}
+    return dataclasses.replace(topology, streams=streams)
+
+
 async def _declare(nats_url: str, topology: Topology, services: set[str]) -> None:
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
     try:
@@ -427,6 +465,7 @@ def down(folder: Path, say=print, timeout: float = 60.0) -> bool:
     rig.clean_stale(stop_strangers=True)
     final = RigState.load(folder)
     final.status, final.supervisor_pid, final.nats_pid = "down", None, None
+    final.nats_cluster_pids = []
     for service in final.services.values():
         service.pid = None
     final.save(folder)

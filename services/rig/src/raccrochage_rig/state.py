@@ -47,6 +47,7 @@ class RigState:
     nats_url: str | None = None
     nats_monitor: str | None = None
     nats_pid: int | None = None
+    nats_cluster_pids: list[int] = field(default_factory=list)  # `up --cluster N`: every node's
     nats_external: bool = False
     pg_host: str | None = None
     pg_port: int | None = None

@@ -9,14 +9,17 @@ import json
 import os
 import re
 import statistics
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
+import nats
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from raccrochage_contracts import nats_subject, new_event
@@ -27,19 +30,22 @@ from raccrochage_platform.faults import VARIABLE
 from raccrochage_platform.migrations import upgrade
 from raccrochage_platform.topology import REPO_ROOT, declare, load_topology
 
+from ..nats import NatsServer
+from ..postgres import PostgresServer
 from .servers import Servers
 
 AS_OF = date(2026, 11, 2)
 DEADLINE = 180  # seconds a victim may take to die, a recovery to converge: a hang, not a timing
 
 
-def short_ack_wait_topology(folder: Path, ack_wait: float) -> Path:
-    """deploy/topology.toml with every consumer's ack_wait at `ack_wait` seconds: a batch a
-    killed process never acked comes back within the test."""
+def short_ack_wait_topology(folder: Path, ack_wait: float, replicas: int = 1) -> Path:
+    """deploy/topology.toml with every consumer's ack_wait at `ack_wait` seconds (a batch a
+    killed process never acked comes back within the test) and every stream on `replicas` nodes."""
     text = (REPO_ROOT / "deploy" / "topology.toml").read_text(encoding="utf-8")
     text, settings = re.subn(r"(?m)^ack_wait_seconds = \S+$", f"ack_wait_seconds = {ack_wait}", text)
-    if not settings:
-        raise AssertionError("deploy/topology.toml no longer sets ack_wait_seconds")
+    text, replicated = re.subn(r"(?m)^replicas = \d+", f"replicas = {replicas}", text)
+    if not (settings and replicated):
+        raise AssertionError("deploy/topology.toml no longer sets ack_wait_seconds and replicas")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "topology.toml"
     path.write_text(text, encoding="utf-8")
@@ -260,3 +266,130 @@ FED = {
         warm_start=True,
     ),
 }
+
+
+async def tally(
+    js: JetStreamContext, service: FedService, database: str, fed: int, before: int
+) -> tuple[int, int]:
+    """(lost, duplicated) of `service` after `fed` events: effects against the work fed, events
+    in its stream against the effects (`before`: the last outbox row before the work), ids once."""
+    effects = await scalar(database, service.effect)
+    published = await scalar(database, service.published, before)
+    events = await service.own_events(js)
+    lost = max(0, fed - effects) + max(0, published - len(events))
+    duplicated = max(0, effects - fed) + max(0, len(events) - published) + duplicates(events)
+    return lost, duplicated
+
+
+async def prepared(
+    servers: Servers, js: JetStreamContext, folder: Path, topology: Path, service: FedService, lease: float
+) -> tuple[dict[str, str], str, int]:
+    """`service` migrated on a new database, its consumers afresh on emptied streams and its first
+    start's own work done: (its environment, its database, the last outbox row before the work)."""
+    database = await migrated(servers, service.name)
+    await fresh_topology(js, topology, service.name, (service.fed_stream, service.own_stream))
+    env = service_env(servers, folder, topology, service.name, database, lease)
+    if service.warm_start:
+        from .processes import service_process
+
+        with service_process(service.name, env, folder, tag="first"):
+            pass
+    await js.purge_stream(service.own_stream)
+    return env, database, await scalar(database, "SELECT coalesce(max(id), 0) FROM outbox")
+
+
+async def publish_until_stored(js: JetStreamContext, subject: str, data: bytes, event_id: str) -> None:
+    """Publish until JetStream acknowledges it; the id makes every retry after the first stored
+    copy a duplicate JetStream drops."""
+    while True:
+        try:
+            await js.publish(subject, data, headers={"Nats-Msg-Id": event_id}, timeout=2)
+            return
+        except Exception:  # down, paused, electing or reconnecting: as an outbox relay would, retry
+            await asyncio.sleep(0.2)
+
+
+async def tally_all(
+    js: JetStreamContext,
+    services: list[FedService],
+    ready: dict[str, tuple[dict[str, str], str, int]],
+    fed: int,
+    figures: Figures,
+) -> None:
+    """`tally` of each service (`ready`: what `prepared` returned for it) added to `figures`."""
+    for service in services:
+        _env, database, before = ready[service.name]
+        lost, duplicated = await tally(js, service, database, fed, before)
+        figures.lost += lost
+        figures.duplicated += duplicated
+
+
+@dataclass
+class OwnServers:
+    """A NATS and a PostgreSQL of a test module's own, to stop, pause, restart or measure."""
+
+    nats: NatsServer
+    postgres: PostgresServer
+    servers: Servers
+    folder: Path
+
+
+@contextlib.contextmanager
+def own_servers(prefix: str) -> Iterator[OwnServers]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        folder = Path(name)
+        nats_server = NatsServer(folder / "nats")
+        postgres = PostgresServer(folder / "postgres", say=lambda _m: None)
+        try:
+            nats_server.start()
+            postgres.start()
+            yield OwnServers(
+                nats_server, postgres, Servers(nats_server.url, postgres.admin_url, "embedded"), folder
+            )
+        finally:
+            postgres.stop()
+            nats_server.stop()
+
+
+@contextlib.asynccontextmanager
+async def resilient_client(servers: str | list[str]) -> AsyncIterator[Client]:
+    """The test's own connection, which outlives the servers' restarts (on purpose: not logged)."""
+
+    async def quiet(_error: Exception) -> None:
+        return None
+
+    nc = await nats.connect(servers, max_reconnect_attempts=-1, reconnect_time_wait=0.5, error_cb=quiet)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def drain_backlog(
+    servers: Servers, js: JetStreamContext, folder: Path, processes: int, backlog: int, replicas: int = 1
+) -> float:
+    """Events per second `processes` PSAD processes handle from a backlog of `backlog` events
+    (streams on `replicas` nodes), between the 10th and the 90th percent of it (their starts
+    are left out)."""
+    from .processes import spawn_service
+
+    topology = short_ack_wait_topology(folder / "topology", 30, replicas)
+    await declare(js, load_topology(topology), services=set())
+    psad = FED["psad"]
+    env, database, _before = await prepared(servers, js, folder, topology, psad, 30)
+    for start in range(0, backlog, 500):
+        events = [psad.event() for _ in range(min(500, backlog - start))]
+        await asyncio.gather(*(js.publish(s, d, headers={"Nats-Msg-Id": i}) for s, d, i in events))
+    running = [spawn_service("psad", env, folder, tag=f"r{n}") for n in range(processes)]
+    samples: list[tuple[float, int]] = []
+    try:
+        while not samples or samples[-1][1] < backlog:
+            samples.append((time.monotonic(), await scalar(database, psad.effect)))
+            await asyncio.sleep(0.05)
+        await eventually(lambda: psad.settled(js, database, backlog), "PSAD to drain its backlog")
+    finally:
+        for process in running:
+            process.stop()
+    first = next(at for at, done in samples if done >= backlog // 10)
+    last = next(at for at, done in samples if done >= backlog * 9 // 10)
+    return (backlog * 8 // 10) / (last - first)
