@@ -267,6 +267,11 @@ class OutboxRelay:
         """Drain now rather than at the next sweep (rows written without a NOTIFY, a retry)."""
         self._wake.set()
 
+    @property
+    def failing(self) -> bool:
+        """Its last attempt failed (NATS or the database unreachable): it is backing off."""
+        return self._failures > 0
+
     async def _listen(self) -> None:
         # LISTEN needs a connection of its own that stays open: a plain asyncpg one, outside
         # the engine's pool.

@@ -48,14 +48,16 @@ async def reperage_runtime():
         )
     settings = load_settings(ReperageSettings)
     engine = make_engine(settings.database_url, application_name="reperage-cli")
-    nc = await nats.connect(settings.nats_url, connect_timeout=5)
+    # Once connected, reconnect without limit: an outage mid-ingest is waited out (the events
+    # are safe in the outbox meanwhile), never turned into a closed connection.
+    nc = await nats.connect(settings.nats_url, connect_timeout=5, max_reconnect_attempts=-1)
     relay = OutboxRelay(engine, nc.jetstream(), sweep_seconds=0.2, lease_seconds=settings.relay_lease_seconds)
     await relay.start()
     try:
         yield settings, unit_of_work_factory(engine, relay), relay
     finally:
         await relay.stop()
-        await nc.drain()
+        await (nc.drain() if nc.is_connected else nc.close())
         await engine.dispose()
 
 
@@ -74,20 +76,32 @@ def unit_of_work_factory(engine, relay=None):
     )
 
 
-async def wait_published(relay, timeout: float = 600) -> None:
+async def wait_published(relay, say=console.print, tell_every: float = 30.0) -> None:
     """Until the outbox has no pending row. Asks whether one exists, not how many: counting a
-    backlog of 100,000 rows every 50 ms slowed the relay it was waiting for."""
+    backlog of 100,000 rows every 50 ms slowed the relay it was waiting for. While the relay
+    fails (NATS unreachable), it is left to its backoff and the user is told, every
+    `tell_every` seconds, that the events are safe in the outbox."""
     from sqlalchemy import text
 
     pending = text("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
-    deadline = time.monotonic() + timeout
+    count = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    told = None
     while True:
         async with relay.engine.connect() as conn:
             if not (await conn.execute(pending)).scalar_one():
+                if told is not None:
+                    say("NATS is back: every event is published")
                 return
-        if time.monotonic() > deadline:
-            raise TimeoutError("events still unpublished: is NATS up? (`raccrochage status`)")
-        relay.wake()
+            if relay.failing and (told is None or time.monotonic() - told > tell_every):
+                waiting = (await conn.execute(count)).scalar_one()
+                say(
+                    f"NATS is unreachable: {waiting} events wait in repérage's outbox, safely, and "
+                    "are published as soon as it is back; waiting for it (after Ctrl-C the "
+                    "repérage service publishes them)"
+                )
+                told = time.monotonic()
+        if not relay.failing:
+            relay.wake()
         await asyncio.sleep(0.05)
 
 
