@@ -15,6 +15,7 @@ import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from raccrochage_platform.topology import REPO_ROOT, declare, load_topology
 from raccrochage_rig.nats import NatsServer, declared_partners, partner_user
 
@@ -168,9 +169,20 @@ async def test_a_partner_asks_foquale_on_its_own_request_subjects(
     for request in PARTNER_REQUESTS:
         answering = await rig.subscribe(request, cb=_answer_with_its_subject(rig))
         await rig.flush()
-        reply = await partners[a].nc.request(request.replace("*", a, 1), b"{}", timeout=10)
+        reply = await _request_once_answered(partners[a].nc, request.replace("*", a, 1))
         assert reply.data == request.replace("*", a, 1).encode()
         await answering.unsubscribe()
+
+
+async def _request_once_answered(nc: Client, subject: str):
+    """The rig's new subscription may reach the partner's side of the server a moment after
+    the rig's flush: "no responders" until then."""
+    for _ in range(50):
+        try:
+            return await nc.request(subject, b"{}", timeout=10)
+        except NoRespondersError:
+            await asyncio.sleep(0.1)
+    return await nc.request(subject, b"{}", timeout=10)
 
 
 def _answer_with_its_subject(rig: Client) -> Callable:

@@ -8,12 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_PATH = REPO_ROOT / "deploy" / "topology.toml"
 DAY = 24 * 3600
+GIGABYTE = 1024**3
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,10 @@ class StreamDef:
     duplicate_window_seconds: float = 120
     replicas: int = 1
     description: str = ""
+    max_bytes: int = -1  # -1: no limit of its own
+    # "new": once full, a publish is refused (the outbox keeps the event and retries);
+    # "old": the oldest messages make room (dead letters).
+    discard: str = "new"
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -36,6 +49,8 @@ class StreamDef:
             max_age=self.max_age_days * DAY,
             duplicate_window=self.duplicate_window_seconds,
             num_replicas=self.replicas,
+            max_bytes=self.max_bytes,
+            discard=DiscardPolicy(self.discard),
         )
 
 
@@ -117,6 +132,8 @@ def load_topology(path: Path | None = None) -> Topology:
             duplicate_window_seconds=merged.get("duplicate_window_seconds", 120),
             replicas=merged.get("replicas", 1),
             description=merged.get("description", ""),
+            max_bytes=int(merged["max_gigabytes"] * GIGABYTE) if "max_gigabytes" in merged else -1,
+            discard=merged.get("discard", "new"),
         )
 
     services: dict[str, ServiceDef] = {}

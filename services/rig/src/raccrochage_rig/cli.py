@@ -144,6 +144,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="one JSON object
     mark = {True: "[green]healthy[/]", False: "[red]down[/]"}
     out.print(f"rig {report['rig_dir']}: {report['rig']['status']}")
     out.print(f"NATS {report['nats']['url']}: {mark[report['nats']['healthy']]}")
+    if report["nats"].get("error"):
+        out.print(f"  {report['nats']['error']}", markup=False, highlight=False)
     out.print(
         f"PostgreSQL {report['postgres']['host']}:{report['postgres']['port']}: "
         f"{mark[report['postgres']['healthy']]}"

@@ -65,14 +65,30 @@ async def _nats(report: dict, topology) -> None:
         return
     try:
         js = nc.jetstream()
-        await js.account_info()
+        account = await js.account_info()
         report["nats"]["healthy"] = True
+        full = []
+        if nearly_full(account.storage, account.limits.max_storage):
+            full.append(f"the account's JetStream storage ({account.storage:,} bytes)")
         for name in topology.streams:
             try:
                 info = await js.stream_info(name)
-                report["streams"][name] = {"messages": info.state.messages, "bytes": info.state.bytes}
+                report["streams"][name] = {
+                    "messages": info.state.messages,
+                    "bytes": info.state.bytes,
+                    "max_bytes": info.config.max_bytes,
+                }
+                if nearly_full(info.state.bytes, info.config.max_bytes):
+                    full.append(f"stream {name} ({info.state.bytes:,} of {info.config.max_bytes:,} bytes)")
             except NotFoundError:
                 report["streams"][name] = {"missing": True}
+        if full:
+            # Reachable but refusing publishes: the events wait in the producers' outboxes.
+            report["nats"]["healthy"] = False
+            report["nats"]["error"] = (
+                f"JetStream full: {'; '.join(full)}; publishes are refused and events wait in "
+                "the outboxes (raise max_gigabytes in deploy/topology.toml, or free disk)"
+            )
         report["dead_letters"] = report["streams"].get(DEADLETTER_STREAM, {}).get("messages")
         for durable, consumer in topology.consumers.items():
             try:
@@ -88,6 +104,11 @@ async def _nats(report: dict, topology) -> None:
                 report["consumers"][durable] = {"service": consumer.service, "missing": True}
     finally:
         await nc.close()
+
+
+def nearly_full(used: int | None, limit: int | None) -> bool:
+    """At 95 % of a limit (-1 or 0: none), a publish of one more batch may be refused."""
+    return bool(limit and limit > 0 and used is not None and used >= 0.95 * limit)
 
 
 async def _postgres(report: dict, folder: Path, state: RigState, topology) -> None:
