@@ -50,6 +50,9 @@ class RetentionSettings(BaseSettings):
 
     interval_seconds: float = Field(DAY, validation_alias="RACCROCHAGE_RETENTION_INTERVAL_SECONDS", gt=0)
     batch_size: int = Field(500, validation_alias="RACCROCHAGE_RETENTION_BATCH", ge=1, le=10_000)
+    # The first pass comes this long after the service starts (a start stays light), so that a
+    # service restarted more often than daily still applies its retention.
+    first_pass_seconds: float = Field(600, validation_alias="RACCROCHAGE_RETENTION_FIRST_PASS_SECONDS", ge=0)
     vault_identity_days: int = _days(
         730,
         "RETENTION_VAULT_IDENTITY_DAYS",
@@ -169,11 +172,12 @@ def schedule_retention(
     settings: RetentionSettings,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
-    """Apply the service's rules every `settings.interval_seconds` (a day) while it runs."""
+    """Apply the service's rules every `settings.interval_seconds` (a day) while it runs, the
+    first time `settings.first_pass_seconds` (10 minutes) after it starts."""
 
     async def job() -> None:
         await apply_retention(
             context.engine, context.settings.service_name, rules, clock(), batch_size=settings.batch_size
         )
 
-    context.every(settings.interval_seconds, job, name="retention")
+    context.every(settings.interval_seconds, job, name="retention", first_after=settings.first_pass_seconds)

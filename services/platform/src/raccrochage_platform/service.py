@@ -78,20 +78,33 @@ class ServiceContext:
         return consumer
 
     def every(
-        self, seconds: float, job: Callable[[], Awaitable[Any]], *, name: str, at_start: bool = False
+        self,
+        seconds: float,
+        job: Callable[[], Awaitable[Any]],
+        *,
+        name: str,
+        at_start: bool = False,
+        first_after: float | None = None,
     ) -> None:
-        """Run `job` every `seconds` (after the wait, or first at start with `at_start`) for as
-        long as the service runs; cancelled at shutdown."""
-        self.background.append(functools.partial(run_every, seconds, job, name=name, at_start=at_start))
+        """Run `job` every `seconds` for as long as the service runs, the first time after
+        `seconds`, or `first_after`, or at start with `at_start`; cancelled at shutdown."""
+        self.background.append(
+            functools.partial(run_every, seconds, job, name=name, at_start=at_start, first_after=first_after)
+        )
 
 
 async def run_every(
-    seconds: float, job: Callable[[], Awaitable[Any]], *, name: str, at_start: bool = False
+    seconds: float,
+    job: Callable[[], Awaitable[Any]],
+    *,
+    name: str,
+    at_start: bool = False,
+    first_after: float | None = None,
 ) -> None:
     """A service's periodic job: a failed pass is logged (its type and place, never its message)
     and the next pass comes all the same, so a database outage delays the job without ending it."""
     if not at_start:
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds if first_after is None else first_after)
     while True:
         try:
             await job()

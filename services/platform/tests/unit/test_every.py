@@ -48,3 +48,15 @@ async def test_the_first_pass_waits_unless_asked_to_run_at_start() -> None:
         task.cancel()
     await asyncio.gather(waiting, at_start, return_exceptions=True)
     assert not ran["waiting"].is_set()
+
+
+async def test_the_first_pass_may_come_sooner_than_the_period() -> None:
+    ran = asyncio.Event()
+
+    async def job() -> None:
+        ran.set()
+
+    task = asyncio.create_task(run_every(3600, job, name="daily", first_after=0.01))
+    await asyncio.wait_for(ran.wait(), 10)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

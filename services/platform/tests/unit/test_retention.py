@@ -34,7 +34,7 @@ async def test_the_job_runs_daily_on_the_service_clock(monkeypatch) -> None:
     context = SimpleNamespace(
         engine="the service's engine",
         settings=SimpleNamespace(service_name="psad"),
-        every=lambda seconds, job, *, name, at_start=False: scheduled.append((seconds, job, name, at_start)),
+        every=lambda seconds, job, *, name, first_after: scheduled.append((seconds, job, name, first_after)),
     )
 
     async def applied(engine, service, rules, now, *, batch_size, dry_run=False):
@@ -44,7 +44,7 @@ async def test_the_job_runs_daily_on_the_service_clock(monkeypatch) -> None:
     monkeypatch.setattr(retention, "apply_retention", applied)
     settings = RetentionSettings(RACCROCHAGE_RETENTION_BATCH=50)
     schedule_retention(context, ["rule"], settings, clock=lambda: frozen)
-    [(seconds, job, name, at_start)] = scheduled
-    assert (seconds, name, at_start) == (24 * 3600, "retention", False)
+    [(seconds, job, name, first_after)] = scheduled
+    assert (seconds, name, first_after) == (24 * 3600, "retention", 600)
     await job()
     assert calls == [("the service's engine", "psad", ["rule"], frozen, 50, False)]
