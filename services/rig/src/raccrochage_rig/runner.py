@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -379,8 +380,8 @@ class ServerWatch:
     the services reconnect to it by themselves."""
 
     name: str
-    alive: object  # () -> bool
-    restart: object  # () -> None; raises when it cannot start
+    alive: Callable[[], bool]
+    restart: Callable[[], None]  # raises when it cannot start
     log: Path
     policy: RestartPolicy = field(default_factory=RestartPolicy)
     started_at: float = field(default_factory=time.monotonic)
