@@ -22,12 +22,12 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import asyncpg
 from nats.js import JetStreamContext
 from raccrochage_contracts import CloudEvent, nats_subject
-from sqlalchemy import bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, UUID
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.types import BigInteger, Text
@@ -450,10 +450,13 @@ class OutboxRelay:
             await conn.execute(_PRUNE, {"age": self.retention_seconds})
 
     async def backlog(self) -> int:
-        async with self.engine.connect() as conn:
-            return int((await conn.execute(BACKLOG)).scalar_one())
+        return int(await again_if_disconnected(lambda: self._scalar(BACKLOG)))
 
     async def oldest_pending_age(self) -> float:
         """Seconds since the oldest unpublished row was committed (0 when none waits)."""
+        return float(await again_if_disconnected(lambda: self._scalar(OLDEST_PENDING_AGE)))
+
+    async def _scalar(self, statement: TextClause) -> Any:
+        # Asked by scrapes and waits, on a pooled connection that may have been closed under it.
         async with self.engine.connect() as conn:
-            return float((await conn.execute(OLDEST_PENDING_AGE)).scalar_one())
+            return (await conn.execute(statement)).scalar_one()

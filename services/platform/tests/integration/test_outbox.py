@@ -355,6 +355,23 @@ async def test_a_row_without_a_stream_fails_at_once_and_a_running_relay_retries_
         await js.delete_stream(stream)
 
 
+async def test_the_backlog_is_read_on_a_new_connection_when_its_pooled_one_was_killed(
+    nc: Client, service_engine: AsyncEngine
+) -> None:
+    relay = OutboxRelay(service_engine, nc.jetstream())
+    assert await relay.backlog() == 0  # leaves its connection in the pool
+    killer = await asyncpg.connect(libpq_dsn(service_engine.url.render_as_string(hide_password=False)))
+    try:
+        await killer.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await killer.close()
+    assert await relay.backlog() == 0
+    assert await relay.oldest_pending_age() == 0
+
+
 async def test_the_relay_outlives_its_connections_being_killed(
     nc: Client, service_engine: AsyncEngine, sample_stream: str, eventually
 ) -> None:
