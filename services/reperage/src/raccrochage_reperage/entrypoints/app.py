@@ -68,7 +68,7 @@ async def build(context: ServiceContext) -> None:
         if answer.card is None:
             log.warning("contact_card_not_given", caller=caller, status=answer.status)
             return {"status": answer.status, "error": answer.reason}
-        log.info("contact_card_given", caller=caller, youth_id=youth_id)
+        log.info("contact_card_given", caller=caller, role=on_behalf.role)
         return {"status": "ok", "card": asdict(answer.card)}
 
     # What the PSADs did with the youths handed over (deploy/topology.toml: reperage_psad).
@@ -77,7 +77,7 @@ async def build(context: ServiceContext) -> None:
     @from_psad.on("psad.case.closed.v1")
     async def case_closed(uow: ReperageUnitOfWork, event: Event[CaseClosed]) -> None:
         if await handovers.case_closed(uow, event.data):
-            log.info("handover_closed_by_psad", youth_id=event.data.youth_id, reason=event.data.reason)
+            log.info("handover_closed_by_psad", case_id=event.data.case_id, reason=event.data.reason)
 
     @from_psad.on("psad.case.transferred.v1")
     async def case_transferred(uow: ReperageUnitOfWork, event: Event[CaseTransferred]) -> None:
