@@ -144,6 +144,7 @@ async def test_the_vault_sweeps_a_complete_erasure_and_a_service_user_may_not(us
         # The youth_id kept for the sweep is gone with it; the scans' consumers are gone too.
         assert (await connection.exec_driver_sql("SELECT count(*) FROM erasure_sweep")).scalar() == 0
     assert [c.name async for c in _consumers(vault, "PSAD")] == []
+    assert await sweeper.sweep("UNDECLARED", frozenset({youth_id})) == {}  # holds nothing
     assert users["reperage"].errors == []
 
 

@@ -89,7 +89,12 @@ class JetStreamSweeper:
         return dict(deleted)
 
     async def _matches(self, stream: str, youth_ids: frozenset[str]) -> list[tuple[int, set[str]]]:
-        if not youth_ids or (await self.js.stream_info(stream)).state.messages == 0:
+        if not youth_ids:
+            return []
+        try:
+            if (await self.js.stream_info(stream)).state.messages == 0:
+                return []
+        except NotFoundError:  # not declared here: it holds nothing
             return []
         name = f"erasure_sweep_{uuid.uuid4().hex}"
         await self.js.add_consumer(

@@ -79,7 +79,7 @@ async def build(context: ServiceContext) -> None:
     @from_psad.on("psad.case.closed.v1")
     async def case_closed(uow: ReperageUnitOfWork, event: Event[CaseClosed]) -> None:
         if await handovers.case_closed(uow, event.data):
-            log.info("handover_closed_by_psad", case_id=event.data.case_id, reason=event.data.reason)
+            log.info("handover_closed_by_psad", case_id=str(event.data.case_id), reason=event.data.reason)
 
     @from_psad.on("psad.case.transferred.v1")
     async def case_transferred(uow: ReperageUnitOfWork, event: Event[CaseTransferred]) -> None:
