@@ -244,6 +244,31 @@ def test_ops_reads_and_changes_no_stream(users):
     )
 
 
+def _may_delete_messages_of(user: dict, stream: str) -> bool:
+    publish = user["permissions"]["publish"]
+    deny = set(publish.get("deny", []))
+    return "$JS.API.>" in publish["allow"] and not deny & {
+        "$JS.API.STREAM.MSG.DELETE.>",
+        f"$JS.API.STREAM.MSG.DELETE.{stream}",
+    }
+
+
+def test_only_the_vault_deletes_messages_and_nobody_purges_or_deletes_a_stream(users):
+    """The erasure sweep (docs/privacy.md): reperage alone deletes messages, in every stream;
+    ops also deletes the dead letters it replays."""
+    streams = {s["stream"] for s in SERVICES.values() if s.get("stream")} | set(TOPOLOGY["streams"])
+    for stream in streams - {"DEADLETTER"}:
+        assert {name for name, user in users.items() if _may_delete_messages_of(user, stream)} == {"reperage"}
+    assert {name for name, user in users.items() if _may_delete_messages_of(user, "DEADLETTER")} == {
+        "reperage",
+        "ops",
+    }
+    for name, user in users.items():
+        assert {"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>"} <= set(
+            user["permissions"]["publish"].get("deny", [])
+        ), name
+
+
 def test_partner_template_publishes_only_on_its_own_subjects(tmp_path):
     template = (NATS_DIR / "partner-user.template.conf").read_text(encoding="utf-8")
     rendered = template.format_map(

@@ -1,7 +1,8 @@
 """Across services, on the real rig: a youth who went through repérage, PSAD, FOQUALE and the MLDS
-is exported, then erased; afterwards no database of any service holds the youth's youth_id, INE
-or contact details, no service log their identity, and the request is complete with every
-service's answer. A service that cannot answer is named by `privacy erase --wait`."""
+is exported, then erased; afterwards no database of any service, no message of any stream (dead
+letters and PRIVACY included) and no service log holds the youth's youth_id, INE or contact
+details, and the request is complete with every service's answer and its streams swept. A
+service that cannot answer is named by `privacy erase --wait`."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from raccrochage_platform.broker import connect_once
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.topology import load_topology
 from raccrochage_rig.state import RigState, load_secrets, service_environment
-from raccrochage_rig.testing.flows import database_traces
+from raccrochage_rig.testing.flows import database_traces, stream_traces
 
 CLI = [sys.executable, "-m", "raccrochage_platform.cli"]
 SERVICES = ("reperage", "psad", "foquale", "mlds", "clause_sociale", "ops")
@@ -172,7 +173,8 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     )
     assert tuple(audited[-1].values()) == ("export", "dpo", "dpo-test")
 
-    # Erasure: every service answers, and nothing of the youth is left anywhere.
+    # Erasure: every service answers, the streams are swept, and nothing of the youth is left
+    # anywhere (--wait waits for the sweep).
     ops_total = await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth")
     erased = await asyncio.to_thread(
         _run, env, "privacy", "erase", "--ine", ine, "--wait", "--timeout", "120"
@@ -186,21 +188,26 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     assert answers["foquale"]["anonymised"]["reservation"] == 1
     assert answers["mlds"]["anonymised"]["candidacy"] == 1
     assert answers["ops"]["anonymised"]["youth"] == 1
+    # The youth's events went from every stream they were in, the request itself from PRIVACY.
+    assert status["swept_at"] is not None
+    assert status["swept"]["PRIVACY"] == 1
+    assert all(status["swept"][stream] >= 1 for stream in ("REPERAGE", "PSAD", "FOQUALE", "MLDS")), status
     needles = [youth_id, ine, *(identity[c] for c in ("telephone", "courriel") if identity[c])]
     for service in SERVICES:
         assert await database_traces(urls[service], needles) == [], service
-    # Logs carry youth_ids at most, never an identity: neither the export nor the erasure wrote one.
-    identity_needles = needles[1:]
-    assert not any(needle in erased.stdout + erased.stderr for needle in identity_needles)
+    assert await stream_traces(state.nats_url, needles) == []
+    # No log line names the youth, not even by youth_id: neither the journey, nor the export,
+    # nor the erasure wrote one.
+    assert not any(needle in erased.stdout + erased.stderr for needle in needles)
     for log_file in sorted((folder / "logs").glob("*.log")):
         text = log_file.read_text(encoding="utf-8", errors="replace")
-        assert [needle for needle in identity_needles if needle in text] == [], log_file.name
+        assert [needle for needle in needles if needle in text] == [], log_file.name
     # The audit kept its rows, unlinked from the youth: the chain is whole.
     assert "chain whole" in await asyncio.to_thread(_cli, env, "privacy", "audit", "verify")
     # ops' figures still count the youth, under a key that names nobody.
     assert await _fetch(urls["ops"], "SELECT count(*) AS n FROM youth") == ops_total
     still = await asyncio.to_thread(_run, env, "privacy", "status", status["request_id"])
-    assert still.returncode == 0 and json.loads(still.stdout)["complete"]
+    assert still.returncode == 0 and json.loads(still.stdout)["swept"] == status["swept"]
 
     # A service that cannot answer (its consumer of erasure requests is gone) is named.
     nc: Client = await connect_once(state.nats_url)
@@ -214,4 +221,5 @@ async def _scenario(folder: Path, env: dict[str, str], tmp_path: Path) -> None:
     )
     assert silent.returncode == 1, silent.stdout + silent.stderr
     assert "no answer from" in silent.stderr and "ops" in silent.stderr.rsplit("no answer from", 1)[1]
-    assert "ops" in json.loads(silent.stdout)["silent"]
+    unanswered = json.loads(silent.stdout)
+    assert "ops" in unanswered["silent"] and unanswered["swept_at"] is None

@@ -55,4 +55,4 @@ async def fetch_contact_card(
         return answer["card"]
     status = 404 if answer.get("status") == "not_found" else 502
     reason = answer.get("reason") or answer.get("status")
-    raise ContactCardError(f"the repérage vault refused youth {youth_id}: {reason}", status)
+    raise ContactCardError(f"the repérage vault refused the contact card: {reason}", status)

@@ -32,6 +32,20 @@ class ReperageSettings(ServiceSettings):
     stall_check_seconds: float = Field(
         60, validation_alias="REPERAGE_STALL_CHECK_SECONDS", gt=0, description="how often stalls are counted"
     )
+    erasure_sweep_seconds: float = Field(
+        300,
+        validation_alias="REPERAGE_ERASURE_SWEEP_SECONDS",
+        gt=0,
+        description="how often the streams are swept of the youths of complete erasure requests, "
+        "besides the sweep each request's last answer starts",
+    )
+    erasure_sweep_batch: int = Field(
+        1000,
+        validation_alias="REPERAGE_ERASURE_SWEEP_BATCH",
+        ge=1,
+        le=10000,
+        description="messages a sweep fetches from a stream at a time",
+    )
     contact_card_callers: str = Field(
         "psad,mlds,clause_sociale", validation_alias="REPERAGE_CONTACT_CARD_CALLERS"
     )

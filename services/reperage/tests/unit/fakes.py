@@ -54,6 +54,7 @@ class FakeDatabase:
     vault: dict[str, VaultIdentity] = field(default_factory=dict)
     audit: list[tuple[str, str, str, bool]] = field(default_factory=list)
     erasures: dict[uuid.UUID, ErasureRecord] = field(default_factory=dict)
+    to_sweep: dict[uuid.UUID, str] = field(default_factory=dict)  # request id -> youth_id
 
     def restore(self, snapshot: FakeDatabase) -> None:
         self.__dict__.update(copy.deepcopy(snapshot.__dict__))
@@ -279,8 +280,9 @@ class FakeErasureRepository(ErasureRepository):
     def __init__(self, db: FakeDatabase) -> None:
         self.db = db
 
-    async def add(self, record: ErasureRecord) -> None:
+    async def add(self, record: ErasureRecord, youth_id: str) -> None:
         self.db.erasures[record.request_id] = record
+        self.db.to_sweep[record.request_id] = youth_id
 
     async def get(self, request_id: uuid.UUID) -> ErasureRecord | None:
         return self.db.erasures.get(request_id)
@@ -301,6 +303,19 @@ class FakeErasureRepository(ErasureRepository):
 
     async def complete(self, request_id: uuid.UUID, at: datetime) -> None:
         self.db.erasures[request_id] = dataclasses.replace(self.db.erasures[request_id], completed_at=at)
+
+    async def due_for_sweep(self) -> dict[uuid.UUID, str]:
+        return {
+            request_id: youth_id
+            for request_id, youth_id in self.db.to_sweep.items()
+            if self.db.erasures[request_id].completed_at is not None
+        }
+
+    async def swept(self, request_id: uuid.UUID, at: datetime, deleted: dict[str, int]) -> None:
+        self.db.erasures[request_id] = dataclasses.replace(
+            self.db.erasures[request_id], swept_at=at, swept=deleted
+        )
+        del self.db.to_sweep[request_id]
 
 
 class FakeReperageUnitOfWork(FakeUnitOfWork, AbstractReperageUnitOfWork):

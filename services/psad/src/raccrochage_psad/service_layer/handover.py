@@ -53,7 +53,8 @@ async def open_cases(uow: PsadUnitOfWork, batch: Sequence[Event[YouthIdentified]
     for event in batch:
         data = event.data
         if data.youth_id in new_cases:
-            log.info("youth_already_has_open_case", youth_id=data.youth_id)
+            opening = new_cases[data.youth_id][0]
+            log.info("youth_already_has_open_case", case_id=opening.case_id, event_id=str(event.envelope.id))
             continue
         case = Case.open(
             _case_id(event.envelope, data.youth_id, data.psad_id),
@@ -81,7 +82,7 @@ async def open_cases(uow: PsadUnitOfWork, batch: Sequence[Event[YouthIdentified]
         if latest is None:
             continue  # another process opened this youth's case meanwhile
         if latest.is_open:
-            log.info("youth_already_has_open_case", youth_id=youth_id)
+            log.info("youth_already_has_open_case", case_id=latest.case_id, event_id=str(event.envelope.id))
         elif latest.psad_id == event.data.psad_id and latest.transferred_to is None:
             reopen.append((latest.case_id, event))
     uow.add_events(opened_envelopes(uow, opened))
@@ -110,7 +111,7 @@ async def reported_again(uow: PsadUnitOfWork, event: Event[YouthReportedAgain]) 
     """Still found nowhere in a later campaign: the open case notes it; nothing else changes."""
     case = await uow.cases.open_case_of(event.data.youth_id, lock=False)
     if case is None:
-        log.info("reported_again_without_open_case", youth_id=event.data.youth_id)
+        log.info("reported_again_without_open_case", event_id=str(event.envelope.id))
         return
     await uow.cases.touch_reported(case.case_id, event.data.as_of)
     if case.psad_id != event.data.psad_id:
@@ -137,17 +138,19 @@ async def found(uow: PsadUnitOfWork, batch: Sequence[Event[YouthFound]]) -> int:
 
 
 async def _found_without_open_case(uow: PsadUnitOfWork, event: Event[YouthFound]) -> None:
-    if await uow.cases.latest_cases([event.data.youth_id]):
-        log.info("found_case_already_closed", youth_id=event.data.youth_id)
+    latest = await uow.cases.latest_cases([event.data.youth_id])
+    if latest:
+        (case,) = latest.values()
+        log.info("found_case_already_closed", case_id=case.case_id, event_id=str(event.envelope.id))
         return
-    raise CaseNotYetOpened(f"no case for youth {event.data.youth_id} yet")
+    raise CaseNotYetOpened(f"no case yet for the youth of event {event.envelope.id}")
 
 
 async def transferred_in(uow: PsadUnitOfWork, event: Event[CaseTransferred]) -> None:
     """The destination PSAD of a transfer opens its own case for the youth."""
     data = event.data
-    if await uow.cases.open_case_of(data.youth_id, lock=False) is not None:
-        log.info("transfer_target_has_open_case", youth_id=data.youth_id)
+    if (open_case := await uow.cases.open_case_of(data.youth_id, lock=False)) is not None:
+        log.info("transfer_target_has_open_case", case_id=open_case.case_id, event_id=str(event.envelope.id))
         return
     case = Case.open(
         _case_id(event.envelope, data.youth_id, data.to_psad_id),

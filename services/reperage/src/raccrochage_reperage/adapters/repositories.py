@@ -44,6 +44,7 @@ from .tables import (
     campaign_youth,
     erasure_answer,
     erasure_request,
+    erasure_sweep,
     handover,
     identity_audit,
     identity_audit_youth,
@@ -439,7 +440,7 @@ class SqlErasureRepository(ErasureRepository):
     def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
 
-    async def add(self, record: ErasureRecord) -> None:
+    async def add(self, record: ErasureRecord, youth_id: str) -> None:
         await self.connection.execute(
             insert(erasure_request).values(
                 request_id=record.request_id,
@@ -449,6 +450,9 @@ class SqlErasureRepository(ErasureRepository):
                 erased=record.erased,
                 completed_at=record.completed_at,
             )
+        )
+        await self.connection.execute(
+            insert(erasure_sweep).values(request_id=record.request_id, youth_id=youth_id)
         )
         if record.answers:
             await self.connection.execute(
@@ -508,6 +512,25 @@ class SqlErasureRepository(ErasureRepository):
             update(erasure_request).where(erasure_request.c.request_id == request_id).values(completed_at=at)
         )
         await self.connection.execute(_FORGET_REQUEST, {"request_id": str(request_id)})
+
+    async def due_for_sweep(self) -> dict[uuid.UUID, str]:
+        # Every request still to sweep, share-locked: one whose last answer is being recorded
+        # is read once that transaction ends, complete. Few rows: erasures are rare.
+        rows = await self.connection.execute(
+            select(erasure_request.c.request_id, erasure_request.c.completed_at, erasure_sweep.c.youth_id)
+            .join(erasure_sweep, erasure_sweep.c.request_id == erasure_request.c.request_id)
+            .order_by(erasure_request.c.request_id)
+            .with_for_update(read=True, of=erasure_request)
+        )
+        return {row.request_id: row.youth_id for row in rows if row.completed_at is not None}
+
+    async def swept(self, request_id: uuid.UUID, at: datetime, deleted: dict[str, int]) -> None:
+        await self.connection.execute(
+            update(erasure_request)
+            .where(erasure_request.c.request_id == request_id)
+            .values(swept_at=at, swept=deleted)
+        )
+        await self.connection.execute(delete(erasure_sweep).where(erasure_sweep.c.request_id == request_id))
 
 
 # The request's event named the youth: once every service has answered it, it has done its work.

@@ -154,7 +154,8 @@ identity_audit_youth = Table(
 )
 
 # The DPO's erasure requests (service_layer/privacy.py): who asked and when, never which youth,
-# and which services have answered. A request is complete when every service has.
+# and which services have answered. A request is complete when every service has, then swept
+# once its youth's messages are deleted from the streams (`swept`: how many, per stream).
 erasure_request = Table(
     "erasure_request",
     metadata,
@@ -164,6 +165,19 @@ erasure_request = Table(
     Column("identity_found", Boolean, nullable=False),  # the vault held the INE's identity
     Column("erased", JSONB, nullable=False),  # the vault's own counts, per kind of record
     Column("completed_at", DateTime(timezone=True)),
+    Column("swept_at", DateTime(timezone=True)),
+    Column("swept", JSONB),
+)
+
+# The youth_id a request's streams are still to be swept of: the vault's one row naming the
+# erased youth, deleted by the sweep that uses it.
+erasure_sweep = Table(
+    "erasure_sweep",
+    metadata,
+    Column(
+        "request_id", Uuid, ForeignKey("erasure_request.request_id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("youth_id", Text, nullable=False),
 )
 
 erasure_answer = Table(

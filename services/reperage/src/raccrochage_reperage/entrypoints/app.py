@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,11 +14,12 @@ from raccrochage_contracts.events.privacy_v1 import ErasureDone
 from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
 from raccrochage_platform.broker import connection
 from raccrochage_platform.consumer import Event
-from raccrochage_platform.logging import get_logger
+from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.privacy import answering_services, ask_export, privacy_consumer
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
 from ..adapters.retention import rules as retention_rules
+from ..adapters.stream_sweep import JetStreamSweeper
 from ..adapters.unit_of_work import ReperageUnitOfWork
 from ..config import ReperageSettings
 from ..service_layer import campaigns, handovers, privacy
@@ -68,7 +70,7 @@ async def build(context: ServiceContext) -> None:
         if answer.card is None:
             log.warning("contact_card_not_given", caller=caller, status=answer.status)
             return {"status": answer.status, "error": answer.reason}
-        log.info("contact_card_given", caller=caller, youth_id=youth_id)
+        log.info("contact_card_given", caller=caller, role=on_behalf.role)
         return {"status": "ok", "card": asdict(answer.card)}
 
     # What the PSADs did with the youths handed over (deploy/topology.toml: reperage_psad).
@@ -77,7 +79,7 @@ async def build(context: ServiceContext) -> None:
     @from_psad.on("psad.case.closed.v1")
     async def case_closed(uow: ReperageUnitOfWork, event: Event[CaseClosed]) -> None:
         if await handovers.case_closed(uow, event.data):
-            log.info("handover_closed_by_psad", youth_id=event.data.youth_id, reason=event.data.reason)
+            log.info("handover_closed_by_psad", case_id=str(event.data.case_id), reason=event.data.reason)
 
     @from_psad.on("psad.case.transferred.v1")
     async def case_transferred(uow: ReperageUnitOfWork, event: Event[CaseTransferred]) -> None:
@@ -107,6 +109,7 @@ async def build(context: ServiceContext) -> None:
 
     # The services' answers to the DPO's erasure requests (service_layer/privacy.py).
     answers = context.consumer(privacy_consumer("reperage"), unit_of_work)
+    sweep_now = asyncio.Event()
 
     @answers.on("privacy.erasure.done.v1")
     async def erasure_done(uow: ReperageUnitOfWork, event: Event[ErasureDone]) -> None:
@@ -114,6 +117,28 @@ async def build(context: ServiceContext) -> None:
             log.warning(
                 "erasure_answer_unexpected", request_id=str(event.data.request_id), service=event.data.service
             )
+        else:
+            sweep_now.set()  # the sweep reads the request once this transaction ends
+
+    # Then the streams are swept of the erased youths: at start, after an answer, and every
+    # REPERAGE_ERASURE_SWEEP_SECONDS (docs/privacy.md "The streams").
+    sweeper = JetStreamSweeper(connection(broker).jetstream(), batch=settings.erasure_sweep_batch)
+    streams = sorted(context.topology.streams)
+
+    async def sweep_streams_of_erased_youths() -> None:
+        while True:
+            sweep_now.clear()
+            try:
+                swept = await privacy.sweep_streams(unit_of_work, sweeper, streams, lambda: datetime.now(UTC))
+            except Exception as error:  # NATS or the database is down: the next pass takes them
+                log.error("erasure_sweep_failed", **error_fields(error))
+            else:
+                for request_id, deleted in swept.items():
+                    log.info("erasure_streams_swept", request_id=str(request_id), deleted=deleted)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(sweep_now.wait(), settings.erasure_sweep_seconds)
+
+    context.background.append(sweep_streams_of_erased_youths)
 
     async def ask(service: str, youth_id: str) -> dict | None:
         return await ask_export(connection(broker), service, youth_id)

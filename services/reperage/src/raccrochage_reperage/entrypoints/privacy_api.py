@@ -33,7 +33,8 @@ class ServiceAnswer(BaseModel):
 
 
 class ErasureStatus(BaseModel):
-    """An erasure request: who asked, what the vault erased, which services have answered."""
+    """An erasure request: who asked, what the vault erased, which services have answered, and
+    whether the streams are swept of the youth's messages (the erasure is then whole)."""
 
     request_id: uuid.UUID
     requested_by: str
@@ -44,6 +45,10 @@ class ErasureStatus(BaseModel):
     completed_at: datetime | None
     silent: list[str] = Field(description="the services that have not answered yet")
     answers: list[ServiceAnswer]
+    swept_at: datetime | None = Field(
+        description="when the youth's messages were deleted from every stream (after completion)"
+    )
+    swept: dict[str, int] | None = Field(description="the youth's messages deleted, per stream")
 
     @classmethod
     def of(cls, record: ErasureRecord) -> ErasureStatus:

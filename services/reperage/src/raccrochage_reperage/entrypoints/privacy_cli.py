@@ -56,7 +56,7 @@ async def _erase(ine: str, by: str, wait: float | None) -> dict:
             now=datetime.now(UTC),
         )
         deadline = time.monotonic() + (wait or 0)
-        while wait is not None and record.completed_at is None and time.monotonic() < deadline:
+        while wait is not None and record.swept_at is None and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             record = await privacy.erasure_status(unit_of_work(), record.request_id)
     return _status_json(record)
@@ -69,13 +69,16 @@ def _refused(error: Exception) -> typer.BadParameter:
 @privacy_app.command("erase")
 def erase(
     ine: Ine,
-    wait: Annotated[bool, typer.Option("--wait", help="wait until every service has answered")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait", help="wait until every service has answered and the streams are swept"),
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=0, help="seconds --wait waits")] = 60,
     by: By = None,
 ) -> None:
     """Erase the youth's identity in the vault and ask every service to erase what it holds.
-    Prints the request's status (JSON); with --wait, exits 1 naming the services still silent
-    after --timeout."""
+    Prints the request's status (JSON); with --wait, exits 1 after --timeout naming the services
+    still silent, or saying the streams are not swept yet."""
     from ..service_layer.privacy import InvalidIne
 
     try:
@@ -83,18 +86,21 @@ def erase(
     except InvalidIne as error:
         raise _refused(error) from None
     print(json.dumps(status, indent=2))
-    if wait and not status["complete"]:
-        typer.echo(
-            f"erasure {status['request_id']} incomplete after {timeout:g}s: no answer from "
-            f"{', '.join(status['silent'])}",
-            err=True,
-        )
+    if wait and status["swept_at"] is None:
+        typer.echo(f"erasure {status['request_id']} {_unfinished(status)} after {timeout:g}s", err=True)
         raise typer.Exit(1)
+
+
+def _unfinished(status: dict) -> str:
+    if not status["complete"]:
+        return f"incomplete: no answer from {', '.join(status['silent'])}"
+    return "complete, but the streams are not swept of the youth yet"
 
 
 @privacy_app.command("status")
 def status(request_id: Annotated[str, typer.Argument(help="the erasure request's id")]) -> None:
-    """An erasure request's status (JSON); exits 1 while some service has not answered."""
+    """An erasure request's status (JSON); exits 1 while some service has not answered or the
+    streams are not swept yet."""
     from ..service_layer import privacy
     from .cli import reperage_runtime
 
@@ -112,7 +118,7 @@ def status(request_id: Annotated[str, typer.Argument(help="the erasure request's
         typer.echo(f"no erasure request {request_id}", err=True)
         raise typer.Exit(2)
     print(json.dumps(_status_json(record), indent=2))
-    if record.completed_at is None:
+    if record.swept_at is None:
         raise typer.Exit(1)
 
 

@@ -2,7 +2,8 @@
 
 Only the vault can turn an INE into a youth_id (the keyed hash), so both start here. An
 erasure deletes the vault's own rows and asks every service by one event (youth_id and request
-id, nothing else), in one transaction; it is complete once every service has answered. An
+id, nothing else), in one transaction; it is complete once every service has answered, and
+whole once a sweep has deleted the youth's messages from the streams (`sweep_streams`). An
 export asks every service by request/reply and adds the identity locally: the identity never
 leaves this process but in the document the DPO receives.
 """
@@ -13,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from raccrochage_contracts.events.privacy_v1 import ErasureDone, ErasureRequested
 
@@ -59,7 +60,7 @@ async def request_erasure(
             completed_at=now if not services else None,
             answers=tuple(ErasureAnswer(service, None) for service in sorted(services)),
         )
-        await uow.erasures.add(record)
+        await uow.erasures.add(record, youth_id)
         uow.add_event(ErasureRequested(request_id=request_id, youth_id=youth_id), subject=str(request_id))
         await uow.commit()
     return record
@@ -74,6 +75,43 @@ async def record_answer(uow: AbstractReperageUnitOfWork, done: ErasureDone, now:
     if record is not None and not record.silent and record.completed_at is None:
         await uow.erasures.complete(done.request_id, now)
     return True
+
+
+class StreamSweeper(Protocol):
+    async def sweep(self, stream: str, youth_ids: frozenset[str]) -> dict[str, int]:
+        """Delete from `stream` every message naming one of the youths; returns how many per
+        youth_id."""
+        ...
+
+
+async def sweep_streams(
+    unit_of_work: Callable[[], AbstractReperageUnitOfWork],
+    sweeper: StreamSweeper,
+    streams: Sequence[str],
+    now: Callable[[], datetime],
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Delete the messages naming the youths of every complete, unswept request from every
+    stream: each stream is scanned once for all of them, however many. Each request then
+    records how many of its youth's messages went per stream, and its youth_id goes. Returns
+    that, per request. A pass that fails leaves its requests to the next (deleting twice is
+    harmless)."""
+    async with unit_of_work() as uow:
+        due = await uow.erasures.due_for_sweep()
+        await uow.commit()
+    if not due:
+        return {}
+    youth_ids = frozenset(due.values())
+    found = {stream: await sweeper.sweep(stream, youth_ids) for stream in streams}
+    swept = {
+        request_id: {stream: counts.get(youth_id, 0) for stream, counts in found.items()}
+        for request_id, youth_id in due.items()
+    }
+    async with unit_of_work() as uow:
+        at = now()
+        for request_id, deleted in swept.items():
+            await uow.erasures.swept(request_id, at, deleted)
+        await uow.commit()
+    return swept
 
 
 async def erasure_status(uow: AbstractReperageUnitOfWork, request_id: uuid.UUID) -> ErasureRecord | None:

@@ -255,6 +255,9 @@ class ErasureRecord:
     erased: dict[str, int]
     completed_at: datetime | None
     answers: tuple[ErasureAnswer, ...]
+    # When the youth's messages were deleted from the streams, and how many per stream.
+    swept_at: datetime | None = None
+    swept: dict[str, int] | None = None
 
     @property
     def silent(self) -> list[str]:
@@ -266,7 +269,8 @@ class ErasureRepository(abc.ABC):
     """The DPO's erasure requests and the services' answers."""
 
     @abc.abstractmethod
-    async def add(self, record: ErasureRecord) -> None: ...
+    async def add(self, record: ErasureRecord, youth_id: str) -> None:
+        """Record the request; its youth_id is kept apart, until the streams are swept of it."""
 
     @abc.abstractmethod
     async def get(self, request_id: uuid.UUID) -> ErasureRecord | None: ...
@@ -281,6 +285,16 @@ class ErasureRepository(abc.ABC):
     @abc.abstractmethod
     async def complete(self, request_id: uuid.UUID, at: datetime) -> None:
         """Mark the request complete and forget its outbox event, which named the youth."""
+
+    @abc.abstractmethod
+    async def due_for_sweep(self) -> dict[uuid.UUID, str]:
+        """The complete requests whose streams are not swept yet: request id -> youth_id. Waits
+        for a transaction completing one to end, so that a sweep woken by it finds it."""
+
+    @abc.abstractmethod
+    async def swept(self, request_id: uuid.UUID, at: datetime, deleted: dict[str, int]) -> None:
+        """The streams are swept of the request's youth (`deleted`: messages per stream): its
+        youth_id goes."""
 
 
 class AbstractReperageUnitOfWork(AbstractUnitOfWork):

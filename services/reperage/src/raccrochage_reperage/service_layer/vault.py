@@ -55,7 +55,7 @@ async def give_contact_card(
         else:
             identity = await uow.vault.get(youth_id)
             answer = (
-                ContactCardAnswer("not_found", reason=f"no youth {youth_id} in the vault")
+                ContactCardAnswer("not_found", reason="no such youth in the vault")
                 if identity is None
                 else ContactCardAnswer(
                     "ok",

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import nats
+from nats.js.errors import NotFoundError
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.migrations import upgrade
 
@@ -73,3 +75,27 @@ async def database_traces(url: str, needles: list[str]) -> list[str]:
         return found
     finally:
         await conn.close()
+
+
+async def stream_traces(nats_url: str, needles: list[str]) -> list[str]:
+    """Every `STREAM #seq holds needle` of the messages of every stream (dead letters and
+    PRIVACY included) whose payload or headers hold one of `needles`."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        found = []
+        for stream in await js.streams_info():
+            if stream.state.messages == 0:
+                continue
+            for seq in range(stream.state.first_seq, stream.state.last_seq + 1):
+                try:
+                    message = await js.get_msg(stream.config.name, seq)
+                except NotFoundError:  # deleted
+                    continue
+                text = (message.data or b"").decode("utf-8", errors="replace") + repr(message.headers or {})
+                found += [
+                    f"{stream.config.name} #{seq} holds {needle}" for needle in needles if needle in text
+                ]
+        return found
+    finally:
+        await nc.close()
