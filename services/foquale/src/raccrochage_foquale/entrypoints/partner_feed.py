@@ -59,6 +59,7 @@ RECORDS: dict[str, type[Payload]] = {
         partner.PlacementRefused,
     )
 }
+REFUSED_PER_BATCH = 200
 FEEDBACK_NAMESPACE = uuid.UUID("5d2e8f0a-3c41-4f6b-9a7e-1b0c2d3e4f50")
 
 
@@ -188,6 +189,9 @@ def partner_consumers(
             each_handler_commits,
             jetstream(context.broker),
             concurrency=1,
+            # The records over the backlog in a batch are answered in one transaction: a large
+            # batch brings a flood's backlog down fast. Those applied go one at a time anyway.
+            batch_size=REFUSED_PER_BATCH,
             **options,
         )
         handle = _limited(limits[definition.partner], partners, unit_of_work)
