@@ -16,7 +16,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -24,8 +24,9 @@ from typing import NamedTuple
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.errors import APIError
 from raccrochage_contracts import nats_subject
-from raccrochage_platform.topology import DEFAULT_PATH, declare, load_topology
+from raccrochage_platform.topology import DEFAULT_PATH, declare, declare_stream, load_topology
 from raccrochage_rig.testing.processes import service_process
 from raccrochage_rig.testing.reliability import (
     OwnServers,
@@ -205,3 +206,32 @@ async def test_a_flooding_partner_does_not_slow_another(flood_servers: OwnServer
 @pytest.mark.timeout(900)
 async def test_a_partner_flooding_twenty_thousand_records(flood_servers: OwnServers) -> None:
     await flood(flood_servers, 20_000)
+
+
+async def test_what_a_partner_stores_is_bounded_per_subject(flood_servers: OwnServers) -> None:
+    """The PARTNER stream's settings, with 10 messages per subject instead of 50,000: a partner
+    over the bound loses its own oldest messages, none of another's, and no publish is refused
+    for it; a record over the size bound is refused at its publish."""
+    partner_stream = load_topology().streams["PARTNER"]
+    bounded = replace(
+        partner_stream, name="PARTNER_BOUND", subjects=("bounded.*.seats.>",), max_msgs_per_subject=10
+    )
+    async with resilient_client(flood_servers.servers.nats_url) as nc:
+        js = nc.jetstream()
+        await declare_stream(js, bounded)
+        for n in range(3):
+            await js.publish(f"bounded.{STEADY}.seats.published.v1", f"b{n}".encode())
+        for n in range(25):
+            await js.publish(f"bounded.{FLOODER}.seats.published.v1", f"a{n}".encode())
+        kept = (await js.stream_info("PARTNER_BOUND", subjects_filter=">")).state.subjects
+        assert kept == {
+            f"bounded.{STEADY}.seats.published.v1": 3,
+            f"bounded.{FLOODER}.seats.published.v1": 10,
+        }
+        newest = await js.get_last_msg("PARTNER_BOUND", f"bounded.{FLOODER}.seats.published.v1")
+        assert newest.data == b"a24"
+        with pytest.raises(APIError, match="message size exceeds maximum allowed"):
+            await js.publish(
+                f"bounded.{FLOODER}.seats.published.v1", b"x" * (partner_stream.max_msg_size + 1)
+            )
+        await js.delete_stream("PARTNER_BOUND")
