@@ -199,7 +199,7 @@ async def run_flood(nc: Client, own: OwnServers, partners: Path, flooded: int) -
 
 
 async def test_a_flooding_partner_does_not_slow_another(flood_servers: OwnServers) -> None:
-    await flood(flood_servers, 3000)
+    await flood(flood_servers, 2000)
 
 
 @pytest.mark.reliability
