@@ -113,6 +113,8 @@ async def run_flood(nc: Client, own: OwnServers, partners: Path, flooded: int) -
     topology = load_topology(DEFAULT_PATH, partners)
     await declare(js, topology, services={"foquale"})
     await js.purge_stream("PARTNER")
+    for partner_id in (FLOODER, STEADY):  # as for partners added since: FOQUALE declares their durables
+        await js.delete_consumer("PARTNER", f"foquale_partner_{partner_id}")
     database = await migrated(servers, "foquale")
     env = service_env(servers, folder, DEFAULT_PATH, "foquale", database, 5) | {
         "RACCROCHAGE_PARTNERS": str(partners)

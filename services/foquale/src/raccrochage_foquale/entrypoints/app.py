@@ -99,7 +99,7 @@ async def build(context: ServiceContext) -> None:
 
     partners = seat_partners()
     # One durable per partner, each held to the partner's rate and backlog (deploy/partners.toml).
-    partner_consumers(context, unit_of_work, EachHandlerCommits, partners, partner_limits())
+    await partner_consumers(context, unit_of_work, EachHandlerCommits, partners, partner_limits())
     log.info("seat_partners", partners=sorted(partners))
     # Partners' requests (core NATS request/reply): their last answers, the reservations that
     # wait for theirs.

@@ -35,6 +35,7 @@ from raccrochage_platform.broker import jetstream
 from raccrochage_platform.consumer import Event, EventConsumer
 from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext
+from raccrochage_platform.topology import declare_consumer
 
 from ..domain.limits import PartnerLimits, RecordRate
 from ..domain.owners import Actor
@@ -169,7 +170,7 @@ async def answer(
     return feedback
 
 
-def partner_consumers(
+async def partner_consumers(
     context: ServiceContext,
     unit_of_work: Callable[[], FoqualeUnitOfWork],
     each_handler_commits: Callable[[], Any],
@@ -178,11 +179,14 @@ def partner_consumers(
     **options: Any,
 ) -> list[EventConsumer]:
     """One consumer per partner's durable, reading records as sent (`RawRecord`), each held to
-    its partner's limits. A partner's batches are handled one at a time, in order."""
+    its partner's limits. A partner's batches are handled one at a time, in order. Each durable is
+    declared here too (as `raccrochage declare` does): a partner added to deploy/partners.toml is
+    read from FOQUALE's next start."""
     consumers = []
     for definition in context.topology.consumers_of("foquale"):
         if definition.partner is None:
             continue
+        await declare_consumer(jetstream(context.broker), definition)
         consumer = EventConsumer(
             definition,
             _raw_registry(),
