@@ -62,3 +62,20 @@ def test_a_wrong_id_uai_or_duplicate_is_refused_and_nothing_is_written(partners_
         assert result.exit_code != 0
         assert says in " ".join(result.output.split()), result.output
     assert partners_file.read_text(encoding="utf-8") == before
+
+
+def test_an_added_partner_gets_its_durable_and_its_limits(partners_file: Path) -> None:
+    from raccrochage_foquale.adapters.partners import partner_limits
+    from raccrochage_foquale.domain.limits import PartnerLimits
+    from raccrochage_platform.topology import load_topology
+
+    runner = CliRunner()
+    result = runner.invoke(partner_app, ["add", "cfa-pau", "--base", "cfa", "--max-backlog", "200"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(partner_app, ["add", "ml-pau", "--base", "ml", "--records-per-second", "2.5"])
+    assert result.exit_code == 0, result.output
+    limits = partner_limits(partners_file)
+    assert limits["cfa-pau"] == PartnerLimits(records_per_second=50, max_backlog=200)  # [limits]' rate
+    assert limits["ml-pau"] == PartnerLimits(records_per_second=2.5, max_backlog=1000)
+    durables = {c.durable for c in load_topology(partners=partners_file).consumers.values()}
+    assert {"foquale_partner_cfa-pau", "foquale_partner_ml-pau"} <= durables

@@ -50,6 +50,7 @@ class Event(NamedTuple, Generic[P]):
     data: P
     partner_id: str | None  # from the NATS subject, never from the payload
     delivered: int
+    pending: int = 0  # messages of this consumer not yet delivered behind this one (its backlog)
 
 
 # A handler runs inside the batch's unit of work, which the consumer opens, claims and commits.
@@ -459,7 +460,8 @@ class EventConsumer:
                 and envelope.type == event_type
                 and (partner_id is None or envelope.source == f"partner/{partner_id}")
             ):
-                return _Parsed(msg, delivered, Event(envelope, envelope.data, partner_id, delivered))
+                pending = msg.metadata.num_pending
+                return _Parsed(msg, delivered, Event(envelope, envelope.data, partner_id, delivered, pending))
         return self._explain(msg, delivered)
 
     def _explain(self, msg: Msg, delivered: int) -> _Parsed:
@@ -492,7 +494,7 @@ class EventConsumer:
             data = model.read(envelope.data)
         except ValidationError as error:
             return _Parsed(msg, delivered, reason=_validation_reason(error, "data"))
-        return _Parsed(msg, delivered, Event(envelope, data, partner_id, delivered))
+        return _Parsed(msg, delivered, Event(envelope, data, partner_id, delivered, msg.metadata.num_pending))
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         await dead_letter(self.js, msg, consumer=self.name, reason=reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from nats.js.errors import NotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_PATH = REPO_ROOT / "deploy" / "topology.toml"
+PARTNERS_TOML = REPO_ROOT / "deploy" / "partners.toml"
+PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")  # one subject token (contracts' naming rule)
 DAY = 24 * 3600
 GIGABYTE = 1024**3
 
@@ -38,6 +41,10 @@ class StreamDef:
     # "new": once full, a publish is refused (the outbox keeps the event and retries);
     # "old": the oldest messages make room (dead letters).
     discard: str = "new"
+    # A bound per subject (-1: none): a subject over it loses its oldest message. On PARTNER it
+    # bounds what one partner can store, whatever the others do.
+    max_msgs_per_subject: int = -1
+    max_msg_size: int = -1  # bytes; -1: the server's max_payload
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -51,6 +58,8 @@ class StreamDef:
             num_replicas=self.replicas,
             max_bytes=self.max_bytes,
             discard=DiscardPolicy(self.discard),
+            max_msgs_per_subject=self.max_msgs_per_subject,
+            max_msg_size=self.max_msg_size,
         )
 
 
@@ -66,6 +75,9 @@ class ConsumerDef:
     max_deliver: int = 6
     backoff_seconds: tuple[float, ...] = (1, 5, 15, 60, 300)
     max_ack_pending: int = 2000
+    # Set on the durables a `per_partner` consumer of topology.toml is expanded into: one per
+    # partner of deploy/partners.toml, reading that partner's subjects only.
+    partner: str | None = None
 
     def backoff_for(self, delivered: int) -> float:
         """Delay before the next delivery after the `delivered`-th failed."""
@@ -116,7 +128,30 @@ class Topology:
         return stream
 
 
-def load_topology(path: Path | None = None) -> Topology:
+def declared_partners(path: Path | None = None) -> list[str]:
+    """The partner ids of deploy/partners.toml (`RACCROCHAGE_PARTNERS` names another file)."""
+    source = path or Path(os.environ.get("RACCROCHAGE_PARTNERS", PARTNERS_TOML))
+    ids = sorted(tomllib.loads(source.read_text(encoding="utf-8")).get("partners", {}))
+    for partner_id in ids:
+        if not PARTNER_ID.match(partner_id):
+            # A '.', '*' or '>' in an id would widen its permissions to other partners' subjects.
+            raise ValueError(f"{source}: partner id {partner_id!r} is not one subject token ([a-z0-9_-])")
+    return ids
+
+
+def _partner_subject(pattern: str, partner_id: str) -> str:
+    """`partner.*.seats.published.v1` for one partner: `partner.<id>.seats.published.v1`."""
+    tokens = pattern.split(".")
+    if tokens[:2] != ["partner", "*"]:
+        raise ValueError(f"a per_partner consumer reads partner.*.… subjects only, not {pattern}")
+    return ".".join(["partner", partner_id, *tokens[2:]])
+
+
+def load_topology(path: Path | None = None, partners: Path | None = None) -> Topology:
+    """The topology of `path` (`RACCROCHAGE_TOPOLOGY`, else deploy/topology.toml); a consumer with
+    `per_partner = true` becomes one durable `<name>_<partner id>` per partner of `partners`
+    (`RACCROCHAGE_PARTNERS`, else deploy/partners.toml), so that no partner's records wait
+    behind another's."""
     path = path or Path(os.environ.get("RACCROCHAGE_TOPOLOGY", DEFAULT_PATH))
     raw = _read(path)
     stream_defaults = raw.get("defaults", {}).get("stream", {})
@@ -134,6 +169,8 @@ def load_topology(path: Path | None = None) -> Topology:
             description=merged.get("description", ""),
             max_bytes=int(merged["max_gigabytes"] * GIGABYTE) if "max_gigabytes" in merged else -1,
             discard=merged.get("discard", "new"),
+            max_msgs_per_subject=merged.get("max_messages_per_subject", -1),
+            max_msg_size=merged["max_message_kilobytes"] * 1024 if "max_message_kilobytes" in merged else -1,
         )
 
     services: dict[str, ServiceDef] = {}
@@ -147,18 +184,28 @@ def load_topology(path: Path | None = None) -> Topology:
     for name, body in raw.get("streams", {}).items():
         streams[name] = stream(name, body)
     consumers: dict[str, ConsumerDef] = {}
-    for durable, body in raw.get("consumers", {}).items():
+    for name, body in raw.get("consumers", {}).items():
         merged = {**consumer_defaults, **body}
-        consumers[durable] = ConsumerDef(
-            durable=durable,
-            service=merged["service"],
-            stream=merged["stream"],
-            filter_subjects=tuple(merged["filter_subjects"]),
-            ack_wait_seconds=merged.get("ack_wait_seconds", 30),
-            max_deliver=merged.get("max_deliver", 6),
-            backoff_seconds=tuple(merged.get("backoff_seconds", ())),
-            max_ack_pending=merged.get("max_ack_pending", 2000),
+        each = (
+            [(f"{name}_{p}", p) for p in declared_partners(partners)]
+            if merged.get("per_partner")
+            else [(name, None)]
         )
+        for durable, partner_id in each:
+            subjects = merged["filter_subjects"]
+            if partner_id is not None:
+                subjects = [_partner_subject(subject, partner_id) for subject in subjects]
+            consumers[durable] = ConsumerDef(
+                durable=durable,
+                service=merged["service"],
+                stream=merged["stream"],
+                filter_subjects=tuple(subjects),
+                ack_wait_seconds=merged.get("ack_wait_seconds", 30),
+                max_deliver=merged.get("max_deliver", 6),
+                backoff_seconds=tuple(merged.get("backoff_seconds", ())),
+                max_ack_pending=merged.get("max_ack_pending", 2000),
+                partner=partner_id,
+            )
     return Topology(services=services, streams=streams, consumers=consumers)
 
 

@@ -43,3 +43,21 @@ def test_no_stream_stores_identities_or_requests() -> None:
         "rpc.reperage.contact_card.psad",
     ):
         assert not [s for s in subjects if nats_match(s, forbidden)], forbidden
+
+
+def test_a_per_partner_consumer_is_one_durable_per_declared_partner(tmp_path) -> None:
+    partners = tmp_path / "partners.toml"
+    partners.write_text('[partners.cfa-a]\nbase = "cfa"\n\n[partners.ml_b]\nbase = "ml"\n', encoding="utf-8")
+    consumers = {c.durable: c for c in load_topology(partners=partners).consumers_of("foquale") if c.partner}
+    assert set(consumers) == {"foquale_partner_cfa-a", "foquale_partner_ml_b"}
+    ours = consumers["foquale_partner_cfa-a"]
+    assert ours.partner == "cfa-a"
+    assert "partner.cfa-a.seats.published.v1" in ours.filter_subjects
+    assert all(subject.startswith("partner.cfa-a.seats.") for subject in ours.filter_subjects)
+    assert not any(subject.endswith(".feedback.v1") for subject in ours.filter_subjects)
+
+
+def test_the_partner_stream_bounds_what_each_partner_stores() -> None:
+    config = load_topology().streams["PARTNER"].config()
+    assert config.max_msgs_per_subject == 50_000  # per subject, so per partner: never another's
+    assert config.max_msg_size == 64 * 1024

@@ -18,31 +18,20 @@ import string
 import subprocess
 import sys
 import time
-import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from raccrochage_platform.topology import REPO_ROOT
+# The partner CLI and the tests read the partners' file and its ids through the rig too.
+from raccrochage_platform.topology import PARTNER_ID as PARTNER_ID
+from raccrochage_platform.topology import PARTNERS_TOML as PARTNERS_TOML
+from raccrochage_platform.topology import REPO_ROOT, declared_partners
 
 from .ports import free_port
 
 RIG_CONF = REPO_ROOT / "deploy" / "nats" / "rig.conf"
 PARTNER_TEMPLATE = REPO_ROOT / "deploy" / "nats" / "partner-user.template.conf"
-PARTNERS_TOML = REPO_ROOT / "deploy" / "partners.toml"
-PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")  # one subject token (contracts' naming rule)
 CREDENTIALS = "partners.json"
-
-
-def declared_partners(path: Path | None = None) -> list[str]:
-    """The partner ids of deploy/partners.toml (`RACCROCHAGE_PARTNERS` names another file)."""
-    source = path or Path(os.environ.get("RACCROCHAGE_PARTNERS", PARTNERS_TOML))
-    ids = sorted(tomllib.loads(source.read_text(encoding="utf-8")).get("partners", {}))
-    for partner_id in ids:
-        if not PARTNER_ID.match(partner_id):
-            # A '.', '*' or '>' in an id would widen its permissions to other partners' subjects.
-            raise ValueError(f"{source}: partner id {partner_id!r} is not one subject token ([a-z0-9_-])")
-    return ids
 
 
 def partner_user(partner_id: str) -> str:

@@ -25,7 +25,7 @@ from raccrochage_platform.service import ServiceContext, ServiceSpec
 from raccrochage_platform.uow import AbstractUnitOfWork
 
 from ..adapters import privacy
-from ..adapters.partners import seat_partners
+from ..adapters.partners import partner_limits, seat_partners
 from ..adapters.retention import rules as retention_rules
 from ..config import FoqualeSettings
 from ..domain.policy import Policy
@@ -35,7 +35,7 @@ from ..service_layer.unit_of_work import FoqualeUnitOfWork, SqlFoqualeUnitOfWork
 from .api import foquale_router
 from .demo import demo_main_job
 from .feedback_replay import feedback_replay
-from .partner_feed import partner_consumer
+from .partner_feed import partner_consumers
 from .pending_reservations import pending_reservations
 
 log = get_logger(__name__)
@@ -98,14 +98,8 @@ async def build(context: ServiceContext) -> None:
                 log.info("seat_refused", request_id=str(cmd.request.request_id), reason=answer.refused.value)
 
     partners = seat_partners()
-    partner_consumer(
-        context,
-        unit_of_work,
-        EachHandlerCommits,
-        partners,
-        batch_size=settings.consumer_batch,
-        concurrency=settings.consumer_concurrency,
-    )
+    # One durable per partner, each held to the partner's rate and backlog (deploy/partners.toml).
+    await partner_consumers(context, unit_of_work, EachHandlerCommits, partners, partner_limits())
     log.info("seat_partners", partners=sorted(partners))
     # Partners' requests (core NATS request/reply): their last answers, the reservations that
     # wait for theirs.

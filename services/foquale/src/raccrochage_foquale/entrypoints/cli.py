@@ -34,6 +34,12 @@ def add(
     seat_uai: Annotated[
         list[str] | None, typer.Option("--seat-uai", help="an establishment it publishes seats for (repeat)")
     ] = None,
+    records_per_second: Annotated[
+        float | None, typer.Option(help="its records applied per second at most (else [limits]'s)", min=0.01)
+    ] = None,
+    max_backlog: Annotated[
+        int | None, typer.Option(help="its records waiting beyond which the oldest are refused", min=1)
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the credentials as one JSON object")] = False,
 ) -> None:
     """Declare a partner (deploy/partners.toml) and generate its NATS user and password."""
@@ -67,6 +73,10 @@ def add(
     entry.append(f"name = {json.dumps(name or partner_id, ensure_ascii=False)}")
     if uais:
         entry.append(f"seat_uais = {json.dumps(uais)}")
+    if records_per_second is not None:  # else the file's [limits] (docs/foquale.md, flood limits)
+        entry.append(f"records_per_second = {records_per_second:g}")
+    if max_backlog is not None:
+        entry.append(f"max_backlog = {max_backlog}")
     text = path.read_text(encoding="utf-8")
     tomllib.loads(text + "\n".join(entry) + "\n")  # the file stays valid TOML, or nothing is written
     with path.open("a", encoding="utf-8") as out:

@@ -7,6 +7,12 @@ answered on `partner.<id>.seats.feedback.v1` through the outbox; the answer is a
 FOQUALE's database, where the partner asks for it again (`feedback_replay`). The partner is the subject's
 (the platform's consumer checks that the envelope's source says the same), never the payload's.
 
+Each partner has a durable of its own (`foquale_partner_<id>`, topology `per_partner`), so a partner's
+flood waits in its own durable and never before another's records, and is held to its limits
+(deploy/partners.toml): at most `records_per_second` records applied per second (the others wait
+in the stream), and while more than `max_backlog` wait, the oldest are answered `rejected`,
+naming that limit, all of a fetched batch in one transaction.
+
 The platform's consumer dead-letters a message whose data does not fit its contract, which the
 partner never sees. Here the data is read as it is (`RawRecord`) and checked against the
 contract by the handler, so that a record with a wrong field is answered with that field, like
@@ -15,6 +21,8 @@ any other refusal; only a message that is not an envelope at all is dead-lettere
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,7 +35,9 @@ from raccrochage_platform.broker import jetstream
 from raccrochage_platform.consumer import Event, EventConsumer
 from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext
+from raccrochage_platform.topology import declare_consumer
 
+from ..domain.limits import PartnerLimits, RecordRate
 from ..domain.owners import Actor
 from ..service_layer.partners import (
     PartnerRecord,
@@ -39,7 +49,6 @@ from ..service_layer.unit_of_work import FoqualeUnitOfWork
 
 log = get_logger(__name__)
 
-FROM_PARTNERS = "foquale_partner"
 RECORDS: dict[str, type[Payload]] = {
     model.event_type: model
     for model in (
@@ -51,6 +60,7 @@ RECORDS: dict[str, type[Payload]] = {
         partner.PlacementRefused,
     )
 }
+REFUSED_PER_BATCH = 200
 FEEDBACK_NAMESPACE = uuid.UUID("5d2e8f0a-3c41-4f6b-9a7e-1b0c2d3e4f50")
 
 
@@ -73,9 +83,42 @@ def _raw_registry() -> Registry:
     return registry
 
 
-def feedback_event_id(record_event_id: uuid.UUID) -> uuid.UUID:
-    """The same record delivered again names the same answer: the outbox writes it once."""
-    return uuid.uuid5(FEEDBACK_NAMESPACE, str(record_event_id))
+def feedback_event_id(record_event_id: uuid.UUID, refused_for: str = "") -> uuid.UUID:
+    """The same record delivered again names the same answer: the outbox writes it once. A record
+    refused for a limit (`refused_for`) has an answer of its own: sent again later, the same
+    record is answered again."""
+    return uuid.uuid5(FEEDBACK_NAMESPACE, f"{record_event_id}{'/' + refused_for if refused_for else ''}")
+
+
+async def refuse_over_backlog(
+    events: list[Event[RawRecord]], limits: PartnerLimits, unit_of_work: Callable[[], FoqualeUnitOfWork]
+) -> None:
+    """Answer `rejected` (field "*", the backlog limit named) to records that found more than the
+    partner's `max_backlog` waiting behind them, without applying them: one transaction."""
+    async with unit_of_work() as uow:
+        for event in events:
+            raw = event.data.data
+            key = (raw.get("partner_key") or raw.get("reservation_id")) if isinstance(raw, dict) else None
+            feedback = partner.SeatsFeedback(
+                partner_key=key if isinstance(key, str) and 0 < len(key) <= 80 else None,
+                record_type=event.envelope.type,
+                record_event_id=event.envelope.id,
+                outcome="rejected",
+                problems=[
+                    partner.Problem(
+                        field="*", reason=limits.backlog_refusal(event.partner_id, event.pending)[:300]
+                    )
+                ],
+            )
+            published = uow.add_event(
+                feedback,
+                subject=f"partner/{event.partner_id}",
+                cause=event.envelope,
+                event_id=feedback_event_id(event.envelope.id, "max_backlog"),
+            )
+            await uow.feedback.add(event.partner_id, published)
+        await uow.commit()
+    log.info("partner_records_over_backlog", partner_id=events[0].partner_id, records=len(events))
 
 
 async def answer(
@@ -127,23 +170,57 @@ async def answer(
     return feedback
 
 
-def partner_consumer(
+async def partner_consumers(
     context: ServiceContext,
     unit_of_work: Callable[[], FoqualeUnitOfWork],
     each_handler_commits: Callable[[], Any],
     partners: dict[str, Actor],
+    limits: dict[str, PartnerLimits],
     **options: Any,
-) -> EventConsumer:
-    """The partner feed's consumer, reading records as sent (`RawRecord`)."""
-    definition = context.topology.consumers[FROM_PARTNERS]
-    consumer = EventConsumer(
-        definition, _raw_registry(), each_handler_commits, jetstream(context.broker), **options
-    )
+) -> list[EventConsumer]:
+    """One consumer per partner's durable, reading records as sent (`RawRecord`), each held to
+    its partner's limits. A partner's batches are handled one at a time, in order. Each durable is
+    declared here too (as `raccrochage declare` does): a partner added to deploy/partners.toml is
+    read from FOQUALE's next start."""
+    consumers = []
+    for definition in context.topology.consumers_of("foquale"):
+        if definition.partner is None:
+            continue
+        await declare_consumer(jetstream(context.broker), definition)
+        consumer = EventConsumer(
+            definition,
+            _raw_registry(),
+            each_handler_commits,
+            jetstream(context.broker),
+            concurrency=1,
+            # The records over the backlog in a batch are answered in one transaction: a large
+            # batch brings a flood's backlog down fast. Those applied go one at a time anyway.
+            batch_size=REFUSED_PER_BATCH,
+            **options,
+        )
+        handle = _limited(limits[definition.partner], partners, unit_of_work)
+        for name in RECORDS:
+            consumer.on_batch(name)(handle)
+        context.consumers.append(consumer)
+        consumers.append(consumer)
+    return consumers
 
-    async def handle(_: Any, event: Event[RawRecord]) -> None:
-        await answer(event, partners, unit_of_work)
 
-    for name in RECORDS:
-        consumer.on(name)(handle)
-    context.consumers.append(consumer)
-    return consumer
+def _limited(
+    limits: PartnerLimits, partners: dict[str, Actor], unit_of_work: Callable[[], FoqualeUnitOfWork]
+) -> Callable[[Any, list[Event[RawRecord]]], Any]:
+    """A partner's handler: the records over its backlog refused at once, the others applied at
+    its rate at most."""
+    rate = RecordRate(limits.records_per_second)
+
+    async def handle(_: Any, events: list[Event[RawRecord]]) -> None:
+        over = [event for event in events if limits.over_backlog(event.pending)]
+        if over:
+            await refuse_over_backlog(over, limits, unit_of_work)
+        for event in events:
+            if limits.over_backlog(event.pending):
+                continue
+            await asyncio.sleep(rate.take(time.monotonic()))  # held: the rest wait in the stream
+            await answer(event, partners, unit_of_work)
+
+    return handle
