@@ -32,6 +32,12 @@ class ReperageSettings(ServiceSettings):
     stall_check_seconds: float = Field(
         60, validation_alias="REPERAGE_STALL_CHECK_SECONDS", gt=0, description="how often stalls are counted"
     )
+    audit_anchor_seconds: float = Field(
+        60,
+        validation_alias="REPERAGE_AUDIT_ANCHOR_SECONDS",
+        gt=0,
+        description="how often the identity audit's head is anchored in the REPERAGE stream, when it moved",
+    )
     contact_card_callers: str = Field(
         "psad,mlds,clause_sociale", validation_alias="REPERAGE_CONTACT_CARD_CALLERS"
     )
