@@ -7,7 +7,7 @@ which keeps the youth's birth date for the convention): not in any stream's mess
 of deploy/topology.toml, PARTNER, PRIVACY and DEADLETTER included), not in any service's log (its
 stdout and stderr), not in another service's database.
 
-Services run as their own processes, started one after the other (as the other flow tests do);
+Services run as their own processes, started together (as the other flow tests do);
 every wait is for a count (cases opened, rows of the canaries, consumers with nothing pending),
 never a sleep."""
 
