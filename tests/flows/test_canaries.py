@@ -21,7 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
@@ -31,7 +31,7 @@ import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
-from raccrochage_clause_sociale.entrypoints.demo import deliver_bilan, place
+from raccrochage_clause_sociale.entrypoints.demo import SITES, clause_terms, deliver_bilan, place
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
 from raccrochage_foquale.adapters.partners import inbox_prefix
@@ -257,29 +257,17 @@ async def clause_mission(clause: dict[str, httpx.AsyncClient], youth_id: str, ag
     """A buyer's clause, its company's mission, the canary placed (convention signed, its card
     read from the vault) and the bilan croisé delivered (the card read again): the mission's id."""
     today = datetime.now(UTC).date()
-    published = await clause["buyer"].post(
-        "/clauses",
-        json={
-            "organisation": "Bordeaux Métropole",
-            "buyer_type": "collectivite_territoriale",
-            "contact_role": "acheteur",
-            "departement": "33",
-            "company_id": "docks-logistique",
-            "contract_object": "Logistique des entrepôts",
-            "notification_date": today.isoformat(),
-            "firm_period_ends_on": (today + timedelta(days=730)).isoformat(),
-            "firm_amount_eur": 250_000,
-            "ends_on": (today + timedelta(days=1460)).isoformat(),
-        },
+    terms = clause_terms(
+        "Bordeaux Métropole", "33", "docks-logistique", "Logistique des entrepôts", 250_000, today
     )
+    published = await clause["buyer"].post("/clauses", json=terms)
     assert published.status_code == 201, published.text
-    site = {"address": "5 quai de Brazza", "postcode": "33100", "city": "Bordeaux", "departement": "33"}
     declared = await clause["company"].post(
         f"/clauses/{published.json()['clause_id']}/missions",
         json={
             "activity_domain": "logistique",
             "tasks": ["Inventaire"],
-            "site": site,
+            "site": SITES["33"],
             "referent_id": "ref-204",
             "hours": 150,
         },
@@ -412,6 +400,8 @@ async def test_no_canary_identity_leaves_the_vault(
 
     needles = [needle for canary in CANARIES for needle in canary.needles()]
     messages = await stream_messages(nc)
+    # Every stream of the topology is read; those the paths write to hold messages.
+    assert {info.config.name for info in await nc.jetstream().streams_info()} >= set(load_topology().streams)
     streams = {stream for stream, _seq, _data in messages}
     assert streams >= {"REPERAGE", "PSAD", "FOQUALE", "MLDS", "CLAUSE", "PARTNER"}, streams
     leaks = [

@@ -142,24 +142,30 @@ async def demo_main_job() -> None:
     _print(summary, http, tokens)
 
 
+def clause_terms(
+    organisation: str, departement: str, company: str, contract: str, amount: int, today
+) -> dict:
+    """A local authority's public contract with a clause sociale, notified today, for four years."""
+    return {
+        "organisation": organisation,
+        "buyer_type": "collectivite_territoriale",
+        "contact_role": "acheteur",
+        "departement": departement,
+        "company_id": company,
+        "contract_object": contract,
+        "notification_date": today.isoformat(),
+        "firm_period_ends_on": (today + timedelta(days=730)).isoformat(),
+        "firm_amount_eur": amount,
+        "ends_on": (today + timedelta(days=1460)).isoformat(),
+    }
+
+
 async def _scenario(c: dict[str, httpx.AsyncClient], youths: list[tuple[str, int]], today) -> dict[str, Any]:
     clauses, missions = {}, {}
     for buyer_id, organisation, departement, company, contract, amount in BUYERS:
         clause = _ok(
             await c[f"buyer-{departement}"].post(
-                "/clauses",
-                json={
-                    "organisation": organisation,
-                    "buyer_type": "collectivite_territoriale",
-                    "contact_role": "acheteur",
-                    "departement": departement,
-                    "company_id": company,
-                    "contract_object": contract,
-                    "notification_date": today.isoformat(),
-                    "firm_period_ends_on": (today + timedelta(days=730)).isoformat(),
-                    "firm_amount_eur": amount,
-                    "ends_on": (today + timedelta(days=1460)).isoformat(),
-                },
+                "/clauses", json=clause_terms(organisation, departement, company, contract, amount, today)
             ),
             f"{buyer_id} publishes a clause",
         )
