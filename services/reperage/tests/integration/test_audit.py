@@ -234,3 +234,12 @@ async def test_the_contact_card_audit_moves_into_the_chain(servers) -> None:
         (3, "dpo:d", "export", "export", "y3"),
     ]
     assert (await verify(url)).ok
+
+
+async def test_verify_without_the_anchors_exits_2(reperage_db: str, reperage_env: dict[str, str]) -> None:
+    await append(reperage_db, 2)
+    # Nothing listens on port 1: the anchors cannot be read, so the chain is not called whole.
+    code, err = await run_verify(
+        {**reperage_env, "DATABASE_URL": reperage_db, "NATS_URL": "nats://127.0.0.1:1"}
+    )
+    assert code == 2 and "cannot read the audit's anchors: NATS is unreachable" in err, err

@@ -116,6 +116,7 @@ async def build(context: ServiceContext) -> None:
         if head is not None and head != anchored:
             await audit_anchors.publish(jetstream(broker), head, datetime.now(UTC))
             anchored = head
+            log.info("audit_anchored", seq=head[0])
 
     context.every(settings.audit_anchor_seconds, anchor_audit, name="audit_anchor", at_start=True)
 

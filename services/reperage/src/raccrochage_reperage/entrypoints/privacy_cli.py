@@ -177,7 +177,11 @@ async def _verify():
     for needed in ("DATABASE_URL", "NATS_URL"):
         if needed not in os.environ:
             raise typer.BadParameter(f"no rig found: run `raccrochage up --detach` first, or set {needed}")
-    nc = await connect_once(os.environ["NATS_URL"], timeout=5)
+    try:
+        nc = await connect_once(os.environ["NATS_URL"], timeout=5)
+    except Exception as error:
+        typer.echo(f"cannot read the audit's anchors: NATS is unreachable ({type(error).__name__})", err=True)
+        raise typer.Exit(2) from None
     engine = make_engine(os.environ["DATABASE_URL"], application_name="reperage-audit-verify")
     try:
         js = nc.jetstream()
