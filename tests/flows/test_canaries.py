@@ -351,6 +351,10 @@ async def test_no_canary_identity_leaves_the_vault(
         )
         assert enrolled.status_code == 200, enrolled.text
 
+    async def enrolled_in_clause() -> set[str]:
+        return await youths_in(databases["clause_sociale"], "enrolment", [vault[IN_CLAUSE.ine]])
+
+    await eventually(enrolled_in_clause, "clause_sociale told of the MLDS enrolment")
     clause = {
         "buyer": bearer("buyer", organisation="bordeaux-metropole"),
         "company": bearer("company", sub="ref-204", organisation="docks-logistique"),
