@@ -1,31 +1,42 @@
 """Canaries, on real NATS and PostgreSQL: known, distinctive identities go through the demo's
-path (a partner's feed, an SIEI file, PSAD cases, a counsellor reading a contact card, ops'
-projections) and none of them may come out anywhere but the repérage vault: not in any stream's
-messages (dead letters included), not in any service's log (its stdout and stderr), not in ops'
-or PSAD's database.
+paths across the whole system, as `make run` runs it (a partner's feed, an SIEI file, PSAD cases,
+a counsellor reading a contact card, a FOQUALE seat the school and the partner answer, an MLDS
+candidacy admitted, a clause sociale mission with its convention and bilan croisé, ops'
+projections), and none of them may come out anywhere but the repérage vault (and clause_sociale,
+which keeps the youth's birth date for the convention): not in any stream's messages (every stream
+of deploy/topology.toml, PARTNER, PRIVACY and DEADLETTER included), not in any service's log (its
+stdout and stderr), not in another service's database.
 
-Services run as their own processes, started one after the other (as the other flow tests do);
-every wait is for a count (cases opened, consumers with nothing pending), never a sleep."""
+Services run as their own processes, started together (as the other flow tests do);
+every wait is for a count (cases opened, rows of the canaries, consumers with nothing pending),
+never a sleep."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import csv
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
 import httpx
+import nats
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
+from raccrochage_clause_sociale.entrypoints.demo import SITES, clause_terms, deliver_bilan, place
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
+from raccrochage_foquale.adapters.partners import inbox_prefix
+from raccrochage_foquale.entrypoints import demo as foquale_demo
+from raccrochage_mlds.entrypoints.demo import admit, candidacy_for_case, request_mlds_solution
 from raccrochage_platform.auth import mint
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.topology import declare, load_topology
@@ -35,7 +46,8 @@ from raccrochage_rig.testing.processes import ServiceProcess
 from raccrochage_rig.testing.servers import Servers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-SERVICES = ("reperage", "psad", "ops")
+# Every service, in `make run`'s order of main jobs (ops last: it projects what the others publish).
+SERVICES = ("reperage", "psad", "foquale", "mlds", "clause_sociale", "ops")
 TOKEN_KEY = "c" * 64
 AS_OF = date(2026, 11, 2)
 WAIT = 240  # seconds: generous, for a loaded machine; every wait ends as soon as its count is met
@@ -65,8 +77,9 @@ class Canary:
         ]
 
 
-# Handed over to PSAD (its card read by a counsellor), found later by a partner, found by a
-# partner before the campaign, and a partner's enrolment of nobody in the campaign.
+# Handed over to PSAD (its card read by a counsellor, then a FOQUALE seat), found later by a
+# partner, found by a partner before the campaign, a partner's enrolment of nobody in the
+# campaign, and handed over to PSAD then the MLDS and a clause sociale mission.
 CANARIES = [
     Canary(
         f"09{n}77{n}55{n}1K",
@@ -77,14 +90,14 @@ CANARIES = [
         f"quillonette{n}.canari@kanaryx.invalid",
         f"{n} impasse du Canari Jaune",
     )
-    for n in range(4)
+    for n in range(5)
 ]
-IN_SIEI, FOUND_LATER, FOUND_BEFORE, PARTNER_ONLY = CANARIES
+IN_SIEI, FOUND_LATER, FOUND_BEFORE, PARTNER_ONLY, IN_CLAUSE = CANARIES
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def topology(nc: Client, deadletter_stream: str) -> None:
-    """Fresh consumers for the three services and empty streams: the waits below count what
+    """Fresh consumers for every service and empty streams: the waits below count what
     this test's events leave pending."""
     js = nc.jetstream()
     definitions = load_topology()
@@ -116,10 +129,9 @@ def running(
         yield processes
 
 
-def bearer(role: str, territory: str | None = None) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {mint(TOKEN_KEY, role=role, sub=f'canary-{role}', territory=territory)}"
-    }
+def bearer(role: str, territory: str | None = None, sub: str = "", **binding: str) -> dict[str, str]:
+    token = mint(TOKEN_KEY, role=role, sub=sub or f"canary-{role}", territory=territory, **binding)
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def fetch(url: str, query: str, *arguments) -> list[asyncpg.Record]:
@@ -146,7 +158,7 @@ def siei_with_canaries(folder: Path) -> Path:
     with path.open(encoding="utf-8", newline="") as file:
         rows = list(csv.DictReader(file, delimiter=";"))
     template = next(row for row in rows if row["code_postal"].startswith("33"))
-    for canary in (IN_SIEI, FOUND_LATER, FOUND_BEFORE):
+    for canary in (IN_SIEI, FOUND_LATER, FOUND_BEFORE, IN_CLAUSE):
         rows.append(
             {
                 **template,
@@ -179,7 +191,7 @@ async def partner_enrols(nc: Client, canary: Canary) -> None:
 
 
 async def settled(nc: Client) -> bool:
-    """Every consumer of the three services has nothing left to deliver or to acknowledge."""
+    """Every consumer of every service has nothing left to deliver or to acknowledge."""
     js = nc.jetstream()
     for service in SERVICES:
         for consumer in load_topology().consumers_of(service):
@@ -204,15 +216,86 @@ async def stream_messages(nc: Client) -> Iterator[tuple[str, int, bytes]]:
     return found
 
 
+async def youths_in(url: str, table: str, youths: list[str]) -> set[str]:
+    rows = await fetch(url, f"SELECT DISTINCT youth_id FROM {table} WHERE youth_id = ANY($1)", youths)
+    return {row["youth_id"] for row in rows}
+
+
+async def publish_seats(nc: Client, foquale: httpx.AsyncClient) -> str:
+    """FOQUALE's demo offers: a school's through the API (its key made by ops), the rectorat's
+    over NATS (the PARTNER stream); the school's API key once FOQUALE holds all of them."""
+    created = await foquale.post(
+        "/foquale/api-keys",
+        json={"uais": [foquale_demo.SCHOOL_UAI], "label": "canary school"},
+        headers=bearer("ops"),
+    )
+    assert created.status_code in (200, 201), created.text
+    api_key = created.json()["api_key"]
+    school = foquale_demo.seat_record("canary-bac-pro", foquale_demo.SCHOOL_UAI, "33", 8, "Bac pro commerce")
+    offered = await foquale.post("/foquale/offers", json=school, headers={"X-Api-Key": api_key})
+    assert offered.status_code in (200, 201), offered.text
+    return api_key
+
+
+async def answer_reservation(nats_url: str, foquale: httpx.AsyncClient, api_key: str) -> None:
+    """Whoever owns the canary's seat answers, as in the demo: the school through the API, the
+    rectorat through its feed (its own inbox)."""
+    partner = await nats.connect(nats_url, inbox_prefix=inbox_prefix(foquale_demo.PARTNER))
+    answered: Counter = Counter()
+    deadline = time.monotonic() + WAIT
+    try:
+        await asyncio.gather(
+            foquale_demo.confirm_reservations(foquale, api_key, answered, 1, deadline),
+            foquale_demo.partner_answers(partner, answered, 1, deadline),
+        )
+    finally:
+        await partner.close()
+    assert answered.total() >= 1, "nobody answered the canary's reservation"
+
+
+async def clause_mission(clause: dict[str, httpx.AsyncClient], youth_id: str, age: int) -> str:
+    """A buyer's clause, its company's mission, the canary placed (convention signed, its card
+    read from the vault) and the bilan croisé delivered (the card read again): the mission's id."""
+    today = datetime.now(UTC).date()
+    terms = clause_terms(
+        "Bordeaux Métropole", "33", "docks-logistique", "Logistique des entrepôts", 250_000, today
+    )
+    published = await clause["buyer"].post("/clauses", json=terms)
+    assert published.status_code == 201, published.text
+    declared = await clause["company"].post(
+        f"/clauses/{published.json()['clause_id']}/missions",
+        json={
+            "activity_domain": "logistique",
+            "tasks": ["Inventaire"],
+            "site": SITES["33"],
+            "referent_id": "ref-204",
+            "hours": 150,
+        },
+    )
+    assert declared.status_code == 201, declared.text
+    mission = declared.json()["mission_id"]
+    await place(clause["company"], clause["tutor"], mission, youth_id, age, "ref-204", today)
+    await deliver_bilan(clause["company"], clause["tutor"], mission)
+    return mission
+
+
 async def test_no_canary_identity_leaves_the_vault(
-    nc: Client, running: dict[str, ServiceProcess], databases: dict[str, str], tmp_path: Path
+    nc: Client,
+    servers: Servers,
+    running: dict[str, ServiceProcess],
+    databases: dict[str, str],
+    tmp_path: Path,
 ) -> None:
+    url = {service: process.url for service, process in running.items()}
     await partner_enrols(nc, FOUND_BEFORE)
     await partner_enrols(nc, PARTNER_ONLY)
+    async with httpx.AsyncClient(base_url=url["foquale"], timeout=WAIT) as foquale:
+        api_key = await publish_seats(nc, foquale)
+    assert await foquale_demo.publish_partner_seats(nc) == len(foquale_demo.RECTORAT_SEATS)
     siei = siei_with_canaries(tmp_path / "demo")
     async with httpx.AsyncClient(timeout=WAIT, headers=bearer("campaign_manager")) as client:
         uploaded = await client.post(
-            f"{running['reperage'].url}/campaigns/canary/siei",
+            f"{url['reperage']}/campaigns/canary/siei",
             params={"as_of": AS_OF.isoformat()},
             files={"file": (siei.name, siei.read_bytes(), "text/csv")},
         )
@@ -228,8 +311,8 @@ async def test_no_canary_identity_leaves_the_vault(
         )
     }
     # The vault keeps the youths it hands over; one a partner already enrolled is not among them.
-    assert set(vault) == {IN_SIEI.ine, FOUND_LATER.ine}
-    handed = [vault[IN_SIEI.ine], vault[FOUND_LATER.ine]]
+    assert set(vault) == {IN_SIEI.ine, FOUND_LATER.ine, IN_CLAUSE.ine}
+    handed = list(vault.values())
 
     async def cases() -> dict[str, str]:
         rows = await fetch(
@@ -237,34 +320,94 @@ async def test_no_canary_identity_leaves_the_vault(
         )
         return {row["youth_id"]: str(row["case_id"]) for row in rows} if len(rows) == len(handed) else {}
 
-    case_of = await eventually(cases, "PSAD's cases of the two canaries handed over")
+    case_of = await eventually(cases, "PSAD's cases of the three canaries handed over")
+    seat_case, clause_case = case_of[vault[IN_SIEI.ine]], case_of[vault[IN_CLAUSE.ine]]
 
-    # A counsellor reads a canary's contact card (through PSAD, from the vault, audited there).
-    async with httpx.AsyncClient(
-        base_url=running["psad"].url, headers=bearer("counsellor", "33"), timeout=WAIT
-    ) as psad:
-        card = await psad.get(f"/cases/{case_of[vault[IN_SIEI.ine]]}/contact")
-    assert card.status_code == 200, card.text
-    assert card.json()["card"]["courriel"] == IN_SIEI.courriel
+    async with (
+        httpx.AsyncClient(base_url=url["psad"], headers=bearer("counsellor", "33"), timeout=WAIT) as psad,
+        httpx.AsyncClient(
+            base_url=url["mlds"], headers=bearer("mlds_coordinator", "33"), timeout=WAIT
+        ) as mlds,
+        httpx.AsyncClient(base_url=url["foquale"], timeout=WAIT) as foquale,
+    ):
+        # A counsellor reads a canary's contact card (through PSAD, from the vault, audited there).
+        card = await psad.get(f"/cases/{seat_case}/contact")
+        assert card.status_code == 200, card.text
+        assert card.json()["card"]["courriel"] == IN_SIEI.courriel
+        # Then asks FOQUALE for a seat: reserved, and answered by the seat's owner.
+        await request_mlds_solution(psad, seat_case, "foquale_seat", ["commerce"])
+
+        async def reserved() -> set[str]:
+            return await youths_in(databases["foquale"], "reservation", [vault[IN_SIEI.ine]])
+
+        await eventually(reserved, "FOQUALE's reservation for the canary")
+        await answer_reservation(servers.nats_url, foquale, api_key)
+        # Another canary goes to the MLDS for a clause sociale: admitted and enrolled there.
+        await request_mlds_solution(psad, clause_case, "clause_sociale_via_mlds", ["mlds:paps-33-01"])
+        admitted = await admit(mlds, await candidacy_for_case(mlds, clause_case, timeout=WAIT))
+        assert admitted["status"] == "admitted", admitted
+        enrolled = await mlds.post(
+            f"/candidacies/{admitted['candidacy_id']}/enrol", json={"started_on": date.today().isoformat()}
+        )
+        assert enrolled.status_code == 200, enrolled.text
+
+    async def enrolled_in_clause() -> set[str]:
+        return await youths_in(databases["clause_sociale"], "enrolment", [vault[IN_CLAUSE.ine]])
+
+    await eventually(enrolled_in_clause, "clause_sociale told of the MLDS enrolment")
+    clause = {
+        "buyer": bearer("buyer", organisation="bordeaux-metropole"),
+        "company": bearer("company", sub="ref-204", organisation="docks-logistique"),
+        "tutor": bearer("mlds_tutor", "33"),
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            who: await stack.enter_async_context(
+                httpx.AsyncClient(base_url=url["clause_sociale"], headers=headers, timeout=WAIT)
+            )
+            for who, headers in clause.items()
+        }
+        await clause_mission(clients, vault[IN_CLAUSE.ine], age=17)
+
     # A partner then enrols another canary: the vault finds them and tells PSAD by youth_id.
     await partner_enrols(nc, FOUND_LATER)
 
-    async def found_later_projected() -> bool:
-        rows = await fetch(databases["ops"], "SELECT youth_id FROM youth WHERE youth_id = ANY($1)", handed)
-        return len(rows) == len(handed) and await settled(nc)
+    # Each service holds the canaries that reached it (by youth_id), and every consumer settled.
+    reached = {
+        "psad": ("case_file", handed),
+        "foquale": ("reservation", [vault[IN_SIEI.ine]]),
+        "mlds": ("candidacy", [vault[IN_CLAUSE.ine]]),
+        "clause_sociale": ("enrolment", [vault[IN_CLAUSE.ine]]),
+        "ops": ("youth", handed),
+    }
 
-    await eventually(found_later_projected, "ops projecting both canaries, every consumer settled")
+    async def everywhere() -> bool:
+        for service, (table, youths) in reached.items():
+            if await youths_in(databases[service], table, youths) != set(youths):
+                return False
+        return await settled(nc)
+
+    await eventually(everywhere, "every service holding its canaries, every consumer settled")
     audit = await fetch(
         databases["reperage"],
-        "SELECT caller, role, territory FROM identity_audit JOIN identity_audit_youth USING (seq) "
-        "WHERE youth_id = $1",
+        "SELECT caller, role, territory, what FROM identity_audit JOIN identity_audit_youth USING (seq) "
+        "WHERE youth_id = $1 ORDER BY seq",
         vault[IN_SIEI.ine],
     )
-    assert [tuple(row.values()) for row in audit] == [("psad", "counsellor", "33")]
+    assert [tuple(row.values()) for row in audit] == [("psad", "counsellor", "33", "contact_card")]
+    audit = await fetch(
+        databases["reperage"],
+        "SELECT caller FROM identity_audit JOIN identity_audit_youth USING (seq) WHERE youth_id = $1",
+        vault[IN_CLAUSE.ine],
+    )
+    assert {row["caller"] for row in audit} == {"clause_sociale"}  # the convention and the bilan
 
     needles = [needle for canary in CANARIES for needle in canary.needles()]
     messages = await stream_messages(nc)
-    assert {stream for stream, _seq, _data in messages} >= {"REPERAGE", "PSAD"}
+    # Every stream of the topology is read; those the paths write to hold messages.
+    assert {info.config.name for info in await nc.jetstream().streams_info()} >= set(load_topology().streams)
+    streams = {stream for stream, _seq, _data in messages}
+    assert streams >= {"REPERAGE", "PSAD", "FOQUALE", "MLDS", "CLAUSE", "PARTNER"}, streams
     leaks = [
         f"{stream} #{seq} holds {needle}"
         for stream, seq, data in messages
@@ -275,9 +418,14 @@ async def test_no_canary_identity_leaves_the_vault(
         log = process.log_text()
         assert log, f"{service} logged nothing"
         leaks += [f"{service}'s log holds {needle}" for needle in needles if needle in log]
-    for service in ("ops", "psad"):
+    for service in ("psad", "foquale", "mlds", "ops"):
         leaks += [f"{service}: {trace}" for trace in await database_traces(databases[service], needles)]
     assert leaks == []
+    # clause_sociale keeps the birth date the vault gave for the convention (a minor's needs a
+    # legal guardian), in the mission's history, and nothing else of a canary.
+    assert await database_traces(databases["clause_sociale"], needles) == [
+        f"mission.history holds {IN_CLAUSE.birth.isoformat()}"
+    ]
     # The same search finds the canaries where they belong: the vault.
     assert f"youth.courriel holds {IN_SIEI.courriel}" in await database_traces(
         databases["reperage"], [IN_SIEI.courriel]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -93,3 +93,15 @@ class CampaignIngested(Payload):
     excluded: int = Field(ge=0)
     identified: int = Field(ge=0)
     reported_again: int = Field(0, ge=0)
+
+
+@event_type("reperage.audit.anchored.v1")
+class AuditAnchored(Payload):
+    """The identity audit chain's last row as the vault saw it: its number and its hash, on a
+    subject of its own, out of reach of whoever can rewrite the vault's database. `raccrochage
+    privacy audit verify` checks that the chain still holds every row anchored, so deleting its
+    last rows shows. No personal data: a row number and a hash."""
+
+    seq: int = Field(ge=1, description="the chain's last row (identity_audit.seq)")
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$", max_length=64, description="that row's hash")
+    anchored_at: datetime

@@ -235,8 +235,18 @@ async def _announce_port(port: int) -> None:
         Path(path).write_text(str(port), encoding="utf-8")
 
 
+def service_spec(name: str) -> ServiceSpec | None:
+    """The spec of service `name`, importing no other service's package (a process runs one
+    service, and importing all six took a start's time twice over): its entry point alone, unless
+    RACCROCHAGE_EXTRA_SERVICES may name it."""
+    if not os.environ.get("RACCROCHAGE_EXTRA_SERVICES"):
+        for entry in entry_points(group="raccrochage.services", name=name):
+            return entry.load()
+    return installed_services().get(name)
+
+
 def main(name: str) -> None:
-    specs = installed_services()
-    if name not in specs:
-        raise SystemExit(f"unknown service {name!r}; installed: {', '.join(specs) or 'none'}")
-    event_loop.run(run_service(specs[name]))
+    spec = service_spec(name)
+    if spec is None:
+        raise SystemExit(f"unknown service {name!r}; installed: {', '.join(installed_services()) or 'none'}")
+    event_loop.run(run_service(spec))

@@ -46,6 +46,12 @@ class ReperageSettings(ServiceSettings):
         le=10000,
         description="messages a sweep fetches from a stream at a time",
     )
+    audit_anchor_seconds: float = Field(
+        60,
+        validation_alias="REPERAGE_AUDIT_ANCHOR_SECONDS",
+        gt=0,
+        description="how often the identity audit's head is anchored in the REPERAGE stream, when it moved",
+    )
     contact_card_callers: str = Field(
         "psad,mlds,clause_sociale", validation_alias="REPERAGE_CONTACT_CARD_CALLERS"
     )

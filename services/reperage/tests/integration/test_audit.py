@@ -1,6 +1,7 @@
-"""The identity audit on real PostgreSQL: append-only for the service's role (tried), a hash chain
-that concurrent reads do not fork, and `raccrochage privacy audit verify` finding an edited, a
-deleted and a moved row."""
+"""The identity audit on real PostgreSQL and NATS: append-only for the service's role (tried), a
+hash chain that concurrent reads do not fork, and `raccrochage privacy audit verify` finding an
+edited, a deleted and a moved row, and, against the heads anchored in the REPERAGE stream (by the
+service and by verify itself), the chain's last rows deleted by a superuser."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import pytest_asyncio
+from nats.aio.client import Client
 from raccrochage_platform.db import libpq_dsn, make_engine
 from raccrochage_platform.migrations import upgrade
-from raccrochage_reperage.adapters import audit
+from raccrochage_reperage.adapters import audit, audit_anchors
 from raccrochage_reperage.service_layer.unit_of_work import IdentityRead
 from raccrochage_rig.provision import service_database_url
+from raccrochage_rig.testing.processes import service_process
 
 from .conftest import MIGRATIONS
 
@@ -50,6 +54,27 @@ async def verify(url: str) -> audit.ChainReport:
             return await audit.verify(connection)
     finally:
         await engine.dispose()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def no_anchors(nc: Client, reperage_stream: str) -> None:
+    """No head anchored by an earlier test's database: each test's chain is its own."""
+    await nc.jetstream().purge_stream(reperage_stream, subject=audit_anchors.SUBJECT)
+
+
+async def run_verify(env: dict[str, str]) -> tuple[int, str]:
+    """`raccrochage privacy audit verify`: its exit code and its output (stdout, then stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        RACCROCHAGE,
+        "privacy",
+        "audit",
+        "verify",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode, (out + err).decode()
 
 
 async def test_the_service_role_may_append_to_the_audit_but_neither_update_nor_delete(servers) -> None:
@@ -111,15 +136,12 @@ TAMPERING = {
 
 @pytest.mark.parametrize("tampering", TAMPERING)
 async def test_verify_names_the_first_row_tampered_with(
-    tampering: str, reperage_db: str, conn, reperage_env: dict[str, str]
+    tampering: str, reperage_db: str, conn, reperage_env: dict[str, str], no_anchors: None
 ) -> None:
     await append(reperage_db, 5)
     env = {**reperage_env, "DATABASE_URL": reperage_db}
-    whole = await asyncio.create_subprocess_exec(
-        RACCROCHAGE, "privacy", "audit", "verify", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await whole.communicate()
-    assert whole.returncode == 0 and b"5 rows, chain whole" in out
+    code, out = await run_verify(env)
+    assert code == 0 and "5 rows, chain whole" in out, out
 
     statements, seq, problem = TAMPERING[tampering]
     # Whoever tampers must get past the trigger: the database's owner or a superuser.
@@ -127,12 +149,60 @@ async def test_verify_names_the_first_row_tampered_with(
     for statement in statements:
         await conn.execute(statement)
 
-    broken = await asyncio.create_subprocess_exec(
-        RACCROCHAGE, "privacy", "audit", "verify", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await broken.communicate()
-    assert broken.returncode == 1
-    assert f"identity audit broken at row {seq}: ".encode() in err and problem.encode() in err
+    code, err = await run_verify(env)
+    assert code == 1
+    assert f"identity audit broken at row {seq}: " in err and problem in err, err
+
+
+async def delete_last_rows(conn, first: int) -> None:
+    """What a superuser can do to the chain: drop the trigger, delete from row `first` on."""
+    await conn.execute("DROP TRIGGER identity_audit_no_change ON identity_audit")
+    await conn.execute("DELETE FROM identity_audit_youth WHERE seq >= $1", first)
+    await conn.execute("DELETE FROM identity_audit WHERE seq >= $1", first)
+
+
+async def test_the_service_anchors_the_head_and_verify_finds_the_last_rows_deleted(
+    reperage_db: str, conn, reperage_env: dict[str, str], no_anchors: None, nc: Client, tmp_path: Path
+) -> None:
+    await append(reperage_db, 5)
+    # The service anchors the chain's head in the REPERAGE stream as it starts.
+    with service_process("reperage", reperage_env, tmp_path):
+        js = nc.jetstream()
+        deadline = asyncio.get_running_loop().time() + 60
+        while not (anchors := await audit_anchors.read(js)):
+            assert asyncio.get_running_loop().time() < deadline, "the service anchored no head"
+            await asyncio.sleep(0.2)
+    assert [(a.seq, a.hash) for a in anchors] == [
+        (5, (await conn.fetchval("SELECT hash FROM identity_audit WHERE seq = 5")))
+    ]
+
+    await delete_last_rows(conn, 4)
+    assert (await verify(reperage_db)).ok  # the chain alone still verifies
+    code, err = await run_verify({**reperage_env, "DATABASE_URL": reperage_db})
+    assert code == 1, err
+    assert "identity audit broken at row 4: the chain ends at row 3 but row 5 was anchored at " in err, err
+    assert "rows 4 to 5 are missing (the chain's last rows were deleted)" in err, err
+
+
+async def test_verify_anchors_the_head_and_finds_the_tail_written_again(
+    reperage_db: str, conn, reperage_env: dict[str, str], no_anchors: None
+) -> None:
+    env = {**reperage_env, "DATABASE_URL": reperage_db}
+    await append(reperage_db, 3)
+    code, out = await run_verify(env)  # anchors row 3
+    assert code == 0 and "3 rows, chain whole, 0 anchored heads held" in out, out
+    await append(reperage_db, 2)
+    code, out = await run_verify(env)  # the untouched chain holds row 3, anchors row 5
+    assert code == 0 and "5 rows, chain whole, 1 anchored heads held" in out, out
+
+    # Rows 3 to 5 deleted and two rows appended after row 2: a chain of 4 that verifies alone.
+    await delete_last_rows(conn, 3)
+    await append(reperage_db, 2)
+    assert (await verify(reperage_db)).ok
+    code, err = await run_verify(env)
+    assert code == 1, err
+    assert "identity audit broken at row 3: row 3 is not the row anchored at " in err, err
+    assert "(rows from 3 on were deleted and written again)" in err, err
 
 
 async def test_the_contact_card_audit_moves_into_the_chain(servers) -> None:
@@ -164,3 +234,12 @@ async def test_the_contact_card_audit_moves_into_the_chain(servers) -> None:
         (3, "dpo:d", "export", "export", "y3"),
     ]
     assert (await verify(url)).ok
+
+
+async def test_verify_without_the_anchors_exits_2(reperage_db: str, reperage_env: dict[str, str]) -> None:
+    await append(reperage_db, 2)
+    # Nothing listens on port 1: the anchors cannot be read, so the chain is not called whole.
+    code, err = await run_verify(
+        {**reperage_env, "DATABASE_URL": reperage_db, "NATS_URL": "nats://127.0.0.1:1"}
+    )
+    assert code == 2 and "cannot read the audit's anchors: NATS is unreachable" in err, err

@@ -142,24 +142,30 @@ async def demo_main_job() -> None:
     _print(summary, http, tokens)
 
 
+def clause_terms(
+    organisation: str, departement: str, company: str, contract: str, amount: int, today
+) -> dict:
+    """A local authority's public contract with a clause sociale, notified today, for four years."""
+    return {
+        "organisation": organisation,
+        "buyer_type": "collectivite_territoriale",
+        "contact_role": "acheteur",
+        "departement": departement,
+        "company_id": company,
+        "contract_object": contract,
+        "notification_date": today.isoformat(),
+        "firm_period_ends_on": (today + timedelta(days=730)).isoformat(),
+        "firm_amount_eur": amount,
+        "ends_on": (today + timedelta(days=1460)).isoformat(),
+    }
+
+
 async def _scenario(c: dict[str, httpx.AsyncClient], youths: list[tuple[str, int]], today) -> dict[str, Any]:
     clauses, missions = {}, {}
     for buyer_id, organisation, departement, company, contract, amount in BUYERS:
         clause = _ok(
             await c[f"buyer-{departement}"].post(
-                "/clauses",
-                json={
-                    "organisation": organisation,
-                    "buyer_type": "collectivite_territoriale",
-                    "contact_role": "acheteur",
-                    "departement": departement,
-                    "company_id": company,
-                    "contract_object": contract,
-                    "notification_date": today.isoformat(),
-                    "firm_period_ends_on": (today + timedelta(days=730)).isoformat(),
-                    "firm_amount_eur": amount,
-                    "ends_on": (today + timedelta(days=1460)).isoformat(),
-                },
+                "/clauses", json=clause_terms(organisation, departement, company, contract, amount, today)
             ),
             f"{buyer_id} publishes a clause",
         )
@@ -188,7 +194,7 @@ async def _scenario(c: dict[str, httpx.AsyncClient], youths: list[tuple[str, int
         zip(missions["docks-logistique"][:2], ("ref-204", "ref-311"), strict=True)
     ):
         youth_id, age = youths[n]
-        await _place(docks, tutor, mission_id, youth_id, age, referent, today)
+        await place(docks, tutor, mission_id, youth_id, age, referent, today)
         _ok(
             await docks.put(
                 f"/missions/{mission_id}/hours", json={"week_of": today.isoformat(), "hours": 30 - 5 * n}
@@ -196,10 +202,30 @@ async def _scenario(c: dict[str, httpx.AsyncClient], youths: list[tuple[str, int
             "hours of the week",
         )
     first = missions["docks-logistique"][0]
-    _ok(await tutor.post(f"/missions/{first}/completion", json={"outcome": "apprenticeship"}), "completion")
+    await deliver_bilan(docks, tutor, first)
+
+    # Youth 3: proposed in the Landes, waiting for the company's answer (15 days).
+    landes = missions["resto-landes"][0]
+    _ok(await c["tutor-40"].post(f"/missions/{landes}/reservation"), "reservation")
+    await propose(c["tutor-40"], landes, *youths[2], today)
+
+    proofs = {
+        buyer_id: _ok(await c[f"buyer-{dep}"].get(f"/clauses/{clauses[buyer_id]}"), "proof")
+        for buyer_id, _, dep, *_ in BUYERS
+    }
+    return {"proofs": proofs, "bilan_mission": first, "missions": missions}
+
+
+async def deliver_bilan(company: httpx.AsyncClient, tutor: httpx.AsyncClient, mission_id: str) -> dict:
+    """The mission ends in an apprenticeship; the company writes the bilan croisé, the three
+    parties sign it and the tutor delivers it (the vault is asked for the youth's name)."""
     _ok(
-        await docks.put(
-            f"/missions/{first}/bilan",
+        await tutor.post(f"/missions/{mission_id}/completion", json={"outcome": "apprenticeship"}),
+        "completion",
+    )
+    _ok(
+        await company.put(
+            f"/missions/{mission_id}/bilan",
             json={
                 "skills": [
                     {"skill": "Réceptionner une livraison", "level": "acquired"},
@@ -214,26 +240,15 @@ async def _scenario(c: dict[str, httpx.AsyncClient], youths: list[tuple[str, int
         "bilan",
     )
     _ok(
-        await docks.post(f"/missions/{first}/bilan/signatures", json={"role": "company_referent"}),
+        await company.post(f"/missions/{mission_id}/bilan/signatures", json={"role": "company_referent"}),
         "signature",
     )
     for role in ("mlds_tutor", "youth"):
-        _ok(await tutor.post(f"/missions/{first}/bilan/signatures", json={"role": role}), "signature")
-    _ok(await tutor.post(f"/missions/{first}/bilan/delivery"), "bilan delivery")
-
-    # Youth 3: proposed in the Landes, waiting for the company's answer (15 days).
-    landes = missions["resto-landes"][0]
-    _ok(await c["tutor-40"].post(f"/missions/{landes}/reservation"), "reservation")
-    await _propose(c["tutor-40"], landes, *youths[2], today)
-
-    proofs = {
-        buyer_id: _ok(await c[f"buyer-{dep}"].get(f"/clauses/{clauses[buyer_id]}"), "proof")
-        for buyer_id, _, dep, *_ in BUYERS
-    }
-    return {"proofs": proofs, "bilan_mission": first, "missions": missions}
+        _ok(await tutor.post(f"/missions/{mission_id}/bilan/signatures", json={"role": role}), "signature")
+    return _ok(await tutor.post(f"/missions/{mission_id}/bilan/delivery"), "bilan delivery")
 
 
-async def _propose(tutor: httpx.AsyncClient, mission_id: str, youth_id: str, age: int, today) -> dict:
+async def propose(tutor: httpx.AsyncClient, mission_id: str, youth_id: str, age: int, today) -> dict:
     body = {
         "youth_id": youth_id,
         "profile": {
@@ -252,9 +267,9 @@ async def _propose(tutor: httpx.AsyncClient, mission_id: str, youth_id: str, age
         await asyncio.sleep(0.5)
 
 
-async def _place(company, tutor, mission_id: str, youth_id: str, age: int, referent: str, today) -> None:
+async def place(company, tutor, mission_id: str, youth_id: str, age: int, referent: str, today) -> None:
     _ok(await tutor.post(f"/missions/{mission_id}/reservation"), "reservation")
-    proposal = (await _propose(tutor, mission_id, youth_id, age, today))["pending_proposal"]
+    proposal = (await propose(tutor, mission_id, youth_id, age, today))["pending_proposal"]
     _ok(
         await company.post(
             f"/missions/{mission_id}/proposals/{proposal['proposal_id']}/answer", json={"accepted": True}

@@ -31,7 +31,7 @@ PARTNER_REFUSAL = "youth_declined"  # a code of the fixed list (partner_seats_v1
 ANSWERS_TIMEOUT = 60.0
 
 
-def _seat(key: str, uai: str, departement: str, capacity: int, label: str) -> dict:
+def seat_record(key: str, uai: str, departement: str, capacity: int, label: str) -> dict:
     return {
         "partner_key": key,
         "uai": uai,
@@ -72,7 +72,7 @@ async def publish_partner_seats(nc) -> int:
 
     for departement, uai in RECTORAT_SEATS.items():
         record = SeatsPublished(
-            **_seat(f"demo-{departement}-cap-commerce", uai, departement, 12, "CAP commerce")
+            **seat_record(f"demo-{departement}-cap-commerce", uai, departement, 12, "CAP commerce")
         )
         await publish_partner_record(nc, record, record.partner_key)
     return len(RECTORAT_SEATS)
@@ -188,7 +188,7 @@ async def demo_main_job() -> None:
         )
         created.raise_for_status()
         api_key = created.json()["api_key"]
-        school = _seat("demo-bac-pro-accueil", SCHOOL_UAI, "33", 8, "Bac pro accueil")
+        school = seat_record("demo-bac-pro-accueil", SCHOOL_UAI, "33", 8, "Bac pro accueil")
         (
             await foquale.post("/foquale/offers", json=school, headers={"X-Api-Key": api_key})
         ).raise_for_status()

@@ -12,12 +12,13 @@ from faststream.nats.annotations import NatsMessage
 from prometheus_client import Gauge
 from raccrochage_contracts.events.privacy_v1 import ErasureDone
 from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
-from raccrochage_platform.broker import connection
+from raccrochage_platform.broker import connection, jetstream
 from raccrochage_platform.consumer import Event
 from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.privacy import answering_services, ask_export, privacy_consumer
 from raccrochage_platform.service import ServiceContext, ServiceSpec
 
+from ..adapters import audit, audit_anchors
 from ..adapters.retention import rules as retention_rules
 from ..adapters.stream_sweep import JetStreamSweeper
 from ..adapters.unit_of_work import ReperageUnitOfWork
@@ -106,6 +107,20 @@ async def build(context: ServiceContext) -> None:
             await asyncio.sleep(settings.stall_check_seconds)
 
     context.background.append(watch_stalled_ingests)
+
+    anchored: tuple[int, str] | None = None
+
+    async def anchor_audit() -> None:
+        """The identity audit's head, out of the database, each time it moved (docs/privacy.md)."""
+        nonlocal anchored
+        async with context.engine.connect() as db:
+            head = await audit.head(db)
+        if head is not None and head != anchored:
+            await audit_anchors.publish(jetstream(broker), head, datetime.now(UTC))
+            anchored = head
+            log.info("audit_anchored", seq=head[0])
+
+    context.every(settings.audit_anchor_seconds, anchor_audit, name="audit_anchor", at_start=True)
 
     # The services' answers to the DPO's erasure requests (service_layer/privacy.py).
     answers = context.consumer(privacy_consumer("reperage"), unit_of_work)

@@ -171,29 +171,46 @@ privacy_app.add_typer(audit_app, name="audit")
 
 
 async def _verify():
+    """The chain checked against every head anchored in the REPERAGE stream; a whole chain's
+    head is anchored in turn."""
+    from raccrochage_platform.broker import connect_once
     from raccrochage_platform.db import make_engine
     from raccrochage_platform.settings import apply_local_environment
 
-    from ..adapters import audit
+    from ..adapters import audit, audit_anchors
 
     apply_local_environment("reperage")
-    if "DATABASE_URL" not in os.environ:
-        raise typer.BadParameter("no rig found: run `raccrochage up --detach` first, or set DATABASE_URL")
+    for needed in ("DATABASE_URL", "NATS_URL"):
+        if needed not in os.environ:
+            raise typer.BadParameter(f"no rig found: run `raccrochage up --detach` first, or set {needed}")
+    try:
+        nc = await connect_once(os.environ["NATS_URL"], timeout=5)
+    except Exception as error:
+        typer.echo(f"cannot read the audit's anchors: NATS is unreachable ({type(error).__name__})", err=True)
+        raise typer.Exit(2) from None
     engine = make_engine(os.environ["DATABASE_URL"], application_name="reperage-audit-verify")
     try:
+        js = nc.jetstream()
+        anchors = await audit_anchors.read(js)
         async with engine.connect() as connection:
-            return await audit.verify(connection)
+            report = await audit.verify(connection, anchors)
+            head = await audit.head(connection)
+        if report.ok and head is not None:
+            await audit_anchors.publish(js, head, datetime.now(UTC))
+        return report
     finally:
         await engine.dispose()
+        await nc.close()
 
 
 @audit_app.command("verify")
 def verify() -> None:
-    """Walk the audit's hash chain from its first row: prints how many rows verify, or exits 1
-    naming the first row found wrong (a gap, an edit, a row moved)."""
+    """Walk the audit's hash chain from its first row and check it still holds every head the
+    vault anchored: prints how many rows verify, or exits 1 naming the first row found wrong (a
+    gap, an edit, a row moved, the last rows deleted)."""
     report = event_loop.run(_verify())
     if not report.ok:
         typer.echo(f"identity audit broken at row {report.seq}: {report.problem}", err=True)
         typer.echo(f"{report.rows} rows verify before it", err=True)
         raise typer.Exit(1)
-    print(f"identity audit: {report.rows} rows, chain whole")
+    print(f"identity audit: {report.rows} rows, chain whole, {report.anchors} anchored heads held")

@@ -15,7 +15,7 @@ from nats.js.errors import NotFoundError
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.migrations import upgrade
 
-from .processes import ServiceProcess, service_process
+from .processes import ServiceProcess, listening, spawn_service
 from .servers import Servers
 
 ROOT = Path(__file__).resolve().parents[5]
@@ -35,8 +35,8 @@ def service_processes(
     nats_url: str, databases: dict[str, str], folder: Path, **settings: str
 ) -> Iterator[dict[str, ServiceProcess]]:
     """Each service of `databases` as its own process, with its DATABASE_URL, NATS_URL, a quick
-    outbox relay sweep and `settings` (RACCROCHAGE_TOKEN_KEY, ...), started one after the other
-    (each once it listens); all stopped after. Their logs are in `folder`."""
+    outbox relay sweep and `settings` (RACCROCHAGE_TOKEN_KEY, ...), all started at once and
+    yielded once each listens; all stopped together after. Their logs are in `folder`."""
     env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
     env.update(
         NATS_URL=nats_url,
@@ -44,13 +44,25 @@ def service_processes(
         RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2",
         **settings,
     )
-    with contextlib.ExitStack() as stack:
-        yield {
-            service: stack.enter_context(
-                service_process(service, {**env, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}, folder)
-            )
-            for service, url in databases.items()
-        }
+    spawned: list[ServiceProcess] = []
+    try:
+        for service, url in databases.items():
+            (folder / f"{service}.log").unlink(missing_ok=True)
+            service_env = {**env, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}
+            spawned.append(spawn_service(service, service_env, folder))
+        # Several start side by side on a loaded machine: a longer bound than one alone.
+        yield {running.name: listening(running, folder, timeout=180) for running in spawned}
+    finally:
+        stop_all(spawned)
+
+
+def stop_all(processes: list[ServiceProcess]) -> None:
+    """Every process told to stop first, then each waited for: they shut down side by side."""
+    for running in processes:
+        if running.process.poll() is None:
+            running.process.terminate()
+    for running in processes:
+        running.stop()
 
 
 async def database_traces(url: str, needles: list[str]) -> list[str]:

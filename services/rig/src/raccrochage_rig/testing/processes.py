@@ -50,6 +50,20 @@ def spawn_service(name: str, env: dict[str, str], folder: Path, *, tag: str = ""
     return ServiceProcess(name, process, "", log_path)
 
 
+def listening(running: ServiceProcess, folder: Path, *, tag: str = "", timeout: float = 60) -> ServiceProcess:
+    """Wait until a spawned service's HTTP server listens (its port file written) and set its
+    `url`; RuntimeError with its log's end when it dies first or `timeout` seconds pass."""
+    label = f"{running.name}-{tag}" if tag else running.name
+    port_file = folder / f"{label}.port"
+    deadline = time.monotonic() + timeout
+    while not port_file.exists() or not port_file.read_text().strip():
+        if running.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{label} did not start:\n{running.log_text()[-4000:]}")
+        time.sleep(0.1)
+    running.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+    return running
+
+
 @contextlib.contextmanager
 def service_process(
     name: str, env: dict[str, str], folder: Path, *, tag: str = ""
@@ -57,16 +71,9 @@ def service_process(
     """Start `raccrochage serve NAME` with `env` (HTTP_PORT=0 is set for it); yields once its HTTP
     server listens, and stops it after. Its log is `folder/NAME[-tag].log`."""
     label = f"{name}-{tag}" if tag else name
-    port_file = folder / f"{label}.port"
     (folder / f"{label}.log").unlink(missing_ok=True)
     running = spawn_service(name, env, folder, tag=tag)
     try:
-        deadline = time.monotonic() + 60
-        while not port_file.exists() or not port_file.read_text().strip():
-            if running.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{label} did not start:\n{running.log_text()[-4000:]}")
-            time.sleep(0.1)
-        running.url = f"http://127.0.0.1:{port_file.read_text().strip()}"
-        yield running
+        yield listening(running, folder, tag=tag)
     finally:
         running.stop()
