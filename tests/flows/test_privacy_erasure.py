@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from nats.aio.client import Client
 from raccrochage_platform.auth import mint
 from raccrochage_platform.broker import connect_once
@@ -130,6 +131,9 @@ async def _through_foquale_and_mlds(state: RigState, token_key: str, urls: dict[
         return youth_id
 
 
+# The whole rig, a journey through four services, an export, two erasures and their sweeps: the
+# timeout only guards against a hang, on a machine that may be busy.
+@pytest.mark.timeout(600)
 def test_an_erased_youth_leaves_no_trace_in_any_database_and_a_silent_service_is_named(
     tmp_path: Path,
 ) -> None:
