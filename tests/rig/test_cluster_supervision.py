@@ -1,6 +1,9 @@
 """`raccrochage up --cluster 3` supervised: a node killed (SIGKILL) is started again by the
 supervisor on its store and its ports, rejoins the cluster and its stream replicas become
-current; `status` shows each node; `down` stops every node, the restarted one included."""
+current; `status` shows each node; `down` stops every node, the restarted one included.
+
+The rig's test is marked `reliability` (it starts every service on a 3-node cluster); the
+status's rules for a node are checked without servers, in `make test`."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 from raccrochage_rig.nats import NatsServer, meta_leader
 from raccrochage_rig.status import node_state, replicas
 
@@ -25,6 +29,8 @@ def all_current(env: dict[str, str]) -> dict | None:
     return nodes if ready else None
 
 
+@pytest.mark.reliability  # 90 to 125 s on the shared machine: a rig of 7 services on 3 nodes
+@pytest.mark.timeout(600)
 def test_a_killed_node_is_restarted_on_its_store_and_ports_and_down_stops_every_node(
     server_tmp_path: Path,
 ) -> None:
