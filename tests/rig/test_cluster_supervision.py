@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 from raccrochage_rig.nats import NatsServer, meta_leader
+from raccrochage_rig.runner import down
+from raccrochage_rig.state import RigState
 from raccrochage_rig.status import node_state, replicas
 
 from .test_rig import cli, counter, processes_under, rig_env, status, wait_for
@@ -53,8 +55,7 @@ def test_a_killed_node_is_restarted_on_its_store_and_ports_and_down_stops_every_
         assert meta_leader(monitor) in NODES  # it rejoined: it knows the cluster's meta leader
 
         # The service, moved to another node while the first was down, still handles events.
-        sample = status(env)["services"]["sample"]
-        assert sample["healthy"]
+        sample = wait_for(lambda: (s := status(env)["services"]["sample"])["healthy"] and s, 60)
         httpx.post(f"{sample['http']}/counters/visits", timeout=5).raise_for_status()
         wait_for(lambda: counter(sample["http"], "visits") == 1, 60)
     finally:
@@ -84,3 +85,20 @@ def test_a_node_is_behind_where_the_leader_says_its_replica_is_not_current() -> 
     assert replicas("n1", electing)["replicas_current"] is None
     assert replicas("n3", electing) == {"replicas_current": False, "replicas_behind": ["A"]}
     assert replicas("n1", {})["replicas_current"] is None  # NATS not reached
+
+
+def test_down_after_a_supervisor_crash_stops_a_node_left_on_a_cluster_store(tmp_path: Path) -> None:
+    node = NatsServer(tmp_path / "nats-cluster" / "node-2", partner_users=False)
+    node.start()
+    try:
+        down(tmp_path, say=lambda _message: None)  # rig.json knows no pid of it
+        assert node.process.wait(30) is not None
+    finally:
+        node.stop()
+
+
+def test_a_rig_json_written_by_another_version_still_loads(tmp_path: Path) -> None:
+    (tmp_path / "rig.json").write_text(
+        json.dumps({"status": "down", "nats_cluster_pids": [], "services": {}})
+    )
+    assert RigState.load(tmp_path).status == "down"
