@@ -322,13 +322,15 @@ class Rig:
 
     def _nats_watch(self, server: NatsServer, name: str) -> ServerWatch:
         def restart() -> None:
-            restart_in_place(server, name)
-            node = self.state.nats_nodes.get(server.server_name)  # None: the single server
-            if node is None:
-                self.state.nats_pid = server.process.pid
-            else:
-                node.pid, node.restarts = server.process.pid, node.restarts + 1
-            self._save()
+            try:
+                restart_in_place(server, name)
+            finally:  # a process launched but slow to answer is ours to stop too
+                node = self.state.nats_nodes.get(server.server_name)  # None: the single server
+                if node is None:
+                    self.state.nats_pid = server.process.pid
+                elif node.pid != server.process.pid:
+                    node.pid, node.restarts = server.process.pid, node.restarts + 1
+                self._save()
 
         return ServerWatch(
             name,
