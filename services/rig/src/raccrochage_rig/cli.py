@@ -146,6 +146,20 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="one JSON object
     out.print(f"NATS {report['nats']['url']}: {mark[report['nats']['healthy']]}")
     if report["nats"].get("error"):
         out.print(f"  {report['nats']['error']}", markup=False, highlight=False)
+    if report["nats"].get("nodes"):
+        nodes = Table("NATS node", "state", "url", "pid", "restarts", "replicas")
+        states = {"up": "[green]up[/]", "restarting": "[yellow]restarting[/]", "down": "[red]down[/]"}
+        for name, node in report["nats"]["nodes"].items():
+            current = {True: "current", False: "behind: " + ", ".join(node["replicas_behind"]), None: "?"}
+            nodes.add_row(
+                name,
+                states[node["state"]],
+                node["url"],
+                str(node["pid"] or ""),
+                str(node["restarts"]),
+                current[node["replicas_current"]],
+            )
+        out.print(nodes)
     out.print(
         f"PostgreSQL {report['postgres']['host']}:{report['postgres']['port']}: "
         f"{mark[report['postgres']['healthy']]}"
@@ -167,7 +181,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="one JSON object
             consumers.add_row(
                 name,
                 entry.get("stream", ""),
-                str(entry.get("pending", "missing")),
+                str(entry.get("pending", entry.get("error", "missing"))),
                 str(entry.get("ack_pending", "")),
                 str(entry.get("redelivered", "")),
             )

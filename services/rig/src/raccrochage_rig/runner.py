@@ -21,7 +21,7 @@ from .nats import NatsCluster, NatsServer
 from .ports import free_port
 from .postgres import PostgresServer
 from .provision import provision
-from .state import RigState, ServiceState, load_secrets, pid_alive
+from .state import NatsNodeState, RigState, ServiceState, load_secrets, pid_alive
 
 
 class RigError(RuntimeError):
@@ -195,11 +195,21 @@ class Rig:
         return self.nats_server.url
 
     def _start_cluster(self, size: int) -> str:
+        for server in cluster_stores(self.folder):
+            refuse_second_server(server)
         self.nats_cluster = NatsCluster(self.folder / "nats-cluster", size=size)
         self.nats_cluster.start()
         self.state.nats_url = self.nats_cluster.url
         self.state.nats_monitor = self.nats_cluster.nodes[0].monitor_url
-        self.state.nats_cluster_pids = [node.process.pid for node in self.nats_cluster.nodes]
+        self.state.nats_nodes = {
+            node.server_name: NatsNodeState(
+                url=node.url,
+                monitor=node.monitor_url,
+                pid=node.process.pid,
+                log=str(node.data_dir / "nats.log"),
+            )
+            for node in self.nats_cluster.nodes
+        }
         self._save()
         self.say(f"{size} nats-server nodes clustered with JetStream on {', '.join(self.nats_cluster.urls)}")
         return self.nats_cluster.url
@@ -286,26 +296,13 @@ class Rig:
             time.sleep(0.5)
 
     def _server_watches(self) -> list[ServerWatch]:
-        """The servers this rig started (not external ones), each restarted on its own port."""
+        """The servers this rig started (not external ones), each restarted on its own ports:
+        the single nats-server, or every node of the cluster (on its store, rejoining the others)."""
         watches = []
         if self.nats_server is not None:
-            nats_server = self.nats_server
-
-            def restart_nats() -> None:
-                refuse_second_server(nats_server)
-                keep_port(nats_server.port, "nats-server")
-                nats_server.start()
-                self.state.nats_pid = nats_server.process.pid
-                self._save()
-
-            watches.append(
-                ServerWatch(
-                    "nats-server",
-                    alive=lambda: nats_server.process is not None and nats_server.process.poll() is None,
-                    restart=restart_nats,
-                    log=nats_server.data_dir / "nats.log",
-                )
-            )
+            watches.append(self._nats_watch(self.nats_server, "nats-server"))
+        if self.nats_cluster is not None:
+            watches += [self._nats_watch(n, f"nats-server {n.server_name}") for n in self.nats_cluster.nodes]
         if self.pg_server is not None:
             pg_server = self.pg_server
 
@@ -323,6 +320,25 @@ class Rig:
             )
         return watches
 
+    def _nats_watch(self, server: NatsServer, name: str) -> ServerWatch:
+        def restart() -> None:
+            try:
+                restart_in_place(server, name)
+            finally:  # a process launched but slow to answer is ours to stop too
+                node = self.state.nats_nodes.get(server.server_name)  # None: the single server
+                if node is None:
+                    self.state.nats_pid = server.process.pid
+                elif node.pid != server.process.pid:
+                    node.pid, node.restarts = server.process.pid, node.restarts + 1
+                self._save()
+
+        return ServerWatch(
+            name,
+            alive=lambda: server.process is not None and server.process.poll() is None,
+            restart=restart,
+            log=server.data_dir / "nats.log",
+        )
+
     # --- down -------------------------------------------------------------------------------
     def stop_all(self) -> None:
         self.state.status = "stopping"
@@ -337,12 +353,7 @@ class Rig:
             self.nats_server.stop()
         if self.nats_cluster is not None:
             self.nats_cluster.stop()
-        self.state.status = "down"
-        self.state.supervisor_pid = None
-        self.state.nats_pid = None
-        self.state.nats_cluster_pids = []
-        for service in self.state.services.values():
-            service.pid = None
+        forget_pids(self.state)
         self.state.save(self.folder)
         self.say("rig stopped")
 
@@ -361,10 +372,11 @@ class Rig:
             )
         leftovers = [s.pid for s in previous.services.values() if s.pid] + [
             previous.nats_pid,
-            *previous.nats_cluster_pids,
+            *(node.pid for node in previous.nats_nodes.values()),
         ]
         if stop_strangers:
-            leftovers += NatsServer(self.folder / "nats").strangers()
+            for server in [NatsServer(self.folder / "nats"), *cluster_stores(self.folder)]:
+                leftovers += server.strangers()
         stopped = [pid for pid in leftovers if pid and _terminate_if_ours(pid)]
         pg = PostgresServer(self.folder / "postgres", say=self.say)
         if pg.initialised() and pg.running_pid():
@@ -411,6 +423,29 @@ def refuse_second_server(server: NatsServer) -> None:
             f"JetStream store {server.store}; a second server on it would corrupt it. "
             "`raccrochage down` stops it."
         )
+
+
+def cluster_stores(folder: Path) -> list[NatsServer]:
+    """The nodes' stores a previous `up --cluster N` left in `folder` (to find strangers on them)."""
+    return [NatsServer(node) for node in sorted((folder / "nats-cluster").glob("node-*"))]
+
+
+def restart_in_place(server: NatsServer, name: str) -> None:
+    """Start a dead nats-server of the rig again on its store and its ports (client, monitor and,
+    for a cluster node, route: the other nodes' routes point to it), or not at all."""
+    refuse_second_server(server)
+    for port in (server.port, server.http_port, server.cluster_port):
+        if port:
+            keep_port(port, name)
+    server.launch(server.data_dir / "nats.log")
+    server.wait_ready(timeout=60)
+
+
+def forget_pids(state: RigState) -> None:
+    """A stopped rig's state: no supervisor, no process."""
+    state.status, state.supervisor_pid, state.nats_pid = "down", None, None
+    for process in [*state.services.values(), *state.nats_nodes.values()]:
+        process.pid = None
 
 
 def keep_port(port: int, name: str) -> None:
@@ -465,9 +500,6 @@ def down(folder: Path, say=print, timeout: float = 60.0) -> bool:
     rig = Rig(folder, say=say)
     rig.clean_stale(stop_strangers=True)
     final = RigState.load(folder)
-    final.status, final.supervisor_pid, final.nats_pid = "down", None, None
-    final.nats_cluster_pids = []
-    for service in final.services.values():
-        service.pid = None
+    forget_pids(final)
     final.save(folder)
     return True

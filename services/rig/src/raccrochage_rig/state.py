@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from raccrochage_platform.topology import Topology
@@ -41,13 +41,24 @@ class ServiceState:
 
 
 @dataclass
+class NatsNodeState:
+    """A node of `up --cluster N`, as the supervisor last started it."""
+
+    url: str
+    monitor: str
+    pid: int | None = None
+    restarts: int = 0  # by the supervisor, since `up`
+    log: str | None = None
+
+
+@dataclass
 class RigState:
     status: str = "down"  # starting | up | stopping | down
     supervisor_pid: int | None = None
     nats_url: str | None = None
     nats_monitor: str | None = None
     nats_pid: int | None = None
-    nats_cluster_pids: list[int] = field(default_factory=list)  # `up --cluster N`: every node's
+    nats_nodes: dict[str, NatsNodeState] = field(default_factory=dict)  # `up --cluster N`, by name
     nats_external: bool = False
     pg_host: str | None = None
     pg_port: int | None = None
@@ -61,7 +72,9 @@ class RigState:
             return cls()
         raw = json.loads(path.read_text(encoding="utf-8"))
         services = {k: ServiceState(**v) for k, v in raw.pop("services", {}).items()}
-        return cls(**raw, services=services)
+        nodes = {k: NatsNodeState(**v) for k, v in raw.pop("nats_nodes", {}).items()}
+        known = {f.name for f in fields(cls)}  # a rig.json written by another version of the rig
+        return cls(**{k: v for k, v in raw.items() if k in known}, services=services, nats_nodes=nodes)
 
     def save(self, folder: Path) -> None:
         path = folder / "rig.json"
