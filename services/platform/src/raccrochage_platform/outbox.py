@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections import defaultdict
@@ -94,15 +95,21 @@ def needs_own_stream(event: CloudEvent) -> bool:
     return not event.type.startswith(("partner.", "privacy."))
 
 
+@functools.lru_cache(maxsize=1024)
+def _subject_of(event_type: str) -> str:
+    """The subject of a type that is not a partner's: parsed once per type, not per event."""
+    return nats_subject(event_type)
+
+
 def route(event: CloudEvent, stream: str) -> tuple[str, str]:
     """The NATS subject and stream of an event a service writes. Its own types go on its stream;
     an erasure request or answer (a `privacy.*` type) on the PRIVACY stream; an answer to a
     partner (a `partner.*` type) goes back on that partner's subjects (`partner.<partner_id>.…`,
     PARTNER stream), the partner named by the envelope's subject, `partner/<partner_id>[/…]`."""
     if event.type.startswith("privacy."):
-        return nats_subject(event.type), PRIVACY_STREAM
+        return _subject_of(event.type), PRIVACY_STREAM
     if not event.type.startswith("partner."):
-        return nats_subject(event.type), stream
+        return _subject_of(event.type), stream
     prefix, _, rest = event.subject.partition("/")
     partner_id = rest.partition("/")[0]
     if prefix != "partner" or not partner_id:
