@@ -32,9 +32,12 @@ async def migrated_databases(servers: Servers, services: tuple[str, ...]) -> dic
 def service_processes(
     nats_url: str, databases: dict[str, str], folder: Path, **settings: str
 ) -> Iterator[dict[str, ServiceProcess]]:
-    """Each service of `databases` as its own process, with its DATABASE_URL, NATS_URL, a quick
+    """Each service of `databases` as its own processes, with its DATABASE_URL, NATS_URL, a quick
     outbox relay sweep and `settings` (RACCROCHAGE_TOKEN_KEY, ...), started one after the other
-    (each once it listens); all stopped after. Their logs are in `folder`."""
+    (each once it listens); all stopped after. Their logs are in `folder`. `$RACCROCHAGE_REPLICAS`
+    processes of each (1 unset), as `raccrochage up --replicas N`: the first of each is yielded,
+    the others share its consumers and outbox."""
+    replicas = int(os.environ.get("RACCROCHAGE_REPLICAS", "1"))
     env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
     env.update(
         NATS_URL=nats_url,
@@ -43,12 +46,19 @@ def service_processes(
         **settings,
     )
     with contextlib.ExitStack() as stack:
-        yield {
-            service: stack.enter_context(
-                service_process(service, {**env, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}, folder)
+        started = {
+            (service, replica): stack.enter_context(
+                service_process(
+                    service,
+                    {**env, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url},
+                    folder,
+                    tag=f"r{replica}" if replica > 1 else "",
+                )
             )
             for service, url in databases.items()
+            for replica in range(1, replicas + 1)
         }
+        yield {service: started[service, 1] for service in databases}
 
 
 async def database_traces(url: str, needles: list[str]) -> list[str]:
