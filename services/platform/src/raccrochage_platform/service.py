@@ -128,11 +128,15 @@ class ServiceSpec:
     retention: Callable[[RetentionSettings], Sequence[RetentionRule]] | None = None
 
 
-def installed_services() -> dict[str, ServiceSpec]:
+def installed_services(only: str | None = None) -> dict[str, ServiceSpec]:
     """Services from the `raccrochage.services` entry points, plus any named in
-    RACCROCHAGE_EXTRA_SERVICES (`module:attribute,...`, for tests and services in development)."""
+    RACCROCHAGE_EXTRA_SERVICES (`module:attribute,...`, for tests and services in development).
+    With `only`, the entry point of that name alone is loaded: a process serving one service
+    imports no other (importing all of them doubled a service's start-up)."""
     specs = {}
     for entry in entry_points(group="raccrochage.services"):
+        if only is not None and entry.name != only:
+            continue
         spec = entry.load()
         specs[spec.name] = spec
     for target in filter(None, os.environ.get("RACCROCHAGE_EXTRA_SERVICES", "").split(",")):
@@ -236,7 +240,9 @@ async def _announce_port(port: int) -> None:
 
 
 def main(name: str) -> None:
-    specs = installed_services()
+    specs = installed_services(only=name)
+    if name not in specs:
+        specs = installed_services()
     if name not in specs:
         raise SystemExit(f"unknown service {name!r}; installed: {', '.join(specs) or 'none'}")
     event_loop.run(run_service(specs[name]))
