@@ -45,7 +45,7 @@ test-reliability: install
 # The flow tests with two processes of every service (`raccrochage up --replicas 2`);
 # `make test-reliability` runs them too (tests/reliability/test_flows_on_replicas.py).
 test-flows-replicas: install
-	RACCROCHAGE_REPLICAS=2 $(VENV)/bin/python -m pytest tests/flows
+	RACCROCHAGE_REPLICAS=2 $(VENV)/bin/python -m pytest tests/flows -o timeout=900
 
 # Regenerate JSON Schemas and AsyncAPI documents from the contract models.
 contracts: install
