@@ -5,7 +5,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.9
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: install run lint test test-reliability browser test-fast contracts contracts-check lock bench down status clean
+.PHONY: install run lint test test-reliability test-flows-replicas browser test-fast contracts contracts-check lock bench down status clean
 
 # .venv with every package of the repository (editable) and the locked dependencies.
 install: $(VENV)/.installed
@@ -41,6 +41,11 @@ test-fast: install
 # and paused for long): `make test` runs their quick variants.
 test-reliability: install
 	$(VENV)/bin/python -m pytest tests/reliability -m reliability
+
+# The flow tests with two processes of every service (`raccrochage up --replicas 2`);
+# `make test-reliability` runs them too (tests/reliability/test_flows_on_replicas.py).
+test-flows-replicas: install
+	RACCROCHAGE_REPLICAS=2 $(VENV)/bin/python -m pytest tests/flows -o timeout=900
 
 # Regenerate JSON Schemas and AsyncAPI documents from the contract models.
 contracts: install

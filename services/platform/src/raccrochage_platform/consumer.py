@@ -316,8 +316,12 @@ class EventConsumer:
             return []
         pending = min(messages[-1].metadata.num_pending, self.batch_size - len(messages))
         if pending > 0:
-            with contextlib.suppress(TimeoutError):
+            try:
                 messages += await self._subscription.fetch(pending, timeout=self.fill_timeout)
+            except TimeoutError:
+                pass
+            except Exception as error:  # the server went away meanwhile: those we have are a batch
+                log.warning("fetch_failed", consumer=self.name, error=type(error).__name__)
         return messages
 
     # --- one batch ------------------------------------------------------------------------------

@@ -128,11 +128,15 @@ class ServiceSpec:
     retention: Callable[[RetentionSettings], Sequence[RetentionRule]] | None = None
 
 
-def installed_services() -> dict[str, ServiceSpec]:
+def installed_services(only: str | None = None) -> dict[str, ServiceSpec]:
     """Services from the `raccrochage.services` entry points, plus any named in
-    RACCROCHAGE_EXTRA_SERVICES (`module:attribute,...`, for tests and services in development)."""
+    RACCROCHAGE_EXTRA_SERVICES (`module:attribute,...`, for tests and services in development).
+    With `only`, the entry point of that name alone is loaded: a process serving one service
+    imports no other (importing all of them doubled a service's start-up)."""
     specs = {}
     for entry in entry_points(group="raccrochage.services"):
+        if only is not None and entry.name != only:
+            continue
         spec = entry.load()
         specs[spec.name] = spec
     for target in filter(None, os.environ.get("RACCROCHAGE_EXTRA_SERVICES", "").split(",")):
@@ -235,18 +239,10 @@ async def _announce_port(port: int) -> None:
         Path(path).write_text(str(port), encoding="utf-8")
 
 
-def service_spec(name: str) -> ServiceSpec | None:
-    """The spec of service `name`, importing no other service's package (a process runs one
-    service, and importing all six took a start's time twice over): its entry point alone, unless
-    RACCROCHAGE_EXTRA_SERVICES may name it."""
-    if not os.environ.get("RACCROCHAGE_EXTRA_SERVICES"):
-        for entry in entry_points(group="raccrochage.services", name=name):
-            return entry.load()
-    return installed_services().get(name)
-
-
 def main(name: str) -> None:
-    spec = service_spec(name)
-    if spec is None:
-        raise SystemExit(f"unknown service {name!r}; installed: {', '.join(installed_services()) or 'none'}")
-    event_loop.run(run_service(spec))
+    specs = installed_services(only=name)
+    if name not in specs:
+        specs = installed_services()
+    if name not in specs:
+        raise SystemExit(f"unknown service {name!r}; installed: {', '.join(specs) or 'none'}")
+    event_loop.run(run_service(specs[name]))

@@ -40,6 +40,7 @@ def up(
             "--replicas",
             min=1,
             max=8,
+            envvar="RACCROCHAGE_REPLICAS",
             help="processes of every service (they share its consumers and outbox)",
         ),
     ] = 1,

@@ -34,9 +34,12 @@ async def migrated_databases(servers: Servers, services: tuple[str, ...]) -> dic
 def service_processes(
     nats_url: str, databases: dict[str, str], folder: Path, **settings: str
 ) -> Iterator[dict[str, ServiceProcess]]:
-    """Each service of `databases` as its own process, with its DATABASE_URL, NATS_URL, a quick
+    """Each service of `databases` as its own processes, with its DATABASE_URL, NATS_URL, a quick
     outbox relay sweep and `settings` (RACCROCHAGE_TOKEN_KEY, ...), all started at once and
-    yielded once each listens; all stopped together after. Their logs are in `folder`."""
+    yielded once each listens; all stopped together after. Their logs are in `folder`.
+    `$RACCROCHAGE_REPLICAS` processes of each (1 unset), as `raccrochage up --replicas N`: the
+    first of each is yielded, the others share its consumers and outbox."""
+    replicas = int(os.environ.get("RACCROCHAGE_REPLICAS", "1"))
     env = {k: v for k, v in os.environ.items() if k != "RACCROCHAGE_RIG_DIR"}
     env.update(
         NATS_URL=nats_url,
@@ -44,16 +47,20 @@ def service_processes(
         RACCROCHAGE_RELAY_SWEEP_SECONDS="0.2",
         **settings,
     )
-    spawned: list[ServiceProcess] = []
+    spawned: dict[tuple[str, int], ServiceProcess] = {}
     try:
         for service, url in databases.items():
-            (folder / f"{service}.log").unlink(missing_ok=True)
-            service_env = {**env, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}
-            spawned.append(spawn_service(service, service_env, folder))
+            for replica in range(1, replicas + 1):
+                tag = f"r{replica}" if replica > 1 else ""
+                (folder / f"{service}{'-' + tag if tag else ''}.log").unlink(missing_ok=True)
+                service_env = {**env, "RACCROCHAGE_SERVICE": service, "DATABASE_URL": url}
+                spawned[service, replica] = spawn_service(service, service_env, folder, tag=tag)
         # Several start side by side on a loaded machine: a longer bound than one alone.
-        yield {running.name: listening(running, folder, timeout=180) for running in spawned}
+        for (_, replica), running in spawned.items():
+            listening(running, folder, tag=f"r{replica}" if replica > 1 else "", timeout=180)
+        yield {service: spawned[service, 1] for service in databases}
     finally:
-        stop_all(spawned)
+        stop_all(list(spawned.values()))
 
 
 def stop_all(processes: list[ServiceProcess]) -> None:
