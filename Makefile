@@ -38,9 +38,10 @@ test-fast: install
 	$(VENV)/bin/python -m pytest -m "not slow and not reliability"
 
 # The long runs of tests/reliability (20 crashes per point of the crash matrix, servers stopped
-# and paused for long): `make test` runs their quick variants.
+# and paused for long), and the rig's cluster node killed under its supervisor: `make test` runs
+# their quick variants.
 test-reliability: install
-	$(VENV)/bin/python -m pytest tests/reliability -m reliability
+	$(VENV)/bin/python -m pytest tests/reliability tests/rig/test_cluster_supervision.py -m reliability
 
 # The flow tests with two processes of every service (`raccrochage up --replicas 2`);
 # `make test-reliability` runs them too (tests/reliability/test_flows_on_replicas.py).

@@ -53,7 +53,8 @@ from raccrochage_rig.testing.servers import Servers
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "contracts" / "examples"
-PARTNER = "cfa-poison"
+# A declared partner (deploy/partners.toml): FOQUALE reads each declared partner's subjects only.
+PARTNER = "cfa-gironde"
 REGISTRY = load_all()
 
 
@@ -114,6 +115,15 @@ JUNK_VALUES = st.one_of(
 )
 
 
+def largest_message(subject: str) -> int:
+    """The largest message the stream taking `subject` stores (PARTNER bounds a partner's
+    records to 64 KB; the others take up to NATS's max_payload, 1 MB)."""
+    for stream in TOPOLOGY.streams.values():
+        if stream.max_msg_size > 0 and any(matches(subject, pattern) for pattern in stream.subjects):
+            return stream.max_msg_size
+    return 1_048_576
+
+
 def example_base(event_type: str) -> tuple[str, dict]:
     return subject_of(event_type), valid(event_type)
 
@@ -144,9 +154,10 @@ def poison(draw: st.DrawFn, types: list[str], base: Callable[[str], tuple[str, d
         field = draw(st.sampled_from(sorted(envelope["data"])))
         envelope["data"][field] = draw(JUNK_VALUES)
         return Message(subject, json.dumps(envelope, allow_nan=True).encode(), kind, False)
-    if kind == "oversized":  # a field up to NATS's limit (max_payload 1 MB, headers included)
+    if kind == "oversized":  # a field up to the stream's limit (max_payload 1 MB, headers included)
         field = draw(st.sampled_from(sorted(envelope["data"])))
-        envelope["data"][field] = "x" * draw(st.integers(min_value=100_000, max_value=1_046_000))
+        limit = largest_message(subject)
+        envelope["data"][field] = "x" * draw(st.integers(min_value=limit // 10, max_value=limit - 2_600))
         return Message(subject, json.dumps(envelope).encode(), kind, False)
     other = draw(st.sampled_from([t for t in REGISTRY if t != event_type]))
     envelope["type"] = other
