@@ -17,10 +17,11 @@ from raccrochage_contracts.envelope import typed_envelope
 from raccrochage_contracts.events.reperage_v1 import AuditAnchored
 
 from .audit import Anchor
+from .stream_sweep import scan
 
 SUBJECT = nats_subject("reperage.audit.anchored.v1")
 STREAM = "REPERAGE"
-READ_TIMEOUT = 10.0  # seconds for each anchor to come back from the stream
+READ_TIMEOUT = 10.0  # seconds for each batch of anchors to come back from the stream
 
 
 async def publish(js: JetStreamContext, head: tuple[int, str], now: datetime) -> None:
@@ -39,18 +40,10 @@ async def publish(js: JetStreamContext, head: tuple[int, str], now: datetime) ->
 
 async def read(js: JetStreamContext) -> list[Anchor]:
     """Every head anchored so far (the stream keeps them as long as its other events)."""
-    state = (await js.stream_info(STREAM, subjects_filter=SUBJECT)).state
-    if not (state.subjects or {}).get(SUBJECT):
-        return []
     envelope = typed_envelope(AuditAnchored)
-    subscription = await js.subscribe(SUBJECT, stream=STREAM, ordered_consumer=True)
     anchors = []
-    try:
-        while True:
-            message = await subscription.next_msg(timeout=READ_TIMEOUT)
+    async for messages in scan(js, STREAM, subject=SUBJECT, fetch_timeout=READ_TIMEOUT):
+        for message in messages:
             data = envelope.model_validate_json(message.data).data
             anchors.append(Anchor(data.seq, data.hash, data.anchored_at))
-            if message.metadata.num_pending == 0:
-                return anchors
-    finally:
-        await subscription.unsubscribe()
+    return anchors

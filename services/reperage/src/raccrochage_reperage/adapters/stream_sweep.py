@@ -1,10 +1,9 @@
 """Erased youths' messages deleted from a JetStream stream: one scan of the stream for every
 youth_id of a sweep, then JetStream's message delete of each match (docs/privacy.md "The streams").
 
-The scan is an ephemeral pull consumer without acks (nothing to acknowledge, nothing kept once
-it goes), fetching `batch` messages at a time from the stream's first. A pull consumer, not an
-ordered push one: the vault's NATS user may answer no flow control (`$JS.FC.>`), and a pull
-consumer needs none.
+The scan (`scan`, also how the audit's anchors are read back) is an ephemeral pull consumer
+without acks (nothing to acknowledge, nothing kept once it goes), fetching `batch` messages at a
+time from the stream's first.
 """
 
 from __future__ import annotations
@@ -14,8 +13,9 @@ import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -91,39 +91,57 @@ class JetStreamSweeper:
     async def _matches(self, stream: str, youth_ids: frozenset[str]) -> list[tuple[int, set[str]]]:
         if not youth_ids:
             return []
-        try:
-            if (await self.js.stream_info(stream)).state.messages == 0:
-                return []
-        except NotFoundError:  # not declared here: it holds nothing
-            return []
-        name = f"erasure_sweep_{uuid.uuid4().hex}"
-        await self.js.add_consumer(
-            stream,
-            ConsumerConfig(
-                name=name,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_policy=AckPolicy.NONE,
-                mem_storage=True,
-                inactive_threshold=60,  # the server drops it if this process dies mid-scan
-            ),
-        )
-        subscription = await self.js.pull_subscribe_bind(consumer=name, stream=stream)
         matches: list[tuple[int, set[str]]] = []
-        try:
-            while True:
-                try:
-                    messages = await subscription.fetch(self.batch, timeout=self.fetch_timeout)
-                except TimeoutError:  # nats-py's fetch timeouts subclass it
-                    break  # nothing left (the stream's last messages aged out meanwhile)
-                for message in messages:
-                    named = youths_named(message.data or b"", message.headers, youth_ids)
-                    if named:
-                        matches.append((message.metadata.sequence.stream, named))
-                if messages[-1].metadata.num_pending == 0:
-                    break
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-            with contextlib.suppress(Exception):
-                await self.js.delete_consumer(stream, name)
+        async for messages in scan(self.js, stream, batch=self.batch, fetch_timeout=self.fetch_timeout):
+            for message in messages:
+                named = youths_named(message.data or b"", message.headers, youth_ids)
+                if named:
+                    matches.append((message.metadata.sequence.stream, named))
         return matches
+
+
+async def scan(
+    js: JetStreamContext,
+    stream: str,
+    *,
+    subject: str | None = None,
+    batch: int = 1000,
+    fetch_timeout: float = 5.0,
+) -> AsyncIterator[list[Msg]]:
+    """Every message of `stream` (of `subject` only, if given), oldest first, `batch` at a time,
+    through an ephemeral pull consumer without acks, removed after. Nothing when the stream is
+    empty or not declared. A pull consumer, not an ordered push one: the vault's NATS user may
+    answer no flow control (`$JS.FC.>`), and a pull consumer needs none."""
+    try:
+        state = (await js.stream_info(stream, subjects_filter=subject)).state
+    except NotFoundError:  # not declared here: it holds nothing
+        return
+    if state.messages == 0 or (subject is not None and not (state.subjects or {}).get(subject)):
+        return
+    name = f"scan_{uuid.uuid4().hex}"
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            name=name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.NONE,
+            filter_subject=subject,
+            mem_storage=True,
+            inactive_threshold=60,  # the server drops it if this process dies mid-scan
+        ),
+    )
+    subscription = await js.pull_subscribe_bind(consumer=name, stream=stream)
+    try:
+        while True:
+            try:
+                messages = await subscription.fetch(batch, timeout=fetch_timeout)
+            except TimeoutError:  # nats-py's fetch timeouts subclass it
+                return  # nothing left (the stream's last messages aged out meanwhile)
+            yield messages
+            if messages[-1].metadata.num_pending == 0:
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, name)
