@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
+import nats.errors
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -320,7 +321,7 @@ class EventConsumer:
                 messages += await self._subscription.fetch(pending, timeout=self.fill_timeout)
             except TimeoutError:
                 pass
-            except Exception as error:  # the server went away meanwhile: those we have are a batch
+            except (nats.errors.Error, OSError) as error:  # the server went away: those we have are a batch
                 log.warning("fetch_failed", consumer=self.name, error=type(error).__name__)
         return messages
 
