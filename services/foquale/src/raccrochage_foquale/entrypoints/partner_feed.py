@@ -43,6 +43,7 @@ from ..service_layer.partners import (
     PartnerRecord,
     apply_partner_record,
     feedback_for_invalid_record,
+    raw_record_key,
     record_key,
 )
 from ..service_layer.unit_of_work import FoqualeUnitOfWork
@@ -90,6 +91,20 @@ def feedback_event_id(record_event_id: uuid.UUID, refused_for: str = "") -> uuid
     return uuid.uuid5(FEEDBACK_NAMESPACE, f"{record_event_id}{'/' + refused_for if refused_for else ''}")
 
 
+async def send_feedback(
+    uow: FoqualeUnitOfWork, event: Event[RawRecord], feedback: partner.SeatsFeedback, refused_for: str = ""
+) -> None:
+    """The answer to a record, in the unit of work: its event to the outbox, and its copy for the
+    partner to read again (`feedback_replay`)."""
+    published = uow.add_event(
+        feedback,
+        subject=f"partner/{event.partner_id}",
+        cause=event.envelope,
+        event_id=feedback_event_id(event.envelope.id, refused_for),
+    )
+    await uow.feedback.add(event.partner_id, published)
+
+
 async def refuse_over_backlog(
     events: list[Event[RawRecord]], limits: PartnerLimits, unit_of_work: Callable[[], FoqualeUnitOfWork]
 ) -> None:
@@ -97,10 +112,8 @@ async def refuse_over_backlog(
     partner's `max_backlog` waiting behind them, without applying them: one transaction."""
     async with unit_of_work() as uow:
         for event in events:
-            raw = event.data.data
-            key = (raw.get("partner_key") or raw.get("reservation_id")) if isinstance(raw, dict) else None
             feedback = partner.SeatsFeedback(
-                partner_key=key if isinstance(key, str) and 0 < len(key) <= 80 else None,
+                partner_key=raw_record_key(event.data.data),
                 record_type=event.envelope.type,
                 record_event_id=event.envelope.id,
                 outcome="rejected",
@@ -110,13 +123,7 @@ async def refuse_over_backlog(
                     )
                 ],
             )
-            published = uow.add_event(
-                feedback,
-                subject=f"partner/{event.partner_id}",
-                cause=event.envelope,
-                event_id=feedback_event_id(event.envelope.id, "max_backlog"),
-            )
-            await uow.feedback.add(event.partner_id, published)
+            await send_feedback(uow, event, feedback, refused_for="max_backlog")
         await uow.commit()
     log.info("partner_records_over_backlog", partner_id=events[0].partner_id, records=len(events))
 
@@ -152,13 +159,7 @@ async def answer(
                 PartnerRecord(actor, record, datetime.now(UTC), envelope.id), unit_of_work()
             )
     async with unit_of_work() as uow:
-        published = uow.add_event(
-            feedback,
-            subject=f"partner/{partner_id}",
-            cause=envelope,
-            event_id=feedback_event_id(envelope.id),
-        )
-        await uow.feedback.add(partner_id, published)  # for the partner to read again
+        await send_feedback(uow, event, feedback)
         await uow.commit()
     if feedback.outcome == "rejected":
         log.info(

@@ -148,13 +148,18 @@ async def _answered_so(record: PlacementRecord, uow: FoqualeUnitOfWork) -> Reser
     return reservation if same else None
 
 
+def raw_record_key(data: Any) -> str | None:
+    """The key of a record as sent, when one can be read, for an answer to a record that was not
+    (or could not be) read against its contract."""
+    key = (data.get("partner_key") or data.get("reservation_id")) if isinstance(data, dict) else None
+    return key if isinstance(key, str) and 0 < len(key) <= 80 else None
+
+
 def feedback_for_invalid_record(
     record_type: str, data: Any, error: ValidationError, event_id: uuid.UUID | None = None
 ) -> partner.SeatsFeedback:
     """The answer to a record that does not even fit its contract: every field at fault, and the
     key if one can be read."""
-    key = (data.get("partner_key") or data.get("reservation_id")) if isinstance(data, dict) else None
-    readable_key = key if isinstance(key, str) and 0 < len(key) <= 80 else None
     problems = [
         partner.Problem(
             field=".".join(str(part) for part in problem["loc"])[:200] or "*",
@@ -163,7 +168,7 @@ def feedback_for_invalid_record(
         for problem in error.errors()[:50]
     ]
     return partner.SeatsFeedback(
-        partner_key=readable_key,
+        partner_key=raw_record_key(data),
         record_type=record_type,
         record_event_id=event_id,
         outcome="rejected",
