@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +18,12 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import NotFoundError
+from raccrochage_contracts.naming import PARTNER_ID_PATTERN
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_PATH = REPO_ROOT / "deploy" / "topology.toml"
 PARTNERS_TOML = REPO_ROOT / "deploy" / "partners.toml"
-PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")  # one subject token (contracts' naming rule)
+PARTNER_ID = PARTNER_ID_PATTERN  # one subject token: the contracts' naming rule
 DAY = 24 * 3600
 GIGABYTE = 1024**3
 
