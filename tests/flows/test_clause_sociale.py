@@ -3,7 +3,7 @@ goes through clause_sociale's API from a buyer's clause to the bilan croisé the
 with the youth's identity asked from the repérage vault by request/reply and clause.* events out.
 
 The vault here answers on repérage's subject with one synthetic card: filling the real vault
-takes a SIEI campaign (tests/flows/test_reperage_to_psad.py runs one)."""
+takes a SIEI campaign (tests/flows/test_demo_rig.py runs one)."""
 
 from __future__ import annotations
 
