@@ -11,11 +11,12 @@ Three victims, each at the points its work passes:
 A run feeds new work, starts the victim armed at the point, waits for it to die by SIGKILL, then
 starts it again unarmed and waits until everything is handled and published; then counts,
 exactly: rows of the effect against the work fed, events in the stream against the effects, and
-every event id once. `make test` runs each case once, one after the other; `make test-reliability`
-20 times (`reliability` mark), the nine cases at once, each on a NATS server of its own (streams and
-durables are per server), at most `RUNS_AT_ONCE` runs in flight: while one run waits for a
-process to start, for `ack_wait` or for a lease, another works. The figures of a run are appended to `$RACCROCHAGE_RELIABILITY_FIGURES`
-(JSON lines) when it is set: docs/reliability.md's table comes from them.
+every event id once. The nine cases run at once, each on a NATS server of its own (streams and
+durables are per server), at most `RUNS_AT_ONCE` runs in flight: `make test` runs each case once,
+`make test-reliability` 20 times (`reliability` mark). While one run waits for a process to
+start, for `ack_wait` or for a lease, another works. The figures of a run are appended to
+`$RACCROCHAGE_RELIABILITY_FIGURES` (JSON lines) when it is set: docs/reliability.md's table comes
+from them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from pathlib import Path
 
 import nats
 import pytest
-import pytest_asyncio
 from nats.aio.client import Client
 from raccrochage_platform.faults import VARIABLE
 from raccrochage_platform.topology import declare, load_topology
@@ -264,11 +264,6 @@ async def crash_figures(
     return await crash_service(servers, nc, topology, folder, FED[victim], point, runs, slot)
 
 
-def reported(figures: Figures, runs: int) -> None:
-    report(figures)
-    assert (figures.runs, figures.lost, figures.duplicated) == (runs, 0, 0)
-
-
 @contextlib.asynccontextmanager
 async def own_nats(servers: Servers, folder: Path, topology: Path) -> AsyncIterator[tuple[Servers, Client]]:
     """A NATS server of a case's own, its streams declared: `servers` with it, and a client."""
@@ -285,39 +280,18 @@ async def own_nats(servers: Servers, folder: Path, topology: Path) -> AsyncItera
         await asyncio.to_thread(server.stop)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def streams(nc: Client, deadletter_stream: str, crash_topology: Path) -> None:
-    await declare(nc.jetstream(), load_topology(crash_topology), services=set())
-
-
-@pytest.mark.parametrize(("victim", "point"), CASES)
-async def test_a_crash_loses_nothing_and_does_nothing_twice(
-    servers: Servers, nc: Client, streams: None, crash_topology: Path, tmp_path: Path, victim: str, point: str
-) -> None:
-    figures = await crash_figures(
-        servers, nc, crash_topology, tmp_path, (victim, point), QUICK_RUNS, asyncio.Semaphore(1)
-    )
-    reported(figures, QUICK_RUNS)
-
-
-@pytest.mark.reliability
-@pytest.mark.timeout(1800)
-async def test_twenty_crashes_lose_nothing_and_do_nothing_twice(
-    servers: Servers, crash_topology: Path, tmp_path: Path
-) -> None:
-    """The nine cases at once, each on a NATS server of its own, `RUNS_AT_ONCE` runs in flight."""
+async def crash_matrix(servers: Servers, topology: Path, folder: Path, runs: int) -> None:
+    """The nine cases at once, each on a NATS server of its own, `RUNS_AT_ONCE` runs in flight;
+    every case's figures reported, and every failure raised together."""
     slot = asyncio.Semaphore(RUNS_AT_ONCE)
-
     async with contextlib.AsyncExitStack() as stack:
         own = [  # one after the other, before any case runs
-            await stack.enter_async_context(own_nats(servers, tmp_path / f"{v}-{p}", crash_topology))
+            await stack.enter_async_context(own_nats(servers, folder / f"{v}-{p}", topology))
             for v, p in CASES
         ]
         outcomes = await asyncio.gather(
             *(
-                crash_figures(
-                    servers_of_case, nc, crash_topology, tmp_path / f"{v}-{p}", (v, p), FULL_RUNS, slot
-                )
+                crash_figures(servers_of_case, nc, topology, folder / f"{v}-{p}", (v, p), runs, slot)
                 for (v, p), (servers_of_case, nc) in zip(CASES, own, strict=True)
             ),
             return_exceptions=True,
@@ -326,10 +300,24 @@ async def test_twenty_crashes_lose_nothing_and_do_nothing_twice(
     for (victim, point), outcome in zip(CASES, outcomes, strict=True):
         if isinstance(outcome, Figures):
             report(outcome)
-            if (outcome.runs, outcome.lost, outcome.duplicated) != (FULL_RUNS, 0, 0):
+            if (outcome.runs, outcome.lost, outcome.duplicated) != (runs, 0, 0):
                 failed.append(AssertionError(f"{victim}, {point}: {outcome.record()}"))
         else:
             outcome.add_note(f"case: {victim}, {point}")
             failed.append(outcome)
     if failed:
         raise ExceptionGroup("crash matrix cases failed", failed)
+
+
+async def test_a_crash_loses_nothing_and_does_nothing_twice(
+    servers: Servers, crash_topology: Path, tmp_path: Path
+) -> None:
+    await crash_matrix(servers, crash_topology, tmp_path, QUICK_RUNS)
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(1800)
+async def test_twenty_crashes_lose_nothing_and_do_nothing_twice(
+    servers: Servers, crash_topology: Path, tmp_path: Path
+) -> None:
+    await crash_matrix(servers, crash_topology, tmp_path, FULL_RUNS)
