@@ -2,7 +2,7 @@
 supervisor on its store and its ports, rejoins the cluster and its stream replicas become
 current; `status` shows each node; `down` stops every node, the restarted one included.
 
-The rig's test is marked `reliability` (it starts every service on a 3-node cluster); the
+The rig's test is marked `reliability` (a 3-node cluster and the sample service); the
 status's rules for a node are checked without servers, in `make test`."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def test_a_killed_node_is_restarted_on_its_store_and_ports_and_down_stops_every_
 ) -> None:
     folder = server_tmp_path / "rig"
     env = rig_env(folder)
-    cli(env, "up", "--detach", "--cluster", "3")
+    cli(env, "up", "--detach", "--only", "sample", "--cluster", "3")
     try:
         before = wait_for(lambda: all_current(env), 60)
         assert sorted(before) == NODES

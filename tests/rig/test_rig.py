@@ -1,4 +1,5 @@
-"""The local rig as a newcomer uses it: up --detach, status --json, a service restarted, down."""
+"""The local rig as a newcomer uses it: up --detach, status --json, a service restarted, down. On
+the sample service alone (`--only sample`): the real services' own journeys are tests/flows'."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def counter(http: str, name: str) -> int:
 def test_rig_up_status_restart_down_and_up_again(server_tmp_path: Path) -> None:
     folder = server_tmp_path / "rig"
     env = rig_env(folder)
-    cli(env, "up", "--detach")
+    cli(env, "up", "--detach", "--only", "sample")
     try:
         report = status(env)
         assert report["nats"]["healthy"] and report["postgres"]["healthy"]
@@ -100,7 +101,7 @@ def test_rig_up_status_restart_down_and_up_again(server_tmp_path: Path) -> None:
         assert json.loads(cli(env, "dlq", "list", "--json").stdout) == []
 
         # A second `up` on a running rig refuses and says why.
-        again = cli(env, "up", "--detach", check=False)
+        again = cli(env, "up", "--detach", "--only", "sample", check=False)
         assert again.returncode != 0 and "already runs" in (again.stdout + again.stderr)
 
         # A service that dies is restarted.
@@ -143,13 +144,13 @@ def test_rig_up_status_restart_down_and_up_again(server_tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
     )
     wait_for(lambda: NatsServer(folder / "nats").strangers() == [by_hand.pid])
-    refused = cli(env, "up", "--detach", check=False)
+    refused = cli(env, "up", "--detach", "--only", "sample", check=False)
     assert refused.returncode != 0 and f"pid {by_hand.pid}" in refused.stdout + refused.stderr
     cli(env, "down")
     assert by_hand.wait(30) is not None
 
     # Up again: the data is kept.
-    cli(env, "up", "--detach")
+    cli(env, "up", "--detach", "--only", "sample")
     try:
         http = status(env)["services"]["sample"]["http"]
         assert counter(http, "visits") == 4
@@ -162,7 +163,7 @@ def test_rig_up_status_restart_down_and_up_again(server_tmp_path: Path) -> None:
                 or Path(f"/proc/{supervisor}/stat").read_text().split(")")[-1].split()[0] == "Z"
             )
         )
-        cli(env, "up", "--detach")
+        cli(env, "up", "--detach", "--only", "sample")
         report = status(env)
         assert report["services"]["sample"]["healthy"] and report["nats"]["healthy"]
     finally:
@@ -170,10 +171,19 @@ def test_rig_up_status_restart_down_and_up_again(server_tmp_path: Path) -> None:
     assert processes_under(folder) == []
 
 
+def test_up_only_names_a_service_that_is_not_installed(tmp_path: Path) -> None:
+    refused = cli(
+        rig_env(tmp_path / "rig"), "up", "--detach", "--only", "sample", "--only", "nope", check=False
+    )
+    assert refused.returncode == 2
+    assert "--only nope: no such service (installed: " in refused.stderr and "sample" in refused.stderr
+    assert not (tmp_path / "rig").exists()
+
+
 def test_rig_uses_external_servers_when_named(server_tmp_path: Path, servers: Servers) -> None:
     folder = server_tmp_path / "rig-external"
     env = rig_env(folder, NATS_URL=servers.nats_url, RACCROCHAGE_PG_ADMIN_URL=servers.pg_admin_url)
-    cli(env, "up", "--detach")
+    cli(env, "up", "--detach", "--only", "sample")
     try:
         report = status(env)
         assert report["nats"]["url"] == servers.nats_url and report["nats"]["healthy"]

@@ -50,11 +50,22 @@ def up(
             "--cluster", min=1, max=5, help="JetStream nodes on loopback; streams get as many replicas"
         ),
     ] = 1,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="SERVICE",
+            help="start this service and no other (repeat for several); default: every installed one",
+        ),
+    ] = None,
 ) -> None:
     """Start NATS, PostgreSQL and every installed service; Ctrl-C stops everything."""
     folder = rig_dir()
+    if only:
+        _check_installed(set(only))
     if detach:
-        _up_detached(folder, main_jobs, ["--replicas", str(replicas), "--cluster", str(cluster)])
+        options = ["--replicas", str(replicas), "--cluster", str(cluster)]
+        _up_detached(folder, main_jobs, options + [f"--only={name}" for name in only or ()], only)
         return
     from .runner import Rig, RigAlreadyRunning, RigError
 
@@ -67,9 +78,9 @@ def up(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     try:
-        rig.up(replicas=replicas, cluster=cluster)
+        rig.up(only=set(only) if only else None, replicas=replicas, cluster=cluster)
         if main_jobs:
-            run_main_jobs(folder)
+            run_main_jobs(folder, only)
         if not os.environ.get("RACCROCHAGE_RIG_DETACHED"):
             say("press Ctrl-C to stop")
         rig.supervise(stop)
@@ -86,7 +97,17 @@ def up(
     rig.stop_all()
 
 
-def _up_detached(folder, main_jobs: bool, options: list[str]) -> None:
+def _check_installed(names: set[str]) -> None:
+    from raccrochage_platform.service import installed_services
+
+    unknown = names - set(installed_services())
+    if unknown:
+        installed = ", ".join(installed_services())
+        say(f"[red]error:[/] --only {', '.join(sorted(unknown))}: no such service (installed: {installed})")
+        raise typer.Exit(2)
+
+
+def _up_detached(folder, main_jobs: bool, options: list[str], only: list[str] | None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "rig.log"
     env = {**os.environ, "RACCROCHAGE_RIG_DIR": str(folder), "RACCROCHAGE_RIG_DETACHED": "1"}
@@ -105,7 +126,7 @@ def _up_detached(folder, main_jobs: bool, options: list[str]) -> None:
         if state.status == "up" and state.supervisor_pid == child.pid:
             say(f"up (supervisor pid {child.pid}); `raccrochage status`, `raccrochage down`")
             if main_jobs:
-                run_main_jobs(folder)
+                run_main_jobs(folder, only)
             return
         if child.poll() is not None:
             say(f"[red]the rig failed to start[/]; last lines of {log}:")
@@ -114,12 +135,15 @@ def _up_detached(folder, main_jobs: bool, options: list[str]) -> None:
         time.sleep(0.2)
 
 
-def run_main_jobs(folder) -> None:
+def run_main_jobs(folder, only: list[str] | None = None) -> None:
+    """The main job of every service the rig started (`only`, or all), in their order."""
     from raccrochage_platform import loop as event_loop
     from raccrochage_platform.service import installed_services
 
     specs = sorted(installed_services().items(), key=lambda item: (item[1].main_job_order, item[0]))
     for name, spec in specs:
+        if only and name not in only:
+            continue
         if spec.main_job is not None:
             say(f"running the main job of {name}")
             event_loop.run(spec.main_job())
