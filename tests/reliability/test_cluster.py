@@ -64,7 +64,7 @@ def cluster() -> Iterator[Cluster]:
         try:
             nodes.start()
             postgres.start()
-            yield Cluster(nodes, Servers(nodes.url, postgres.admin_url, "embedded"))
+            yield Cluster(nodes, Servers(",".join(nodes.urls), postgres.admin_url, "embedded"))
         finally:
             postgres.stop()
             nodes.stop()

@@ -6,10 +6,16 @@ import os
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def nats_servers(nats_url: str) -> list[str]:
+    """The servers a NATS_URL names: one URL, or several separated by commas (a cluster's nodes).
+    A client connects to the first that answers and moves to another when its server goes."""
+    return [url.strip() for url in nats_url.split(",") if url.strip()]
 
 
 class ConfigError(SystemExit):
@@ -22,7 +28,10 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
 
     service_name: str = Field(validation_alias="RACCROCHAGE_SERVICE", pattern=r"^[a-z][a-z_]*$")
-    nats_url: str = Field(validation_alias="NATS_URL", pattern=r"^(nats|tls)://")
+    nats_url: str = Field(
+        validation_alias="NATS_URL",
+        description="nats:// or tls:// URL of the server, or of each node of a cluster separated by commas",
+    )
     database_url: str = Field(validation_alias="DATABASE_URL", pattern=r"^postgresql(\+asyncpg)?://")
     http_host: str = Field("127.0.0.1", validation_alias="HTTP_HOST")
     http_port: int = Field(0, validation_alias="HTTP_PORT", ge=0, le=65535)
@@ -47,6 +56,17 @@ class ServiceSettings(BaseSettings):
         "development", validation_alias="RACCROCHAGE_ENVIRONMENT"
     )
 
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_servers(cls, value: str) -> str:
+        servers = nats_servers(value)
+        if not servers:
+            raise ValueError("names no server: give nats://host:port, or several separated by commas")
+        for number, url in enumerate(servers, 1):
+            if not url.startswith(("nats://", "tls://")) or " " in url:
+                raise ValueError(f"server {number} of {len(servers)} is not a nats:// or tls:// URL")
+        return value
+
     @model_validator(mode="after")
     def _own_secrets_in_production(self) -> ServiceSettings:
         if self.environment != "production":
@@ -68,6 +88,12 @@ class ServiceSettings(BaseSettings):
             variable = str(info.validation_alias or name.upper())
             if name.endswith("_key") and isinstance(value, str):
                 found.append((variable, value))
+            elif name == "nats_url":
+                found += [
+                    (variable, password)
+                    for url in nats_servers(value)
+                    if (password := urlsplit(url).password)
+                ]
             elif name.endswith("_url") and isinstance(value, str) and urlsplit(value).password:
                 found.append((variable, urlsplit(value).password))
         return found

@@ -2,7 +2,7 @@
 
 import pytest
 from pydantic import Field
-from raccrochage_platform.settings import ConfigError, ServiceSettings, load_settings
+from raccrochage_platform.settings import ConfigError, ServiceSettings, load_settings, nats_servers
 
 
 def test_missing_variables_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,6 +32,23 @@ def test_valid_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HTTP_PORT", raising=False)
     settings = load_settings(ServiceSettings)
     assert settings.service_name == "psad" and settings.http_port == 0
+
+
+def test_nats_url_names_every_node_of_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RACCROCHAGE_SERVICE", "psad")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:p@h/db")
+    monkeypatch.setenv("NATS_URL", "nats://n1:4222, nats://n2:4222,tls://n3:4222")
+    settings = load_settings(ServiceSettings)
+    assert nats_servers(settings.nats_url) == ["nats://n1:4222", "nats://n2:4222", "tls://n3:4222"]
+    for wrong, why in [
+        ("nats://n1:4222,http://s3cret@n2:4222", "server 2 of 2 is not a nats:// or tls:// URL"),
+        (" , ", "names no server"),
+    ]:
+        monkeypatch.setenv("NATS_URL", wrong)
+        with pytest.raises(ConfigError) as raised:
+            load_settings(ServiceSettings)
+        assert f"NATS_URL: Value error, {why}" in str(raised.value)
+        assert "s3cret" not in str(raised.value)
 
 
 def test_outbox_retention_is_a_week_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,3 +100,15 @@ def test_production_starts_with_secrets_of_its_own_and_development_with_any(
     production(monkeypatch, "t" * 64, "postgresql://psad:dev_psad@db:5432/psad")
     monkeypatch.setenv("RACCROCHAGE_ENVIRONMENT", "development")
     assert load_settings(KeyedSettings).environment == "development"
+
+
+def test_production_checks_the_password_of_every_nats_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    production(
+        monkeypatch,
+        "3f9a0c17d2b84e65a1c0ff3e9b27d4c8a6e1f05b7c3d92e8",
+        "postgresql://psad:Zq8-v41Lm0pRx7@db/psad",
+    )
+    monkeypatch.setenv("NATS_URL", "nats://psad:n4ts-Secret-9f2c@n1:4222,nats://psad:dev_psad@n2:4222")
+    with pytest.raises(ConfigError, match="NATS_URL is a development placeholder") as raised:
+        load_settings(KeyedSettings)
+    assert "dev_psad" not in str(raised.value)

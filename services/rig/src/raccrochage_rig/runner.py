@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import nats
+from raccrochage_platform.settings import nats_servers
 from raccrochage_platform.topology import Topology, declare, load_topology
 
 from .nats import NatsCluster, NatsServer
@@ -199,7 +200,8 @@ class Rig:
             refuse_second_server(server)
         self.nats_cluster = NatsCluster(self.folder / "nats-cluster", size=size)
         self.nats_cluster.start()
-        self.state.nats_url = self.nats_cluster.url
+        # Every node: a service (re)started while one is down connects to another.
+        self.state.nats_url = ",".join(self.nats_cluster.urls)
         self.state.nats_monitor = self.nats_cluster.nodes[0].monitor_url
         self.state.nats_nodes = {
             node.server_name: NatsNodeState(
@@ -212,7 +214,7 @@ class Rig:
         }
         self._save()
         self.say(f"{size} nats-server nodes clustered with JetStream on {', '.join(self.nats_cluster.urls)}")
-        return self.nats_cluster.url
+        return self.state.nats_url
 
     def _start_postgres(self, secrets: dict) -> str:
         external = os.environ.get("RACCROCHAGE_PG_ADMIN_URL")
@@ -480,7 +482,7 @@ def replicated(topology: Topology, replicas: int) -> Topology:
 
 
 async def _declare(nats_url: str, topology: Topology, services: set[str]) -> None:
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(nats_servers(nats_url), connect_timeout=5, max_reconnect_attempts=3)
     try:
         await declare(nc.jetstream(), topology, services=services)
     finally:

@@ -72,6 +72,7 @@ async def demo_main_job() -> None:
     from raccrochage_contracts import nats_subject, new_event
     from raccrochage_contracts.events.mlds_v1 import EnrolmentAccepted
     from raccrochage_platform.auth import mint
+    from raccrochage_platform.settings import nats_servers
     from raccrochage_platform.topology import load_topology
     from raccrochage_rig.state import RigState, load_secrets, rig_dir
 
@@ -109,7 +110,7 @@ async def demo_main_job() -> None:
         return
 
     nc = Client()
-    await nc.connect(state.nats_url)
+    await nc.connect(nats_servers(state.nats_url))
     try:
         for youth_id, _ in youths:
             accepted = EnrolmentAccepted(

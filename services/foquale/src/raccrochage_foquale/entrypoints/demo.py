@@ -50,9 +50,13 @@ def seat_record(key: str, uai: str, departement: str, capacity: int, label: str)
 async def partner_connection(nats_url: str, password: str):
     """The rectorat's system: its own NATS user, its own inbox for the replies."""
     import nats
+    from raccrochage_platform.settings import nats_servers
 
     return await nats.connect(
-        nats_url, user=f"partner_{PARTNER}", password=password, inbox_prefix=inbox_prefix(PARTNER)
+        nats_servers(nats_url),
+        user=f"partner_{PARTNER}",
+        password=password,
+        inbox_prefix=inbox_prefix(PARTNER),
     )
 
 

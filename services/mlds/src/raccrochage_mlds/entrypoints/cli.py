@@ -44,6 +44,7 @@ def survey_command(
 
 async def _survey(year, threshold: int):
     import nats
+    from raccrochage_platform.settings import nats_servers
     from raccrochage_rig.state import rig_dir
     from raccrochage_rig.status import nats_url
 
@@ -53,7 +54,7 @@ async def _survey(year, threshold: int):
     url = nats_url(rig_dir())
     if not url:
         raise typer.BadParameter("no NATS: start the rig (raccrochage up) or set NATS_URL")
-    connection = await nats.connect(url, connect_timeout=5)
+    connection = await nats.connect(nats_servers(url), connect_timeout=5)
     try:
         events = await replay(connection.jetstream())
     finally:

@@ -37,7 +37,7 @@ async def reperage_runtime():
     import nats
     from raccrochage_platform.db import make_engine
     from raccrochage_platform.outbox import OutboxRelay
-    from raccrochage_platform.settings import apply_local_environment, load_settings
+    from raccrochage_platform.settings import apply_local_environment, load_settings, nats_servers
 
     from ..config import ReperageSettings
 
@@ -50,7 +50,7 @@ async def reperage_runtime():
     engine = make_engine(settings.database_url, application_name="reperage-cli")
     # Once connected, reconnect without limit: an outage mid-ingest is waited out (the events
     # are safe in the outbox meanwhile), never turned into a closed connection.
-    nc = await nats.connect(settings.nats_url, connect_timeout=5, max_reconnect_attempts=-1)
+    nc = await nats.connect(nats_servers(settings.nats_url), connect_timeout=5, max_reconnect_attempts=-1)
     relay = OutboxRelay(engine, nc.jetstream(), sweep_seconds=0.2, lease_seconds=settings.relay_lease_seconds)
     await relay.start()
     try:

@@ -14,6 +14,7 @@ import nats
 from nats.js.errors import NotFoundError
 from raccrochage_platform.db import libpq_dsn
 from raccrochage_platform.migrations import upgrade
+from raccrochage_platform.settings import nats_servers
 
 from .processes import ServiceProcess, listening, spawn_service
 from .servers import Servers
@@ -99,7 +100,7 @@ async def database_traces(url: str, needles: list[str]) -> list[str]:
 async def stream_traces(nats_url: str, needles: list[str]) -> list[str]:
     """Every `STREAM #seq holds needle` of the messages of every stream (dead letters and
     PRIVACY included) whose payload or headers hold one of `needles`."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(nats_servers(nats_url))
     try:
         js = nc.jetstream()
         found = []
