@@ -15,9 +15,9 @@ from nats.js import JetStreamContext
 from raccrochage_contracts import nats_subject, new_event
 from raccrochage_contracts.envelope import typed_envelope
 from raccrochage_contracts.events.reperage_v1 import AuditAnchored
+from raccrochage_platform.streams import scan
 
 from .audit import Anchor
-from .stream_sweep import scan
 
 SUBJECT = nats_subject("reperage.audit.anchored.v1")
 STREAM = "REPERAGE"

@@ -1,9 +1,8 @@
 """Erased youths' messages deleted from a JetStream stream: one scan of the stream for every
 youth_id of a sweep, then JetStream's message delete of each match (docs/privacy.md "The streams").
 
-The scan (`scan`, also how the audit's anchors are read back) is an ephemeral pull consumer
-without acks (nothing to acknowledge, nothing kept once it goes), fetching `batch` messages at a
-time from the stream's first.
+The scan is the platform's (`raccrochage_platform.streams.scan`): an ephemeral pull consumer
+without acks, fetching `batch` messages at a time from the stream's first.
 """
 
 from __future__ import annotations
@@ -11,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from raccrochage_platform.streams import scan
 
 # A youth_id is 64 lowercase hex digits (raccrochage_platform.privacy.YOUTH_ID).
 _HEX = "0-9a-f"
@@ -98,50 +95,3 @@ class JetStreamSweeper:
                 if named:
                     matches.append((message.metadata.sequence.stream, named))
         return matches
-
-
-async def scan(
-    js: JetStreamContext,
-    stream: str,
-    *,
-    subject: str | None = None,
-    batch: int = 1000,
-    fetch_timeout: float = 5.0,
-) -> AsyncIterator[list[Msg]]:
-    """Every message of `stream` (of `subject` only, if given), oldest first, `batch` at a time,
-    through an ephemeral pull consumer without acks, removed after. Nothing when the stream is
-    empty or not declared. A pull consumer, not an ordered push one: the vault's NATS user may
-    answer no flow control (`$JS.FC.>`), and a pull consumer needs none."""
-    try:
-        state = (await js.stream_info(stream, subjects_filter=subject)).state
-    except NotFoundError:  # not declared here: it holds nothing
-        return
-    if state.messages == 0 or (subject is not None and not (state.subjects or {}).get(subject)):
-        return
-    name = f"scan_{uuid.uuid4().hex}"
-    await js.add_consumer(
-        stream,
-        ConsumerConfig(
-            name=name,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_policy=AckPolicy.NONE,
-            filter_subject=subject,
-            mem_storage=True,
-            inactive_threshold=60,  # the server drops it if this process dies mid-scan
-        ),
-    )
-    subscription = await js.pull_subscribe_bind(consumer=name, stream=stream)
-    try:
-        while True:
-            try:
-                messages = await subscription.fetch(batch, timeout=fetch_timeout)
-            except TimeoutError:  # nats-py's fetch timeouts subclass it
-                return  # nothing left (the stream's last messages aged out meanwhile)
-            yield messages
-            if messages[-1].metadata.num_pending == 0:
-                return
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
-        with contextlib.suppress(Exception):
-            await js.delete_consumer(stream, name)
