@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -90,3 +92,21 @@ async def again_if_disconnected(operation: Callable[[], Awaitable[T]]) -> T:
         if not error.connection_invalidated:
             raise
     return await operation()
+
+
+@contextlib.asynccontextmanager
+async def exclusive(engine: AsyncEngine, name: str) -> AsyncIterator[bool]:
+    """True when this process alone holds the job `name` (a session advisory lock on a
+    connection of its own, held until the block ends); False when another process of the
+    service holds it (`--replicas`, several containers): that one does the work. PostgreSQL
+    releases the lock if the holder's connection dies."""
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    async with engine.connect() as connection:
+        held = bool(await connection.scalar(select(func.pg_try_advisory_lock(key))))
+        await connection.commit()  # the lock is the session's: no transaction stays open
+        try:
+            yield held
+        finally:
+            if held:
+                await connection.scalar(select(func.pg_advisory_unlock(key)))
+                await connection.commit()

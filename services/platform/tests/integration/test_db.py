@@ -1,8 +1,9 @@
-"""A service's own connections against real PostgreSQL: the session settings they run with."""
+"""A service's own connections against real PostgreSQL: the session settings they run with, and
+a job one process of a service runs at a time."""
 
 from __future__ import annotations
 
-from raccrochage_platform.db import asyncpg_url, libpq_dsn, make_engine
+from raccrochage_platform.db import asyncpg_url, exclusive, libpq_dsn, make_engine
 from raccrochage_rig.testing.servers import Servers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,3 +34,26 @@ def test_url_forms() -> None:
     assert asyncpg_url(url) == "postgresql+asyncpg://svc:p%40ss@db:5432/psad"
     assert libpq_dsn(asyncpg_url(url)) == "postgresql://svc:p%40ss@db:5432/psad"
     assert asyncpg_url("postgresql://svc@db/psad") == "postgresql+asyncpg://svc@db/psad"
+
+
+async def test_one_process_at_a_time_holds_a_job_and_the_next_gets_it_after(servers: Servers) -> None:
+    url = await servers.create_database("exclusive")
+    one, other = make_engine(url, application_name="one"), make_engine(url, application_name="other")
+    try:
+        async with (
+            exclusive(one, "reperage.erasure_sweep") as first,
+            exclusive(other, "reperage.erasure_sweep") as second,
+            exclusive(other, "another") as third,
+        ):
+            assert (first, second, third) == (True, False, True)
+        async with exclusive(other, "reperage.erasure_sweep") as after:
+            assert after
+        async with one.connect() as conn:  # released: no lock left, no transaction left open
+            assert (
+                await conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"))
+            ).scalar_one() == 0
+            idle = "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"
+            assert (await conn.execute(text(idle))).scalar_one() == 0
+    finally:
+        await one.dispose()
+        await other.dispose()

@@ -14,6 +14,7 @@ from raccrochage_contracts.events.privacy_v1 import ErasureDone
 from raccrochage_contracts.events.psad_v1 import CaseClosed, CaseTransferred
 from raccrochage_platform.broker import connection, jetstream
 from raccrochage_platform.consumer import Event
+from raccrochage_platform.db import exclusive
 from raccrochage_platform.logging import error_fields, get_logger
 from raccrochage_platform.privacy import answering_services, ask_export, privacy_consumer
 from raccrochage_platform.service import ServiceContext, ServiceSpec
@@ -144,10 +145,20 @@ async def build(context: ServiceContext) -> None:
         while True:
             sweep_now.clear()
             try:
-                swept = await privacy.sweep_streams(unit_of_work, sweeper, streams, lambda: datetime.now(UTC))
+                # One replica sweeps at a time (two would split the deletions and the counts);
+                # the others try again a second later, for a request that completed meanwhile.
+                async with exclusive(context.engine, "reperage.erasure_sweep") as mine:
+                    swept = (
+                        await privacy.sweep_streams(unit_of_work, sweeper, streams, lambda: datetime.now(UTC))
+                        if mine
+                        else None
+                    )
             except Exception as error:  # NATS or the database is down: the next pass takes them
                 log.error("erasure_sweep_failed", **error_fields(error))
             else:
+                if swept is None:
+                    await asyncio.sleep(1)
+                    continue
                 for request_id, deleted in swept.items():
                     log.info("erasure_streams_swept", request_id=str(request_id), deleted=deleted)
             with contextlib.suppress(TimeoutError):
