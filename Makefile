@@ -39,9 +39,18 @@ test-fast: install
 
 # The long runs of tests/reliability (20 crashes per point of the crash matrix, servers stopped
 # and paused for long), and the rig's cluster node killed under its supervisor: `make test` runs
-# their quick variants.
+# their quick variants. The soak (ten minutes at a set pace, a fraction of one core) runs beside
+# the others in a pytest of its own, its output printed after theirs: the suite takes the time
+# of the longer of the two, not their sum.
+SOAK := tests/reliability/test_soak.py
 test-reliability: install
-	$(VENV)/bin/python -m pytest tests/reliability tests/rig/test_cluster_supervision.py -m reliability
+	@work=$$(mktemp -d); \
+	$(VENV)/bin/python -m pytest $(SOAK) -m reliability --basetemp=$$work/soak >$$work/soak.log 2>&1 & soak=$$!; \
+	$(VENV)/bin/python -m pytest tests/reliability tests/rig/test_cluster_supervision.py -m reliability \
+	  --ignore=$(SOAK) --basetemp=$$work/others; others=$$?; \
+	wait $$soak; soaked=$$?; \
+	echo "=== $(SOAK), run beside the others (exit $$soaked) ==="; cat $$work/soak.log; \
+	if test $$others = 0 -a $$soaked = 0; then rm -rf $$work; else echo "their files: $$work"; exit 1; fi
 
 # The flow tests with two processes of every service (`raccrochage up --replicas 2`);
 # `make test-reliability` runs them too (tests/reliability/test_flows_on_replicas.py).
