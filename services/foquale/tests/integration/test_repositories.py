@@ -14,6 +14,7 @@ from raccrochage_contracts import CloudEvent
 from raccrochage_foquale.adapters.repository import (
     SqlOfferRepository,
     SqlPartnerFeedbackRepository,
+    SqlPartnerRateRepository,
     SqlReservationRepository,
 )
 from raccrochage_foquale.adapters.tables import offer as offer_table
@@ -335,6 +336,29 @@ async def test_pruning_keeps_each_partners_last_answers_a_batch_at_a_time(engine
         assert await repo.prune(keep=2, limit=3) == 0
         assert [e["data"]["n"] for e in await repo.latest(partners[0], 10)] == [4, 5]
         assert [e["data"]["n"] for e in await repo.latest(partners[1], 10)] == [100]
+
+
+async def test_a_partners_rate_is_one_for_every_process_of_foquale(engine: AsyncEngine) -> None:
+    """Two FOQUALE processes (their own connections) taking turns for the same partner share its
+    bucket: ten records a second between them, not ten each. Another partner has its own."""
+    partner = f"cfa-{uuid.uuid4().hex[:8]}"
+
+    async def turns(who: str, count: int, at: datetime) -> list[float]:
+        async with engine.connect() as one, engine.connect() as other:
+            waits = []
+            for n in range(count):
+                conn = (one, other)[n % 2]
+                waits.append(await SqlPartnerRateRepository(conn).take_turn(who, 10, at))
+                await conn.commit()
+            return waits
+
+    waits = await turns(partner, 14, T0)
+    assert waits[:10] == [0.0] * 10  # the burst: one second's worth
+    assert waits[10:] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert await turns(f"{partner}-b", 1, T0) == [0.0]
+    # A process whose clock is a second behind changes nothing; ten seconds on, a burst again.
+    assert await turns(partner, 1, T0 - timedelta(seconds=1)) == pytest.approx([0.5])
+    assert await turns(partner, 10, T0 + timedelta(seconds=10)) == [0.0] * 10
 
 
 # --- no overbooking -------------------------------------------------------------------------------

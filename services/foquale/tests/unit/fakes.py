@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import date, datetime
 
 from raccrochage_contracts import CloudEvent
+from raccrochage_foquale.domain.limits import RecordRate
 from raccrochage_foquale.domain.matching import meets_wishes
 from raccrochage_foquale.domain.offer import Offer
 from raccrochage_foquale.domain.offer_types import RESERVABLE_STATES, Level
@@ -23,6 +24,7 @@ from raccrochage_foquale.service_layer.unit_of_work import (
     FoqualeUnitOfWork,
     OfferRepository,
     PartnerFeedbackRepository,
+    PartnerRateRepository,
     ReservationRepository,
 )
 from raccrochage_platform.fakes import FakeUnitOfWork
@@ -188,12 +190,24 @@ class FakePartnerFeedbackRepository(PartnerFeedbackRepository):
         return len(gone)
 
 
+class FakePartnerRateRepository(PartnerRateRepository):
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[RecordRate, datetime]] = {}
+
+    async def take_turn(self, partner_id: str, per_second: float, now: datetime) -> float:
+        rate, at = self.rows.get(partner_id, (RecordRate.full(per_second), now))
+        rate, wait = RecordRate(per_second, rate.tokens).take((now - at).total_seconds())
+        self.rows[partner_id] = (rate, max(now, at))
+        return wait
+
+
 class FakeFoqualeUnitOfWork(FoqualeUnitOfWork, FakeUnitOfWork):
     def __init__(self) -> None:
         FakeUnitOfWork.__init__(self, source="raccrochage/foquale")
         self.offers = FakeOfferRepository()
         self.reservations = FakeReservationRepository()
         self.feedback = FakePartnerFeedbackRepository()
+        self.rates = FakePartnerRateRepository()
         self._snapshot: tuple[dict, dict] | None = None
 
     def _copy_rows(self) -> tuple[dict, dict]:

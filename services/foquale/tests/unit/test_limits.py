@@ -7,21 +7,26 @@ from raccrochage_foquale.adapters.partners import partner_limits
 from raccrochage_foquale.domain.limits import PartnerLimits, RecordRate
 
 
+def takes(rate: RecordRate, *elapsed: float) -> tuple[RecordRate, list[float]]:
+    waits = []
+    for seconds in elapsed:
+        rate, wait = rate.take(seconds)
+        waits.append(wait)
+    return rate, waits
+
+
 def test_the_rate_lets_a_burst_of_one_second_then_spaces_the_records() -> None:
-    rate = RecordRate(10)
-    waits = [rate.take(100.0) for _ in range(12)]
+    _, waits = takes(RecordRate.full(10), *[0.0] * 12)
     assert waits[:10] == [0.0] * 10
     assert waits[10:] == pytest.approx([0.1, 0.2])
 
 
 def test_a_record_waiting_its_turn_leaves_the_next_one_a_turn_later() -> None:
-    rate = RecordRate(4)
-    for _ in range(4):
-        rate.take(0.0)
-    wait = rate.take(0.0)
-    assert wait == pytest.approx(0.25)
-    assert rate.take(wait) == pytest.approx(0.25)  # the next turn, a quarter of a second on
-    assert rate.take(10.0) == 0.0  # after a quiet while, a burst again
+    rate, waits = takes(RecordRate.full(4), *[0.0] * 5)
+    assert waits[-1] == pytest.approx(0.25)
+    rate, [wait] = takes(rate, waits[-1])
+    assert wait == pytest.approx(0.25)  # the next turn, a quarter of a second on
+    assert takes(rate, 10.0)[1] == [0.0]  # after a quiet while, a burst again
 
 
 def test_the_backlog_refusal_names_the_limit_and_where_it_is_set() -> None:

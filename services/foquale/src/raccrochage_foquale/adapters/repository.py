@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import Date, Integer, Text, Uuid
 
+from ..domain.limits import RecordRate
 from ..domain.matching import wish_codes
 from ..domain.offer import Offer
 from ..domain.offer_types import (
@@ -50,9 +51,15 @@ from ..domain.policy import Policy
 from ..domain.refusals import Refusal, RefusalReason
 from ..domain.reservation import Reservation, ReservationState
 from ..domain.uai import Uai
-from ..service_layer.unit_of_work import OfferRepository, PartnerFeedbackRepository, ReservationRepository
+from ..service_layer.unit_of_work import (
+    OfferRepository,
+    PartnerFeedbackRepository,
+    PartnerRateRepository,
+    ReservationRepository,
+)
 from .tables import offer as offer_table
 from .tables import partner_feedback as partner_feedback_table
+from .tables import partner_rate as partner_rate_table
 from .tables import reservation as reservation_table
 
 _o = offer_table.c
@@ -442,3 +449,36 @@ class SqlPartnerFeedbackRepository(PartnerFeedbackRepository):
     async def prune(self, keep: int, limit: int) -> int:
         result = await self.connection.execute(_PRUNE, {"keep": keep, "limit": limit})
         return result.rowcount
+
+
+# --- partners' record rates -----------------------------------------------------------------------
+
+_rate = partner_rate_table.c
+
+
+class SqlPartnerRateRepository(PartnerRateRepository):
+    """The bucket's row, locked: the processes of FOQUALE take a partner's turns one after the
+    other."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def take_turn(self, partner_id: str, per_second: float, now: datetime) -> float:
+        await self.connection.execute(
+            insert(partner_rate_table)
+            .values(partner_id=partner_id, tokens=per_second, at=now)
+            .on_conflict_do_nothing(index_elements=["partner_id"])
+        )
+        row = (
+            await self.connection.execute(
+                select(_rate.tokens, _rate.at).where(_rate.partner_id == partner_id).with_for_update()
+            )
+        ).one()
+        rate, wait = RecordRate(per_second, row.tokens).take((now - row.at).total_seconds())
+        # A process whose clock is behind another's does not move the bucket back in time.
+        await self.connection.execute(
+            update(partner_rate_table)
+            .where(_rate.partner_id == partner_id)
+            .values(tokens=rate.tokens, at=max(now, row.at))
+        )
+        return wait

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -128,6 +129,15 @@ partner_feedback = Table(
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     Column("envelope", JSONB, nullable=False),
     Index("partner_feedback_latest", "partner_id", "id"),
+)
+# Each partner's record rate (migration 0004): the bucket's tokens when its last turn was taken,
+# and when. One row per partner, locked by the FOQUALE process taking a turn.
+partner_rate = Table(
+    "partner_rate",
+    metadata,
+    Column("partner_id", Text, primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 FIRST_TABLES = [offer, reservation]  # migration 0001
 

@@ -3,7 +3,7 @@ others wait) and a backlog (records waiting, beyond which the oldest are refused
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -30,22 +30,22 @@ class PartnerLimits:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecordRate:
-    """A token bucket of one second's worth of records: `take` says how long the next record
-    must wait so that no more than `per_second` are applied per second, after a burst of that many."""
+    """A partner's token bucket of one second's worth of records, shared by every FOQUALE process
+    (its state is a row: `PartnerRateRepository`): at most `per_second` records applied per
+    second, after a burst of that many. `tokens` below 0 are turns already promised to records
+    that wait for them."""
 
     per_second: float
-    _tokens: float = field(init=False)
-    _at: float | None = field(default=None, init=False)
+    tokens: float
 
-    def __post_init__(self) -> None:
-        self._tokens = self.per_second
+    @classmethod
+    def full(cls, per_second: float) -> RecordRate:
+        return cls(per_second, per_second)
 
-    def take(self, now: float) -> float:
-        """Take one record's turn at `now` (seconds, monotonic): the seconds to wait before it."""
-        if self._at is not None:
-            self._tokens = min(self.per_second, self._tokens + (now - self._at) * self.per_second)
-        self._at = now
-        self._tokens -= 1
-        return 0.0 if self._tokens >= 0 else -self._tokens / self.per_second
+    def take(self, elapsed: float) -> tuple[RecordRate, float]:
+        """One record's turn, `elapsed` seconds after the previous turn was taken: the bucket
+        after it, and the seconds the record waits before it is applied."""
+        tokens = min(self.per_second, self.tokens + max(0.0, elapsed) * self.per_second) - 1
+        return RecordRate(self.per_second, tokens), (0.0 if tokens >= 0 else -tokens / self.per_second)

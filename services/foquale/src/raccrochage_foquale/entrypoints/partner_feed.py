@@ -22,7 +22,6 @@ any other refusal; only a message that is not an envelope at all is dead-lettere
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from raccrochage_platform.logging import get_logger
 from raccrochage_platform.service import ServiceContext
 from raccrochage_platform.topology import declare_consumer
 
-from ..domain.limits import PartnerLimits, RecordRate
+from ..domain.limits import PartnerLimits
 from ..domain.owners import Actor
 from ..service_layer.partners import (
     PartnerRecord,
@@ -199,7 +198,7 @@ async def partner_consumers(
             batch_size=REFUSED_PER_BATCH,
             **options,
         )
-        handle = _limited(limits[definition.partner], partners, unit_of_work)
+        handle = _limited(definition.partner, limits[definition.partner], partners, unit_of_work)
         for name in RECORDS:
             consumer.on_batch(name)(handle)
         context.consumers.append(consumer)
@@ -208,11 +207,19 @@ async def partner_consumers(
 
 
 def _limited(
-    limits: PartnerLimits, partners: dict[str, Actor], unit_of_work: Callable[[], FoqualeUnitOfWork]
+    partner_id: str,
+    limits: PartnerLimits,
+    partners: dict[str, Actor],
+    unit_of_work: Callable[[], FoqualeUnitOfWork],
 ) -> Callable[[Any, list[Event[RawRecord]]], Any]:
     """A partner's handler: the records over its backlog refused at once, the others applied at
-    its rate at most."""
-    rate = RecordRate(limits.records_per_second)
+    its rate at most, whichever FOQUALE process applies them (the rate's state is a row)."""
+
+    async def turn() -> float:
+        async with unit_of_work() as uow:
+            wait = await uow.rates.take_turn(partner_id, limits.records_per_second, datetime.now(UTC))
+            await uow.commit()
+        return wait
 
     async def handle(_: Any, events: list[Event[RawRecord]]) -> None:
         over = [event for event in events if limits.over_backlog(event.pending)]
@@ -221,7 +228,7 @@ def _limited(
         for event in events:
             if limits.over_backlog(event.pending):
                 continue
-            await asyncio.sleep(rate.take(time.monotonic()))  # held: the rest wait in the stream
+            await asyncio.sleep(await turn())  # held: the rest wait in the stream
             await answer(event, partners, unit_of_work)
 
     return handle

@@ -133,6 +133,15 @@ class PartnerFeedbackRepository(abc.ABC):
         """Forget at most `limit` answers older than each partner's last `keep`; how many."""
 
 
+class PartnerRateRepository(abc.ABC):
+    """Each partner's record rate (`domain.limits.RecordRate`), one for every FOQUALE process."""
+
+    @abc.abstractmethod
+    async def take_turn(self, partner_id: str, per_second: float, now: datetime) -> float:
+        """Take the partner's next record turn at `now`, the bucket locked until the transaction
+        ends: the seconds that record waits before it is applied."""
+
+
 class FoqualeUnitOfWork(AbstractUnitOfWork):
     """One FOQUALE transaction: its repositories, its inbox claim, the events it publishes."""
 
@@ -140,6 +149,7 @@ class FoqualeUnitOfWork(AbstractUnitOfWork):
     offers: OfferRepository
     reservations: ReservationRepository
     feedback: PartnerFeedbackRepository
+    rates: PartnerRateRepository
 
 
 class SqlFoqualeUnitOfWork(SqlAlchemyUnitOfWork, FoqualeUnitOfWork):
@@ -150,9 +160,11 @@ class SqlFoqualeUnitOfWork(SqlAlchemyUnitOfWork, FoqualeUnitOfWork):
         from ..adapters.repository import (
             SqlOfferRepository,
             SqlPartnerFeedbackRepository,
+            SqlPartnerRateRepository,
             SqlReservationRepository,
         )
 
         self.offers = SqlOfferRepository(connection)
         self.reservations = SqlReservationRepository(connection)
         self.feedback = SqlPartnerFeedbackRepository(connection)
+        self.rates = SqlPartnerRateRepository(connection)
