@@ -139,11 +139,26 @@ def installed_services(only: str | None = None) -> dict[str, ServiceSpec]:
             continue
         spec = entry.load()
         specs[spec.name] = spec
-    for target in filter(None, os.environ.get("RACCROCHAGE_EXTRA_SERVICES", "").split(",")):
-        module, _, attribute = target.strip().partition(":")
-        spec = getattr(importlib.import_module(module), attribute or "spec")
+    for spec in _extra_services():
         specs[spec.name] = spec
     return dict(sorted(specs.items()))
+
+
+def _extra_services() -> list[ServiceSpec]:
+    """The specs RACCROCHAGE_EXTRA_SERVICES names (`module:attribute,...`)."""
+    specs = []
+    for target in filter(None, os.environ.get("RACCROCHAGE_EXTRA_SERVICES", "").split(",")):
+        module, _, attribute = target.strip().partition(":")
+        specs.append(getattr(importlib.import_module(module), attribute or "spec"))
+    return specs
+
+
+def installed_service_names() -> set[str]:
+    """The names `installed_services` gives, without importing the services (a command that only
+    checks a name stays quick): the entry points' names, and RACCROCHAGE_EXTRA_SERVICES' specs."""
+    return {entry.name for entry in entry_points(group="raccrochage.services")} | {
+        spec.name for spec in _extra_services()
+    }
 
 
 async def run_service(spec: ServiceSpec) -> None:

@@ -98,11 +98,11 @@ def up(
 
 
 def _check_installed(names: set[str]) -> None:
-    from raccrochage_platform.service import installed_services
+    from raccrochage_platform.service import installed_service_names
 
-    unknown = names - set(installed_services())
+    unknown = names - installed_service_names()
     if unknown:
-        installed = ", ".join(installed_services())
+        installed = ", ".join(sorted(installed_service_names()))
         say(f"[red]error:[/] --only {', '.join(sorted(unknown))}: no such service (installed: {installed})")
         raise typer.Exit(2)
 
