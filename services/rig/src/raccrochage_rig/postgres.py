@@ -206,10 +206,13 @@ class PostgresServer:
         except (ValueError, IndexError, ProcessLookupError, PermissionError):
             return None
 
-    def stop(self) -> None:
+    def stop(self, *, discard: bool = False) -> None:
+        """Stop the server: a clean shutdown, its checkpoint written; with `discard`, for a
+        cluster whose files are deleted next (the tests' servers), at once without one."""
         if not self.initialised() or self.running_pid() is None:
             return
+        mode = "immediate" if discard else "fast"
         try:
-            self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.cluster), "-m", "fast", "-w", "stop"])
+            self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.cluster), "-m", mode, "-w", "stop"])
         except subprocess.CalledProcessError as error:
             self.say(f"pg_ctl stop failed: {error.stderr.strip()}")

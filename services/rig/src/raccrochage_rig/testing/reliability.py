@@ -347,7 +347,7 @@ def own_servers(prefix: str) -> Iterator[OwnServers]:
                 nats_server, postgres, Servers(nats_server.url, postgres.admin_url, "embedded"), folder
             )
         finally:
-            postgres.stop()
+            postgres.stop(discard=True)  # its folder is deleted next
             nats_server.stop()
 
 

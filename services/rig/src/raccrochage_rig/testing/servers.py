@@ -64,7 +64,7 @@ def start_servers(workdir: Path) -> Iterator[Servers]:
         )
     finally:
         if pg_server is not None:
-            pg_server.stop()
+            pg_server.stop(discard=True)  # its folder is deleted next
         if nats_server is not None:
             nats_server.stop()
 
