@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -22,13 +23,20 @@ class ServiceProcess:
         return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, and a wait of `timeout` seconds for a clean exit. A process still there is
+        a shutdown that hangs: SIGABRT makes it write every thread's stack to its log
+        (faulthandler, on in every process spawned here) before it dies."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+                self.process.send_signal(signal.SIGABRT)
+                try:
+                    self.process.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(5)
 
 
 def spawn_service(name: str, env: dict[str, str], folder: Path, *, tag: str = "") -> ServiceProcess:
@@ -39,7 +47,7 @@ def spawn_service(name: str, env: dict[str, str], folder: Path, *, tag: str = ""
     port_file = folder / f"{label}.port"
     port_file.unlink(missing_ok=True)
     log_path = folder / f"{label}.log"
-    env = {**env, "HTTP_PORT": "0", "RACCROCHAGE_PORT_FILE": str(port_file)}
+    env = {**env, "HTTP_PORT": "0", "RACCROCHAGE_PORT_FILE": str(port_file), "PYTHONFAULTHANDLER": "1"}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "raccrochage_platform.cli", "serve", name],
