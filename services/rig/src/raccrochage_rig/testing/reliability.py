@@ -193,9 +193,14 @@ class FedService:
         return nats_subject(event.type), event.to_json(), str(event.id)
 
     async def feed(self, js: JetStreamContext, count: int) -> None:
+        """`count` new events published at once (nats-py's `publish_async`), returning once all are
+        stored: one at a time, each waiting for its PubAck, a second's worth of the soak's took
+        longer than a second on a busy machine and the soak fell behind its pace."""
+        pending = []
         for _ in range(count):
             subject, data, event_id = self.event()
-            await js.publish(subject, data, headers={"Nats-Msg-Id": event_id})
+            pending.append(await js.publish_async(subject, data, headers={"Nats-Msg-Id": event_id}))
+        await asyncio.gather(*pending)
 
     async def own_events(self, js: JetStreamContext) -> list[tuple[str, str]]:
         """(subject, id) of the events this service published (its stream also carries what the
