@@ -228,6 +228,7 @@ async def run_service(spec: ServiceSpec) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     await stop.wait()
     log.info("service_stopping")
+    watchdog = asyncio.create_task(_report_slow_stop(STOP_REPORTED_AFTER_SECONDS))
     server.should_exit = True
     for consumer in context.consumers:
         await consumer.stop()
@@ -239,6 +240,31 @@ async def run_service(spec: ServiceSpec) -> None:
         await serving
     await broker.stop()
     await engine.dispose()
+    watchdog.cancel()
+
+
+# A stop that takes longer says what it still waits for: a process stopped by SIGKILL after
+# its grace period would otherwise leave no word of where its shutdown hung.
+STOP_REPORTED_AFTER_SECONDS = 10.0
+
+
+async def _report_slow_stop(after: float) -> None:
+    await asyncio.sleep(after)
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            log.warning("service_stop_slow", task=task.get_name(), awaiting=_awaiting(task.get_coro()))
+
+
+def _awaiting(coroutine: Any) -> list[str]:
+    """Where a task waits: each coroutine of the chain it awaits, outermost first (file:line)."""
+    chain = []
+    while coroutine is not None and getattr(coroutine, "cr_frame", None) is not None:
+        code = coroutine.cr_code
+        chain.append(
+            f"{code.co_filename.rsplit('/site-packages/', 1)[-1]}:{coroutine.cr_frame.f_lineno} {code.co_name}"
+        )
+        coroutine = coroutine.cr_await
+    return chain
 
 
 # The cyclic collector's first threshold, from 700 allocations to 50,000: a batch of 500
