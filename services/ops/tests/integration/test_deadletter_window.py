@@ -53,6 +53,8 @@ async def test_the_list_reads_a_window_newest_first_and_says_what_it_left(nc, op
             break
         before = found.older
     assert pages == [every[:-5:-1], every[-5:-9:-1], every[:1]]
+    # A page stops reading mid-stream: the scan's consumer went with it.
+    assert [c.name for c in await js.consumers_info("DEADLETTER") if c.name.startswith("scan_")] == []
 
     # A service's dead letters only (its consumers' subjects), the window still in sequences.
     ops = await deadletters.search(js, topology, service="ops")

@@ -7,6 +7,7 @@ reason is written by us, never copied from the input, so no personal data reache
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -107,12 +108,16 @@ async def list_dead_letters(
     if limit < 1:
         return letters
     subject = f"deadletter.{consumer}" if consumer else "deadletter.>"
-    async for messages in scan(js, DEADLETTER_STREAM, subject=subject, first=first, batch=min(limit, 1000)):
-        for message in messages:
-            seq = message.metadata.sequence.stream
-            if (last is not None and seq > last) or len(letters) == limit:
-                return letters
-            letters.append(_from_raw(seq, message.headers, message.data))
+    # Closed on the way out, a return mid-stream included: its consumer is removed at once.
+    async with contextlib.aclosing(
+        scan(js, DEADLETTER_STREAM, subject=subject, first=first, batch=min(limit, 1000))
+    ) as batches:
+        async for messages in batches:
+            for message in messages:
+                seq = message.metadata.sequence.stream
+                if (last is not None and seq > last) or len(letters) == limit:
+                    return letters
+                letters.append(_from_raw(seq, message.headers, message.data))
     return letters
 
 

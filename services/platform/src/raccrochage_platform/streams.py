@@ -29,7 +29,8 @@ async def scan(
 ) -> AsyncIterator[list[Msg]]:
     """The messages of `stream` (of `subject` only, wildcards allowed, if given), oldest first,
     from stream sequence `first` if given, `batch` at a time. Nothing when there are none or
-    the stream is not declared. Stop iterating early to stop reading."""
+    the stream is not declared. A caller that stops before the end closes it
+    (`contextlib.aclosing`), which removes its consumer at once."""
     try:
         state = (await js.stream_info(stream, subjects_filter=subject)).state
     except NotFoundError:  # not declared here: it holds nothing
