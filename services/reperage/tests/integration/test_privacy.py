@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -80,3 +81,32 @@ async def test_an_erasure_leaves_nothing_of_the_youth_and_completes_with_the_las
         await conn.fetchval("SELECT count(*) FROM outbox WHERE event_type = 'privacy.erasure.requested.v1'")
         == 0
     )
+
+
+async def test_the_last_two_answers_recorded_side_by_side_complete_the_request(conn, engine) -> None:
+    # Two replicas record the last two answers at once: the second waits for the first's commit,
+    # then reads both, and completes the request.
+    await hand_over(conn, INE)
+    unit_of_work = unit_of_work_factory(engine)
+    record = await privacy.request_erasure(
+        unit_of_work(), ine=INE, key=KEY, requested_by="dpo-1", services=("psad", "ops"), now=NOW
+    )
+
+    async def answer(uow, service: str) -> None:
+        await privacy.record_answer(uow, ErasureDone(request_id=record.request_id, service=service), NOW)
+
+    async with unit_of_work() as first:
+        await answer(first, "psad")
+
+        async def second_replica() -> None:
+            async with unit_of_work() as uow:
+                await answer(uow, "ops")
+                await uow.commit()
+
+        second = asyncio.create_task(second_replica())
+        await asyncio.sleep(0.2)  # the second records its answer meanwhile, if nothing stops it
+        await first.commit()
+    await second
+
+    status = await privacy.erasure_status(unit_of_work(), record.request_id)
+    assert status.silent == [] and status.completed_at == NOW

@@ -496,6 +496,14 @@ class SqlErasureRepository(ErasureRepository):
     async def answer(
         self, request_id: uuid.UUID, service: str, at: datetime, erased: dict, anonymised: dict
     ) -> bool:
+        # One request's answers are recorded one at a time (its row locked until the commit), so
+        # the transaction of the last one reads all the others: two replicas recording the last
+        # two side by side would each see the other's as missing, and neither would complete it.
+        await self.connection.execute(
+            select(erasure_request.c.request_id)
+            .where(erasure_request.c.request_id == request_id)
+            .with_for_update()
+        )
         answered = await self.connection.execute(
             update(erasure_answer)
             .where(
