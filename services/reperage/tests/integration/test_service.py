@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
@@ -15,9 +16,13 @@ from nats.aio.client import Client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.partner_v1 import EnrolmentStarted
+from raccrochage_contracts.events.privacy_v1 import ErasureDone
 from raccrochage_platform.auth import mint
-from raccrochage_platform.db import libpq_dsn
+from raccrochage_platform.db import exclusive, libpq_dsn
 from raccrochage_reperage.domain.demo import generate
+from raccrochage_reperage.entrypoints.app import ERASURE_SWEEP_JOB
+from raccrochage_reperage.entrypoints.cli import unit_of_work_factory
+from raccrochage_reperage.service_layer import privacy
 from raccrochage_reperage.service_layer.ingest import file_sha256
 from raccrochage_rig.testing.processes import service_process
 
@@ -381,3 +386,36 @@ async def test_an_ingest_that_died_is_reported_stalled_and_resumes_from_the_same
 
 
 STALLED_GAUGE = "raccrochage_reperage_campaigns_stalled"
+
+
+async def test_a_replica_sweeps_an_erasure_only_once_the_one_sweeping_is_done(
+    reperage_env: dict[str, str], reperage_stream: str, engine, conn, tmp_path: Path
+) -> None:
+    from .test_live_enrolments import KEY, hand_over
+
+    await hand_over(conn, "1234567890A")
+    unit_of_work = unit_of_work_factory(engine)
+    now = datetime.now(UTC)
+    record = await privacy.request_erasure(
+        unit_of_work(), ine="1234567890A", key=KEY, requested_by="dpo-1", services=("psad",), now=now
+    )
+    async with unit_of_work() as uow:
+        await privacy.record_answer(uow, ErasureDone(request_id=record.request_id, service="psad"), now)
+        await uow.commit()
+
+    async def swept_at() -> datetime | None:
+        return (await privacy.erasure_status(unit_of_work(), record.request_id)).swept_at
+
+    env = {**reperage_env, "REPERAGE_ERASURE_SWEEP_SECONDS": "0.2"}
+    async with contextlib.AsyncExitStack() as another_replica:
+        assert await another_replica.enter_async_context(exclusive(engine, ERASURE_SWEEP_JOB))
+        with service_process("reperage", env, tmp_path):
+            await asyncio.sleep(3)  # the service tries at start, then every second
+            assert await swept_at() is None
+            await another_replica.aclose()  # that replica's sweep ends
+
+            for _ in range(300):
+                if await swept_at() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert await swept_at() is not None

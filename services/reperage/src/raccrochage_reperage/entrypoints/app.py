@@ -147,7 +147,7 @@ async def build(context: ServiceContext) -> None:
             try:
                 # One replica sweeps at a time (two would split the deletions and the counts);
                 # the others try again a second later, for a request that completed meanwhile.
-                async with exclusive(context.engine, "reperage.erasure_sweep") as mine:
+                async with exclusive(context.engine, ERASURE_SWEEP_JOB) as mine:
                     swept = (
                         await privacy.sweep_streams(unit_of_work, sweeper, streams, lambda: datetime.now(UTC))
                         if mine
@@ -179,6 +179,9 @@ async def build(context: ServiceContext) -> None:
         )
     )
 
+
+# The advisory lock the replica that sweeps holds.
+ERASURE_SWEEP_JOB = "reperage.erasure_sweep"
 
 spec = ServiceSpec(
     name="reperage",
