@@ -82,3 +82,39 @@ async def test_the_same_record_twice_changes_nothing(
     assert answers[again["id"]]["data"]["offer_id"] == answers[first["id"]]["data"]["offer_id"]
     published = await stream_events(nc, "FOQUALE", "foquale.seat.*.v1")
     assert [e["type"] for e in published] == ["foquale.seat.published.v1"]
+
+
+async def test_with_two_processes_a_partners_records_apply_in_the_order_sent_and_the_other_takes_over(
+    start_foquale: Callable[..., ServiceProcess], nc: Client, engine: AsyncEngine
+) -> None:
+    # Each offer is closed right after its publish: a close applied before its publish would be
+    # answered "unknown offer" and leave the offer open.
+    processes = [start_foquale(tag="a"), start_foquale(tag="b")]
+    sent = []
+    for n in range(30):
+        sent.append(await publish_partner(nc, "cfa-gironde", "published", seat_record(f"ORD-{n}")))
+        sent.append(await publish_partner(nc, "cfa-gironde", "closed", {"partner_key": f"ORD-{n}"}))
+
+    async def all_answered(count: int):
+        async def answered() -> dict[str, dict] | None:
+            answers = await feedback(nc, "cfa-gironde")
+            return answers if len(answers) == count else None
+
+        return await eventually(answered, what=f"{count} answers")
+
+    answers = await all_answered(len(sent))
+    assert [answers[e["id"]]["data"]["outcome"] for e in sent] == ["accepted"] * len(sent)
+    [holder] = [p for p in processes if "consumers_in_one_process_started" in p.log_text()]
+
+    # The process applying them stops: the other takes the partners' records over.
+    holder.stop()
+    late = await publish_partner(nc, "cfa-gironde", "published", seat_record("ORD-late"))
+    answers = await all_answered(len(sent) + 1)
+    assert answers[late["id"]]["data"]["outcome"] == "accepted"
+    async with engine.connect() as conn:
+        states = (
+            await conn.execute(
+                text("SELECT state, count(*) FROM offer WHERE owner_id = 'cfa-gironde' GROUP BY 1")
+            )
+        ).all()
+    assert dict(states) == {"closed": 30, "published": 1}

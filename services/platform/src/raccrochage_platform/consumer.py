@@ -222,6 +222,7 @@ class EventConsumer:
         return register
 
     async def start(self) -> None:
+        self._stopping = False  # started again after a stop (`ServiceContext.in_one_process`)
         self._subscription = await self.js.pull_subscribe_bind(
             durable=self.definition.durable, stream=self.definition.stream
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import time
@@ -11,11 +12,14 @@ from typing import TypeVar
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .logging import get_logger
 
 # A pooled connection idle for longer than this is pinged at checkout (see `make_engine`).
 PING_AFTER_IDLE_SECONDS = 1.0
 T = TypeVar("T")
+log = get_logger(__name__)
 
 
 def asyncpg_url(url: str) -> str:
@@ -94,19 +98,73 @@ async def again_if_disconnected(operation: Callable[[], Awaitable[T]]) -> T:
     return await operation()
 
 
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def _try_lock(connection: AsyncConnection, name: str) -> bool:
+    held = bool(await connection.scalar(select(func.pg_try_advisory_lock(_lock_key(name)))))
+    await connection.commit()  # the lock is the session's: no transaction stays open
+    return held
+
+
+async def _unlock(connection: AsyncConnection, name: str) -> None:
+    await connection.scalar(select(func.pg_advisory_unlock(_lock_key(name))))
+    await connection.commit()
+
+
 @contextlib.asynccontextmanager
 async def exclusive(engine: AsyncEngine, name: str) -> AsyncIterator[bool]:
     """True when this process alone holds the job `name` (a session advisory lock on a
     connection of its own, held until the block ends); False when another process of the
     service holds it (`--replicas`, several containers): that one does the work. PostgreSQL
     releases the lock if the holder's connection dies."""
-    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
     async with engine.connect() as connection:
-        held = bool(await connection.scalar(select(func.pg_try_advisory_lock(key))))
-        await connection.commit()  # the lock is the session's: no transaction stays open
+        held = await _try_lock(connection, name)
         try:
             yield held
         finally:
             if held:
-                await connection.scalar(select(func.pg_advisory_unlock(key)))
-                await connection.commit()
+                await _unlock(connection, name)
+
+
+async def while_exclusive(
+    engine: AsyncEngine,
+    name: str,
+    job: Callable[[], Awaitable[None]],
+    *,
+    retry_seconds: float = 2.0,
+    check_seconds: float = 2.0,
+) -> None:
+    """Run `job` in one process of the service at a time: the one holding `name` (as
+    `exclusive`). The others try every `retry_seconds`, and one of them starts the job once the
+    holder stops or dies. The holder asks its lock's connection every `check_seconds` and
+    cancels the job when it fails to answer: PostgreSQL has released the lock with it, to another
+    process. Runs until cancelled; a job that ends or fails is started again."""
+    while True:
+        try:
+            async with engine.connect() as connection:
+                if await _try_lock(connection, name):
+                    try:
+                        await _run_while_answering(connection, job, check_seconds)
+                    finally:
+                        with contextlib.suppress(Exception):  # a dead connection holds nothing
+                            await _unlock(connection, name)
+        except Exception as error:  # the lock's connection failed, or the job did
+            log.warning("exclusive_job_stopped", job=name, error=type(error).__name__)
+        await asyncio.sleep(retry_seconds)
+
+
+async def _run_while_answering(
+    connection: AsyncConnection, job: Callable[[], Awaitable[None]], check_seconds: float
+) -> None:
+    running = asyncio.create_task(job())
+    try:
+        while not running.done():
+            await asyncio.wait({running}, timeout=check_seconds)
+            await connection.scalar(select(1))
+            await connection.commit()
+        running.result()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from . import loop as event_loop
 from .broker import jetstream, make_broker
 from .consumer import EventConsumer
-from .db import make_engine
+from .db import make_engine, while_exclusive
 from .http import health_router
 from .logging import configure_logging, error_fields, get_logger
 from .outbox import OutboxRelay
@@ -58,6 +58,8 @@ class ServiceContext:
     relay: OutboxRelay | None = None  # publishes its outbox
     consumers: list[EventConsumer] = field(default_factory=list)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Those of `consumers` one process of the service runs at a time (`in_one_process`).
+    in_one_process_only: list[EventConsumer] = field(default_factory=list)
 
     def unit_of_work(self, kind: type[U] = SqlAlchemyUnitOfWork, **options: Any) -> Callable[[], U]:
         """A factory of this service's units of work: `kind` (a SqlAlchemyUnitOfWork that opens
@@ -75,6 +77,15 @@ class ServiceContext:
             raise ValueError(f"consumer {durable} belongs to {definition.service}")
         consumer = EventConsumer(definition, self.registry, unit_of_work, jetstream(self.broker), **options)
         self.consumers.append(consumer)
+        return consumer
+
+    def in_one_process(self, consumer: EventConsumer) -> EventConsumer:
+        """Run `consumer` in one process of the service at a time, so that its messages are
+        handled in the order they were stored however many replicas run: from a shared durable,
+        another process would fetch the next messages while the first still handles its batch.
+        Whichever process holds the lock runs it; another takes over within seconds when that
+        one stops or dies (`db.while_exclusive`)."""
+        self.in_one_process_only.append(consumer)
         return consumer
 
     def every(
@@ -192,7 +203,17 @@ async def run_service(spec: ServiceSpec) -> None:
     await broker.start()
     await relay.start()
     for consumer in context.consumers:
-        await consumer.start()
+        if consumer not in context.in_one_process_only:
+            await consumer.start()
+    if context.in_one_process_only:
+        context.background.append(
+            functools.partial(
+                while_exclusive,
+                engine,
+                f"{spec.name}.consumers_in_one_process",
+                functools.partial(_run_consumers, context.in_one_process_only),
+            )
+        )
     tasks = [asyncio.create_task(job()) for job in context.background]
 
     server = uvicorn.Server(
@@ -241,6 +262,18 @@ async def run_service(spec: ServiceSpec) -> None:
     await broker.stop()
     await engine.dispose()
     watchdog.cancel()
+
+
+async def _run_consumers(consumers: Sequence[EventConsumer]) -> None:
+    """Run `consumers` until cancelled (the job of the process holding their lock)."""
+    try:
+        for consumer in consumers:
+            await consumer.start()
+        log.info("consumers_in_one_process_started", consumers=[c.name for c in consumers])
+        await asyncio.Event().wait()
+    finally:
+        for consumer in consumers:
+            await consumer.stop()
 
 
 # A stop that takes longer says what it still waits for: a process stopped by SIGKILL after

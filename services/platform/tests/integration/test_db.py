@@ -3,7 +3,9 @@ a job one process of a service runs at a time."""
 
 from __future__ import annotations
 
-from raccrochage_platform.db import asyncpg_url, exclusive, libpq_dsn, make_engine
+import asyncio
+
+from raccrochage_platform.db import asyncpg_url, exclusive, libpq_dsn, make_engine, while_exclusive
 from raccrochage_rig.testing.servers import Servers
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -57,3 +59,64 @@ async def test_one_process_at_a_time_holds_a_job_and_the_next_gets_it_after(serv
     finally:
         await one.dispose()
         await other.dispose()
+
+
+async def test_a_job_runs_in_one_process_and_another_takes_it_when_the_holders_connection_dies(
+    servers: Servers,
+) -> None:
+    url = await servers.create_database("while_exclusive")
+    engines = {name: make_engine(url, application_name=name) for name in ("one", "other")}
+    running: list[str] = []
+
+    def job(name: str):
+        async def run() -> None:
+            running.append(name)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                running.remove(name)
+
+        return run
+
+    async def until(condition, what: str) -> None:
+        for _ in range(100):
+            if condition():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"not {what}: running {running}")
+
+    tasks = {
+        name: asyncio.create_task(
+            while_exclusive(
+                engine, "foquale.consumers_in_one_process", job(name), retry_seconds=0.2, check_seconds=0.2
+            )
+        )
+        for name, engine in engines.items()
+    }
+    try:
+        await until(lambda: len(running) == 1, "one running")
+        [holder] = running
+        await asyncio.sleep(0.5)  # the other keeps trying, in vain
+        assert running == [holder]
+
+        # The holder's lock connection dies (a terminated backend): its job stops, the other's runs.
+        async with engines[holder].connect() as conn:
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid <> pg_backend_pid()"
+                )
+            )
+        await until(lambda: running and running != [holder], "taken over")
+        assert len(running) == 1
+
+        # The holder stops (cancelled, as at shutdown): the other takes over.
+        [now] = running
+        tasks[now].cancel()
+        await until(lambda: running and running != [now], "taken over again")
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for engine in engines.values():
+            await engine.dispose()

@@ -179,9 +179,10 @@ async def partner_consumers(
     **options: Any,
 ) -> list[EventConsumer]:
     """One consumer per partner's durable, reading records as sent (`RawRecord`), each held to
-    its partner's limits. A partner's batches are handled one at a time, in order. Each durable is
-    declared here too (as `raccrochage declare` does): a partner added to deploy/partners.toml is
-    read from FOQUALE's next start."""
+    its partner's limits. A partner's batches are handled one at a time, in the order sent, by one
+    FOQUALE process at a time however many run (`in_one_process`): a close must not overtake
+    the publish of its offer. Each durable is declared here too (as `raccrochage declare` does): a
+    partner added to deploy/partners.toml is read from FOQUALE's next start."""
     consumers = []
     for definition in context.topology.consumers_of("foquale"):
         if definition.partner is None:
@@ -202,6 +203,7 @@ async def partner_consumers(
         for name in RECORDS:
             consumer.on_batch(name)(handle)
         context.consumers.append(consumer)
+        context.in_one_process(consumer)
         consumers.append(consumer)
     return consumers
 
