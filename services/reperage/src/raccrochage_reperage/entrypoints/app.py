@@ -75,8 +75,10 @@ async def build(context: ServiceContext) -> None:
         log.info("contact_card_given", caller=caller, role=on_behalf.role)
         return {"status": "ok", "card": asdict(answer.card)}
 
-    # What the PSADs did with the youths handed over (deploy/topology.toml: reperage_psad).
-    from_psad = context.consumer("reperage_psad", unit_of_work)
+    # What the PSADs did with the youths handed over (deploy/topology.toml: reperage_psad), in
+    # one process at a time: a close handled before the transfer it follows would match no
+    # handover (it names the new PSAD) and leave it open.
+    from_psad = context.in_one_process(context.consumer("reperage_psad", unit_of_work))
 
     @from_psad.on("psad.case.closed.v1")
     async def case_closed(uow: ReperageUnitOfWork, event: Event[CaseClosed]) -> None:
