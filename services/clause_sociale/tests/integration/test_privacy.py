@@ -3,6 +3,7 @@ clause's hours, naming no youth; the enrolment and the signed bilan's PDF go."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, date, datetime
@@ -25,8 +26,9 @@ from .test_repositories import fresh_clause, load, store
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-async def test_an_erased_youth_leaves_missions_that_name_nobody(engine: AsyncEngine) -> None:
-    youth_id, other = youth(uuid.uuid4()), youth(uuid.uuid4())
+async def convention_of_a_youth(engine: AsyncEngine, youth_id: str):
+    """A mission of a new clause whose convention names `youth_id` (and this test's youth alone),
+    stored."""
     clause = fresh_clause()
     mission = accepted(new_mission(clause, name=f"m-{uuid.uuid4()}"))
     # Accepted under a youth of this test alone: the erasure touches every mission naming it.
@@ -40,6 +42,12 @@ async def test_an_erased_youth_leaves_missions_that_name_nobody(engine: AsyncEng
         str(uuid.uuid4()), STARTS, date(2026, 12, 18), UAI, "ref-204", date(2008, 5, 17), parties, days(10)
     )
     await store(engine, clause, mission)
+    return mission
+
+
+async def test_an_erased_youth_leaves_missions_that_name_nobody(engine: AsyncEngine) -> None:
+    youth_id, other = youth(uuid.uuid4()), youth(uuid.uuid4())
+    mission = await convention_of_a_youth(engine, youth_id)
     async with engine.begin() as conn:
         await SqlBilanDocumentRepository(conn).add(mission.mission_id, "a" * 64, b"%PDF", datetime.now(UTC))
         for who in (youth_id, other):
@@ -67,3 +75,35 @@ async def test_an_erased_youth_leaves_missions_that_name_nobody(engine: AsyncEng
     assert kept.convention.youth_id == "erased" and kept.convention.youth_birth_date == date(2008, 1, 1)
     assert kept.convention.parties[SignatoryRole.YOUTH] == "erased"
     assert kept.hours_done == mission.hours_done and kept.status is mission.status
+
+
+async def test_a_bilan_delivered_while_the_youth_is_erased_does_not_outlive_the_erasure(
+    engine: AsyncEngine,
+) -> None:
+    youth_id = youth(uuid.uuid4())
+    mission = await convention_of_a_youth(engine, youth_id)
+    erasure = Erasure()
+
+    async def erase() -> None:
+        async with engine.begin() as conn:
+            await privacy.erase(conn, youth_id, erasure)
+
+    # The delivery holds its mission (as deliver_bilan does) and has written the PDF, not
+    # committed yet, when the erasure starts: the erasure waits for it, then deletes the PDF.
+    async with engine.begin() as delivering:
+        await delivering.execute(
+            text("SELECT 1 FROM mission WHERE mission_id = :m FOR UPDATE"), {"m": mission.mission_id}
+        )
+        await SqlBilanDocumentRepository(delivering).add(
+            mission.mission_id, "b" * 64, b"%PDF", datetime.now(UTC)
+        )
+        erasing = asyncio.create_task(erase())
+        await asyncio.sleep(0.2)  # the erasure's first statements run meanwhile, if nothing stops them
+    await erasing
+
+    assert erasure.erased.get("bilan_document") == 1
+    async with engine.connect() as conn:
+        left = await conn.scalar(
+            text("SELECT count(*) FROM bilan_document WHERE mission_id = :m"), {"m": mission.mission_id}
+        )
+    assert left == 0

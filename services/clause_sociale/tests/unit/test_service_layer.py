@@ -19,6 +19,7 @@ from raccrochage_clause_sociale.domain.states import MissionStatus
 from raccrochage_clause_sociale.service_layer import commands as c
 from raccrochage_clause_sociale.service_layer import handlers, views
 from raccrochage_clause_sociale.service_layer.handlers import AlreadyExists, MissionTaken
+from raccrochage_clause_sociale.service_layer.unit_of_work import ConcurrentChange
 from raccrochage_contracts import new_event
 from raccrochage_contracts.events.mlds_v1 import EnrolmentAccepted
 from raccrochage_contracts.registry import load_all
@@ -375,3 +376,20 @@ async def test_the_bilan_waits_for_every_signature(uow) -> None:
             c.DeliverBilan(mission_id, end), uow, lambda d, t: rendered.append(d) or b""
         )
     assert rendered == [] and mission_id not in uow.committed["bilans"]
+
+    # Signed by all, but the youth was erased after the tutor's name lookup: nothing is rendered.
+    for role in ("company_referent", "youth"):
+        await handlers.sign_bilan(c.SignBilan(mission_id, role, end), uow)
+    with pytest.raises(ConcurrentChange, match="its youth was erased since the name was read"):
+        await handlers.deliver_bilan(
+            c.DeliverBilan(mission_id, end, {"youth": "Léa Martin"}, named_youth_id=youth(2)),
+            uow,
+            lambda d, t: rendered.append(d) or b"",
+        )
+    assert rendered == [] and mission_id not in uow.committed["bilans"]
+    await handlers.deliver_bilan(
+        c.DeliverBilan(mission_id, end, {"youth": "Léa Martin"}, named_youth_id=youth(1)),
+        uow,
+        lambda d, t: rendered.append(d) or b"",
+    )
+    assert len(rendered) == 1 and mission_id in uow.committed["bilans"]

@@ -35,6 +35,9 @@ def _party_reference(youth_id: str) -> str:
 
 
 async def erase(connection: AsyncConnection, youth_id: str, erasure: Erasure) -> None:
+    # The missions naming the youth are locked first: a bilan being delivered (its mission
+    # locked, its PDF not committed yet) is waited for, and its PDF is then seen and deleted.
+    await connection.execute(select(mission.c.mission_id).where(_naming(youth_id)).with_for_update())
     # The signed bilan's PDF names the youth: it goes. The mission stays for the clause's hours
     # and its counts, its proposals and convention naming no youth.
     signed = select(mission.c.mission_id).where(_convention_of(youth_id))

@@ -797,7 +797,12 @@ def clause_router(
             )
         except ContactCardError as error:
             raise HTTPException(error.http_status, str(error)) from None
-        cmd = commands.DeliverBilan(str(mission_id), now(), names={"youth": identity.full_name})
+        cmd = commands.DeliverBilan(
+            str(mission_id),
+            now(),
+            names={"youth": identity.full_name},
+            named_youth_id=mission.convention.youth_id,
+        )
         with http_errors():
             await handlers.deliver_bilan(cmd, unit_of_work(), render_bilan_pdf)
         return mission_view(await _reload(str(mission_id)), caller)

@@ -147,3 +147,5 @@ class DeliverBilan:
     # How the document names the people it is about (from this service's identities); by role
     # when absent.
     names: dict[str, str] = field(default_factory=dict)
+    # The youth whose name `names` gives: the mission's must still be that one (not erased since).
+    named_youth_id: str | None = None

@@ -18,7 +18,7 @@ from ..domain.mission import Mission
 from ..domain.proposal import REMIND_AFTER, CompanyBusy, Proposal
 from . import commands
 from .messages import add_clause_events, add_mission_events
-from .unit_of_work import ClauseUnitOfWork, Enrolment
+from .unit_of_work import ClauseUnitOfWork, ConcurrentChange, Enrolment
 
 CONSUMER = "clause_sociale"
 
@@ -228,6 +228,12 @@ async def deliver_bilan(cmd: commands.DeliverBilan, uow: ClauseUnitOfWork, rende
     async with uow:
         mission = await uow.missions.get(cmd.mission_id)
         mission.check_bilan_deliverable()
+        if cmd.named_youth_id is not None and (
+            mission.convention is None or mission.convention.youth_id != cmd.named_youth_id
+        ):
+            raise ConcurrentChange(
+                f"mission {cmd.mission_id}: its youth was erased since the name was read; nothing delivered"
+            )
         clause = await uow.clauses.get(mission.clause_id)
         missions = [
             m if m.mission_id != mission.mission_id else mission
