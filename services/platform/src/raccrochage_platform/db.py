@@ -114,13 +114,18 @@ async def _unlock(connection: AsyncConnection, name: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def exclusive(engine: AsyncEngine, name: str) -> AsyncIterator[bool]:
+async def exclusive(engine: AsyncEngine, name: str, *, wait: float = 0.0) -> AsyncIterator[bool]:
     """True when this process alone holds the job `name` (a session advisory lock on a
     connection of its own, held until the block ends); False when another process of the
     service holds it (`--replicas`, several containers): that one does the work. PostgreSQL
-    releases the lock if the holder's connection dies."""
+    releases the lock if the holder's connection dies. `wait`: seconds to keep trying first
+    (a holder that just died takes a moment to release it)."""
     async with engine.connect() as connection:
         held = await _try_lock(connection, name)
+        deadline = time.monotonic() + wait
+        while not held and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            held = await _try_lock(connection, name)
         try:
             yield held
         finally:

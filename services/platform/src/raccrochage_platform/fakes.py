@@ -6,8 +6,9 @@ A service's tests subclass it and add fake repositories in `_begin`, as cosmicpy
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -31,6 +32,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.inbox: dict[str, set[uuid.UUID]] = {}
         self._claimed: dict[str, set[uuid.UUID]] = {}
         self._inside = False
+        self.held: set[str] = set()  # the jobs held (`alone`)
 
     async def __aenter__(self) -> Self:
         entered = await super().__aenter__()
@@ -59,6 +61,19 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         new = {event_id for event_id, _ in events if event_id not in seen and event_id not in claimed}
         claimed.update(new)
         return new
+
+    @contextlib.asynccontextmanager
+    async def alone(self, name: str, *, wait: float = 0.0) -> AsyncIterator[bool]:
+        """As the real one's, among the units of work sharing `held` (one fake, or fakes given
+        the same set)."""
+        if name in self.held:
+            yield False
+            return
+        self.held.add(name)
+        try:
+            yield True
+        finally:
+            self.held.discard(name)
 
     async def _begin(self) -> None:
         self._claimed = {}

@@ -21,6 +21,7 @@ rolls everything back, events included.
 from __future__ import annotations
 
 import abc
+import contextlib
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
@@ -29,7 +30,7 @@ from typing import Self
 from raccrochage_contracts import CloudEvent, Payload, new_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import inbox, outbox
+from . import db, inbox, outbox
 from .faults import crash_point
 from .logging import get_logger
 from .outbox import OutboxRelay, OutboxRow
@@ -109,6 +110,13 @@ class AbstractUnitOfWork(abc.ABC):
         self._events = []
         await self._rollback()
 
+    def alone(self, name: str, *, wait: float = 0.0) -> contextlib.AbstractAsyncContextManager[bool]:
+        """A block in which the job `name` is this caller's alone (True) or another's (False),
+        whichever process of the service that other runs in: held across transactions, until the
+        block ends or the process dies; `wait` seconds to keep trying first (`db.exclusive`).
+        Entered outside `async with self`."""
+        raise NotImplementedError(f"{type(self).__name__} holds no jobs")
+
     @abc.abstractmethod
     async def claim(self, consumer: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
         """Record (event id, event type) as handled by `consumer` in this transaction; returns the
@@ -163,6 +171,9 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
     async def claim(self, consumer: str, events: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
         return await inbox.claim(self._conn, consumer, events)
+
+    def alone(self, name: str, *, wait: float = 0.0) -> contextlib.AbstractAsyncContextManager[bool]:
+        return db.exclusive(self.engine, name, wait=wait)
 
     @property
     def _conn(self) -> AsyncConnection:

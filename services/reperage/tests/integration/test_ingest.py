@@ -13,13 +13,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from nats.aio.client import Client
-from raccrochage_platform.db import libpq_dsn, make_engine
+from raccrochage_platform.db import exclusive, libpq_dsn, make_engine
 from raccrochage_platform.outbox import OutboxRelay
 from raccrochage_reperage.config import ReperageSettings
 from raccrochage_reperage.domain.demo import generate
 from raccrochage_reperage.domain.partners import PartnerSource
 from raccrochage_reperage.entrypoints.cli import unit_of_work_factory
-from raccrochage_reperage.service_layer.ingest import CampaignConflict, ingest_campaign
+from raccrochage_reperage.service_layer.ingest import CampaignConflict, ingest_campaign, ingest_job
 from raccrochage_reperage.service_layer.partner_file import ingest_partner_file
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -162,6 +162,21 @@ sys.path.insert(0, {tests!r})
 from test_ingest import ingest
 asyncio.run(ingest({url!r}, Path({path!r})))
 """
+
+
+async def test_a_second_upload_while_the_campaign_is_being_ingested_is_refused(
+    reperage_db: str, reperage_stream: str, tmp_path: Path
+) -> None:
+    files = generate(300, 3, tmp_path, campaign="c1", as_of=AS_OF)
+    engine = make_engine(reperage_db)
+    try:
+        async with exclusive(engine, ingest_job("c1")):  # an ingest of c1 runs, in another process
+            with pytest.raises(CampaignConflict, match="c1 is being ingested right now"):
+                await ingest(reperage_db, files.siei)
+        assert await scalar(reperage_db, "SELECT count(*) FROM campaign") == 0
+        assert (await ingest(reperage_db, files.siei)).as_dict()["already_ingested"] is False
+    finally:
+        await engine.dispose()
 
 
 async def test_an_ingest_killed_midway_converges_on_rerun(

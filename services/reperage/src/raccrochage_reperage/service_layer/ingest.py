@@ -96,6 +96,16 @@ class Chunk:
         return len(self.youths) + len(self.rejections)
 
 
+# A second ingest of a campaign waits this long for the first's hold before it is refused: long
+# enough for a killed ingest's connection to be closed by PostgreSQL.
+INGEST_HOLD_WAIT_SECONDS = 3.0
+
+
+def ingest_job(campaign_id: str) -> str:
+    """The name of the hold an ingest of `campaign_id` keeps (`AbstractUnitOfWork.alone`)."""
+    return f"reperage.ingest:{campaign_id}"
+
+
 async def ingest_campaign(
     path: Path,
     *,
@@ -107,7 +117,37 @@ async def ingest_campaign(
     progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
     """Ingest a campaign file: a unit of work to start (or resume) the campaign, one per chunk
-    of the file, one to finish it with its `campaign.ingested` event."""
+    of the file, one to finish it with its `campaign.ingested` event. One ingest of a campaign
+    at a time, whichever process runs it (a second upload meanwhile is refused: it would mix its
+    file's youths into the first's, or hand the same youths over twice); one that died is resumed
+    at once (its hold went with its connection)."""
+    async with unit_of_work().alone(ingest_job(campaign_id), wait=INGEST_HOLD_WAIT_SECONDS) as alone:
+        if not alone:
+            raise CampaignConflict(
+                f"campaign {campaign_id} is being ingested right now, from another upload; its summary "
+                "is given there, and by the campaign's status once done"
+            )
+        return await _ingest_campaign(
+            path,
+            campaign_id=campaign_id,
+            as_of=as_of,
+            unit_of_work=unit_of_work,
+            key=key,
+            policy=policy,
+            progress=progress,
+        )
+
+
+async def _ingest_campaign(
+    path: Path,
+    *,
+    campaign_id: str,
+    as_of: date,
+    unit_of_work: Callable[[], AbstractReperageUnitOfWork],
+    key: bytes,
+    policy: Policy,
+    progress: Callable[[int], None] | None,
+) -> IngestSummary:
     sha = file_sha256(path)
     async with unit_of_work() as uow:
         existing = await uow.campaigns.get(campaign_id)
