@@ -160,3 +160,16 @@ async def test_a_found_event_is_published_by_its_writer_unless_an_older_one_is_p
         ("reperage.youth.reported_again.v1", y2),
         ("reperage.youth.found.v1", y2),
     ]
+
+
+async def test_the_enrolments_received_since_a_moment_are_those_kept_from_then_on(
+    conn: asyncpg.Connection, engine
+) -> None:
+    await conn.execute(
+        "INSERT INTO partner_enrolment (base, ine, identity_key, date_debut, received_at) VALUES "
+        "('cfa', 'A1', 'k1', '2026-09-01', now() - interval '1 hour'), ('ml', NULL, 'k2', '2026-09-01', now())"
+    )
+    since = await conn.fetchval("SELECT now() - interval '1 minute'")
+    async with unit_of_work_factory(engine)() as uow:
+        received = await uow.enrolments.received_since(since)
+    assert [(e.base, e.ine, e.identity_key) for e in received] == [("ml", None, "k2")]

@@ -51,6 +51,8 @@ class FakeDatabase:
     rejections: dict[tuple[str, int], RejectedLine] = field(default_factory=dict)
     handovers: dict[str, StoredHandover] = field(default_factory=dict)
     enrolments: list[Enrolment] = field(default_factory=list)
+    # When each enrolment was kept, by its unique key (base, identity_key, date_debut).
+    enrolments_received_at: dict[tuple, datetime] = field(default_factory=dict)
     vault: dict[str, VaultIdentity] = field(default_factory=dict)
     audit: list[tuple[str, str, str, bool]] = field(default_factory=list)
     erasures: dict[uuid.UUID, ErasureRecord] = field(default_factory=dict)
@@ -205,6 +207,8 @@ class FakeEnrolmentRepository(EnrolmentRepository):
             ):
                 continue
             self.db.enrolments.append(enrolment)
+            key = (enrolment.base, enrolment.identity_key, enrolment.date_debut)
+            self.db.enrolments_received_at[key] = datetime.now(UTC)
             added += 1
         return added
 
@@ -234,6 +238,10 @@ class FakeEnrolmentRepository(EnrolmentRepository):
     async def every(self) -> AsyncIterator[tuple[str | None, str, date, date | None]]:
         for enrolment in list(self.db.enrolments):
             yield enrolment.ine, enrolment.identity_key, enrolment.date_debut, enrolment.date_fin
+
+    async def received_since(self, since: datetime) -> list[Enrolment]:
+        received = self.db.enrolments_received_at
+        return [e for e in self.db.enrolments if received[(e.base, e.identity_key, e.date_debut)] >= since]
 
 
 class FakeVaultRepository(VaultRepository):

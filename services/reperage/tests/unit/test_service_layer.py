@@ -28,10 +28,10 @@ from raccrochage_reperage.service_layer.partners import (
     enrolment_ended,
     enrolment_started,
 )
-from raccrochage_reperage.service_layer.unit_of_work import VaultIdentity
+from raccrochage_reperage.service_layer.unit_of_work import Enrolment, VaultIdentity
 from raccrochage_reperage.service_layer.vault import give_contact_card
 
-from .fakes import FakeReperageUnitOfWork, StoredHandover
+from .fakes import FakeCampaignRepository, FakeEnrolmentRepository, FakeReperageUnitOfWork, StoredHandover
 
 AS_OF = date(2026, 11, 2)
 TODAY = date(2026, 11, 20)
@@ -125,6 +125,37 @@ async def test_a_campaign_hands_over_the_youths_found_nowhere_and_counts_the_oth
     assert [(r.line, r.field) for r in uow.db.rejections.values()] == [(6, "ine")]
     assert uow.db.campaigns["c1"].status == "done"
     assert uow.commits == 3  # start, the one chunk, finish
+
+
+async def test_a_youth_a_partner_enrols_during_the_ingest_is_handed_over_then_found(tmp_path: Path) -> None:
+    class EnrolledMeanwhile(FakeCampaignRepository):
+        """As the ingest's first chunk is written (the partners' index read long before), a
+        partner's enrolment of the first youth is kept by another transaction."""
+
+        async def progressed(self, campaign_id: str) -> None:
+            await super().progressed(campaign_id)
+            birth = date(2009, 5, 1)
+            enrolled = Enrolment(
+                "cfa",
+                "cfa-gironde",
+                "1111111111A",
+                identity_key("Dupont", "Léa", birth),
+                AS_OF,
+                None,
+                uuid.uuid4(),
+            )
+            await FakeEnrolmentRepository(self.db).add([enrolled])
+
+    uow = FakeReperageUnitOfWork()
+    uow.campaigns = EnrolledMeanwhile(uow.db)
+
+    summary = await ingested(uow, siei_file(tmp_path))
+
+    assert summary["identified"] == 2
+    assert [e.subject for e in published(uow, IDENTIFIED)] == [FIRST, LANDES]
+    [found] = published(uow, FOUND)
+    assert (found.subject, found.data["base"], found.data["partner_id"]) == (FIRST, "cfa", "cfa-gironde")
+    assert not uow.db.handovers[FIRST].open and uow.db.handovers[LANDES].open
 
 
 @pytest.mark.parametrize("refused", [b"", "ine;nom\n".encode("utf-16")])

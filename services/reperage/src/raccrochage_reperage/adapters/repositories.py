@@ -301,6 +301,10 @@ _END_ENROLMENT = """
 _END_ENROLMENT_BY_INE = text(_END_ENROLMENT.format(match="ine"))
 _END_ENROLMENT_BY_IDENTITY = text(_END_ENROLMENT.format(match="identity_key"))
 _EVERY_ENROLMENT = text("SELECT ine, identity_key, date_debut, date_fin FROM partner_enrolment")
+_ENROLMENTS_RECEIVED_SINCE = text(
+    "SELECT base, partner_id, ine, identity_key, date_debut, date_fin, event_id FROM partner_enrolment "
+    "WHERE received_at >= :since ORDER BY id"
+)
 
 
 class SqlEnrolmentRepository(EnrolmentRepository):
@@ -344,6 +348,10 @@ class SqlEnrolmentRepository(EnrolmentRepository):
         async for partition in result.partitions():  # a row at a time would cross to the driver each
             for ine, identity, date_debut, date_fin in partition:
                 yield ine, identity, date_debut, date_fin
+
+    async def received_since(self, since: datetime) -> list[Enrolment]:
+        found = await self.connection.execute(_ENROLMENTS_RECEIVED_SINCE, {"since": since})
+        return [Enrolment(*row) for row in found]
 
 
 # --- the identity vault ------------------------------------------------------------------------

@@ -15,19 +15,28 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from raccrochage_contracts import CloudEvent
-from raccrochage_contracts.events.reperage_v1 import CampaignIngested, YouthIdentified, YouthReportedAgain
+from raccrochage_contracts.events.reperage_v1 import (
+    CampaignIngested,
+    YouthFound,
+    YouthIdentified,
+    YouthReportedAgain,
+)
 from raccrochage_platform.faults import crash_point
+from raccrochage_platform.logging import get_logger
 
 from ..domain.identity import youth_id
 from ..domain.partners import PartnerIndex, identity_key
 from ..domain.rules import CampaignTally, Diploma, ExclusionReason, Policy, SeenFilter, age_on, classify
 from ..domain.siei import Rejection, SieiRow, open_siei
 from ..domain.territory import route
+from .partners import FOUND_NAMESPACE, is_current
 from .unit_of_work import AbstractReperageUnitOfWork, Handover, Outcome, RejectedLine, VaultIdentity
+
+log = get_logger(__name__)
 
 CHUNK = 5000
 WRITE_AHEAD = 3  # chunks read but not yet written: memory stays a few chunks, whatever the file
@@ -173,6 +182,7 @@ async def _ingest_campaign(
         await uow.campaigns.start(campaign_id, as_of, sha)
         await uow.commit()
 
+    index_read_from = datetime.now(UTC)
     partners = PartnerIndex(as_of)
     async with unit_of_work() as uow:
         async for ine, identity, date_debut, date_fin in uow.enrolments.every():  # not a list of them all
@@ -244,12 +254,56 @@ async def _ingest_campaign(
         reported_again=summary.reported_again,
     )
     async with unit_of_work() as uow:
+        found = await _close_found_meanwhile(
+            uow, index_read_from - LATE_ENROLMENT_MARGIN, as_of, key, campaign_id
+        )
         await uow.campaigns.finish(campaign_id, summary.as_dict())
         uow.add_event(
             final, subject=campaign_id, event_id=event_id(campaign_id, campaign_id, final.event_type)
         )
         await uow.commit()
+    if found:
+        log.info("campaign_youths_found_during_ingest", campaign_id=campaign_id, found=found)
     return summary
+
+
+# The enrolments kept since this long before an ingest read the partners' index are checked
+# again at its end: one kept by a transaction under way then was not in the index.
+LATE_ENROLMENT_MARGIN = timedelta(minutes=5)
+
+
+async def _close_found_meanwhile(
+    uow: AbstractReperageUnitOfWork, since: datetime, as_of: date, key: bytes, campaign_id: str
+) -> int:
+    """Close, as the live path does, the handovers of youths a partner enrolled while the ingest
+    ran: the index it excluded youths by (enrolled on `as_of`) was read at its start, and an
+    enrolment kept meanwhile found no handover to close yet. Each closed handover gets its
+    `found` event. Returns how many."""
+    closed = 0
+    for enrolment in await uow.enrolments.received_since(since):
+        if not is_current(enrolment, as_of):
+            continue
+        found = await uow.handovers.close_found(
+            youth_id=youth_id(enrolment.ine, key) if enrolment.ine is not None else None,
+            identity_key=enrolment.identity_key,
+            base=enrolment.base,
+        )
+        for youth in found:
+            cause = enrolment.event_id or f"{campaign_id}|{enrolment.base}|{enrolment.date_debut}"
+            uow.add_event(
+                YouthFound(
+                    youth_id=youth.youth_id,
+                    psad_id=youth.psad_id,
+                    base=enrolment.base,
+                    partner_id=enrolment.partner_id,
+                    enrolled_since=enrolment.date_debut,
+                    cause_event_id=enrolment.event_id,
+                ),
+                subject=youth.youth_id,
+                event_id=uuid.uuid5(FOUND_NAMESPACE, f"{cause}|{youth.youth_id}"),
+            )
+        closed += len(found)
+    return closed
 
 
 async def _hand_over(chunks: asyncio.Queue[Chunk | None], chunk: Chunk | None, writer: asyncio.Task) -> None:

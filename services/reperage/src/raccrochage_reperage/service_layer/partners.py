@@ -61,7 +61,7 @@ class Duplicate(Exception):
     """The partner's event was already recorded (its inbox row exists)."""
 
 
-def is_current(data: EnrolmentStarted, today: date) -> bool:
+def is_current(data: EnrolmentStarted | Enrolment, today: date) -> bool:
     return data.date_debut <= today and (data.date_fin is None or data.date_fin >= today)
 
 

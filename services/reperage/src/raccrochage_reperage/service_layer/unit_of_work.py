@@ -192,6 +192,11 @@ class EnrolmentRepository(abc.ABC):
     def every(self) -> AsyncIterator[tuple[str | None, str, date, date | None]]:
         """Every enrolment (ine, identity_key, date_debut, date_fin), streamed."""
 
+    @abc.abstractmethod
+    async def received_since(self, since: datetime) -> list[Enrolment]:
+        """The enrolments received at `since` or later (by the transaction that kept them), in
+        the order kept."""
+
 
 @dataclass(frozen=True)
 class IdentityRead:
