@@ -34,9 +34,11 @@ from raccrochage_foquale.domain.policy import Policy
 from raccrochage_foquale.domain.refusals import Refusal
 from raccrochage_foquale.domain.reservation import Reservation, ReservationState
 from raccrochage_foquale.domain.uai import Uai
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .helpers import publish_school_offer
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 TODAY = T0.date()
@@ -395,3 +397,19 @@ async def test_200_concurrent_reservations_on_20_seats_take_exactly_20(engine: A
             text("SELECT count(*) FROM reservation WHERE offer_id = :id"), {"id": offer.offer_id}
         )
         assert count.scalar_one() == 20
+
+
+async def test_the_same_offer_published_by_several_requests_at_once_is_one_offer(engine: AsyncEngine) -> None:
+    # A double-click: each request reads that the offer does not exist, one adds it, the others
+    # find it added (their insert waits for its commit) and update it instead of failing.
+    key = f"double-{uuid.uuid4()}"
+    outcomes = await asyncio.gather(*(publish_school_offer(engine, key) for _ in range(6)))
+
+    assert len({outcome.offer_id for outcome in outcomes}) == 1
+    async with engine.connect() as conn:
+        stored = await conn.scalar(
+            select(func.count())
+            .select_from(offer_table)
+            .where(offer_table.c.offer_id == outcomes[0].offer_id)
+        )
+    assert stored == 1

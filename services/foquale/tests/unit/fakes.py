@@ -22,6 +22,7 @@ from raccrochage_foquale.domain.reservation import Reservation, ReservationState
 from raccrochage_foquale.domain.uai import Uai
 from raccrochage_foquale.service_layer.unit_of_work import (
     FoqualeUnitOfWork,
+    OfferExists,
     OfferRepository,
     PartnerFeedbackRepository,
     PartnerRateRepository,
@@ -39,7 +40,8 @@ class FakeOfferRepository(OfferRepository):
         return replace(offer, events=[])
 
     async def add(self, offer: Offer) -> None:
-        assert offer.offer_id not in self.rows, "add of an offer that exists"
+        if offer.offer_id in self.rows:
+            raise OfferExists(str(offer.offer_id))
         self.rows[offer.offer_id] = replace(self._copy(offer), reserved=0, placed=0)
 
     async def get(self, offer_id: uuid.UUID, *, lock: bool = True) -> Offer | None:

@@ -52,6 +52,7 @@ from ..domain.refusals import Refusal, RefusalReason
 from ..domain.reservation import Reservation, ReservationState
 from ..domain.uai import Uai
 from ..service_layer.unit_of_work import (
+    OfferExists,
     OfferRepository,
     PartnerFeedbackRepository,
     PartnerRateRepository,
@@ -192,7 +193,9 @@ class SqlOfferRepository(OfferRepository):
 
     async def add(self, offer: Offer) -> None:
         values = {**_described(offer), "offer_id": offer.offer_id, "published_at": offer.published_at}
-        await self.connection.execute(offer_table.insert().values(**values))
+        added = await self.connection.execute(insert(offer_table).values(**values).on_conflict_do_nothing())
+        if added.rowcount == 0:
+            raise OfferExists(str(offer.offer_id))
 
     async def get(self, offer_id: uuid.UUID, *, lock: bool = True) -> Offer | None:
         query = select(offer_table).where(_o.offer_id == offer_id)

@@ -34,7 +34,7 @@ from .commands import (
     UpdateOffer,
 )
 from .messages import offer_payloads, request_refused, reservation_payloads
-from .unit_of_work import FoqualeUnitOfWork
+from .unit_of_work import FoqualeUnitOfWork, OfferExists
 
 # The inbox name of FOQUALE's consumer of PSAD's requests.
 CONSUMER = "foquale.solution_requested"
@@ -74,7 +74,16 @@ async def _owned_offer(uow: FoqualeUnitOfWork, cmd: UpdateOffer | ConfirmOffer |
 
 async def publish_offer(cmd: PublishOffer, uow: FoqualeUnitOfWork) -> OfferOutcome:
     """A new offer; an offer the owner published under the same key is updated instead (a record
-    sent twice changes nothing)."""
+    sent twice changes nothing, and the second of two sent at once updates the first's)."""
+    try:
+        return await _publish_offer(cmd, uow)
+    except OfferExists:  # added by another meanwhile: this one comes right after it
+        return await _publish_offer(cmd, uow, after_another=True)
+
+
+async def _publish_offer(
+    cmd: PublishOffer, uow: FoqualeUnitOfWork, *, after_another: bool = False
+) -> OfferOutcome:
     owner = cmd.actor.owner_for(cmd.description.uai)
     offer_id = offer_id_for(owner, cmd.key)
     async with uow:
@@ -87,7 +96,9 @@ async def publish_offer(cmd: PublishOffer, uow: FoqualeUnitOfWork) -> OfferOutco
             changed = True
         else:
             cmd.actor.check(offer.uai)
-            changed = offer.update(cmd.description, cmd.now)
+            changed = offer.update(
+                cmd.description, max(cmd.now, offer.updated_at) if after_another else cmd.now
+            )
             if changed:
                 await uow.offers.save(offer)
         _add_offer_events(uow, offer)

@@ -24,12 +24,17 @@ from ..domain.reservation import Reservation
 from ..domain.uai import Uai
 
 
+class OfferExists(Exception):
+    """The offer was added by another transaction since this one read that it did not exist."""
+
+
 class OfferRepository(abc.ABC):
     """Offers, and the seat counters that only atomic conditional updates move."""
 
     @abc.abstractmethod
     async def add(self, offer: Offer) -> None:
-        """Insert a new offer (counters at zero)."""
+        """Insert a new offer (counters at zero); OfferExists if another transaction has (its
+        commit waited for)."""
 
     @abc.abstractmethod
     async def get(self, offer_id: uuid.UUID, *, lock: bool = True) -> Offer | None:
