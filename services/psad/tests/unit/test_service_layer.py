@@ -183,6 +183,27 @@ async def test_found_closes_each_open_case_of_the_batch_with_events_caused_by_th
     assert len(uow.published) == 4
 
 
+async def test_a_hand_over_emitted_before_a_found_handled_after_it_does_not_reopen_the_case() -> None:
+    # Replicas share PSAD's durable: the youth's found, emitted last, is handled first.
+    uow = FakePsadUnitOfWork()
+    closed = stored_case(1)
+    closed.close(CloseReason.REFUSES_SUPPORT, T0 + timedelta(days=1))
+    uow.cases.add(closed)
+    emitted = datetime.now(UTC)
+
+    def at(delivered: Event, time: datetime) -> Event:
+        envelope = delivered.envelope.model_copy(update={"time": time})
+        return Event(envelope, delivered.data, None, 1)
+
+    assert await handled(uow, handover.found, [at(found(1), emitted + timedelta(seconds=1))]) == 0
+    assert await handled(uow, handover.open_cases, [at(identified(1), emitted)]) == 0
+    (case,) = uow.cases.cases_of(youth(1))
+    assert case.status is CaseStatus.CLOSED and case.last_found_at == emitted + timedelta(seconds=1)
+    assert uow.published == []
+    # A later campaign's hand-over, emitted after the found, reopens it.
+    assert await handled(uow, handover.open_cases, [at(identified(1), emitted + timedelta(days=90))]) == 1
+
+
 async def test_found_for_a_youth_without_any_case_fails_the_batch_for_a_retry() -> None:
     uow = FakePsadUnitOfWork()
     uow.cases.add(stored_case(1))

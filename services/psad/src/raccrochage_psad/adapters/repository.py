@@ -51,6 +51,7 @@ _SCALARS = (
     "episode",
     "review_date",
     "found_base",
+    "last_found_at",
     "transferred_to",
     "escalation_raised_on",
 )
@@ -219,6 +220,7 @@ def is_fresh(case: Case) -> bool:
         and case.review_date is None
         and case.close_reason is None
         and case.found_base is None
+        and case.last_found_at is None
         and case.transferred_to is None
         and case.escalation_raised_on is None
         and case.status_since == case.opened_at

@@ -29,6 +29,7 @@ case = Table(
     Column("review_date", Date),
     Column("close_reason", Text),
     Column("found_base", Text),
+    Column("last_found_at", DateTime(timezone=True)),
     Column("transferred_to", Text),
     Column("escalation_raised_on", Date),
     Column("last_reported_on", Date),  # the last campaign that still listed the youth

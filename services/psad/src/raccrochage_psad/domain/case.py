@@ -59,6 +59,9 @@ class Case:
     review_date: date | None = None
     close_reason: CloseReason | None = None
     found_base: str | None = None
+    # When repérage last found the youth at a partner (its event's time), the case open or not:
+    # a hand-over emitted before it does not reopen the case.
+    last_found_at: datetime | None = None
     transferred_to: str | None = None
     escalation_raised_on: date | None = None
     events: list[events.DomainEvent] = field(default_factory=list, repr=False)
@@ -384,14 +387,23 @@ class Case:
         self._check_time(now)
         self._move(new_status, Action.CLOSE, now, reason)
 
-    def mark_found(self, base: str, now: datetime) -> None:
-        """Repérage found the youth in a partner base (CFA, Agriculture, mission locale, ...)."""
+    def mark_found(self, base: str, now: datetime, found_at: datetime | None = None) -> None:
+        """Repérage found the youth in a partner base (CFA, Agriculture, mission locale, ...),
+        at `found_at` (its event's time)."""
         new_status = self._target(Action.MARK_FOUND)
         if not base or not base.strip():
             raise InvalidCommand(f"case {self.case_id}: mark_found needs the partner base")
         self._check_time(now)
         self.found_base = base
+        self.note_found(found_at)
         self._move(new_status, Action.MARK_FOUND, now, CloseReason.FOUND_IN_PARTNER_BASE)
+
+    def note_found(self, found_at: datetime | None) -> None:
+        """Repérage found the youth at a partner at `found_at`; on a closed case, nothing else
+        changes, but an earlier hand-over handled after it no longer reopens the case."""
+        if found_at is not None:
+            _require_aware(found_at, "found_at")
+            self.last_found_at = found_at if self.last_found_at is None else max(self.last_found_at, found_at)
 
     def transfer(self, to_psad_id: str, now: datetime) -> None:
         """The youth moved: this case closes (reason MOVED); the other PSAD opens its own case."""
@@ -410,13 +422,27 @@ class Case:
         self.events.append(events.CaseTransferred(self.case_id, self.youth_id, self.psad_id, to_psad_id, now))
         self._move(new_status, Action.TRANSFER, now, CloseReason.MOVED)
 
-    def reopen(self, now: datetime) -> None:
+    def reopen(self, now: datetime, handed_over_at: datetime | None = None) -> None:
         """A new episode: contact starts again, the clocks restart, the history stays.
-        A transferred case stays closed: the youth's case is now the other territory's."""
+        A transferred case stays closed: the youth's case is now the other territory's. So does
+        a case whose youth repérage found at a partner after the hand-over (`handed_over_at`, its
+        event's time) that asks to reopen it: the two were handled out of order."""
         new_status = self._target(Action.REOPEN)
         if self.transferred_to is not None:
             raise TransitionRefused(
                 self.case_id, self.status, Action.REOPEN, f"transferred to {self.transferred_to}"
+            )
+        if (
+            handed_over_at is not None
+            and self.last_found_at is not None
+            and self.last_found_at > handed_over_at
+        ):
+            raise TransitionRefused(
+                self.case_id,
+                self.status,
+                Action.REOPEN,
+                f"found at a partner at {self.last_found_at.isoformat()}, after the hand-over of "
+                f"{handed_over_at.isoformat()}",
             )
         self._check_time(now)
         self.episode += 1

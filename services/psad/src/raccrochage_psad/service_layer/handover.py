@@ -98,7 +98,7 @@ async def _reopen(uow: PsadUnitOfWork, case_id: str, event: Event[YouthIdentifie
         return 0
     case = await uow.cases.get(case_id)
     try:
-        case.reopen(max(now, case.updated_at))
+        case.reopen(max(now, case.updated_at), handed_over_at=event.envelope.time)
     except TransitionRefused as refused:
         log.info("case_not_reopened", case_id=case.case_id, reason=str(refused))
         return 0
@@ -121,29 +121,44 @@ async def reported_again(uow: PsadUnitOfWork, event: Event[YouthReportedAgain]) 
 async def found(uow: PsadUnitOfWork, batch: Sequence[Event[YouthFound]]) -> int:
     """Enrolled in a partner base: each open case closes as found there. A batch at a time (one
     locked read, one update). Returns how many cases closed; raises CaseNotYetOpened for a youth
-    PSAD has no case for yet."""
+    PSAD has no case for yet. A closed case keeps the event's time (`Case.note_found`)."""
     youth_ids = list(dict.fromkeys(event.data.youth_id for event in batch))
     cases = {case.youth_id: case for case in await uow.cases.open_cases_of(youth_ids)}
     now, closed = _now(), []
     for event in batch:
         case = cases.get(event.data.youth_id)
-        if case is None or not case.is_open:  # none, or closed by an earlier event of the batch
-            await _found_without_open_case(uow, event)
+        if case is None:
+            if (found_open := await _found_without_open_case(uow, event)) is not None:
+                cases[event.data.youth_id] = found_open
+                closed.append(found_open)
             continue
-        case.mark_found(event.data.base, max(now, case.updated_at))
+        if not case.is_open:  # closed by an earlier event of the batch
+            case.note_found(event.envelope.time)
+            continue
+        case.mark_found(event.data.base, max(now, case.updated_at), event.envelope.time)
         add_case_events(uow, case, event.envelope)
         closed.append(case)
     await uow.cases.save_many(closed)
     return len(closed)
 
 
-async def _found_without_open_case(uow: PsadUnitOfWork, event: Event[YouthFound]) -> None:
+async def _found_without_open_case(uow: PsadUnitOfWork, event: Event[YouthFound]) -> Case | None:
+    """The youth's latest case is closed: it keeps the event's time, so that a hand-over emitted
+    before this event, still on its way (another process of PSAD holds it), does not reopen it.
+    Returned if a hand-over reopened it meanwhile (its lock waited for): then it closes as found."""
     latest = await uow.cases.latest_cases([event.data.youth_id])
-    if latest:
-        (case,) = latest.values()
-        log.info("found_case_already_closed", case_id=case.case_id, event_id=str(event.envelope.id))
-        return
-    raise CaseNotYetOpened(f"no case yet for the youth of event {event.envelope.id}")
+    if not latest:
+        raise CaseNotYetOpened(f"no case yet for the youth of event {event.envelope.id}")
+    (stored,) = latest.values()
+    case = await uow.cases.get(stored.case_id)
+    if case.is_open:
+        case.mark_found(event.data.base, max(_now(), case.updated_at), event.envelope.time)
+        add_case_events(uow, case, event.envelope)
+        return case
+    log.info("found_case_already_closed", case_id=case.case_id, event_id=str(event.envelope.id))
+    case.note_found(event.envelope.time)
+    await uow.cases.save(case)
+    return None
 
 
 async def transferred_in(uow: PsadUnitOfWork, event: Event[CaseTransferred]) -> None:
