@@ -182,7 +182,10 @@ async def _ingest_campaign(
         await uow.campaigns.start(campaign_id, as_of, sha)
         await uow.commit()
 
+    # A resumed ingest also checks again what was kept while its killed run was under way.
     index_read_from = datetime.now(UTC)
+    if existing is not None and existing.started_at is not None:
+        index_read_from = min(index_read_from, existing.started_at)
     partners = PartnerIndex(as_of)
     async with unit_of_work() as uow:
         async for ine, identity, date_debut, date_fin in uow.enrolments.every():  # not a list of them all
