@@ -121,6 +121,10 @@ async def run_every(
             await job()
         except Exception as error:
             log.error("job_failed", job=name, **error_fields(error))
+        if (task := asyncio.current_task()) is not None and task.cancelling():
+            # Stopped during the pass, which swallowed the cancellation (a library's wait that
+            # turns it into a return): stop now, rather than sleep a period the shutdown waits out.
+            raise asyncio.CancelledError
         await asyncio.sleep(seconds)
 
 

@@ -60,3 +60,20 @@ async def test_the_first_pass_may_come_sooner_than_the_period() -> None:
     await asyncio.wait_for(ran.wait(), 10)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_stop_during_a_pass_that_swallows_it_ends_the_job_at_once() -> None:
+    in_pass = asyncio.Event()
+
+    async def job() -> None:
+        in_pass.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:  # as some library waits do: the pass just ends
+            return
+
+    task = asyncio.create_task(run_every(3600, job, name="hourly", at_start=True))
+    await in_pass.wait()
+    task.cancel()
+    await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+    assert task.cancelled()
